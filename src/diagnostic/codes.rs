@@ -1,0 +1,110 @@
+//! The table of diagnostic codes. One row per check; codes never change
+//! meaning once released. The book's diagnostics reference lists every row.
+
+use std::fmt;
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// The policy set is valid but probably not what the author meant.
+    Warning,
+    /// The policy set does not compile.
+    Error,
+}
+
+impl Severity {
+    /// `error` or `warning`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+macro_rules! codes {
+    ($( $(#[$doc:meta])* $variant:ident = ($code:literal, $name:literal, $severity:ident), )*) => {
+        /// A stable diagnostic code.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Code {
+            /// Every code, in table order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+
+            /// The code as shown to users, e.g. `TG010`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $code,)* }
+            }
+
+            /// A short kebab-case name, e.g. `unknown-key`.
+            pub fn name(self) -> &'static str {
+                match self { $(Code::$variant => $name,)* }
+            }
+
+            /// The severity of every diagnostic with this code.
+            pub fn severity(self) -> Severity {
+                match self { $(Code::$variant => Severity::$severity,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The file could not be read.
+    Io = ("TG001", "io", Error),
+    /// The file is not valid YAML.
+    YamlSyntax = ("TG002", "yaml-syntax", Error),
+    /// A mapping has the same key twice.
+    DuplicateKey = ("TG003", "duplicate-key", Error),
+    /// The file exceeds a safety limit (size, nesting, aliases).
+    ResourceLimit = ("TG004", "resource-limit", Error),
+    /// The file is not UTF-8 text.
+    NotUtf8 = ("TG005", "not-utf8", Error),
+    /// The file holds no policy.
+    EmptyFile = ("TG006", "empty-file", Error),
+    /// A key the policy language does not know.
+    UnknownKey = ("TG010", "unknown-key", Error),
+    /// A value of the wrong type.
+    WrongType = ("TG011", "wrong-type", Error),
+    /// A required key is missing.
+    MissingKey = ("TG012", "missing-key", Error),
+    /// A value of the right type that is not allowed.
+    InvalidValue = ("TG013", "invalid-value", Error),
+    /// A tool pattern is not a valid glob.
+    InvalidGlob = ("TG014", "invalid-glob", Error),
+    /// Two files define the same agent.
+    DuplicateAgent = ("TG020", "duplicate-agent", Error),
+    /// `extends` names an agent that does not exist.
+    UnknownParent = ("TG021", "unknown-parent", Error),
+    /// `extends` forms a cycle.
+    ExtendsCycle = ("TG022", "extends-cycle", Error),
+    /// A condition does not parse.
+    ConditionSyntax = ("TG030", "condition-syntax", Error),
+    /// A condition calls a function that does not exist.
+    UnknownFunction = ("TG031", "unknown-function", Error),
+    /// A condition names a variable that does not exist.
+    UnknownVariable = ("TG032", "unknown-variable", Error),
+    /// A condition is not well typed.
+    ConditionType = ("TG033", "condition-type", Error),
+    /// A regular expression does not compile.
+    InvalidRegex = ("TG034", "invalid-regex", Error),
+    /// Parameter rules no argument can satisfy.
+    UnsatisfiableParams = ("TG040", "unsatisfiable-params", Error),
+    /// An approval gate both always applies and has a condition.
+    AmbiguousGate = ("TG041", "ambiguous-gate", Error),
+    /// A tool is both allowed and denied; the allow never takes effect.
+    AllowShadowedByDeny = ("TG100", "allow-shadowed-by-deny", Warning),
+    /// A constraint or gate on a tool the agent can never call.
+    DeadRule = ("TG101", "dead-rule", Warning),
+    /// An approval gate that can never apply.
+    InactiveGate = ("TG102", "inactive-gate", Warning),
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
