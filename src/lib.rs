@@ -1,5 +1,8 @@
 //! toolgate: a policy compiler and decision engine for AI agents' tool calls.
 
+pub mod ast;
+pub mod condition;
 pub mod diagnostic;
+pub mod load;
 pub mod source;
 pub mod yaml;
