@@ -10,7 +10,7 @@ mod parse;
 pub mod syntax;
 
 pub use eval::{EmptySession, EvalError, Scope, SessionView};
-pub use lower::{Type, TypeEnv};
+pub use lower::{REGEX_SIZE_LIMIT, Type, TypeEnv};
 pub use parse::{MAX_CONDITION_BYTES, MAX_NESTING, parse};
 
 use crate::diagnostic::Code;

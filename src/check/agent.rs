@@ -1,0 +1,261 @@
+//! Compiling one agent's own declarations, then its effective policy.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::ast::{AgentDecl, ConstraintDecl, GateDecl, Spanned};
+use crate::condition::{ConditionError, Type, TypeEnv};
+use crate::diagnostic::{Code, Diagnostic};
+use crate::source::Span;
+
+/// Rules are numbered as they are compiled.
+#[derive(Default)]
+pub struct RuleTable {
+    rules: Vec<RuleInfo>,
+}
+
+impl RuleTable {
+    pub fn add(&mut self, id: String, location: Location) -> RuleId {
+        self.rules.push(RuleInfo { id, location });
+        RuleId(self.rules.len() as u32 - 1)
+    }
+
+    pub fn get(&self, rule: RuleId) -> &RuleInfo {
+        &self.rules[rule.0 as usize]
+    }
+
+    pub fn into_vec(self) -> Vec<RuleInfo> {
+        self.rules
+    }
+}
+
+/// The rules an agent declares itself, compiled.
+pub struct OwnRules {
+    pub allow: Vec<ToolRule>,
+    pub deny: Vec<ToolRule>,
+    pub constraints: Vec<CheckedConstraint>,
+    pub gates: Vec<CheckedGate>,
+    pub session: SessionLimits,
+    pub audit: Option<AuditLevel>,
+}
+
+pub fn compile(decl: &AgentDecl, rules: &mut RuleTable, diagnostics: &mut Diagnostics) -> OwnRules {
+    let agent = decl.name.value.as_str();
+    let tool_rules = |list: &[Spanned<String>], key: &str, rules: &mut RuleTable, diagnostics: &mut Diagnostics| {
+        list.iter()
+            .filter_map(|entry| {
+                let pattern = pattern(entry, diagnostics)?;
+                let rule = rules.add(format!("{agent}.{key}.{}", entry.value), entry.location);
+                Some(ToolRule { pattern, rule })
+            })
+            .collect::<Vec<_>>()
+    };
+    let allow = tool_rules(&decl.allowed_tools, "allowedTools", rules, diagnostics);
+    let deny = tool_rules(&decl.denied_tools, "deniedTools", rules, diagnostics);
+    let arg_types = declared_arg_types(decl);
+    let constraints = decl
+        .constraints
+        .iter()
+        .filter_map(|c| constraint(agent, c, &arg_types, rules, diagnostics))
+        .collect();
+    let gates = decl.approval_gates.iter().filter_map(|g| gate(agent, g, &arg_types, rules, diagnostics)).collect();
+    let session = decl.session.as_ref().map_or_else(SessionLimits::default, |s| SessionLimits {
+        max_tool_calls: s
+            .max_tool_calls
+            .as_ref()
+            .map(|m| Limit { max: m.value, rule: rules.add(format!("{agent}.session.maxToolCalls"), m.location) }),
+        max_cost: s.max_cost.as_ref().map(|m| Limit { max: m.value, rule: rules.add(format!("{agent}.session.maxCost"), m.location) }),
+        max_consecutive_errors: s.max_consecutive_errors.as_ref().map(|m| Limit {
+            max: m.value,
+            rule: rules.add(format!("{agent}.session.maxConsecutiveErrors"), m.location),
+        }),
+    });
+    OwnRules { allow, deny, constraints, gates, session, audit: decl.audit_level.as_ref().map(|a| a.value) }
+}
+
+fn pattern(entry: &Spanned<String>, diagnostics: &mut Diagnostics) -> Option<ToolPattern> {
+    match ToolPattern::new(&entry.value) {
+        Ok(p) => Some(p),
+        Err(error) => {
+            diagnostics.push(
+                Diagnostic::new(Code::InvalidGlob, format!("invalid tool pattern `{}`", entry.value), entry.location)
+                    .with_label(error.0)
+                    .with_help("`*` matches any characters but `/`; escape a literal `*`, `?`, `[` or `{` with `\\`"),
+            );
+            None
+        }
+    }
+}
+
+/// Declared argument types per tool key, for typing `args.<name>` in conditions.
+fn declared_arg_types(decl: &AgentDecl) -> HashMap<&str, TypeEnv> {
+    let mut envs: HashMap<&str, TypeEnv> = HashMap::new();
+    for constraint in &decl.constraints {
+        let env = envs.entry(constraint.tool.value.as_str()).or_default();
+        for param in &constraint.params {
+            let ty = param.schema.types.as_ref().map_or(Type::Dyn, |t| match t.value.as_slice() {
+                [crate::ast::JsonType::String] => Type::String,
+                [crate::ast::JsonType::Integer] => Type::Int,
+                [crate::ast::JsonType::Number] => Type::Double,
+                [crate::ast::JsonType::Boolean] => Type::Bool,
+                [crate::ast::JsonType::Array] => Type::List,
+                [crate::ast::JsonType::Object] => Type::Map,
+                _ => Type::Dyn,
+            });
+            env.args.insert(param.name.value.clone(), ty);
+        }
+    }
+    envs
+}
+
+fn constraint(
+    agent: &str,
+    decl: &ConstraintDecl,
+    envs: &HashMap<&str, TypeEnv>,
+    rules: &mut RuleTable,
+    diagnostics: &mut Diagnostics,
+) -> Option<CheckedConstraint> {
+    let tool = pattern(&decl.tool, diagnostics)?;
+    let base = format!("{agent}.constraints.{}", decl.tool.value);
+    let max_per_session = decl
+        .max_per_session
+        .as_ref()
+        .map(|m| Limit { max: m.value, rule: rules.add(format!("{base}.maxPerSession"), m.location) });
+    let requires_fields = (!decl.requires_fields.is_empty()).then(|| {
+        let location = decl.requires_fields[0].location;
+        let fields = decl.requires_fields.iter().map(|f| f.value.clone()).collect();
+        (fields, rules.add(format!("{base}.requiresFields"), location))
+    });
+    let params = decl
+        .params
+        .iter()
+        .map(|p| ParamRule {
+            name: p.name.value.clone(),
+            check: ParamCheck::compile(&p.schema, &p.name.value, diagnostics),
+            rule: rules.add(format!("{base}.params.{}", p.name.value), p.name.location),
+        })
+        .collect();
+    let env = envs.get(decl.tool.value.as_str()).cloned().unwrap_or_default();
+    let when = decl.when.as_ref().and_then(|w| {
+        let condition = condition(w, &env, diagnostics)?;
+        Some((condition, rules.add(format!("{base}.when"), w.location)))
+    });
+    Some(CheckedConstraint { tool, max_per_session, requires_fields, params, when })
+}
+
+fn gate(
+    agent: &str,
+    decl: &GateDecl,
+    envs: &HashMap<&str, TypeEnv>,
+    rules: &mut RuleTable,
+    diagnostics: &mut Diagnostics,
+) -> Option<CheckedGate> {
+    let tool = pattern(&decl.tool, diagnostics)?;
+    let base = format!("{agent}.approvalGates.{}", decl.tool.value);
+    let env = envs.get(decl.tool.value.as_str()).cloned().unwrap_or_default();
+    let trigger = match (&decl.required, &decl.when) {
+        (Some(required), Some(when)) if required.value => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::AmbiguousGate,
+                    format!("approval gate on `{}` has both `required: true` and `when`", decl.tool.value),
+                    required.location,
+                )
+                .with_secondary(when.location, "this condition would never matter")
+                .with_help("keep `required: true` to gate every call, or `when` to gate some calls"),
+            );
+            return None;
+        }
+        (_, Some(when)) => GateTrigger::When(condition(when, &env, diagnostics)?),
+        (Some(required), None) if required.value => GateTrigger::Always,
+        (Some(required), None) => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::InactiveGate,
+                    format!("approval gate on `{}` never applies", decl.tool.value),
+                    required.location,
+                )
+                .with_help("set `required: true`, add a `when` condition, or delete the gate"),
+            );
+            GateTrigger::Never
+        }
+        (None, None) => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::MissingKey,
+                    format!("approval gate on `{}` says neither `required: true` nor `when`", decl.tool.value),
+                    decl.tool.location,
+                )
+                .with_help("add `required: true` to gate every call, or `when: <condition>` to gate some"),
+            );
+            return None;
+        }
+    };
+    let rule = rules.add(base.clone(), decl.tool.location);
+    let ceiling = decl.max_amount.as_ref().map(|max| AmountCeiling {
+        max: max.value,
+        field: decl.amount_field.as_ref().map_or_else(|| String::from("amount"), |f| f.value.clone()),
+        rule: rules.add(format!("{base}.maxAmount"), max.location),
+    });
+    Some(CheckedGate { tool, rule, trigger, approver: decl.approver.as_ref().map(|a| a.value.clone()), ceiling })
+}
+
+fn condition(text: &crate::ast::ConditionText, env: &TypeEnv, diagnostics: &mut Diagnostics) -> Option<Condition> {
+    Condition::compile(&text.text, env)
+        .map_err(|errors| {
+            for error in errors {
+                diagnostics.push(condition_diagnostic(text, error));
+            }
+        })
+        .ok()
+}
+
+/// Places an error inside the condition string at its exact column in the YAML file.
+fn condition_diagnostic(text: &crate::ast::ConditionText, error: ConditionError) -> Diagnostic {
+    let location = match text.text_start {
+        Some(start) => {
+            let start = start as usize;
+            let span = Span::new(start + error.span.start as usize, start + error.span.end as usize);
+            Location::new(text.location.source, span)
+        }
+        None => text.location,
+    };
+    let mut diagnostic = Diagnostic::new(error.code, error.message, location);
+    if let Some(label) = error.label {
+        diagnostic = diagnostic.with_label(label);
+    }
+    if let Some(help) = error.help {
+        diagnostic = diagnostic.with_help(help);
+    }
+    diagnostic
+}
+
+/// An agent's effective policy: its own rules, then its ancestors' in order.
+pub fn effective(decl: &AgentDecl, lineage: &[usize], own: &[OwnRules], rules: &mut RuleTable) -> CheckedAgent {
+    let parts: Vec<&OwnRules> = lineage.iter().map(|&i| &own[i]).collect();
+    let collect = |f: fn(&OwnRules) -> &Vec<ToolRule>| parts.iter().flat_map(|p| f(p).iter().cloned()).collect();
+    let tighter = |a: Option<Limit<u64>>, b: Option<Limit<u64>>| match (a, b) {
+        (Some(a), Some(b)) => Some(if b.max < a.max { b } else { a }),
+        (a, b) => a.or(b),
+    };
+    let mut session = SessionLimits::default();
+    for part in &parts {
+        session.max_tool_calls = tighter(session.max_tool_calls, part.session.max_tool_calls);
+        session.max_consecutive_errors = tighter(session.max_consecutive_errors, part.session.max_consecutive_errors);
+        session.max_cost = match (session.max_cost, part.session.max_cost) {
+            (Some(a), Some(b)) => Some(if b.max < a.max { b } else { a }),
+            (a, b) => a.or(b),
+        };
+    }
+    let audit = parts.iter().filter_map(|p| p.audit).max_by_key(|level| *level as u8).unwrap_or_default();
+    CheckedAgent {
+        name: decl.name.value.clone(),
+        allow: collect(|p| &p.allow),
+        deny: collect(|p| &p.deny),
+        constraints: parts.iter().flat_map(|p| p.constraints.iter().cloned()).collect(),
+        gates: parts.iter().flat_map(|p| p.gates.iter().cloned()).collect(),
+        session,
+        audit,
+        default_deny: rules.add(format!("{}.defaultDeny", decl.name.value), decl.name.location),
+    }
+}

@@ -1,0 +1,192 @@
+//! Stage 3: the checker. AST files → a [`CheckedPolicySet`].
+//!
+//! It joins the files into one set, resolves `extends`, compiles tool
+//! patterns, parameter rules and conditions, and reports everything that is
+//! wrong (errors) or suspicious (warnings). A [`CheckedPolicySet`] exists only
+//! if there were no errors, and only this module can build one.
+
+mod agent;
+mod inherit;
+mod params;
+mod reach;
+
+pub use params::{ParamCheck, Violation};
+
+use sha2::{Digest, Sha256};
+
+use crate::ast::AuditLevel;
+use crate::condition::Condition;
+use crate::diagnostic::Diagnostics;
+use crate::load::Loaded;
+use crate::pattern::ToolPattern;
+use crate::source::{Location, SourceMap};
+
+/// Identifies a rule of a checked policy set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId(pub(crate) u32);
+
+/// What a rule is and where it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleInfo {
+    /// The stable id, a path into the policy: `agent.constraints.tool.maxPerSession`.
+    pub id: String,
+    /// Where the rule is in the policy text.
+    pub location: Location,
+}
+
+/// A policy set with no errors: inheritance resolved, patterns and
+/// conditions compiled. Built only by [`check`].
+#[derive(Debug)]
+pub struct CheckedPolicySet {
+    pub(crate) agents: Vec<CheckedAgent>,
+    pub(crate) rules: Vec<RuleInfo>,
+    hash: String,
+}
+
+impl CheckedPolicySet {
+    /// The names of all agents, in source order.
+    pub fn agent_names(&self) -> impl Iterator<Item = &str> {
+        self.agents.iter().map(|a| a.name.as_str())
+    }
+
+    /// Every rule, indexed by [`RuleId`].
+    pub fn rules(&self) -> &[RuleInfo] {
+        &self.rules
+    }
+
+    /// `sha256:<hex>` of the policy sources.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+}
+
+/// One agent's effective policy: its own rules plus everything inherited.
+#[derive(Debug)]
+pub(crate) struct CheckedAgent {
+    pub name: String,
+    pub allow: Vec<ToolRule>,
+    pub deny: Vec<ToolRule>,
+    pub constraints: Vec<CheckedConstraint>,
+    pub gates: Vec<CheckedGate>,
+    pub session: SessionLimits,
+    pub audit: AuditLevel,
+    pub default_deny: RuleId,
+}
+
+/// An allow or deny entry.
+#[derive(Clone, Debug)]
+pub(crate) struct ToolRule {
+    pub pattern: ToolPattern,
+    pub rule: RuleId,
+}
+
+/// A numeric cap and the rule that set it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Limit<T> {
+    pub max: T,
+    pub rule: RuleId,
+}
+
+/// `constraints.<tool>`.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckedConstraint {
+    pub tool: ToolPattern,
+    pub max_per_session: Option<Limit<u64>>,
+    pub requires_fields: Option<(Vec<String>, RuleId)>,
+    pub params: Vec<ParamRule>,
+    pub when: Option<(Condition, RuleId)>,
+}
+
+/// `params.<arg>`.
+#[derive(Clone, Debug)]
+pub(crate) struct ParamRule {
+    pub name: String,
+    pub check: ParamCheck,
+    pub rule: RuleId,
+}
+
+/// When a gate applies.
+#[derive(Clone, Debug)]
+pub(crate) enum GateTrigger {
+    Always,
+    When(Condition),
+    Never,
+}
+
+/// `approvalGates.<tool>`.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckedGate {
+    pub tool: ToolPattern,
+    pub rule: RuleId,
+    pub trigger: GateTrigger,
+    pub approver: Option<String>,
+    pub ceiling: Option<AmountCeiling>,
+}
+
+/// `maxAmount` with the argument it reads.
+#[derive(Clone, Debug)]
+pub(crate) struct AmountCeiling {
+    pub max: f64,
+    pub field: String,
+    pub rule: RuleId,
+}
+
+/// `session`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SessionLimits {
+    pub max_tool_calls: Option<Limit<u64>>,
+    pub max_cost: Option<Limit<f64>>,
+    pub max_consecutive_errors: Option<Limit<u64>>,
+}
+
+/// The result of checking: the sources, every diagnostic, and the checked
+/// set when there was no error.
+#[derive(Debug)]
+pub struct Checked {
+    /// The policy text, for rendering diagnostics.
+    pub sources: SourceMap,
+    /// Errors and warnings, in the order found.
+    pub diagnostics: Diagnostics,
+    /// The checked set, present only without errors.
+    pub policy: Option<CheckedPolicySet>,
+}
+
+/// Checks a loaded policy set.
+pub fn check(loaded: Loaded) -> Checked {
+    let Loaded { sources, files, mut diagnostics } = loaded;
+    let mut rules = agent::RuleTable::default();
+    let decls = inherit::unique_agents(&files, &mut diagnostics);
+    let own: Vec<agent::OwnRules> = decls.iter().map(|d| agent::compile(d, &mut rules, &mut diagnostics)).collect();
+    let lineages = inherit::resolve(&decls, &mut diagnostics);
+    let agents: Vec<CheckedAgent> = decls
+        .iter()
+        .zip(&lineages)
+        .map(|(decl, lineage)| agent::effective(decl, lineage, &own, &mut rules))
+        .collect();
+    for (index, agent) in agents.iter().enumerate() {
+        reach::warn(agent, &own[index], &rules, &mut diagnostics);
+    }
+    let policy = (!diagnostics.has_errors()).then(|| CheckedPolicySet {
+        agents,
+        rules: rules.into_vec(),
+        hash: hash_sources(&sources),
+    });
+    Checked { sources, diagnostics, policy }
+}
+
+fn hash_sources(sources: &SourceMap) -> String {
+    let mut hasher = Sha256::new();
+    for (_, file) in sources.iter() {
+        hasher.update((file.name().len() as u64).to_le_bytes());
+        hasher.update(file.name().as_bytes());
+        hasher.update((file.text().len() as u64).to_le_bytes());
+        hasher.update(file.text().as_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for byte in digest.iter() {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}

@@ -1,0 +1,78 @@
+//! Warnings about rules that can never take effect.
+
+use super::agent::{OwnRules, RuleTable};
+use super::{CheckedAgent, ToolRule};
+use crate::diagnostic::{Code, Diagnostic, Diagnostics};
+use crate::pattern::ToolPattern;
+use crate::source::Location;
+
+/// Reports, for the agent's own rules, allows that a deny shadows and
+/// constraints or gates on tools the agent can never call.
+pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &RuleTable, diagnostics: &mut Diagnostics) {
+    for allow in &own.allow {
+        if let Some(deny) = agent.deny.iter().find(|d| d.pattern.covers(&allow.pattern)) {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::AllowShadowedByDeny,
+                    format!("`{}` is both allowed and denied for agent `{}`", allow.pattern.text(), agent.name),
+                    rules.get(allow.rule).location,
+                )
+                .with_label("this allow never takes effect")
+                .with_secondary(rules.get(deny.rule).location, "because this deny wins")
+                .with_help("deny always wins; remove one of the two entries"),
+            );
+        }
+    }
+    let targets = own
+        .constraints
+        .iter()
+        .map(|c| (&c.tool, "constraint", first_rule_location(c, rules)))
+        .chain(own.gates.iter().map(|g| (&g.tool, "approval gate", rules.get(g.rule).location)));
+    for (tool, kind, location) in targets {
+        if let Some(reason) = unreachable(agent, tool) {
+            let mut diagnostic = Diagnostic::new(
+                Code::DeadRule,
+                format!("{kind} on `{}` never applies: agent `{}` can never call it", tool.text(), agent.name),
+                location,
+            );
+            diagnostic = match reason {
+                Unreachable::Denied(deny) => diagnostic
+                    .with_secondary(rules.get(deny.rule).location, "denied here")
+                    .with_help(format!("delete the {kind}, or take `{}` out of `deniedTools`", tool.text())),
+                Unreachable::NotAllowed => diagnostic
+                    .with_label("no `allowedTools` entry matches this tool")
+                    .with_help(format!("delete the {kind}, or add `{}` to `allowedTools`", tool.text())),
+            };
+            diagnostics.push(diagnostic);
+        }
+    }
+}
+
+enum Unreachable<'a> {
+    Denied(&'a ToolRule),
+    NotAllowed,
+}
+
+fn unreachable<'a>(agent: &'a CheckedAgent, tool: &ToolPattern) -> Option<Unreachable<'a>> {
+    if let Some(deny) = agent.deny.iter().find(|d| d.pattern.covers(tool)) {
+        return Some(Unreachable::Denied(deny));
+    }
+    let may_overlap = |allow: &ToolRule| match (&allow.pattern, tool) {
+        (ToolPattern::Glob { .. }, ToolPattern::Glob { .. }) => true,
+        (a, t) => a.covers(t) || t.covers(a),
+    };
+    (!agent.allow.iter().any(may_overlap)).then_some(Unreachable::NotAllowed)
+}
+
+fn first_rule_location(constraint: &super::CheckedConstraint, rules: &RuleTable) -> Location {
+    let first = constraint
+        .max_per_session
+        .map(|l| l.rule)
+        .or(constraint.requires_fields.as_ref().map(|(_, r)| *r))
+        .or(constraint.params.first().map(|p| p.rule))
+        .or(constraint.when.as_ref().map(|(_, r)| *r));
+    match first {
+        Some(rule) => rules.get(rule).location,
+        None => Location::new(crate::source::SourceId(0), crate::source::Span::default()),
+    }
+}
