@@ -1,10 +1,55 @@
 //! toolgate: a policy compiler and decision engine for AI agents' tool calls.
+//!
+//! # Layout
+//!
+//! The compiler is a pipeline of stages, each a module with a typed boundary:
+//!
+//! ```text
+//! bytes ──yaml──▶ Node tree ──load──▶ ast::PolicyFile ──check──▶ CheckedPolicySet
+//!       ──table──▶ DecisionTable ──engine──▶ Engine::decide(&Request) -> Decision
+//! ```
+//!
+//! - [`yaml`]: YAML text → spanned node tree (safety limits, duplicate keys).
+//! - [`load`]: node tree → [`ast`], every problem reported with its location.
+//! - [`condition`]: the `when` language (pest grammar, type checker, evaluator).
+//! - [`check`]: joins files, resolves `extends`, compiles patterns, params and
+//!   conditions; warns about dead and shadowed rules.
+//! - [`table`]: lays the checked set out for constant-time lookup.
+//! - [`engine`]: decides requests; [`session`] holds the counters behind a trait.
+//! - [`diagnostic`]: typed findings, rendered only at the edge.
+//! - [`wire`]: the JSON Lines protocol of `eval` and the decision socket.
+//! - [`files`]: reading policy paths from disk (the compiler's only I/O).
+//!
+//! # Example
+//!
+//! ```
+//! use toolgate::{compile, engine::{Engine, Outcome, Request}, load::PolicySource};
+//!
+//! let source = PolicySource {
+//!     name: "policy.yaml".into(),
+//!     bytes: b"agentPolicies:\n  bot:\n    allowedTools: [search]\n".to_vec(),
+//! };
+//! let checked = compile(vec![source]);
+//! let engine = Engine::new(checked.policy.expect("no errors"));
+//! let request = Request { agent: "bot".into(), tool: "search".into(), ..Request::default() };
+//! assert_eq!(engine.decide(&request).outcome, Outcome::Allow);
+//! ```
 
 pub mod ast;
 pub mod check;
 pub mod condition;
 pub mod diagnostic;
+pub mod engine;
+pub mod files;
 pub mod load;
 pub mod pattern;
+pub mod session;
 pub mod source;
+pub mod table;
+pub mod wire;
 pub mod yaml;
+
+/// Loads and checks policy sources: the whole compiler front end.
+pub fn compile(sources: Vec<load::PolicySource>) -> check::Checked {
+    check::check(load::load(sources))
+}

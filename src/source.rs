@@ -74,9 +74,8 @@ impl SourceFile {
     /// A source file named `name` (as shown to users) read from `path`.
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> Self {
         let text: Arc<str> = text.into();
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i as u32 + 1))
-            .collect();
+        let line_starts =
+            std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i as u32 + 1)).collect();
         SourceFile { name: name.into(), path: path.into(), text, line_starts }
     }
 
@@ -108,10 +107,8 @@ impl SourceFile {
         };
         let line_start = self.line_starts.get(line_index).copied().unwrap_or(0) as usize;
         let offset = (offset as usize).min(self.text.len());
-        let column = self
-            .text
-            .get(line_start..offset)
-            .map_or(offset - line_start, |prefix| prefix.chars().count());
+        let column =
+            self.text.get(line_start..offset).map_or(offset - line_start, |prefix| prefix.chars().count());
         LineColumn { line: line_index + 1, column: column + 1 }
     }
 

@@ -110,10 +110,9 @@ fn convert_error(error: &serde_saphyr::Error, text: &str, source: SourceId) -> D
     // Alias errors arrive wrapped; their text is the only stable signal.
     let over_limit = message.contains("limit exceeded") || message.contains("budget");
     let (code, help) = match error {
-        _ if over_limit => (
-            Code::ResourceLimit,
-            "policies need no deep nesting or mass aliasing; write the values out",
-        ),
+        _ if over_limit => {
+            (Code::ResourceLimit, "policies need no deep nesting or mass aliasing; write the values out")
+        }
         E::DuplicateMappingKey { .. } => {
             (Code::DuplicateKey, "remove one of the two entries; YAML keeps neither silently")
         }
@@ -121,10 +120,9 @@ fn convert_error(error: &serde_saphyr::Error, text: &str, source: SourceId) -> D
         | E::AliasReplayLimitExceeded { .. }
         | E::AliasExpansionLimitExceeded { .. }
         | E::AliasReplayStackDepthExceeded { .. }
-        | E::AliasReplayCounterOverflow { .. } => (
-            Code::ResourceLimit,
-            "policies need no deep nesting or mass aliasing; write the values out",
-        ),
+        | E::AliasReplayCounterOverflow { .. } => {
+            (Code::ResourceLimit, "policies need no deep nesting or mass aliasing; write the values out")
+        }
         _ => (Code::YamlSyntax, "fix the YAML syntax at this place"),
     };
     let offset = error

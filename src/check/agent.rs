@@ -41,15 +41,16 @@ pub struct OwnRules {
 
 pub fn compile(decl: &AgentDecl, rules: &mut RuleTable, diagnostics: &mut Diagnostics) -> OwnRules {
     let agent = decl.name.value.as_str();
-    let tool_rules = |list: &[Spanned<String>], key: &str, rules: &mut RuleTable, diagnostics: &mut Diagnostics| {
-        list.iter()
-            .filter_map(|entry| {
-                let pattern = pattern(entry, diagnostics)?;
-                let rule = rules.add(format!("{agent}.{key}.{}", entry.value), entry.location);
-                Some(ToolRule { pattern, rule })
-            })
-            .collect::<Vec<_>>()
-    };
+    let tool_rules =
+        |list: &[Spanned<String>], key: &str, rules: &mut RuleTable, diagnostics: &mut Diagnostics| {
+            list.iter()
+                .filter_map(|entry| {
+                    let pattern = pattern(entry, diagnostics)?;
+                    let rule = rules.add(format!("{agent}.{key}.{}", entry.value), entry.location);
+                    Some(ToolRule { pattern, rule })
+                })
+                .collect::<Vec<_>>()
+        };
     let allow = tool_rules(&decl.allowed_tools, "allowedTools", rules, diagnostics);
     let deny = tool_rules(&decl.denied_tools, "deniedTools", rules, diagnostics);
     let arg_types = declared_arg_types(decl);
@@ -58,13 +59,17 @@ pub fn compile(decl: &AgentDecl, rules: &mut RuleTable, diagnostics: &mut Diagno
         .iter()
         .filter_map(|c| constraint(agent, c, &arg_types, rules, diagnostics))
         .collect();
-    let gates = decl.approval_gates.iter().filter_map(|g| gate(agent, g, &arg_types, rules, diagnostics)).collect();
+    let gates =
+        decl.approval_gates.iter().filter_map(|g| gate(agent, g, &arg_types, rules, diagnostics)).collect();
     let session = decl.session.as_ref().map_or_else(SessionLimits::default, |s| SessionLimits {
-        max_tool_calls: s
-            .max_tool_calls
+        max_tool_calls: s.max_tool_calls.as_ref().map(|m| Limit {
+            max: m.value,
+            rule: rules.add(format!("{agent}.session.maxToolCalls"), m.location),
+        }),
+        max_cost: s
+            .max_cost
             .as_ref()
-            .map(|m| Limit { max: m.value, rule: rules.add(format!("{agent}.session.maxToolCalls"), m.location) }),
-        max_cost: s.max_cost.as_ref().map(|m| Limit { max: m.value, rule: rules.add(format!("{agent}.session.maxCost"), m.location) }),
+            .map(|m| Limit { max: m.value, rule: rules.add(format!("{agent}.session.maxCost"), m.location) }),
         max_consecutive_errors: s.max_consecutive_errors.as_ref().map(|m| Limit {
             max: m.value,
             rule: rules.add(format!("{agent}.session.maxConsecutiveErrors"), m.location),
@@ -78,9 +83,15 @@ fn pattern(entry: &Spanned<String>, diagnostics: &mut Diagnostics) -> Option<Too
         Ok(p) => Some(p),
         Err(error) => {
             diagnostics.push(
-                Diagnostic::new(Code::InvalidGlob, format!("invalid tool pattern `{}`", entry.value), entry.location)
-                    .with_label(error.0)
-                    .with_help("`*` matches any characters but `/`; escape a literal `*`, `?`, `[` or `{` with `\\`"),
+                Diagnostic::new(
+                    Code::InvalidGlob,
+                    format!("invalid tool pattern `{}`", entry.value),
+                    entry.location,
+                )
+                .with_label(error.0)
+                .with_help(
+                    "`*` matches any characters but `/`; escape a literal `*`, `?`, `[` or `{` with `\\`",
+                ),
             );
             None
         }
@@ -183,7 +194,10 @@ fn gate(
             diagnostics.push(
                 Diagnostic::new(
                     Code::MissingKey,
-                    format!("approval gate on `{}` says neither `required: true` nor `when`", decl.tool.value),
+                    format!(
+                        "approval gate on `{}` says neither `required: true` nor `when`",
+                        decl.tool.value
+                    ),
                     decl.tool.location,
                 )
                 .with_help("add `required: true` to gate every call, or `when: <condition>` to gate some"),
@@ -197,10 +211,20 @@ fn gate(
         field: decl.amount_field.as_ref().map_or_else(|| String::from("amount"), |f| f.value.clone()),
         rule: rules.add(format!("{base}.maxAmount"), max.location),
     });
-    Some(CheckedGate { tool, rule, trigger, approver: decl.approver.as_ref().map(|a| a.value.clone()), ceiling })
+    Some(CheckedGate {
+        tool,
+        rule,
+        trigger,
+        approver: decl.approver.as_ref().map(|a| a.value.clone()),
+        ceiling,
+    })
 }
 
-fn condition(text: &crate::ast::ConditionText, env: &TypeEnv, diagnostics: &mut Diagnostics) -> Option<Condition> {
+fn condition(
+    text: &crate::ast::ConditionText,
+    env: &TypeEnv,
+    diagnostics: &mut Diagnostics,
+) -> Option<Condition> {
     Condition::compile(&text.text, env)
         .map_err(|errors| {
             for error in errors {
@@ -231,9 +255,15 @@ fn condition_diagnostic(text: &crate::ast::ConditionText, error: ConditionError)
 }
 
 /// An agent's effective policy: its own rules, then its ancestors' in order.
-pub fn effective(decl: &AgentDecl, lineage: &[usize], own: &[OwnRules], rules: &mut RuleTable) -> CheckedAgent {
+pub fn effective(
+    decl: &AgentDecl,
+    lineage: &[usize],
+    own: &[OwnRules],
+    rules: &mut RuleTable,
+) -> CheckedAgent {
     let parts: Vec<&OwnRules> = lineage.iter().map(|&i| &own[i]).collect();
-    let collect = |f: fn(&OwnRules) -> &Vec<ToolRule>| parts.iter().flat_map(|p| f(p).iter().cloned()).collect();
+    let collect =
+        |f: fn(&OwnRules) -> &Vec<ToolRule>| parts.iter().flat_map(|p| f(p).iter().cloned()).collect();
     let tighter = |a: Option<Limit<u64>>, b: Option<Limit<u64>>| match (a, b) {
         (Some(a), Some(b)) => Some(if b.max < a.max { b } else { a }),
         (a, b) => a.or(b),
@@ -241,7 +271,8 @@ pub fn effective(decl: &AgentDecl, lineage: &[usize], own: &[OwnRules], rules: &
     let mut session = SessionLimits::default();
     for part in &parts {
         session.max_tool_calls = tighter(session.max_tool_calls, part.session.max_tool_calls);
-        session.max_consecutive_errors = tighter(session.max_consecutive_errors, part.session.max_consecutive_errors);
+        session.max_consecutive_errors =
+            tighter(session.max_consecutive_errors, part.session.max_consecutive_errors);
         session.max_cost = match (session.max_cost, part.session.max_cost) {
             (Some(a), Some(b)) => Some(if b.max < a.max { b } else { a }),
             (a, b) => a.or(b),

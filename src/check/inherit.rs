@@ -34,7 +34,8 @@ pub fn unique_agents<'f>(files: &'f [PolicyFile], diagnostics: &mut Diagnostics)
 /// For each agent, itself followed by all its ancestors (depth first, each
 /// once). Unknown parents and cycles are reported and cut.
 pub fn resolve(agents: &[&AgentDecl], diagnostics: &mut Diagnostics) -> Vec<Vec<usize>> {
-    let index: HashMap<&str, usize> = agents.iter().enumerate().map(|(i, a)| (a.name.value.as_str(), i)).collect();
+    let index: HashMap<&str, usize> =
+        agents.iter().enumerate().map(|(i, a)| (a.name.value.as_str(), i)).collect();
     let mut parents: Vec<Vec<usize>> = Vec::with_capacity(agents.len());
     for agent in agents {
         let mut list = Vec::new();

@@ -156,7 +156,8 @@ pub fn check(loaded: Loaded) -> Checked {
     let Loaded { sources, files, mut diagnostics } = loaded;
     let mut rules = agent::RuleTable::default();
     let decls = inherit::unique_agents(&files, &mut diagnostics);
-    let own: Vec<agent::OwnRules> = decls.iter().map(|d| agent::compile(d, &mut rules, &mut diagnostics)).collect();
+    let own: Vec<agent::OwnRules> =
+        decls.iter().map(|d| agent::compile(d, &mut rules, &mut diagnostics)).collect();
     let lineages = inherit::resolve(&decls, &mut diagnostics);
     let agents: Vec<CheckedAgent> = decls
         .iter()
@@ -166,6 +167,7 @@ pub fn check(loaded: Loaded) -> Checked {
     for (index, agent) in agents.iter().enumerate() {
         reach::warn(agent, &own[index], &rules, &mut diagnostics);
     }
+    diagnostics.sort_by_location();
     let policy = (!diagnostics.has_errors()).then(|| CheckedPolicySet {
         agents,
         rules: rules.into_vec(),

@@ -141,34 +141,35 @@ impl ParamCheck {
     }
 
     fn validate_here<'p>(&'p self, value: &Value) -> Result<(), Violation<'p>> {
-        if let Some(types) = &self.types {
-            if !types.iter().any(|t| t.admits(value)) {
-                return Err(Violation::Type(types));
-            }
+        if let Some(types) = &self.types
+            && !types.iter().any(|t| t.admits(value))
+        {
+            return Err(Violation::Type(types));
         }
-        if let Some(allowed) = &self.enumeration {
-            if !allowed.iter().any(|a| json_equal(a, value)) {
-                return Err(Violation::NotInEnum);
-            }
+        if let Some(allowed) = &self.enumeration
+            && !allowed.iter().any(|a| json_equal(a, value))
+        {
+            return Err(Violation::NotInEnum);
         }
-        if let Some(constant) = &self.constant {
-            if !json_equal(constant, value) {
-                return Err(Violation::NotConst);
-            }
+        if let Some(constant) = &self.constant
+            && !json_equal(constant, value)
+        {
+            return Err(Violation::NotConst);
         }
         match value {
             Value::Number(n) => {
-                let x = n.as_f64().unwrap_or(f64::NAN);
-                if let Some(m) = self.minimum.filter(|m| !(x >= *m)) {
+                // serde_json numbers are always finite and convertible.
+                let x = n.as_f64().unwrap_or_default();
+                if let Some(m) = self.minimum.filter(|m| x < *m) {
                     return Err(Violation::BelowMinimum(m));
                 }
-                if let Some(m) = self.maximum.filter(|m| !(x <= *m)) {
+                if let Some(m) = self.maximum.filter(|m| x > *m) {
                     return Err(Violation::AboveMaximum(m));
                 }
-                if let Some(m) = self.exclusive_minimum.filter(|m| !(x > *m)) {
+                if let Some(m) = self.exclusive_minimum.filter(|m| x <= *m) {
                     return Err(Violation::NotAbove(m));
                 }
-                if let Some(m) = self.exclusive_maximum.filter(|m| !(x < *m)) {
+                if let Some(m) = self.exclusive_maximum.filter(|m| x >= *m) {
                     return Err(Violation::NotBelow(m));
                 }
             }
@@ -182,10 +183,10 @@ impl ParamCheck {
                         return Err(Violation::TooLong(n));
                     }
                 }
-                if let Some((text, regex)) = &self.pattern {
-                    if !regex.is_match(s) {
-                        return Err(Violation::PatternMismatch(text));
-                    }
+                if let Some((text, regex)) = &self.pattern
+                    && !regex.is_match(s)
+                {
+                    return Err(Violation::PatternMismatch(text));
                 }
             }
             Value::Array(items) => {
@@ -210,7 +211,9 @@ fn json_equal(a: &Value, b: &Value) -> bool {
             (Some(p), Some(q)) => p == q,
             _ => x.as_f64() == y.as_f64(),
         },
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q))
+        }
         _ => a == b,
     }
 }
@@ -218,10 +221,16 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 /// Reports rules that no value can meet.
 fn satisfiable(schema: &ParamSchema, check: &ParamCheck, arg: &str, diagnostics: &mut Diagnostics) {
     let report = |diagnostics: &mut Diagnostics, location, message: String, help: &str| {
-        diagnostics.push(Diagnostic::new(Code::UnsatisfiableParams, message, location).with_help(help.to_owned()));
+        diagnostics
+            .push(Diagnostic::new(Code::UnsatisfiableParams, message, location).with_help(help.to_owned()));
     };
     if let Some(e) = schema.enumeration.as_ref().filter(|e| e.value.is_empty()) {
-        report(diagnostics, e.location, format!("`enum` of argument `{arg}` is empty; no value can pass"), "list the allowed values, or deny the tool");
+        report(
+            diagnostics,
+            e.location,
+            format!("`enum` of argument `{arg}` is empty; no value can pass"),
+            "list the allowed values, or deny the tool",
+        );
     }
     let bounds = [
         (&schema.minimum, &schema.maximum, false),
@@ -230,48 +239,68 @@ fn satisfiable(schema: &ParamSchema, check: &ParamCheck, arg: &str, diagnostics:
         (&schema.exclusive_minimum, &schema.exclusive_maximum, true),
     ];
     for (low, high, strict) in bounds {
-        if let (Some(low), Some(high)) = (low, high) {
-            if low.value > high.value || (strict && low.value >= high.value) {
-                let message = format!("no number of argument `{arg}` is within {} and {}", low.value, high.value);
-                diagnostics.push(
-                    Diagnostic::new(Code::UnsatisfiableParams, message, low.location)
-                        .with_label("lower bound")
-                        .with_secondary(high.location, "upper bound")
-                        .with_help("the lower bound must be below the upper bound"),
-                );
-            }
+        if let (Some(low), Some(high)) = (low, high)
+            && (low.value > high.value || (strict && low.value >= high.value))
+        {
+            let message = format!("no number of argument `{arg}` is within {} and {}", low.value, high.value);
+            diagnostics.push(
+                Diagnostic::new(Code::UnsatisfiableParams, message, low.location)
+                    .with_label("lower bound")
+                    .with_secondary(high.location, "upper bound")
+                    .with_help("the lower bound must be below the upper bound"),
+            );
         }
     }
-    for (low, high, what) in [(&schema.min_length, &schema.max_length, "length"), (&schema.min_items, &schema.max_items, "item count")] {
-        if let (Some(low), Some(high)) = (low, high) {
-            if low.value > high.value {
-                diagnostics.push(
-                    Diagnostic::new(
-                        Code::UnsatisfiableParams,
-                        format!("no {what} of argument `{arg}` is at least {} and at most {}", low.value, high.value),
-                        low.location,
-                    )
-                    .with_secondary(high.location, "upper bound")
-                    .with_help("the minimum must not exceed the maximum"),
-                );
-            }
+    for (low, high, what) in [
+        (&schema.min_length, &schema.max_length, "length"),
+        (&schema.min_items, &schema.max_items, "item count"),
+    ] {
+        if let (Some(low), Some(high)) = (low, high)
+            && low.value > high.value
+        {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::UnsatisfiableParams,
+                    format!(
+                        "no {what} of argument `{arg}` is at least {} and at most {}",
+                        low.value, high.value
+                    ),
+                    low.location,
+                )
+                .with_secondary(high.location, "upper bound")
+                .with_help("the minimum must not exceed the maximum"),
+            );
         }
     }
     if let Some(types) = schema.types.as_ref().filter(|t| !t.value.is_empty()) {
-        let literal_checks = [(schema.constant.as_ref().map(|c| (c.location, vec![c.value.clone()])), "`const`"), (schema.enumeration.as_ref().map(|e| (e.location, e.value.clone())), "`enum`")];
+        let literal_checks = [
+            (schema.constant.as_ref().map(|c| (c.location, vec![c.value.clone()])), "`const`"),
+            (schema.enumeration.as_ref().map(|e| (e.location, e.value.clone())), "`enum`"),
+        ];
         for (values, key) in literal_checks {
-            if let Some((location, values)) = values {
-                if !values.is_empty() && values.iter().all(|v| !types.value.iter().any(|t| t.admits(v))) {
-                    report(diagnostics, location, format!("{key} of argument `{arg}` has no value of its declared type"), "make the values match `type`, or change `type`");
-                }
+            if let Some((location, values)) = values
+                && !values.is_empty()
+                && values.iter().all(|v| !types.value.iter().any(|t| t.admits(v)))
+            {
+                report(
+                    diagnostics,
+                    location,
+                    format!("{key} of argument `{arg}` has no value of its declared type"),
+                    "make the values match `type`, or change `type`",
+                );
             }
         }
     }
-    if let (Some(c), Some(e)) = (&check.constant, &check.enumeration) {
-        if !e.is_empty() && !e.iter().any(|v| json_equal(v, c)) {
-            if let Some(location) = schema.constant.as_ref().map(|c| c.location) {
-                report(diagnostics, location, format!("`const` of argument `{arg}` is not in its `enum`"), "remove one of the two, or add the value to `enum`");
-            }
-        }
+    if let (Some(c), Some(e)) = (&check.constant, &check.enumeration)
+        && !e.is_empty()
+        && !e.iter().any(|v| json_equal(v, c))
+        && let Some(location) = schema.constant.as_ref().map(|c| c.location)
+    {
+        report(
+            diagnostics,
+            location,
+            format!("`const` of argument `{arg}` is not in its `enum`"),
+            "remove one of the two, or add the value to `enum`",
+        );
     }
 }

@@ -14,7 +14,11 @@ pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &RuleTable, diagnostics
             diagnostics.push(
                 Diagnostic::new(
                     Code::AllowShadowedByDeny,
-                    format!("`{}` is both allowed and denied for agent `{}`", allow.pattern.text(), agent.name),
+                    format!(
+                        "`{}` is both allowed and denied for agent `{}`",
+                        allow.pattern.text(),
+                        agent.name
+                    ),
                     rules.get(allow.rule).location,
                 )
                 .with_label("this allow never takes effect")
@@ -32,7 +36,11 @@ pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &RuleTable, diagnostics
         if let Some(reason) = unreachable(agent, tool) {
             let mut diagnostic = Diagnostic::new(
                 Code::DeadRule,
-                format!("{kind} on `{}` never applies: agent `{}` can never call it", tool.text(), agent.name),
+                format!(
+                    "{kind} on `{}` never applies: agent `{}` can never call it",
+                    tool.text(),
+                    agent.name
+                ),
                 location,
             );
             diagnostic = match reason {

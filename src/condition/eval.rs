@@ -13,23 +13,24 @@ use serde_json::{Map, Value};
 use super::ir::{Const, Ir, Root, StrMethod};
 use super::syntax::BinaryOp;
 
-/// Read access to the counters of the caller's session.
+/// Read access to the counters of the caller's session; `None` when the
+/// request names no session (a condition reading it then fails).
 pub trait SessionView {
     /// Allowed calls in this session so far, all tools.
-    fn calls(&self) -> u64;
+    fn calls(&self) -> Option<u64>;
     /// Allowed calls of one tool in this session so far.
-    fn calls_of(&self, tool: &str) -> u64;
+    fn calls_of(&self, tool: &str) -> Option<u64>;
 }
 
-/// A session with no calls yet.
-pub struct EmptySession;
+/// The view of a request that names no session.
+pub struct NoSession;
 
-impl SessionView for EmptySession {
-    fn calls(&self) -> u64 {
-        0
+impl SessionView for NoSession {
+    fn calls(&self) -> Option<u64> {
+        None
     }
-    fn calls_of(&self, _tool: &str) -> u64 {
-        0
+    fn calls_of(&self, _tool: &str) -> Option<u64> {
+        None
     }
 }
 
@@ -151,9 +152,9 @@ fn eval<'a>(ir: &'a Ir, scope: &Scope<'a>) -> Result<Val<'a>> {
         },
         Ir::Agent => Val::Str(Cow::Borrowed(scope.agent)),
         Ir::Tool => Val::Str(Cow::Borrowed(scope.tool)),
-        Ir::SessionCalls => Val::Int(clamp(scope.session.calls())),
+        Ir::SessionCalls => Val::Int(clamp(scope.session.calls().ok_or(EvalError::Missing)?)),
         Ir::SessionCallsOf(tool) => match eval(tool, scope)? {
-            Val::Str(tool) => Val::Int(clamp(scope.session.calls_of(&tool))),
+            Val::Str(tool) => Val::Int(clamp(scope.session.calls_of(&tool).ok_or(EvalError::Missing)?)),
             _ => return Err(EvalError::Type),
         },
         Ir::Field(target, field) => match eval(target, scope)? {
@@ -203,7 +204,11 @@ fn clamp(n: u64) -> i64 {
 
 /// CEL's commutative `&&`/`||`: a deciding value on either side wins over an
 /// error on the other.
-fn logic<'a>(left: Result<Val<'a>>, right: impl FnOnce() -> Result<Val<'a>>, decisive: bool) -> Result<Val<'a>> {
+fn logic<'a>(
+    left: Result<Val<'a>>,
+    right: impl FnOnce() -> Result<Val<'a>>,
+    decisive: bool,
+) -> Result<Val<'a>> {
     let left = match left {
         Ok(Val::Bool(b)) if b == decisive => return Ok(Val::Bool(b)),
         Ok(Val::Bool(_)) => Ok(()),
@@ -237,7 +242,9 @@ fn walk<'a>(scope: &Scope<'a>, root: Root, path: &[Box<str>]) -> Result<Val<'a>>
 }
 
 fn has(scope: &Scope<'_>, root: Root, path: &[Box<str>]) -> bool {
-    let Some((last, parents)) = path.split_last() else { return false };
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
     match walk(scope, root, parents) {
         Ok(Val::Map(map)) => map.contains_key(&**last),
         _ => false,
@@ -294,7 +301,9 @@ fn binary<'a>(op: BinaryOp, left: Val<'a>, right: Val<'a>) -> Result<Val<'a>> {
         Gt => Val::Bool(order(&left, &right)? == Ordering::Greater),
         Ge => Val::Bool(order(&left, &right)? != Ordering::Less),
         In => Val::Bool(match &right {
-            Val::List(_) | Val::Array(_) => right.items().unwrap_or_default().iter().any(|item| equal(&left, item)),
+            Val::List(_) | Val::Array(_) => {
+                right.items().unwrap_or_default().iter().any(|item| equal(&left, item))
+            }
             Val::Map(map) => match &left {
                 Val::Str(key) => map.contains_key(&**key),
                 _ => return Err(EvalError::Type),

@@ -82,8 +82,12 @@ pub fn lower(expr: &Expr, env: &TypeEnv) -> Result<Ir, Vec<ConditionError>> {
     let (ir, ty) = lowerer.expr(expr);
     if !ty.fits(Type::Bool) && lowerer.errors.is_empty() {
         lowerer.errors.push(
-            ConditionError::new(Code::ConditionType, format!("condition is {}, not a boolean", ty.describe()), expr.span)
-                .with_help("a condition must be true or false, e.g. `args.amount > 100`"),
+            ConditionError::new(
+                Code::ConditionType,
+                format!("condition is {}, not a boolean", ty.describe()),
+                expr.span,
+            )
+            .with_help("a condition must be true or false, e.g. `args.amount > 100`"),
         );
     }
     if lowerer.errors.is_empty() { Ok(ir) } else { Err(lowerer.errors) }
@@ -157,8 +161,12 @@ impl Lowerer<'_> {
             "context" => (Ir::Path(Root::Context, Box::new([])), Type::Map),
             "session" => (Ir::Const(Const::Null), Type::Session),
             _ => {
-                let mut error = ConditionError::new(Code::UnknownVariable, format!("unknown variable `{name}`"), expr.span)
-                    .with_help(format!("conditions can use {}", VARIABLES.map(|v| format!("`{v}`")).join(", ")));
+                let mut error = ConditionError::new(
+                    Code::UnknownVariable,
+                    format!("unknown variable `{name}`"),
+                    expr.span,
+                )
+                .with_help(format!("conditions can use {}", VARIABLES.map(|v| format!("`{v}`")).join(", ")));
                 if let Some(best) = suggest(name, VARIABLES) {
                     error = error.with_label(format!("did you mean `{best}`?"));
                 }
@@ -173,8 +181,12 @@ impl Lowerer<'_> {
             (_, Type::Session) => match field {
                 "calls" => (Ir::SessionCalls, Type::Int),
                 _ => self.error(
-                    ConditionError::new(Code::UnknownVariable, format!("`session` has no field `{field}`"), expr.span)
-                        .with_help("use `session.calls` or `session.calls_of(\"<tool>\")`"),
+                    ConditionError::new(
+                        Code::UnknownVariable,
+                        format!("`session` has no field `{field}`"),
+                        expr.span,
+                    )
+                    .with_help("use `session.calls` or `session.calls_of(\"<tool>\")`"),
                 ),
             },
             (Ir::Path(root, path), _) => {
@@ -197,10 +209,10 @@ impl Lowerer<'_> {
 
     fn index(&mut self, target: &Expr, index: &Expr) -> (Ir, Type) {
         let (target_ir, target_ty) = self.expr(target);
-        if let ExprKind::Str(key) = &index.kind {
-            if let Some(member) = self.static_member(&target_ir, target_ty, key) {
-                return member;
-            }
+        if let ExprKind::Str(key) = &index.kind
+            && let Some(member) = self.static_member(&target_ir, target_ty, key)
+        {
+            return member;
         }
         let (index_ir, index_ty) = self.expr(index);
         let wanted = match target_ty {
@@ -227,8 +239,11 @@ impl Lowerer<'_> {
 
     /// `args["odd-name"]` is the same path as `args.odd-name` would be.
     fn static_member(&mut self, target: &Ir, ty: Type, key: &str) -> Option<(Ir, Type)> {
-        let Ir::Path(root, path) = target else { return None };
-        let declared = (*root == Root::Args && path.is_empty()).then(|| self.env.args.get(key).copied()).flatten();
+        let Ir::Path(root, path) = target else {
+            return None;
+        };
+        let declared =
+            (*root == Root::Args && path.is_empty()).then(|| self.env.args.get(key).copied()).flatten();
         let _ = ty;
         let mut path = path.to_vec();
         path.push(key.into());
@@ -241,13 +256,23 @@ impl Lowerer<'_> {
         }
         self.errors.push(ConditionError::new(
             Code::ConditionType,
-            format!("`{name}` takes {wanted} argument{}, found {}", if wanted == 1 { "" } else { "s" }, args.len()),
+            format!(
+                "`{name}` takes {wanted} argument{}, found {}",
+                if wanted == 1 { "" } else { "s" },
+                args.len()
+            ),
             expr.span,
         ));
         false
     }
 
-    fn function(&mut self, name: &str, name_span: crate::source::Span, args: &[Expr], expr: &Expr) -> (Ir, Type) {
+    fn function(
+        &mut self,
+        name: &str,
+        name_span: crate::source::Span,
+        args: &[Expr],
+        expr: &Expr,
+    ) -> (Ir, Type) {
         match name {
             "has" => {
                 if !self.arity(name, args, 1, expr) {
@@ -255,8 +280,12 @@ impl Lowerer<'_> {
                 }
                 let ExprKind::Member { target, field } = &args[0].kind else {
                     return self.error(
-                        ConditionError::new(Code::ConditionType, "`has` needs a field selection", args[0].span)
-                            .with_help("write it as `has(args.field)`"),
+                        ConditionError::new(
+                            Code::ConditionType,
+                            "`has` needs a field selection",
+                            args[0].span,
+                        )
+                        .with_help("write it as `has(args.field)`"),
                     );
                 };
                 match self.expr(target) {
@@ -280,12 +309,16 @@ impl Lowerer<'_> {
                 self.size(&args[0])
             }
             _ => {
-                let mut error = ConditionError::new(Code::UnknownFunction, format!("unknown function `{name}`"), name_span)
-                    .with_help(format!(
-                        "functions are {}; methods are {}",
-                        FUNCTIONS.map(|f| format!("`{f}`")).join(", "),
-                        METHODS.map(|m| format!("`.{m}`")).join(", ")
-                    ));
+                let mut error = ConditionError::new(
+                    Code::UnknownFunction,
+                    format!("unknown function `{name}`"),
+                    name_span,
+                )
+                .with_help(format!(
+                    "functions are {}; methods are {}",
+                    FUNCTIONS.map(|f| format!("`{f}`")).join(", "),
+                    METHODS.map(|m| format!("`.{m}`")).join(", ")
+                ));
                 if let Some(best) = suggest(name, FUNCTIONS.into_iter().chain(METHODS)) {
                     error = error.with_label(format!("did you mean `{best}`?"));
                 }
@@ -314,10 +347,10 @@ impl Lowerer<'_> {
         args: &[Expr],
         expr: &Expr,
     ) -> (Ir, Type) {
-        if let ExprKind::Ident(root) = &receiver.kind {
-            if root == "session" {
-                return self.session_method(name, name_span, args, expr);
-            }
+        if let ExprKind::Ident(root) = &receiver.kind
+            && root == "session"
+        {
+            return self.session_method(name, name_span, args, expr);
         }
         let method = match name {
             "startsWith" => Some(StrMethod::StartsWith),
@@ -341,8 +374,14 @@ impl Lowerer<'_> {
                 }
                 let ExprKind::Str(pattern) = &args[0].kind else {
                     return self.error(
-                        ConditionError::new(Code::ConditionType, "`matches` needs a string literal", args[0].span)
-                            .with_help("patterns are compiled once, with the policy; write the pattern in quotes"),
+                        ConditionError::new(
+                            Code::ConditionType,
+                            "`matches` needs a string literal",
+                            args[0].span,
+                        )
+                        .with_help(
+                            "patterns are compiled once, with the policy; write the pattern in quotes",
+                        ),
                     );
                 };
                 match RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).build() {
@@ -361,8 +400,9 @@ impl Lowerer<'_> {
                 self.size(receiver)
             }
             _ => {
-                let mut error = ConditionError::new(Code::UnknownFunction, format!("unknown method `{name}`"), name_span)
-                    .with_help(format!("methods are {}", METHODS.map(|m| format!("`.{m}`")).join(", ")));
+                let mut error =
+                    ConditionError::new(Code::UnknownFunction, format!("unknown method `{name}`"), name_span)
+                        .with_help(format!("methods are {}", METHODS.map(|m| format!("`.{m}`")).join(", ")));
                 if let Some(best) = suggest(name, METHODS) {
                     error = error.with_label(format!("did you mean `{best}`?"));
                 }
@@ -371,10 +411,20 @@ impl Lowerer<'_> {
         }
     }
 
-    fn session_method(&mut self, name: &str, name_span: crate::source::Span, args: &[Expr], expr: &Expr) -> (Ir, Type) {
+    fn session_method(
+        &mut self,
+        name: &str,
+        name_span: crate::source::Span,
+        args: &[Expr],
+        expr: &Expr,
+    ) -> (Ir, Type) {
         if name != "calls_of" {
-            let mut error = ConditionError::new(Code::UnknownFunction, format!("`session` has no method `{name}`"), name_span)
-                .with_help("use `session.calls` or `session.calls_of(\"<tool>\")`");
+            let mut error = ConditionError::new(
+                Code::UnknownFunction,
+                format!("`session` has no method `{name}`"),
+                name_span,
+            )
+            .with_help("use `session.calls` or `session.calls_of(\"<tool>\")`");
             if let Some(best) = suggest(name, ["calls_of"]) {
                 error = error.with_label(format!("did you mean `{best}`?"));
             }
@@ -408,7 +458,12 @@ impl Lowerer<'_> {
                     return self.error(
                         ConditionError::new(
                             Code::ConditionType,
-                            format!("`{}` compares {} with {}; they are {verb}", op.as_str(), lt.describe(), rt.describe()),
+                            format!(
+                                "`{}` compares {} with {}; they are {verb}",
+                                op.as_str(),
+                                lt.describe(),
+                                rt.describe()
+                            ),
                             expr.span,
                         )
                         .with_help("compare values of the same type"),
@@ -419,8 +474,8 @@ impl Lowerer<'_> {
             Lt | Le | Gt | Ge => {
                 let (l, lt) = self.expr(left);
                 let (r, rt) = self.expr(right);
-                let ordered = (lt.is_numeric() && rt.is_numeric())
-                    || (lt.fits(Type::String) && rt.fits(Type::String));
+                let ordered =
+                    (lt.is_numeric() && rt.is_numeric()) || (lt.fits(Type::String) && rt.fits(Type::String));
                 if !ordered {
                     return self.error(ConditionError::new(
                         Code::ConditionType,
@@ -450,11 +505,20 @@ impl Lowerer<'_> {
                     (Rem, a, b) if a.fits(Type::Int) && b.fits(Type::Int) => Type::Dyn,
                     (Rem, _, _) => Type::Null,
                     (_, a, b) if a.is_numeric() && b.is_numeric() => {
-                        if a == Type::Dyn || b == Type::Dyn { Type::Dyn } else { Type::Double }
+                        if a == Type::Dyn || b == Type::Dyn {
+                            Type::Dyn
+                        } else {
+                            Type::Double
+                        }
                     }
                     (Add, Type::String, Type::String) => Type::String,
                     (Add, Type::List, Type::List) => Type::List,
-                    (Add, a, b) if [a, b].contains(&Type::Dyn) && [a, b].iter().all(|t| matches!(t, Type::String | Type::List | Type::Dyn)) => Type::Dyn,
+                    (Add, a, b)
+                        if [a, b].contains(&Type::Dyn)
+                            && [a, b].iter().all(|t| matches!(t, Type::String | Type::List | Type::Dyn)) =>
+                    {
+                        Type::Dyn
+                    }
                     _ => Type::Null,
                 };
                 if ty == Type::Null {
@@ -473,6 +537,13 @@ impl Lowerer<'_> {
 fn regex_error_text(error: &regex::Error) -> String {
     match error {
         regex::Error::CompiledTooBig(_) => String::from("the compiled pattern is too large"),
-        other => other.to_string().lines().last().unwrap_or("invalid pattern").trim().trim_start_matches("error: ").to_owned(),
+        other => other
+            .to_string()
+            .lines()
+            .last()
+            .unwrap_or("invalid pattern")
+            .trim()
+            .trim_start_matches("error: ")
+            .to_owned(),
     }
 }

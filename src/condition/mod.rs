@@ -9,7 +9,7 @@ mod lower;
 mod parse;
 pub mod syntax;
 
-pub use eval::{EmptySession, EvalError, Scope, SessionView};
+pub use eval::{EvalError, NoSession, Scope, SessionView};
 pub use lower::{REGEX_SIZE_LIMIT, Type, TypeEnv};
 pub use parse::{MAX_CONDITION_BYTES, MAX_NESTING, parse};
 
@@ -74,7 +74,9 @@ impl Condition {
                 Const(_) | Path(..) | Has(..) | Agent | Tool => false,
                 List(items) => items.iter().any(walk),
                 HasField(a, _) | Field(a, _) | Size(a) | Matches(a, _) | Not(a) | Neg(a) => walk(a),
-                Index(a, b) | StrMethod(_, a, b) | And(a, b) | Or(a, b) | Binary(_, a, b) => walk(a) || walk(b),
+                Index(a, b) | StrMethod(_, a, b) | And(a, b) | Or(a, b) | Binary(_, a, b) => {
+                    walk(a) || walk(b)
+                }
             }
         }
         walk(&self.ir)

@@ -36,7 +36,9 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
             | Op::infix(Rule::ge, Assoc::Left)
             | Op::infix(Rule::in_op, Assoc::Left))
         .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
-        .op(Op::infix(Rule::mul, Assoc::Left) | Op::infix(Rule::div, Assoc::Left) | Op::infix(Rule::rem, Assoc::Left))
+        .op(Op::infix(Rule::mul, Assoc::Left)
+            | Op::infix(Rule::div, Assoc::Left)
+            | Op::infix(Rule::rem, Assoc::Left))
         .op(Op::prefix(Rule::not) | Op::prefix(Rule::neg))
         .op(Op::postfix(Rule::member) | Op::postfix(Rule::index))
 });
@@ -45,10 +47,9 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
 pub fn parse(text: &str) -> Result<Expr, ConditionError> {
     check_bounds(text)?;
     let mut pairs = ConditionParser::parse(Rule::condition, text).map_err(syntax_error)?;
-    let expr = pairs
-        .next()
-        .and_then(|condition| condition.into_inner().next())
-        .ok_or_else(|| ConditionError::new(Code::ConditionSyntax, "empty condition", Span::new(0, text.len())))?;
+    let expr = pairs.next().and_then(|condition| condition.into_inner().next()).ok_or_else(|| {
+        ConditionError::new(Code::ConditionSyntax, "empty condition", Span::new(0, text.len()))
+    })?;
     build(expr.into_inner())
 }
 
@@ -126,7 +127,9 @@ fn syntax_error(error: pest::error::Error<Rule>) -> ConditionError {
 fn describe(rule: Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::EOI => "end of condition",
-        Rule::expr | Rule::ident | Rule::call | Rule::float | Rule::int | Rule::string | Rule::list => "a value",
+        Rule::expr | Rule::ident | Rule::call | Rule::float | Rule::int | Rule::string | Rule::list => {
+            "a value"
+        }
         Rule::true_lit | Rule::false_lit | Rule::null_lit => "a value",
         Rule::or | Rule::and => "`&&` or `||`",
         Rule::eq | Rule::ne | Rule::lt | Rule::le | Rule::gt | Rule::ge | Rule::in_op => "a comparison",
@@ -156,7 +159,9 @@ fn build(pairs: Pairs<'_, Rule>) -> Result<Expr, ConditionError> {
             // Fold `-<number>` into a literal, so `-9223372036854775808` is representable.
             Ok(match (op, operand.kind) {
                 (UnaryOp::Neg, ExprKind::Int(i)) => Expr { kind: ExprKind::Int(-i), span },
-                (UnaryOp::Neg, ExprKind::Float(f)) if f == I64_MIN_MAGNITUDE => Expr { kind: ExprKind::Int(i64::MIN), span },
+                (UnaryOp::Neg, ExprKind::Float(f)) if f == I64_MIN_MAGNITUDE => {
+                    Expr { kind: ExprKind::Int(i64::MIN), span }
+                }
                 (UnaryOp::Neg, ExprKind::Float(f)) => Expr { kind: ExprKind::Float(-f), span },
                 (op, kind) => Expr {
                     kind: ExprKind::Unary { op, operand: Box::new(Expr { kind, span: operand.span }) },
@@ -189,7 +194,10 @@ fn build(pairs: Pairs<'_, Rule>) -> Result<Expr, ConditionError> {
                 _ => {
                     let index = op.into_inner().next().ok_or_else(|| internal(span))?;
                     let index = build(index.into_inner())?;
-                    Ok(Expr { kind: ExprKind::Index { target: Box::new(target), index: Box::new(index) }, span })
+                    Ok(Expr {
+                        kind: ExprKind::Index { target: Box::new(target), index: Box::new(index) },
+                        span,
+                    })
                 }
             }
         })
@@ -243,10 +251,18 @@ fn primary(pair: Pair<'_, Rule>) -> Result<Expr, ConditionError> {
         },
         Rule::float => match pair.as_str().parse::<f64>() {
             Ok(f) if f.is_finite() => ExprKind::Float(f),
-            _ => return Err(ConditionError::new(Code::ConditionSyntax, "number literal is out of range", span)),
+            _ => {
+                return Err(ConditionError::new(
+                    Code::ConditionSyntax,
+                    "number literal is out of range",
+                    span,
+                ));
+            }
         },
         Rule::string => ExprKind::Str(unescape(pair)?),
-        Rule::list => ExprKind::List(pair.into_inner().map(|item| build(item.into_inner())).collect::<Result<_, _>>()?),
+        Rule::list => {
+            ExprKind::List(pair.into_inner().map(|item| build(item.into_inner())).collect::<Result<_, _>>()?)
+        }
         Rule::ident => ExprKind::Ident(pair.as_str().to_owned()),
         Rule::call => {
             let mut inner = pair.into_inner();
@@ -314,8 +330,12 @@ mod tests {
                     None => format!("{function}({args})"),
                 }
             }
-            ExprKind::Unary { op, operand } => format!("({}{})", if *op == UnaryOp::Not { "!" } else { "-" }, shape(operand)),
-            ExprKind::Binary { op, left, right } => format!("({} {} {})", shape(left), op.as_str(), shape(right)),
+            ExprKind::Unary { op, operand } => {
+                format!("({}{})", if *op == UnaryOp::Not { "!" } else { "-" }, shape(operand))
+            }
+            ExprKind::Binary { op, left, right } => {
+                format!("({} {} {})", shape(left), op.as_str(), shape(right))
+            }
         }
     }
 

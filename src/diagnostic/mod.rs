@@ -115,6 +115,12 @@ impl Diagnostics {
         &self.items
     }
 
+    /// Orders diagnostics by file and position (stable: equal places keep
+    /// the order they were found in); unlocated ones come first.
+    pub fn sort_by_location(&mut self) {
+        self.items.sort_by_key(|d| d.primary.as_ref().map(|l| (l.location.source, l.location.span.start)));
+    }
+
     /// Appends all of `other`.
     pub fn extend(&mut self, other: impl IntoIterator<Item = Diagnostic>) {
         self.items.extend(other);

@@ -102,7 +102,10 @@ pub fn json(diagnostics: &[Diagnostic], sources: &SourceMap) -> Vec<JsonDiagnost
 fn json_one(diagnostic: &Diagnostic, sources: &SourceMap) -> JsonDiagnostic {
     let start = diagnostic.primary.as_ref().map(|l| position(l.location, sources));
     let end = diagnostic.primary.as_ref().map(|l| {
-        let end = Location::new(l.location.source, crate::source::Span { start: l.location.span.end, end: l.location.span.end });
+        let end = Location::new(
+            l.location.source,
+            crate::source::Span { start: l.location.span.end, end: l.location.span.end },
+        );
         position(end, sources)
     });
     let labels = diagnostic
@@ -165,9 +168,8 @@ impl MietteView {
             Severity::Warning => miette::Severity::Warning,
         };
         let home = diagnostic.primary.as_ref().map(|l| l.location.source);
-        let source = home
-            .and_then(|id| sources.get(id))
-            .map(|file| NamedSource::new(file.name(), file.shared_text()));
+        let source =
+            home.and_then(|id| sources.get(id)).map(|file| NamedSource::new(file.name(), file.shared_text()));
         let (here, elsewhere): (Vec<&Label>, Vec<&Label>) = diagnostic
             .primary
             .iter()
@@ -177,7 +179,11 @@ impl MietteView {
         let related = elsewhere
             .into_iter()
             .map(|label| MietteView {
-                message: if label.text.is_empty() { String::from("related to this") } else { label.text.clone() },
+                message: if label.text.is_empty() {
+                    String::from("related to this")
+                } else {
+                    label.text.clone()
+                },
                 code: "",
                 severity: miette::Severity::Advice,
                 help: None,
@@ -232,11 +238,14 @@ impl miette::Diagnostic for MietteView {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        (!self.labels.is_empty()).then(|| Box::new(self.labels.iter().cloned()) as Box<dyn Iterator<Item = LabeledSpan>>)
+        (!self.labels.is_empty())
+            .then(|| Box::new(self.labels.iter().cloned()) as Box<dyn Iterator<Item = LabeledSpan>>)
     }
 
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
-        (!self.related.is_empty())
-            .then(|| Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic)) as Box<dyn Iterator<Item = &dyn miette::Diagnostic>>)
+        (!self.related.is_empty()).then(|| {
+            Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic))
+                as Box<dyn Iterator<Item = &dyn miette::Diagnostic>>
+        })
     }
 }

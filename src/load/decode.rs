@@ -110,7 +110,9 @@ impl<'d> Decoder<'d> {
         let mut diagnostic =
             Diagnostic::new(Code::UnknownKey, format!("unknown key `{name}` in {what}"), self.at(key.span));
         diagnostic = match suggest(name, known.iter().copied()) {
-            Some(best) => diagnostic.with_label(format!("did you mean `{best}`?")).with_help(format!("replace `{name}` with `{best}`")),
+            Some(best) => diagnostic
+                .with_label(format!("did you mean `{best}`?"))
+                .with_help(format!("replace `{name}` with `{best}`")),
             None => diagnostic.with_help(format!("the keys of {what} are: {}", known.join(", "))),
         };
         self.report(diagnostic);
@@ -130,7 +132,9 @@ impl<'d> Decoder<'d> {
     /// A list of strings; a null value is an empty list.
     pub fn string_list(&mut self, node: &Node, what: &str) -> Vec<Spanned<String>> {
         match &node.value {
-            Value::Seq(items) => items.iter().filter_map(|item| self.string(item, &format!("each entry of {what}"))).collect(),
+            Value::Seq(items) => {
+                items.iter().filter_map(|item| self.string(item, &format!("each entry of {what}"))).collect()
+            }
             Value::Null => Vec::new(),
             _ => {
                 self.wrong_type(node, what, "a list of strings");

@@ -45,8 +45,12 @@ pub fn load(inputs: Vec<PolicySource>) -> Loaded {
             Ok(Some(root)) => root,
             Ok(None) => {
                 diagnostics.push(
-                    Diagnostic::new(Code::EmptyFile, "policy file is empty", Location::new(id, Span::default()))
-                        .with_help("add an `agentPolicies:` mapping, or delete the file"),
+                    Diagnostic::new(
+                        Code::EmptyFile,
+                        "policy file is empty",
+                        Location::new(id, Span::default()),
+                    )
+                    .with_help("add an `agentPolicies:` mapping, or delete the file"),
                 );
                 continue;
             }
@@ -55,7 +59,9 @@ pub fn load(inputs: Vec<PolicySource>) -> Loaded {
                 continue;
             }
         };
-        let Some(file) = sources.get(id) else { continue };
+        let Some(file) = sources.get(id) else {
+            continue;
+        };
         let mut decoder = decode::Decoder::new(id, file.text(), &mut diagnostics);
         let agents = policy::decode_file(&mut decoder, &root);
         files.push(PolicyFile { source: id, agents });

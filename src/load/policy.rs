@@ -42,8 +42,9 @@ pub fn decode_file(decoder: &mut Decoder<'_>, root: &Node) -> Vec<AgentDecl> {
         return Vec::new();
     };
     let Some(policies) = fields.get("agentPolicies") else {
-        let diagnostic = Diagnostic::new(Code::MissingKey, "policy file has no `agentPolicies`", decoder.at(root.span))
-            .with_help("put the agents under a top-level `agentPolicies:` mapping");
+        let diagnostic =
+            Diagnostic::new(Code::MissingKey, "policy file has no `agentPolicies`", decoder.at(root.span))
+                .with_help("put the agents under a top-level `agentPolicies:` mapping");
         decoder.report(diagnostic);
         return Vec::new();
     };
@@ -92,7 +93,11 @@ fn decode_agent(decoder: &mut Decoder<'_>, name: Spanned<String>, node: &Node) -
     })
 }
 
-fn decode_constraint(decoder: &mut Decoder<'_>, tool: Spanned<String>, node: &Node) -> Option<ConstraintDecl> {
+fn decode_constraint(
+    decoder: &mut Decoder<'_>,
+    tool: Spanned<String>,
+    node: &Node,
+) -> Option<ConstraintDecl> {
     let what = format!("the constraint on `{}`", tool.value);
     let fields = decoder.fields(node, &what, CONSTRAINT_KEYS)?;
     let max_per_session = fields.get("maxPerSession").and_then(|n| decoder.count(n, "`maxPerSession`"));
@@ -150,12 +155,9 @@ fn decode_audit_level(decoder: &mut Decoder<'_>, node: &Node) -> Option<Spanned<
         "metadata" => AuditLevel::Metadata,
         "full" => AuditLevel::Full,
         other => {
-            let mut diagnostic = Diagnostic::new(
-                Code::InvalidValue,
-                format!("unknown audit level `{other}`"),
-                text.location,
-            )
-            .with_help("use one of `none`, `metadata`, `full`");
+            let mut diagnostic =
+                Diagnostic::new(Code::InvalidValue, format!("unknown audit level `{other}`"), text.location)
+                    .with_help("use one of `none`, `metadata`, `full`");
             if let Some(best) = super::decode::suggest(other, ["none", "metadata", "full"]) {
                 diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
             }
@@ -170,7 +172,8 @@ fn decode_condition(decoder: &mut Decoder<'_>, node: &Node) -> Option<ConditionT
     let text = decoder.string(node, "`when`")?;
     let start = node.span.start as usize;
     let raw = decoder.slice(node.span);
-    let text_start = raw.and_then(|raw| content_offset(raw, &text.value)).map(|offset| (start + offset) as u32);
+    let text_start =
+        raw.and_then(|raw| content_offset(raw, &text.value)).map(|offset| (start + offset) as u32);
     Some(ConditionText { text: text.value, location: text.location, text_start })
 }
 
@@ -180,7 +183,8 @@ fn content_offset(raw: &str, value: &str) -> Option<usize> {
     if raw == value {
         return Some(0);
     }
-    let quoted = (raw.starts_with('"') && raw.ends_with('"')) || (raw.starts_with('\'') && raw.ends_with('\''));
+    let quoted =
+        (raw.starts_with('"') && raw.ends_with('"')) || (raw.starts_with('\'') && raw.ends_with('\''));
     (quoted && raw.len() >= 2 && &raw[1..raw.len() - 1] == value).then_some(1)
 }
 
@@ -208,12 +212,16 @@ fn decode_schema(decoder: &mut Decoder<'_>, node: &Node, what: &str) -> Option<P
     if let Some(n) = fields.get("const") {
         schema.constant = decoder.json(n, "`const`").map(|v| Spanned::new(v, decoder.at(n.span)));
     }
-    let number = |decoder: &mut Decoder<'_>, key: &str| fields.get(key).and_then(|n| decoder.number(n, &format!("`{key}`")));
+    let number = |decoder: &mut Decoder<'_>, key: &str| {
+        fields.get(key).and_then(|n| decoder.number(n, &format!("`{key}`")))
+    };
     schema.minimum = number(decoder, "minimum");
     schema.maximum = number(decoder, "maximum");
     schema.exclusive_minimum = number(decoder, "exclusiveMinimum");
     schema.exclusive_maximum = number(decoder, "exclusiveMaximum");
-    let count = |decoder: &mut Decoder<'_>, key: &str| fields.get(key).and_then(|n| decoder.count(n, &format!("`{key}`")));
+    let count = |decoder: &mut Decoder<'_>, key: &str| {
+        fields.get(key).and_then(|n| decoder.count(n, &format!("`{key}`")))
+    };
     schema.min_length = count(decoder, "minLength");
     schema.max_length = count(decoder, "maxLength");
     schema.min_items = count(decoder, "minItems");
@@ -248,9 +256,12 @@ fn decode_types(decoder: &mut Decoder<'_>, node: &Node) -> Option<Spanned<Vec<Js
             Some((_, t)) => types.push(*t),
             None => {
                 let keywords = JsonType::ALL.map(|(k, _)| k);
-                let mut diagnostic =
-                    Diagnostic::new(Code::InvalidValue, format!("unknown type `{}`", name.value), name.location)
-                        .with_help(format!("use one of: {}", keywords.join(", ")));
+                let mut diagnostic = Diagnostic::new(
+                    Code::InvalidValue,
+                    format!("unknown type `{}`", name.value),
+                    name.location,
+                )
+                .with_help(format!("use one of: {}", keywords.join(", ")));
                 if let Some(best) = super::decode::suggest(&name.value, keywords) {
                     diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
                 }

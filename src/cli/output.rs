@@ -1,0 +1,48 @@
+//! Printing diagnostics and errors.
+
+use std::io::{IsTerminal, Write};
+
+use toolgate::diagnostic::render::{self, Color};
+use toolgate::diagnostic::{Diagnostic, Severity};
+use toolgate::source::SourceMap;
+
+use super::Format;
+
+/// Colour for stderr: only on a terminal, and never with `NO_COLOR` set.
+pub fn stderr_color() -> Color {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    if !no_color && std::io::stderr().is_terminal() { Color::Always } else { Color::Never }
+}
+
+/// Prints diagnostics in the chosen format: human to stderr, JSON to stdout.
+pub fn diagnostics(diagnostics: &[Diagnostic], sources: &SourceMap, format: Format) {
+    match format {
+        Format::Human => {
+            let text = render::human(diagnostics, sources, stderr_color());
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        }
+        Format::Json => {
+            let json = render::json(diagnostics, sources);
+            let mut out = std::io::stdout().lock();
+            let _ = serde_json::to_writer_pretty(&mut out, &json);
+            let _ = writeln!(out);
+        }
+    }
+}
+
+/// `N errors, M warnings`.
+pub fn summary(diagnostics: &[Diagnostic]) -> String {
+    let errors = diagnostics.iter().filter(|d| d.severity() == Severity::Error).count();
+    let warnings = diagnostics.len() - errors;
+    format!("{}, {}", plural(errors, "error"), plural(warnings, "warning"))
+}
+
+/// `1 file`, `2 files`.
+pub fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Prints an error that is not about policy content (usage, I/O).
+pub fn error(message: &str) {
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+}

@@ -1,0 +1,166 @@
+//! Requests and decisions: the engine's typed boundary.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::ast::AuditLevel;
+use crate::check::Violation;
+use crate::condition::EvalError;
+
+/// One tool call an agent wants to make.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Request {
+    /// The calling agent's name.
+    pub agent: String,
+    /// The tool, optionally server-qualified (`github/create_issue`).
+    pub tool: String,
+    /// The call's arguments.
+    pub args: Map<String, Value>,
+    /// The session id; needed when the agent has caps.
+    pub session: Option<String>,
+    /// Who the agent acts for (free-form).
+    pub principal: Option<Value>,
+    /// Anything else the gateway knows (free-form).
+    pub context: Option<Value>,
+}
+
+/// The three answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Make the call.
+    Allow,
+    /// Do not make the call.
+    Deny,
+    /// Ask a human first.
+    RequireApproval,
+}
+
+impl Outcome {
+    /// `allow`, `deny` or `require_approval`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::RequireApproval => "require_approval",
+        }
+    }
+}
+
+/// The engine's answer to a [`Request`], borrowing from the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision<'e> {
+    /// Allow, deny, or require approval.
+    pub outcome: Outcome,
+    /// The stable id of the deciding rule.
+    pub rule: &'e str,
+    /// Why, in terms a person understands.
+    pub reason: Reason<'e>,
+    /// Who must approve, for [`Outcome::RequireApproval`].
+    pub approver: Option<&'e str>,
+    /// How much of this call the audit trail must record.
+    pub audit: AuditLevel,
+}
+
+/// Why a decision came out as it did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason<'e> {
+    /// No policy for this agent.
+    UnknownAgent(&'e str),
+    /// A `deniedTools` entry matches.
+    Denied {
+        /// The matching entry.
+        pattern: &'e str,
+    },
+    /// No `allowedTools` entry matches.
+    NotAllowed,
+    /// A field listed in `requiresFields` is absent.
+    MissingField(&'e str),
+    /// An argument breaks its `params` rules.
+    Param {
+        /// The argument.
+        name: &'e str,
+        /// The offending item, inside a list.
+        item: Option<usize>,
+        /// The broken rule.
+        violation: Violation<'e>,
+    },
+    /// A `when` condition is false.
+    ConditionFalse,
+    /// A `when` condition could not be evaluated; the constraint fails.
+    ConditionFailed(EvalError),
+    /// A per-tool or per-session cap is reached.
+    CapReached {
+        /// The cap.
+        limit: u64,
+    },
+    /// The agent has caps but the request names no session.
+    NoSession,
+    /// The gate's amount argument is above `maxAmount`.
+    AmountAboveCeiling {
+        /// The argument.
+        field: &'e str,
+        /// The ceiling.
+        max: f64,
+    },
+    /// The gate's amount argument is missing or not a number.
+    AmountUnreadable {
+        /// The argument.
+        field: &'e str,
+    },
+    /// An approval gate with `required: true`.
+    ApprovalRequired,
+    /// An approval gate whose `when` holds.
+    ApprovalConditionHolds,
+    /// An approval gate whose `when` could not be evaluated: gated to be safe.
+    ApprovalConditionFailed(EvalError),
+    /// Allowed: every rule passed.
+    Allowed,
+    /// The compiled table is inconsistent; denied to be safe.
+    Internal,
+}
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::UnknownAgent(agent) => write!(f, "no policy for agent `{agent}`"),
+            Reason::Denied { pattern } => {
+                write!(f, "tool is denied by `deniedTools` entry `{pattern}`")
+            }
+            Reason::NotAllowed => f.write_str("tool is not in `allowedTools`"),
+            Reason::MissingField(field) => write!(f, "required argument `{field}` is missing"),
+            Reason::Param { name, item: None, violation } => write!(f, "argument `{name}` {violation}"),
+            Reason::Param { name, item: Some(i), violation } => {
+                write!(f, "item {i} of argument `{name}` {violation}")
+            }
+            Reason::ConditionFalse => f.write_str("`when` condition is false"),
+            Reason::ConditionFailed(e) => {
+                write!(f, "`when` condition could not be evaluated ({}); failing closed", e.describe())
+            }
+            Reason::CapReached { limit } => write!(f, "limit of {limit} calls per session reached"),
+            Reason::NoSession => {
+                f.write_str("request names no session, but this agent has per-session limits")
+            }
+            Reason::AmountAboveCeiling { field, max } => {
+                write!(f, "argument `{field}` is above the approval ceiling {max}")
+            }
+            Reason::AmountUnreadable { field } => {
+                write!(
+                    f,
+                    "argument `{field}` is missing or not a number; the approval ceiling cannot be checked"
+                )
+            }
+            Reason::ApprovalRequired => f.write_str("calls of this tool require approval"),
+            Reason::ApprovalConditionHolds => f.write_str("approval gate condition holds"),
+            Reason::ApprovalConditionFailed(e) => {
+                write!(
+                    f,
+                    "approval gate condition could not be evaluated ({}); requiring approval",
+                    e.describe()
+                )
+            }
+            Reason::Allowed => f.write_str("allowed by policy"),
+            Reason::Internal => f.write_str("internal error while deciding; failing closed"),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Stage 5: the engine. Answers a [`Request`] with a [`Decision`].
+//!
+//! Order of evaluation (every step fails closed):
+//!
+//! 1. unknown agent → deny;
+//! 2. a `deniedTools` match → deny;
+//! 3. no `allowedTools` match → deny;
+//! 4. a constraint fails (required field, `params`, `when`, amount ceiling,
+//!    cap) → deny;
+//! 5. an approval gate applies → require approval;
+//! 6. otherwise allow. Caps count allowed calls only.
+
+mod decision;
+
+pub use decision::{Decision, Outcome, Reason, Request};
+
+use std::sync::Arc;
+
+use crate::ast::AuditLevel;
+use crate::check::{CheckedPolicySet, GateTrigger, RuleId};
+use crate::condition::{Scope, SessionView};
+use crate::session::{Admission, Counter, MemorySessions, SessionKey, SessionStore};
+use crate::table::{AgentTable, DecisionTable, ToolPlan};
+
+/// The rule id of decisions about agents no policy names.
+pub const UNKNOWN_AGENT_RULE: &str = "toolgate.unknownAgent";
+/// The rule id of denials of capped agents' requests without a session.
+pub const NO_SESSION_RULE: &str = "toolgate.noSession";
+/// The rule id of denials caused by an inconsistent table.
+pub const INTERNAL_RULE: &str = "toolgate.internal";
+
+/// A compiled policy set plus session counters. `Send + Sync`; share it
+/// behind an `Arc`.
+pub struct Engine {
+    table: DecisionTable,
+    sessions: Arc<dyn SessionStore>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("policy", &self.table.hash()).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine with in-memory session counters.
+    pub fn new(policy: CheckedPolicySet) -> Engine {
+        Engine::with_sessions(policy, Arc::new(MemorySessions::new()))
+    }
+
+    /// An engine whose counters live in `sessions` (shared across reloads).
+    pub fn with_sessions(policy: CheckedPolicySet, sessions: Arc<dyn SessionStore>) -> Engine {
+        Engine { table: DecisionTable::build(policy), sessions }
+    }
+
+    /// `sha256:<hex>` of the policy sources.
+    pub fn policy_hash(&self) -> &str {
+        self.table.hash()
+    }
+
+    /// The session store.
+    pub fn sessions(&self) -> &Arc<dyn SessionStore> {
+        &self.sessions
+    }
+
+    /// The compiled table.
+    pub fn table(&self) -> &DecisionTable {
+        &self.table
+    }
+
+    /// Decides one request. Never panics; any inconsistency denies.
+    pub fn decide<'e>(&'e self, request: &'e Request) -> Decision<'e> {
+        let Some(agent) = self.table.agents.get(request.agent.as_str()) else {
+            return Decision {
+                outcome: Outcome::Deny,
+                rule: UNKNOWN_AGENT_RULE,
+                reason: Reason::UnknownAgent(&request.agent),
+                approver: None,
+                audit: AuditLevel::Full,
+            };
+        };
+        let decider = Decider { engine: self, agent, request };
+        decider.decide()
+    }
+}
+
+struct Decider<'e> {
+    engine: &'e Engine,
+    agent: &'e AgentTable,
+    request: &'e Request,
+}
+
+/// Session counters as conditions see them.
+struct CounterView<'e> {
+    store: &'e dyn SessionStore,
+    key: Option<SessionKey<'e>>,
+}
+
+impl SessionView for CounterView<'_> {
+    fn calls(&self) -> Option<u64> {
+        self.key.map(|key| self.store.count(key, Counter::Total))
+    }
+
+    fn calls_of(&self, tool: &str) -> Option<u64> {
+        self.key.map(|key| self.store.count(key, Counter::Tool(tool)))
+    }
+}
+
+impl<'e> Decider<'e> {
+    fn rule(&self, rule: RuleId) -> &'e str {
+        self.engine.table.rule_id(rule)
+    }
+
+    fn answer(&self, outcome: Outcome, rule: RuleId, reason: Reason<'e>) -> Decision<'e> {
+        Decision { outcome, rule: self.rule(rule), reason, approver: None, audit: self.agent.audit }
+    }
+
+    fn deny(&self, rule: RuleId, reason: Reason<'e>) -> Decision<'e> {
+        self.answer(Outcome::Deny, rule, reason)
+    }
+
+    fn internal(&self) -> Decision<'e> {
+        Decision {
+            outcome: Outcome::Deny,
+            rule: INTERNAL_RULE,
+            reason: Reason::Internal,
+            approver: None,
+            audit: AuditLevel::Full,
+        }
+    }
+
+    fn decide(&self) -> Decision<'e> {
+        let request = self.request;
+        let plan = self.agent.plan(&request.tool, &self.engine.table.rules);
+        let (allow, constraints, gates, caps, cap_rules) = match &*plan {
+            ToolPlan::Denied(rule) => {
+                let pattern = self.engine.table.rules.get(rule.0 as usize).map_or("", |r| pattern_of(&r.id));
+                return self.deny(*rule, Reason::Denied { pattern });
+            }
+            ToolPlan::NotAllowed => return self.deny(self.agent.default_deny, Reason::NotAllowed),
+            ToolPlan::Allowed { allow, constraints, gates, caps, cap_rules } => {
+                (*allow, constraints, gates, caps, cap_rules)
+            }
+        };
+        let key = request.session.as_deref().map(|session| SessionKey { agent: &request.agent, session });
+        let view = CounterView { store: self.engine.sessions.as_ref(), key };
+        let scope = Scope {
+            agent: &request.agent,
+            tool: &request.tool,
+            args: &request.args,
+            principal: request.principal.as_ref(),
+            context: request.context.as_ref(),
+            session: &view,
+        };
+        for &index in constraints.iter() {
+            let Some(constraint) = self.agent.constraints.get(index as usize) else {
+                return self.internal();
+            };
+            if let Some(denial) = self.check_constraint(constraint, &scope) {
+                return denial;
+            }
+        }
+        let mut gate_decision = None;
+        for &index in gates.iter() {
+            let Some(gate) = self.agent.gates.get(index as usize) else {
+                return self.internal();
+            };
+            if let Some(ceiling) = &gate.ceiling {
+                match request.args.get(&ceiling.field).and_then(serde_json::Value::as_f64) {
+                    None => {
+                        return self.deny(ceiling.rule, Reason::AmountUnreadable { field: &ceiling.field });
+                    }
+                    Some(amount) if amount > ceiling.max => {
+                        return self.deny(
+                            ceiling.rule,
+                            Reason::AmountAboveCeiling { field: &ceiling.field, max: ceiling.max },
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+            if gate_decision.is_some() {
+                continue;
+            }
+            let reason = match &gate.trigger {
+                GateTrigger::Always => Some(Reason::ApprovalRequired),
+                GateTrigger::When(condition) => match condition.eval(&scope) {
+                    Ok(true) => Some(Reason::ApprovalConditionHolds),
+                    Ok(false) => None,
+                    Err(error) => Some(Reason::ApprovalConditionFailed(error)),
+                },
+                GateTrigger::Never => None,
+            };
+            if let Some(reason) = reason {
+                let mut decision = self.answer(Outcome::RequireApproval, gate.rule, reason);
+                decision.approver = gate.approver.as_deref();
+                gate_decision = Some(decision);
+            }
+        }
+        if !caps.is_empty() {
+            let Some(key) = key else {
+                return Decision {
+                    outcome: Outcome::Deny,
+                    rule: NO_SESSION_RULE,
+                    reason: Reason::NoSession,
+                    approver: None,
+                    audit: self.agent.audit,
+                };
+            };
+            let admission = match gate_decision {
+                Some(_) => self.engine.sessions.check(key, caps),
+                None => self.engine.sessions.admit(key, &request.tool, caps),
+            };
+            if let Admission::Refused(index) = admission {
+                let (Some(cap), Some(rule)) = (caps.get(index), cap_rules.get(index)) else {
+                    return self.internal();
+                };
+                return self.deny(*rule, Reason::CapReached { limit: cap.limit });
+            }
+        } else if let (Some(key), None) = (key, &gate_decision) {
+            self.engine.sessions.admit(key, &request.tool, &[]);
+        }
+        gate_decision.unwrap_or_else(|| self.answer(Outcome::Allow, allow, Reason::Allowed))
+    }
+
+    fn check_constraint(
+        &self,
+        constraint: &'e crate::check::CheckedConstraint,
+        scope: &Scope<'_>,
+    ) -> Option<Decision<'e>> {
+        let args = &self.request.args;
+        if let Some((fields, rule)) = &constraint.requires_fields
+            && let Some(missing) = fields.iter().find(|f| !args.contains_key(f.as_str()))
+        {
+            return Some(self.deny(*rule, Reason::MissingField(missing)));
+        }
+        for param in &constraint.params {
+            if let Some(value) = args.get(&param.name)
+                && let Err((item, violation)) = param.check.validate(value)
+            {
+                return Some(self.deny(param.rule, Reason::Param { name: &param.name, item, violation }));
+            }
+        }
+        if let Some((condition, rule)) = &constraint.when {
+            match condition.eval(scope) {
+                Ok(true) => {}
+                Ok(false) => return Some(self.deny(*rule, Reason::ConditionFalse)),
+                Err(error) => return Some(self.deny(*rule, Reason::ConditionFailed(error))),
+            }
+        }
+        None
+    }
+}
+
+/// The pattern part of a `<agent>.deniedTools.<pattern>` rule id.
+fn pattern_of(rule_id: &str) -> &str {
+    rule_id.split_once(".deniedTools.").map_or(rule_id, |(_, pattern)| pattern)
+}

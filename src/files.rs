@@ -1,0 +1,115 @@
+//! Reading policy files from disk: the compiler's only I/O, used by the CLI
+//! and the server.
+//!
+//! A path is a file or a directory; a directory contributes every `*.yaml`
+//! and `*.yml` file below it (sorted, hidden entries skipped) except test
+//! files (`*.test.yaml`, `*.test.yml`), which hold policy tests.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::load::PolicySource;
+
+/// How deep directories are walked.
+const MAX_DIRECTORY_DEPTH: usize = 16;
+
+/// A policy path that could not be read.
+#[derive(Debug)]
+pub struct FilesError {
+    /// The path.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub kind: FilesErrorKind,
+}
+
+/// What went wrong reading a policy path.
+#[derive(Debug)]
+pub enum FilesErrorKind {
+    /// The operating system said no.
+    Io(std::io::Error),
+    /// A directory without any policy file.
+    NoPolicies,
+}
+
+impl fmt::Display for FilesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            FilesErrorKind::Io(e) => write!(f, "cannot read `{}`: {e}", self.path.display()),
+            FilesErrorKind::NoPolicies => {
+                write!(f, "no policy files (*.yaml, *.yml) in `{}`", self.path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for FilesError {}
+
+/// Whether a file name is a policy test file rather than a policy.
+pub fn is_test_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+}
+
+fn is_policy_file(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) && !is_test_file(path)
+}
+
+/// Reads every policy file named by `paths`, in a stable order.
+pub fn read_policies(paths: &[PathBuf]) -> Result<Vec<PolicySource>, FilesError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let error = |kind| FilesError { path: path.clone(), kind };
+        let metadata = std::fs::metadata(path).map_err(|e| error(FilesErrorKind::Io(e)))?;
+        if metadata.is_dir() {
+            let before = files.len();
+            walk(path, 0, &mut files)?;
+            if files.len() == before {
+                return Err(error(FilesErrorKind::NoPolicies));
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files.dedup();
+    files
+        .into_iter()
+        .map(|path| {
+            let bytes = read_bounded(&path)
+                .map_err(|e| FilesError { path: path.clone(), kind: FilesErrorKind::Io(e) })?;
+            Ok(PolicySource { name: path.display().to_string(), bytes })
+        })
+        .collect()
+}
+
+/// Reads at most one byte more than the loader accepts, so a huge file is
+/// refused by the loader without being read whole.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let limit = crate::yaml::MAX_FILE_BYTES as u64 + 1;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), FilesError> {
+    if depth > MAX_DIRECTORY_DEPTH {
+        return Ok(());
+    }
+    let error = |e| FilesError { path: dir.to_path_buf(), kind: FilesErrorKind::Io(e) };
+    let mut entries: Vec<_> =
+        std::fs::read_dir(dir).map_err(error)?.collect::<Result<_, _>>().map_err(error)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let file_type = entry.file_type().map_err(error)?;
+        if file_type.is_dir() {
+            walk(&path, depth + 1, out)?;
+        } else if is_policy_file(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Stage 4: the decision table — a [`CheckedPolicySet`] laid out for lookup.
+//!
+//! Per agent, every tool name the policy mentions exactly gets a precomputed
+//! [`ToolPlan`] in a hash map; other names go through compiled glob sets.
+//! Lookup cost depends on the number of globs, not on the number of tools.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use globset::{GlobSet, GlobSetBuilder};
+
+use crate::ast::AuditLevel;
+use crate::check::{
+    CheckedAgent, CheckedConstraint, CheckedGate, CheckedPolicySet, RuleId, RuleInfo, ToolRule,
+};
+use crate::pattern::ToolPattern;
+use crate::session::Cap;
+
+/// An immutable, compiled policy set.
+#[derive(Debug)]
+pub struct DecisionTable {
+    pub(crate) agents: HashMap<Box<str>, AgentTable>,
+    pub(crate) rules: Vec<RuleInfo>,
+    pub(crate) hash: Box<str>,
+}
+
+/// One agent's part of the table.
+#[derive(Debug)]
+pub(crate) struct AgentTable {
+    pub exact: HashMap<Box<str>, ToolPlan>,
+    pub deny_globs: GlobIndex,
+    pub allow_globs: GlobIndex,
+    pub constraint_globs: GlobIndex,
+    pub gate_globs: GlobIndex,
+    pub constraints: Vec<CheckedConstraint>,
+    pub gates: Vec<CheckedGate>,
+    pub audit: AuditLevel,
+    pub default_deny: RuleId,
+    /// The cap counters of `session.maxToolCalls`, shared by every plan.
+    pub session_cap: Option<(Cap, RuleId)>,
+}
+
+/// What the policy says about one tool name before looking at arguments.
+#[derive(Clone, Debug)]
+pub(crate) enum ToolPlan {
+    /// A deny entry matches.
+    Denied(RuleId),
+    /// No allow entry matches.
+    NotAllowed,
+    /// Allowed, subject to these constraints, gates and caps.
+    Allowed {
+        allow: RuleId,
+        constraints: Box<[u32]>,
+        gates: Box<[u32]>,
+        caps: Box<[Cap]>,
+        cap_rules: Box<[RuleId]>,
+    },
+}
+
+/// Globs with, for each, the index of what it belongs to.
+#[derive(Debug)]
+pub(crate) struct GlobIndex {
+    set: GlobSet,
+    targets: Vec<u32>,
+}
+
+impl GlobIndex {
+    fn build<'a>(patterns: impl Iterator<Item = (&'a ToolPattern, u32)>) -> GlobIndex {
+        let mut builder = GlobSetBuilder::new();
+        let mut targets = Vec::new();
+        for (pattern, target) in patterns {
+            if let ToolPattern::Glob { matcher, .. } = pattern {
+                builder.add(matcher.glob().clone());
+                targets.push(target);
+            }
+        }
+        // Every glob was already compiled once, so building the set cannot
+        // meet a syntax error; an empty set is the safe fallback regardless.
+        let set = builder.build().unwrap_or_else(|_| GlobSet::empty());
+        GlobIndex { set, targets }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    fn first(&self, tool: &str) -> Option<u32> {
+        if self.is_empty() {
+            return None;
+        }
+        self.set.matches(tool).first().and_then(|&i| self.targets.get(i).copied())
+    }
+
+    fn all(&self, tool: &str) -> Vec<u32> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let mut hits: Vec<u32> =
+            self.set.matches(tool).into_iter().filter_map(|i| self.targets.get(i).copied()).collect();
+        hits.sort_unstable();
+        hits
+    }
+}
+
+impl DecisionTable {
+    /// Lays out a checked policy set for lookup.
+    pub fn build(policy: CheckedPolicySet) -> DecisionTable {
+        let hash = policy.hash().into();
+        let CheckedPolicySet { agents, rules, .. } = policy;
+        let agents = agents
+            .into_iter()
+            .map(|agent| (agent.name.as_str().into(), AgentTable::build(agent, &rules)))
+            .collect();
+        DecisionTable { agents, rules, hash }
+    }
+
+    /// The stable id of a rule.
+    pub(crate) fn rule_id(&self, rule: RuleId) -> &str {
+        self.rules.get(rule.0 as usize).map_or("toolgate.unknownRule", |r| r.id.as_str())
+    }
+
+    /// `sha256:<hex>` of the policy sources.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Every rule, indexed by rule id.
+    pub fn rules(&self) -> &[RuleInfo] {
+        &self.rules
+    }
+}
+
+impl AgentTable {
+    fn build(agent: CheckedAgent, rules: &[RuleInfo]) -> AgentTable {
+        let id = |rule: RuleId| rules.get(rule.0 as usize).map_or("", |r| r.id.as_str());
+        let session_cap = agent
+            .session
+            .max_tool_calls
+            .map(|limit| (Cap { counter: id(limit.rule).into(), limit: limit.max }, limit.rule));
+        let mut table = AgentTable {
+            exact: HashMap::new(),
+            deny_globs: index(&agent.deny),
+            allow_globs: index(&agent.allow),
+            constraint_globs: GlobIndex::build(agent.constraints.iter().zip(0..).map(|(c, i)| (&c.tool, i))),
+            gate_globs: GlobIndex::build(agent.gates.iter().zip(0..).map(|(g, i)| (&g.tool, i))),
+            audit: agent.audit,
+            default_deny: agent.default_deny,
+            session_cap,
+            constraints: Vec::new(),
+            gates: Vec::new(),
+        };
+        let exact_names: Vec<&str> = agent
+            .allow
+            .iter()
+            .chain(&agent.deny)
+            .map(|r| &r.pattern)
+            .chain(agent.constraints.iter().map(|c| &c.tool))
+            .chain(agent.gates.iter().map(|g| &g.tool))
+            .filter(|p| !p.is_glob())
+            .map(ToolPattern::text)
+            .collect();
+        for name in exact_names {
+            let plan = plan_by_scan(&agent, name, &table.session_cap, rules);
+            table.exact.insert(name.into(), plan);
+        }
+        table.constraints = agent.constraints;
+        table.gates = agent.gates;
+        table
+    }
+
+    /// The plan for a tool name.
+    pub fn plan(&self, tool: &str, rules: &[RuleInfo]) -> Cow<'_, ToolPlan> {
+        if let Some(plan) = self.exact.get(tool) {
+            return Cow::Borrowed(plan);
+        }
+        // Exact names are all in the map, so only globs can match here.
+        if let Some(rule) = self.deny_globs.first(tool) {
+            return Cow::Owned(ToolPlan::Denied(RuleId(rule)));
+        }
+        let Some(allow) = self.allow_globs.first(tool) else {
+            return Cow::Owned(ToolPlan::NotAllowed);
+        };
+        let constraints = self.constraint_globs.all(tool);
+        let gates = self.gate_globs.all(tool);
+        let (caps, cap_rules) = caps_of(
+            constraints.iter().filter_map(|&i| self.constraints.get(i as usize)),
+            &self.session_cap,
+            rules,
+        );
+        Cow::Owned(ToolPlan::Allowed {
+            allow: RuleId(allow),
+            constraints: constraints.into(),
+            gates: gates.into(),
+            caps,
+            cap_rules,
+        })
+    }
+}
+
+fn index(rules: &[ToolRule]) -> GlobIndex {
+    GlobIndex::build(rules.iter().map(|r| (&r.pattern, r.rule.0)))
+}
+
+fn plan_by_scan(
+    agent: &CheckedAgent,
+    tool: &str,
+    session_cap: &Option<(Cap, RuleId)>,
+    rules: &[RuleInfo],
+) -> ToolPlan {
+    if let Some(deny) = agent.deny.iter().find(|d| d.pattern.matches(tool)) {
+        return ToolPlan::Denied(deny.rule);
+    }
+    let Some(allow) = agent.allow.iter().find(|a| a.pattern.matches(tool)) else {
+        return ToolPlan::NotAllowed;
+    };
+    let constraints: Vec<u32> =
+        (0..).zip(&agent.constraints).filter(|(_, c)| c.tool.matches(tool)).map(|(i, _)| i).collect();
+    let gates: Box<[u32]> =
+        (0..).zip(&agent.gates).filter(|(_, g)| g.tool.matches(tool)).map(|(i, _)| i).collect();
+    let (caps, cap_rules) =
+        caps_of(constraints.iter().filter_map(|&i| agent.constraints.get(i as usize)), session_cap, rules);
+    ToolPlan::Allowed { allow: allow.rule, constraints: constraints.into(), gates, caps, cap_rules }
+}
+
+/// The caps a call must fit: each constraint's `maxPerSession`, then
+/// `session.maxToolCalls`; with the rules that set them, in the same order.
+fn caps_of<'a>(
+    constraints: impl Iterator<Item = &'a CheckedConstraint>,
+    session_cap: &Option<(Cap, RuleId)>,
+    rules: &[RuleInfo],
+) -> (Box<[Cap]>, Box<[RuleId]>) {
+    constraints
+        .filter_map(|c| c.max_per_session)
+        .map(|limit| {
+            let counter = rules.get(limit.rule.0 as usize).map_or("", |r| r.id.as_str()).into();
+            (Cap { counter, limit: limit.max }, limit.rule)
+        })
+        .chain(session_cap.clone())
+        .unzip::<Cap, RuleId, Vec<Cap>, Vec<RuleId>>()
+        .into_boxed()
+}
+
+trait IntoBoxed<A, B> {
+    fn into_boxed(self) -> (Box<[A]>, Box<[B]>);
+}
+
+impl<A, B> IntoBoxed<A, B> for (Vec<A>, Vec<B>) {
+    fn into_boxed(self) -> (Box<[A]>, Box<[B]>) {
+        (self.0.into_boxed_slice(), self.1.into_boxed_slice())
+    }
+}

@@ -1,0 +1,243 @@
+//! The wire protocol of `toolgate eval` and the decision socket: one JSON
+//! object per line in, one per line out, in order.
+//!
+//! Request: `{"id": <any>, "agent": "...", "tool": "...", "args": {...},
+//! "session": "...", "principal": {...}, "context": {...}}`; `args` defaults
+//! to `{}`, `op` to `"decide"`. Response: `{"id", "decision", "rule",
+//! "reason", "approver"?, "audit", "policy"}`. A line that cannot be decided
+//! gets `{"id", "decision": "deny", "error": {"code", "message"}}`.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::engine::{Decision, Request};
+
+/// A request line that could not be turned into a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireError {
+    /// A stable, machine-readable code.
+    pub code: WireErrorCode,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The codes of [`WireError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireErrorCode {
+    /// The line is not JSON.
+    InvalidJson,
+    /// The line is JSON but not an object.
+    InvalidRequest,
+    /// A required field is absent.
+    MissingField,
+    /// A field has the wrong type.
+    InvalidField,
+    /// `op` names no operation.
+    UnknownOp,
+    /// The line is longer than the limit.
+    LineTooLong,
+    /// The server could not decide (e.g. no policy loaded).
+    Unavailable,
+}
+
+impl WireErrorCode {
+    /// The code as sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WireErrorCode::InvalidJson => "invalid_json",
+            WireErrorCode::InvalidRequest => "invalid_request",
+            WireErrorCode::MissingField => "missing_field",
+            WireErrorCode::InvalidField => "invalid_field",
+            WireErrorCode::UnknownOp => "unknown_op",
+            WireErrorCode::LineTooLong => "line_too_long",
+            WireErrorCode::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl WireError {
+    /// An error with a code and message.
+    pub fn new(code: WireErrorCode, message: impl Into<String>) -> Self {
+        WireError { code, message: message.into() }
+    }
+}
+
+/// What a request line asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Decide a tool call.
+    Decide(Request),
+    /// Any other operation, by name, with the whole line's object.
+    Other(String, Map<String, Value>),
+}
+
+/// A parsed line: the echoed id and the command or why there is none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Line {
+    /// The request's `id`, echoed in the response (`null` if absent).
+    pub id: Value,
+    /// The command.
+    pub command: Result<Command, WireError>,
+}
+
+/// Parses one request line.
+pub fn parse_line(line: &str) -> Line {
+    let mut object = match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            return error_line(Value::Null, WireErrorCode::InvalidRequest, "request must be a JSON object");
+        }
+        Err(e) => {
+            return error_line(Value::Null, WireErrorCode::InvalidJson, format!("invalid JSON: {e}"));
+        }
+    };
+    let id = object.remove("id").unwrap_or(Value::Null);
+    let op = match object.get("op") {
+        None | Some(Value::Null) => String::from("decide"),
+        Some(Value::String(op)) => op.clone(),
+        Some(_) => return error_line(id, WireErrorCode::InvalidField, "`op` must be a string"),
+    };
+    let command =
+        if op == "decide" { request(object).map(Command::Decide) } else { Ok(Command::Other(op, object)) };
+    Line { id, command }
+}
+
+fn error_line(id: Value, code: WireErrorCode, message: impl Into<String>) -> Line {
+    Line { id, command: Err(WireError::new(code, message)) }
+}
+
+fn request(mut object: Map<String, Value>) -> Result<Request, WireError> {
+    let agent = required_string(&mut object, "agent")?;
+    let tool = required_string(&mut object, "tool")?;
+    let args = match object.remove("args") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(args)) => args,
+        Some(_) => {
+            return Err(WireError::new(WireErrorCode::InvalidField, "`args` must be an object"));
+        }
+    };
+    let session = match object.remove("session") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => {
+            return Err(WireError::new(WireErrorCode::InvalidField, "`session` must be a string"));
+        }
+    };
+    let principal = optional_object(&mut object, "principal")?;
+    let context = optional_object(&mut object, "context")?;
+    Ok(Request { agent, tool, args, session, principal, context })
+}
+
+fn required_string(object: &mut Map<String, Value>, key: &str) -> Result<String, WireError> {
+    match object.remove(key) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => {
+            Err(WireError::new(WireErrorCode::MissingField, format!("`{key}` is required")))
+        }
+        Some(_) => Err(WireError::new(WireErrorCode::InvalidField, format!("`{key}` must be a string"))),
+    }
+}
+
+fn optional_object(object: &mut Map<String, Value>, key: &str) -> Result<Option<Value>, WireError> {
+    match object.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value @ Value::Object(_)) => Ok(Some(value)),
+        Some(_) => Err(WireError::new(WireErrorCode::InvalidField, format!("`{key}` must be an object"))),
+    }
+}
+
+#[derive(Serialize)]
+struct DecisionLine<'a> {
+    id: &'a Value,
+    decision: &'static str,
+    rule: &'a str,
+    #[serde(serialize_with = "display")]
+    reason: &'a crate::engine::Reason<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approver: Option<&'a str>,
+    audit: &'static str,
+    policy: &'a str,
+}
+
+fn display<S: serde::Serializer>(
+    value: &&crate::engine::Reason<'_>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    id: &'a Value,
+    decision: &'static str,
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'static str,
+    message: &'a str,
+}
+
+/// Appends the response line for a decision (with its newline) to `out`.
+pub fn write_decision(out: &mut Vec<u8>, id: &Value, decision: &Decision<'_>, policy: &str) {
+    let line = DecisionLine {
+        id,
+        decision: decision.outcome.as_str(),
+        rule: decision.rule,
+        reason: &decision.reason,
+        approver: decision.approver,
+        audit: decision.audit.as_str(),
+        policy,
+    };
+    write_json(out, &line);
+}
+
+/// Appends the response line for an error (with its newline) to `out`.
+pub fn write_error(out: &mut Vec<u8>, id: &Value, error: &WireError) {
+    let line = ErrorLine {
+        id,
+        decision: "deny",
+        error: ErrorBody { code: error.code.as_str(), message: &error.message },
+    };
+    write_json(out, &line);
+}
+
+fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
+    // Serializing these plain structs into memory cannot fail; should it
+    // ever, the client still gets a deny rather than nothing.
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(br#"{"id":null,"decision":"deny","error":{"code":"internal","message":"response encoding failed"}}"#);
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_lines_get_errors_with_the_id() {
+        let cases = [
+            ("not json", Value::Null, WireErrorCode::InvalidJson),
+            ("[1]", Value::Null, WireErrorCode::InvalidRequest),
+            (r#"{"id": 7, "tool": "t"}"#, Value::from(7), WireErrorCode::MissingField),
+            (r#"{"id": "x", "agent": "a", "tool": 3}"#, Value::from("x"), WireErrorCode::InvalidField),
+            (r#"{"agent": "a", "tool": "t", "args": [1]}"#, Value::Null, WireErrorCode::InvalidField),
+            (r#"{"agent": "a", "tool": "t", "session": 5}"#, Value::Null, WireErrorCode::InvalidField),
+            (r#"{"agent": "a", "tool": "t", "principal": "me"}"#, Value::Null, WireErrorCode::InvalidField),
+        ];
+        for (text, id, code) in cases {
+            let line = parse_line(text);
+            assert_eq!(line.id, id, "{text}");
+            assert_eq!(line.command.expect_err(text).code, code, "{text}");
+        }
+    }
+
+    #[test]
+    fn args_default_to_an_empty_object() {
+        let line = parse_line(r#"{"agent": "a", "tool": "t"}"#);
+        let Ok(Command::Decide(request)) = line.command else { panic!("decide") };
+        assert!(request.args.is_empty());
+    }
+}
