@@ -96,6 +96,9 @@ pub fn parse(bytes: &[u8], source: SourceId) -> Result<Option<Node>, Diagnostic>
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! { max_depth: MAX_DEPTH, flow_nesting_limit: MAX_DEPTH, max_nodes: MAX_NODES, max_aliases: 1_000 },
         alias_limits: alias_limits,
+        // YAML 1.2 booleans only: `n`, `no`, `on`, `y` stay strings, so an
+        // argument or tool named `n` is not silently renamed `false`.
+        strict_booleans: true,
         with_snippet: false,
     };
     match serde_saphyr::from_str_with_options::<Option<Node>>(text, options) {
@@ -142,6 +145,10 @@ fn convert_error(error: &serde_saphyr::Error, text: &str, source: SourceId) -> D
             format!("aliases expand to more than {MAX_NODES} nodes")
         }
         Code::ResourceLimit => format!("file exceeds a safety limit ({message})"),
+        Code::DuplicateKey => match error {
+            E::DuplicateMappingKey { key: Some(key), .. } => format!("duplicate key `{key}`"),
+            _ => String::from("duplicate key"),
+        },
         _ => message,
     };
     Diagnostic::new(code, message, Location::new(source, Span::new(offset, offset))).with_help(help)

@@ -164,8 +164,12 @@ pub fn check(loaded: Loaded) -> Checked {
         .zip(&lineages)
         .map(|(decl, lineage)| agent::effective(decl, lineage, &own, &mut rules))
         .collect();
-    for (index, agent) in agents.iter().enumerate() {
-        reach::warn(agent, &own[index], &rules, &mut diagnostics);
+    // Reachability is judged on a set without errors only: a broken entry
+    // would make other rules look dead.
+    if !diagnostics.has_errors() {
+        for (agent, own) in agents.iter().zip(&own) {
+            reach::warn(agent, own, &rules, &mut diagnostics);
+        }
     }
     diagnostics.sort_by_location();
     let policy = (!diagnostics.has_errors()).then(|| CheckedPolicySet {

@@ -88,7 +88,7 @@ impl ParamCheck {
                 Err(error) => {
                     diagnostics.push(
                         Diagnostic::new(Code::InvalidRegex, format!("invalid `pattern` for argument `{arg}`"), p.location)
-                            .with_label(error.to_string().lines().last().unwrap_or("invalid pattern").trim().to_owned())
+                            .with_label(crate::condition::regex_error_text(&error))
                             .with_help("patterns use the syntax of the Rust `regex` crate (RE2-like, no look-around or backreferences)"),
                     );
                     None

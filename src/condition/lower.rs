@@ -477,11 +477,14 @@ impl Lowerer<'_> {
                 let ordered =
                     (lt.is_numeric() && rt.is_numeric()) || (lt.fits(Type::String) && rt.fits(Type::String));
                 if !ordered {
-                    return self.error(ConditionError::new(
-                        Code::ConditionType,
-                        format!("`{}` cannot order {} and {}", op.as_str(), lt.describe(), rt.describe()),
-                        expr.span,
-                    ));
+                    return self.error(
+                        ConditionError::new(
+                            Code::ConditionType,
+                            format!("`{}` cannot order {} and {}", op.as_str(), lt.describe(), rt.describe()),
+                            expr.span,
+                        )
+                        .with_help("compare numbers with numbers and strings with strings"),
+                    );
                 }
                 (Ir::Binary(op, Box::new(l), Box::new(r)), Type::Bool)
             }
@@ -534,7 +537,8 @@ impl Lowerer<'_> {
     }
 }
 
-fn regex_error_text(error: &regex::Error) -> String {
+/// The last line of a `regex` error, which says what is wrong.
+pub fn regex_error_text(error: &regex::Error) -> String {
     match error {
         regex::Error::CompiledTooBig(_) => String::from("the compiled pattern is too large"),
         other => other

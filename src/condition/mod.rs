@@ -10,7 +10,7 @@ mod parse;
 pub mod syntax;
 
 pub use eval::{EvalError, NoSession, Scope, SessionView};
-pub use lower::{REGEX_SIZE_LIMIT, Type, TypeEnv};
+pub use lower::{REGEX_SIZE_LIMIT, Type, TypeEnv, regex_error_text};
 pub use parse::{MAX_CONDITION_BYTES, MAX_NESTING, parse};
 
 use crate::diagnostic::Code;

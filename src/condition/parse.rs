@@ -121,6 +121,7 @@ fn syntax_error(error: pest::error::Error<Rule>) -> ConditionError {
         ErrorVariant::CustomError { message } => message.clone(),
     };
     ConditionError::new(Code::ConditionSyntax, message, span)
+        .with_help("conditions use CEL syntax, e.g. `args.amount < 100 && has(args.reason)`")
 }
 
 /// How a grammar rule is named in "expected ..." messages.
@@ -347,6 +348,9 @@ mod tests {
             ("1 + 2 * 3 < 10", "((1 + (2 * 3)) < 10)"),
             ("!a.b && -x.y > 2", "((!a.b) && ((-x.y) > 2))"),
             ("args.x in ['a', \"b\"]", "(args.x in [\"a\", \"b\"])"),
+            ("'x' in args.list", "(\"x\" in args.list)"),
+            ("! a", "(!a)"),
+            ("inner in items", "(inner in items)"),
             ("args[\"odd-name\"].size() > 0", "(args[\"odd-name\"].size() > 0)"),
             ("session.calls_of('t') >= 3", "(session.calls_of(\"t\") >= 3)"),
             ("has(args.amount) && size(args.tags) <= 2", "(has(args.amount) && (size(args.tags) <= 2))"),

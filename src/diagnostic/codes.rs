@@ -53,8 +53,6 @@ macro_rules! codes {
 }
 
 codes! {
-    /// The file could not be read.
-    Io = ("TG001", "io", Error),
     /// The file is not valid YAML.
     YamlSyntax = ("TG002", "yaml-syntax", Error),
     /// A mapping has the same key twice.

@@ -136,6 +136,16 @@ impl<'d> Decoder<'d> {
                 items.iter().filter_map(|item| self.string(item, &format!("each entry of {what}"))).collect()
             }
             Value::Null => Vec::new(),
+            Value::Str(single) => {
+                let diagnostic = Diagnostic::new(
+                    Code::WrongType,
+                    format!("{what} must be a list of strings, found a string"),
+                    self.at(node.span),
+                )
+                .with_help(format!("write a list: `[{single}]`"));
+                self.report(diagnostic);
+                Vec::new()
+            }
             _ => {
                 self.wrong_type(node, what, "a list of strings");
                 Vec::new()

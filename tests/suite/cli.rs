@@ -1,0 +1,169 @@
+//! The command line as users and CI scripts drive it: exit codes, formats,
+//! and the eval line protocol's handling of bad input.
+
+use serde_json::Value;
+
+use crate::util::{json_lines, root, run_with_input, scratch, toolgate};
+
+const GOOD: &str = "agentPolicies:\n  bot:\n    allowedTools: [search, fetch]\n";
+const WARNS: &str = "agentPolicies:\n  bot:\n    allowedTools: [search]\n    deniedTools: [search]\n";
+const BROKEN: &str = "agentPolicies:\n  bot:\n    alowedTools: [search]\n";
+
+#[test]
+fn check_exit_codes_distinguish_valid_invalid_and_usage() {
+    let dir = scratch(&[
+        ("good.yaml", GOOD),
+        ("warns.yaml", WARNS),
+        ("broken.yaml", BROKEN),
+        ("empty/readme.txt", "x"),
+    ]);
+    let code = |args: &[&str]| toolgate(dir.path()).args(args).output().expect("runs").status.code();
+    assert_eq!(code(&["check", "good.yaml"]), Some(0));
+    assert_eq!(code(&["check", "warns.yaml"]), Some(0));
+    assert_eq!(code(&["check", "--deny-warnings", "warns.yaml"]), Some(1));
+    assert_eq!(code(&["check", "broken.yaml"]), Some(1));
+    assert_eq!(code(&["check", "missing.yaml"]), Some(2));
+    assert_eq!(code(&["check", "empty"]), Some(2));
+    assert_eq!(code(&["check"]), Some(2));
+    assert_eq!(code(&["check", "--format", "xml", "good.yaml"]), Some(2));
+    assert_eq!(code(&["--version"]), Some(0));
+}
+
+#[test]
+fn check_reports_every_error_of_a_file_at_once() {
+    let text = "agentPolicies:\n  bot:\n    alowedTools: [a]\n    auditLevel: ful\n    constraints:\n      a: {maxPerSession: -1}\n";
+    let dir = scratch(&[("p.yaml", text)]);
+    let output = toolgate(dir.path()).args(["check", "--format", "json", "p.yaml"]).output().expect("runs");
+    let found: Vec<Value> = serde_json::from_slice(&output.stdout).expect("JSON");
+    let places: Vec<(String, u64, u64)> = found
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap_or("").to_owned(),
+                d["line"].as_u64().unwrap_or(0),
+                d["column"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        places,
+        vec![("TG010".into(), 3, 5), ("TG013".into(), 4, 17), ("TG013".into(), 6, 26)],
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_directory_is_one_policy_set_and_test_files_are_skipped() {
+    let dir = scratch(&[
+        ("a/one.yaml", GOOD),
+        ("b/two.yml", "agentPolicies:\n  other:\n    allowedTools: [x]\n"),
+        ("b/cases.test.yaml", "this: [is not a policy"),
+        (".hidden/three.yaml", "not: [yaml"),
+    ]);
+    let output = toolgate(dir.path()).args(["check", "."]).output().expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("2 agents in 2 files"));
+}
+
+#[test]
+fn condition_errors_point_at_the_column_inside_the_yaml_string() {
+    let text = "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    constraints:\n      pay:\n        when: \"args.amount < 100 && amount > 3\"\n";
+    let dir = scratch(&[("p.yaml", text)]);
+    let output = toolgate(dir.path()).args(["check", "--format", "json", "p.yaml"]).output().expect("runs");
+    let found: Vec<Value> = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(found[0]["code"], "TG032");
+    assert_eq!((found[0]["line"].as_u64(), found[0]["column"].as_u64()), (Some(6), Some(37)));
+}
+
+fn eval(input: &str) -> (std::process::Output, Vec<Value>) {
+    let dir = scratch(&[("p.yaml", GOOD)]);
+    let output = run_with_input(
+        toolgate(dir.path()).args(["eval", "--policy", "p.yaml", "--max-line-bytes", "200"]),
+        input.as_bytes(),
+    );
+    let lines = json_lines(&output);
+    (output, lines)
+}
+
+#[test]
+fn eval_answers_every_line_in_order_and_never_allows_bad_input() {
+    let long = format!(
+        "{{\"id\": 9, \"agent\": \"bot\", \"tool\": \"search\", \"args\": {{\"q\": \"{}\"}}}}",
+        "x".repeat(300)
+    );
+    let input = [
+        r#"{"id": 1, "agent": "bot", "tool": "search"}"#,
+        "not json",
+        "",
+        r#"{"id": 3, "tool": "search"}"#,
+        r#"{"id": 4, "agent": "bot", "tool": "search", "args": "q"}"#,
+        &long,
+        r#"{"id": 6, "agent": "bot", "tool": "fetch", "args": {"url": "x"}}"#,
+        r#"{"id": 7, "agent": "bot", "tool": "search", "op": "explode"}"#,
+        r#"{"id": 8, "agent": "bot", "tool": "rm"}"#,
+    ]
+    .join("\n");
+    let (output, lines) = eval(&input);
+    assert!(output.status.success());
+    let summary: Vec<(Value, Value, Value)> =
+        lines.iter().map(|l| (l["id"].clone(), l["decision"].clone(), l["error"]["code"].clone())).collect();
+    let expected = vec![
+        (Value::from(1), Value::from("allow"), Value::Null),
+        (Value::Null, Value::from("deny"), Value::from("invalid_json")),
+        (Value::from(3), Value::from("deny"), Value::from("missing_field")),
+        (Value::from(4), Value::from("deny"), Value::from("invalid_field")),
+        (Value::Null, Value::from("deny"), Value::from("line_too_long")),
+        (Value::from(6), Value::from("allow"), Value::Null),
+        (Value::from(7), Value::from("deny"), Value::from("unknown_op")),
+        (Value::from(8), Value::from("deny"), Value::Null),
+    ];
+    assert_eq!(summary, expected);
+    assert!(lines[0]["policy"].as_str().is_some_and(|p| p.starts_with("sha256:")));
+    assert_eq!(lines[0]["audit"], "metadata");
+}
+
+#[test]
+fn eval_refuses_to_start_on_a_broken_policy() {
+    let dir = scratch(&[("p.yaml", BROKEN)]);
+    let output = run_with_input(toolgate(dir.path()).args(["eval", "--policy", "p.yaml"]), b"{}\n");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("TG010"));
+}
+
+#[test]
+fn eval_handles_binary_garbage_and_a_missing_final_newline() {
+    let mut input = b"\xff\xfe\x00garbage\n".to_vec();
+    input.extend_from_slice(br#"{"id": 2, "agent": "bot", "tool": "search"}"#);
+    let dir = scratch(&[("p.yaml", GOOD)]);
+    let output = run_with_input(toolgate(dir.path()).args(["eval", "--policy", "p.yaml"]), &input);
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["error"]["code"], "invalid_json");
+    assert_eq!(lines[1]["decision"], "allow");
+}
+
+#[test]
+fn the_readme_main_job_runs_on_the_shipped_examples() {
+    let dir = root().join("policies");
+    let input = std::fs::read(dir.join("examples.jsonl")).expect("examples");
+    let output = run_with_input(toolgate(&dir).args(["eval", "--policy", "."]), &input);
+    assert!(output.status.success());
+    let decisions: Vec<String> =
+        json_lines(&output).iter().map(|l| l["decision"].as_str().unwrap_or("?").to_owned()).collect();
+    assert_eq!(
+        decisions,
+        [
+            "allow",
+            "deny",
+            "require_approval",
+            "deny",
+            "deny",
+            "require_approval",
+            "deny",
+            "allow",
+            "deny",
+            "deny"
+        ]
+    );
+}
