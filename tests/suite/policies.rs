@@ -26,10 +26,10 @@ struct Case {
 
 /// Gives each case its own sessions, so cases are independent within one run.
 fn isolate(mut request: Value, case: usize) -> Value {
-    if let Some(session) = request.get_mut("session") {
-        if let Some(s) = session.as_str() {
-            *session = Value::from(format!("case{case}/{s}"));
-        }
+    if let Some(session) = request.get_mut("session")
+        && let Some(s) = session.as_str()
+    {
+        *session = Value::from(format!("case{case}/{s}"));
     }
     request
 }
@@ -97,10 +97,11 @@ fn example_policies_check_clean_and_match_real_tool_names() {
             }
             let text = std::fs::read_to_string(path).expect("read");
             for word in text.split(|c: char| c.is_whitespace() || "[],:'\"{}".contains(c)) {
-                if let Some(tool) = word.strip_prefix(&format!("{server}/")) {
-                    if !tool.contains(['*', '?', '[', '{']) && !tool.is_empty() {
-                        assert!(names.contains(&tool), "{server}/{tool} is not in {catalog}");
-                    }
+                if let Some(tool) = word.strip_prefix(&format!("{server}/"))
+                    && !tool.contains(['*', '?', '[', '{'])
+                    && !tool.is_empty()
+                {
+                    assert!(names.contains(&tool), "{server}/{tool} is not in {catalog}");
                 }
             }
         }
