@@ -43,6 +43,7 @@ pub mod engine;
 pub mod files;
 pub mod load;
 pub mod pattern;
+pub mod server;
 pub mod session;
 pub mod source;
 pub mod table;

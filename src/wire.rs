@@ -6,8 +6,12 @@
 //! to `{}`, `op` to `"decide"`. Response: `{"id", "decision", "rule",
 //! "reason", "approver"?, "audit", "policy"}`. A line that cannot be decided
 //! gets `{"id", "decision": "deny", "error": {"code", "message"}}`.
+//!
+//! Framing ([`read_line`]) bounds every line: a longer one is consumed up to
+//! its newline and answered with `line_too_long`, so the stream stays in step.
 
 use serde::Serialize;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use serde_json::{Map, Value};
 
 use crate::engine::{Decision, Request};
@@ -210,6 +214,53 @@ fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
         out.extend_from_slice(br#"{"id":null,"decision":"deny","error":{"code":"internal","message":"response encoding failed"}}"#);
     }
     out.push(b'\n');
+}
+
+/// The result of reading one request line.
+pub enum Read {
+    /// A complete line is in the buffer (without its newline).
+    Line,
+    /// The line was longer than the limit; it was consumed and dropped.
+    TooLong,
+    /// The input ended before any byte of a new line.
+    Eof,
+}
+
+/// Reads one line of at most `max` bytes into `buf` (without its newline);
+/// a longer line is consumed up to its newline, so the stream stays in step.
+/// A last line without a newline counts as a line.
+pub async fn read_line(input: &mut (impl AsyncBufRead + Unpin), buf: &mut Vec<u8>, max: usize) -> std::io::Result<Read> {
+    let mut too_long = false;
+    let mut seen_any = false;
+    loop {
+        let available = input.fill_buf().await?;
+        if available.is_empty() {
+            // End of input ends the last line too, if there is one.
+            return Ok(match (seen_any, too_long) {
+                (false, _) => Read::Eof,
+                (true, true) => Read::TooLong,
+                (true, false) => Read::Line,
+            });
+        }
+        seen_any = true;
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        if !too_long {
+            if buf.len() + chunk.len() > max {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(chunk);
+            }
+        }
+        let consumed = done.unwrap_or(available.len());
+        input.consume(consumed);
+        if done.is_some() {
+            return Ok(if too_long { Read::TooLong } else { Read::Line });
+        }
+    }
 }
 
 #[cfg(test)]

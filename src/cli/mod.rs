@@ -4,6 +4,8 @@
 mod check;
 mod eval;
 mod output;
+mod query;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +43,10 @@ enum Command {
     Check(CheckArgs),
     /// Decide JSON Lines requests from stdin, one JSON response per line on stdout.
     Eval(EvalArgs),
+    /// Serve decisions on a Unix socket, reloading the policy when it changes.
+    Serve(ServeArgs),
+    /// Ask a running server; exit 0 if allowed, 1 if denied, 3 if approval is required.
+    Query(QueryArgs),
 }
 
 /// How diagnostics are printed.
@@ -76,6 +82,62 @@ struct EvalArgs {
     max_line_bytes: usize,
 }
 
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Policy file or directory; may be given more than once.
+    #[arg(long = "policy", required = true)]
+    policies: Vec<PathBuf>,
+    /// Path of the Unix socket to listen on.
+    #[arg(long)]
+    socket: PathBuf,
+    /// Permissions of the socket, in octal (e.g. 660 to let the group connect).
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    socket_mode: u32,
+    /// The most connections served at once; more are refused with an error line.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a connection may go without sending a complete line.
+    #[arg(long, default_value_t = 30)]
+    idle_timeout: u64,
+    /// The longest request line accepted, in bytes.
+    #[arg(long, default_value_t = eval::DEFAULT_MAX_LINE)]
+    max_line_bytes: usize,
+    /// Log every decision (off by default).
+    #[arg(long)]
+    log_decisions: bool,
+    /// Do not watch the policy files; reload only on SIGHUP or the `reload` op.
+    #[arg(long)]
+    no_watch: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    /// Path of the server's Unix socket.
+    #[arg(long)]
+    socket: PathBuf,
+    /// Request lines (JSON); without them, and without --agent, lines are read from stdin.
+    requests: Vec<String>,
+    /// Build one request: the agent.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Build one request: the tool.
+    #[arg(long)]
+    tool: Option<String>,
+    /// Build one request: the arguments, as a JSON object.
+    #[arg(long)]
+    args: Option<String>,
+    /// Build one request: the session id.
+    #[arg(long)]
+    session: Option<String>,
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| format!("`{text}` is not an octal permission mode like 600 or 660"))
+}
+
 /// Parses the command line and runs the command.
 pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -88,6 +150,29 @@ pub fn run() -> ExitCode {
     let exit = match cli.command {
         Command::Check(args) => check::run(&args.paths, args.format, args.deny_warnings),
         Command::Eval(args) => eval::run(&args.policies, args.max_line_bytes),
+        Command::Serve(args) => serve::run(serve::ServeArgs {
+            config: toolgate::server::Config {
+                policies: args.policies,
+                max_connections: args.max_connections.max(1),
+                idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
+                max_line_bytes: args.max_line_bytes,
+                log_decisions: args.log_decisions,
+                ..toolgate::server::Config::default()
+            },
+            socket: args.socket,
+            socket_mode: args.socket_mode,
+            watch: !args.no_watch,
+        }),
+        Command::Query(args) => {
+            return query::run(query::QueryArgs {
+                socket: &args.socket,
+                requests: &args.requests,
+                agent: args.agent,
+                tool: args.tool,
+                args: args.args,
+                session: args.session,
+            });
+        }
     };
     exit.into()
 }

@@ -6,7 +6,7 @@ use toolgate::diagnostic::render::{self, Color};
 use toolgate::diagnostic::{Diagnostic, Severity};
 use toolgate::source::SourceMap;
 
-use super::Format;
+use super::{Exit, Format};
 
 /// Colour for stderr: only on a terminal, and never with `NO_COLOR` set.
 pub fn stderr_color() -> Color {
@@ -45,4 +45,19 @@ pub fn plural(n: usize, word: &str) -> String {
 /// Prints an error that is not about policy content (usage, I/O).
 pub fn error(message: &str) {
     let _ = writeln!(std::io::stderr(), "error: {message}");
+}
+
+/// Reads and compiles a policy set for a command that needs a valid one;
+/// on failure prints why and returns the exit code.
+pub fn compile_or_report(paths: &[std::path::PathBuf]) -> Result<toolgate::check::CheckedPolicySet, Exit> {
+    let sources = toolgate::files::read_policies(paths).map_err(|e| {
+        error(&e.to_string());
+        Exit::Usage
+    })?;
+    let checked = toolgate::compile(sources);
+    checked.policy.ok_or_else(|| {
+        diagnostics(checked.diagnostics.as_slice(), &checked.sources, Format::Human);
+        error(&format!("policy does not compile ({})", summary(checked.diagnostics.as_slice())));
+        Exit::Invalid
+    })
 }

@@ -1,0 +1,102 @@
+//! `toolgate serve`: the decision server on a Unix socket.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use toolgate::engine::Engine;
+use toolgate::server::{self, Config, Shared, reload, socket};
+
+use super::{Exit, output};
+
+/// How long file changes settle before a reload.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+pub struct ServeArgs {
+    pub config: Config,
+    pub socket: PathBuf,
+    pub socket_mode: u32,
+    pub watch: bool,
+}
+
+pub fn run(args: ServeArgs) -> Exit {
+    init_logging();
+    let policy = match output::compile_or_report(&args.config.policies) {
+        Ok(policy) => policy,
+        Err(exit) => return exit,
+    };
+    let engine = Engine::new(policy);
+    // Bind before the runtime starts threads: binding sets the process umask.
+    let mut bound = match socket::bind(&args.socket, args.socket_mode) {
+        Ok(bound) => bound,
+        Err(error) => {
+            output::error(&error.to_string());
+            return Exit::Usage;
+        }
+    };
+    let Some(listener) = bound.take_listener() else { return Exit::Usage };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            output::error(&format!("cannot start the runtime: {error}"));
+            return Exit::Usage;
+        }
+    };
+    let result = runtime.block_on(serve(listener, engine, args.config, args.watch, bound.path().to_path_buf()));
+    drop(bound);
+    match result {
+        Ok(()) => Exit::Ok,
+        Err(message) => {
+            output::error(&message);
+            Exit::Usage
+        }
+    }
+}
+
+async fn serve(
+    listener: std::os::unix::net::UnixListener,
+    engine: Engine,
+    config: Config,
+    watch: bool,
+    path: PathBuf,
+) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
+    let shared = Shared::new(engine, config);
+    let _watcher = if watch {
+        Some(reload::watch(Arc::clone(&shared), DEBOUNCE).map_err(|e| format!("cannot watch the policy files: {e}"))?)
+    } else {
+        None
+    };
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let on_hangup = Arc::clone(&shared);
+    let hangups = tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let _ = reload::reload(&on_hangup, reload::Trigger::Signal).await;
+        }
+    });
+    tracing::info!(socket = %path.display(), policy = %shared.engine.load().policy_hash(), "serving");
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+    };
+    server::run(listener, shared, shutdown).await;
+    hangups.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOOLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(output::stderr_color() == toolgate::diagnostic::render::Color::Always)
+        .try_init();
+}

@@ -1,0 +1,157 @@
+//! One client connection: read request lines, answer each in order.
+//!
+//! Lines are answered as they arrive; the answers are flushed whenever no
+//! further request is already buffered, so a client that pipelines gets
+//! batched writes and a client that waits gets its answer at once.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::watch;
+
+use super::{PROTOCOL_VERSION, Shared, reload};
+use crate::wire::{self, Command, Read, WireError, WireErrorCode, read_line};
+
+/// Flush at least this often while a client keeps pipelining.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// Tells an excess client why it is being closed, then closes.
+pub async fn refuse(mut stream: UnixStream) {
+    let mut out = Vec::new();
+    let error = WireError::new(WireErrorCode::Unavailable, "too many connections; try again later");
+    wire::write_error(&mut out, &Value::Null, &error);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
+}
+
+/// Serves one connection until the client closes it, goes idle, sends
+/// something unrecoverable, or the server shuts down.
+pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, read);
+    let mut line = Vec::new();
+    let mut out = Vec::with_capacity(4096);
+    let max = shared.config.max_line_bytes;
+    loop {
+        line.clear();
+        let has_buffered_line = reader.buffer().contains(&b'\n');
+        if *stopped.borrow() && !has_buffered_line {
+            break;
+        }
+        let read = tokio::select! {
+            biased;
+            read = tokio::time::timeout(shared.config.idle_timeout, read_line(&mut reader, &mut line, max)) => read,
+            _ = stopped.changed(), if !has_buffered_line => continue,
+        };
+        match read {
+            Err(_idle) => {
+                tracing::debug!("closing idle connection");
+                break;
+            }
+            Ok(Err(_) | Ok(Read::Eof)) => break,
+            Ok(Ok(Read::Line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Ok(Ok(Read::Line)) => answer(shared, &line, &mut out).await,
+            Ok(Ok(Read::TooLong)) => {
+                shared.metrics.error();
+                let message = format!("request line is longer than {max} bytes; skipped to the next line");
+                wire::write_error(&mut out, &Value::Null, &WireError::new(WireErrorCode::LineTooLong, message));
+            }
+        }
+        if (reader.buffer().is_empty() || out.len() >= FLUSH_BYTES) && !out.is_empty() {
+            if write.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+    }
+    if !out.is_empty() {
+        let _ = write.write_all(&out).await;
+    }
+    let _ = write.shutdown().await;
+}
+
+async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>) {
+    let Ok(text) = std::str::from_utf8(line) else {
+        shared.metrics.error();
+        let error = WireError::new(WireErrorCode::InvalidJson, "request line is not UTF-8");
+        return wire::write_error(out, &Value::Null, &error);
+    };
+    let parsed = wire::parse_line(text);
+    match parsed.command {
+        Ok(Command::Decide(request)) => decide(shared, &parsed.id, &request, out),
+        Ok(Command::Other(op, _)) => match op.as_str() {
+            "health" => write_json(out, &json!({"id": parsed.id, "health": "ok", "protocol": PROTOCOL_VERSION, "policy": shared.engine.load().policy_hash()})),
+            "status" => write_json(out, &json!({"id": parsed.id, "status": status(shared)})),
+            "reload" => {
+                let reply = match reload::reload(shared, reload::Trigger::Request).await {
+                    Ok(hash) => json!({"id": parsed.id, "reload": {"ok": true, "policy": hash}}),
+                    Err(error) => json!({"id": parsed.id, "reload": {
+                        "ok": false,
+                        "policy": shared.engine.load().policy_hash(),
+                        "errors": error.lines(),
+                    }}),
+                };
+                write_json(out, &reply);
+            }
+            other => {
+                shared.metrics.error();
+                let error = WireError::new(
+                    WireErrorCode::UnknownOp,
+                    format!("unknown op `{other}`; the operations are decide, health, status, reload"),
+                );
+                wire::write_error(out, &parsed.id, &error);
+            }
+        },
+        Err(error) => {
+            shared.metrics.error();
+            wire::write_error(out, &parsed.id, &error);
+        }
+    }
+}
+
+fn decide(shared: &Shared, id: &Value, request: &crate::engine::Request, out: &mut Vec<u8>) {
+    // One load per request: the whole decision uses one policy, old or new.
+    let engine = shared.engine.load();
+    let start = Instant::now();
+    // The engine does not panic by construction; if a dependency ever did,
+    // the client still gets a deny, and the server keeps serving.
+    let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let decision = engine.decide(request);
+        wire::write_decision(out, id, &decision, engine.policy_hash());
+        decision.outcome
+    }));
+    match decided {
+        Ok(outcome) => {
+            shared.metrics.decision(outcome, start.elapsed());
+            if shared.config.log_decisions {
+                tracing::info!(agent = %request.agent, tool = %request.tool, decision = outcome.as_str(), "decision");
+            }
+        }
+        Err(_) => {
+            shared.metrics.error();
+            tracing::error!(agent = %request.agent, tool = %request.tool, "internal error while deciding; denied");
+            let error = WireError::new(WireErrorCode::Unavailable, "internal error while deciding; denied");
+            wire::write_error(out, id, &error);
+        }
+    }
+}
+
+fn status(shared: &Shared) -> Value {
+    let reload = shared.reload_status.lock().map(|s| s.to_json()).unwrap_or(Value::Null);
+    json!({
+        "protocol": PROTOCOL_VERSION,
+        "policy": shared.engine.load().policy_hash(),
+        "uptime_s": shared.started.elapsed().as_secs(),
+        "reload": reload,
+        "metrics": shared.metrics.to_json(),
+    })
+}
+
+fn write_json(out: &mut Vec<u8>, value: &Value) {
+    if serde_json::to_writer(&mut *out, value).is_ok() {
+        out.push(b'\n');
+    }
+}

@@ -1,0 +1,136 @@
+//! The decision server: the wire protocol of [`crate::wire`] on a Unix
+//! domain socket, with hot reload, a connection cap, idle timeouts and a
+//! graceful drain. Like `mini-redis`, [`run`] takes its listener and a
+//! shutdown future from the caller.
+
+mod connection;
+pub mod metrics;
+pub mod reload;
+pub mod socket;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::net::UnixListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::engine::Engine;
+
+/// The protocol version reported by `health` and `status`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The policy paths, for reloads.
+    pub policies: Vec<PathBuf>,
+    /// The most connections served at once; more are refused.
+    pub max_connections: usize,
+    /// A connection that sends no complete line for this long is closed.
+    pub idle_timeout: Duration,
+    /// The longest request line accepted.
+    pub max_line_bytes: usize,
+    /// How long shutdown waits for open connections to finish.
+    pub drain_timeout: Duration,
+    /// Log every decision (off by default: it is the hot path).
+    pub log_decisions: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            policies: Vec::new(),
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(30),
+            max_line_bytes: 1 << 20,
+            drain_timeout: Duration::from_secs(10),
+            log_decisions: false,
+        }
+    }
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The engine now serving; swapped whole on reload.
+    pub engine: ArcSwap<Engine>,
+    /// Settings.
+    pub config: Config,
+    /// Counters for `status`.
+    pub metrics: metrics::Metrics,
+    /// Reload history for `status`.
+    pub reload_status: Mutex<reload::ReloadStatus>,
+    /// Serialises reloads.
+    pub reload_lock: tokio::sync::Mutex<()>,
+    /// When the server started.
+    pub started: Instant,
+}
+
+impl Shared {
+    /// Shared state around a first, valid engine.
+    pub fn new(engine: Engine, config: Config) -> Arc<Shared> {
+        Arc::new(Shared {
+            engine: ArcSwap::from_pointee(engine),
+            config,
+            metrics: metrics::Metrics::default(),
+            reload_status: Mutex::new(reload::ReloadStatus::new()),
+            reload_lock: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+        })
+    }
+}
+
+/// Serves connections from `listener` until `shutdown` completes, then stops
+/// accepting, lets open connections answer what they have already received,
+/// and returns once they are closed (or the drain timeout passes).
+pub async fn run(listener: UnixListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::error!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                    shared.metrics.refused();
+                    tracing::warn!(limit = shared.config.max_connections, "connection refused: too many connections");
+                    connections.spawn(connection::refuse(stream));
+                    continue;
+                };
+                let shared = Arc::clone(&shared);
+                let stopped = stopped.clone();
+                connections.spawn(async move {
+                    shared.metrics.opened();
+                    connection::serve(stream, &shared, stopped).await;
+                    shared.metrics.closed();
+                    drop(permit);
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let open = connections.len();
+    tracing::info!(open, "shutting down: draining connections");
+    let drained = tokio::time::timeout(shared.config.drain_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(left = connections.len(), "drain timeout: closing remaining connections");
+        connections.shutdown().await;
+    }
+}
