@@ -25,10 +25,22 @@ fn request(line: &str) -> Request {
 fn decide(c: &mut Criterion) {
     let engine = engine();
     let cases = [
-        ("exact_allow_no_session", r#"{"agent":"githubReader","tool":"github/issue_read","args":{"owner":"acme"}}"#),
-        ("glob_allow_with_session", r#"{"agent":"developerAgent","tool":"github/get_file_contents","session":"s","args":{"owner":"acme","repo":"api","path":"README.md"}}"#),
-        ("params_and_when", r#"{"agent":"docsAgent","tool":"filesystem/read_text_file","session":"s","args":{"path":"/srv/docs/guide.md","head":10}}"#),
-        ("deny_glob", r#"{"agent":"developerAgent","tool":"github/delete_repository","session":"s","args":{}}"#),
+        (
+            "exact_allow_no_session",
+            r#"{"agent":"githubReader","tool":"github/issue_read","args":{"owner":"acme"}}"#,
+        ),
+        (
+            "glob_allow_with_session",
+            r#"{"agent":"developerAgent","tool":"github/get_file_contents","session":"s","args":{"owner":"acme","repo":"api","path":"README.md"}}"#,
+        ),
+        (
+            "params_and_when",
+            r#"{"agent":"docsAgent","tool":"filesystem/read_text_file","session":"s","args":{"path":"/srv/docs/guide.md","head":10}}"#,
+        ),
+        (
+            "deny_glob",
+            r#"{"agent":"developerAgent","tool":"github/delete_repository","session":"s","args":{}}"#,
+        ),
         ("unknown_agent", r#"{"agent":"intruder","tool":"x"}"#),
     ];
     let mut group = c.benchmark_group("decide");
@@ -42,7 +54,9 @@ fn decide(c: &mut Criterion) {
 fn compile(c: &mut Criterion) {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     let sources = toolgate::files::read_policies(&[dir]).expect("policies");
-    c.bench_function("compile_examples", |b| b.iter(|| black_box(toolgate::compile(sources.clone()).policy.is_some())));
+    c.bench_function("compile_examples", |b| {
+        b.iter(|| black_box(toolgate::compile(sources.clone()).policy.is_some()))
+    });
 }
 
 criterion_group!(benches, decide, compile);

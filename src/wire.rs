@@ -11,8 +11,8 @@
 //! its newline and answered with `line_too_long`, so the stream stays in step.
 
 use serde::Serialize;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use serde_json::{Map, Value};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::engine::{Decision, Request};
 
@@ -229,7 +229,11 @@ pub enum Read {
 /// Reads one line of at most `max` bytes into `buf` (without its newline);
 /// a longer line is consumed up to its newline, so the stream stays in step.
 /// A last line without a newline counts as a line.
-pub async fn read_line(input: &mut (impl AsyncBufRead + Unpin), buf: &mut Vec<u8>, max: usize) -> std::io::Result<Read> {
+pub async fn read_line(
+    input: &mut (impl AsyncBufRead + Unpin),
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Read> {
     let mut too_long = false;
     let mut seen_any = false;
     loop {

@@ -46,7 +46,10 @@ async fn answer_all(engine: &Engine, max_line: usize) -> std::io::Result<()> {
             Read::TooLong => wire::write_error(
                 &mut out,
                 &serde_json::Value::Null,
-                &WireError::new(WireErrorCode::LineTooLong, format!("request line is longer than {max_line} bytes")),
+                &WireError::new(
+                    WireErrorCode::LineTooLong,
+                    format!("request line is longer than {max_line} bytes"),
+                ),
             ),
         }
         // Flush when no further input is already waiting, so a client that
@@ -73,7 +76,8 @@ fn answer(engine: &Engine, line: &[u8], out: &mut Vec<u8>) {
             wire::write_decision(out, &parsed.id, &decision, engine.policy_hash());
         }
         Ok(Command::Other(op, _)) => {
-            let error = WireError::new(WireErrorCode::UnknownOp, format!("`eval` answers only `decide`, not `{op}`"));
+            let error =
+                WireError::new(WireErrorCode::UnknownOp, format!("`eval` answers only `decide`, not `{op}`"));
             wire::write_error(out, &parsed.id, &error);
         }
         Err(error) => wire::write_error(out, &parsed.id, &error),

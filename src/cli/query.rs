@@ -46,7 +46,13 @@ pub fn run(query: QueryArgs<'_>) -> std::process::ExitCode {
                 }
             }
             // Deny outranks approval: a script must proceed on neither.
-            let code = if denied { EXIT_DENY } else if gated { EXIT_APPROVAL } else { 0 };
+            let code = if denied {
+                EXIT_DENY
+            } else if gated {
+                EXIT_APPROVAL
+            } else {
+                0
+            };
             std::process::ExitCode::from(code)
         }
         Err(message) => {
@@ -62,7 +68,9 @@ fn request_lines(query: &QueryArgs<'_>) -> Result<Vec<String>, String> {
             Some(text) => serde_json::from_str(text).map_err(|e| format!("--args is not JSON: {e}"))?,
             None => json!({}),
         };
-        return Ok(vec![json!({"agent": agent, "tool": tool, "args": args, "session": query.session}).to_string()]);
+        return Ok(vec![
+            json!({"agent": agent, "tool": tool, "args": args, "session": query.session}).to_string(),
+        ]);
     }
     if query.agent.is_some() || query.tool.is_some() {
         return Err(String::from("--agent and --tool go together"));
@@ -78,7 +86,8 @@ fn request_lines(query: &QueryArgs<'_>) -> Result<Vec<String>, String> {
 
 /// Sends every line (pipelined), then reads one answer per line.
 fn exchange(socket: &Path, lines: &[String]) -> Result<Vec<String>, String> {
-    let stream = UnixStream::connect(socket).map_err(|e| format!("cannot connect to `{}`: {e}", socket.display()))?;
+    let stream =
+        UnixStream::connect(socket).map_err(|e| format!("cannot connect to `{}`: {e}", socket.display()))?;
     let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
     let payload: String = lines.iter().map(|l| format!("{}\n", l.trim_end())).collect();
     let sender = std::thread::spawn(move || writer.write_all(payload.as_bytes()));
@@ -87,7 +96,9 @@ fn exchange(socket: &Path, lines: &[String]) -> Result<Vec<String>, String> {
     for _ in lines {
         let mut answer = String::new();
         match reader.read_line(&mut answer) {
-            Ok(0) => return Err(String::from("the server closed the connection before answering every request")),
+            Ok(0) => {
+                return Err(String::from("the server closed the connection before answering every request"));
+            }
             Ok(_) => answers.push(answer.trim_end().to_owned()),
             Err(e) => return Err(format!("cannot read the answer: {e}")),
         }

@@ -42,7 +42,8 @@ pub fn run(args: ServeArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    let result = runtime.block_on(serve(listener, engine, args.config, args.watch, bound.path().to_path_buf()));
+    let result =
+        runtime.block_on(serve(listener, engine, args.config, args.watch, bound.path().to_path_buf()));
     drop(bound);
     match result {
         Ok(()) => Exit::Ok,
@@ -65,7 +66,10 @@ async fn serve(
     let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
     let shared = Shared::new(engine, config);
     let _watcher = if watch {
-        Some(reload::watch(Arc::clone(&shared), DEBOUNCE).map_err(|e| format!("cannot watch the policy files: {e}"))?)
+        Some(
+            reload::watch(Arc::clone(&shared), DEBOUNCE)
+                .map_err(|e| format!("cannot watch the policy files: {e}"))?,
+        )
     } else {
         None
     };

@@ -19,6 +19,10 @@ use crate::wire::{self, Command, Read, WireError, WireErrorCode, read_line};
 /// Flush at least this often while a client keeps pipelining.
 const FLUSH_BYTES: usize = 64 * 1024;
 
+/// After shutdown starts, how long a connection waits for a request that is
+/// already on its way.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Tells an excess client why it is being closed, then closes.
 pub async fn refuse(mut stream: UnixStream) {
     let mut out = Vec::new();
@@ -35,31 +39,40 @@ pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch:
     let mut line = Vec::new();
     let mut out = Vec::with_capacity(4096);
     let max = shared.config.max_line_bytes;
+    let mut stopping = false;
     loop {
-        line.clear();
-        let has_buffered_line = reader.buffer().contains(&b'\n');
-        if *stopped.borrow() && !has_buffered_line {
-            break;
-        }
+        // `line` is cleared only after a complete line: a read cancelled by
+        // the shutdown signal keeps what it had and resumes.
+        stopping = stopping || *stopped.borrow();
+        // Once the server stops, requests already sent are still answered:
+        // the wait for the next line shrinks from the idle timeout to a grace.
+        let wait = if stopping { SHUTDOWN_GRACE } else { shared.config.idle_timeout };
         let read = tokio::select! {
             biased;
-            read = tokio::time::timeout(shared.config.idle_timeout, read_line(&mut reader, &mut line, max)) => read,
-            _ = stopped.changed(), if !has_buffered_line => continue,
+            read = tokio::time::timeout(wait, read_line(&mut reader, &mut line, max)) => read,
+            _ = stopped.changed(), if !stopping => continue,
         };
         match read {
             Err(_idle) => {
-                tracing::debug!("closing idle connection");
+                if !stopping {
+                    tracing::debug!("closing idle connection");
+                }
                 break;
             }
             Ok(Err(_) | Ok(Read::Eof)) => break,
-            Ok(Ok(Read::Line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Ok(Ok(Read::Line)) if line.iter().all(u8::is_ascii_whitespace) => {}
             Ok(Ok(Read::Line)) => answer(shared, &line, &mut out).await,
             Ok(Ok(Read::TooLong)) => {
                 shared.metrics.error();
                 let message = format!("request line is longer than {max} bytes; skipped to the next line");
-                wire::write_error(&mut out, &Value::Null, &WireError::new(WireErrorCode::LineTooLong, message));
+                wire::write_error(
+                    &mut out,
+                    &Value::Null,
+                    &WireError::new(WireErrorCode::LineTooLong, message),
+                );
             }
         }
+        line.clear();
         if (reader.buffer().is_empty() || out.len() >= FLUSH_BYTES) && !out.is_empty() {
             if write.write_all(&out).await.is_err() {
                 return;
@@ -83,7 +96,10 @@ async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>) {
     match parsed.command {
         Ok(Command::Decide(request)) => decide(shared, &parsed.id, &request, out),
         Ok(Command::Other(op, _)) => match op.as_str() {
-            "health" => write_json(out, &json!({"id": parsed.id, "health": "ok", "protocol": PROTOCOL_VERSION, "policy": shared.engine.load().policy_hash()})),
+            "health" => write_json(
+                out,
+                &json!({"id": parsed.id, "health": "ok", "protocol": PROTOCOL_VERSION, "policy": shared.engine.load().policy_hash()}),
+            ),
             "status" => write_json(out, &json!({"id": parsed.id, "status": status(shared)})),
             "reload" => {
                 let reply = match reload::reload(shared, reload::Trigger::Request).await {

@@ -73,7 +73,13 @@ pub struct ReloadStatus {
 impl ReloadStatus {
     /// The status at start.
     pub fn new() -> Self {
-        ReloadStatus { loaded_at: SystemTime::now(), last_attempt: None, last_error: None, reloads: 0, failures: 0 }
+        ReloadStatus {
+            loaded_at: SystemTime::now(),
+            last_attempt: None,
+            last_error: None,
+            reloads: 0,
+            failures: 0,
+        }
     }
 
     /// As JSON for `status`.
@@ -164,14 +170,21 @@ pub fn watch(shared: Arc<Shared>, debounce: Duration) -> Result<WatchGuard, noti
     let (sender, mut receiver) = mpsc::channel::<()>(1);
     let policies: Vec<PathBuf> = shared.config.policies.clone();
     let filter = policies.clone();
-    let mut debouncer = notify_debouncer_mini::new_debouncer(debounce, move |result: notify_debouncer_mini::DebounceEventResult| {
-        let Ok(events) = result else { return };
-        let canonical: Vec<PathBuf> = events.iter().map(|e| std::fs::canonicalize(&e.path).unwrap_or_else(|_| e.path.clone())).collect();
-        if events.iter().zip(&canonical).any(|(e, c)| relevant(c, &filter) || relevant(&e.path, &filter)) {
-            // A full channel already holds a pending reload; that one will do.
-            let _ = sender.try_send(());
-        }
-    })?;
+    let mut debouncer = notify_debouncer_mini::new_debouncer(
+        debounce,
+        move |result: notify_debouncer_mini::DebounceEventResult| {
+            let Ok(events) = result else { return };
+            let canonical: Vec<PathBuf> = events
+                .iter()
+                .map(|e| std::fs::canonicalize(&e.path).unwrap_or_else(|_| e.path.clone()))
+                .collect();
+            if events.iter().zip(&canonical).any(|(e, c)| relevant(c, &filter) || relevant(&e.path, &filter))
+            {
+                // A full channel already holds a pending reload; that one will do.
+                let _ = sender.try_send(());
+            }
+        },
+    )?;
     for policy in &policies {
         let (target, mode) = watch_target(policy);
         debouncer.watcher().watch(&target, mode)?;

@@ -21,7 +21,9 @@ impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BindError::InUse(p) => write!(f, "another server is listening on `{}`", p.display()),
-            BindError::NotASocket(p) => write!(f, "`{}` exists and is not a socket; refusing to replace it", p.display()),
+            BindError::NotASocket(p) => {
+                write!(f, "`{}` exists and is not a socket; refusing to replace it", p.display())
+            }
             BindError::Io(p, e) => write!(f, "cannot bind `{}`: {e}", p.display()),
         }
     }

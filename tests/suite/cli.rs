@@ -176,7 +176,8 @@ fn an_oversized_policy_file_is_refused_without_reading_it_whole() {
         text.push_str("      - some_tool_name_padding_the_file_to_its_limit\n");
     }
     std::fs::write(dir.path().join("huge.yaml"), text).expect("write");
-    let output = toolgate(dir.path()).args(["check", "--format", "json", "huge.yaml"]).output().expect("runs");
+    let output =
+        toolgate(dir.path()).args(["check", "--format", "json", "huge.yaml"]).output().expect("runs");
     assert_eq!(output.status.code(), Some(1));
     let found: Vec<Value> = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(found[0]["code"], "TG004");

@@ -8,4 +8,5 @@ mod engine;
 mod policies;
 mod properties;
 mod regression;
+mod server;
 mod util;

@@ -1,0 +1,443 @@
+//! The decision server through a real Unix socket: concurrency, hostile
+//! clients, hot reload, and shutdown, as gateways and operators meet them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::util::tempdir::TempDir;
+
+const POLICY: &str = r#"
+agentPolicies:
+  bot:
+    allowedTools: [search, "files/*"]
+    deniedTools: [files/secret]
+    approvalGates:
+      search:
+        when: "args.q == 'sensitive'"
+        approver: reviewer
+"#;
+
+/// A running `toolgate serve`, killed on drop.
+struct Server {
+    child: Child,
+    dir: TempDir,
+    socket: PathBuf,
+}
+
+impl Server {
+    fn start(policy: &str, extra: &[&str]) -> Server {
+        let dir = TempDir::new();
+        std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+        let socket = dir.path().join("toolgate.sock");
+        Server::start_in(dir, socket, extra)
+    }
+
+    fn start_in(dir: TempDir, socket: PathBuf, extra: &[&str]) -> Server {
+        let child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+            .arg("serve")
+            .arg("--policy")
+            .arg(dir.path().join("policy.yaml"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        let server = Server { child, dir, socket };
+        server.wait_until_ready();
+        server
+    }
+
+    fn wait_until_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not start");
+    }
+
+    fn connect(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+
+    fn policy_path(&self) -> PathBuf {
+        self.dir.path().join("policy.yaml")
+    }
+
+    /// Replaces the policy file the way editors do: write aside, rename over.
+    fn replace_policy(&self, text: &str) {
+        let aside = self.dir.path().join(".policy.yaml.tmp");
+        std::fs::write(&aside, text).expect("write");
+        std::fs::rename(&aside, self.policy_path()).expect("rename");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status =
+            Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    fn connect(socket: &Path) -> Client {
+        let stream = UnixStream::connect(socket).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        Client { writer: stream.try_clone().expect("clone"), reader: BufReader::new(stream) }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.writer.write_all(line.as_bytes()).expect("send");
+        self.writer.write_all(b"\n").expect("send");
+    }
+
+    #[track_caller]
+    fn receive(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("receive");
+        assert!(n > 0, "connection closed at {}", std::panic::Location::caller());
+        serde_json::from_str(&line).expect("JSON answer")
+    }
+
+    #[track_caller]
+    fn ask(&mut self, request: Value) -> Value {
+        self.send(&request.to_string());
+        self.receive()
+    }
+
+    /// Whether the server closes this connection within `timeout`.
+    fn closed_within(&mut self, timeout: Duration) -> bool {
+        self.reader.get_ref().set_read_timeout(Some(timeout)).expect("timeout");
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).is_ok()
+    }
+}
+
+/// The request with id `i` and the decision it must get.
+fn case(i: usize) -> (Value, &'static str) {
+    match i % 5 {
+        0 => (json!({"id": i, "agent": "bot", "tool": "search", "args": {"q": "rust"}}), "allow"),
+        1 => (json!({"id": i, "agent": "bot", "tool": "files/secret"}), "deny"),
+        2 => (
+            json!({"id": i, "agent": "bot", "tool": "search", "args": {"q": "sensitive"}}),
+            "require_approval",
+        ),
+        3 => (json!({"id": i, "agent": "bot", "tool": format!("files/doc{i}")}), "allow"),
+        _ => (json!({"id": i, "agent": "intruder", "tool": "search"}), "deny"),
+    }
+}
+
+#[test]
+fn concurrent_pipelining_clients_get_exactly_their_answers() {
+    let server = Server::start(POLICY, &[]);
+    let clients: Vec<_> = (0..32)
+        .map(|c| {
+            let socket = server.socket.clone();
+            std::thread::spawn(move || {
+                let mut client = Client::connect(&socket);
+                let ids: Vec<usize> = (0..2000).map(|i| c * 10_000 + i).collect();
+                let payload: String = ids.iter().map(|&i| format!("{}\n", case(i).0)).collect();
+                let mut writer = client.writer.try_clone().expect("clone");
+                let sender = std::thread::spawn(move || writer.write_all(payload.as_bytes()).expect("send"));
+                for &i in &ids {
+                    let answer = client.receive();
+                    assert_eq!(answer["id"], i, "answers come back in order");
+                    assert_eq!(answer["decision"], case(i).1, "{answer}");
+                }
+                sender.join().expect("sender");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client");
+    }
+    let status = server.connect().ask(json!({"op": "status"}));
+    let decisions = &status["status"]["metrics"]["decisions"];
+    let total: u64 =
+        ["allow", "deny", "require_approval"].iter().map(|k| decisions[k].as_u64().unwrap_or(0)).sum();
+    assert_eq!(total, 64_000);
+}
+
+#[test]
+fn hostile_clients_do_not_wedge_the_server() {
+    let server =
+        Server::start(POLICY, &["--max-line-bytes", "1024", "--idle-timeout", "1", "--max-connections", "8"]);
+    let mut client = server.connect();
+    // Bad lines get errors, and the connection stays usable.
+    client.send("{not json");
+    assert_eq!(client.receive()["error"]["code"], "invalid_json");
+    client.send(&format!(
+        "{{\"id\": 1, \"agent\": \"bot\", \"tool\": \"search\", \"args\": {{\"q\": \"{}\"}}}}",
+        "x".repeat(5000)
+    ));
+    assert_eq!(client.receive()["error"]["code"], "line_too_long");
+    client.send("\u{0}\u{1}\u{2}");
+    assert_eq!(client.receive()["decision"], "deny");
+    assert_eq!(client.ask(case(0).0)["decision"], "allow");
+    drop(client);
+
+    // Silence, and half a line, are closed after the idle timeout.
+    let mut silent = server.connect();
+    assert!(silent.closed_within(Duration::from_secs(5)), "silent client closed");
+    let mut half = server.connect();
+    half.writer.write_all(b"{\"agent\": \"bot\", \"to").expect("send");
+    assert!(half.closed_within(Duration::from_secs(5)), "stalled client closed");
+
+    // A client that disconnects mid-request costs nothing.
+    let mut gone = server.connect();
+    gone.writer.write_all(b"{\"agent\": \"bot\", \"tool\": \"sea").expect("send");
+    drop(gone);
+
+    // Past the connection cap, connections are refused with an error line.
+    wait_until_open(&server, 0);
+    let held: Vec<Client> = (0..8).map(|_| server.connect()).collect();
+    let mut excess = server.connect();
+    assert_eq!(excess.receive()["error"]["code"], "unavailable");
+    assert!(excess.closed_within(Duration::from_secs(5)));
+    drop(held);
+
+    // Thousands of short connections, one after another.
+    for i in 0..2000 {
+        let mut client = server.connect();
+        let (request, decision) = case(i);
+        assert_eq!(client.ask(request)["decision"], decision);
+    }
+    let mut last = server.connect();
+    assert_eq!(last.ask(case(2).0)["approver"], "reviewer");
+}
+
+/// Waits until the server has `n` connections open besides the asking one.
+fn wait_until_open(server: &Server, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = server.connect().ask(json!({"op": "status"}));
+        if status["status"]["metrics"]["connections"]["open"].as_u64() == Some(n + 1) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "connections did not close: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn policy_hash(client: &mut Client) -> String {
+    client.ask(json!({"op": "health"}))["policy"].as_str().expect("hash").to_owned()
+}
+
+fn wait_for_hash_change(server: &Server, old: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let hash = policy_hash(&mut server.connect());
+        if hash != old {
+            return hash;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("policy was not reloaded");
+}
+
+const DENY_SEARCH: &str = "agentPolicies:\n  bot:\n    allowedTools: [\"files/*\"]\n";
+
+#[test]
+fn a_reload_under_load_answers_each_request_wholly_by_one_policy() {
+    let server = Server::start(POLICY, &[]);
+    let first = policy_hash(&mut server.connect());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let socket = server.socket.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut client = Client::connect(&socket);
+                let mut seen: std::collections::HashMap<String, std::collections::HashSet<String>> =
+                    Default::default();
+                let mut answered = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for i in 0..100 {
+                        client.send(
+                            &json!({"id": i, "agent": "bot", "tool": "search", "args": {"q": "x"}})
+                                .to_string(),
+                        );
+                    }
+                    for i in 0..100 {
+                        let answer = client.receive();
+                        assert_eq!(answer["id"], i);
+                        let hash = answer["policy"].as_str().expect("hash").to_owned();
+                        seen.entry(hash)
+                            .or_default()
+                            .insert(answer["decision"].as_str().unwrap_or("?").to_owned());
+                        answered += 1;
+                    }
+                }
+                (seen, answered)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    server.replace_policy(DENY_SEARCH);
+    let second = wait_for_hash_change(&server, &first);
+    server.replace_policy(POLICY);
+    let third = wait_for_hash_change(&server, &second);
+    assert_eq!(third, first, "the same text hashes the same");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        let (seen, answered) = client.join().expect("client");
+        assert!(answered > 0);
+        for (hash, decisions) in &seen {
+            let expected = if *hash == first { "allow" } else { "deny" };
+            assert!(hash == &first || hash == &second, "unknown policy {hash}");
+            assert_eq!(decisions.len(), 1, "one policy, one answer: {seen:?}");
+            assert!(decisions.contains(expected), "{hash}: {decisions:?}");
+        }
+    }
+}
+
+#[test]
+fn a_broken_edit_keeps_the_last_good_policy_serving() {
+    let server = Server::start(POLICY, &[]);
+    let good = policy_hash(&mut server.connect());
+    server.replace_policy("agentPolicies:\n  bot:\n    alowedTools: [search]\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = server.connect().ask(json!({"op": "status"}));
+        if status["status"]["reload"]["failures"].as_u64() >= Some(1) {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "reload never attempted: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status["status"]["policy"], good);
+    let errors = status["status"]["reload"]["last_error"].to_string();
+    assert!(errors.contains("TG010") && errors.contains("alowedTools"), "{errors}");
+    let mut client = server.connect();
+    assert_eq!(client.ask(case(0).0)["decision"], "allow");
+    let reply = client.ask(json!({"id": "r", "op": "reload"}));
+    assert_eq!(reply["reload"]["ok"], false);
+    assert_eq!(reply["reload"]["policy"], good);
+    // SIGHUP reloads too: once the file is fixed, the new policy serves.
+    server.replace_policy(DENY_SEARCH);
+    server.signal("HUP");
+    wait_for_hash_change(&server, &good);
+    assert_eq!(server.connect().ask(case(0).0)["decision"], "deny");
+}
+
+#[test]
+fn sigterm_answers_what_was_sent_then_exits_and_removes_the_socket() {
+    let mut server = Server::start(POLICY, &["--no-watch"]);
+    let mut client = server.connect();
+    let payload: String = (0..1000).map(|i| format!("{}\n", case(i).0)).collect();
+    client.writer.write_all(payload.as_bytes()).expect("send");
+    server.signal("TERM");
+    for i in 0..1000 {
+        assert_eq!(client.receive()["decision"], case(i).1);
+    }
+    let status = server.wait(Duration::from_secs(20)).expect("server exits");
+    assert!(status.success());
+    assert!(!server.socket.exists(), "socket removed");
+}
+
+#[test]
+fn socket_hygiene() {
+    // Owner-only by default.
+    let server = Server::start(POLICY, &[]);
+    let mode = std::fs::metadata(&server.socket).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A second server on the same path refuses to start.
+    let second = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["serve", "--policy"])
+        .arg(server.policy_path())
+        .arg("--socket")
+        .arg(&server.socket)
+        .output()
+        .expect("runs");
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another server"));
+    drop(server);
+
+    // A stale socket left by a crash is replaced; the group mode is honoured.
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    let socket = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
+    assert!(socket.exists());
+    let server = Server::start_in(dir, socket.clone(), &["--socket-mode", "660"]);
+    assert_eq!(std::fs::metadata(&socket).expect("socket").permissions().mode() & 0o777, 0o660);
+    assert_eq!(server.connect().ask(case(0).0)["decision"], "allow");
+
+    // Anything that is not a socket is never replaced.
+    let not_socket = server.dir.path().join("precious.txt");
+    std::fs::write(&not_socket, "keep me").expect("file");
+    let refused = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["serve", "--policy"])
+        .arg(server.policy_path())
+        .arg("--socket")
+        .arg(&not_socket)
+        .output()
+        .expect("runs");
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&not_socket).expect("kept"), "keep me");
+}
+
+#[test]
+fn query_exit_status_reflects_the_decision() {
+    let server = Server::start(POLICY, &[]);
+    let query = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_toolgate"))
+            .arg("query")
+            .arg("--socket")
+            .arg(&server.socket)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    assert_eq!(
+        query(&["--agent", "bot", "--tool", "search", "--args", r#"{"q": "rust"}"#]).status.code(),
+        Some(0)
+    );
+    assert_eq!(query(&["--agent", "bot", "--tool", "files/secret"]).status.code(), Some(1));
+    assert_eq!(
+        query(&["--agent", "bot", "--tool", "search", "--args", r#"{"q": "sensitive"}"#]).status.code(),
+        Some(3)
+    );
+    let mixed = query(&[r#"{"agent": "bot", "tool": "search"}"#, r#"{"agent": "bot", "tool": "rm"}"#]);
+    assert_eq!(mixed.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&mixed.stdout).lines().count(), 2);
+    let missing = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["query", "--socket", "/nonexistent/toolgate.sock", "--agent", "a", "--tool", "t"])
+        .output()
+        .expect("runs");
+    assert_eq!(missing.status.code(), Some(2));
+}
