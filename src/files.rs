@@ -70,7 +70,10 @@ pub fn read_policies(paths: &[PathBuf]) -> Result<Vec<PolicySource>, FilesError>
             files.push(path.clone());
         }
     }
-    files.dedup();
+    // The same file named twice (`a.yaml .`) is one file, not two
+    // definitions of its agents.
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|path| seen.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())));
     files
         .into_iter()
         .map(|path| {

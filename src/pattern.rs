@@ -64,13 +64,28 @@ impl ToolPattern {
 
     /// Whether every tool `other` matches is matched by `self` too.
     ///
-    /// Exact for exact names; for globs a conservative test (the other
-    /// glob's text, read as a name, matches), enough for warnings.
+    /// Exact where `other` is an exact name. Between globs it answers yes
+    /// only when it can prove it: the same glob, or `self` is `<prefix>*`
+    /// and `other` is `<prefix>` followed by wildcards that stay within one
+    /// name segment (no `/`, `**` or character class, which may match `/`).
+    /// Warnings built on it are therefore never false alarms.
     pub fn covers(&self, other: &ToolPattern) -> bool {
         match (self, other) {
             (ToolPattern::Exact(a), ToolPattern::Exact(b)) => a == b,
             (ToolPattern::Exact(_), ToolPattern::Glob { .. }) => false,
-            (ToolPattern::Glob { .. }, _) => self.text() == other.text() || self.matches(other.text()),
+            (ToolPattern::Glob { .. }, ToolPattern::Exact(name)) => self.matches(name),
+            (ToolPattern::Glob { text: a, .. }, ToolPattern::Glob { text: b, .. }) => {
+                if a == b {
+                    return true;
+                }
+                let Some(prefix) = a.strip_suffix('*') else { return false };
+                if prefix.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+                    return false;
+                }
+                b.strip_prefix(prefix).is_some_and(|rest| {
+                    !rest.contains(['/', '[', ']', '{', '}', '\\']) && !rest.contains("**")
+                })
+            }
         }
     }
 }
@@ -91,6 +106,13 @@ mod tests {
         let deletes = ToolPattern::new("github/delete_*").expect("glob");
         assert!(all_github.covers(&deletes));
         assert!(!deletes.covers(&all_github));
+        assert!(all_github.covers(&ToolPattern::new("github/delete_?").expect("glob")));
+        // `?` matches the character `*` when read as a name, but does not cover `*`.
+        let one_char = ToolPattern::new("files/?").expect("glob");
+        assert!(!one_char.covers(&ToolPattern::new("files/*").expect("glob")));
+        assert!(one_char.covers(&ToolPattern::Exact("files/a".into())));
+        assert!(!all_github.covers(&ToolPattern::new("github/**").expect("glob")));
+        assert!(!all_github.covers(&ToolPattern::new("github/[a-z]").expect("glob")));
         assert!(ToolPattern::new("github/[").is_err());
         assert!(ToolPattern::new(" ").is_err());
     }

@@ -110,7 +110,20 @@ fn error_line(id: Value, code: WireErrorCode, message: impl Into<String>) -> Lin
     Line { id, command: Err(WireError::new(code, message)) }
 }
 
+/// The fields a decide request may carry.
+const REQUEST_FIELDS: [&str; 7] = ["op", "agent", "tool", "args", "session", "principal", "context"];
+
 fn request(mut object: Map<String, Value>) -> Result<Request, WireError> {
+    // An unknown field is most likely a typo (`arg` for `args`); ignoring it
+    // would decide on less than the gateway meant to send, so it is refused.
+    if let Some(unknown) = object.keys().find(|k| !REQUEST_FIELDS.contains(&k.as_str())) {
+        let hint = crate::load::suggest(unknown, REQUEST_FIELDS)
+            .map_or_else(String::new, |best| format!("; did you mean `{best}`?"));
+        return Err(WireError::new(
+            WireErrorCode::InvalidRequest,
+            format!("unknown field `{unknown}`{hint}"),
+        ));
+    }
     let agent = required_string(&mut object, "agent")?;
     let tool = required_string(&mut object, "tool")?;
     let args = match object.remove("args") {
@@ -281,6 +294,11 @@ mod tests {
             (r#"{"agent": "a", "tool": "t", "args": [1]}"#, Value::Null, WireErrorCode::InvalidField),
             (r#"{"agent": "a", "tool": "t", "session": 5}"#, Value::Null, WireErrorCode::InvalidField),
             (r#"{"agent": "a", "tool": "t", "principal": "me"}"#, Value::Null, WireErrorCode::InvalidField),
+            (
+                r#"{"id": 2, "agent": "a", "tool": "t", "arg": {"limit": 500}}"#,
+                Value::from(2),
+                WireErrorCode::InvalidRequest,
+            ),
         ];
         for (text, id, code) in cases {
             let line = parse_line(text);

@@ -77,7 +77,7 @@ pub fn parse(bytes: &[u8], source: SourceId) -> Result<Option<Node>, Diagnostic>
     if bytes.len() > MAX_FILE_BYTES {
         return Err(Diagnostic::new(
             Code::ResourceLimit,
-            format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", bytes.len()),
+            format!("file is larger than the limit of {MAX_FILE_BYTES} bytes"),
             at(Span::default()),
         )
         .with_help("split the policy set into several files in one directory"));

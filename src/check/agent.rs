@@ -151,7 +151,14 @@ fn constraint(
         let condition = condition(w, &env, diagnostics)?;
         Some((condition, rules.add(format!("{base}.when"), w.location)))
     });
-    Some(CheckedConstraint { tool, max_per_session, requires_fields, params, when })
+    Some(CheckedConstraint {
+        tool,
+        location: decl.tool.location,
+        max_per_session,
+        requires_fields,
+        params,
+        when,
+    })
 }
 
 fn gate(

@@ -91,6 +91,8 @@ pub(crate) struct Limit<T> {
 #[derive(Clone, Debug)]
 pub(crate) struct CheckedConstraint {
     pub tool: ToolPattern,
+    /// Where the constraint's tool key is written.
+    pub location: Location,
     pub max_per_session: Option<Limit<u64>>,
     pub requires_fields: Option<(Vec<String>, RuleId)>,
     pub params: Vec<ParamRule>,
@@ -182,9 +184,9 @@ pub fn check(loaded: Loaded) -> Checked {
 
 fn hash_sources(sources: &SourceMap) -> String {
     let mut hasher = Sha256::new();
+    // Contents only, in load order: `policies` and `./policies` are the
+    // same policy, and so are the same files moved to another directory.
     for (_, file) in sources.iter() {
-        hasher.update((file.name().len() as u64).to_le_bytes());
-        hasher.update(file.name().as_bytes());
         hasher.update((file.text().len() as u64).to_le_bytes());
         hasher.update(file.text().as_bytes());
     }

@@ -4,7 +4,6 @@ use super::agent::{OwnRules, RuleTable};
 use super::{CheckedAgent, ToolRule};
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 use crate::pattern::ToolPattern;
-use crate::source::Location;
 
 /// Reports, for the agent's own rules, allows that a deny shadows and
 /// constraints or gates on tools the agent can never call.
@@ -30,7 +29,7 @@ pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &RuleTable, diagnostics
     let targets = own
         .constraints
         .iter()
-        .map(|c| (&c.tool, "constraint", first_rule_location(c, rules)))
+        .map(|c| (&c.tool, "constraint", c.location))
         .chain(own.gates.iter().map(|g| (&g.tool, "approval gate", rules.get(g.rule).location)));
     for (tool, kind, location) in targets {
         if let Some(reason) = unreachable(agent, tool) {
@@ -45,10 +44,14 @@ pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &RuleTable, diagnostics
             );
             diagnostic = match reason {
                 Unreachable::Denied(deny) => diagnostic
+                    .with_label(format!("this {kind} is dead"))
                     .with_secondary(rules.get(deny.rule).location, "denied here")
                     .with_help(format!("delete the {kind}, or take `{}` out of `deniedTools`", tool.text())),
                 Unreachable::NotAllowed => diagnostic
-                    .with_label("no `allowedTools` entry matches this tool")
+                    .with_label(format!(
+                        "this {kind} is dead: no `allowedTools` entry matches `{}`",
+                        tool.text()
+                    ))
                     .with_help(format!("delete the {kind}, or add `{}` to `allowedTools`", tool.text())),
             };
             diagnostics.push(diagnostic);
@@ -70,17 +73,4 @@ fn unreachable<'a>(agent: &'a CheckedAgent, tool: &ToolPattern) -> Option<Unreac
         (a, t) => a.covers(t) || t.covers(a),
     };
     (!agent.allow.iter().any(may_overlap)).then_some(Unreachable::NotAllowed)
-}
-
-fn first_rule_location(constraint: &super::CheckedConstraint, rules: &RuleTable) -> Location {
-    let first = constraint
-        .max_per_session
-        .map(|l| l.rule)
-        .or(constraint.requires_fields.as_ref().map(|(_, r)| *r))
-        .or(constraint.params.first().map(|p| p.rule))
-        .or(constraint.when.as_ref().map(|(_, r)| *r));
-    match first {
-        Some(rule) => rules.get(rule).location,
-        None => Location::new(crate::source::SourceId(0), crate::source::Span::default()),
-    }
 }

@@ -71,7 +71,20 @@ fn check_bounds(text: &str) -> Result<(), ConditionError> {
     for (i, c) in text.char_indices() {
         if let Some(q) = quote {
             match c {
-                _ if escaped => escaped = false,
+                _ if escaped => {
+                    escaped = false;
+                    if !matches!(c, '"' | '\'' | '\\' | 'n' | 't' | 'r' | 'u') {
+                        let start = i.saturating_sub(1);
+                        return Err(ConditionError::new(
+                            Code::ConditionSyntax,
+                            format!("unknown escape `\\{c}` in a string"),
+                            Span::new(start, i + c.len_utf8()),
+                        )
+                        .with_help(format!(
+                            "write `\\\\{c}` for a backslash followed by `{c}`, e.g. in a pattern"
+                        )));
+                    }
+                }
                 '\\' => escaped = true,
                 _ if c == q => quote = None,
                 _ => {}
@@ -373,6 +386,9 @@ mod tests {
         assert_eq!(error.span.start, 13);
         let error = parse("args.x == 'open").expect_err("unclosed string");
         assert_eq!(error.code, Code::ConditionSyntax);
+        let error = parse("args.s.matches('\\d+')").expect_err("bad escape");
+        assert_eq!((error.span.start, error.message.as_str()), (16, "unknown escape `\\d` in a string"));
+        assert!(parse("args.s.matches('\\\\d+')").is_ok());
     }
 
     #[test]

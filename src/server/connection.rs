@@ -46,11 +46,16 @@ pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch:
         stopping = stopping || *stopped.borrow();
         // Once the server stops, requests already sent are still answered:
         // the wait for the next line shrinks from the idle timeout to a grace.
-        let wait = if stopping { SHUTDOWN_GRACE } else { shared.config.idle_timeout };
-        let read = tokio::select! {
-            biased;
-            read = tokio::time::timeout(wait, read_line(&mut reader, &mut line, max)) => read,
-            _ = stopped.changed(), if !stopping => continue,
+        let read = if reader.buffer().contains(&b'\n') {
+            // A pipelined line is already here: no timer, no shutdown wait.
+            Ok(read_line(&mut reader, &mut line, max).await)
+        } else {
+            let wait = if stopping { SHUTDOWN_GRACE } else { shared.config.idle_timeout };
+            tokio::select! {
+                biased;
+                read = tokio::time::timeout(wait, read_line(&mut reader, &mut line, max)) => read,
+                _ = stopped.changed(), if !stopping => continue,
+            }
         };
         match read {
             Err(_idle) => {

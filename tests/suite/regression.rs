@@ -36,3 +36,57 @@ fn in_operator_accepts_a_space_before_its_right_operand() {
     assert_eq!(decide(&engine, "t", json!({"list": ["x"]})), Outcome::Allow);
     assert_eq!(decide(&engine, "t", json!({"list": ["y"]})), Outcome::Deny);
 }
+
+/// An unknown request field was ignored, so `"arg"` for `"args"` decided a
+/// call with no arguments, skipping its `params` rules: a fail-open typo.
+#[test]
+fn a_misspelt_request_field_is_refused_not_ignored() {
+    let dir = crate::util::scratch(&[(
+        "p.yaml",
+        "agentPolicies:\n  bot:\n    allowedTools: [t]\n    constraints:\n      t:\n        params:\n          limit: {maximum: 50}\n",
+    )]);
+    let output = crate::util::run_with_input(
+        crate::util::toolgate(dir.path()).args(["eval", "--policy", "p.yaml"]),
+        br#"{"id": 1, "agent": "bot", "tool": "t", "arg": {"limit": 500}}"#,
+    );
+    let answer = &crate::util::json_lines(&output)[0];
+    assert_eq!(answer["decision"], "deny");
+    assert_eq!(answer["error"]["code"], "invalid_request");
+    assert!(answer["error"]["message"].as_str().is_some_and(|m| m.contains("did you mean `args`")));
+}
+
+/// `check a.yaml .` named one file twice and reported its agents as
+/// defined twice (TG020).
+#[test]
+fn a_file_named_twice_is_loaded_once() {
+    let dir = crate::util::scratch(&[("a.yaml", "agentPolicies:\n  bot:\n    allowedTools: [t]\n")]);
+    let output =
+        crate::util::toolgate(dir.path()).args(["check", "a.yaml", ".", "./a.yaml"]).output().expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// The policy hash included the path as typed, so `policies` and
+/// `./policies` gave two hashes for one policy.
+#[test]
+fn the_policy_hash_does_not_depend_on_how_the_path_is_written() {
+    let dir = crate::util::scratch(&[("p/a.yaml", "agentPolicies:\n  bot:\n    allowedTools: [t]\n")]);
+    let hash = |path: &str| {
+        let output = crate::util::run_with_input(
+            crate::util::toolgate(dir.path()).args(["eval", "--policy", path]),
+            br#"{"agent": "bot", "tool": "t"}"#,
+        );
+        crate::util::json_lines(&output)[0]["policy"].clone()
+    };
+    assert_eq!(hash("p"), hash("./p/"));
+    assert_eq!(hash("p"), hash("p/a.yaml"));
+}
+
+/// Glob coverage read one glob's text as a tool name, so a deny of
+/// `files/?` was taken to cover an allow of `files/*` (a false TG100).
+#[test]
+fn a_narrower_glob_is_not_taken_to_cover_a_wider_one() {
+    let policy = "agentPolicies:\n  bot:\n    allowedTools: [\"files/*\"]\n    deniedTools: [\"files/?\"]\n";
+    let checked =
+        toolgate::compile(vec![PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() }]);
+    assert!(checked.diagnostics.as_slice().is_empty(), "{:?}", checked.diagnostics);
+}

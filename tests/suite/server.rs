@@ -228,6 +228,7 @@ fn hostile_clients_do_not_wedge_the_server() {
     assert_eq!(excess.receive()["error"]["code"], "unavailable");
     assert!(excess.closed_within(Duration::from_secs(5)));
     drop(held);
+    wait_until_open(&server, 0);
 
     // Thousands of short connections, one after another.
     for i in 0..2000 {

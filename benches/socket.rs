@@ -1,0 +1,127 @@
+//! Socket throughput and latency of `toolgate serve` with 1, 8 and 32
+//! pipelining clients.
+//!
+//! Run with `cargo bench --bench socket`; options after `--`:
+//! `--requests N` per client (default 50000), `--window W` requests in
+//! flight per client (default 16), `--clients 1,8,32`.
+//!
+//! Each client keeps `W` requests in flight on one connection: it sends `W`,
+//! then one more for every answer. Latency is from writing a request to
+//! reading its answer, so it includes the queueing the window causes.
+
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Options {
+    requests: usize,
+    window: usize,
+    clients: Vec<usize>,
+}
+
+fn options() -> Options {
+    let mut options = Options { requests: 50_000, window: 16, clients: vec![1, 8, 32] };
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    if let Some(n) = value("--requests") {
+        options.requests = n.parse().expect("--requests N");
+    }
+    if let Some(w) = value("--window") {
+        options.window = w.parse().expect("--window W");
+    }
+    if let Some(c) = value("--clients") {
+        options.clients = c.split(',').map(|n| n.parse().expect("--clients 1,8,32")).collect();
+    }
+    options
+}
+
+fn requests() -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/examples.jsonl");
+    std::fs::read_to_string(path).expect("examples").lines().map(|l| format!("{l}\n")).collect()
+}
+
+/// One client's run: latencies in nanoseconds.
+fn client(socket: &Path, lines: &[String], requests: usize, window: usize) -> Vec<u64> {
+    let stream = UnixStream::connect(socket).expect("connect");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let mut sent = Vec::with_capacity(requests);
+    let mut latencies = Vec::with_capacity(requests);
+    let mut answer = String::new();
+    let mut send = |i: usize, sent: &mut Vec<Instant>| {
+        sent.push(Instant::now());
+        writer.write_all(lines[i % lines.len()].as_bytes()).expect("send");
+    };
+    for i in 0..window.min(requests) {
+        send(i, &mut sent);
+    }
+    for i in 0..requests {
+        answer.clear();
+        reader.read_line(&mut answer).expect("answer");
+        assert!(answer.contains("\"decision\""), "{answer}");
+        latencies.push(sent[i].elapsed().as_nanos() as u64);
+        if i + window < requests {
+            send(i + window, &mut sent);
+        }
+    }
+    latencies
+}
+
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[index] as f64 / 1000.0
+}
+
+fn main() {
+    let options = options();
+    let dir = std::env::temp_dir().join(format!("toolgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let socket = dir.join("bench.sock");
+    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["serve", "--no-watch", "--policy"])
+        .arg(&policies)
+        .arg("--socket")
+        .arg(&socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines = requests();
+    println!("toolgate serve: {} requests per client, window {}", options.requests, options.window);
+    println!("{:>8} {:>14} {:>10} {:>10} {:>10}", "clients", "decisions/s", "p50 µs", "p99 µs", "p99.9 µs");
+    for &clients in &options.clients {
+        // Warm up: one short run so the server's allocator and caches settle.
+        client(&socket, &lines, 2_000, options.window);
+        let start = Instant::now();
+        let threads: Vec<_> = (0..clients)
+            .map(|_| {
+                let socket = socket.clone();
+                let lines = lines.clone();
+                let (requests, window) = (options.requests, options.window);
+                std::thread::spawn(move || client(&socket, &lines, requests, window))
+            })
+            .collect();
+        let mut latencies: Vec<u64> = threads.into_iter().flat_map(|t| t.join().expect("client")).collect();
+        let elapsed = start.elapsed();
+        latencies.sort_unstable();
+        let rate = latencies.len() as f64 / elapsed.as_secs_f64();
+        println!(
+            "{clients:>8} {rate:>14.0} {:>10.1} {:>10.1} {:>10.1}",
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            percentile(&latencies, 0.999)
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
