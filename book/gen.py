@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Build the book's pages from book/templates, running every example through
+the real toolgate binary and pasting what it prints.
+
+    python3 book/gen.py           # rewrite book/src from the templates
+    python3 book/gen.py --check   # fail (exit 1, with a diff) if book/src is stale
+
+In a template, a fenced block can carry attributes:
+  ```yaml file={work}/x/policy.yaml        write the block to that file (and show it)
+  ```yaml file=... hidden                  write it without showing it
+  ```run cwd={work}/x                      run each `$ command` line, paste the output
+  ```setup cwd=...                         run the commands, show nothing
+  ```pest include={repo}/grammar/x.pest   show a repository file
+{work} is a fresh scratch directory, {repo} the repository root. Commands see
+`toolgate` as the binary named by $TOOLGATE_BIN (default target/debug/toolgate)
+and run with NO_COLOR=1.
+"""
+import difflib, os, re, shlex, subprocess, sys, tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("TOOLGATE_BIN", os.path.join(REPO, "target", "debug", "toolgate"))
+FENCE = re.compile(r"^```(\S*)(.*)$")
+
+
+def attrs(text, places):
+    out = {}
+    for part in shlex.split(text):
+        key, _, value = part.partition("=")
+        out[key] = value.format(**places) if value else True
+    return out
+
+
+def run_block(cwd, commands):
+    sep = "@@SEP-8f3a@@"
+    script = [f"cd {shlex.quote(cwd)}", "export NO_COLOR=1", f'toolgate() {{ {shlex.quote(BIN)} "$@"; }}']
+    for i, command in enumerate(commands):
+        script.append(f'echo "{sep}{i}"')
+        script.append("{ " + command + "\n} 2>&1")
+    result = subprocess.run(["bash", "-c", "\n".join(script)], capture_output=True, text=True)
+    if result.stderr:
+        sys.exit(f"stderr outside commands in {cwd}: {result.stderr}")
+    return re.split(re.escape(sep) + r"\d+\n", result.stdout)[1:]
+
+
+def expand(src, places):
+    lines, out, i = src.split("\n"), [], 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m or not m.group(1):
+            out.append(lines[i])
+            i += 1
+            continue
+        lang, a = m.group(1), attrs(m.group(2), places)
+        j = i + 1
+        while lines[j] != "```":
+            j += 1
+        body, i = lines[i + 1:j], j + 1
+        if "include" in a:
+            with open(a["include"]) as f:
+                body = f.read().rstrip("\n").split("\n")
+            out += [f"```{lang}", *body, "```"]
+        elif "file" in a:
+            os.makedirs(os.path.dirname(a["file"]), exist_ok=True)
+            with open(a["file"], "w") as f:
+                f.write("\n".join(body) + "\n")
+            if "hidden" not in a:
+                out += [f"```{lang}", *body, "```"]
+        elif lang in ("run", "setup"):
+            os.makedirs(a.get("cwd", places["work"]), exist_ok=True)
+            commands = [line[2:] for line in body if line.startswith("$ ")]
+            results = run_block(a.get("cwd", places["work"]), commands)
+            if lang == "run":
+                out.append("```" + a.get("lang", "console"))
+                for command, result in zip(commands, results):
+                    out.append("$ " + command)
+                    if result.rstrip("\n"):
+                        out.append(result.rstrip("\n"))
+                out.append("```")
+        else:
+            out += [f"```{lang}{m.group(2)}", *body, "```"]
+    return "\n".join(out)
+
+
+def build(templates, work):
+    pages = {}
+    for root, _, files in os.walk(templates):
+        for name in sorted(files):
+            if name.endswith(".md"):
+                path = os.path.join(root, name)
+                with open(path) as f:
+                    pages[os.path.relpath(path, templates)] = expand(f.read(), {"work": work, "repo": REPO})
+    return pages
+
+
+def main():
+    check = "--check" in sys.argv[1:]
+    with tempfile.TemporaryDirectory(prefix="toolgate-book-") as work:
+        pages = build(os.path.join(REPO, "book", "templates"), work)
+    src = os.path.join(REPO, "book", "src")
+    stale = []
+    for rel, text in sorted(pages.items()):
+        path = os.path.join(src, rel)
+        current = open(path).read() if os.path.exists(path) else ""
+        if current == text:
+            continue
+        if check:
+            stale.append(rel)
+            sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True), f"book/src/{rel}", "generated"))
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
+            print("wrote", path)
+    if stale:
+        sys.exit(f"book/src is stale ({', '.join(stale)}); run: python3 book/gen.py")
+
+
+if __name__ == "__main__":
+    main()
