@@ -11,9 +11,11 @@ In a template, a fenced block can carry attributes:
   ```run cwd={work}/x                      run each `$ command` line, paste the output
   ```setup cwd=...                         run the commands, show nothing
   ```pest include={repo}/grammar/x.pest   show a repository file
-{work} is a fresh scratch directory, {repo} the repository root. Commands see
+{work} is a fresh scratch directory, {repo} the repository root, {bin} the
+directory of the toolgate binary (where cargo also puts `examples/`). Commands see
 `toolgate` as the binary named by $TOOLGATE_BIN (default target/debug/toolgate)
-and run with NO_COLOR=1.
+and run with NO_COLOR=1; `$TOOLGATE` is the binary itself (for `"$TOOLGATE" serve ... &`,
+so that `$!` is the server's pid).
 """
 import difflib, os, re, shlex, subprocess, sys, tempfile
 
@@ -30,16 +32,29 @@ def attrs(text, places):
     return out
 
 
-def run_block(cwd, commands):
+def run_block(cwd, commands, places):
     sep = "@@SEP-8f3a@@"
-    script = [f"cd {shlex.quote(cwd)}", "export NO_COLOR=1", f'toolgate() {{ {shlex.quote(BIN)} "$@"; }}']
+    script = [
+        f"cd {shlex.quote(cwd)}",
+        "export NO_COLOR=1",
+        f"export TOOLGATE={shlex.quote(BIN)}",
+        f"export PATH={shlex.quote(places['path'])}:$PATH",
+    ]
     for i, command in enumerate(commands):
         script.append(f'echo "{sep}{i}"')
-        script.append("{ " + command + "\n} 2>&1")
+        script.append("{ " + substitute(command, places) + "\n} 2>&1")
     result = subprocess.run(["bash", "-c", "\n".join(script)], capture_output=True, text=True)
     if result.stderr:
         sys.exit(f"stderr outside commands in {cwd}: {result.stderr}")
     return re.split(re.escape(sep) + r"\d+\n", result.stdout)[1:]
+
+
+def substitute(text, places, shown=False):
+    """Fills {work}, {repo} and {bin} in a command (shown: as a reader would type it)."""
+    for key in ("work", "repo", "bin"):
+        value = {"work": ".", "repo": ".", "bin": "target/debug"}[key] if shown else places[key]
+        text = text.replace("{" + key + "}", value)
+    return text
 
 
 def expand(src, places):
@@ -68,11 +83,11 @@ def expand(src, places):
         elif lang in ("run", "setup"):
             os.makedirs(a.get("cwd", places["work"]), exist_ok=True)
             commands = [line[2:] for line in body if line.startswith("$ ")]
-            results = run_block(a.get("cwd", places["work"]), commands)
+            results = run_block(a.get("cwd", places["work"]), commands, places)
             if lang == "run":
                 out.append("```" + a.get("lang", "console"))
                 for command, result in zip(commands, results):
-                    out.append("$ " + command)
+                    out.append("$ " + substitute(command, places, shown=True))
                     if result.rstrip("\n"):
                         out.append(result.rstrip("\n"))
                 out.append("```")
@@ -81,21 +96,26 @@ def expand(src, places):
     return "\n".join(out)
 
 
-def build(templates, work):
+def build(templates, work, tool_dir):
     pages = {}
     for root, _, files in os.walk(templates):
         for name in sorted(files):
             if name.endswith(".md"):
                 path = os.path.join(root, name)
                 with open(path) as f:
-                    pages[os.path.relpath(path, templates)] = expand(f.read(), {"work": work, "repo": REPO})
+                    places = {"work": work, "repo": REPO, "bin": os.path.dirname(os.path.abspath(BIN)), "path": tool_dir}
+                    pages[os.path.relpath(path, templates)] = expand(f.read(), places)
     return pages
 
 
 def main():
     check = "--check" in sys.argv[1:]
     with tempfile.TemporaryDirectory(prefix="toolgate-book-") as work:
-        pages = build(os.path.join(REPO, "book", "templates"), work)
+        # `toolgate` on PATH, so scripts the examples run find it too.
+        path = os.path.join(work, ".bin")
+        os.makedirs(path)
+        os.symlink(os.path.abspath(BIN), os.path.join(path, "toolgate"))
+        pages = build(os.path.join(REPO, "book", "templates"), work, path)
     src = os.path.join(REPO, "book", "src")
     stale = []
     for rel, text in sorted(pages.items()):

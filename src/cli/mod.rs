@@ -108,6 +108,10 @@ struct ServeArgs {
     /// Do not watch the policy files; reload only on SIGHUP or the `reload` op.
     #[arg(long)]
     no_watch: bool,
+    /// Server threads [default: half the cores, at least 1; gateways on the
+    /// same machine need the rest].
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +166,7 @@ pub fn run() -> ExitCode {
             socket: args.socket,
             socket_mode: args.socket_mode,
             watch: !args.no_watch,
+            workers: args.workers.unwrap_or_else(serve::default_workers).max(1),
         }),
         Command::Query(args) => {
             return query::run(query::QueryArgs {

@@ -17,6 +17,15 @@ pub struct ServeArgs {
     pub socket: PathBuf,
     pub socket_mode: u32,
     pub watch: bool,
+    pub workers: usize,
+}
+
+/// Half the cores, at least one. Measured on 2 cores with 8 pipelining
+/// clients on the same machine: one worker gave 170,000 decisions/s at a
+/// p99 of 203 µs, two workers 136,000/s at 343 µs (the book's performance
+/// chapter has the runs).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 pub fn run(args: ServeArgs) -> Exit {
@@ -35,13 +44,14 @@ pub fn run(args: ServeArgs) -> Exit {
         }
     };
     let Some(listener) = bound.take_listener() else { return Exit::Usage };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            output::error(&format!("cannot start the runtime: {error}"));
-            return Exit::Usage;
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(args.workers).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                output::error(&format!("cannot start the runtime: {error}"));
+                return Exit::Usage;
+            }
+        };
     let result =
         runtime.block_on(serve(listener, engine, args.config, args.watch, bound.path().to_path_buf()));
     drop(bound);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use notify::RecursiveMode;
+use notify::{RecursiveMode, Watcher};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -165,41 +165,47 @@ fn relevant(changed: &Path, policies: &[PathBuf]) -> bool {
 }
 
 /// Watches the policy paths and reloads on changes until the returned
-/// watcher is dropped.
+/// guard is dropped. Changes are debounced: a burst of events within
+/// `debounce` causes one reload.
+///
+/// Access events (a file opened, read or closed without writing) are
+/// ignored: the reload itself reads the policy files, and counting those
+/// reads made every reload trigger the next one.
 pub fn watch(shared: Arc<Shared>, debounce: Duration) -> Result<WatchGuard, notify::Error> {
     let (sender, mut receiver) = mpsc::channel::<()>(1);
     let policies: Vec<PathBuf> = shared.config.policies.clone();
     let filter = policies.clone();
-    let mut debouncer = notify_debouncer_mini::new_debouncer(
-        debounce,
-        move |result: notify_debouncer_mini::DebounceEventResult| {
-            let Ok(events) = result else { return };
-            let canonical: Vec<PathBuf> = events
-                .iter()
-                .map(|e| std::fs::canonicalize(&e.path).unwrap_or_else(|_| e.path.clone()))
-                .collect();
-            if events.iter().zip(&canonical).any(|(e, c)| relevant(c, &filter) || relevant(&e.path, &filter))
-            {
-                // A full channel already holds a pending reload; that one will do.
-                let _ = sender.try_send(());
-            }
-        },
-    )?;
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        let Ok(event) = result else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        let touches_policy = event.paths.iter().any(|path| {
+            relevant(path, &filter) || std::fs::canonicalize(path).is_ok_and(|c| relevant(&c, &filter))
+        });
+        if touches_policy {
+            // A full channel already holds a pending reload; that one will do.
+            let _ = sender.try_send(());
+        }
+    })?;
     for policy in &policies {
         let (target, mode) = watch_target(policy);
-        debouncer.watcher().watch(&target, mode)?;
+        watcher.watch(&target, mode)?;
     }
     let task = tokio::spawn(async move {
         while receiver.recv().await.is_some() {
+            // Let the burst settle, then take everything it queued as one.
+            tokio::time::sleep(debounce).await;
+            while receiver.try_recv().is_ok() {}
             let _ = reload(&shared, Trigger::FileChange).await;
         }
     });
-    Ok(WatchGuard { _debouncer: Box::new(debouncer), task })
+    Ok(WatchGuard { _watcher: Box::new(watcher), task })
 }
 
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct WatchGuard {
-    _debouncer: Box<dyn std::any::Any + Send>,
+    _watcher: Box<dyn notify::Watcher + Send>,
     task: tokio::task::JoinHandle<()>,
 }
 

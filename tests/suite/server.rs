@@ -442,3 +442,21 @@ fn query_exit_status_reflects_the_decision() {
         .expect("runs");
     assert_eq!(missing.status.code(), Some(2));
 }
+
+/// notify reports the reload's own reads of the policy file as events, so
+/// every reload triggered the next: one edit caused a reload every 200 ms,
+/// forever (and, for a broken edit, a warning every 200 ms).
+#[test]
+fn one_edit_causes_one_reload_not_a_reload_loop() {
+    let server = Server::start(POLICY, &[]);
+    let first = policy_hash(&mut server.connect());
+    server.replace_policy(DENY_SEARCH);
+    wait_for_hash_change(&server, &first);
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = server.connect().ask(json!({"op": "status"}));
+    assert_eq!(status["status"]["reload"]["reloads"], 1, "{status}");
+    server.replace_policy("agentPolicies:\n  bot:\n    alowedTools: [x]\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = server.connect().ask(json!({"op": "status"}));
+    assert_eq!(status["status"]["reload"]["failures"], 1, "{status}");
+}
