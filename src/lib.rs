@@ -36,6 +36,7 @@
 //! ```
 
 pub mod ast;
+pub mod audit;
 pub mod check;
 pub mod condition;
 pub mod diagnostic;

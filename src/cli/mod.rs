@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Output format and exit codes are
 //! chosen here, once.
 
+mod audit;
 mod check;
 mod eval;
 mod output;
@@ -47,6 +48,28 @@ enum Command {
     Serve(ServeArgs),
     /// Ask a running server; exit 0 if allowed, 1 if denied, 3 if approval is required.
     Query(QueryArgs),
+    /// Work with audit trails.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check an audit trail's hash chain; report the first broken record.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// The trail: one path (its rotated files are found beside it), or several files, oldest first.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Accept a trail that starts mid-chain (a rotated file on its own).
+    #[arg(long)]
+    partial: bool,
+    /// The hash the trail must end with (from `status`), to detect records removed from its end.
+    #[arg(long)]
+    head: Option<String>,
 }
 
 /// How diagnostics are printed.
@@ -168,6 +191,9 @@ pub fn run() -> ExitCode {
             watch: !args.no_watch,
             workers: args.workers.unwrap_or_else(serve::default_workers).max(1),
         }),
+        Command::Audit(AuditCommand::Verify(args)) => {
+            audit::verify(&args.files, args.partial, args.head.as_deref())
+        }
         Command::Query(args) => {
             return query::run(query::QueryArgs {
                 socket: &args.socket,

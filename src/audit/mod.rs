@@ -1,0 +1,10 @@
+//! The audit trail: an append-only JSON Lines file in which every record
+//! carries the hash of the one before it (see [`chain`]), so that any edit,
+//! removal or reordering is detected by [`verify`].
+
+pub mod chain;
+pub mod verify;
+pub mod writer;
+
+pub use verify::{Break, BreakAt, Verifier};
+pub use writer::{AuditWriter, rotated_name, trail_files};

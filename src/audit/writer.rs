@@ -1,0 +1,148 @@
+//! Appending to the audit trail, with rotation that keeps one chain across
+//! files.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::chain::{GENESIS, seal, unseal};
+
+/// How much of the end of an existing trail is read to find its last record.
+const TAIL_BYTES: u64 = 1 << 20;
+
+/// An open audit trail.
+#[derive(Debug)]
+pub struct AuditWriter {
+    path: PathBuf,
+    file: File,
+    bytes: u64,
+    seq: u64,
+    prev: String,
+    rotate_bytes: Option<u64>,
+}
+
+impl AuditWriter {
+    /// Opens (or creates) the trail at `path` and continues its chain. A
+    /// last line cut off by a crash is removed first: it was never
+    /// acknowledged, because records are written before answers.
+    pub fn open(path: &Path, rotate_bytes: Option<u64>) -> std::io::Result<AuditWriter> {
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path)?;
+        let (seq, prev, keep) = last_record(&mut file, path)?;
+        let bytes = file.metadata()?.len();
+        if keep < bytes {
+            file.set_len(keep)?;
+        }
+        Ok(AuditWriter { path: path.to_path_buf(), file, bytes: keep, seq, prev, rotate_bytes })
+    }
+
+    /// The seq and hash of the last record written.
+    pub fn head(&self) -> (u64, &str) {
+        (self.seq, &self.prev)
+    }
+
+    /// Appends a record: `seq` and `prev` are filled in, the line is sealed
+    /// and written (to the operating system; see [`AuditWriter::sync`]).
+    pub fn append(&mut self, mut record: Map<String, Value>) -> std::io::Result<()> {
+        record.insert("seq".into(), Value::from(self.seq + 1));
+        record.insert("prev".into(), Value::from(self.prev.clone()));
+        let body = serde_json::to_string(&record).map_err(std::io::Error::other)?;
+        let (line, hash) = seal(&self.prev, &body);
+        self.file.write_all(line.as_bytes())?;
+        self.seq += 1;
+        self.prev = hash;
+        self.bytes += line.len() as u64;
+        if self.rotate_bytes.is_some_and(|limit| self.bytes >= limit) {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (fsync).
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Renames the full file to `<path>.<last seq>` and starts a new one; the
+    /// new file's first record links to the old file's last.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()?;
+        let rotated = rotated_name(&self.path, self.seq);
+        std::fs::rename(&self.path, &rotated)?;
+        self.file = OpenOptions::new().read(true).append(true).create(true).open(&self.path)?;
+        self.bytes = 0;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// The name of a rotated file ending at `seq`.
+pub fn rotated_name(path: &Path, seq: u64) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{seq:012}"));
+    PathBuf::from(name)
+}
+
+/// The files of a trail, oldest first: `<path>.<seq>` in seq order, then `<path>`.
+pub fn trail_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stem = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut rotated: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let seq = name.strip_prefix(&stem)?.strip_prefix('.')?.parse().ok()?;
+            Some((seq, entry.path()))
+        })
+        .collect();
+    rotated.sort();
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    if path.exists() {
+        files.push(path.to_path_buf());
+    }
+    Ok(files)
+}
+
+/// The last complete record of an open trail (or of the newest rotated file
+/// when the trail was just rotated): its seq, its hash, and the length of
+/// the file up to the end of that record.
+fn last_record(file: &mut File, path: &Path) -> std::io::Result<(u64, String, u64)> {
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let keep = start + complete as u64;
+    let last_line = tail[..complete].strip_suffix(b"\n").and_then(|t| t.split(|&b| b == b'\n').next_back());
+    if let Some(line) = last_line.filter(|l| !l.is_empty()) {
+        return parse_head(line).map(|(seq, hash)| (seq, hash, keep));
+    }
+    // An empty active file: continue from the newest rotated file, if any.
+    let files = trail_files(path)?;
+    match files.iter().rev().find(|p| p.as_path() != path) {
+        Some(previous) => {
+            let mut previous = File::open(previous)?;
+            let (seq, hash, _) = last_record(&mut previous, Path::new(""))?;
+            Ok((seq, hash, keep))
+        }
+        None => Ok((0, GENESIS.to_owned(), keep)),
+    }
+}
+
+fn parse_head(line: &[u8]) -> std::io::Result<(u64, String)> {
+    let invalid = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the audit trail's last record is not a sealed record; run `toolgate audit verify`",
+        )
+    };
+    let text = std::str::from_utf8(line).map_err(|_| invalid())?;
+    let (body, hash) = unseal(text).ok_or_else(invalid)?;
+    let record: Value = serde_json::from_str(&body).map_err(|_| invalid())?;
+    let seq = record["seq"].as_u64().ok_or_else(invalid)?;
+    Ok((seq, hash.to_owned()))
+}
