@@ -135,6 +135,25 @@ struct ServeArgs {
     /// same machine need the rest].
     #[arg(long)]
     workers: Option<usize>,
+    /// Append every decision, refused line and reload to this hash-chained audit trail.
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    /// Rotate the audit trail when it reaches this many bytes (the chain continues).
+    #[arg(long, requires = "audit")]
+    audit_rotate_bytes: Option<u64>,
+    /// When audit records reach the disk: `always` (fsync before answering) or `os`
+    /// (written to the OS before answering; survives a crash of toolgate, not of the machine).
+    #[arg(long, value_enum, default_value_t = AuditSync::Always, requires = "audit")]
+    audit_sync: AuditSync,
+}
+
+/// The choices of `--audit-sync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum AuditSync {
+    /// fsync before answering.
+    Always,
+    /// Written to the operating system before answering.
+    Os,
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,6 +209,14 @@ pub fn run() -> ExitCode {
             socket_mode: args.socket_mode,
             watch: !args.no_watch,
             workers: args.workers.unwrap_or_else(serve::default_workers).max(1),
+            audit: args.audit.map(|path| serve::AuditArgs {
+                path,
+                rotate_bytes: args.audit_rotate_bytes,
+                sync: match args.audit_sync {
+                    AuditSync::Always => toolgate::server::audit::Sync::Always,
+                    AuditSync::Os => toolgate::server::audit::Sync::Os,
+                },
+            }),
         }),
         Command::Audit(AuditCommand::Verify(args)) => {
             audit::verify(&args.files, args.partial, args.head.as_deref())

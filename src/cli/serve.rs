@@ -18,6 +18,13 @@ pub struct ServeArgs {
     pub socket_mode: u32,
     pub watch: bool,
     pub workers: usize,
+    pub audit: Option<AuditArgs>,
+}
+
+pub struct AuditArgs {
+    pub path: PathBuf,
+    pub rotate_bytes: Option<u64>,
+    pub sync: server::audit::Sync,
 }
 
 /// Half the cores, at least one. Measured on 2 cores with 8 pipelining
@@ -35,6 +42,16 @@ pub fn run(args: ServeArgs) -> Exit {
         Err(exit) => return exit,
     };
     let engine = Engine::new(policy);
+    let audit = match &args.audit {
+        Some(audit) => match toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes) {
+            Ok(writer) => Some(server::audit::AuditSink::start(writer, audit.sync)),
+            Err(error) => {
+                output::error(&format!("cannot open the audit trail `{}`: {error}", audit.path.display()));
+                return Exit::Usage;
+            }
+        },
+        None => None,
+    };
     // Bind before the runtime starts threads: binding sets the process umask.
     let mut bound = match socket::bind(&args.socket, args.socket_mode) {
         Ok(bound) => bound,
@@ -52,8 +69,13 @@ pub fn run(args: ServeArgs) -> Exit {
                 return Exit::Usage;
             }
         };
+    let shared = Shared::new(engine, args.config, audit);
     let result =
-        runtime.block_on(serve(listener, engine, args.config, args.watch, bound.path().to_path_buf()));
+        runtime.block_on(serve(listener, Arc::clone(&shared), args.watch, bound.path().to_path_buf()));
+    drop(runtime);
+    if let Some(audit) = &shared.audit {
+        audit.close();
+    }
     drop(bound);
     match result {
         Ok(()) => Exit::Ok,
@@ -66,15 +88,13 @@ pub fn run(args: ServeArgs) -> Exit {
 
 async fn serve(
     listener: std::os::unix::net::UnixListener,
-    engine: Engine,
-    config: Config,
+    shared: Arc<Shared>,
     watch: bool,
     path: PathBuf,
 ) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
-    let shared = Shared::new(engine, config);
     let _watcher = if watch {
         Some(
             reload::watch(Arc::clone(&shared), DEBOUNCE)

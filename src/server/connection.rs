@@ -38,6 +38,7 @@ pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch:
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let mut line = Vec::new();
     let mut out = Vec::with_capacity(4096);
+    let mut batch = Batch::default();
     let max = shared.config.max_line_bytes;
     let mut stopping = false;
     loop {
@@ -66,19 +67,16 @@ pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch:
             }
             Ok(Err(_) | Ok(Read::Eof)) => break,
             Ok(Ok(Read::Line)) if line.iter().all(u8::is_ascii_whitespace) => {}
-            Ok(Ok(Read::Line)) => answer(shared, &line, &mut out).await,
+            Ok(Ok(Read::Line)) => answer(shared, &line, &mut out, &mut batch).await,
             Ok(Ok(Read::TooLong)) => {
-                shared.metrics.error();
                 let message = format!("request line is longer than {max} bytes; skipped to the next line");
-                wire::write_error(
-                    &mut out,
-                    &Value::Null,
-                    &WireError::new(WireErrorCode::LineTooLong, message),
-                );
+                let error = WireError::new(WireErrorCode::LineTooLong, message);
+                refuse_line(shared, &Value::Null, &error, &mut out, &mut batch);
             }
         }
         line.clear();
         if (reader.buffer().is_empty() || out.len() >= FLUSH_BYTES) && !out.is_empty() {
+            commit(shared, &mut out, &mut batch).await;
             if write.write_all(&out).await.is_err() {
                 return;
             }
@@ -86,54 +84,92 @@ pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch:
         }
     }
     if !out.is_empty() {
+        commit(shared, &mut out, &mut batch).await;
         let _ = write.write_all(&out).await;
     }
     let _ = write.shutdown().await;
 }
 
-async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>) {
-    let Ok(text) = std::str::from_utf8(line) else {
-        shared.metrics.error();
-        let error = WireError::new(WireErrorCode::InvalidJson, "request line is not UTF-8");
-        return wire::write_error(out, &Value::Null, &error);
-    };
-    let parsed = wire::parse_line(text);
-    match parsed.command {
-        Ok(Command::Decide(request)) => decide(shared, &parsed.id, &request, out),
-        Ok(Command::Other(op, _)) => match op.as_str() {
-            "health" => write_json(
-                out,
-                &json!({"id": parsed.id, "health": "ok", "protocol": PROTOCOL_VERSION, "policy": shared.engine.load().policy_hash()}),
-            ),
-            "status" => write_json(out, &json!({"id": parsed.id, "status": status(shared)})),
-            "reload" => {
-                let reply = match reload::reload(shared, reload::Trigger::Request).await {
-                    Ok(hash) => json!({"id": parsed.id, "reload": {"ok": true, "policy": hash}}),
-                    Err(error) => json!({"id": parsed.id, "reload": {
-                        "ok": false,
-                        "policy": shared.engine.load().policy_hash(),
-                        "errors": error.lines(),
-                    }}),
-                };
-                write_json(out, &reply);
-            }
-            other => {
-                shared.metrics.error();
-                let error = WireError::new(
-                    WireErrorCode::UnknownOp,
-                    format!("unknown op `{other}`; the operations are decide, health, status, reload"),
-                );
-                wire::write_error(out, &parsed.id, &error);
-            }
-        },
-        Err(error) => {
-            shared.metrics.error();
-            wire::write_error(out, &parsed.id, &error);
+/// The answered lines not yet sent: their ids, and the audit records that
+/// must be written before the answers leave.
+#[derive(Default)]
+struct Batch {
+    ids: Vec<Value>,
+    records: Vec<serde_json::Map<String, Value>>,
+}
+
+/// Writes the batch's audit records; if that fails, every answer of the
+/// batch is replaced by an `unavailable` error (a deny): no answer leaves
+/// without its record.
+async fn commit(shared: &Shared, out: &mut Vec<u8>, batch: &mut Batch) {
+    let records = std::mem::take(&mut batch.records);
+    let ids = std::mem::take(&mut batch.ids);
+    let Some(audit) = &shared.audit else { return };
+    if let Err(reason) = audit.write(records).await {
+        out.clear();
+        let error = WireError::new(
+            WireErrorCode::Unavailable,
+            format!("the audit trail cannot be written ({reason}); denied"),
+        );
+        for id in &ids {
+            wire::write_error(out, id, &error);
         }
     }
 }
 
-fn decide(shared: &Shared, id: &Value, request: &crate::engine::Request, out: &mut Vec<u8>) {
+/// Answers a line that cannot be decided with an error, and records it.
+fn refuse_line(shared: &Shared, id: &Value, error: &WireError, out: &mut Vec<u8>, batch: &mut Batch) {
+    shared.metrics.error();
+    wire::write_error(out, id, error);
+    batch.ids.push(id.clone());
+    if shared.audit.is_some() {
+        batch.records.push(super::audit::error_record(id, error.code.as_str(), &error.message));
+    }
+}
+
+async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mut Batch) {
+    let Ok(text) = std::str::from_utf8(line) else {
+        let error = WireError::new(WireErrorCode::InvalidJson, "request line is not UTF-8");
+        return refuse_line(shared, &Value::Null, &error, out, batch);
+    };
+    let parsed = wire::parse_line(text);
+    let id = parsed.id;
+    let reply = match parsed.command {
+        Ok(Command::Decide(request)) => return decide(shared, &id, &request, out, batch),
+        Err(error) => return refuse_line(shared, &id, &error, out, batch),
+        Ok(Command::Other(op, _)) => match op.as_str() {
+            "health" => {
+                json!({"id": id, "health": "ok", "protocol": PROTOCOL_VERSION, "policy": shared.engine.load().policy_hash()})
+            }
+            "status" => json!({"id": id, "status": status(shared)}),
+            "reload" => match reload::reload(shared, reload::Trigger::Request).await {
+                Ok(hash) => json!({"id": id, "reload": {"ok": true, "policy": hash}}),
+                Err(error) => json!({"id": id, "reload": {
+                    "ok": false,
+                    "policy": shared.engine.load().policy_hash(),
+                    "errors": error.lines(),
+                }}),
+            },
+            other => {
+                let error = WireError::new(
+                    WireErrorCode::UnknownOp,
+                    format!("unknown op `{other}`; the operations are decide, health, status, reload"),
+                );
+                return refuse_line(shared, &id, &error, out, batch);
+            }
+        },
+    };
+    write_json(out, &reply);
+    batch.ids.push(id);
+}
+
+fn decide(
+    shared: &Shared,
+    id: &Value,
+    request: &crate::engine::Request,
+    out: &mut Vec<u8>,
+    batch: &mut Batch,
+) {
     // One load per request: the whole decision uses one policy, old or new.
     let engine = shared.engine.load();
     let start = Instant::now();
@@ -142,20 +178,30 @@ fn decide(shared: &Shared, id: &Value, request: &crate::engine::Request, out: &m
     let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let decision = engine.decide(request);
         wire::write_decision(out, id, &decision, engine.policy_hash());
+        if shared.audit.is_some() {
+            let latency_us = start.elapsed().as_secs_f64() * 1e6;
+            batch.records.push(super::audit::decision_record(
+                id,
+                request,
+                &decision,
+                engine.policy_hash(),
+                latency_us,
+            ));
+        }
         decision.outcome
     }));
     match decided {
         Ok(outcome) => {
+            batch.ids.push(id.clone());
             shared.metrics.decision(outcome, start.elapsed());
             if shared.config.log_decisions {
                 tracing::info!(agent = %request.agent, tool = %request.tool, decision = outcome.as_str(), "decision");
             }
         }
         Err(_) => {
-            shared.metrics.error();
             tracing::error!(agent = %request.agent, tool = %request.tool, "internal error while deciding; denied");
             let error = WireError::new(WireErrorCode::Unavailable, "internal error while deciding; denied");
-            wire::write_error(out, id, &error);
+            refuse_line(shared, id, &error, out, batch);
         }
     }
 }
@@ -167,6 +213,7 @@ fn status(shared: &Shared) -> Value {
         "policy": shared.engine.load().policy_hash(),
         "uptime_s": shared.started.elapsed().as_secs(),
         "reload": reload,
+        "audit": shared.audit.as_ref().map(|a| { let (seq, hash) = a.head(); json!({"seq": seq, "head": hash}) }),
         "metrics": shared.metrics.to_json(),
     })
 }

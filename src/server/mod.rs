@@ -3,6 +3,7 @@
 //! graceful drain. Like `mini-redis`, [`run`] takes its listener and a
 //! shutdown future from the caller.
 
+pub mod audit;
 mod connection;
 pub mod metrics;
 pub mod reload;
@@ -66,11 +67,13 @@ pub struct Shared {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// When the server started.
     pub started: Instant,
+    /// The audit trail, if one is kept.
+    pub audit: Option<audit::AuditSink>,
 }
 
 impl Shared {
     /// Shared state around a first, valid engine.
-    pub fn new(engine: Engine, config: Config) -> Arc<Shared> {
+    pub fn new(engine: Engine, config: Config, audit: Option<audit::AuditSink>) -> Arc<Shared> {
         Arc::new(Shared {
             engine: ArcSwap::from_pointee(engine),
             config,
@@ -78,6 +81,7 @@ impl Shared {
             reload_status: Mutex::new(reload::ReloadStatus::new()),
             reload_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            audit,
         })
     }
 }

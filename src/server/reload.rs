@@ -121,6 +121,18 @@ pub async fn reload(shared: &Arc<Shared>, trigger: Trigger) -> Result<String, Lo
     let result = tokio::task::spawn_blocking(move || load(&paths, sessions))
         .await
         .unwrap_or_else(|e| Err(LoadError::Files(format!("policy compilation failed: {e}"))));
+    if let Some(audit) = &shared.audit {
+        let (ok, policy, errors) = match &result {
+            Ok(engine) => (true, engine.policy_hash().to_owned(), Vec::new()),
+            Err(error) => (false, shared.engine.load().policy_hash().to_owned(), error.lines()),
+        };
+        let trigger_name = format!("{trigger:?}");
+        if let Err(error) =
+            audit.write(vec![super::audit::reload_record(&trigger_name, ok, &policy, &errors)]).await
+        {
+            tracing::error!(%error, "cannot record the reload in the audit trail");
+        }
+    }
     let mut status = shared.reload_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     status.last_attempt = Some(SystemTime::now());
     match result {

@@ -460,3 +460,96 @@ fn one_edit_causes_one_reload_not_a_reload_loop() {
     let status = server.connect().ask(json!({"op": "status"}));
     assert_eq!(status["status"]["reload"]["failures"], 1, "{status}");
 }
+
+/// Counts the records of each kind in an audit trail.
+fn audit_kinds(path: &Path) -> std::collections::HashMap<String, usize> {
+    let mut kinds = std::collections::HashMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        let record: Value = serde_json::from_str(line).expect("record");
+        *kinds.entry(record["kind"].as_str().unwrap_or("?").to_owned()).or_insert(0) += 1;
+    }
+    kinds
+}
+
+fn verify_trail(dir: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .current_dir(dir)
+        .args(["audit", "verify", "audit.jsonl"])
+        .output()
+        .expect("runs");
+    (
+        output.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+    )
+}
+
+#[test]
+fn the_audit_trail_records_every_answer_before_it_is_sent() {
+    let dir = TempDir::new();
+    let audit = dir.path().join("audit.jsonl");
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let audit_arg = audit.display().to_string();
+    let mut server = Server::start_in(dir, socket, &["--audit", &audit_arg]);
+    let mut client = server.connect();
+    for i in 0..100 {
+        client.ask(case(i).0);
+    }
+    client.send("not json");
+    assert_eq!(client.receive()["error"]["code"], "invalid_json");
+    let reply = client.ask(json!({"op": "reload"}));
+    assert_eq!(reply["reload"]["ok"], true);
+    let status = client.ask(json!({"op": "status"}));
+    let kinds = audit_kinds(&audit);
+    assert_eq!(kinds.get("decision"), Some(&100), "{kinds:?}");
+    assert_eq!(kinds.get("error"), Some(&1));
+    assert_eq!(kinds.get("reload"), Some(&1));
+    let (ok, report) = verify_trail(server.dir.path());
+    assert!(ok, "{report}");
+    let head = status["status"]["audit"]["head"].as_str().expect("head");
+    assert!(report.contains(head), "status head {head} is the verified head: {report}");
+    // Arguments are recorded as the agent's audit level says (`metadata` here: names only).
+    let first: Value =
+        serde_json::from_str(std::fs::read_to_string(&audit).expect("trail").lines().next().expect("line"))
+            .expect("record");
+    assert_eq!(first["arg_names"], json!(["q"]));
+    assert!(first.get("args").is_none());
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(20)).expect("exits").success());
+}
+
+#[test]
+fn after_kill_9_every_answered_decision_is_in_a_trail_that_still_verifies() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let audit_arg = dir.path().join("audit.jsonl").display().to_string();
+    let mut server = Server::start_in(dir, socket.clone(), &["--audit", &audit_arg]);
+    let mut answered = 0usize;
+    for round in 0..3 {
+        let mut client = server.connect();
+        let payload: String = (0..3000).map(|i| format!("{}\n", case(i).0)).collect();
+        let mut writer = client.writer.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let _ = writer.write_all(payload.as_bytes());
+        });
+        // Read some answers, then kill the server in the middle of the stream.
+        for _ in 0..(500 + round * 400) {
+            client.receive();
+            answered += 1;
+        }
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        let mut rest = String::new();
+        let _ = client.reader.read_to_string(&mut rest);
+        answered += rest.lines().count();
+        let (ok, report) = verify_trail(server.dir.path());
+        assert!(ok, "round {round}: {report}");
+        let recorded =
+            audit_kinds(&server.dir.path().join("audit.jsonl")).get("decision").copied().unwrap_or(0);
+        assert!(recorded >= answered, "round {round}: {recorded} records for {answered} answers");
+        // Restart on the same trail: the chain continues.
+        let dir = std::mem::replace(&mut server.dir, TempDir::new());
+        drop(std::mem::replace(&mut server, Server::start_in(dir, socket.clone(), &["--audit", &audit_arg])));
+    }
+}

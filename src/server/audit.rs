@@ -1,0 +1,166 @@
+//! The server's audit sink: connections hand batches of records to one
+//! writer thread and wait for them to be written before answering.
+//!
+//! Group commit: every batch queued while the writer was busy is written and
+//! made durable together, with one `fsync` when `--audit-sync always`.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
+
+use crate::ast::AuditLevel;
+use crate::audit::AuditWriter;
+use crate::engine::{Decision, Request};
+
+/// When records reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sync {
+    /// `fsync` before answering: an answered decision survives power loss.
+    Always,
+    /// Written to the operating system before answering (survives a crash
+    /// of toolgate, not of the machine); `fsync` on rotation and shutdown.
+    Os,
+}
+
+struct Batch {
+    records: Vec<Map<String, Value>>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// A handle to the writer thread.
+pub struct AuditSink {
+    sender: Mutex<Option<mpsc::Sender<Batch>>>,
+    head: Arc<Mutex<(u64, String)>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl AuditSink {
+    /// Starts the writer thread for an opened trail.
+    pub fn start(mut writer: AuditWriter, sync: Sync) -> AuditSink {
+        let (sender, receiver) = mpsc::channel::<Batch>();
+        let (seq, hash) = writer.head();
+        let head = Arc::new(Mutex::new((seq, hash.to_owned())));
+        let shared_head = Arc::clone(&head);
+        let thread = std::thread::spawn(move || {
+            while let Ok(first) = receiver.recv() {
+                let mut batches = vec![first];
+                batches.extend(receiver.try_iter());
+                let written = batches
+                    .iter_mut()
+                    .try_for_each(|b| b.records.drain(..).try_for_each(|r| writer.append(r)))
+                    .and_then(|()| if sync == Sync::Always { writer.sync() } else { Ok(()) })
+                    .map_err(|e| e.to_string());
+                if let Err(error) = &written {
+                    tracing::error!(%error, "audit trail write failed; the affected requests are denied");
+                }
+                let (seq, hash) = writer.head();
+                *shared_head.lock().unwrap_or_else(PoisonError::into_inner) = (seq, hash.to_owned());
+                for batch in batches {
+                    let _ = batch.done.send(written.clone());
+                }
+            }
+            if let Err(error) = writer.sync() {
+                tracing::error!(%error, "audit trail sync failed at shutdown");
+            }
+        });
+        AuditSink { sender: Mutex::new(Some(sender)), head, thread: Mutex::new(Some(thread)) }
+    }
+
+    /// Writes records; resolves once they are written (and synced, per
+    /// [`Sync`]). An error means they may not be in the trail.
+    pub async fn write(&self, records: Vec<Map<String, Value>>) -> Result<(), String> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (done, wait) = oneshot::channel();
+        let sent = {
+            let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+            sender.as_ref().map(|s| s.send(Batch { records, done }))
+        };
+        match sent {
+            Some(Ok(())) => wait.await.unwrap_or_else(|_| Err(String::from("the audit writer stopped"))),
+            _ => Err(String::from("the audit trail is closed")),
+        }
+    }
+
+    /// The seq and hash of the last record written.
+    pub fn head(&self) -> (u64, String) {
+        self.head.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Stops the writer after everything queued is written and synced.
+    pub fn close(&self) {
+        self.sender.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The record of a decision, with as much of the request as its audit
+/// level asks for: `full` keeps arguments, principal and context;
+/// `metadata` keeps the argument names and the principal; `none` neither.
+pub fn decision_record(
+    id: &Value,
+    request: &Request,
+    decision: &Decision<'_>,
+    policy: &str,
+    latency_us: f64,
+) -> Map<String, Value> {
+    let mut record = object(json!({
+        "time": now(),
+        "kind": "decision",
+        "id": id,
+        "agent": request.agent,
+        "tool": request.tool,
+        "session": request.session,
+        "decision": decision.outcome.as_str(),
+        "rule": decision.rule,
+        "reason": decision.reason.to_string(),
+        "approver": decision.approver,
+        "audit": decision.audit.as_str(),
+        "policy": policy,
+        "latency_us": latency_us,
+    }));
+    match decision.audit {
+        AuditLevel::Full => {
+            record.insert("args".into(), Value::Object(request.args.clone()));
+            record.insert("principal".into(), request.principal.clone().unwrap_or(Value::Null));
+            record.insert("context".into(), request.context.clone().unwrap_or(Value::Null));
+        }
+        AuditLevel::Metadata => {
+            record.insert("arg_names".into(), request.args.keys().cloned().collect());
+            record.insert("principal".into(), request.principal.clone().unwrap_or(Value::Null));
+        }
+        AuditLevel::None => {}
+    }
+    record
+}
+
+/// The record of a request line refused with an error (never an allow).
+pub fn error_record(id: &Value, code: &str, message: &str) -> Map<String, Value> {
+    object(
+        json!({"time": now(), "kind": "error", "id": id, "decision": "deny", "code": code, "message": message}),
+    )
+}
+
+/// The record of a reload attempt.
+pub fn reload_record(trigger: &str, ok: bool, policy: &str, errors: &[String]) -> Map<String, Value> {
+    object(
+        json!({"time": now(), "kind": "reload", "trigger": trigger, "ok": ok, "policy": policy, "errors": errors}),
+    )
+}
