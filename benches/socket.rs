@@ -3,7 +3,8 @@
 //!
 //! Run with `cargo bench --bench socket`; options after `--`:
 //! `--requests N` per client (default 50000), `--window W` requests in
-//! flight per client (default 16), `--clients 1,8,32`.
+//! flight per client (default 2), `--clients 1,8,32`, `--audit always|os`
+//! (keep an audit trail with that `--audit-sync`).
 //!
 //! Each client keeps `W` requests in flight on one connection: it sends `W`,
 //! then one more for every answer. Latency is from writing a request to
@@ -21,10 +22,11 @@ struct Options {
     requests: usize,
     window: usize,
     clients: Vec<usize>,
+    audit: Option<String>,
 }
 
 fn options() -> Options {
-    let mut options = Options { requests: 50_000, window: 16, clients: vec![1, 8, 32] };
+    let mut options = Options { requests: 50_000, window: 2, clients: vec![1, 8, 32], audit: None };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     if let Some(n) = value("--requests") {
@@ -33,6 +35,7 @@ fn options() -> Options {
     if let Some(w) = value("--window") {
         options.window = w.parse().expect("--window W");
     }
+    options.audit = value("--audit");
     if let Some(c) = value("--clients") {
         options.clients = c.split(',').map(|n| n.parse().expect("--clients 1,8,32")).collect();
     }
@@ -82,21 +85,23 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("dir");
     let socket = dir.join("bench.sock");
     let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .args(["serve", "--no-watch", "--policy"])
-        .arg(&policies)
-        .arg("--socket")
-        .arg(&socket)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_toolgate"));
+    server.args(["serve", "--no-watch", "--policy"]).arg(&policies).arg("--socket").arg(&socket);
+    if let Some(sync) = &options.audit {
+        server.arg("--audit").arg(dir.join("audit.jsonl")).args(["--audit-sync", sync]);
+    }
+    let mut server = server.stderr(Stdio::null()).spawn().expect("server");
     let deadline = Instant::now() + Duration::from_secs(20);
     while UnixStream::connect(&socket).is_err() {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
     let lines = requests();
-    println!("toolgate serve: {} requests per client, window {}", options.requests, options.window);
+    let audit = options
+        .audit
+        .as_deref()
+        .map_or_else(|| String::from("no audit trail"), |s| format!("audit trail, --audit-sync {s}"));
+    println!("toolgate serve: {} requests per client, window {}, {audit}", options.requests, options.window);
     println!("{:>8} {:>14} {:>10} {:>10} {:>10}", "clients", "decisions/s", "p50 µs", "p99 µs", "p99.9 µs");
     for &clients in &options.clients {
         // Warm up: one short run so the server's allocator and caches settle.

@@ -17,6 +17,8 @@ const TAIL_BYTES: u64 = 1 << 20;
 pub struct AuditWriter {
     path: PathBuf,
     file: File,
+    /// Sealed lines not yet handed to the operating system.
+    pending: Vec<u8>,
     bytes: u64,
     seq: u64,
     prev: String,
@@ -34,7 +36,15 @@ impl AuditWriter {
         if keep < bytes {
             file.set_len(keep)?;
         }
-        Ok(AuditWriter { path: path.to_path_buf(), file, bytes: keep, seq, prev, rotate_bytes })
+        Ok(AuditWriter {
+            path: path.to_path_buf(),
+            file,
+            pending: Vec::new(),
+            bytes: keep,
+            seq,
+            prev,
+            rotate_bytes,
+        })
     }
 
     /// The seq and hash of the last record written.
@@ -42,14 +52,16 @@ impl AuditWriter {
         (self.seq, &self.prev)
     }
 
-    /// Appends a record: `seq` and `prev` are filled in, the line is sealed
-    /// and written (to the operating system; see [`AuditWriter::sync`]).
+    /// Appends a record: `seq` and `prev` are filled in and the line is
+    /// sealed. It reaches the operating system at the next
+    /// [`AuditWriter::flush`] (or [`AuditWriter::sync`]), so that a batch of
+    /// records costs one write.
     pub fn append(&mut self, mut record: Map<String, Value>) -> std::io::Result<()> {
         record.insert("seq".into(), Value::from(self.seq + 1));
         record.insert("prev".into(), Value::from(self.prev.clone()));
         let body = serde_json::to_string(&record).map_err(std::io::Error::other)?;
         let (line, hash) = seal(&self.prev, &body);
-        self.file.write_all(line.as_bytes())?;
+        self.pending.extend_from_slice(line.as_bytes());
         self.seq += 1;
         self.prev = hash;
         self.bytes += line.len() as u64;
@@ -59,15 +71,25 @@ impl AuditWriter {
         Ok(())
     }
 
-    /// Makes everything written so far durable (fsync).
+    /// Hands every appended record to the operating system (one write).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            self.file.write_all(&self.pending)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable (write and fsync).
     pub fn sync(&mut self) -> std::io::Result<()> {
+        self.flush()?;
         self.file.sync_data()
     }
 
     /// Renames the full file to `<path>.<last seq>` and starts a new one; the
     /// new file's first record links to the old file's last.
     fn rotate(&mut self) -> std::io::Result<()> {
-        self.file.sync_data()?;
+        self.sync()?;
         let rotated = rotated_name(&self.path, self.seq);
         std::fs::rename(&self.path, &rotated)?;
         self.file = OpenOptions::new().read(true).append(true).create(true).open(&self.path)?;

@@ -51,7 +51,7 @@ impl AuditSink {
                 let written = batches
                     .iter_mut()
                     .try_for_each(|b| b.records.drain(..).try_for_each(|r| writer.append(r)))
-                    .and_then(|()| if sync == Sync::Always { writer.sync() } else { Ok(()) })
+                    .and_then(|()| if sync == Sync::Always { writer.sync() } else { writer.flush() })
                     .map_err(|e| e.to_string());
                 if let Err(error) = &written {
                     tracing::error!(%error, "audit trail write failed; the affected requests are denied");

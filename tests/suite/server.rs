@@ -543,13 +543,14 @@ fn after_kill_9_every_answered_decision_is_in_a_trail_that_still_verifies() {
         let mut rest = String::new();
         let _ = client.reader.read_to_string(&mut rest);
         answered += rest.lines().count();
+        // Restart on the same trail: a record cut by the kill is dropped (it
+        // was never answered) and the chain continues.
+        let dir = std::mem::replace(&mut server.dir, TempDir::new());
+        drop(std::mem::replace(&mut server, Server::start_in(dir, socket.clone(), &["--audit", &audit_arg])));
         let (ok, report) = verify_trail(server.dir.path());
         assert!(ok, "round {round}: {report}");
         let recorded =
             audit_kinds(&server.dir.path().join("audit.jsonl")).get("decision").copied().unwrap_or(0);
         assert!(recorded >= answered, "round {round}: {recorded} records for {answered} answers");
-        // Restart on the same trail: the chain continues.
-        let dir = std::mem::replace(&mut server.dir, TempDir::new());
-        drop(std::mem::replace(&mut server, Server::start_in(dir, socket.clone(), &["--audit", &audit_arg])));
     }
 }
