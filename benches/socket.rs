@@ -4,7 +4,8 @@
 //! Run with `cargo bench --bench socket`; options after `--`:
 //! `--requests N` per client (default 50000), `--window W` requests in
 //! flight per client (default 2), `--clients 1,8,32`, `--audit always|os`
-//! (keep an audit trail with that `--audit-sync`).
+//! (keep an audit trail with that `--audit-sync`), `--state` (durable
+//! session counters).
 //!
 //! Each client keeps `W` requests in flight on one connection: it sends `W`,
 //! then one more for every answer. Latency is from writing a request to
@@ -23,10 +24,12 @@ struct Options {
     window: usize,
     clients: Vec<usize>,
     audit: Option<String>,
+    state: bool,
 }
 
 fn options() -> Options {
-    let mut options = Options { requests: 50_000, window: 2, clients: vec![1, 8, 32], audit: None };
+    let mut options =
+        Options { requests: 50_000, window: 2, clients: vec![1, 8, 32], audit: None, state: false };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     if let Some(n) = value("--requests") {
@@ -36,6 +39,7 @@ fn options() -> Options {
         options.window = w.parse().expect("--window W");
     }
     options.audit = value("--audit");
+    options.state = args.iter().any(|a| a == "--state");
     if let Some(c) = value("--clients") {
         options.clients = c.split(',').map(|n| n.parse().expect("--clients 1,8,32")).collect();
     }
@@ -87,6 +91,9 @@ fn main() {
     let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     let mut server = Command::new(env!("CARGO_BIN_EXE_toolgate"));
     server.args(["serve", "--no-watch", "--policy"]).arg(&policies).arg("--socket").arg(&socket);
+    if options.state {
+        server.arg("--state").arg(dir.join("state"));
+    }
     if let Some(sync) = &options.audit {
         server.arg("--audit").arg(dir.join("audit.jsonl")).args(["--audit-sync", sync]);
     }
@@ -101,7 +108,11 @@ fn main() {
         .audit
         .as_deref()
         .map_or_else(|| String::from("no audit trail"), |s| format!("audit trail, --audit-sync {s}"));
-    println!("toolgate serve: {} requests per client, window {}, {audit}", options.requests, options.window);
+    let state = if options.state { "durable state" } else { "state in memory" };
+    println!(
+        "toolgate serve: {} requests per client, window {}, {state}, {audit}",
+        options.requests, options.window
+    );
     println!("{:>8} {:>14} {:>10} {:>10} {:>10}", "clients", "decisions/s", "p50 µs", "p99 µs", "p99.9 µs");
     for &clients in &options.clients {
         // Warm up: one short run so the server's allocator and caches settle.

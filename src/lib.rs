@@ -40,6 +40,7 @@ pub mod audit;
 pub mod check;
 pub mod condition;
 pub mod diagnostic;
+pub mod durable;
 pub mod engine;
 pub mod files;
 pub mod load;

@@ -46,12 +46,16 @@ pub enum Admission {
     Admitted,
     /// The cap at this index is reached; nothing was counted.
     Refused(usize),
+    /// The store could not check or count (a storage error); the call must
+    /// be denied.
+    Unavailable,
 }
 
 /// Where session counters live.
 pub trait SessionStore: Send + Sync {
-    /// The current value of a counter (0 if never counted).
-    fn count(&self, key: SessionKey<'_>, counter: Counter<'_>) -> u64;
+    /// The current value of a counter (0 if never counted), or `None` if
+    /// the store cannot be read.
+    fn count(&self, key: SessionKey<'_>, counter: Counter<'_>) -> Option<u64>;
 
     /// Checks every cap and, only if all have room, counts the call: the
     /// total, the tool, and each cap's counter, in one atomic step.
@@ -59,10 +63,14 @@ pub trait SessionStore: Send + Sync {
 
     /// Checks every cap without counting anything.
     fn check(&self, key: SessionKey<'_>, caps: &[Cap]) -> Admission {
-        match caps.iter().position(|cap| self.count(key, Counter::Cap(&cap.counter)) >= cap.limit) {
-            Some(index) => Admission::Refused(index),
-            None => Admission::Admitted,
+        for (index, cap) in caps.iter().enumerate() {
+            match self.count(key, Counter::Cap(&cap.counter)) {
+                None => return Admission::Unavailable,
+                Some(count) if count >= cap.limit => return Admission::Refused(index),
+                Some(_) => {}
+            }
         }
+        Admission::Admitted
     }
 }
 
@@ -127,9 +135,9 @@ impl MemorySessions {
 }
 
 impl SessionStore for MemorySessions {
-    fn count(&self, key: SessionKey<'_>, counter: Counter<'_>) -> u64 {
+    fn count(&self, key: SessionKey<'_>, counter: Counter<'_>) -> Option<u64> {
         let shard = self.shard(key.session);
-        shard.get(key.session).and_then(|agents| agents.get(key.agent)).map_or(0, |c| c.get(counter))
+        Some(shard.get(key.session).and_then(|agents| agents.get(key.agent)).map_or(0, |c| c.get(counter)))
     }
 
     fn admit(&self, key: SessionKey<'_>, tool: &str, caps: &[Cap]) -> Admission {
@@ -170,11 +178,11 @@ mod tests {
         assert_eq!(store.admit(key, "t", &caps), Admission::Admitted);
         assert_eq!(store.admit(key, "t", &caps), Admission::Admitted);
         assert_eq!(store.admit(key, "t", &caps), Admission::Refused(0));
-        assert_eq!(store.count(key, Counter::Total), 2);
-        assert_eq!(store.count(key, Counter::Tool("t")), 2);
-        assert_eq!(store.count(key, Counter::Cap("a.session.max")), 2);
+        assert_eq!(store.count(key, Counter::Total), Some(2));
+        assert_eq!(store.count(key, Counter::Tool("t")), Some(2));
+        assert_eq!(store.count(key, Counter::Cap("a.session.max")), Some(2));
         let other = SessionKey { agent: "a", session: "other" };
-        assert_eq!(store.count(other, Counter::Total), 0);
+        assert_eq!(store.count(other, Counter::Total), Some(0));
     }
 
     #[test]

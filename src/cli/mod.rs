@@ -135,6 +135,10 @@ struct ServeArgs {
     /// same machine need the rest].
     #[arg(long)]
     workers: Option<usize>,
+    /// Keep session counters in this directory (created if missing), durable across
+    /// crashes; without it they are in memory and lost when the server stops.
+    #[arg(long)]
+    state: Option<PathBuf>,
     /// Append every decision, refused line and reload to this hash-chained audit trail.
     #[arg(long)]
     audit: Option<PathBuf>,
@@ -203,12 +207,14 @@ pub fn run() -> ExitCode {
                 idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
                 max_line_bytes: args.max_line_bytes,
                 log_decisions: args.log_decisions,
+                durable_state: args.state.is_some(),
                 ..toolgate::server::Config::default()
             },
             socket: args.socket,
             socket_mode: args.socket_mode,
             watch: !args.no_watch,
             workers: args.workers.unwrap_or_else(serve::default_workers).max(1),
+            state: args.state,
             audit: args.audit.map(|path| serve::AuditArgs {
                 path,
                 rotate_bytes: args.audit_rotate_bytes,

@@ -19,6 +19,7 @@ pub struct ServeArgs {
     pub watch: bool,
     pub workers: usize,
     pub audit: Option<AuditArgs>,
+    pub state: Option<PathBuf>,
 }
 
 pub struct AuditArgs {
@@ -41,7 +42,22 @@ pub fn run(args: ServeArgs) -> Exit {
         Ok(policy) => policy,
         Err(exit) => return exit,
     };
-    let engine = Engine::new(policy);
+    let sessions: Arc<dyn toolgate::session::SessionStore> = match &args.state {
+        Some(dir) => {
+            let opened = std::fs::create_dir_all(dir).map_err(|e| e.to_string()).and_then(|()| {
+                toolgate::durable::DurableSessions::open(&dir.join("state.redb")).map_err(|e| e.to_string())
+            });
+            match opened {
+                Ok(store) => Arc::new(store),
+                Err(error) => {
+                    output::error(&format!("cannot open the state directory `{}`: {error}", dir.display()));
+                    return Exit::Usage;
+                }
+            }
+        }
+        None => Arc::new(toolgate::session::MemorySessions::new()),
+    };
+    let engine = Engine::with_sessions(policy, sessions);
     let audit = match &args.audit {
         Some(audit) => match toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes) {
             Ok(writer) => Some(server::audit::AuditSink::start(writer, audit.sync)),

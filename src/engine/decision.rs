@@ -118,6 +118,8 @@ pub enum Reason<'e> {
     Allowed,
     /// The compiled table is inconsistent; denied to be safe.
     Internal,
+    /// Session state could not be read or written; denied to be safe.
+    StateUnavailable,
 }
 
 impl fmt::Display for Reason<'_> {
@@ -161,6 +163,7 @@ impl fmt::Display for Reason<'_> {
             }
             Reason::Allowed => f.write_str("allowed by policy"),
             Reason::Internal => f.write_str("internal error while deciding; failing closed"),
+            Reason::StateUnavailable => f.write_str("session state is unavailable; failing closed"),
         }
     }
 }

@@ -26,6 +26,8 @@ use crate::table::{AgentTable, DecisionTable, ToolPlan};
 pub const UNKNOWN_AGENT_RULE: &str = "toolgate.unknownAgent";
 /// The rule id of denials of capped agents' requests without a session.
 pub const NO_SESSION_RULE: &str = "toolgate.noSession";
+/// The rule id of denials because session state could not be read or written.
+pub const STATE_RULE: &str = "toolgate.stateUnavailable";
 /// The rule id of denials caused by an inconsistent table.
 pub const INTERNAL_RULE: &str = "toolgate.internal";
 
@@ -98,11 +100,11 @@ struct CounterView<'e> {
 
 impl SessionView for CounterView<'_> {
     fn calls(&self) -> Option<u64> {
-        self.key.map(|key| self.store.count(key, Counter::Total))
+        self.key.and_then(|key| self.store.count(key, Counter::Total))
     }
 
     fn calls_of(&self, tool: &str) -> Option<u64> {
-        self.key.map(|key| self.store.count(key, Counter::Tool(tool)))
+        self.key.and_then(|key| self.store.count(key, Counter::Tool(tool)))
     }
 }
 
@@ -124,6 +126,16 @@ impl<'e> Decider<'e> {
             outcome: Outcome::Deny,
             rule: INTERNAL_RULE,
             reason: Reason::Internal,
+            approver: None,
+            audit: AuditLevel::Full,
+        }
+    }
+
+    fn state_unavailable(&self) -> Decision<'e> {
+        Decision {
+            outcome: Outcome::Deny,
+            rule: STATE_RULE,
+            reason: Reason::StateUnavailable,
             approver: None,
             audit: AuditLevel::Full,
         }
@@ -211,14 +223,22 @@ impl<'e> Decider<'e> {
                 Some(_) => self.engine.sessions.check(key, caps),
                 None => self.engine.sessions.admit(key, &request.tool, caps),
             };
-            if let Admission::Refused(index) = admission {
-                let (Some(cap), Some(rule)) = (caps.get(index), cap_rules.get(index)) else {
-                    return self.internal();
-                };
-                return self.deny(*rule, Reason::CapReached { limit: cap.limit });
+            match admission {
+                Admission::Admitted => {}
+                Admission::Refused(index) => {
+                    let (Some(cap), Some(rule)) = (caps.get(index), cap_rules.get(index)) else {
+                        return self.internal();
+                    };
+                    return self.deny(*rule, Reason::CapReached { limit: cap.limit });
+                }
+                Admission::Unavailable => return self.state_unavailable(),
             }
         } else if let (Some(key), None) = (key, &gate_decision) {
-            self.engine.sessions.admit(key, &request.tool, &[]);
+            // Counted for `session.calls*` in conditions; if counting fails
+            // the call is denied all the same.
+            if self.engine.sessions.admit(key, &request.tool, &[]) == Admission::Unavailable {
+                return self.state_unavailable();
+            }
         }
         gate_decision.unwrap_or_else(|| self.answer(Outcome::Allow, allow, Reason::Allowed))
     }

@@ -175,21 +175,26 @@ fn decide(
     let start = Instant::now();
     // The engine does not panic by construction; if a dependency ever did,
     // the client still gets a deny, and the server keeps serving.
-    let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let decision = engine.decide(request);
-        wire::write_decision(out, id, &decision, engine.policy_hash());
-        if shared.audit.is_some() {
-            let latency_us = start.elapsed().as_secs_f64() * 1e6;
-            batch.records.push(super::audit::decision_record(
-                id,
-                request,
-                &decision,
-                engine.policy_hash(),
-                latency_us,
-            ));
-        }
-        decision.outcome
-    }));
+    let mut run = || {
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let decision = engine.decide(request);
+            wire::write_decision(out, id, &decision, engine.policy_hash());
+            if shared.audit.is_some() {
+                let latency_us = start.elapsed().as_secs_f64() * 1e6;
+                batch.records.push(super::audit::decision_record(
+                    id,
+                    request,
+                    &decision,
+                    engine.policy_hash(),
+                    latency_us,
+                ));
+            }
+            decision.outcome
+        }))
+    };
+    // A durable store answers after its group commit; blocking here would
+    // stall every connection on this worker, so the worker hands them off.
+    let decided = if shared.config.durable_state { tokio::task::block_in_place(run) } else { run() };
     match decided {
         Ok(outcome) => {
             batch.ids.push(id.clone());

@@ -38,6 +38,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Log every decision (off by default: it is the hot path).
     pub log_decisions: bool,
+    /// Session state is durable: deciding may wait for a commit, so it runs
+    /// where blocking does not stall other connections.
+    pub durable_state: bool,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             max_line_bytes: 1 << 20,
             drain_timeout: Duration::from_secs(10),
             log_decisions: false,
+            durable_state: false,
         }
     }
 }

@@ -554,3 +554,47 @@ fn after_kill_9_every_answered_decision_is_in_a_trail_that_still_verifies() {
         assert!(recorded >= answered, "round {round}: {recorded} records for {answered} answers");
     }
 }
+
+const CAPPED: &str =
+    "agentPolicies:\n  bot:\n    allowedTools: [t]\n    constraints:\n      t:\n        maxPerSession: 300\n";
+
+#[test]
+fn with_durable_state_kill_9_never_lets_a_cap_be_exceeded() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), CAPPED).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let state = dir.path().join("state").display().to_string();
+    let mut server = Server::start_in(dir, socket.clone(), &["--state", &state]);
+    let mut allowed = 0usize;
+    let request = json!({"agent": "bot", "tool": "t", "session": "s"}).to_string();
+    for round in 0..6 {
+        let mut client = server.connect();
+        let payload: String = (0..400).map(|_| format!("{request}\n")).collect();
+        let mut writer = client.writer.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let _ = writer.write_all(payload.as_bytes());
+        });
+        for _ in 0..(20 + round * 15) {
+            if client.receive()["decision"] == "allow" {
+                allowed += 1;
+            }
+        }
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        let mut rest = String::new();
+        let _ = client.reader.read_to_string(&mut rest);
+        allowed += rest.lines().filter(|l| l.contains("\"allow\"")).count();
+        let dir = std::mem::replace(&mut server.dir, TempDir::new());
+        drop(std::mem::replace(&mut server, Server::start_in(dir, socket.clone(), &["--state", &state])));
+    }
+    // Drain the cap: no restart may have forgotten an answered allow.
+    let mut client = server.connect();
+    for _ in 0..400 {
+        if client.ask(serde_json::from_str(&request).expect("json"))["decision"] == "allow" {
+            allowed += 1;
+        }
+    }
+    assert!(allowed <= 300, "{allowed} calls allowed past a cap of 300");
+    let last = client.ask(serde_json::from_str(&request).expect("json"));
+    assert_eq!(last["rule"], "bot.constraints.t.maxPerSession");
+}
