@@ -14,8 +14,8 @@ In a template, a fenced block can carry attributes:
 {work} is a fresh scratch directory, {repo} the repository root, {bin} the
 directory of the toolgate binary (where cargo also puts `examples/`). Commands see
 `toolgate` as the binary named by $TOOLGATE_BIN (default target/debug/toolgate)
-and run with NO_COLOR=1; `$TOOLGATE` is the binary itself (for `"$TOOLGATE" serve ... &`,
-so that `$!` is the server's pid).
+and run with NO_COLOR=1; `toolgate` is on PATH (a link to that binary), so
+`toolgate serve ... & echo $! > server.pid` records the server's own pid.
 """
 import difflib, os, re, shlex, subprocess, sys, tempfile
 

@@ -7,6 +7,11 @@ use crate::util::root;
 
 #[test]
 fn book_examples_match_what_the_binary_prints() {
+    for tool in ["python3", "jq"] {
+        let found =
+            std::process::Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+        assert!(found, "the book's examples need `{tool}`: install it (e.g. `apt-get install {tool}`)");
+    }
     let output = std::process::Command::new("python3")
         .arg(root().join("book/gen.py"))
         .arg("--check")
