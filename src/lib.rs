@@ -43,6 +43,7 @@ pub mod diagnostic;
 pub mod durable;
 pub mod engine;
 pub mod files;
+pub mod kill;
 pub mod load;
 pub mod pattern;
 pub mod server;

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Output format and exit codes are
 //! chosen here, once.
 
+mod admin;
 mod audit;
 mod check;
 mod eval;
@@ -51,6 +52,46 @@ enum Command {
     /// Work with audit trails.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Kill a session, an agent, or everything: their calls are denied until revived.
+    Kill(KillArgs),
+    /// Revive what `kill` stopped.
+    Revive(ScopeArgs),
+    /// List what is killed.
+    Kills(AdminSocketArg),
+}
+
+#[derive(Debug, clap::Args)]
+struct AdminSocketArg {
+    /// Path of the server's admin socket.
+    #[arg(long)]
+    admin_socket: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct ScopeArgs {
+    #[command(flatten)]
+    socket: AdminSocketArg,
+    /// Every agent and session.
+    #[arg(long, conflicts_with_all = ["agent", "session"])]
+    all: bool,
+    /// One agent (all its sessions, unless --session is given).
+    #[arg(long, required_unless_present = "all")]
+    agent: Option<String>,
+    /// One session of the agent.
+    #[arg(long, requires = "agent")]
+    session: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct KillArgs {
+    #[command(flatten)]
+    scope: ScopeArgs,
+    /// Why (recorded with the kill, shown in every denial).
+    #[arg(long)]
+    reason: String,
+    /// Who you are (recorded with your user id).
+    #[arg(long = "as")]
+    by: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,10 +176,16 @@ struct ServeArgs {
     /// same machine need the rest].
     #[arg(long)]
     workers: Option<usize>,
-    /// Keep session counters in this directory (created if missing), durable across
-    /// crashes; without it they are in memory and lost when the server stops.
+    /// Keep session counters and kills in this directory (created if missing), durable
+    /// across crashes; without it they are in memory and lost when the server stops.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Also listen on this admin socket for kill switch operations (owner-only).
+    #[arg(long)]
+    admin_socket: Option<PathBuf>,
+    /// A user id allowed on the admin socket, besides the server's own (and root); repeatable.
+    #[arg(long = "admin-uid", requires = "admin_socket")]
+    admin_uids: Vec<u32>,
     /// Append every decision, refused line and reload to this hash-chained audit trail.
     #[arg(long)]
     audit: Option<PathBuf>,
@@ -181,6 +228,17 @@ struct QueryArgs {
     session: Option<String>,
 }
 
+/// The `scope` fields of a kill or revive request.
+fn scope_json(args: &ScopeArgs) -> serde_json::Value {
+    match (&args.agent, &args.session) {
+        _ if args.all => serde_json::json!({"scope": "all"}),
+        (Some(agent), Some(session)) => {
+            serde_json::json!({"scope": "session", "agent": agent, "session": session})
+        }
+        (agent, _) => serde_json::json!({"scope": "agent", "agent": agent}),
+    }
+}
+
 fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
@@ -215,6 +273,8 @@ pub fn run() -> ExitCode {
             watch: !args.no_watch,
             workers: args.workers.unwrap_or_else(serve::default_workers).max(1),
             state: args.state,
+            admin_socket: args.admin_socket,
+            admin_uids: args.admin_uids,
             audit: args.audit.map(|path| serve::AuditArgs {
                 path,
                 rotate_bytes: args.audit_rotate_bytes,
@@ -227,6 +287,14 @@ pub fn run() -> ExitCode {
         Command::Audit(AuditCommand::Verify(args)) => {
             audit::verify(&args.files, args.partial, args.head.as_deref())
         }
+        Command::Kill(args) => admin::kill(
+            &args.scope.socket.admin_socket,
+            &scope_json(&args.scope),
+            &args.reason,
+            args.by.as_deref(),
+        ),
+        Command::Revive(args) => admin::revive(&args.socket.admin_socket, &scope_json(&args)),
+        Command::Kills(args) => admin::list(&args.admin_socket),
         Command::Query(args) => {
             return query::run(query::QueryArgs {
                 socket: &args.socket,

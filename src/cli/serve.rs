@@ -20,6 +20,8 @@ pub struct ServeArgs {
     pub workers: usize,
     pub audit: Option<AuditArgs>,
     pub state: Option<PathBuf>,
+    pub admin_socket: Option<PathBuf>,
+    pub admin_uids: Vec<u32>,
 }
 
 pub struct AuditArgs {
@@ -57,7 +59,17 @@ pub fn run(args: ServeArgs) -> Exit {
         }
         None => Arc::new(toolgate::session::MemorySessions::new()),
     };
-    let engine = Engine::with_sessions(policy, sessions);
+    let kills = match &args.state {
+        Some(dir) => match toolgate::kill::KillSwitch::persistent(dir.join("kills.json")) {
+            Ok(kills) => kills,
+            Err(error) => {
+                output::error(&format!("cannot read the kill switch in `{}`: {error}", dir.display()));
+                return Exit::Usage;
+            }
+        },
+        None => toolgate::kill::KillSwitch::in_memory(),
+    };
+    let engine = Engine::with_state(policy, sessions, Arc::new(kills));
     let audit = match &args.audit {
         Some(audit) => match toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes) {
             Ok(writer) => Some(server::audit::AuditSink::start(writer, audit.sync)),
@@ -77,6 +89,19 @@ pub fn run(args: ServeArgs) -> Exit {
         }
     };
     let Some(listener) = bound.take_listener() else { return Exit::Usage };
+    let mut admin_bound = match &args.admin_socket {
+        Some(path) => match socket::bind(path, 0o600) {
+            Ok(bound) => Some(bound),
+            Err(error) => {
+                output::error(&error.to_string());
+                return Exit::Usage;
+            }
+        },
+        None => None,
+    };
+    let mut admin_uids = args.admin_uids.clone();
+    admin_uids.push(rustix::process::getuid().as_raw());
+    let admin = admin_bound.as_mut().and_then(|b| b.take_listener()).map(|l| (l, admin_uids));
     let runtime =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(args.workers).enable_all().build() {
             Ok(runtime) => runtime,
@@ -87,12 +112,13 @@ pub fn run(args: ServeArgs) -> Exit {
         };
     let shared = Shared::new(engine, args.config, audit);
     let result =
-        runtime.block_on(serve(listener, Arc::clone(&shared), args.watch, bound.path().to_path_buf()));
+        runtime.block_on(serve(listener, admin, Arc::clone(&shared), args.watch, bound.path().to_path_buf()));
     drop(runtime);
     if let Some(audit) = &shared.audit {
         audit.close();
     }
     drop(bound);
+    drop(admin_bound);
     match result {
         Ok(()) => Exit::Ok,
         Err(message) => {
@@ -104,6 +130,7 @@ pub fn run(args: ServeArgs) -> Exit {
 
 async fn serve(
     listener: std::os::unix::net::UnixListener,
+    admin: Option<(std::os::unix::net::UnixListener, Vec<u32>)>,
     shared: Arc<Shared>,
     watch: bool,
     path: PathBuf,
@@ -111,6 +138,13 @@ async fn serve(
     use tokio::signal::unix::{SignalKind, signal};
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
+    let admin = match admin {
+        Some((listener, uids)) => {
+            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Some((tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?, uids))
+        }
+        None => None,
+    };
     let _watcher = if watch {
         Some(
             reload::watch(Arc::clone(&shared), DEBOUNCE)
@@ -135,7 +169,7 @@ async fn serve(
             _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
     };
-    server::run(listener, shared, shutdown).await;
+    server::run(listener, admin, shared, shutdown).await;
     hangups.abort();
     tracing::info!("stopped");
     Ok(())

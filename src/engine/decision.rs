@@ -120,6 +120,8 @@ pub enum Reason<'e> {
     Internal,
     /// Session state could not be read or written; denied to be safe.
     StateUnavailable,
+    /// An operator (or a tripped limit) killed this call's scope.
+    Killed(std::sync::Arc<(crate::kill::KillScope, crate::kill::Kill)>),
 }
 
 impl fmt::Display for Reason<'_> {
@@ -164,6 +166,17 @@ impl fmt::Display for Reason<'_> {
             Reason::Allowed => f.write_str("allowed by policy"),
             Reason::Internal => f.write_str("internal error while deciding; failing closed"),
             Reason::StateUnavailable => f.write_str("session state is unavailable; failing closed"),
+            Reason::Killed(kill) => {
+                let (scope, kill) = &**kill;
+                let scope = match scope {
+                    crate::kill::KillScope::All => String::from("everything is"),
+                    crate::kill::KillScope::Agent { agent } => format!("agent `{agent}` is"),
+                    crate::kill::KillScope::Session { agent, session } => {
+                        format!("session `{session}` of agent `{agent}` is")
+                    }
+                };
+                write!(f, "{scope} killed by {} at {}: {}", kill.by, kill.at, kill.reason)
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Order of evaluation (every step fails closed):
 //!
+//! 0. a kill of everything, the agent, or the session → deny;
 //! 1. unknown agent → deny;
 //! 2. a `deniedTools` match → deny;
 //! 3. no `allowedTools` match → deny;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use crate::ast::AuditLevel;
 use crate::check::{CheckedPolicySet, GateTrigger, RuleId};
 use crate::condition::{Scope, SessionView};
+use crate::kill::KillSwitch;
 use crate::session::{Admission, Counter, MemorySessions, SessionKey, SessionStore};
 use crate::table::{AgentTable, DecisionTable, ToolPlan};
 
@@ -26,6 +28,8 @@ use crate::table::{AgentTable, DecisionTable, ToolPlan};
 pub const UNKNOWN_AGENT_RULE: &str = "toolgate.unknownAgent";
 /// The rule id of denials of capped agents' requests without a session.
 pub const NO_SESSION_RULE: &str = "toolgate.noSession";
+/// The rule id of denials by the kill switch.
+pub const KILL_RULE: &str = "toolgate.killSwitch";
 /// The rule id of denials because session state could not be read or written.
 pub const STATE_RULE: &str = "toolgate.stateUnavailable";
 /// The rule id of denials caused by an inconsistent table.
@@ -36,6 +40,7 @@ pub const INTERNAL_RULE: &str = "toolgate.internal";
 pub struct Engine {
     table: DecisionTable,
     sessions: Arc<dyn SessionStore>,
+    kills: Arc<KillSwitch>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -52,7 +57,22 @@ impl Engine {
 
     /// An engine whose counters live in `sessions` (shared across reloads).
     pub fn with_sessions(policy: CheckedPolicySet, sessions: Arc<dyn SessionStore>) -> Engine {
-        Engine { table: DecisionTable::build(policy), sessions }
+        Engine::with_state(policy, sessions, Arc::new(KillSwitch::in_memory()))
+    }
+
+    /// An engine with the given counters and kill switch (both shared
+    /// across reloads).
+    pub fn with_state(
+        policy: CheckedPolicySet,
+        sessions: Arc<dyn SessionStore>,
+        kills: Arc<KillSwitch>,
+    ) -> Engine {
+        Engine { table: DecisionTable::build(policy), sessions, kills }
+    }
+
+    /// The kill switch.
+    pub fn kills(&self) -> &Arc<KillSwitch> {
+        &self.kills
     }
 
     /// `sha256:<hex>` of the policy sources.
@@ -72,6 +92,17 @@ impl Engine {
 
     /// Decides one request. Never panics; any inconsistency denies.
     pub fn decide<'e>(&'e self, request: &'e Request) -> Decision<'e> {
+        if !self.kills.is_empty()
+            && let Some(kill) = self.kills.check(&request.agent, request.session.as_deref())
+        {
+            return Decision {
+                outcome: Outcome::Deny,
+                rule: KILL_RULE,
+                reason: Reason::Killed(kill),
+                approver: None,
+                audit: AuditLevel::Full,
+            };
+        }
         let Some(agent) = self.table.agents.get(request.agent.as_str()) else {
             return Decision {
                 outcome: Outcome::Deny,

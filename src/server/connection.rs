@@ -24,16 +24,28 @@ const FLUSH_BYTES: usize = 64 * 1024;
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Tells an excess client why it is being closed, then closes.
-pub async fn refuse(mut stream: UnixStream) {
+pub async fn refuse(mut stream: UnixStream, why: &str) {
     let mut out = Vec::new();
-    let error = WireError::new(WireErrorCode::Unavailable, "too many connections; try again later");
+    let error = WireError::new(WireErrorCode::Unavailable, why);
     wire::write_error(&mut out, &Value::Null, &error);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
 }
 
 /// Serves one connection until the client closes it, goes idle, sends
 /// something unrecoverable, or the server shuts down.
-pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+/// Which socket a connection came in on, and so what it may ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The decision socket: decisions, health, status, reload.
+    Decisions,
+    /// The admin socket, from an allowed peer: kills, health, status, reload.
+    Admin {
+        /// The peer's user id, as the kernel reports it.
+        uid: u32,
+    },
+}
+
+pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch::Receiver<bool>, role: Role) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let mut line = Vec::new();
@@ -67,7 +79,7 @@ pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch:
             }
             Ok(Err(_) | Ok(Read::Eof)) => break,
             Ok(Ok(Read::Line)) if line.iter().all(u8::is_ascii_whitespace) => {}
-            Ok(Ok(Read::Line)) => answer(shared, &line, &mut out, &mut batch).await,
+            Ok(Ok(Read::Line)) => answer(shared, &line, &mut out, &mut batch, role).await,
             Ok(Ok(Read::TooLong)) => {
                 let message = format!("request line is longer than {max} bytes; skipped to the next line");
                 let error = WireError::new(WireErrorCode::LineTooLong, message);
@@ -127,7 +139,7 @@ fn refuse_line(shared: &Shared, id: &Value, error: &WireError, out: &mut Vec<u8>
     }
 }
 
-async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mut Batch) {
+async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mut Batch, role: Role) {
     let Ok(text) = std::str::from_utf8(line) else {
         let error = WireError::new(WireErrorCode::InvalidJson, "request line is not UTF-8");
         return refuse_line(shared, &Value::Null, &error, out, batch);
@@ -135,9 +147,16 @@ async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mu
     let parsed = wire::parse_line(text);
     let id = parsed.id;
     let reply = match parsed.command {
+        Ok(Command::Decide(_)) if role != Role::Decisions => {
+            let error = WireError::new(
+                WireErrorCode::UnknownOp,
+                "the admin socket does not decide; use the decision socket",
+            );
+            return refuse_line(shared, &id, &error, out, batch);
+        }
         Ok(Command::Decide(request)) => return decide(shared, &id, &request, out, batch),
         Err(error) => return refuse_line(shared, &id, &error, out, batch),
-        Ok(Command::Other(op, _)) => match op.as_str() {
+        Ok(Command::Other(op, fields)) => match op.as_str() {
             "health" => {
                 json!({"id": id, "health": "ok", "protocol": PROTOCOL_VERSION, "policy": shared.engine.load().policy_hash()})
             }
@@ -150,10 +169,21 @@ async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mu
                     "errors": error.lines(),
                 }}),
             },
+            "kill" | "revive" | "kills" if matches!(role, Role::Admin { .. }) => {
+                let Role::Admin { uid } = role else { return };
+                match super::admin::answer(shared, &op, &fields, uid).await {
+                    Ok(answer) => json!({"id": id, op.as_str(): answer}),
+                    Err(error) => return refuse_line(shared, &id, &error, out, batch),
+                }
+            }
             other => {
+                let ops = match role {
+                    Role::Decisions => "decide, health, status, reload (kills are on the admin socket)",
+                    Role::Admin { .. } => "kill, revive, kills, health, status, reload",
+                };
                 let error = WireError::new(
                     WireErrorCode::UnknownOp,
-                    format!("unknown op `{other}`; the operations are decide, health, status, reload"),
+                    format!("unknown op `{other}`; the operations here are {ops}"),
                 );
                 return refuse_line(shared, &id, &error, out, batch);
             }
@@ -218,6 +248,7 @@ fn status(shared: &Shared) -> Value {
         "policy": shared.engine.load().policy_hash(),
         "uptime_s": shared.started.elapsed().as_secs(),
         "reload": reload,
+        "kills": crate::kill::summary(&shared.engine.load().kills().list()),
         "audit": shared.audit.as_ref().map(|a| { let (seq, hash) = a.head(); json!({"seq": seq, "head": hash}) }),
         "metrics": shared.metrics.to_json(),
     })

@@ -3,8 +3,11 @@
 //! graceful drain. Like `mini-redis`, [`run`] takes its listener and a
 //! shutdown future from the caller.
 
+mod admin;
 pub mod audit;
 mod connection;
+
+pub use connection::Role;
 pub mod metrics;
 pub mod reload;
 pub mod socket;
@@ -93,13 +96,39 @@ impl Shared {
 /// Serves connections from `listener` until `shutdown` completes, then stops
 /// accepting, lets open connections answer what they have already received,
 /// and returns once they are closed (or the drain timeout passes).
-pub async fn run(listener: UnixListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listener: UnixListener,
+    admin: Option<(UnixListener, Vec<u32>)>,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (admin_listener, admin_uids) = match admin {
+        Some((listener, uids)) => (Some(listener), uids),
+        None => (None, Vec::new()),
+    };
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let (stop, stopped) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
+            accepted = accept_admin(admin_listener.as_ref()) => {
+                let Ok(stream) = accepted else { continue };
+                let uid = stream.peer_cred().map(|c| c.uid()).ok();
+                match uid.filter(|uid| admin_uids.contains(uid) || *uid == 0) {
+                    Some(uid) => {
+                        let shared = Arc::clone(&shared);
+                        let stopped = stopped.clone();
+                        connections.spawn(async move {
+                            connection::serve(stream, &shared, stopped, Role::Admin { uid }).await;
+                        });
+                    }
+                    None => {
+                        tracing::warn!(?uid, "admin connection refused: peer is not an allowed user");
+                        connections.spawn(connection::refuse(stream, "this user may not use the admin socket"));
+                    }
+                }
+            }
             accepted = listener.accept() => {
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
@@ -113,14 +142,14 @@ pub async fn run(listener: UnixListener, shared: Arc<Shared>, shutdown: impl Fut
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
                     shared.metrics.refused();
                     tracing::warn!(limit = shared.config.max_connections, "connection refused: too many connections");
-                    connections.spawn(connection::refuse(stream));
+                    connections.spawn(connection::refuse(stream, "too many connections; try again later"));
                     continue;
                 };
                 let shared = Arc::clone(&shared);
                 let stopped = stopped.clone();
                 connections.spawn(async move {
                     shared.metrics.opened();
-                    connection::serve(stream, &shared, stopped).await;
+                    connection::serve(stream, &shared, stopped, Role::Decisions).await;
                     shared.metrics.closed();
                     drop(permit);
                 });
@@ -130,6 +159,7 @@ pub async fn run(listener: UnixListener, shared: Arc<Shared>, shutdown: impl Fut
         }
     }
     drop(listener);
+    drop(admin_listener);
     let _ = stop.send(true);
     let open = connections.len();
     tracing::info!(open, "shutting down: draining connections");
@@ -140,5 +170,13 @@ pub async fn run(listener: UnixListener, shared: Arc<Shared>, shutdown: impl Fut
     if drained.is_err() {
         tracing::warn!(left = connections.len(), "drain timeout: closing remaining connections");
         connections.shutdown().await;
+    }
+}
+
+/// Accepts from the admin listener, or waits forever when there is none.
+async fn accept_admin(listener: Option<&UnixListener>) -> std::io::Result<tokio::net::UnixStream> {
+    match listener {
+        Some(listener) => listener.accept().await.map(|(stream, _)| stream),
+        None => std::future::pending().await,
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use super::Shared;
 use crate::diagnostic::render;
 use crate::engine::Engine;
+use crate::kill::KillSwitch;
 use crate::session::SessionStore;
 
 /// Why a policy set could not become an engine.
@@ -37,12 +38,16 @@ impl LoadError {
     }
 }
 
-/// Reads and compiles `paths` into an engine sharing `sessions`.
-pub fn load(paths: &[PathBuf], sessions: Arc<dyn SessionStore>) -> Result<Engine, LoadError> {
+/// Reads and compiles `paths` into an engine sharing `sessions` and `kills`.
+pub fn load(
+    paths: &[PathBuf],
+    sessions: Arc<dyn SessionStore>,
+    kills: Arc<KillSwitch>,
+) -> Result<Engine, LoadError> {
     let sources = crate::files::read_policies(paths).map_err(|e| LoadError::Files(e.to_string()))?;
     let checked = crate::compile(sources);
     match checked.policy {
-        Some(policy) => Ok(Engine::with_sessions(policy, sessions)),
+        Some(policy) => Ok(Engine::with_state(policy, sessions, kills)),
         None => Err(LoadError::Invalid(
             checked
                 .diagnostics
@@ -117,8 +122,10 @@ pub enum Trigger {
 pub async fn reload(shared: &Arc<Shared>, trigger: Trigger) -> Result<String, LoadError> {
     let _serial = shared.reload_lock.lock().await;
     let paths = shared.config.policies.clone();
-    let sessions = Arc::clone(shared.engine.load().sessions());
-    let result = tokio::task::spawn_blocking(move || load(&paths, sessions))
+    let current = shared.engine.load();
+    let (sessions, kills) = (Arc::clone(current.sessions()), Arc::clone(current.kills()));
+    drop(current);
+    let result = tokio::task::spawn_blocking(move || load(&paths, sessions, kills))
         .await
         .unwrap_or_else(|e| Err(LoadError::Files(format!("policy compilation failed: {e}"))));
     if let Some(audit) = &shared.audit {

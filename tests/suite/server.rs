@@ -598,3 +598,74 @@ fn with_durable_state_kill_9_never_lets_a_cap_be_exceeded() {
     let last = client.ask(serde_json::from_str(&request).expect("json"));
     assert_eq!(last["rule"], "bot.constraints.t.maxPerSession");
 }
+
+fn admin(args: &[&str], admin_socket: &Path) -> (Option<i32>, Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(args)
+        .arg("--admin-socket")
+        .arg(admin_socket)
+        .output()
+        .expect("runs");
+    let answer = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code(), answer)
+}
+
+#[test]
+fn the_kill_switch_stops_a_session_an_agent_or_everything_and_survives_a_restart() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let admin_socket = dir.path().join("admin.sock");
+    let state = dir.path().join("state").display().to_string();
+    let admin_arg = admin_socket.display().to_string();
+    let flags = ["--state", &state, "--admin-socket", &admin_arg];
+    let mut server = Server::start_in(dir, socket.clone(), &flags);
+    assert_eq!(std::fs::metadata(&admin_socket).expect("admin socket").permissions().mode() & 0o777, 0o600);
+    let call =
+        |session: &str| json!({"agent": "bot", "tool": "search", "session": session, "args": {"q": "x"}});
+
+    let (code, answer) = admin(
+        &["kill", "--agent", "bot", "--session", "s1", "--reason", "runaway loop", "--as", "oncall"],
+        &admin_socket,
+    );
+    assert_eq!(code, Some(0), "{answer}");
+    let mut client = server.connect();
+    let denied = client.ask(call("s1"));
+    assert_eq!(
+        (denied["decision"].as_str(), denied["rule"].as_str()),
+        (Some("deny"), Some("toolgate.killSwitch"))
+    );
+    assert!(
+        denied["reason"].as_str().is_some_and(|r| r.contains("runaway loop") && r.contains("oncall")),
+        "{denied}"
+    );
+    assert_eq!(client.ask(call("s2"))["decision"], "allow");
+    // Agents cannot reach the kill switch through the decision socket.
+    let refused = client.ask(json!({"op": "revive", "scope": "all"}));
+    assert_eq!(refused["error"]["code"], "unknown_op");
+    // The admin socket does not decide.
+    let mut admin_client = Client::connect(&admin_socket);
+    assert_eq!(admin_client.ask(call("s2"))["error"]["code"], "unknown_op");
+
+    // Kills survive a crash.
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let dir = std::mem::replace(&mut server.dir, TempDir::new());
+    drop(std::mem::replace(&mut server, Server::start_in(dir, socket.clone(), &flags)));
+    assert_eq!(server.connect().ask(call("s1"))["rule"], "toolgate.killSwitch");
+    let (_, listed) = admin(&["kills"], &admin_socket);
+    assert_eq!(listed["kills"].as_array().map(Vec::len), Some(1), "{listed}");
+
+    // An agent-wide kill, then everything, then revival.
+    admin(&["kill", "--agent", "bot", "--reason", "compromised"], &admin_socket);
+    assert_eq!(server.connect().ask(call("s9"))["rule"], "toolgate.killSwitch");
+    admin(&["kill", "--all", "--reason", "incident"], &admin_socket);
+    assert_eq!(server.connect().ask(json!({"agent": "nobody", "tool": "x"}))["rule"], "toolgate.killSwitch");
+    for scope in [vec!["--all"], vec!["--agent", "bot"], vec!["--agent", "bot", "--session", "s1"]] {
+        let (code, answer) = admin(&[&["revive"][..], &scope[..]].concat(), &admin_socket);
+        assert_eq!((code, answer["revive"]["was_killed"].as_bool()), (Some(0), Some(true)), "{answer}");
+    }
+    assert_eq!(server.connect().ask(call("s1"))["decision"], "allow");
+    let (code, _) = admin(&["kill", "--agent", "bot"], &admin_socket);
+    assert_eq!(code, Some(2), "a kill needs a reason");
+}
