@@ -14,19 +14,24 @@ use std::sync::{Mutex, PoisonError};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::session::{Admission, Cap, Counter, SessionKey, SessionStore};
+use crate::session::{Admission, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore};
 
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 /// The most admissions committed in one transaction.
 const MAX_BATCH: usize = 4096;
 
+/// One change for the committer: an admission to check and count, or an
+/// outcome to record.
+enum Change {
+    Admit { tool: String, caps: Vec<Cap>, reply: mpsc::SyncSender<Admission> },
+    Outcome { outcome: CallOutcome, reply: mpsc::SyncSender<Option<OutcomeTotals>> },
+}
+
 struct Request {
     session: String,
     agent: String,
-    tool: String,
-    caps: Vec<Cap>,
-    reply: mpsc::SyncSender<Admission>,
+    change: Change,
 }
 
 /// Session counters in a redb database file.
@@ -49,6 +54,8 @@ fn counter_key(session: &str, agent: &str, counter: Counter<'_>) -> String {
         Counter::Total => ("t", ""),
         Counter::Tool(tool) => ("o", tool),
         Counter::Cap(cap) => ("c", cap),
+        Counter::ConsecutiveErrors => ("e", ""),
+        Counter::CostMicros => ("$", ""),
     };
     format!("{}:{session}|{}:{agent}|{kind}|{}:{name}", session.len(), agent.len(), name.len())
 }
@@ -87,47 +94,103 @@ fn commit_loop(db: &Database, receiver: &mpsc::Receiver<Request>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         batch.extend(receiver.try_iter().take(MAX_BATCH - 1));
-        let answers = commit_batch(db, &batch).unwrap_or_else(|error| {
-            tracing::error!(%error, "session state commit failed; denying the batch");
-            vec![Admission::Unavailable; batch.len()]
-        });
-        for (request, answer) in batch.iter().zip(answers) {
-            let _ = request.reply.send(answer);
+        match commit_batch(db, &batch) {
+            Ok(answers) => {
+                for (request, answer) in batch.iter().zip(answers) {
+                    answer.send(&request.change);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "session state commit failed; denying the batch");
+                for request in &batch {
+                    Answer::Failed.send(&request.change);
+                }
+            }
         }
     }
 }
 
-fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Admission>, redb::Error> {
+/// What the committer answers, sent only after the commit.
+enum Answer {
+    Admission(Admission),
+    Totals(OutcomeTotals),
+    Failed,
+}
+
+impl Answer {
+    fn send(self, change: &Change) {
+        match (change, self) {
+            (Change::Admit { reply, .. }, Answer::Admission(admission)) => {
+                let _ = reply.send(admission);
+            }
+            (Change::Outcome { reply, .. }, Answer::Totals(totals)) => {
+                let _ = reply.send(Some(totals));
+            }
+            (Change::Admit { reply, .. }, _) => {
+                let _ = reply.send(Admission::Unavailable);
+            }
+            (Change::Outcome { reply, .. }, _) => {
+                let _ = reply.send(None);
+            }
+        }
+    }
+}
+
+fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Answer>, redb::Error> {
     let txn = db.begin_write()?;
     let mut answers = Vec::with_capacity(batch.len());
     {
         let mut table = txn.open_table(COUNTERS)?;
         for request in batch {
             let key = |counter| counter_key(&request.session, &request.agent, counter);
-            let mut refused = None;
-            for (index, cap) in request.caps.iter().enumerate() {
-                let count = table.get(key(Counter::Cap(&cap.counter)).as_str())?.map_or(0, |v| v.value());
-                if count >= cap.limit {
-                    refused = Some(index);
-                    break;
+            let read = |table: &redb::Table<&str, u64>, k: &str| -> Result<u64, redb::Error> {
+                Ok(table.get(k)?.map_or(0, |v| v.value()))
+            };
+            match &request.change {
+                Change::Admit { tool, caps, .. } => {
+                    let mut refused = None;
+                    for (index, cap) in caps.iter().enumerate() {
+                        if read(&table, &key(Counter::Cap(&cap.counter)))? >= cap.limit {
+                            refused = Some(index);
+                            break;
+                        }
+                    }
+                    if let Some(index) = refused {
+                        answers.push(Answer::Admission(Admission::Refused(index)));
+                        continue;
+                    }
+                    let counters = [key(Counter::Total), key(Counter::Tool(tool))]
+                        .into_iter()
+                        .chain(caps.iter().map(|cap| key(Counter::Cap(&cap.counter))));
+                    for counter in counters {
+                        let count = read(&table, &counter)?;
+                        table.insert(counter.as_str(), count.saturating_add(1))?;
+                    }
+                    answers.push(Answer::Admission(Admission::Admitted));
+                }
+                Change::Outcome { outcome, .. } => {
+                    let (errors_key, cost_key) = (key(Counter::ConsecutiveErrors), key(Counter::CostMicros));
+                    let errors = if outcome.error { read(&table, &errors_key)?.saturating_add(1) } else { 0 };
+                    let cost = read(&table, &cost_key)?.saturating_add(outcome.cost_micros);
+                    table.insert(errors_key.as_str(), errors)?;
+                    table.insert(cost_key.as_str(), cost)?;
+                    answers.push(Answer::Totals(OutcomeTotals {
+                        consecutive_errors: errors,
+                        cost_micros: cost,
+                    }));
                 }
             }
-            if let Some(index) = refused {
-                answers.push(Admission::Refused(index));
-                continue;
-            }
-            let counters = std::iter::once(key(Counter::Total))
-                .chain(std::iter::once(key(Counter::Tool(&request.tool))))
-                .chain(request.caps.iter().map(|cap| key(Counter::Cap(&cap.counter))));
-            for counter in counters {
-                let count = table.get(counter.as_str())?.map_or(0, |v| v.value());
-                table.insert(counter.as_str(), count.saturating_add(1))?;
-            }
-            answers.push(Admission::Admitted);
         }
     }
     txn.commit()?;
     Ok(answers)
+}
+
+impl DurableSessions {
+    fn submit(&self, request: Request) -> bool {
+        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        matches!(queue.as_ref().map(|q| q.send(request)), Some(Ok(())))
+    }
 }
 
 impl SessionStore for DurableSessions {
@@ -144,19 +207,20 @@ impl SessionStore for DurableSessions {
 
     fn admit(&self, key: SessionKey<'_>, tool: &str, caps: &[Cap]) -> Admission {
         let (reply, answer) = mpsc::sync_channel(1);
-        let request = Request {
-            session: key.session.to_owned(),
-            agent: key.agent.to_owned(),
-            tool: tool.to_owned(),
-            caps: caps.to_vec(),
-            reply,
-        };
-        let sent =
-            self.queue.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|q| q.send(request));
-        if !matches!(sent, Some(Ok(()))) {
+        let change = Change::Admit { tool: tool.to_owned(), caps: caps.to_vec(), reply };
+        if !self.submit(Request { session: key.session.to_owned(), agent: key.agent.to_owned(), change }) {
             return Admission::Unavailable;
         }
         answer.recv().unwrap_or(Admission::Unavailable)
+    }
+
+    fn record_outcome(&self, key: SessionKey<'_>, outcome: CallOutcome) -> Option<OutcomeTotals> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let change = Change::Outcome { outcome, reply };
+        if !self.submit(Request { session: key.session.to_owned(), agent: key.agent.to_owned(), change }) {
+            return None;
+        }
+        answer.recv().ok().flatten()
     }
 }
 

@@ -27,6 +27,28 @@ pub enum Counter<'a> {
     Tool(&'a str),
     /// Calls counted against a cap, named by the cap's rule id.
     Cap(&'a str),
+    /// Reported errors since the last reported success.
+    ConsecutiveErrors,
+    /// Reported cost, in millionths of the policy's cost unit.
+    CostMicros,
+}
+
+/// A call's result, as the gateway reports it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CallOutcome {
+    /// Whether the tool call failed.
+    pub error: bool,
+    /// What the call cost, in millionths of the policy's cost unit.
+    pub cost_micros: u64,
+}
+
+/// A session's totals after an outcome was recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutcomeTotals {
+    /// Errors since the last success.
+    pub consecutive_errors: u64,
+    /// Total reported cost, in millionths.
+    pub cost_micros: u64,
 }
 
 /// A cap to check: the counter and its limit.
@@ -61,6 +83,11 @@ pub trait SessionStore: Send + Sync {
     /// total, the tool, and each cap's counter, in one atomic step.
     fn admit(&self, key: SessionKey<'_>, tool: &str, caps: &[Cap]) -> Admission;
 
+    /// Records a call's outcome atomically: an error extends the session's
+    /// error streak, a success ends it; the cost is added. `None` if the
+    /// store could not write.
+    fn record_outcome(&self, key: SessionKey<'_>, outcome: CallOutcome) -> Option<OutcomeTotals>;
+
     /// Checks every cap without counting anything.
     fn check(&self, key: SessionKey<'_>, caps: &[Cap]) -> Admission {
         for (index, cap) in caps.iter().enumerate() {
@@ -85,6 +112,8 @@ type Shard = HashMap<Box<str>, HashMap<Box<str>, Counters>>;
 
 #[derive(Default)]
 struct Counters {
+    consecutive_errors: u64,
+    cost_micros: u64,
     total: u64,
     tools: HashMap<Box<str>, u64>,
     caps: HashMap<Box<str>, u64>,
@@ -96,6 +125,8 @@ impl Counters {
             Counter::Total => self.total,
             Counter::Tool(tool) => self.tools.get(tool).copied().unwrap_or(0),
             Counter::Cap(cap) => self.caps.get(cap).copied().unwrap_or(0),
+            Counter::ConsecutiveErrors => self.consecutive_errors,
+            Counter::CostMicros => self.cost_micros,
         }
     }
 }
@@ -138,6 +169,18 @@ impl SessionStore for MemorySessions {
     fn count(&self, key: SessionKey<'_>, counter: Counter<'_>) -> Option<u64> {
         let shard = self.shard(key.session);
         Some(shard.get(key.session).and_then(|agents| agents.get(key.agent)).map_or(0, |c| c.get(counter)))
+    }
+
+    fn record_outcome(&self, key: SessionKey<'_>, outcome: CallOutcome) -> Option<OutcomeTotals> {
+        let mut shard = self.shard(key.session);
+        let counters = shard.entry(key.session.into()).or_default().entry(key.agent.into()).or_default();
+        counters.consecutive_errors =
+            if outcome.error { counters.consecutive_errors.saturating_add(1) } else { 0 };
+        counters.cost_micros = counters.cost_micros.saturating_add(outcome.cost_micros);
+        Some(OutcomeTotals {
+            consecutive_errors: counters.consecutive_errors,
+            cost_micros: counters.cost_micros,
+        })
     }
 
     fn admit(&self, key: SessionKey<'_>, tool: &str, caps: &[Cap]) -> Admission {
