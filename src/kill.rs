@@ -107,20 +107,26 @@ impl KillSwitch {
     /// Kills a scope (replacing an earlier kill of the same scope). Returns
     /// once the kill is in force and, if persistent, on disk.
     pub fn kill(&self, scope: KillScope, kill: Kill) -> std::io::Result<()> {
-        self.update(|set| {
-            set.kills.retain(|(s, _)| *s != scope);
-            set.kills.push((scope, kill));
-        })
+        self.update(
+            |set| {
+                set.kills.retain(|(s, _)| *s != scope);
+                set.kills.push((scope, kill));
+            },
+            false,
+        )
     }
 
     /// Revives a scope; returns whether it was killed.
     pub fn revive(&self, scope: &KillScope) -> std::io::Result<bool> {
         let mut found = false;
-        self.update(|set| {
-            let before = set.kills.len();
-            set.kills.retain(|(s, _)| s != scope);
-            found = set.kills.len() != before;
-        })?;
+        self.update(
+            |set| {
+                let before = set.kills.len();
+                set.kills.retain(|(s, _)| s != scope);
+                found = set.kills.len() != before;
+            },
+            true,
+        )?;
         Ok(found)
     }
 
@@ -129,14 +135,23 @@ impl KillSwitch {
         self.set.load().kills.clone()
     }
 
-    fn update(&self, change: impl FnOnce(&mut KillSet)) -> std::io::Result<()> {
+    /// Applies a change. A kill takes effect in memory first and is then
+    /// saved: if saving fails, it is in force all the same (and the error is
+    /// reported). A revival is saved first and takes effect only once saved,
+    /// so a failure leaves the scope killed. Either way, failing errs on the
+    /// side of denying.
+    fn update(&self, change: impl FnOnce(&mut KillSet), widens: bool) -> std::io::Result<()> {
         let _serial = self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut next = KillSet::clone(&self.set.load());
         change(&mut next);
+        let next = Arc::new(next);
+        if !widens {
+            self.set.store(Arc::clone(&next));
+        }
         if let Some(file) = &self.file {
             persist(file, &next)?;
         }
-        self.set.store(Arc::new(next));
+        self.set.store(next);
         Ok(())
     }
 }

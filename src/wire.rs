@@ -220,7 +220,9 @@ pub fn write_error(out: &mut Vec<u8>, id: &Value, error: &WireError) {
     write_json(out, &line);
 }
 
-fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
+/// Appends any serialisable answer as one line (an error line if it cannot
+/// be encoded, so every request still gets exactly one answer).
+pub fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
     // Serializing these plain structs into memory cannot fail; should it
     // ever, the client still gets a deny rather than nothing.
     if serde_json::to_writer(&mut *out, value).is_err() {
@@ -239,43 +241,66 @@ pub enum Read {
     Eof,
 }
 
-/// Reads one line of at most `max` bytes into `buf` (without its newline);
-/// a longer line is consumed up to its newline, so the stream stays in step.
-/// A last line without a newline counts as a line.
+/// A request line being read. It keeps its state between reads, so a read
+/// that is cancelled (by a timeout or a shutdown signal) resumes where it
+/// stopped, also in the middle of skipping an over-long line.
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    bytes: Vec<u8>,
+    too_long: bool,
+    started: bool,
+}
+
+impl LineBuffer {
+    /// The line read, without its newline.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Makes room for the next line.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.too_long = false;
+        self.started = false;
+    }
+}
+
+/// Reads one line of at most `max` bytes into `line`; a longer line is
+/// consumed up to its newline, so the stream stays in step. A last line
+/// without a newline counts as a line. Call [`LineBuffer::clear`] after
+/// each complete line.
 pub async fn read_line(
     input: &mut (impl AsyncBufRead + Unpin),
-    buf: &mut Vec<u8>,
+    line: &mut LineBuffer,
     max: usize,
 ) -> std::io::Result<Read> {
-    let mut too_long = false;
-    let mut seen_any = false;
     loop {
         let available = input.fill_buf().await?;
         if available.is_empty() {
             // End of input ends the last line too, if there is one.
-            return Ok(match (seen_any, too_long) {
+            return Ok(match (line.started, line.too_long) {
                 (false, _) => Read::Eof,
                 (true, true) => Read::TooLong,
                 (true, false) => Read::Line,
             });
         }
-        seen_any = true;
+        line.started = true;
         let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
             Some(i) => (&available[..i], Some(i + 1)),
             None => (available, None),
         };
-        if !too_long {
-            if buf.len() + chunk.len() > max {
-                too_long = true;
-                buf.clear();
+        if !line.too_long {
+            if line.bytes.len() + chunk.len() > max {
+                line.too_long = true;
+                line.bytes.clear();
             } else {
-                buf.extend_from_slice(chunk);
+                line.bytes.extend_from_slice(chunk);
             }
         }
         let consumed = done.unwrap_or(available.len());
         input.consume(consumed);
         if done.is_some() {
-            return Ok(if too_long { Read::TooLong } else { Read::Line });
+            return Ok(if line.too_long { Read::TooLong } else { Read::Line });
         }
     }
 }

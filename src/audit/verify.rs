@@ -26,12 +26,6 @@ pub enum Break {
         /// The seq the line has.
         found: u64,
     },
-    /// The trail does not end with the head the caller expected: records
-    /// were removed from its end.
-    Head {
-        /// The hash the trail ends with.
-        found: String,
-    },
 }
 
 impl fmt::Display for Break {
@@ -45,9 +39,6 @@ impl fmt::Display for Break {
                 f.write_str("record does not link to the one before it (removed, inserted or reordered)")
             }
             Break::Sequence { expected, found } => write!(f, "expected seq {expected}, found {found}"),
-            Break::Head { found } => {
-                write!(f, "trail ends at {found}, not at the expected head (records removed from the end)")
-            }
         }
     }
 }
@@ -93,13 +84,10 @@ impl Verifier {
     pub fn verify_file(&mut self, name: &str, reader: impl BufRead) -> Result<(), BreakAt> {
         let at = |line: usize, why: Break| BreakAt { file: name.to_owned(), line, why };
         let mut lines = reader.split(b'\n').enumerate().peekable();
-        let mut whole = Vec::new();
         while let Some((index, line)) = lines.next() {
             let number = index + 1;
             let line = line.map_err(|_| at(number, Break::Malformed))?;
-            whole.clear();
-            whole.extend_from_slice(&line);
-            let text = std::str::from_utf8(&whole).map_err(|_| at(number, Break::Malformed))?;
+            let text = std::str::from_utf8(&line).map_err(|_| at(number, Break::Malformed))?;
             let (body, stated) = unseal(text).ok_or_else(|| {
                 let cut = lines.peek().is_none();
                 at(number, if cut { Break::Truncated } else { Break::Unsealed })

@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 
 use super::chain::{GENESIS, seal, unseal};
 
-/// How much of the end of an existing trail is read to find its last record.
-const TAIL_BYTES: u64 = 1 << 20;
+/// How much of an existing trail is read at a time, backwards, to find its
+/// last complete record.
+const CHUNK_BYTES: u64 = 64 * 1024;
 
 /// An open audit trail.
 #[derive(Debug)]
@@ -19,10 +20,21 @@ pub struct AuditWriter {
     file: File,
     /// Sealed lines not yet handed to the operating system.
     pending: Vec<u8>,
+    /// Bytes of the current file, counting `pending`.
     bytes: u64,
     seq: u64,
     prev: String,
+    /// The file length, seq and hash at the end of the last successful
+    /// write: what a failed write rolls back to.
+    written: (u64, u64, String),
     rotate_bytes: Option<u64>,
+}
+
+/// Opens a trail file for appending, readable by its owner only (records
+/// hold arguments).
+fn open_trail(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path)
 }
 
 impl AuditWriter {
@@ -30,7 +42,7 @@ impl AuditWriter {
     /// last line cut off by a crash is removed first: it was never
     /// acknowledged, because records are written before answers.
     pub fn open(path: &Path, rotate_bytes: Option<u64>) -> std::io::Result<AuditWriter> {
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path)?;
+        let mut file = open_trail(path)?;
         let (seq, prev, keep) = last_record(&mut file, path)?;
         let bytes = file.metadata()?.len();
         if keep < bytes {
@@ -41,6 +53,7 @@ impl AuditWriter {
             file,
             pending: Vec::new(),
             bytes: keep,
+            written: (keep, seq, prev.clone()),
             seq,
             prev,
             rotate_bytes,
@@ -72,18 +85,58 @@ impl AuditWriter {
     }
 
     /// Hands every appended record to the operating system (one write).
+    ///
+    /// If the write fails, the file is cut back to where the last
+    /// successful write ended and the unwritten records are forgotten, seq
+    /// and hash included: the trail never holds a record whose answer was
+    /// not sent, and the chain goes on from the last record really written.
     pub fn flush(&mut self) -> std::io::Result<()> {
-        if !self.pending.is_empty() {
-            self.file.write_all(&self.pending)?;
-            self.pending.clear();
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        match self.file.write_all(&self.pending) {
+            Ok(()) => {
+                self.pending.clear();
+                self.written = (self.bytes, self.seq, self.prev.clone());
+                Ok(())
+            }
+            Err(error) => {
+                self.roll_back();
+                Err(error)
+            }
+        }
+    }
+
+    fn roll_back(&mut self) {
+        let (length, seq, prev) = self.written.clone();
+        // Best effort: if even this fails, reopening the trail drops a cut
+        // last line, and `audit verify` reports anything else.
+        let _ = self.file.set_len(length);
+        self.pending.clear();
+        self.bytes = length;
+        self.seq = seq;
+        self.prev = prev;
+    }
+
+    /// Forgets records appended since the last flush (a batch that will not
+    /// be answered).
+    pub fn discard(&mut self) {
+        if !self.pending.is_empty() {
+            self.roll_back();
+        }
     }
 
     /// Makes everything appended so far durable (write and fsync).
+    ///
+    /// If the sync fails, what this call wrote is cut off again, as for a
+    /// failed write: those records' answers will not be sent.
     pub fn sync(&mut self) -> std::io::Result<()> {
+        let before = self.written.clone();
         self.flush()?;
-        self.file.sync_data()
+        self.file.sync_data().inspect_err(|_| {
+            self.written = before;
+            self.roll_back();
+        })
     }
 
     /// Renames the full file to `<path>.<last seq>` and starts a new one; the
@@ -92,8 +145,9 @@ impl AuditWriter {
         self.sync()?;
         let rotated = rotated_name(&self.path, self.seq);
         std::fs::rename(&self.path, &rotated)?;
-        self.file = OpenOptions::new().read(true).append(true).create(true).open(&self.path)?;
+        self.file = open_trail(&self.path)?;
         self.bytes = 0;
+        self.written = (0, self.seq, self.prev.clone());
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir)?.sync_all()?;
         }
@@ -129,21 +183,23 @@ pub fn trail_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// The last complete record of an open trail (or of the newest rotated file
-/// when the trail was just rotated): its seq, its hash, and the length of
-/// the file up to the end of that record.
+/// when the active one is empty): its seq, its hash, and the length of the
+/// file up to the end of that record. Only an unterminated last line is ever
+/// cut; records of any length are found by reading backwards in chunks.
 fn last_record(file: &mut File, path: &Path) -> std::io::Result<(u64, String, u64)> {
     let len = file.metadata()?.len();
-    let start = len.saturating_sub(TAIL_BYTES);
-    file.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::new();
-    file.read_to_end(&mut tail)?;
-    let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let keep = start + complete as u64;
-    let last_line = tail[..complete].strip_suffix(b"\n").and_then(|t| t.split(|&b| b == b'\n').next_back());
-    if let Some(line) = last_line.filter(|l| !l.is_empty()) {
-        return parse_head(line).map(|(seq, hash)| (seq, hash, keep));
+    let keep = match find_newline_before(file, len)? {
+        Some(position) => position + 1,
+        None => 0,
+    };
+    if keep > 0 {
+        let start = find_newline_before(file, keep - 1)?.map_or(0, |p| p + 1);
+        let mut line = vec![0; usize::try_from(keep - 1 - start).map_err(std::io::Error::other)?];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut line)?;
+        return parse_head(&line).map(|(seq, hash)| (seq, hash, keep));
     }
-    // An empty active file: continue from the newest rotated file, if any.
+    // No complete record in the active file: continue from the newest rotated file, if any.
     let files = trail_files(path)?;
     match files.iter().rev().find(|p| p.as_path() != path) {
         Some(previous) => {
@@ -153,6 +209,23 @@ fn last_record(file: &mut File, path: &Path) -> std::io::Result<(u64, String, u6
         }
         None => Ok((0, GENESIS.to_owned(), keep)),
     }
+}
+
+/// The position of the last newline before byte `end`, reading backwards.
+fn find_newline_before(file: &mut File, end: u64) -> std::io::Result<Option<u64>> {
+    let mut chunk_end = end;
+    let mut buffer = Vec::new();
+    while chunk_end > 0 {
+        let chunk_start = chunk_end.saturating_sub(CHUNK_BYTES);
+        buffer.resize(usize::try_from(chunk_end - chunk_start).map_err(std::io::Error::other)?, 0);
+        file.seek(SeekFrom::Start(chunk_start))?;
+        file.read_exact(&mut buffer)?;
+        if let Some(i) = buffer.iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(chunk_start + i as u64));
+        }
+        chunk_end = chunk_start;
+    }
+    Ok(None)
 }
 
 fn parse_head(line: &[u8]) -> std::io::Result<(u64, String)> {

@@ -35,14 +35,15 @@ pub fn run(policies: &[PathBuf], max_line: usize) -> Exit {
 async fn answer_all(engine: &Engine, max_line: usize) -> std::io::Result<()> {
     let mut input = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
     let mut stdout = tokio::io::stdout();
-    let mut line = Vec::new();
+    let mut line = wire::LineBuffer::default();
     let mut out = Vec::new();
     loop {
         line.clear();
-        match wire::read_line(&mut input, &mut line, max_line).await? {
+        let read = wire::read_line(&mut input, &mut line, max_line).await?;
+        match read {
             Read::Eof => break,
-            Read::Line if line.iter().all(u8::is_ascii_whitespace) => continue,
-            Read::Line => answer(engine, &line, &mut out),
+            Read::Line if line.bytes().iter().all(u8::is_ascii_whitespace) => {}
+            Read::Line => answer(engine, line.bytes(), &mut out),
             Read::TooLong => wire::write_error(
                 &mut out,
                 &serde_json::Value::Null,

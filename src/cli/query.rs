@@ -38,11 +38,13 @@ pub fn run(query: QueryArgs<'_>) -> std::process::ExitCode {
             for answer in &answers {
                 let _ = writeln!(stdout, "{answer}");
                 let value: Value = serde_json::from_str(answer).unwrap_or(Value::Null);
-                match value.get("decision").and_then(Value::as_str) {
-                    Some("allow") => {}
-                    Some("require_approval") => gated = true,
-                    Some(_) => denied = true,
-                    None => denied |= value.get("error").is_some(),
+                match (value.get("decision").and_then(Value::as_str), value.get("error")) {
+                    (Some("allow"), None) => {}
+                    (Some("require_approval"), None) => gated = true,
+                    // An answer to an operation (health, status) is fine;
+                    // anything unreadable or unexpected counts as a deny.
+                    (None, None) if value.is_object() => {}
+                    _ => denied = true,
                 }
             }
             // Deny outranks approval: a script must proceed on neither.
@@ -76,7 +78,12 @@ fn request_lines(query: &QueryArgs<'_>) -> Result<Vec<String>, String> {
         return Err(String::from("--agent and --tool go together"));
     }
     if !query.requests.is_empty() {
-        return Ok(query.requests.to_vec());
+        // One argument is one request line: a newline inside would send two
+        // requests and read one answer.
+        if query.requests.iter().any(|r| r.contains('\n')) {
+            return Err(String::from("a request argument must be one line (no newline inside)"));
+        }
+        return Ok(query.requests.iter().filter(|r| !r.trim().is_empty()).cloned().collect());
     }
     let stdin = std::io::stdin();
     let lines: Result<Vec<String>, _> = stdin.lock().lines().collect();

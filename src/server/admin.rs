@@ -62,7 +62,13 @@ pub async fn answer(
                 by,
                 at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             };
-            kills.kill(scope.clone(), kill.clone()).map_err(failed)?;
+            let (switch, saved_scope, saved_kill) =
+                (std::sync::Arc::clone(&kills), scope.clone(), kill.clone());
+            // Saving fsyncs: off the async threads.
+            tokio::task::spawn_blocking(move || switch.kill(saved_scope, saved_kill))
+                .await
+                .map_err(|e| failed(std::io::Error::other(e)))?
+                .map_err(failed)?;
             tracing::warn!(?scope, reason = %kill.reason, by = %kill.by, "killed");
             record(shared, json!({"kind": "kill", "scope": scope, "reason": kill.reason, "by": kill.by}))
                 .await;
@@ -70,7 +76,11 @@ pub async fn answer(
         }
         "revive" => {
             let scope = scope(fields)?;
-            let was_killed = kills.revive(&scope).map_err(failed)?;
+            let (switch, saved_scope) = (std::sync::Arc::clone(&kills), scope.clone());
+            let was_killed = tokio::task::spawn_blocking(move || switch.revive(&saved_scope))
+                .await
+                .map_err(|e| failed(std::io::Error::other(e)))?
+                .map_err(failed)?;
             tracing::warn!(?scope, was_killed, uid, "revived");
             record(shared, json!({"kind": "revive", "scope": scope, "by": format!("uid {uid}"), "was_killed": was_killed})).await;
             json!({"ok": true, "scope": scope, "was_killed": was_killed})

@@ -54,6 +54,7 @@ impl AuditSink {
                     .and_then(|()| if sync == Sync::Always { writer.sync() } else { writer.flush() })
                     .map_err(|e| e.to_string());
                 if let Err(error) = &written {
+                    writer.discard();
                     tracing::error!(%error, "audit trail write failed; the affected requests are denied");
                 }
                 let (seq, hash) = writer.head();

@@ -19,6 +19,10 @@ use crate::wire::{self, Command, Read, WireError, WireErrorCode, read_line};
 /// Flush at least this often while a client keeps pipelining.
 const FLUSH_BYTES: usize = 64 * 1024;
 
+/// Commit audit records at least this often while a client keeps
+/// pipelining, so records (which hold the arguments) cannot pile up.
+const MAX_PENDING_RECORDS: usize = 64;
+
 /// After shutdown starts, how long a connection waits for a request that is
 /// already on its way.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
@@ -48,7 +52,7 @@ pub enum Role {
 pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch::Receiver<bool>, role: Role) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
-    let mut line = Vec::new();
+    let mut line = wire::LineBuffer::default();
     let mut out = Vec::with_capacity(4096);
     let mut batch = Batch::default();
     let max = shared.config.max_line_bytes;
@@ -78,8 +82,8 @@ pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch:
                 break;
             }
             Ok(Err(_) | Ok(Read::Eof)) => break,
-            Ok(Ok(Read::Line)) if line.iter().all(u8::is_ascii_whitespace) => {}
-            Ok(Ok(Read::Line)) => answer(shared, &line, &mut out, &mut batch, role).await,
+            Ok(Ok(Read::Line)) if line.bytes().iter().all(u8::is_ascii_whitespace) => {}
+            Ok(Ok(Read::Line)) => answer(shared, line.bytes(), &mut out, &mut batch, role).await,
             Ok(Ok(Read::TooLong)) => {
                 let message = format!("request line is longer than {max} bytes; skipped to the next line");
                 let error = WireError::new(WireErrorCode::LineTooLong, message);
@@ -87,9 +91,13 @@ pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch:
             }
         }
         line.clear();
-        if (reader.buffer().is_empty() || out.len() >= FLUSH_BYTES) && !out.is_empty() {
+        let full = out.len() >= FLUSH_BYTES || batch.records.len() >= MAX_PENDING_RECORDS;
+        if (reader.buffer().is_empty() || full) && !out.is_empty() {
             commit(shared, &mut out, &mut batch).await;
-            if write.write_all(&out).await.is_err() {
+            // A client that does not read its answers is closed like one
+            // that does not send: it must not hold a connection forever.
+            let sent = tokio::time::timeout(shared.config.idle_timeout, write.write_all(&out)).await;
+            if !matches!(sent, Ok(Ok(()))) {
                 return;
             }
             out.clear();
@@ -97,7 +105,7 @@ pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch:
     }
     if !out.is_empty() {
         commit(shared, &mut out, &mut batch).await;
-        let _ = write.write_all(&out).await;
+        let _ = tokio::time::timeout(shared.config.idle_timeout, write.write_all(&out)).await;
     }
     let _ = write.shutdown().await;
 }
@@ -189,7 +197,7 @@ async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mu
             }
         },
     };
-    write_json(out, &reply);
+    wire::write_json(out, &reply);
     batch.ids.push(id);
 }
 
@@ -205,6 +213,7 @@ fn decide(
     let start = Instant::now();
     // The engine does not panic by construction; if a dependency ever did,
     // the client still gets a deny, and the server keeps serving.
+    let (answered, recorded) = (out.len(), batch.records.len());
     let mut run = || {
         std::panic::catch_unwind(AssertUnwindSafe(|| {
             let decision = engine.decide(request);
@@ -234,6 +243,9 @@ fn decide(
             }
         }
         Err(_) => {
+            // Whatever the panic left half-written is dropped: one answer per request.
+            out.truncate(answered);
+            batch.records.truncate(recorded);
             tracing::error!(agent = %request.agent, tool = %request.tool, "internal error while deciding; denied");
             let error = WireError::new(WireErrorCode::Unavailable, "internal error while deciding; denied");
             refuse_line(shared, id, &error, out, batch);
@@ -252,10 +264,4 @@ fn status(shared: &Shared) -> Value {
         "audit": shared.audit.as_ref().map(|a| { let (seq, hash) = a.head(); json!({"seq": seq, "head": hash}) }),
         "metrics": shared.metrics.to_json(),
     })
-}
-
-fn write_json(out: &mut Vec<u8>, value: &Value) {
-    if serde_json::to_writer(&mut *out, value).is_ok() {
-        out.push(b'\n');
-    }
 }

@@ -113,7 +113,14 @@ pub async fn run(
     loop {
         tokio::select! {
             accepted = accept_admin(admin_listener.as_ref()) => {
-                let Ok(stream) = accepted else { continue };
+                let stream = match accepted {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        tracing::error!(%error, "admin accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let uid = stream.peer_cred().map(|c| c.uid()).ok();
                 match uid.filter(|uid| admin_uids.contains(uid) || *uid == 0) {
                     Some(uid) => {

@@ -117,6 +117,17 @@ pub enum Trigger {
     Request,
 }
 
+impl Trigger {
+    /// The name recorded in logs and the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::FileChange => "file_change",
+            Trigger::Signal => "sighup",
+            Trigger::Request => "request",
+        }
+    }
+}
+
 /// Recompiles and, if the policy is valid, swaps it in. Reloads are
 /// serialised, so a slow one cannot overwrite a newer one.
 pub async fn reload(shared: &Arc<Shared>, trigger: Trigger) -> Result<String, LoadError> {
@@ -133,11 +144,13 @@ pub async fn reload(shared: &Arc<Shared>, trigger: Trigger) -> Result<String, Lo
             Ok(engine) => (true, engine.policy_hash().to_owned(), Vec::new()),
             Err(error) => (false, shared.engine.load().policy_hash().to_owned(), error.lines()),
         };
-        let trigger_name = format!("{trigger:?}");
-        if let Err(error) =
-            audit.write(vec![super::audit::reload_record(&trigger_name, ok, &policy, &errors)]).await
-        {
-            tracing::error!(%error, "cannot record the reload in the audit trail");
+        let record = super::audit::reload_record(trigger.as_str(), ok, &policy, &errors);
+        if let Err(error) = audit.write(vec![record]).await {
+            // A policy nobody can see being loaded must not serve.
+            tracing::error!(%error, "cannot record the reload in the audit trail; keeping the current policy");
+            return Err(LoadError::Files(format!(
+                "the reload could not be recorded in the audit trail: {error}"
+            )));
         }
     }
     let mut status = shared.reload_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -171,3 +171,25 @@ fn a_record_cut_by_a_crash_is_dropped_when_the_trail_reopens() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.starts_with("ok: 10 records"), "{out}");
 }
+
+/// A record longer than the window the writer used to read on reopening
+/// (1 MiB) made the trail impossible to reopen after a restart.
+#[test]
+fn a_trail_ending_in_a_huge_record_reopens() {
+    let dir = scratch(&[]);
+    let path = dir.path().join("audit.jsonl");
+    {
+        let mut writer = AuditWriter::open(&path, None).expect("open");
+        writer.append(record(0)).expect("append");
+        let mut huge = record(1);
+        huge.insert("args".into(), json!({"x": "y".repeat(3 << 20)}));
+        writer.append(huge).expect("append");
+        writer.sync().expect("sync");
+    }
+    write_trail(&path, 2, None);
+    let (code, out, err) = verify(dir.path(), &["audit.jsonl"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("ok: 4 records"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).expect("trail").permissions().mode() & 0o777, 0o600);
+}

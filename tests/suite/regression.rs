@@ -90,3 +90,15 @@ fn a_narrower_glob_is_not_taken_to_cover_a_wider_one() {
         toolgate::compile(vec![PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() }]);
     assert!(checked.diagnostics.as_slice().is_empty(), "{:?}", checked.diagnostics);
 }
+
+/// `toolgate query` sent an argument containing a newline as two requests,
+/// read one answer, and could exit 0 although the second was denied.
+#[test]
+fn query_refuses_a_request_argument_spanning_two_lines() {
+    let output = crate::util::toolgate(&crate::util::root())
+        .args(["query", "--socket", "/nonexistent.sock", "{\"agent\":\"a\",\"tool\":\"t\"}\n{\"agent\":\"a\",\"tool\":\"rm\"}"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("must be one line"));
+}

@@ -669,3 +669,86 @@ fn the_kill_switch_stops_a_session_an_agent_or_everything_and_survives_a_restart
     let (code, _) = admin(&["kill", "--agent", "bot"], &admin_socket);
     assert_eq!(code, Some(2), "a kill needs a reason");
 }
+
+/// A failed audit write left its bytes in the file and its records in the
+/// writer's buffer: the next successful write added them again, and the
+/// trail said "allow" for answers that had been denied.
+#[test]
+fn a_failed_audit_write_denies_its_answers_and_leaves_the_trail_consistent() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let audit = dir.path().join("audit.jsonl");
+    // The trail may grow to 4 KiB; writes beyond fail with EFBIG.
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -S -f 4; exec "$0" serve --policy "$1" --socket "$2" --audit "$3""#)
+        .arg(env!("CARGO_BIN_EXE_toolgate"))
+        .arg(dir.path().join("policy.yaml"))
+        .arg(&socket)
+        .arg(&audit)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server");
+    let mut server = Server { child, dir, socket };
+    server.wait_until_ready();
+    let mut client = server.connect();
+    let mut answers = Vec::new();
+    for i in 0..40 {
+        let (request, _) = case(i * 5);
+        answers.push((i * 5, client.ask(request)));
+    }
+    assert!(answers.iter().any(|(_, a)| a["error"]["code"] == "unavailable"), "the limit was hit");
+    let lifted = Command::new("prlimit")
+        .arg("--pid")
+        .arg(server.child.id().to_string())
+        .arg("--fsize=unlimited:")
+        .status();
+    assert!(lifted.is_ok_and(|s| s.success()), "prlimit lifts the limit");
+    for i in 40..60 {
+        let (request, _) = case(i * 5);
+        let answer = client.ask(request);
+        assert_eq!(answer["decision"], "allow", "{answer}");
+        answers.push((i * 5, answer));
+    }
+    let (ok, report) = verify_trail(server.dir.path());
+    assert!(ok, "{report}");
+    // Every allow answered is in the trail once; no denied answer is recorded as an allow.
+    let recorded: Vec<Value> = std::fs::read_to_string(&audit)
+        .expect("trail")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("record"))
+        .collect();
+    for (id, answer) in &answers {
+        let records: Vec<&Value> = recorded.iter().filter(|r| r["id"] == *id).collect();
+        match answer["decision"].as_str() {
+            Some("allow") => assert_eq!(records.len(), 1, "allow {id} recorded once: {records:?}"),
+            _ => assert!(records.is_empty(), "denied answer {id} has records {records:?}"),
+        }
+    }
+    let _ = server.child.kill();
+}
+
+/// Only reads were bounded by the idle timeout: clients that sent requests
+/// but never read their answers held their connections forever, and enough
+/// of them locked every gateway out.
+#[test]
+fn clients_that_never_read_their_answers_are_closed() {
+    let server = Server::start(POLICY, &["--idle-timeout", "1", "--max-connections", "2"]);
+    let payload: String = (0..4000).map(|i| format!("{}\n", case(i).0)).collect();
+    let stalled: Vec<Client> = (0..2)
+        .map(|_| {
+            let client = server.connect();
+            let mut writer = client.writer.try_clone().expect("clone");
+            let payload = payload.clone();
+            std::thread::spawn(move || {
+                let _ = writer.write_all(payload.as_bytes());
+            });
+            client
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    wait_until_open(&server, 0);
+    assert_eq!(server.connect().ask(case(0).0)["decision"], "allow");
+    drop(stalled);
+}
