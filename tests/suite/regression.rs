@@ -96,7 +96,12 @@ fn a_narrower_glob_is_not_taken_to_cover_a_wider_one() {
 #[test]
 fn query_refuses_a_request_argument_spanning_two_lines() {
     let output = crate::util::toolgate(&crate::util::root())
-        .args(["query", "--socket", "/nonexistent.sock", "{\"agent\":\"a\",\"tool\":\"t\"}\n{\"agent\":\"a\",\"tool\":\"rm\"}"])
+        .args([
+            "query",
+            "--socket",
+            "/nonexistent.sock",
+            "{\"agent\":\"a\",\"tool\":\"t\"}\n{\"agent\":\"a\",\"tool\":\"rm\"}",
+        ])
         .output()
         .expect("runs");
     assert_eq!(output.status.code(), Some(2));
