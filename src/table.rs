@@ -35,9 +35,24 @@ pub(crate) struct AgentTable {
     pub constraints: Vec<CheckedConstraint>,
     pub gates: Vec<CheckedGate>,
     pub audit: AuditLevel,
+    /// `session.maxConsecutiveErrors` and `session.maxCost`, fed by outcomes.
+    pub limits: OutcomeLimits,
     pub default_deny: RuleId,
     /// The cap counters of `session.maxToolCalls`, shared by every plan.
     pub session_cap: Option<(Cap, RuleId)>,
+}
+
+/// The session limits that reported outcomes feed.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct OutcomeLimits {
+    pub max_consecutive_errors: Option<crate::check::Limit<u64>>,
+    pub max_cost: Option<crate::check::Limit<f64>>,
+}
+
+impl OutcomeLimits {
+    pub fn any(&self) -> bool {
+        self.max_consecutive_errors.is_some() || self.max_cost.is_some()
+    }
 }
 
 /// What the policy says about one tool name before looking at arguments.
@@ -144,6 +159,10 @@ impl AgentTable {
             constraint_globs: GlobIndex::build(agent.constraints.iter().zip(0..).map(|(c, i)| (&c.tool, i))),
             gate_globs: GlobIndex::build(agent.gates.iter().zip(0..).map(|(g, i)| (&g.tool, i))),
             audit: agent.audit,
+            limits: OutcomeLimits {
+                max_consecutive_errors: agent.session.max_consecutive_errors,
+                max_cost: agent.session.max_cost,
+            },
             default_deny: agent.default_deny,
             session_cap,
             constraints: Vec::new(),

@@ -120,6 +120,16 @@ pub enum Reason<'e> {
     Internal,
     /// Session state could not be read or written; denied to be safe.
     StateUnavailable,
+    /// The session's error streak reached `maxConsecutiveErrors`.
+    ErrorStreak {
+        /// The limit.
+        limit: u64,
+    },
+    /// The session's reported cost reached `maxCost`.
+    CostCeiling {
+        /// The ceiling.
+        max: f64,
+    },
     /// An operator (or a tripped limit) killed this call's scope.
     Killed(std::sync::Arc<(crate::kill::KillScope, crate::kill::Kill)>),
 }
@@ -166,6 +176,8 @@ impl fmt::Display for Reason<'_> {
             Reason::Allowed => f.write_str("allowed by policy"),
             Reason::Internal => f.write_str("internal error while deciding; failing closed"),
             Reason::StateUnavailable => f.write_str("session state is unavailable; failing closed"),
+            Reason::ErrorStreak { limit } => write!(f, "{limit} tool calls in a row failed in this session"),
+            Reason::CostCeiling { max } => write!(f, "this session's cost reached its ceiling of {max}"),
             Reason::Killed(kill) => {
                 let (scope, kill) = &**kill;
                 let scope = match scope {

@@ -20,8 +20,10 @@ use std::sync::Arc;
 use crate::ast::AuditLevel;
 use crate::check::{CheckedPolicySet, GateTrigger, RuleId};
 use crate::condition::{Scope, SessionView};
-use crate::kill::KillSwitch;
-use crate::session::{Admission, Counter, MemorySessions, SessionKey, SessionStore};
+use crate::kill::{Kill, KillScope, KillSwitch};
+use crate::session::{
+    Admission, CallOutcome, Counter, MemorySessions, OutcomeTotals, SessionKey, SessionStore,
+};
 use crate::table::{AgentTable, DecisionTable, ToolPlan};
 
 /// The rule id of decisions about agents no policy names.
@@ -34,6 +36,26 @@ pub const KILL_RULE: &str = "toolgate.killSwitch";
 pub const STATE_RULE: &str = "toolgate.stateUnavailable";
 /// The rule id of denials caused by an inconsistent table.
 pub const INTERNAL_RULE: &str = "toolgate.internal";
+
+/// What recording an outcome did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutcomeReport {
+    /// The session's totals after it.
+    pub totals: OutcomeTotals,
+    /// Whether a limit tripped and the session was killed.
+    pub killed: bool,
+    /// The tripped limit's rule id and the kill's reason.
+    pub trip: Option<(String, String)>,
+}
+
+/// Why an outcome could not be recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutcomeError {
+    /// No policy for the agent.
+    UnknownAgent,
+    /// The session store could not be written.
+    StateUnavailable,
+}
 
 /// A compiled policy set plus session counters. `Send + Sync`; share it
 /// behind an `Arc`.
@@ -88,6 +110,68 @@ impl Engine {
     /// The compiled table.
     pub fn table(&self) -> &DecisionTable {
         &self.table
+    }
+
+    /// Records a call's reported outcome for the agent's session. When the
+    /// session's error streak reaches `maxConsecutiveErrors`, or its cost
+    /// reaches `maxCost`, the session is killed (and the report says so).
+    pub fn record_outcome(
+        &self,
+        agent: &str,
+        session: &str,
+        outcome: CallOutcome,
+    ) -> Result<OutcomeReport, OutcomeError> {
+        self.apply_outcome(agent, session, outcome, true)
+    }
+
+    /// Ends a session's error streak without judging its limits (for an
+    /// operator reviving the session); its cost is unchanged.
+    pub fn clear_error_streak(&self, agent: &str, session: &str) -> Result<OutcomeTotals, OutcomeError> {
+        let ok = CallOutcome { error: false, cost_micros: 0 };
+        self.apply_outcome(agent, session, ok, false).map(|report| report.totals)
+    }
+
+    fn apply_outcome(
+        &self,
+        agent: &str,
+        session: &str,
+        outcome: CallOutcome,
+        judge: bool,
+    ) -> Result<OutcomeReport, OutcomeError> {
+        let table = self.table.agents.get(agent).ok_or(OutcomeError::UnknownAgent)?;
+        let key = SessionKey { agent, session };
+        let totals = self.sessions.record_outcome(key, outcome).ok_or(OutcomeError::StateUnavailable)?;
+        let limits = table.limits;
+        let cost = totals.cost_micros as f64 / 1e6;
+        let tripped = match (limits.max_consecutive_errors, limits.max_cost) {
+            _ if !judge => None,
+            (Some(limit), _) if totals.consecutive_errors >= limit.max => Some((
+                self.table.rule_id(limit.rule).to_owned(),
+                format!(
+                    "{} tool calls in a row failed (maxConsecutiveErrors is {})",
+                    totals.consecutive_errors, limit.max
+                ),
+            )),
+            (_, Some(ceiling)) if cost >= ceiling.max => Some((
+                self.table.rule_id(ceiling.rule).to_owned(),
+                format!("the session's cost reached {cost} (maxCost is {})", ceiling.max),
+            )),
+            _ => None,
+        };
+        let killed = match &tripped {
+            Some((rule, reason)) => {
+                let scope = KillScope::Session { agent: agent.to_owned(), session: session.to_owned() };
+                let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+                let kill = Kill { reason: reason.clone(), by: format!("toolgate ({rule})"), at };
+                // In force even if saving fails (the kill switch errs towards denying).
+                if let Err(error) = self.kills.kill(scope, kill) {
+                    tracing::error!(%error, "the automatic kill could not be saved; it is in force until restart");
+                }
+                true
+            }
+            None => false,
+        };
+        Ok(OutcomeReport { totals, killed, trip: tripped })
     }
 
     /// Decides one request. Never panics; any inconsistency denies.
@@ -240,6 +324,9 @@ impl<'e> Decider<'e> {
                 gate_decision = Some(decision);
             }
         }
+        if let Some(denial) = self.check_outcome_limits(key) {
+            return denial;
+        }
         if !caps.is_empty() {
             let Some(key) = key else {
                 return Decision {
@@ -272,6 +359,45 @@ impl<'e> Decider<'e> {
             }
         }
         gate_decision.unwrap_or_else(|| self.answer(Outcome::Allow, allow, Reason::Allowed))
+    }
+
+    /// Denies once reported outcomes reached `maxConsecutiveErrors` or
+    /// `maxCost` (normally the session is killed when they trip; this also
+    /// covers a limit lowered by a reload).
+    fn check_outcome_limits(&self, key: Option<SessionKey<'e>>) -> Option<Decision<'e>> {
+        let limits = self.agent.limits;
+        if !limits.any() {
+            return None;
+        }
+        let Some(key) = key else {
+            return Some(Decision {
+                outcome: Outcome::Deny,
+                rule: NO_SESSION_RULE,
+                reason: Reason::NoSession,
+                approver: None,
+                audit: self.agent.audit,
+            });
+        };
+        let store = self.engine.sessions.as_ref();
+        if let Some(limit) = limits.max_consecutive_errors {
+            match store.count(key, Counter::ConsecutiveErrors) {
+                None => return Some(self.state_unavailable()),
+                Some(streak) if streak >= limit.max => {
+                    return Some(self.deny(limit.rule, Reason::ErrorStreak { limit: limit.max }));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(ceiling) = limits.max_cost {
+            match store.count(key, Counter::CostMicros) {
+                None => return Some(self.state_unavailable()),
+                Some(micros) if micros as f64 / 1e6 >= ceiling.max => {
+                    return Some(self.deny(ceiling.rule, Reason::CostCeiling { max: ceiling.max }));
+                }
+                Some(_) => {}
+            }
+        }
+        None
     }
 
     fn check_constraint(

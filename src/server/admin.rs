@@ -81,6 +81,14 @@ pub async fn answer(
                 .await
                 .map_err(|e| failed(std::io::Error::other(e)))?
                 .map_err(failed)?;
+            // A revived session gets a fresh error streak (its cost stays:
+            // raising `maxCost` is how a session gets more budget).
+            if let KillScope::Session { agent, session } = &scope {
+                let engine = shared.engine.load_full();
+                let (agent, session) = (agent.clone(), session.clone());
+                let _ =
+                    tokio::task::spawn_blocking(move || engine.clear_error_streak(&agent, &session)).await;
+            }
             tracing::warn!(?scope, was_killed, uid, "revived");
             record(shared, json!({"kind": "revive", "scope": scope, "by": format!("uid {uid}"), "was_killed": was_killed})).await;
             json!({"ok": true, "scope": scope, "was_killed": was_killed})
@@ -106,4 +114,53 @@ async fn record(shared: &Shared, value: Value) {
     if let Err(error) = audit.write(vec![record]).await {
         tracing::error!(%error, "cannot record the kill switch change in the audit trail");
     }
+}
+
+/// The `outcome` operation (decision socket): a gateway reports a call's
+/// result. `{"op": "outcome", "agent", "session", "tool"?, "status": "ok" |
+/// "error", "cost"?, "latency_ms"?, "output_bytes"?, "output_sha256"?}`.
+pub async fn outcome(shared: &Shared, fields: &Map<String, Value>) -> Result<Value, WireError> {
+    let agent = text(fields, "agent")?.ok_or_else(|| invalid("`agent` is required"))?.to_owned();
+    let session = text(fields, "session")?.ok_or_else(|| invalid("`session` is required"))?.to_owned();
+    let error = match text(fields, "status")? {
+        Some("ok") => false,
+        Some("error") => true,
+        _ => return Err(invalid("`status` must be `ok` or `error`")),
+    };
+    let cost = match fields.get("cost") {
+        None | Some(Value::Null) => 0.0,
+        Some(value) => value
+            .as_f64()
+            .filter(|c| c.is_finite() && *c >= 0.0)
+            .ok_or_else(|| invalid("`cost` must be a number, 0 or more"))?,
+    };
+    let outcome = crate::session::CallOutcome { error, cost_micros: (cost * 1e6).round() as u64 };
+    let engine = shared.engine.load_full();
+    let (report_agent, report_session) = (agent.clone(), session.clone());
+    let report =
+        tokio::task::spawn_blocking(move || engine.record_outcome(&report_agent, &report_session, outcome))
+            .await
+            .map_err(|e| WireError::new(WireErrorCode::Unavailable, format!("recording failed: {e}")))?
+            .map_err(|e| match e {
+                crate::engine::OutcomeError::UnknownAgent => {
+                    invalid(format!("no policy for agent `{agent}`"))
+                }
+                crate::engine::OutcomeError::StateUnavailable => {
+                    WireError::new(WireErrorCode::Unavailable, "session state is unavailable")
+                }
+            })?;
+    let mut recorded = fields.clone();
+    recorded.remove("op");
+    recorded.insert("kind".into(), Value::from("outcome"));
+    record(shared, Value::Object(recorded)).await;
+    if let Some((rule, reason)) = &report.trip {
+        tracing::warn!(%agent, %session, %rule, %reason, "limit tripped; session killed");
+        record(shared, json!({"kind": "incident", "agent": agent, "session": session, "rule": rule, "reason": reason, "action": "kill"})).await;
+    }
+    Ok(json!({
+        "recorded": true,
+        "consecutive_errors": report.totals.consecutive_errors,
+        "cost": report.totals.cost_micros as f64 / 1e6,
+        "killed": report.killed,
+    }))
 }

@@ -177,6 +177,10 @@ async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mu
                     "errors": error.lines(),
                 }}),
             },
+            "outcome" if role == Role::Decisions => match super::admin::outcome(shared, &fields).await {
+                Ok(answer) => json!({"id": id, "outcome": answer}),
+                Err(error) => return refuse_line(shared, &id, &error, out, batch),
+            },
             "kill" | "revive" | "kills" if matches!(role, Role::Admin { .. }) => {
                 let Role::Admin { uid } = role else { return };
                 match super::admin::answer(shared, &op, &fields, uid).await {
@@ -186,7 +190,9 @@ async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mu
             }
             other => {
                 let ops = match role {
-                    Role::Decisions => "decide, health, status, reload (kills are on the admin socket)",
+                    Role::Decisions => {
+                        "decide, outcome, health, status, reload (kills are on the admin socket)"
+                    }
                     Role::Admin { .. } => "kill, revive, kills, health, status, reload",
                 };
                 let error = WireError::new(

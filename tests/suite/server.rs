@@ -752,3 +752,56 @@ fn clients_that_never_read_their_answers_are_closed() {
     assert_eq!(server.connect().ask(case(0).0)["decision"], "allow");
     drop(stalled);
 }
+
+const LIMITED: &str = "agentPolicies:\n  bot:\n    allowedTools: [t]\n    session:\n      maxConsecutiveErrors: 3\n      maxCost: 10\n";
+
+#[test]
+fn reported_outcomes_trip_the_error_and_cost_limits_and_kill_the_session() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), LIMITED).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let admin_socket = dir.path().join("admin.sock");
+    let audit = dir.path().join("audit.jsonl").display().to_string();
+    let admin_arg = admin_socket.display().to_string();
+    let server = Server::start_in(dir, socket, &["--admin-socket", &admin_arg, "--audit", &audit]);
+    let mut client = server.connect();
+    let call = |session: &str| json!({"agent": "bot", "tool": "t", "session": session});
+    let outcome = |session: &str, status: &str, cost: f64| json!({"op": "outcome", "agent": "bot", "session": session, "tool": "t", "status": status, "cost": cost, "latency_ms": 12});
+    // Two errors, a success, then three errors: the streak resets, then trips.
+    for status in ["error", "error", "ok", "error", "error"] {
+        let answer = client.ask(outcome("s1", status, 0.0));
+        assert_eq!(answer["outcome"]["killed"], false, "{answer}");
+    }
+    assert_eq!(client.ask(call("s1"))["decision"], "allow");
+    let tripped = client.ask(outcome("s1", "error", 0.0));
+    assert_eq!(
+        (tripped["outcome"]["consecutive_errors"].as_u64(), tripped["outcome"]["killed"].as_bool()),
+        (Some(3), Some(true))
+    );
+    let denied = client.ask(call("s1"));
+    assert_eq!(denied["rule"], "toolgate.killSwitch");
+    assert!(denied["reason"].as_str().is_some_and(|r| r.contains("maxConsecutiveErrors")), "{denied}");
+    assert_eq!(client.ask(call("s2"))["decision"], "allow");
+    // Reviving the session gives it a fresh streak.
+    let (code, _) = admin(&["revive", "--agent", "bot", "--session", "s1"], &admin_socket);
+    assert_eq!(code, Some(0));
+    assert_eq!(client.ask(call("s1"))["decision"], "allow");
+    // Cost: 4 + 4 stays under 10, the next 4 trips it; reviving does not refund it.
+    for (cost, killed) in [(4.0, false), (4.0, false), (4.0, true)] {
+        assert_eq!(client.ask(outcome("s3", "ok", cost))["outcome"]["killed"], killed);
+    }
+    let (code, revived) = admin(&["revive", "--agent", "bot", "--session", "s3"], &admin_socket);
+    assert_eq!(code, Some(0), "{revived}");
+    let over = client.ask(call("s3"));
+    assert_eq!(over["rule"], "bot.session.maxCost", "{over}");
+    // Bad reports are refused, never counted as successes.
+    for bad in [
+        json!({"op": "outcome", "agent": "bot", "session": "s1", "status": "fine"}),
+        json!({"op": "outcome", "agent": "bot", "session": "s1", "status": "ok", "cost": -1}),
+    ] {
+        assert_eq!(client.ask(bad)["error"]["code"], "invalid_field");
+    }
+    let kinds = audit_kinds(&server.dir.path().join("audit.jsonl"));
+    assert_eq!(kinds.get("incident"), Some(&2), "{kinds:?}");
+    assert!(kinds.get("outcome").is_some_and(|n| *n >= 9), "{kinds:?}");
+}
