@@ -59,6 +59,8 @@ pub struct AgentDecl {
     pub session: Option<SessionDecl>,
     /// `auditLevel`.
     pub audit_level: Option<Spanned<AuditLevel>>,
+    /// `sensitiveArgs`: argument names or dotted paths redacted in the audit trail.
+    pub sensitive_args: Vec<Spanned<String>>,
 }
 
 /// How much of a call the audit trail records.

@@ -37,6 +37,7 @@ pub struct OwnRules {
     pub gates: Vec<CheckedGate>,
     pub session: SessionLimits,
     pub audit: Option<AuditLevel>,
+    pub sensitive_args: Vec<Vec<String>>,
 }
 
 pub fn compile(decl: &AgentDecl, rules: &mut RuleTable, diagnostics: &mut Diagnostics) -> OwnRules {
@@ -75,7 +76,17 @@ pub fn compile(decl: &AgentDecl, rules: &mut RuleTable, diagnostics: &mut Diagno
             rule: rules.add(format!("{agent}.session.maxConsecutiveErrors"), m.location),
         }),
     });
-    OwnRules { allow, deny, constraints, gates, session, audit: decl.audit_level.as_ref().map(|a| a.value) }
+    let sensitive_args =
+        decl.sensitive_args.iter().map(|p| p.value.split('.').map(str::to_owned).collect()).collect();
+    OwnRules {
+        allow,
+        deny,
+        constraints,
+        gates,
+        session,
+        audit: decl.audit_level.as_ref().map(|a| a.value),
+        sensitive_args,
+    }
 }
 
 fn pattern(entry: &Spanned<String>, diagnostics: &mut Diagnostics) -> Option<ToolPattern> {
@@ -294,6 +305,13 @@ pub fn effective(
         gates: parts.iter().flat_map(|p| p.gates.iter().cloned()).collect(),
         session,
         audit,
+        sensitive_args: {
+            let mut paths: Vec<Vec<String>> =
+                parts.iter().flat_map(|p| p.sensitive_args.iter().cloned()).collect();
+            paths.sort();
+            paths.dedup();
+            paths
+        },
         default_deny: rules.add(format!("{}.defaultDeny", decl.name.value), decl.name.location),
     }
 }

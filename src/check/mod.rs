@@ -70,6 +70,8 @@ pub(crate) struct CheckedAgent {
     pub gates: Vec<CheckedGate>,
     pub session: SessionLimits,
     pub audit: AuditLevel,
+    /// Argument paths redacted in the audit trail (own and inherited).
+    pub sensitive_args: Vec<Vec<String>>,
     pub default_deny: RuleId,
 }
 

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use toolgate::durable::DurableSessions;
 use toolgate::engine::Engine;
+use toolgate::kill::KillSwitch;
 use toolgate::server::{self, Config, Shared, reload, socket};
+use toolgate::session::SessionStore;
 
 use super::{Exit, output};
 
@@ -44,88 +47,68 @@ pub fn run(args: ServeArgs) -> Exit {
         Ok(policy) => policy,
         Err(exit) => return exit,
     };
-    let sessions: Arc<dyn toolgate::session::SessionStore> = match &args.state {
-        Some(dir) => {
-            let opened = std::fs::create_dir_all(dir).map_err(|e| e.to_string()).and_then(|()| {
-                toolgate::durable::DurableSessions::open(&dir.join("state.redb")).map_err(|e| e.to_string())
-            });
-            match opened {
-                Ok(store) => Arc::new(store),
-                Err(error) => {
-                    output::error(&format!("cannot open the state directory `{}`: {error}", dir.display()));
-                    return Exit::Usage;
-                }
-            }
-        }
-        None => Arc::new(toolgate::session::MemorySessions::new()),
-    };
-    let kills = match &args.state {
-        Some(dir) => match toolgate::kill::KillSwitch::persistent(dir.join("kills.json")) {
-            Ok(kills) => kills,
-            Err(error) => {
-                output::error(&format!("cannot read the kill switch in `{}`: {error}", dir.display()));
-                return Exit::Usage;
-            }
-        },
-        None => toolgate::kill::KillSwitch::in_memory(),
-    };
-    let engine = Engine::with_state(policy, sessions, Arc::new(kills));
-    let audit = match &args.audit {
-        Some(audit) => match toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes) {
-            Ok(writer) => Some(server::audit::AuditSink::start(writer, audit.sync)),
-            Err(error) => {
-                output::error(&format!("cannot open the audit trail `{}`: {error}", audit.path.display()));
-                return Exit::Usage;
-            }
-        },
-        None => None,
-    };
-    // Bind before the runtime starts threads: binding sets the process umask.
-    let mut bound = match socket::bind(&args.socket, args.socket_mode) {
-        Ok(bound) => bound,
-        Err(error) => {
-            output::error(&error.to_string());
-            return Exit::Usage;
-        }
-    };
-    let Some(listener) = bound.take_listener() else { return Exit::Usage };
-    let mut admin_bound = match &args.admin_socket {
-        Some(path) => match socket::bind(path, 0o600) {
-            Ok(bound) => Some(bound),
-            Err(error) => {
-                output::error(&error.to_string());
-                return Exit::Usage;
-            }
-        },
-        None => None,
-    };
-    let mut admin_uids = args.admin_uids.clone();
-    admin_uids.push(rustix::process::getuid().as_raw());
-    let admin = admin_bound.as_mut().and_then(|b| b.take_listener()).map(|l| (l, admin_uids));
-    let runtime =
-        match tokio::runtime::Builder::new_multi_thread().worker_threads(args.workers).enable_all().build() {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                output::error(&format!("cannot start the runtime: {error}"));
-                return Exit::Usage;
-            }
-        };
-    let shared = Shared::new(engine, args.config, audit);
-    let result =
-        runtime.block_on(serve(listener, admin, Arc::clone(&shared), args.watch, bound.path().to_path_buf()));
-    drop(runtime);
-    if let Some(audit) = &shared.audit {
-        audit.close();
-    }
-    drop(bound);
-    drop(admin_bound);
-    match result {
+    match start(args, policy) {
         Ok(()) => Exit::Ok,
         Err(message) => {
             output::error(&message);
             Exit::Usage
         }
     }
+}
+
+/// Binds the sockets, opens state and audit trail, and serves until a signal.
+fn start(args: ServeArgs, policy: toolgate::check::CheckedPolicySet) -> Result<(), String> {
+    // Sockets first, while this is the only thread: binding sets the
+    // process umask. The admin socket first, so that a connectable decision
+    // socket means the server is fully ready.
+    let mut admin_bound = match &args.admin_socket {
+        Some(path) => Some(socket::bind(path, 0o600).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let mut bound = socket::bind(&args.socket, args.socket_mode).map_err(|e| e.to_string())?;
+    let listener = bound.take_listener().ok_or("the socket was already taken")?;
+    let mut admin_uids = args.admin_uids.clone();
+    admin_uids.push(rustix::process::getuid().as_raw());
+    let admin = admin_bound.as_mut().and_then(|b| b.take_listener()).map(|l| (l, admin_uids));
+
+    let (sessions, kills) = open_state(args.state.as_deref())?;
+    let engine = Engine::with_state(policy, sessions, Arc::new(kills));
+    let audit = match &args.audit {
+        Some(audit) => {
+            let writer = toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes)
+                .map_err(|e| format!("cannot open the audit trail `{}`: {e}", audit.path.display()))?;
+            Some(server::audit::AuditSink::start(writer, audit.sync))
+        }
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let shared = Shared::new(engine, args.config, audit);
+    let path = bound.path().to_path_buf();
+    let result = runtime.block_on(serve(listener, admin, Arc::clone(&shared), args.watch, path));
+    drop(runtime);
+    // The trail is synced and closed before the sockets disappear.
+    if let Some(audit) = &shared.audit {
+        audit.close();
+    }
+    drop(bound);
+    drop(admin_bound);
+    result
+}
+
+/// Session counters and kills: durable in `dir`, or in memory.
+fn open_state(dir: Option<&std::path::Path>) -> Result<(Arc<dyn SessionStore>, KillSwitch), String> {
+    let Some(dir) = dir else {
+        return Ok((Arc::new(toolgate::session::MemorySessions::new()), KillSwitch::in_memory()));
+    };
+    let failed = |e: String| format!("cannot open the state directory `{}`: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+    let sessions = DurableSessions::open(&dir.join("state.redb")).map_err(|e| failed(e.to_string()))?;
+    let kills = KillSwitch::persistent(dir.join("kills.json")).map_err(|e| failed(e.to_string()))?;
+    Ok((Arc::new(sessions), kills))
 }
 
 async fn serve(

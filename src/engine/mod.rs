@@ -97,6 +97,22 @@ impl Engine {
         &self.kills
     }
 
+    /// A copy of a request's arguments with the values the agent's policy
+    /// marks sensitive (`sensitiveArgs`) replaced by `"[redacted]"`, for
+    /// the audit trail. Unknown agents redact nothing (they have no policy).
+    pub fn redacted_args(
+        &self,
+        agent: &str,
+        args: &serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut copy = args.clone();
+        let Some(table) = self.table.agents.get(agent) else { return copy };
+        for path in &table.sensitive_args {
+            redact(&mut copy, path);
+        }
+        copy
+    }
+
     /// `sha256:<hex>` of the policy sources.
     pub fn policy_hash(&self) -> &str {
         self.table.hash()
@@ -432,4 +448,19 @@ impl<'e> Decider<'e> {
 /// The pattern part of a `<agent>.deniedTools.<pattern>` rule id.
 fn pattern_of(rule_id: &str) -> &str {
     rule_id.split_once(".deniedTools.").map_or(rule_id, |(_, pattern)| pattern)
+}
+
+/// Replaces the value at `path` (object keys) with `"[redacted]"`, if present.
+fn redact(object: &mut serde_json::Map<String, serde_json::Value>, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut current = object;
+    for key in parents {
+        match current.get_mut(key) {
+            Some(serde_json::Value::Object(inner)) => current = inner,
+            _ => return,
+        }
+    }
+    if let Some(value) = current.get_mut(last) {
+        *value = serde_json::Value::from("[redacted]");
+    }
 }

@@ -15,6 +15,7 @@ const AGENT_KEYS: &[&str] = &[
     "approvalGates",
     "session",
     "auditLevel",
+    "sensitiveArgs",
 ];
 const CONSTRAINT_KEYS: &[&str] = &["maxPerSession", "requiresFields", "params", "when", "description"];
 const GATE_KEYS: &[&str] = &["required", "when", "approver", "maxAmount", "amountField", "description"];
@@ -80,6 +81,7 @@ fn decode_agent(decoder: &mut Decoder<'_>, name: Spanned<String>, node: &Node) -
         .collect();
     let session = fields.get("session").and_then(|n| decode_session(decoder, n));
     let audit_level = fields.get("auditLevel").and_then(|n| decode_audit_level(decoder, n));
+    let sensitive_args = strings(decoder, "sensitiveArgs");
     Some(AgentDecl {
         name,
         description,
@@ -90,6 +92,7 @@ fn decode_agent(decoder: &mut Decoder<'_>, name: Spanned<String>, node: &Node) -
         approval_gates,
         session,
         audit_level,
+        sensitive_args,
     })
 }
 

@@ -115,13 +115,16 @@ fn object(value: Value) -> Map<String, Value> {
 /// The record of a decision, with as much of the request as its audit
 /// level asks for: `full` keeps arguments, principal and context;
 /// `metadata` keeps the argument names and the principal; `none` neither.
+/// Values the policy marks sensitive (`sensitiveArgs`) are recorded as
+/// `"[redacted]"`.
 pub fn decision_record(
     id: &Value,
     request: &Request,
     decision: &Decision<'_>,
-    policy: &str,
+    engine: &crate::engine::Engine,
     latency_us: f64,
 ) -> Map<String, Value> {
+    let policy = engine.policy_hash();
     let mut record = object(json!({
         "time": now(),
         "kind": "decision",
@@ -139,7 +142,7 @@ pub fn decision_record(
     }));
     match decision.audit {
         AuditLevel::Full => {
-            record.insert("args".into(), Value::Object(request.args.clone()));
+            record.insert("args".into(), Value::Object(engine.redacted_args(&request.agent, &request.args)));
             record.insert("principal".into(), request.principal.clone().unwrap_or(Value::Null));
             record.insert("context".into(), request.context.clone().unwrap_or(Value::Null));
         }

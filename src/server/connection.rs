@@ -226,13 +226,9 @@ fn decide(
             wire::write_decision(out, id, &decision, engine.policy_hash());
             if shared.audit.is_some() {
                 let latency_us = start.elapsed().as_secs_f64() * 1e6;
-                batch.records.push(super::audit::decision_record(
-                    id,
-                    request,
-                    &decision,
-                    engine.policy_hash(),
-                    latency_us,
-                ));
+                batch
+                    .records
+                    .push(super::audit::decision_record(id, request, &decision, &engine, latency_us));
             }
             decision.outcome
         }))

@@ -805,3 +805,27 @@ fn reported_outcomes_trip_the_error_and_cost_limits_and_kill_the_session() {
     assert_eq!(kinds.get("incident"), Some(&2), "{kinds:?}");
     assert!(kinds.get("outcome").is_some_and(|n| *n >= 9), "{kinds:?}");
 }
+
+#[test]
+fn sensitive_arguments_are_redacted_in_the_audit_trail() {
+    let policy = "agentPolicies:\n  base:\n    sensitiveArgs: [password]\n  bot:\n    extends: [base]\n    allowedTools: [login]\n    auditLevel: full\n    sensitiveArgs: [card.number]\n";
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let audit = dir.path().join("audit.jsonl");
+    let audit_arg = audit.display().to_string();
+    let server = Server::start_in(dir, socket, &["--audit", &audit_arg]);
+    let args =
+        json!({"user": "ann", "password": "hunter2", "card": {"number": "4111111111111111", "exp": "12/30"}});
+    let answer = server.connect().ask(json!({"agent": "bot", "tool": "login", "args": args}));
+    assert_eq!(answer["decision"], "allow");
+    let record: Value =
+        serde_json::from_str(std::fs::read_to_string(&audit).expect("trail").lines().next().expect("record"))
+            .expect("json");
+    assert_eq!(
+        record["args"],
+        json!({"user": "ann", "password": "[redacted]", "card": {"number": "[redacted]", "exp": "12/30"}})
+    );
+    let text = std::fs::read_to_string(&audit).expect("trail");
+    assert!(!text.contains("hunter2") && !text.contains("4111111111111111"));
+}
