@@ -35,6 +35,7 @@
 //! assert_eq!(engine.decide(&request).outcome, Outcome::Allow);
 //! ```
 
+pub mod approval;
 pub mod ast;
 pub mod audit;
 pub mod check;
