@@ -111,7 +111,8 @@ fn error_line(id: Value, code: WireErrorCode, message: impl Into<String>) -> Lin
 }
 
 /// The fields a decide request may carry.
-const REQUEST_FIELDS: [&str; 7] = ["op", "agent", "tool", "args", "session", "principal", "context"];
+const REQUEST_FIELDS: [&str; 8] =
+    ["op", "agent", "tool", "args", "session", "principal", "context", "approval"];
 
 fn request(mut object: Map<String, Value>) -> Result<Request, WireError> {
     // An unknown field is most likely a typo (`arg` for `args`); ignoring it
@@ -142,7 +143,12 @@ fn request(mut object: Map<String, Value>) -> Result<Request, WireError> {
     };
     let principal = optional_object(&mut object, "principal")?;
     let context = optional_object(&mut object, "context")?;
-    Ok(Request { agent, tool, args, session, principal, context })
+    let approval = match object.remove("approval") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id),
+        Some(_) => return Err(WireError::new(WireErrorCode::InvalidField, "`approval` must be a string")),
+    };
+    Ok(Request { agent, tool, args, session, principal, context, approval })
 }
 
 fn required_string(object: &mut Map<String, Value>, key: &str) -> Result<String, WireError> {
@@ -172,8 +178,19 @@ struct DecisionLine<'a> {
     reason: &'a crate::engine::Reason<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     approver: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<ApprovalRef<'a>>,
     audit: &'static str,
     policy: &'a str,
+}
+
+/// The approval a `require_approval` answer opened.
+#[derive(Serialize)]
+pub struct ApprovalRef<'a> {
+    /// The id to grant and to send back with the call.
+    pub id: &'a str,
+    /// Seconds since the Unix epoch after which it is void.
+    pub expires_at: u64,
 }
 
 fn display<S: serde::Serializer>(
@@ -198,12 +215,24 @@ struct ErrorBody<'a> {
 
 /// Appends the response line for a decision (with its newline) to `out`.
 pub fn write_decision(out: &mut Vec<u8>, id: &Value, decision: &Decision<'_>, policy: &str) {
+    write_decision_with(out, id, decision, policy, None);
+}
+
+/// Appends the response line for a decision that opened an approval.
+pub fn write_decision_with(
+    out: &mut Vec<u8>,
+    id: &Value,
+    decision: &Decision<'_>,
+    policy: &str,
+    approval: Option<ApprovalRef<'_>>,
+) {
     let line = DecisionLine {
         id,
         decision: decision.outcome.as_str(),
         rule: decision.rule,
         reason: &decision.reason,
         approver: decision.approver,
+        approval,
         audit: decision.audit.as_str(),
         policy,
     };

@@ -9,27 +9,27 @@ use serde_json::Value;
 use super::{Exit, output};
 
 pub fn kill(socket: &Path, scope: &Value, reason: &str, by: Option<&str>) -> Exit {
-    let mut request = scope.clone();
-    request["op"] = Value::from("kill");
-    request["reason"] = Value::from(reason);
+    let mut line = scope.clone();
+    line["op"] = Value::from("kill");
+    line["reason"] = Value::from(reason);
     if let Some(by) = by {
-        request["by"] = Value::from(by);
+        line["by"] = Value::from(by);
     }
-    exchange(socket, &request)
+    request(socket, &line)
 }
 
 pub fn revive(socket: &Path, scope: &Value) -> Exit {
-    let mut request = scope.clone();
-    request["op"] = Value::from("revive");
-    exchange(socket, &request)
+    let mut line = scope.clone();
+    line["op"] = Value::from("revive");
+    request(socket, &line)
 }
 
 pub fn list(socket: &Path) -> Exit {
-    exchange(socket, &serde_json::json!({"op": "kills"}))
+    request(socket, &serde_json::json!({"op": "kills"}))
 }
 
-/// Sends one request, prints the answer; exit 0 unless it is an error.
-fn exchange(socket: &Path, request: &Value) -> Exit {
+/// Sends one admin request and prints the answer; exit 0 unless it is an error.
+pub fn request(socket: &Path, request: &Value) -> Exit {
     let answer = (|| -> std::io::Result<String> {
         let mut stream = UnixStream::connect(socket)?;
         writeln!(stream, "{request}")?;

@@ -58,6 +58,23 @@ enum Command {
     Revive(ScopeArgs),
     /// List what is killed.
     Kills(AdminSocketArg),
+    /// List the approvals waiting for a decision.
+    Approvals(AdminSocketArg),
+    /// Grant an approval: the gated call it is bound to may then be made once.
+    Approve(DecideArgs),
+    /// Reject an approval.
+    Reject(DecideArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DecideArgs {
+    #[command(flatten)]
+    socket: AdminSocketArg,
+    /// The approval id (from the `require_approval` answer or `toolgate approvals`).
+    approval: String,
+    /// Who you are: must be the gate's `approver` when it names one.
+    #[arg(long = "as")]
+    by: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -186,6 +203,9 @@ struct ServeArgs {
     /// A user id allowed on the admin socket, besides the server's own (and root); repeatable.
     #[arg(long = "admin-uid", requires = "admin_socket")]
     admin_uids: Vec<u32>,
+    /// Seconds an approval stays valid after the `require_approval` answer that opened it.
+    #[arg(long, default_value_t = 900)]
+    approval_ttl: u64,
     /// Append every decision, refused line and reload to this hash-chained audit trail.
     #[arg(long)]
     audit: Option<PathBuf>,
@@ -275,6 +295,7 @@ pub fn run() -> ExitCode {
             state: args.state,
             admin_socket: args.admin_socket,
             admin_uids: args.admin_uids,
+            approval_ttl: std::time::Duration::from_secs(args.approval_ttl.max(1)),
             audit: args.audit.map(|path| serve::AuditArgs {
                 path,
                 rotate_bytes: args.audit_rotate_bytes,
@@ -295,6 +316,17 @@ pub fn run() -> ExitCode {
         ),
         Command::Revive(args) => admin::revive(&args.socket.admin_socket, &scope_json(&args)),
         Command::Kills(args) => admin::list(&args.admin_socket),
+        Command::Approvals(args) => {
+            admin::request(&args.admin_socket, &serde_json::json!({"op": "approvals"}))
+        }
+        Command::Approve(args) => admin::request(
+            &args.socket.admin_socket,
+            &serde_json::json!({"op": "approve", "approval": args.approval, "as": args.by}),
+        ),
+        Command::Reject(args) => admin::request(
+            &args.socket.admin_socket,
+            &serde_json::json!({"op": "reject", "approval": args.approval, "as": args.by}),
+        ),
         Command::Query(args) => {
             return query::run(query::QueryArgs {
                 socket: &args.socket,

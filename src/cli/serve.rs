@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use toolgate::approval::Ledger;
 use toolgate::durable::DurableSessions;
 use toolgate::engine::Engine;
 use toolgate::kill::KillSwitch;
@@ -25,6 +26,7 @@ pub struct ServeArgs {
     pub state: Option<PathBuf>,
     pub admin_socket: Option<PathBuf>,
     pub admin_uids: Vec<u32>,
+    pub approval_ttl: Duration,
 }
 
 pub struct AuditArgs {
@@ -71,8 +73,9 @@ fn start(args: ServeArgs, policy: toolgate::check::CheckedPolicySet) -> Result<(
     admin_uids.push(rustix::process::getuid().as_raw());
     let admin = admin_bound.as_mut().and_then(|b| b.take_listener()).map(|l| (l, admin_uids));
 
-    let (sessions, kills) = open_state(args.state.as_deref())?;
-    let engine = Engine::with_state(policy, sessions, Arc::new(kills));
+    let state = open_state(args.state.as_deref(), args.approval_ttl)?;
+    let engine =
+        Engine::with_ledger(policy, state.sessions, Arc::new(state.kills), Arc::new(state.approvals));
     let audit = match &args.audit {
         Some(audit) => {
             let writer = toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes)
@@ -99,16 +102,31 @@ fn start(args: ServeArgs, policy: toolgate::check::CheckedPolicySet) -> Result<(
     result
 }
 
-/// Session counters and kills: durable in `dir`, or in memory.
-fn open_state(dir: Option<&std::path::Path>) -> Result<(Arc<dyn SessionStore>, KillSwitch), String> {
+/// Session counters, kills and approvals: durable in `dir`, or in memory.
+struct State {
+    sessions: Arc<dyn SessionStore>,
+    kills: KillSwitch,
+    approvals: Ledger,
+}
+
+fn open_state(dir: Option<&std::path::Path>, approval_ttl: Duration) -> Result<State, String> {
     let Some(dir) = dir else {
-        return Ok((Arc::new(toolgate::session::MemorySessions::new()), KillSwitch::in_memory()));
+        return Ok(State {
+            sessions: Arc::new(toolgate::session::MemorySessions::new()),
+            kills: KillSwitch::in_memory(),
+            approvals: Ledger::in_memory(approval_ttl),
+        });
     };
     let failed = |e: String| format!("cannot open the state directory `{}`: {e}", dir.display());
     std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
-    let sessions = DurableSessions::open(&dir.join("state.redb")).map_err(|e| failed(e.to_string()))?;
-    let kills = KillSwitch::persistent(dir.join("kills.json")).map_err(|e| failed(e.to_string()))?;
-    Ok((Arc::new(sessions), kills))
+    Ok(State {
+        sessions: Arc::new(
+            DurableSessions::open(&dir.join("state.redb")).map_err(|e| failed(e.to_string()))?,
+        ),
+        kills: KillSwitch::persistent(dir.join("kills.json")).map_err(|e| failed(e.to_string()))?,
+        approvals: Ledger::persistent(dir.join("approvals.json"), approval_ttl)
+            .map_err(|e| failed(e.to_string()))?,
+    })
 }
 
 async fn serve(

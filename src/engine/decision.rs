@@ -23,6 +23,9 @@ pub struct Request {
     pub principal: Option<Value>,
     /// Anything else the gateway knows (free-form).
     pub context: Option<Value>,
+    /// A granted approval for exactly this call (from an earlier
+    /// `require_approval` answer).
+    pub approval: Option<String>,
 }
 
 /// The three answers.
@@ -130,6 +133,10 @@ pub enum Reason<'e> {
         /// The ceiling.
         max: f64,
     },
+    /// A granted approval satisfied the gate.
+    Approved,
+    /// The request carried an approval that cannot be used for it.
+    ApprovalInvalid(crate::approval::ApprovalError),
     /// An operator (or a tripped limit) killed this call's scope.
     Killed(std::sync::Arc<(crate::kill::KillScope, crate::kill::Kill)>),
 }
@@ -176,6 +183,8 @@ impl fmt::Display for Reason<'_> {
             Reason::Allowed => f.write_str("allowed by policy"),
             Reason::Internal => f.write_str("internal error while deciding; failing closed"),
             Reason::StateUnavailable => f.write_str("session state is unavailable; failing closed"),
+            Reason::Approved => f.write_str("allowed by a granted approval"),
+            Reason::ApprovalInvalid(error) => write!(f, "approval refused: {error}"),
             Reason::ErrorStreak { limit } => write!(f, "{limit} tool calls in a row failed in this session"),
             Reason::CostCeiling { max } => write!(f, "this session's cost reached its ceiling of {max}"),
             Reason::Killed(kill) => {

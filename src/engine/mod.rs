@@ -17,6 +17,7 @@ pub use decision::{Decision, Outcome, Reason, Request};
 
 use std::sync::Arc;
 
+use crate::approval::{Binding, Ledger};
 use crate::ast::AuditLevel;
 use crate::check::{CheckedPolicySet, GateTrigger, RuleId};
 use crate::condition::{Scope, SessionView};
@@ -30,6 +31,10 @@ use crate::table::{AgentTable, DecisionTable, ToolPlan};
 pub const UNKNOWN_AGENT_RULE: &str = "toolgate.unknownAgent";
 /// The rule id of denials of capped agents' requests without a session.
 pub const NO_SESSION_RULE: &str = "toolgate.noSession";
+/// How long an approval stays valid unless the server is told otherwise.
+pub const DEFAULT_APPROVAL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// The rule id of denials of calls carrying an unusable approval.
+pub const APPROVAL_RULE: &str = "toolgate.approval";
 /// The rule id of denials by the kill switch.
 pub const KILL_RULE: &str = "toolgate.killSwitch";
 /// The rule id of denials because session state could not be read or written.
@@ -63,6 +68,7 @@ pub struct Engine {
     table: DecisionTable,
     sessions: Arc<dyn SessionStore>,
     kills: Arc<KillSwitch>,
+    approvals: Arc<Ledger>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -89,7 +95,24 @@ impl Engine {
         sessions: Arc<dyn SessionStore>,
         kills: Arc<KillSwitch>,
     ) -> Engine {
-        Engine { table: DecisionTable::build(policy), sessions, kills }
+        let approvals = Arc::new(Ledger::in_memory(DEFAULT_APPROVAL_TTL));
+        Engine::with_ledger(policy, sessions, kills, approvals)
+    }
+
+    /// An engine with the given counters, kill switch and approval ledger
+    /// (all shared across reloads).
+    pub fn with_ledger(
+        policy: CheckedPolicySet,
+        sessions: Arc<dyn SessionStore>,
+        kills: Arc<KillSwitch>,
+        approvals: Arc<Ledger>,
+    ) -> Engine {
+        Engine { table: DecisionTable::build(policy), sessions, kills, approvals }
+    }
+
+    /// The approval ledger.
+    pub fn approvals(&self) -> &Arc<Ledger> {
+        &self.approvals
     }
 
     /// The kill switch.
@@ -262,6 +285,18 @@ impl<'e> Decider<'e> {
         }
     }
 
+    /// The call as an approval is bound to it.
+    fn binding(&self) -> Binding {
+        let request = self.request;
+        Binding {
+            agent: request.agent.clone(),
+            session: request.session.clone(),
+            tool: request.tool.clone(),
+            args_digest: crate::approval::args_digest(&request.args),
+            policy: self.engine.table.hash().to_owned(),
+        }
+    }
+
     fn state_unavailable(&self) -> Decision<'e> {
         Decision {
             outcome: Outcome::Deny,
@@ -304,6 +339,7 @@ impl<'e> Decider<'e> {
             }
         }
         let mut gate_decision = None;
+        let mut approved = None;
         for &index in gates.iter() {
             let Some(gate) = self.agent.gates.get(index as usize) else {
                 return self.internal();
@@ -322,7 +358,7 @@ impl<'e> Decider<'e> {
                     Some(_) => {}
                 }
             }
-            if gate_decision.is_some() {
+            if gate_decision.is_some() || approved.is_some() {
                 continue;
             }
             let reason = match &gate.trigger {
@@ -335,6 +371,26 @@ impl<'e> Decider<'e> {
                 GateTrigger::Never => None,
             };
             if let Some(reason) = reason {
+                if let Some(id) = &request.approval {
+                    // A granted approval for exactly this call satisfies the
+                    // gate, once; anything else about it denies.
+                    match self.engine.approvals.redeem(id, &self.binding()) {
+                        Ok(()) => {
+                            // Later gates' ceilings are still checked.
+                            approved = Some(gate.rule);
+                            continue;
+                        }
+                        Err(error) => {
+                            return Decision {
+                                outcome: Outcome::Deny,
+                                rule: APPROVAL_RULE,
+                                reason: Reason::ApprovalInvalid(error),
+                                approver: gate.approver.as_deref(),
+                                audit: self.agent.audit,
+                            };
+                        }
+                    }
+                }
                 let mut decision = self.answer(Outcome::RequireApproval, gate.rule, reason);
                 decision.approver = gate.approver.as_deref();
                 gate_decision = Some(decision);
@@ -374,7 +430,10 @@ impl<'e> Decider<'e> {
                 return self.state_unavailable();
             }
         }
-        gate_decision.unwrap_or_else(|| self.answer(Outcome::Allow, allow, Reason::Allowed))
+        gate_decision.unwrap_or_else(|| match approved {
+            Some(gate) => self.answer(Outcome::Allow, gate, Reason::Approved),
+            None => self.answer(Outcome::Allow, allow, Reason::Allowed),
+        })
     }
 
     /// Denies once reported outcomes reached `maxConsecutiveErrors` or

@@ -93,6 +93,25 @@ pub async fn answer(
             record(shared, json!({"kind": "revive", "scope": scope, "by": format!("uid {uid}"), "was_killed": was_killed})).await;
             json!({"ok": true, "scope": scope, "was_killed": was_killed})
         }
+        "approvals" => json!(shared.engine.load().approvals().pending()),
+        "approve" | "reject" => {
+            let id = text(fields, "approval")?
+                .ok_or_else(|| invalid("`approval` (the id) is required"))?
+                .to_owned();
+            let by = text(fields, "as")?
+                .ok_or_else(|| invalid("`as` (the approver's name) is required"))?
+                .to_owned();
+            let grant = op == "approve";
+            let ledger = std::sync::Arc::clone(shared.engine.load().approvals());
+            let (decided_id, decided_by) = (id.clone(), by.clone());
+            let decided = tokio::task::spawn_blocking(move || ledger.decide(&decided_id, &decided_by, grant))
+                .await
+                .map_err(|e| failed(std::io::Error::other(e)))?
+                .map_err(|e| WireError::new(WireErrorCode::InvalidRequest, e.to_string()))?;
+            tracing::warn!(approval = %id, %by, uid, grant, "approval decided");
+            record(shared, json!({"kind": "approval", "approval": id, "granted": grant, "by": format!("{by} (uid {uid})"), "binding": decided.binding})).await;
+            json!({"ok": true, "approval": decided})
+        }
         _ => json!(
             kills
                 .list()

@@ -14,6 +14,7 @@ use tokio::net::UnixStream;
 use tokio::sync::watch;
 
 use super::{PROTOCOL_VERSION, Shared, reload};
+use crate::engine::Outcome;
 use crate::wire::{self, Command, Read, WireError, WireErrorCode, read_line};
 
 /// Flush at least this often while a client keeps pipelining.
@@ -181,7 +182,9 @@ async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mu
                 Ok(answer) => json!({"id": id, "outcome": answer}),
                 Err(error) => return refuse_line(shared, &id, &error, out, batch),
             },
-            "kill" | "revive" | "kills" if matches!(role, Role::Admin { .. }) => {
+            "kill" | "revive" | "kills" | "approvals" | "approve" | "reject"
+                if matches!(role, Role::Admin { .. }) =>
+            {
                 let Role::Admin { uid } = role else { return };
                 match super::admin::answer(shared, &op, &fields, uid).await {
                     Ok(answer) => json!({"id": id, op.as_str(): answer}),
@@ -222,8 +225,14 @@ fn decide(
     let (answered, recorded) = (out.len(), batch.records.len());
     let mut run = || {
         std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let decision = engine.decide(request);
-            wire::write_decision(out, id, &decision, engine.policy_hash());
+            let mut decision = engine.decide(request);
+            let approval = match decision.outcome {
+                Outcome::RequireApproval => open_approval(&engine, request, &mut decision),
+                _ => None,
+            };
+            let reference =
+                approval.as_ref().map(|a| wire::ApprovalRef { id: &a.id, expires_at: a.expires_at });
+            wire::write_decision_with(out, id, &decision, engine.policy_hash(), reference);
             if shared.audit.is_some() {
                 let latency_us = start.elapsed().as_secs_f64() * 1e6;
                 batch
@@ -251,6 +260,32 @@ fn decide(
             tracing::error!(agent = %request.agent, tool = %request.tool, "internal error while deciding; denied");
             let error = WireError::new(WireErrorCode::Unavailable, "internal error while deciding; denied");
             refuse_line(shared, id, &error, out, batch);
+        }
+    }
+}
+
+/// Opens the approval a `require_approval` answer refers to. If the ledger
+/// cannot save it, the answer becomes a deny: an approval nobody can find
+/// again must not be promised.
+fn open_approval(
+    engine: &crate::engine::Engine,
+    request: &crate::engine::Request,
+    decision: &mut crate::engine::Decision<'_>,
+) -> Option<crate::approval::Approval> {
+    let binding = crate::approval::Binding {
+        agent: request.agent.clone(),
+        session: request.session.clone(),
+        tool: request.tool.clone(),
+        args_digest: crate::approval::args_digest(&request.args),
+        policy: engine.policy_hash().to_owned(),
+    };
+    match engine.approvals().open(binding, decision.approver.map(str::to_owned)) {
+        Ok(approval) => Some(approval),
+        Err(error) => {
+            tracing::error!(%error, "cannot open an approval; denying");
+            decision.outcome = Outcome::Deny;
+            decision.reason = crate::engine::Reason::ApprovalInvalid(error);
+            None
         }
     }
 }

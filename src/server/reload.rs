@@ -38,16 +38,17 @@ impl LoadError {
     }
 }
 
-/// Reads and compiles `paths` into an engine sharing `sessions` and `kills`.
+/// Reads and compiles `paths` into an engine sharing the server's state.
 pub fn load(
     paths: &[PathBuf],
     sessions: Arc<dyn SessionStore>,
     kills: Arc<KillSwitch>,
+    approvals: Arc<crate::approval::Ledger>,
 ) -> Result<Engine, LoadError> {
     let sources = crate::files::read_policies(paths).map_err(|e| LoadError::Files(e.to_string()))?;
     let checked = crate::compile(sources);
     match checked.policy {
-        Some(policy) => Ok(Engine::with_state(policy, sessions, kills)),
+        Some(policy) => Ok(Engine::with_ledger(policy, sessions, kills, approvals)),
         None => Err(LoadError::Invalid(
             checked
                 .diagnostics
@@ -134,9 +135,10 @@ pub async fn reload(shared: &Arc<Shared>, trigger: Trigger) -> Result<String, Lo
     let _serial = shared.reload_lock.lock().await;
     let paths = shared.config.policies.clone();
     let current = shared.engine.load();
-    let (sessions, kills) = (Arc::clone(current.sessions()), Arc::clone(current.kills()));
+    let (sessions, kills, approvals) =
+        (Arc::clone(current.sessions()), Arc::clone(current.kills()), Arc::clone(current.approvals()));
     drop(current);
-    let result = tokio::task::spawn_blocking(move || load(&paths, sessions, kills))
+    let result = tokio::task::spawn_blocking(move || load(&paths, sessions, kills, approvals))
         .await
         .unwrap_or_else(|e| Err(LoadError::Files(format!("policy compilation failed: {e}"))));
     if let Some(audit) = &shared.audit {

@@ -78,6 +78,7 @@ fn request() -> impl Strategy<Value = Request> {
             session,
             principal: None,
             context,
+            approval: None,
         })
 }
 

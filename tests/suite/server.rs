@@ -829,3 +829,61 @@ fn sensitive_arguments_are_redacted_in_the_audit_trail() {
     let text = std::fs::read_to_string(&audit).expect("trail");
     assert!(!text.contains("hunter2") && !text.contains("4111111111111111"));
 }
+
+const GATED: &str = "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    constraints:\n      pay:\n        maxPerSession: 5\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n";
+
+#[test]
+fn an_approval_allows_exactly_its_call_once() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), GATED).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let admin_socket = dir.path().join("admin.sock");
+    let admin_arg = admin_socket.display().to_string();
+    let server = Server::start_in(dir, socket, &["--admin-socket", &admin_arg, "--approval-ttl", "2"]);
+    let mut gateway = server.connect();
+    let pay = |args: Value, approval: Option<&str>| json!({"agent": "bot", "tool": "pay", "session": "s", "args": args, "approval": approval});
+    let approve = |id: &str, name: &str| admin(&["approve", id, "--as", name], &admin_socket);
+
+    let asked = gateway.ask(pay(json!({"amount": 10, "to": "acme"}), None));
+    assert_eq!(asked["decision"], "require_approval");
+    let id = asked["approval"]["id"].as_str().expect("approval id").to_owned();
+    let (_, pending) = admin(&["approvals"], &admin_socket);
+    assert_eq!(pending["approvals"][0]["id"], id.as_str(), "{pending}");
+    // Not before it is granted, not by the wrong person, not from the agent's socket.
+    assert_eq!(gateway.ask(pay(json!({"amount": 10, "to": "acme"}), Some(&id)))["rule"], "toolgate.approval");
+    assert_eq!(approve(&id, "mallory").0, Some(1));
+    assert_eq!(
+        gateway.ask(json!({"op": "approve", "approval": id, "as": "finance"}))["error"]["code"],
+        "unknown_op"
+    );
+    assert_eq!(approve(&id, "finance").0, Some(0));
+    // Only for the same arguments, agent and session...
+    let swapped = gateway.ask(pay(json!({"amount": 10000, "to": "acme"}), Some(&id)));
+    assert!(swapped["reason"].as_str().is_some_and(|r| r.contains("arguments")), "{swapped}");
+    let other_session = gateway.ask(json!({"agent": "bot", "tool": "pay", "session": "t", "args": {"amount": 10, "to": "acme"}, "approval": id}));
+    assert!(other_session["reason"].as_str().is_some_and(|r| r.contains("session")), "{other_session}");
+    // ...then exactly once (argument order does not matter).
+    let allowed = gateway.ask(pay(json!({"to": "acme", "amount": 10}), Some(&id)));
+    assert_eq!(
+        (allowed["decision"].as_str(), allowed["rule"].as_str()),
+        (Some("allow"), Some("bot.approvalGates.pay")),
+        "{allowed}"
+    );
+    let replay = gateway.ask(pay(json!({"amount": 10, "to": "acme"}), Some(&id)));
+    assert!(replay["reason"].as_str().is_some_and(|r| r.contains("already used")), "{replay}");
+    // Rejected approvals, and expired ones, allow nothing.
+    let rejected =
+        gateway.ask(pay(json!({"amount": 20}), None))["approval"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(admin(&["reject", &rejected, "--as", "finance"], &admin_socket).0, Some(0));
+    assert!(
+        gateway.ask(pay(json!({"amount": 20}), Some(&rejected)))["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("rejected"))
+    );
+    let expiring =
+        gateway.ask(pay(json!({"amount": 30}), None))["approval"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(approve(&expiring, "finance").0, Some(0));
+    std::thread::sleep(Duration::from_millis(3100));
+    let expired = gateway.ask(pay(json!({"amount": 30}), Some(&expiring)));
+    assert!(expired["reason"].as_str().is_some_and(|r| r.contains("expired")), "{expired}");
+}
