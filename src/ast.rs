@@ -94,6 +94,8 @@ pub struct ConstraintDecl {
     pub tool: Spanned<String>,
     /// `maxPerSession`.
     pub max_per_session: Option<Spanned<u64>>,
+    /// `rateLimit`, as written (`100/min`).
+    pub rate_limit: Option<Spanned<String>>,
     /// `requiresFields`.
     pub requires_fields: Vec<Spanned<String>>,
     /// `params.<arg>`.

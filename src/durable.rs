@@ -14,9 +14,11 @@ use std::sync::{Mutex, PoisonError};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::session::{Admission, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore};
+use crate::session::{Admission, Bucket, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore};
 
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// Rate-limit buckets per agent and rule: (millionths of a call left, ms updated).
+const BUCKETS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("buckets");
 
 /// The most admissions committed in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -68,6 +70,7 @@ impl DurableSessions {
             // Create the table up front, so readers never meet a missing one.
             let txn = db.begin_write()?;
             txn.open_table(COUNTERS)?;
+            txn.open_table(BUCKETS)?;
             txn.commit()?;
         }
         let (queue, receiver) = mpsc::channel::<Request>();
@@ -141,6 +144,8 @@ fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Answer>, redb::E
     let mut answers = Vec::with_capacity(batch.len());
     {
         let mut table = txn.open_table(COUNTERS)?;
+        let mut buckets = txn.open_table(BUCKETS)?;
+        let now = crate::session::now_ms();
         for request in batch {
             let key = |counter| counter_key(&request.session, &request.agent, counter);
             let read = |table: &redb::Table<&str, u64>, k: &str| -> Result<u64, redb::Error> {
@@ -149,8 +154,23 @@ fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Answer>, redb::E
             match &request.change {
                 Change::Admit { tool, caps, .. } => {
                     let mut refused = None;
+                    let mut taken = Vec::new();
                     for (index, cap) in caps.iter().enumerate() {
-                        if read(&table, &key(Counter::Cap(&cap.counter)))? >= cap.limit {
+                        let room = match cap.window_ms {
+                            None => read(&table, &key(Counter::Cap(&cap.counter)))? < cap.limit,
+                            Some(_) => {
+                                let bucket_key =
+                                    format!("{}:{}|{}", request.agent.len(), request.agent, cap.counter);
+                                let stored = buckets.get(bucket_key.as_str())?.map(|v| {
+                                    let (tokens, updated_ms) = v.value();
+                                    Bucket { tokens, updated_ms }
+                                });
+                                let bucket = Bucket::refilled(stored, cap, now);
+                                taken.push((bucket_key, bucket));
+                                bucket.has_room()
+                            }
+                        };
+                        if !room {
                             refused = Some(index);
                             break;
                         }
@@ -159,9 +179,15 @@ fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Answer>, redb::E
                         answers.push(Answer::Admission(Admission::Refused(index)));
                         continue;
                     }
-                    let counters = [key(Counter::Total), key(Counter::Tool(tool))]
-                        .into_iter()
-                        .chain(caps.iter().map(|cap| key(Counter::Cap(&cap.counter))));
+                    for (bucket_key, bucket) in taken {
+                        let taken = bucket.take();
+                        buckets.insert(bucket_key.as_str(), (taken.tokens, taken.updated_ms))?;
+                    }
+                    let counters = [key(Counter::Total), key(Counter::Tool(tool))].into_iter().chain(
+                        caps.iter()
+                            .filter(|cap| cap.window_ms.is_none())
+                            .map(|cap| key(Counter::Cap(&cap.counter))),
+                    );
                     for counter in counters {
                         let count = read(&table, &counter)?;
                         table.insert(counter.as_str(), count.saturating_add(1))?;
@@ -241,7 +267,7 @@ mod tests {
                     let store = store.clone();
                     std::thread::spawn(move || {
                         let key = SessionKey { agent: "a", session: "s" };
-                        let caps = [Cap { counter: "a.t.max".into(), limit: 100 }];
+                        let caps = [Cap::count("a.t.max", 100)];
                         (0..50).filter(|_| store.admit(key, "t", &caps) == Admission::Admitted).count()
                     })
                 })
@@ -253,10 +279,7 @@ mod tests {
         let key = SessionKey { agent: "a", session: "s" };
         assert_eq!(store.count(key, Counter::Cap("a.t.max")), Some(100));
         assert_eq!(store.count(key, Counter::Total), Some(100));
-        assert_eq!(
-            store.admit(key, "t", &[Cap { counter: "a.t.max".into(), limit: 100 }]),
-            Admission::Refused(0)
-        );
+        assert_eq!(store.admit(key, "t", &[Cap::count("a.t.max", 100)]), Admission::Refused(0));
         // Crafted names cannot reach another session's counters.
         let crafted = SessionKey { agent: "a", session: "s|1:a" };
         assert_eq!(store.count(crafted, Counter::Total), Some(0));

@@ -59,6 +59,60 @@ pub struct Cap {
     pub counter: Box<str>,
     /// The most calls allowed.
     pub limit: u64,
+    /// For a rate limit: the window in milliseconds. The cap then counts
+    /// per agent, across sessions, as a token bucket holding `limit` calls
+    /// and refilling `limit` per window; without a window it counts calls
+    /// per session.
+    pub window_ms: Option<u64>,
+}
+
+impl Cap {
+    /// A per-session count cap.
+    pub fn count(counter: impl Into<Box<str>>, limit: u64) -> Cap {
+        Cap { counter: counter.into(), limit, window_ms: None }
+    }
+}
+
+/// A token bucket, in millionths of a call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// Millionths of a call left.
+    pub tokens: u64,
+    /// When `tokens` was last brought up to date (ms since the Unix epoch).
+    pub updated_ms: u64,
+}
+
+impl Bucket {
+    /// The bucket of a cap, refilled up to `now_ms`; a new bucket is full.
+    pub fn refilled(stored: Option<Bucket>, cap: &Cap, now_ms: u64) -> Bucket {
+        let capacity = cap.limit.saturating_mul(1_000_000);
+        let Some(bucket) = stored else { return Bucket { tokens: capacity, updated_ms: now_ms } };
+        let window = cap.window_ms.unwrap_or(1).max(1);
+        let elapsed = now_ms.saturating_sub(bucket.updated_ms);
+        let refill = u64::try_from(u128::from(elapsed) * u128::from(capacity) / u128::from(window))
+            .unwrap_or(u64::MAX);
+        Bucket {
+            tokens: bucket.tokens.saturating_add(refill).min(capacity),
+            updated_ms: now_ms.max(bucket.updated_ms),
+        }
+    }
+
+    /// Whether one call fits.
+    pub fn has_room(&self) -> bool {
+        self.tokens >= 1_000_000
+    }
+
+    /// Takes one call.
+    pub fn take(self) -> Bucket {
+        Bucket { tokens: self.tokens.saturating_sub(1_000_000), ..self }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The outcome of [`SessionStore::admit`].
@@ -106,9 +160,14 @@ pub trait SessionStore: Send + Sync {
 pub struct MemorySessions {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
+    /// Rate-limit buckets per (agent, counter); locked after a shard, never before.
+    buckets: Mutex<Buckets>,
 }
 
 type Shard = HashMap<Box<str>, HashMap<Box<str>, Counters>>;
+
+/// Rate-limit buckets, keyed by (agent, the rate limit's rule id).
+type Buckets = HashMap<(Box<str>, Box<str>), Bucket>;
 
 #[derive(Default)]
 struct Counters {
@@ -147,6 +206,7 @@ impl Default for MemorySessions {
         MemorySessions {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
             hasher: RandomState::new(),
+            buckets: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -193,14 +253,30 @@ impl SessionStore for MemorySessions {
             Some(counters) => counters,
             None => agents.entry(key.agent.into()).or_default(),
         };
-        if let Some(index) = caps.iter().position(|cap| counters.get(Counter::Cap(&cap.counter)) >= cap.limit)
-        {
-            return Admission::Refused(index);
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = now_ms();
+        let mut taken = Vec::new();
+        for (index, cap) in caps.iter().enumerate() {
+            let room = match cap.window_ms {
+                None => counters.get(Counter::Cap(&cap.counter)) < cap.limit,
+                Some(_) => {
+                    let stored = buckets.get(&(Box::from(key.agent), cap.counter.clone())).copied();
+                    let bucket = Bucket::refilled(stored, cap, now);
+                    taken.push((cap.counter.clone(), bucket));
+                    bucket.has_room()
+                }
+            };
+            if !room {
+                return Admission::Refused(index);
+            }
         }
         counters.total = counters.total.saturating_add(1);
         bump(&mut counters.tools, tool);
-        for cap in caps {
+        for cap in caps.iter().filter(|c| c.window_ms.is_none()) {
             bump(&mut counters.caps, &cap.counter);
+        }
+        for (counter, bucket) in taken {
+            buckets.insert((key.agent.into(), counter), bucket.take());
         }
         Admission::Admitted
     }
@@ -214,10 +290,7 @@ mod tests {
     fn admit_counts_only_when_every_cap_has_room() {
         let store = MemorySessions::new();
         let key = SessionKey { agent: "a", session: "s" };
-        let caps = [
-            Cap { counter: "a.tool.max".into(), limit: 2 },
-            Cap { counter: "a.session.max".into(), limit: 10 },
-        ];
+        let caps = [Cap::count("a.tool.max", 2), Cap::count("a.session.max", 10)];
         assert_eq!(store.admit(key, "t", &caps), Admission::Admitted);
         assert_eq!(store.admit(key, "t", &caps), Admission::Admitted);
         assert_eq!(store.admit(key, "t", &caps), Admission::Refused(0));
@@ -236,7 +309,7 @@ mod tests {
                 let store = store.clone();
                 std::thread::spawn(move || {
                     let key = SessionKey { agent: "a", session: "s" };
-                    let caps = [Cap { counter: "c".into(), limit: 500 }];
+                    let caps = [Cap::count("c", 500)];
                     (0..1000).filter(|_| store.admit(key, "t", &caps) == Admission::Admitted).count()
                 })
             })

@@ -150,10 +150,8 @@ impl DecisionTable {
 impl AgentTable {
     fn build(agent: CheckedAgent, rules: &[RuleInfo]) -> AgentTable {
         let id = |rule: RuleId| rules.get(rule.0 as usize).map_or("", |r| r.id.as_str());
-        let session_cap = agent
-            .session
-            .max_tool_calls
-            .map(|limit| (Cap { counter: id(limit.rule).into(), limit: limit.max }, limit.rule));
+        let session_cap =
+            agent.session.max_tool_calls.map(|limit| (Cap::count(id(limit.rule), limit.max), limit.rule));
         let mut table = AgentTable {
             exact: HashMap::new(),
             deny_globs: index(&agent.deny),
@@ -251,11 +249,14 @@ fn caps_of<'a>(
     session_cap: &Option<(Cap, RuleId)>,
     rules: &[RuleInfo],
 ) -> (Box<[Cap]>, Box<[RuleId]>) {
+    let id = |rule: RuleId| -> Box<str> { rules.get(rule.0 as usize).map_or("", |r| r.id.as_str()).into() };
     constraints
-        .filter_map(|c| c.max_per_session)
-        .map(|limit| {
-            let counter = rules.get(limit.rule.0 as usize).map_or("", |r| r.id.as_str()).into();
-            (Cap { counter, limit: limit.max }, limit.rule)
+        .flat_map(|c| {
+            let count = c.max_per_session.map(|limit| (Cap::count(id(limit.rule), limit.max), limit.rule));
+            let rate = c.rate_limit.map(|(limit, window_ms)| {
+                (Cap { counter: id(limit.rule), limit: limit.max, window_ms: Some(window_ms) }, limit.rule)
+            });
+            count.into_iter().chain(rate)
         })
         .chain(session_cap.clone())
         .unzip::<Cap, RuleId, Vec<Cap>, Vec<RuleId>>()

@@ -143,6 +143,24 @@ fn constraint(
         .max_per_session
         .as_ref()
         .map(|m| Limit { max: m.value, rule: rules.add(format!("{base}.maxPerSession"), m.location) });
+    let rate_limit = decl.rate_limit.as_ref().and_then(|text| match parse_rate(&text.value) {
+        Some((max, window_ms)) => {
+            Some((Limit { max, rule: rules.add(format!("{base}.rateLimit"), text.location) }, window_ms))
+        }
+        None => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    format!("`rateLimit` `{}` is not a rate", text.value),
+                    text.location,
+                )
+                .with_help(
+                    "write a number of calls per second, minute or hour, e.g. `100/min`, `5/s`, `1000/hour`",
+                ),
+            );
+            None
+        }
+    });
     let requires_fields = (!decl.requires_fields.is_empty()).then(|| {
         let location = decl.requires_fields[0].location;
         let fields = decl.requires_fields.iter().map(|f| f.value.clone()).collect();
@@ -166,6 +184,7 @@ fn constraint(
         tool,
         location: decl.tool.location,
         max_per_session,
+        rate_limit,
         requires_fields,
         params,
         when,
@@ -314,4 +333,18 @@ pub fn effective(
         },
         default_deny: rules.add(format!("{}.defaultDeny", decl.name.value), decl.name.location),
     }
+}
+
+/// `N/unit` → (N, the unit in milliseconds), for units s, sec, second,
+/// min, minute, h, hour (plurals too); N must be at least 1.
+fn parse_rate(text: &str) -> Option<(u64, u64)> {
+    let (count, unit) = text.split_once('/')?;
+    let count: u64 = count.trim().parse().ok().filter(|n| *n > 0)?;
+    let window_ms = match unit.trim().trim_end_matches('s') {
+        "" | "sec" | "second" => 1_000,
+        "min" | "minute" => 60_000,
+        "h" | "hour" => 3_600_000,
+        _ => return None,
+    };
+    Some((count, window_ms))
 }

@@ -96,6 +96,8 @@ pub(crate) struct CheckedConstraint {
     /// Where the constraint's tool key is written.
     pub location: Location,
     pub max_per_session: Option<Limit<u64>>,
+    /// `rateLimit`: at most `max` calls per `window_ms`, per agent.
+    pub rate_limit: Option<(Limit<u64>, u64)>,
     pub requires_fields: Option<(Vec<String>, RuleId)>,
     pub params: Vec<ParamRule>,
     pub when: Option<(Condition, RuleId)>,

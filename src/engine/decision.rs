@@ -92,10 +92,12 @@ pub enum Reason<'e> {
     ConditionFalse,
     /// A `when` condition could not be evaluated; the constraint fails.
     ConditionFailed(EvalError),
-    /// A per-tool or per-session cap is reached.
+    /// A per-tool or per-session cap, or a rate limit, is reached.
     CapReached {
         /// The cap.
         limit: u64,
+        /// The window of a rate limit, in milliseconds.
+        window_ms: Option<u64>,
     },
     /// The agent has caps but the request names no session.
     NoSession,
@@ -158,7 +160,16 @@ impl fmt::Display for Reason<'_> {
             Reason::ConditionFailed(e) => {
                 write!(f, "`when` condition could not be evaluated ({}); failing closed", e.describe())
             }
-            Reason::CapReached { limit } => write!(f, "limit of {limit} calls per session reached"),
+            Reason::CapReached { limit, window_ms: None } => {
+                write!(f, "limit of {limit} calls per session reached")
+            }
+            Reason::CapReached { limit, window_ms: Some(window) } => {
+                write!(
+                    f,
+                    "rate limit of {limit} calls per {} reached for this agent",
+                    describe_window(*window)
+                )
+            }
             Reason::NoSession => {
                 f.write_str("request names no session, but this agent has per-session limits")
             }
@@ -199,5 +210,14 @@ impl fmt::Display for Reason<'_> {
                 write!(f, "{scope} killed by {} at {}: {}", kill.by, kill.at, kill.reason)
             }
         }
+    }
+}
+
+fn describe_window(window_ms: u64) -> String {
+    match window_ms {
+        1_000 => String::from("second"),
+        60_000 => String::from("minute"),
+        3_600_000 => String::from("hour"),
+        ms => format!("{ms} ms"),
     }
 }

@@ -400,6 +400,10 @@ impl<'e> Decider<'e> {
             return denial;
         }
         if !caps.is_empty() {
+            // Rate limits count per agent; only per-session caps need a session.
+            let per_agent_only = caps.iter().all(|cap| cap.window_ms.is_some());
+            let key =
+                key.or_else(|| per_agent_only.then_some(SessionKey { agent: &request.agent, session: "" }));
             let Some(key) = key else {
                 return Decision {
                     outcome: Outcome::Deny,
@@ -419,7 +423,8 @@ impl<'e> Decider<'e> {
                     let (Some(cap), Some(rule)) = (caps.get(index), cap_rules.get(index)) else {
                         return self.internal();
                     };
-                    return self.deny(*rule, Reason::CapReached { limit: cap.limit });
+                    return self
+                        .deny(*rule, Reason::CapReached { limit: cap.limit, window_ms: cap.window_ms });
                 }
                 Admission::Unavailable => return self.state_unavailable(),
             }

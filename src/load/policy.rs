@@ -17,7 +17,8 @@ const AGENT_KEYS: &[&str] = &[
     "auditLevel",
     "sensitiveArgs",
 ];
-const CONSTRAINT_KEYS: &[&str] = &["maxPerSession", "requiresFields", "params", "when", "description"];
+const CONSTRAINT_KEYS: &[&str] =
+    &["maxPerSession", "rateLimit", "requiresFields", "params", "when", "description"];
 const GATE_KEYS: &[&str] = &["required", "when", "approver", "maxAmount", "amountField", "description"];
 const SESSION_KEYS: &[&str] = &["maxToolCalls", "maxCost", "maxConsecutiveErrors"];
 const PARAM_KEYS: &[&str] = &[
@@ -104,6 +105,7 @@ fn decode_constraint(
     let what = format!("the constraint on `{}`", tool.value);
     let fields = decoder.fields(node, &what, CONSTRAINT_KEYS)?;
     let max_per_session = fields.get("maxPerSession").and_then(|n| decoder.count(n, "`maxPerSession`"));
+    let rate_limit = fields.get("rateLimit").and_then(|n| decoder.string(n, "`rateLimit`"));
     let requires_fields =
         fields.get("requiresFields").map(|n| decoder.string_list(n, "`requiresFields`")).unwrap_or_default();
     let params = fields
@@ -120,7 +122,7 @@ fn decode_constraint(
     if let Some(description) = fields.get("description") {
         decoder.string(description, "`description`");
     }
-    Some(ConstraintDecl { tool, max_per_session, requires_fields, params, when })
+    Some(ConstraintDecl { tool, max_per_session, rate_limit, requires_fields, params, when })
 }
 
 fn decode_gate(decoder: &mut Decoder<'_>, tool: Spanned<String>, node: &Node) -> Option<GateDecl> {

@@ -256,3 +256,47 @@ fn engines_are_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Engine>();
 }
+
+const RATED: &str = r#"
+agentPolicies:
+  bot:
+    allowedTools: [search, fetch]
+    constraints:
+      search:
+        rateLimit: 3/min
+      fetch:
+        rateLimit: "2/s"
+"#;
+
+#[test]
+fn rate_limits_count_per_agent_across_sessions_and_refill() {
+    let engine = engine(RATED);
+    let search =
+        |session: Option<&str>| request(json!({"agent": "bot", "tool": "search", "session": session}));
+    let outcomes: Vec<Outcome> =
+        [Some("a"), Some("b"), None, Some("c")].iter().map(|s| engine.decide(&search(*s)).outcome).collect();
+    assert_eq!(outcomes, [Outcome::Allow, Outcome::Allow, Outcome::Allow, Outcome::Deny]);
+    let denied = search(Some("d"));
+    let decision = engine.decide(&denied);
+    assert_eq!(decision.rule, "bot.constraints.search.rateLimit");
+    assert_eq!(decision.reason.to_string(), "rate limit of 3 calls per minute reached for this agent");
+    let fetch = request(json!({"agent": "bot", "tool": "fetch"}));
+    assert_eq!(engine.decide(&fetch).outcome, Outcome::Allow);
+    assert_eq!(engine.decide(&fetch).outcome, Outcome::Allow);
+    assert_eq!(engine.decide(&fetch).outcome, Outcome::Deny);
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert_eq!(engine.decide(&fetch).outcome, Outcome::Allow, "a token refills in 500 ms");
+}
+
+#[test]
+fn a_rate_that_is_not_a_rate_is_an_error() {
+    for bad in ["fast", "0/min", "10/week", "-1/s"] {
+        let policy = format!(
+            "agentPolicies:\n  bot:\n    allowedTools: [t]\n    constraints:\n      t:\n        rateLimit: \"{bad}\"\n"
+        );
+        let checked =
+            toolgate::compile(vec![PolicySource { name: "p.yaml".into(), bytes: policy.into_bytes() }]);
+        let codes: Vec<&str> = checked.diagnostics.as_slice().iter().map(|d| d.code.as_str()).collect();
+        assert_eq!(codes, ["TG013"], "{bad}");
+    }
+}

@@ -241,14 +241,22 @@ fn hostile_clients_do_not_wedge_the_server() {
 }
 
 /// Waits until the server has `n` connections open besides the asking one.
+/// While the server is full, a probe is refused and closed; that is retried.
 fn wait_until_open(server: &Server, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let status = server.connect().ask(json!({"op": "status"}));
-        if status["status"]["metrics"]["connections"]["open"].as_u64() == Some(n + 1) {
+        let open = (|| -> Option<u64> {
+            let mut stream = UnixStream::connect(&server.socket).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            stream.write_all(b"{\"op\": \"status\"}\n").ok()?;
+            let mut line = String::new();
+            BufReader::new(stream).read_line(&mut line).ok()?;
+            serde_json::from_str::<Value>(&line).ok()?["status"]["metrics"]["connections"]["open"].as_u64()
+        })();
+        if open == Some(n + 1) {
             return;
         }
-        assert!(Instant::now() < deadline, "connections did not close: {status}");
+        assert!(Instant::now() < deadline, "connections did not close: {open:?} open");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -886,4 +894,23 @@ fn an_approval_allows_exactly_its_call_once() {
     std::thread::sleep(Duration::from_millis(3100));
     let expired = gateway.ask(pay(json!({"amount": 30}), Some(&expiring)));
     assert!(expired["reason"].as_str().is_some_and(|r| r.contains("expired")), "{expired}");
+}
+
+#[test]
+fn a_durable_rate_limit_survives_kill_9() {
+    let policy = "agentPolicies:\n  bot:\n    allowedTools: [t]\n    constraints:\n      t:\n        rateLimit: 3/hour\n";
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let state = dir.path().join("state").display().to_string();
+    let mut server = Server::start_in(dir, socket.clone(), &["--state", &state]);
+    let call = |session: &str| json!({"agent": "bot", "tool": "t", "session": session});
+    let decisions: Vec<Value> =
+        ["a", "b", "c", "d"].iter().map(|s| server.connect().ask(call(s))["decision"].clone()).collect();
+    assert_eq!(decisions, ["allow", "allow", "allow", "deny"]);
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let dir = std::mem::replace(&mut server.dir, TempDir::new());
+    drop(std::mem::replace(&mut server, Server::start_in(dir, socket, &["--state", &state])));
+    assert_eq!(server.connect().ask(call("e"))["rule"], "bot.constraints.t.rateLimit");
 }
