@@ -203,6 +203,10 @@ struct ServeArgs {
     /// A user id allowed on the admin socket, besides the server's own (and root); repeatable.
     #[arg(long = "admin-uid", requires = "admin_socket")]
     admin_uids: Vec<u32>,
+    /// A group id whose members may use the admin socket (widen the socket's mode to
+    /// let them connect, e.g. with a group-owned directory); repeatable.
+    #[arg(long = "admin-gid", requires = "admin_socket")]
+    admin_gids: Vec<u32>,
     /// Seconds an approval stays valid after the `require_approval` answer that opened it.
     #[arg(long, default_value_t = 900)]
     approval_ttl: u64,
@@ -295,6 +299,7 @@ pub fn run() -> ExitCode {
             state: args.state,
             admin_socket: args.admin_socket,
             admin_uids: args.admin_uids,
+            admin_gids: args.admin_gids,
             approval_ttl: std::time::Duration::from_secs(args.approval_ttl.max(1)),
             audit: args.audit.map(|path| serve::AuditArgs {
                 path,

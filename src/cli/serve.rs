@@ -26,6 +26,7 @@ pub struct ServeArgs {
     pub state: Option<PathBuf>,
     pub admin_socket: Option<PathBuf>,
     pub admin_uids: Vec<u32>,
+    pub admin_gids: Vec<u32>,
     pub approval_ttl: Duration,
 }
 
@@ -71,7 +72,8 @@ fn start(args: ServeArgs, policy: toolgate::check::CheckedPolicySet) -> Result<(
     let listener = bound.take_listener().ok_or("the socket was already taken")?;
     let mut admin_uids = args.admin_uids.clone();
     admin_uids.push(rustix::process::getuid().as_raw());
-    let admin = admin_bound.as_mut().and_then(|b| b.take_listener()).map(|l| (l, admin_uids));
+    let allowed = server::AdminPeers { uids: admin_uids, gids: args.admin_gids.clone() };
+    let admin = admin_bound.as_mut().and_then(|b| b.take_listener()).map(|l| (l, allowed));
 
     let state = open_state(args.state.as_deref(), args.approval_ttl)?;
     let engine =
@@ -131,7 +133,7 @@ fn open_state(dir: Option<&std::path::Path>, approval_ttl: Duration) -> Result<S
 
 async fn serve(
     listener: std::os::unix::net::UnixListener,
-    admin: Option<(std::os::unix::net::UnixListener, Vec<u32>)>,
+    admin: Option<(std::os::unix::net::UnixListener, server::AdminPeers)>,
     shared: Arc<Shared>,
     watch: bool,
     path: PathBuf,
@@ -140,9 +142,9 @@ async fn serve(
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
     let admin = match admin {
-        Some((listener, uids)) => {
+        Some((listener, peers)) => {
             listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-            Some((tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?, uids))
+            Some((tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?, peers))
         }
         None => None,
     };

@@ -23,6 +23,23 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::engine::Engine;
 
+/// Who may use the admin socket, by the credentials the kernel reports for
+/// a connection (`SO_PEERCRED`). Root is always allowed.
+#[derive(Clone, Debug, Default)]
+pub struct AdminPeers {
+    /// Allowed user ids.
+    pub uids: Vec<u32>,
+    /// Allowed primary group ids.
+    pub gids: Vec<u32>,
+}
+
+impl AdminPeers {
+    /// Whether a peer with these ids may use the admin socket.
+    pub fn allows(&self, uid: u32, gid: u32) -> bool {
+        uid == 0 || self.uids.contains(&uid) || self.gids.contains(&gid)
+    }
+}
+
 /// The protocol version reported by `health` and `status`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -98,13 +115,13 @@ impl Shared {
 /// and returns once they are closed (or the drain timeout passes).
 pub async fn run(
     listener: UnixListener,
-    admin: Option<(UnixListener, Vec<u32>)>,
+    admin: Option<(UnixListener, AdminPeers)>,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (admin_listener, admin_uids) = match admin {
-        Some((listener, uids)) => (Some(listener), uids),
-        None => (None, Vec::new()),
+    let (admin_listener, admin_peers) = match admin {
+        Some((listener, peers)) => (Some(listener), peers),
+        None => (None, AdminPeers::default()),
     };
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let (stop, stopped) = watch::channel(false);
@@ -121,8 +138,9 @@ pub async fn run(
                         continue;
                     }
                 };
-                let uid = stream.peer_cred().map(|c| c.uid()).ok();
-                match uid.filter(|uid| admin_uids.contains(uid) || *uid == 0) {
+                let peer = stream.peer_cred().ok();
+                let uid = peer.map(|c| c.uid());
+                match uid.filter(|_| peer.is_some_and(|p| admin_peers.allows(p.uid(), p.gid()))) {
                     Some(uid) => {
                         let shared = Arc::clone(&shared);
                         let stopped = stopped.clone();
@@ -185,5 +203,20 @@ async fn accept_admin(listener: Option<&UnixListener>) -> std::io::Result<tokio:
     match listener {
         Some(listener) => listener.accept().await.map(|(stream, _)| stream),
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdminPeers;
+
+    #[test]
+    fn admin_peers_are_root_listed_users_and_listed_groups() {
+        let peers = AdminPeers { uids: vec![1000], gids: vec![50] };
+        assert!(peers.allows(0, 0));
+        assert!(peers.allows(1000, 1000));
+        assert!(peers.allows(1001, 50));
+        assert!(!peers.allows(1001, 1001));
+        assert!(!AdminPeers::default().allows(1000, 1000));
     }
 }
