@@ -183,12 +183,7 @@ impl Ledger {
 
     /// A ledger saved in `file` (loaded if it exists).
     pub fn persistent(file: PathBuf, ttl: Duration) -> std::io::Result<Ledger> {
-        let approvals: Vec<Approval> = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(error) => return Err(error),
-        };
+        let approvals: Vec<Approval> = crate::atomic_file::read_json(&file)?.unwrap_or_default();
         let approvals = approvals.into_iter().map(|a| (a.id.clone(), a)).collect();
         Ok(Ledger { approvals: Mutex::new(approvals), file: Some(file), ttl })
     }
@@ -302,17 +297,8 @@ impl Ledger {
 }
 
 fn save(file: &std::path::Path, approvals: &[&Approval]) -> std::io::Result<()> {
-    use std::io::Write;
     let bytes = serde_json::to_vec(approvals).map_err(std::io::Error::other)?;
-    let temporary = file.with_extension("tmp");
-    let mut out = std::fs::File::create(&temporary)?;
-    out.write_all(&bytes)?;
-    out.sync_all()?;
-    std::fs::rename(&temporary, file)?;
-    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::atomic_file::replace(file, &bytes)
 }
 
 #[cfg(test)]

@@ -79,12 +79,7 @@ impl KillSwitch {
 
     /// A kill switch persisted in `file` (loaded if it exists).
     pub fn persistent(file: PathBuf) -> std::io::Result<KillSwitch> {
-        let set = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => KillSet::default(),
-            Err(error) => return Err(error),
-        };
+        let set: KillSet = crate::atomic_file::read_json(&file)?.unwrap_or_default();
         Ok(KillSwitch {
             set: ArcSwap::from_pointee(set),
             file: Some(file),
@@ -158,17 +153,8 @@ impl KillSwitch {
 
 /// Writes the set to `file` atomically and durably.
 fn persist(file: &std::path::Path, set: &KillSet) -> std::io::Result<()> {
-    use std::io::Write;
     let bytes = serde_json::to_vec_pretty(set).map_err(std::io::Error::other)?;
-    let temporary = file.with_extension("tmp");
-    let mut out = std::fs::File::create(&temporary)?;
-    out.write_all(&bytes)?;
-    out.sync_all()?;
-    std::fs::rename(&temporary, file)?;
-    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::atomic_file::replace(file, &bytes)
 }
 
 /// Counts kills by scope kind, for `status`.

@@ -37,6 +37,7 @@
 
 pub mod approval;
 pub mod ast;
+pub mod atomic_file;
 pub mod audit;
 pub mod check;
 pub mod condition;
