@@ -10,5 +10,6 @@ mod engine;
 mod policies;
 mod properties;
 mod regression;
+mod schema;
 mod server;
 mod util;
