@@ -54,6 +54,29 @@ fn is_policy_file(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) && !is_test_file(path)
 }
 
+/// Reads every test file (`*.test.yaml`, `*.test.yml`) named by `paths` or
+/// found below the directories among them, in a stable order.
+pub fn read_tests(paths: &[PathBuf]) -> Result<Vec<PolicySource>, FilesError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let error = |kind| FilesError { path: path.clone(), kind };
+        let metadata = std::fs::metadata(path).map_err(|e| error(FilesErrorKind::Io(e)))?;
+        if metadata.is_dir() {
+            walk_matching(path, 0, &mut files, &is_test_file)?;
+        } else if is_test_file(path) {
+            files.push(path.clone());
+        }
+    }
+    files
+        .into_iter()
+        .map(|path| {
+            let bytes = read_bounded(&path)
+                .map_err(|e| FilesError { path: path.clone(), kind: FilesErrorKind::Io(e) })?;
+            Ok(PolicySource { name: path.display().to_string(), bytes })
+        })
+        .collect()
+}
+
 /// Reads every policy file named by `paths`, in a stable order.
 pub fn read_policies(paths: &[PathBuf]) -> Result<Vec<PolicySource>, FilesError> {
     let mut files = Vec::new();
@@ -62,7 +85,7 @@ pub fn read_policies(paths: &[PathBuf]) -> Result<Vec<PolicySource>, FilesError>
         let metadata = std::fs::metadata(path).map_err(|e| error(FilesErrorKind::Io(e)))?;
         if metadata.is_dir() {
             let before = files.len();
-            walk(path, 0, &mut files)?;
+            walk_matching(path, 0, &mut files, &is_policy_file)?;
             if files.len() == before {
                 return Err(error(FilesErrorKind::NoPolicies));
             }
@@ -94,7 +117,12 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), FilesError> {
+fn walk_matching(
+    dir: &Path,
+    depth: usize,
+    out: &mut Vec<PathBuf>,
+    wanted: &dyn Fn(&Path) -> bool,
+) -> Result<(), FilesError> {
     if depth > MAX_DIRECTORY_DEPTH {
         return Ok(());
     }
@@ -109,8 +137,8 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), FilesErr
         }
         let file_type = entry.file_type().map_err(error)?;
         if file_type.is_dir() {
-            walk(&path, depth + 1, out)?;
-        } else if is_policy_file(&path) {
+            walk_matching(&path, depth + 1, out, wanted)?;
+        } else if wanted(&path) {
             out.push(path);
         }
     }

@@ -52,6 +52,7 @@ pub mod server;
 pub mod session;
 pub mod source;
 pub mod table;
+pub mod testing;
 pub mod wire;
 pub mod yaml;
 

@@ -17,7 +17,7 @@ use crate::pattern::ToolPattern;
 use crate::session::Cap;
 
 /// An immutable, compiled policy set.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct DecisionTable {
     pub(crate) agents: HashMap<Box<str>, AgentTable>,
     pub(crate) rules: Vec<RuleInfo>,
@@ -25,7 +25,7 @@ pub struct DecisionTable {
 }
 
 /// One agent's part of the table.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct AgentTable {
     pub exact: HashMap<Box<str>, ToolPlan>,
     pub deny_globs: GlobIndex,
@@ -75,7 +75,7 @@ pub(crate) enum ToolPlan {
 }
 
 /// Globs with, for each, the index of what it belongs to.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct GlobIndex {
     set: GlobSet,
     targets: Vec<u32>,

@@ -8,6 +8,7 @@ mod eval;
 mod output;
 mod query;
 mod serve;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ enum Command {
     Check(CheckArgs),
     /// Decide JSON Lines requests from stdin, one JSON response per line on stdout.
     Eval(EvalArgs),
+    /// Run policy tests (*.test.yaml) and report rule coverage; exit 3 if any fail.
+    Test(TestArgs),
     /// Serve decisions on a Unix socket, reloading the policy when it changes.
     Serve(ServeArgs),
     /// Ask a running server; exit 0 if allowed, 1 if denied, 3 if approval is required.
@@ -151,6 +154,19 @@ struct CheckArgs {
     /// Fail (exit 1) on warnings too.
     #[arg(long)]
     deny_warnings: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct TestArgs {
+    /// Policy files or directories; test files (*.test.yaml) are found in them too.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: test::TestFormat,
+    /// Fail (exit 3) if fewer than this percentage of the policy's rules decided a case.
+    #[arg(long)]
+    min_coverage: Option<f64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -282,6 +298,7 @@ pub fn run() -> ExitCode {
     let exit = match cli.command {
         Command::Check(args) => check::run(&args.paths, args.format, args.deny_warnings),
         Command::Eval(args) => eval::run(&args.policies, args.max_line_bytes),
+        Command::Test(args) => return test::run(&args.paths, args.format, args.min_coverage),
         Command::Serve(args) => serve::run(serve::ServeArgs {
             config: toolgate::server::Config {
                 policies: args.policies,

@@ -115,6 +115,17 @@ impl Engine {
         &self.approvals
     }
 
+    /// The same policy with empty, in-memory state (counters, kills,
+    /// approvals): for running test cases independently.
+    pub fn with_fresh_state(&self) -> Engine {
+        Engine {
+            table: self.table.clone(),
+            sessions: Arc::new(MemorySessions::new()),
+            kills: Arc::new(KillSwitch::in_memory()),
+            approvals: Arc::new(Ledger::in_memory(DEFAULT_APPROVAL_TTL)),
+        }
+    }
+
     /// The kill switch.
     pub fn kills(&self) -> &Arc<KillSwitch> {
         &self.kills

@@ -182,3 +182,49 @@ fn an_oversized_policy_file_is_refused_without_reading_it_whole() {
     let found: Vec<Value> = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(found[0]["code"], "TG004");
 }
+
+#[test]
+fn test_runs_cases_reports_coverage_and_fails_distinctly() {
+    let failing = "cases:\n  - name: search is allowed\n    request: {agent: bot, tool: search}\n    expect: allow\n  - name: fetch <is> \"denied\" & logged\n    request: {agent: bot, tool: fetch}\n    expect: deny\n";
+    let dir = scratch(&[("p.yaml", GOOD), ("p.test.yaml", failing)]);
+    let run = |args: &[&str]| toolgate(dir.path()).args(args).output().expect("runs");
+
+    let human = run(&["test", "."]);
+    assert_eq!(human.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("FAIL ./p.test.yaml: fetch <is> \"denied\" & logged"), "{text}");
+    assert!(text.contains("expected `deny`, got `allow`"), "{text}");
+    assert!(text.contains("cases: 1 passed, 1 failed"), "{text}");
+    assert!(text.contains("rule coverage: 2 of 3 rules (66.7%)"), "{text}");
+    assert!(text.contains("  bot.defaultDeny"), "{text}");
+
+    let json: Value = serde_json::from_slice(&run(&["test", "--format", "json", "."]).stdout).expect("JSON");
+    assert_eq!(json["cases"].as_array().map(Vec::len), Some(2));
+    assert_eq!(json["uncovered"], serde_json::json!(["bot.defaultDeny"]));
+
+    let junit = String::from_utf8_lossy(&run(&["test", "--format", "junit", "."]).stdout).into_owned();
+    assert!(junit.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"toolgate\" tests=\"2\" failures=\"1\">"));
+    assert_eq!(junit.matches("<testcase ").count(), 2);
+    assert!(junit.contains("name=\"fetch &lt;is&gt; &quot;denied&quot; &amp; logged\""), "{junit}");
+    assert_eq!(junit.matches("<failure ").count(), 1);
+    assert!(junit.trim_end().ends_with("</testsuites>"));
+
+    let passing = scratch(&[
+        ("p.yaml", GOOD),
+        ("p.test.yaml", "cases:\n  - name: ok\n    request: {agent: bot, tool: search}\n    expect: allow\n"),
+    ]);
+    let code = |args: &[&str]| toolgate(passing.path()).args(args).output().expect("runs").status.code();
+    assert_eq!(code(&["test", "."]), Some(0));
+    assert_eq!(code(&["test", "--min-coverage", "100", "."]), Some(3));
+    assert_eq!(code(&["test", "--min-coverage", "30", "."]), Some(0));
+    let broken = scratch(&[("p.yaml", BROKEN), ("p.test.yaml", "cases: []\n")]);
+    assert_eq!(toolgate(broken.path()).args(["test", "."]).output().expect("runs").status.code(), Some(1));
+    let no_tests = scratch(&[("p.yaml", GOOD)]);
+    assert_eq!(toolgate(no_tests.path()).args(["test", "."]).output().expect("runs").status.code(), Some(2));
+}
+
+#[test]
+fn the_example_policies_pass_their_tests_through_toolgate_test() {
+    let output = toolgate(&root()).args(["test", "policies/"]).output().expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+}
