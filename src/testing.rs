@@ -4,7 +4,9 @@
 //! ```yaml
 //! cases:
 //!   - name: a refund needs a supervisor
-//!     before: [ {agent: refundAgent, tool: getOrder, session: s1} ]   # optional, not checked
+//!     before:                                   # optional, decided first, not checked
+//!       - {agent: refundAgent, tool: getOrder, session: s1}
+//!       - {repeat: 3, request: {agent: refundAgent, tool: getOrder, session: s1}}
 //!     request: {agent: refundAgent, tool: issueRefund, session: s1, args: {amount: 10}}
 //!     expect: require_approval        # allow | deny | require_approval
 //!     rule: refundAgent.approvalGates.issueRefund   # optional
@@ -68,9 +70,10 @@ pub struct CaseResult {
 pub struct Report {
     /// Every case, in order.
     pub cases: Vec<CaseResult>,
-    /// Rule ids that decided at least one request.
+    /// Rule ids that at least one request exercised (decided by it, or
+    /// passed the allow entry).
     pub covered: Vec<String>,
-    /// Rule ids of the policy that decided nothing.
+    /// Rule ids of the policy no request exercised.
     pub uncovered: Vec<String>,
 }
 
@@ -95,16 +98,36 @@ fn request(value: &Value) -> Result<Request, String> {
     }
 }
 
+/// The most times a `before` entry may repeat its request.
+const MAX_REPEAT: u64 = 100_000;
+
+/// Decides a request and returns the rules it exercised: the allow entry it
+/// passed (if any) and the rule that decided it.
+fn exercised_rules(engine: &Engine, request: &Request) -> Vec<String> {
+    let mut rules: Vec<String> =
+        engine.allow_rule(&request.agent, &request.tool).map(str::to_owned).into_iter().collect();
+    rules.push(engine.decide(request).rule.to_owned());
+    rules
+}
+
 /// Runs every case of `files` (name, parsed file) against `engine`.
 pub fn run(engine: &Engine, files: &[(String, TestFile)]) -> Report {
-    let mut decided: BTreeSet<String> = BTreeSet::new();
+    let mut exercised: BTreeSet<String> = BTreeSet::new();
     let mut cases = Vec::new();
     for (file, tests) in files {
         for case in &tests.cases {
             let fresh = engine.with_fresh_state();
             for before in &case.before {
+                // `{repeat: N, request: {...}}` decides the request N times.
+                let (times, before) =
+                    match (before.get("repeat").and_then(Value::as_u64), before.get("request")) {
+                        (Some(times), Some(inner)) => (times.min(MAX_REPEAT), inner),
+                        _ => (1, before),
+                    };
                 if let Ok(request) = request(before) {
-                    decided.insert(fresh.decide(&request).rule.to_owned());
+                    for _ in 0..times {
+                        exercised.extend(exercised_rules(&fresh, &request));
+                    }
                 }
             }
             let result = match request(&case.request) {
@@ -117,8 +140,11 @@ pub fn run(engine: &Engine, files: &[(String, TestFile)]) -> Report {
                     failure: Some(format!("the request is invalid: {message}")),
                 },
                 Ok(request) => {
+                    if let Some(allow) = fresh.allow_rule(&request.agent, &request.tool) {
+                        exercised.insert(allow.to_owned());
+                    }
                     let decision = fresh.decide(&request);
-                    decided.insert(decision.rule.to_owned());
+                    exercised.insert(decision.rule.to_owned());
                     let mut failures = Vec::new();
                     if decision.outcome.as_str() != case.expect {
                         failures.push(format!(
@@ -153,7 +179,7 @@ pub fn run(engine: &Engine, files: &[(String, TestFile)]) -> Report {
         }
     }
     let all: BTreeSet<String> = engine.table().rules().iter().map(|r| r.id.clone()).collect();
-    let covered = all.iter().filter(|r| decided.contains(*r)).cloned().collect();
-    let uncovered = all.iter().filter(|r| !decided.contains(*r)).cloned().collect();
+    let covered = all.iter().filter(|r| exercised.contains(*r)).cloned().collect();
+    let uncovered = all.iter().filter(|r| !exercised.contains(*r)).cloned().collect();
     Report { cases, covered, uncovered }
 }

@@ -115,6 +115,17 @@ impl Engine {
         &self.approvals
     }
 
+    /// The `allowedTools` entry through which a call of `tool` by `agent`
+    /// passes, if any (before constraints and gates): what a test exercised
+    /// even when a gate decided.
+    pub fn allow_rule(&self, agent: &str, tool: &str) -> Option<&str> {
+        let table = self.table.agents.get(agent)?;
+        match &*table.plan(tool, &self.table.rules) {
+            ToolPlan::Allowed { allow, .. } => Some(self.table.rule_id(*allow)),
+            _ => None,
+        }
+    }
+
     /// The same policy with empty, in-memory state (counters, kills,
     /// approvals): for running test cases independently.
     pub fn with_fresh_state(&self) -> Engine {
