@@ -225,6 +225,7 @@ fn test_runs_cases_reports_coverage_and_fails_distinctly() {
 
 #[test]
 fn the_example_policies_pass_their_tests_with_full_rule_coverage() {
-    let output = toolgate(&root()).args(["test", "--min-coverage", "100", "policies/"]).output().expect("runs");
+    let output =
+        toolgate(&root()).args(["test", "--min-coverage", "100", "policies/"]).output().expect("runs");
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
 }
