@@ -57,39 +57,46 @@ fn is_policy_file(path: &Path) -> bool {
 /// Reads every test file (`*.test.yaml`, `*.test.yml`) named by `paths` or
 /// found below the directories among them, in a stable order.
 pub fn read_tests(paths: &[PathBuf]) -> Result<Vec<PolicySource>, FilesError> {
-    let mut files = Vec::new();
-    for path in paths {
-        let error = |kind| FilesError { path: path.clone(), kind };
-        let metadata = std::fs::metadata(path).map_err(|e| error(FilesErrorKind::Io(e)))?;
-        if metadata.is_dir() {
-            walk_matching(path, 0, &mut files, &is_test_file)?;
-        } else if is_test_file(path) {
-            files.push(path.clone());
-        }
-    }
-    files
-        .into_iter()
-        .map(|path| {
-            let bytes = read_bounded(&path)
-                .map_err(|e| FilesError { path: path.clone(), kind: FilesErrorKind::Io(e) })?;
-            Ok(PolicySource { name: path.display().to_string(), bytes })
-        })
-        .collect()
+    read_selected(
+        paths,
+        &is_test_file,
+        Selection { named_files_always: false, empty_directory_is_error: false },
+    )
 }
 
 /// Reads every policy file named by `paths`, in a stable order.
 pub fn read_policies(paths: &[PathBuf]) -> Result<Vec<PolicySource>, FilesError> {
+    read_selected(
+        paths,
+        &is_policy_file,
+        Selection { named_files_always: true, empty_directory_is_error: true },
+    )
+}
+
+/// How [`read_selected`] treats what it is given.
+struct Selection {
+    /// A file named directly is read even if `wanted` would skip it.
+    named_files_always: bool,
+    /// A directory holding no wanted file is an error.
+    empty_directory_is_error: bool,
+}
+
+fn read_selected(
+    paths: &[PathBuf],
+    wanted: &dyn Fn(&Path) -> bool,
+    selection: Selection,
+) -> Result<Vec<PolicySource>, FilesError> {
     let mut files = Vec::new();
     for path in paths {
         let error = |kind| FilesError { path: path.clone(), kind };
         let metadata = std::fs::metadata(path).map_err(|e| error(FilesErrorKind::Io(e)))?;
         if metadata.is_dir() {
             let before = files.len();
-            walk_matching(path, 0, &mut files, &is_policy_file)?;
-            if files.len() == before {
+            walk_matching(path, 0, &mut files, wanted)?;
+            if selection.empty_directory_is_error && files.len() == before {
                 return Err(error(FilesErrorKind::NoPolicies));
             }
-        } else {
+        } else if selection.named_files_always || wanted(path) {
             files.push(path.clone());
         }
     }
