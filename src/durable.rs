@@ -262,18 +262,7 @@ mod tests {
         let path = dir.join("state.redb");
         {
             let store = std::sync::Arc::new(DurableSessions::open(&path).expect("open"));
-            let threads: Vec<_> = (0..8)
-                .map(|_| {
-                    let store = store.clone();
-                    std::thread::spawn(move || {
-                        let key = SessionKey { agent: "a", session: "s" };
-                        let caps = [Cap::count("a.t.max", 100)];
-                        (0..50).filter(|_| store.admit(key, "t", &caps) == Admission::Admitted).count()
-                    })
-                })
-                .collect();
-            let admitted: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
-            assert_eq!(admitted, 100);
+            assert_eq!(crate::session::admitted_concurrently(store, 50, 100), 100);
         }
         let store = DurableSessions::open(&path).expect("reopen");
         let key = SessionKey { agent: "a", session: "s" };

@@ -282,6 +282,28 @@ impl SessionStore for MemorySessions {
     }
 }
 
+/// How many of `8 × per_thread` concurrent admissions under one cap of
+/// `limit` a store admits (the property every store must hold: exactly
+/// `min(limit, attempts)`).
+#[cfg(test)]
+pub(crate) fn admitted_concurrently(
+    store: std::sync::Arc<dyn SessionStore>,
+    per_thread: usize,
+    limit: u64,
+) -> usize {
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                let key = SessionKey { agent: "a", session: "s" };
+                let caps = [Cap::count("a.t.max", limit)];
+                (0..per_thread).filter(|_| store.admit(key, "t", &caps) == Admission::Admitted).count()
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap_or(0)).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,18 +325,6 @@ mod tests {
 
     #[test]
     fn concurrent_admits_never_exceed_the_cap() {
-        let store = std::sync::Arc::new(MemorySessions::new());
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    let key = SessionKey { agent: "a", session: "s" };
-                    let caps = [Cap::count("c", 500)];
-                    (0..1000).filter(|_| store.admit(key, "t", &caps) == Admission::Admitted).count()
-                })
-            })
-            .collect();
-        let admitted: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
-        assert_eq!(admitted, 500);
+        assert_eq!(admitted_concurrently(std::sync::Arc::new(MemorySessions::new()), 1000, 500), 500);
     }
 }
