@@ -63,6 +63,11 @@ impl KillSet {
 #[derive(Debug)]
 pub struct KillSwitch {
     set: ArcSwap<KillSet>,
+    /// Whether the set holds any kill: one relaxed load on every decision
+    /// instead of a snapshot load. Set before a kill is stored, cleared
+    /// after a revival that empties the set, so it never says "none" while
+    /// a kill is in force.
+    any: std::sync::atomic::AtomicBool,
     file: Option<PathBuf>,
     writes: std::sync::Mutex<()>,
 }
@@ -72,6 +77,7 @@ impl KillSwitch {
     pub fn in_memory() -> KillSwitch {
         KillSwitch {
             set: ArcSwap::from_pointee(KillSet::default()),
+            any: std::sync::atomic::AtomicBool::new(false),
             file: None,
             writes: std::sync::Mutex::new(()),
         }
@@ -80,8 +86,10 @@ impl KillSwitch {
     /// A kill switch persisted in `file` (loaded if it exists).
     pub fn persistent(file: PathBuf) -> std::io::Result<KillSwitch> {
         let set: KillSet = crate::atomic_file::read_json(&file)?.unwrap_or_default();
+        let any = std::sync::atomic::AtomicBool::new(!set.kills.is_empty());
         Ok(KillSwitch {
             set: ArcSwap::from_pointee(set),
+            any,
             file: Some(file),
             writes: std::sync::Mutex::new(()),
         })
@@ -96,7 +104,7 @@ impl KillSwitch {
 
     /// Whether anything is killed (a cheap test for the hot path).
     pub fn is_empty(&self) -> bool {
-        self.set.load().kills.is_empty()
+        !self.any.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Kills a scope (replacing an earlier kill of the same scope). Returns
@@ -141,12 +149,19 @@ impl KillSwitch {
         change(&mut next);
         let next = Arc::new(next);
         if !widens {
+            if !next.kills.is_empty() {
+                self.any.store(true, std::sync::atomic::Ordering::Release);
+            }
             self.set.store(Arc::clone(&next));
         }
         if let Some(file) = &self.file {
             persist(file, &next)?;
         }
+        let empty = next.kills.is_empty();
         self.set.store(next);
+        if empty {
+            self.any.store(false, std::sync::atomic::Ordering::Release);
+        }
         Ok(())
     }
 }

@@ -253,13 +253,17 @@ impl SessionStore for MemorySessions {
             Some(counters) => counters,
             None => agents.entry(key.agent.into()).or_default(),
         };
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = now_ms();
+        // The bucket lock is global: take it (and read the clock) only for a
+        // call under a rate limit, not on every admission.
+        let rated = caps.iter().any(|cap| cap.window_ms.is_some());
+        let mut buckets = rated.then(|| self.buckets.lock().unwrap_or_else(PoisonError::into_inner));
+        let now = if rated { now_ms() } else { 0 };
         let mut taken = Vec::new();
         for (index, cap) in caps.iter().enumerate() {
             let room = match cap.window_ms {
                 None => counters.get(Counter::Cap(&cap.counter)) < cap.limit,
                 Some(_) => {
+                    let Some(buckets) = buckets.as_ref() else { return Admission::Unavailable };
                     let stored = buckets.get(&(Box::from(key.agent), cap.counter.clone())).copied();
                     let bucket = Bucket::refilled(stored, cap, now);
                     taken.push((cap.counter.clone(), bucket));
@@ -275,8 +279,10 @@ impl SessionStore for MemorySessions {
         for cap in caps.iter().filter(|c| c.window_ms.is_none()) {
             bump(&mut counters.caps, &cap.counter);
         }
-        for (counter, bucket) in taken {
-            buckets.insert((key.agent.into(), counter), bucket.take());
+        if let Some(buckets) = buckets.as_mut() {
+            for (counter, bucket) in taken {
+                buckets.insert((key.agent.into(), counter), bucket.take());
+            }
         }
         Admission::Admitted
     }
