@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+/// The most approvals kept at once (pending, granted, or finished within the
+/// last hour): a client cannot make the ledger grow without bound.
+pub const MAX_APPROVALS: usize = 100_000;
+
 /// What an approval allows: one call, exactly as it was asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
@@ -89,6 +93,8 @@ pub enum ApprovalError {
     Mismatch(&'static str),
     /// The ledger could not be saved.
     Storage(String),
+    /// Too many approvals are open; the call is denied until some finish.
+    TooMany,
 }
 
 impl std::fmt::Display for ApprovalError {
@@ -103,6 +109,9 @@ impl std::fmt::Display for ApprovalError {
             }
             ApprovalError::Mismatch(what) => write!(f, "the call differs from the approved one ({what})"),
             ApprovalError::Storage(error) => write!(f, "the approvals cannot be saved: {error}"),
+            ApprovalError::TooMany => {
+                write!(f, "more than {MAX_APPROVALS} approvals are open; denied until some finish")
+            }
         }
     }
 }
@@ -171,6 +180,8 @@ fn new_id() -> String {
 #[derive(Debug)]
 pub struct Ledger {
     approvals: Mutex<HashMap<String, Approval>>,
+    /// When finished approvals are next forgotten (seconds since the epoch).
+    next_prune: std::sync::atomic::AtomicU64,
     file: Option<PathBuf>,
     ttl: Duration,
 }
@@ -178,14 +189,14 @@ pub struct Ledger {
 impl Ledger {
     /// A ledger kept in memory; approvals expire after `ttl`.
     pub fn in_memory(ttl: Duration) -> Ledger {
-        Ledger { approvals: Mutex::new(HashMap::new()), file: None, ttl }
+        Ledger { approvals: Mutex::new(HashMap::new()), next_prune: 0.into(), file: None, ttl }
     }
 
     /// A ledger saved in `file` (loaded if it exists).
     pub fn persistent(file: PathBuf, ttl: Duration) -> std::io::Result<Ledger> {
         let approvals: Vec<Approval> = crate::atomic_file::read_json(&file)?.unwrap_or_default();
         let approvals = approvals.into_iter().map(|a| (a.id.clone(), a)).collect();
-        Ok(Ledger { approvals: Mutex::new(approvals), file: Some(file), ttl })
+        Ok(Ledger { approvals: Mutex::new(approvals), next_prune: 0.into(), file: Some(file), ttl })
     }
 
     /// Opens a pending approval for a gated call; returns it.
@@ -198,6 +209,9 @@ impl Ledger {
             state: State::Pending,
         };
         self.change(|approvals| {
+            if approvals.len() >= MAX_APPROVALS {
+                return Err(ApprovalError::TooMany);
+            }
             approvals.insert(approval.id.clone(), approval.clone());
             Ok(())
         })?;
@@ -283,8 +297,14 @@ impl Ledger {
         let mut approvals = self.approvals.lock().unwrap_or_else(PoisonError::into_inner);
         let before = self.file.as_ref().map(|_| approvals.clone());
         let result = f(&mut approvals)?;
-        let horizon = now().saturating_sub(3600);
-        approvals.retain(|_, a| a.expires_at > horizon);
+        // Forgetting scans every approval: at most once a minute, not on
+        // every change (which made opening approvals quadratic).
+        let now = now();
+        if now >= self.next_prune.load(std::sync::atomic::Ordering::Relaxed) {
+            let horizon = now.saturating_sub(3600);
+            approvals.retain(|_, a| a.expires_at > horizon);
+            self.next_prune.store(now + 60, std::sync::atomic::Ordering::Relaxed);
+        }
         if let (Some(file), Some(before)) = (&self.file, before) {
             let list: Vec<&Approval> = approvals.values().collect();
             if let Err(error) = save(file, &list) {
