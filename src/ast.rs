@@ -36,6 +36,39 @@ pub struct PolicyFile {
     pub source: SourceId,
     /// Its agents, in source order.
     pub agents: Vec<AgentDecl>,
+    /// `catalogs`: the MCP tool catalogs the policy is checked against.
+    pub catalogs: Vec<CatalogDecl>,
+    /// `lintIgnore`: lint rules silenced for the whole file.
+    pub lint_ignore: Vec<Spanned<String>>,
+}
+
+/// `catalogs[i]`: one MCP `tools/list` result the policy names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CatalogDecl {
+    /// `file`: the JSON file, relative to the policy file.
+    pub file: Spanned<String>,
+    /// `server`: the prefix of the catalog's tools in policies (`github`
+    /// makes `create_issue` into `github/create_issue`).
+    pub server: Option<Spanned<String>>,
+}
+
+/// `validateArgs`: whether calls are checked against the tool's `inputSchema`.
+/// Ordered from loosest to strictest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub enum ArgValidation {
+    /// No schema validation (the default).
+    #[default]
+    Off,
+    /// Arguments must satisfy the tool's `inputSchema`.
+    Schema,
+    /// As `Schema`, and no argument the schema does not name.
+    Strict,
+}
+
+impl ArgValidation {
+    /// Every mode with its keyword.
+    pub const ALL: [(&'static str, ArgValidation); 3] =
+        [("off", ArgValidation::Off), ("schema", ArgValidation::Schema), ("strict", ArgValidation::Strict)];
 }
 
 /// `agentPolicies.<name>`: the policy of one agent.
@@ -61,6 +94,10 @@ pub struct AgentDecl {
     pub audit_level: Option<Spanned<AuditLevel>>,
     /// `sensitiveArgs`: argument names or dotted paths redacted in the audit trail.
     pub sensitive_args: Vec<Spanned<String>>,
+    /// `validateArgs`: schema validation of every allowed call's arguments.
+    pub validate_args: Option<Spanned<ArgValidation>>,
+    /// `lintIgnore`: lint rules silenced for this agent.
+    pub lint_ignore: Vec<Spanned<String>>,
 }
 
 /// How much of a call the audit trail records.
@@ -102,6 +139,8 @@ pub struct ConstraintDecl {
     pub params: Vec<ParamDecl>,
     /// `when`.
     pub when: Option<ConditionText>,
+    /// `validateArgs`: overrides the agent's setting for these tools.
+    pub validate_args: Option<Spanned<ArgValidation>>,
 }
 
 /// `params.<arg>`: JSON Schema keywords for one argument.

@@ -151,3 +151,29 @@ fn walk_matching(
     }
     Ok(())
 }
+
+/// The largest catalog file read.
+const MAX_CATALOG_BYTES: u64 = 64 << 20;
+
+/// Reads tool catalogs from disk, relative to the directory of the policy
+/// file that names them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CatalogFiles;
+
+impl crate::catalog::CatalogReader for CatalogFiles {
+    fn read(&self, policy: &str, file: &str) -> Result<Vec<u8>, String> {
+        use std::io::Read;
+        let path = Path::new(policy).parent().unwrap_or(Path::new("")).join(file);
+        let opened =
+            std::fs::File::open(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let mut bytes = Vec::new();
+        opened
+            .take(MAX_CATALOG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        if bytes.len() as u64 > MAX_CATALOG_BYTES {
+            return Err(format!("`{}` is larger than {} MiB", path.display(), MAX_CATALOG_BYTES >> 20));
+        }
+        Ok(bytes)
+    }
+}

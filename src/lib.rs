@@ -39,6 +39,7 @@ pub mod approval;
 pub mod ast;
 pub mod atomic_file;
 pub mod audit;
+pub mod catalog;
 pub mod check;
 pub mod condition;
 pub mod diagnostic;
@@ -56,7 +57,17 @@ pub mod testing;
 pub mod wire;
 pub mod yaml;
 
-/// Loads and checks policy sources: the whole compiler front end.
+/// Loads and checks policy sources: the whole compiler front end. A policy
+/// that names tool catalogs fails to compile here; use [`compile_with`].
 pub fn compile(sources: Vec<load::PolicySource>) -> check::Checked {
-    check::check(load::load(sources))
+    compile_with(sources, &catalog::NoCatalogs)
+}
+
+/// Loads and checks policy sources, reading the tool catalogs they name
+/// with `catalogs` (e.g. [`files::CatalogFiles`]).
+pub fn compile_with(
+    sources: Vec<load::PolicySource>,
+    catalogs: &dyn catalog::CatalogReader,
+) -> check::Checked {
+    check::check(load::load(sources), catalogs)
 }

@@ -18,6 +18,14 @@ pub enum ToolPattern {
         /// Its compiled form.
         matcher: GlobMatcher,
     },
+    /// Catalog tools chosen by their annotations
+    /// (`github/* where readOnlyHint`), resolved when the policy compiled.
+    Selected {
+        /// The selector as written.
+        text: Box<str>,
+        /// The tools it selects, sorted.
+        tools: Box<[Box<str>]>,
+    },
 }
 
 /// Why a pattern does not compile.
@@ -41,17 +49,33 @@ impl ToolPattern {
             .map_err(|e| PatternError(e.kind().to_string()))
     }
 
+    /// A selector's pattern: exactly the given tools.
+    pub fn selected(text: &str, mut tools: Vec<Box<str>>) -> ToolPattern {
+        tools.sort_unstable();
+        tools.dedup();
+        ToolPattern::Selected { text: text.into(), tools: tools.into() }
+    }
+
     /// The pattern as written.
     pub fn text(&self) -> &str {
         match self {
             ToolPattern::Exact(name) => name,
-            ToolPattern::Glob { text, .. } => text,
+            ToolPattern::Glob { text, .. } | ToolPattern::Selected { text, .. } => text,
         }
     }
 
-    /// Whether this is a glob rather than an exact name.
+    /// Whether this is a glob rather than a known set of names.
     pub fn is_glob(&self) -> bool {
         matches!(self, ToolPattern::Glob { .. })
+    }
+
+    /// The names this pattern matches when it is not a glob.
+    pub fn names(&self) -> &[Box<str>] {
+        match self {
+            ToolPattern::Exact(name) => std::slice::from_ref(name),
+            ToolPattern::Glob { .. } => &[],
+            ToolPattern::Selected { tools, .. } => tools,
+        }
     }
 
     /// Whether a tool name matches.
@@ -59,21 +83,25 @@ impl ToolPattern {
         match self {
             ToolPattern::Exact(name) => **name == *tool,
             ToolPattern::Glob { matcher, .. } => matcher.is_match(tool),
+            ToolPattern::Selected { tools, .. } => tools.binary_search_by(|t| (**t).cmp(tool)).is_ok(),
         }
     }
 
     /// Whether every tool `other` matches is matched by `self` too.
     ///
-    /// Exact where `other` is an exact name. Between globs it answers yes
+    /// Exact where `other` is an exact name or a selector. Between globs it answers yes
     /// only when it can prove it: the same glob, or `self` is `<prefix>*`
     /// and `other` is `<prefix>` followed by wildcards that stay within one
     /// name segment (no `/`, `**` or character class, which may match `/`).
     /// Warnings built on it are therefore never false alarms.
     pub fn covers(&self, other: &ToolPattern) -> bool {
         match (self, other) {
-            (ToolPattern::Exact(a), ToolPattern::Exact(b)) => a == b,
-            (ToolPattern::Exact(_), ToolPattern::Glob { .. }) => false,
-            (ToolPattern::Glob { .. }, ToolPattern::Exact(name)) => self.matches(name),
+            (_, ToolPattern::Exact(_) | ToolPattern::Selected { .. }) => {
+                // A selector that selects nothing is covered by nothing:
+                // warnings about it would be vacuous.
+                !other.names().is_empty() && other.names().iter().all(|name| self.matches(name))
+            }
+            (ToolPattern::Exact(_) | ToolPattern::Selected { .. }, ToolPattern::Glob { .. }) => false,
             (ToolPattern::Glob { text: a, .. }, ToolPattern::Glob { text: b, .. }) => {
                 if a == b {
                     return true;

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use globset::{GlobSet, GlobSetBuilder};
 
 use crate::ast::AuditLevel;
+use crate::catalog::Catalogs;
 use crate::check::{
-    CheckedAgent, CheckedConstraint, CheckedGate, CheckedPolicySet, RuleId, RuleInfo, ToolRule,
+    CheckedAgent, CheckedConstraint, CheckedGate, CheckedPolicySet, RuleId, RuleInfo, SchemaCheck, ToolRule,
 };
 use crate::pattern::ToolPattern;
 use crate::session::Cap;
@@ -22,6 +23,9 @@ pub struct DecisionTable {
     pub(crate) agents: HashMap<Box<str>, AgentTable>,
     pub(crate) rules: Vec<RuleInfo>,
     pub(crate) hash: Box<str>,
+    /// The tool catalogs: a name under a catalog's server that the catalog
+    /// does not list is refused.
+    pub(crate) catalogs: Catalogs,
 }
 
 /// One agent's part of the table.
@@ -71,6 +75,8 @@ pub(crate) enum ToolPlan {
         gates: Box<[u32]>,
         caps: Box<[Cap]>,
         cap_rules: Box<[RuleId]>,
+        /// `validateArgs`: the tool's compiled `inputSchema`.
+        schema: Option<SchemaCheck>,
     },
 }
 
@@ -123,12 +129,17 @@ impl DecisionTable {
     /// Lays out a checked policy set for lookup.
     pub fn build(policy: CheckedPolicySet) -> DecisionTable {
         let hash = policy.hash().into();
-        let CheckedPolicySet { agents, rules, .. } = policy;
+        let CheckedPolicySet { agents, rules, catalogs, .. } = policy;
         let agents = agents
             .into_iter()
-            .map(|agent| (agent.name.as_str().into(), AgentTable::build(agent, &rules)))
+            .map(|agent| (agent.name.as_str().into(), AgentTable::build(agent, &rules, &catalogs)))
             .collect();
-        DecisionTable { agents, rules, hash }
+        DecisionTable { agents, rules, hash, catalogs }
+    }
+
+    /// Whether a catalog covers the tool's server but does not list it.
+    pub(crate) fn uncatalogued(&self, tool: &str) -> bool {
+        !self.catalogs.is_empty() && self.catalogs.covers(tool) && self.catalogs.get(tool).is_none()
     }
 
     /// The stable id of a rule.
@@ -148,7 +159,7 @@ impl DecisionTable {
 }
 
 impl AgentTable {
-    fn build(agent: CheckedAgent, rules: &[RuleInfo]) -> AgentTable {
+    fn build(agent: CheckedAgent, rules: &[RuleInfo], catalogs: &Catalogs) -> AgentTable {
         let id = |rule: RuleId| rules.get(rule.0 as usize).map_or("", |r| r.id.as_str());
         let session_cap =
             agent.session.max_tool_calls.map(|limit| (Cap::count(id(limit.rule), limit.max), limit.rule));
@@ -169,19 +180,25 @@ impl AgentTable {
             constraints: Vec::new(),
             gates: Vec::new(),
         };
-        let exact_names: Vec<&str> = agent
+        // Every name the policy writes out, and every catalog tool the
+        // agent's lists match, gets its plan now rather than per call.
+        let named = agent
             .allow
             .iter()
             .chain(&agent.deny)
             .map(|r| &r.pattern)
             .chain(agent.constraints.iter().map(|c| &c.tool))
             .chain(agent.gates.iter().map(|g| &g.tool))
-            .filter(|p| !p.is_glob())
-            .map(ToolPattern::text)
-            .collect();
-        for name in exact_names {
-            let plan = plan_by_scan(&agent, name, &table.session_cap, rules);
-            table.exact.insert(name.into(), plan);
+            .flat_map(|p| p.names().iter().map(|n| &**n));
+        let listed = catalogs
+            .tools()
+            .map(|t| t.name.as_str())
+            .filter(|name| agent.allow.iter().chain(&agent.deny).any(|r| r.pattern.matches(name)));
+        for name in named.chain(listed) {
+            if !table.exact.contains_key(name) {
+                let plan = plan_by_scan(&agent, name, &table.session_cap, rules);
+                table.exact.insert(name.into(), plan);
+            }
         }
         table.constraints = agent.constraints;
         table.gates = agent.gates;
@@ -213,6 +230,7 @@ impl AgentTable {
             gates: gates.into(),
             caps,
             cap_rules,
+            schema: None,
         })
     }
 }
@@ -239,7 +257,8 @@ fn plan_by_scan(
         (0..).zip(&agent.gates).filter(|(_, g)| g.tool.matches(tool)).map(|(i, _)| i).collect();
     let (caps, cap_rules) =
         caps_of(constraints.iter().filter_map(|&i| agent.constraints.get(i as usize)), session_cap, rules);
-    ToolPlan::Allowed { allow: allow.rule, constraints: constraints.into(), gates, caps, cap_rules }
+    let schema = agent.validators.get(tool).cloned();
+    ToolPlan::Allowed { allow: allow.rule, constraints: constraints.into(), gates, caps, cap_rules, schema }
 }
 
 /// The caps a call must fit: each constraint's `maxPerSession`, then

@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 
+use super::catalog;
 use super::*;
-use crate::ast::{AgentDecl, ConstraintDecl, GateDecl, Spanned};
+use crate::ast::{AgentDecl, ArgValidation, ConstraintDecl, GateDecl, Spanned};
+use crate::catalog::Catalogs;
 use crate::condition::{ConditionError, Type, TypeEnv};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::Span;
@@ -38,15 +40,36 @@ pub struct OwnRules {
     pub session: SessionLimits,
     pub audit: Option<AuditLevel>,
     pub sensitive_args: Vec<Vec<String>>,
+    pub validation: Option<(ArgValidation, RuleId)>,
 }
 
-pub fn compile(decl: &AgentDecl, rules: &mut RuleTable, diagnostics: &mut Diagnostics) -> OwnRules {
+/// What compiling a constraint or gate needs to know about its agent.
+struct Context<'a> {
+    agent: &'a str,
+    envs: &'a HashMap<&'a str, TypeEnv>,
+    catalogs: &'a Catalogs,
+}
+
+impl Context<'_> {
+    /// The type environment of conditions on `tool` (the key as written).
+    fn env(&self, key: &str, tool: &ToolPattern) -> TypeEnv {
+        let declared = self.envs.get(key).cloned().unwrap_or_default();
+        catalog::type_env(declared, &catalog::matched(tool, self.catalogs))
+    }
+}
+
+pub fn compile(
+    decl: &AgentDecl,
+    catalogs: &Catalogs,
+    rules: &mut RuleTable,
+    diagnostics: &mut Diagnostics,
+) -> OwnRules {
     let agent = decl.name.value.as_str();
     let tool_rules =
         |list: &[Spanned<String>], key: &str, rules: &mut RuleTable, diagnostics: &mut Diagnostics| {
             list.iter()
                 .filter_map(|entry| {
-                    let pattern = pattern(entry, diagnostics)?;
+                    let pattern = catalog::pattern(entry, catalogs, diagnostics)?;
                     let rule = rules.add(format!("{agent}.{key}.{}", entry.value), entry.location);
                     Some(ToolRule { pattern, rule })
                 })
@@ -55,13 +78,21 @@ pub fn compile(decl: &AgentDecl, rules: &mut RuleTable, diagnostics: &mut Diagno
     let allow = tool_rules(&decl.allowed_tools, "allowedTools", rules, diagnostics);
     let deny = tool_rules(&decl.denied_tools, "deniedTools", rules, diagnostics);
     let arg_types = declared_arg_types(decl);
-    let constraints = decl
-        .constraints
-        .iter()
-        .filter_map(|c| constraint(agent, c, &arg_types, rules, diagnostics))
-        .collect();
-    let gates =
-        decl.approval_gates.iter().filter_map(|g| gate(agent, g, &arg_types, rules, diagnostics)).collect();
+    let context = Context { agent, envs: &arg_types, catalogs };
+    let constraints =
+        decl.constraints.iter().filter_map(|c| constraint(&context, c, rules, diagnostics)).collect();
+    let gates = decl.approval_gates.iter().filter_map(|g| gate(&context, g, rules, diagnostics)).collect();
+    let validation = decl.validate_args.as_ref().map(|mode| {
+        if mode.value != ArgValidation::Off {
+            for entry in decl.allowed_tools.iter().filter(|e| !catalogs.covers(&e.value)) {
+                diagnostics.push(catalog::needs_catalog(
+                    entry,
+                    "`validateArgs` checks arguments against the tool's inputSchema",
+                ));
+            }
+        }
+        (mode.value, rules.add(format!("{agent}.validateArgs"), mode.location))
+    });
     let session = decl.session.as_ref().map_or_else(SessionLimits::default, |s| SessionLimits {
         max_tool_calls: s.max_tool_calls.as_ref().map(|m| Limit {
             max: m.value,
@@ -86,26 +117,7 @@ pub fn compile(decl: &AgentDecl, rules: &mut RuleTable, diagnostics: &mut Diagno
         session,
         audit: decl.audit_level.as_ref().map(|a| a.value),
         sensitive_args,
-    }
-}
-
-fn pattern(entry: &Spanned<String>, diagnostics: &mut Diagnostics) -> Option<ToolPattern> {
-    match ToolPattern::new(&entry.value) {
-        Ok(p) => Some(p),
-        Err(error) => {
-            diagnostics.push(
-                Diagnostic::new(
-                    Code::InvalidGlob,
-                    format!("invalid tool pattern `{}`", entry.value),
-                    entry.location,
-                )
-                .with_label(error.0)
-                .with_help(
-                    "`*` matches any characters but `/`; escape a literal `*`, `?`, `[` or `{` with `\\`",
-                ),
-            );
-            None
-        }
+        validation,
     }
 }
 
@@ -131,14 +143,14 @@ fn declared_arg_types(decl: &AgentDecl) -> HashMap<&str, TypeEnv> {
 }
 
 fn constraint(
-    agent: &str,
+    context: &Context<'_>,
     decl: &ConstraintDecl,
-    envs: &HashMap<&str, TypeEnv>,
     rules: &mut RuleTable,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedConstraint> {
-    let tool = pattern(&decl.tool, diagnostics)?;
-    let base = format!("{agent}.constraints.{}", decl.tool.value);
+    let tool = catalog::pattern(&decl.tool, context.catalogs, diagnostics)?;
+    catalog::check_arguments(decl, &catalog::matched(&tool, context.catalogs), diagnostics);
+    let base = format!("{}.constraints.{}", context.agent, decl.tool.value);
     let max_per_session = decl
         .max_per_session
         .as_ref()
@@ -175,10 +187,19 @@ fn constraint(
             rule: rules.add(format!("{base}.params.{}", p.name.value), p.name.location),
         })
         .collect();
-    let env = envs.get(decl.tool.value.as_str()).cloned().unwrap_or_default();
+    let env = context.env(&decl.tool.value, &tool);
     let when = decl.when.as_ref().and_then(|w| {
         let condition = condition(w, &env, diagnostics)?;
         Some((condition, rules.add(format!("{base}.when"), w.location)))
+    });
+    let validation = decl.validate_args.as_ref().map(|mode| {
+        if mode.value != ArgValidation::Off && catalog::matched(&tool, context.catalogs).is_empty() {
+            diagnostics.push(catalog::needs_catalog(
+                &decl.tool,
+                "`validateArgs` checks arguments against the tool's inputSchema",
+            ));
+        }
+        (mode.value, rules.add(format!("{base}.validateArgs"), mode.location))
     });
     Some(CheckedConstraint {
         tool,
@@ -188,19 +209,19 @@ fn constraint(
         requires_fields,
         params,
         when,
+        validation,
     })
 }
 
 fn gate(
-    agent: &str,
+    context: &Context<'_>,
     decl: &GateDecl,
-    envs: &HashMap<&str, TypeEnv>,
     rules: &mut RuleTable,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedGate> {
-    let tool = pattern(&decl.tool, diagnostics)?;
-    let base = format!("{agent}.approvalGates.{}", decl.tool.value);
-    let env = envs.get(decl.tool.value.as_str()).cloned().unwrap_or_default();
+    let tool = catalog::pattern(&decl.tool, context.catalogs, diagnostics)?;
+    let base = format!("{}.approvalGates.{}", context.agent, decl.tool.value);
+    let env = context.env(&decl.tool.value, &tool);
     let trigger = match (&decl.required, &decl.when) {
         (Some(required), Some(when)) if required.value => {
             diagnostics.push(
@@ -316,6 +337,8 @@ pub fn effective(
         };
     }
     let audit = parts.iter().filter_map(|p| p.audit).max_by_key(|level| *level as u8).unwrap_or_default();
+    // The strictest validation anywhere in the lineage; the nearest on ties.
+    let validation = parts.iter().filter_map(|p| p.validation).rev().max_by_key(|(mode, _)| *mode);
     CheckedAgent {
         name: decl.name.value.clone(),
         allow: collect(|p| &p.allow),
@@ -331,6 +354,8 @@ pub fn effective(
             paths.dedup();
             paths
         },
+        validation,
+        validators: HashMap::new(),
         default_deny: rules.add(format!("{}.defaultDeny", decl.name.value), decl.name.location),
     }
 }

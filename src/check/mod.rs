@@ -6,15 +6,20 @@
 //! if there were no errors, and only this module can build one.
 
 mod agent;
+mod catalog;
 mod inherit;
 mod params;
 mod reach;
 
 pub use params::{ParamCheck, Violation};
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
-use crate::ast::AuditLevel;
+use crate::ast::{ArgValidation, AuditLevel};
+use crate::catalog::{CatalogReader, Catalogs};
 use crate::condition::Condition;
 use crate::diagnostic::Diagnostics;
 use crate::load::Loaded;
@@ -40,6 +45,7 @@ pub struct RuleInfo {
 pub struct CheckedPolicySet {
     pub(crate) agents: Vec<CheckedAgent>,
     pub(crate) rules: Vec<RuleInfo>,
+    pub(crate) catalogs: Catalogs,
     hash: String,
 }
 
@@ -54,10 +60,22 @@ impl CheckedPolicySet {
         &self.rules
     }
 
-    /// `sha256:<hex>` of the policy sources.
+    /// `sha256:<hex>` of the policy sources and the catalogs they name.
     pub fn hash(&self) -> &str {
         &self.hash
     }
+
+    /// The tool catalogs the set was checked against.
+    pub fn catalogs(&self) -> &Catalogs {
+        &self.catalogs
+    }
+}
+
+/// A compiled `inputSchema` and the `validateArgs` rule that asked for it.
+#[derive(Clone, Debug)]
+pub(crate) struct SchemaCheck {
+    pub validator: Arc<jsonschema::Validator>,
+    pub rule: RuleId,
 }
 
 /// One agent's effective policy: its own rules plus everything inherited.
@@ -72,6 +90,10 @@ pub(crate) struct CheckedAgent {
     pub audit: AuditLevel,
     /// Argument paths redacted in the audit trail (own and inherited).
     pub sensitive_args: Vec<Vec<String>>,
+    /// `validateArgs`, the strictest of the lineage.
+    pub validation: Option<(ArgValidation, RuleId)>,
+    /// The schema check of each catalog tool whose calls are validated.
+    pub validators: HashMap<Box<str>, SchemaCheck>,
     pub default_deny: RuleId,
 }
 
@@ -101,6 +123,8 @@ pub(crate) struct CheckedConstraint {
     pub requires_fields: Option<(Vec<String>, RuleId)>,
     pub params: Vec<ParamRule>,
     pub when: Option<(Condition, RuleId)>,
+    /// `validateArgs` for the tools this constraint covers.
+    pub validation: Option<(ArgValidation, RuleId)>,
 }
 
 /// `params.<arg>`.
@@ -157,19 +181,26 @@ pub struct Checked {
     pub policy: Option<CheckedPolicySet>,
 }
 
-/// Checks a loaded policy set.
-pub fn check(loaded: Loaded) -> Checked {
+/// Checks a loaded policy set; `reader` reads the catalogs it names.
+pub fn check(loaded: Loaded, reader: &dyn CatalogReader) -> Checked {
     let Loaded { sources, files, mut diagnostics } = loaded;
+    let (catalogs, catalog_bytes) = catalog::load(&files, &sources, reader, &mut diagnostics);
     let mut rules = agent::RuleTable::default();
     let decls = inherit::unique_agents(&files, &mut diagnostics);
     let own: Vec<agent::OwnRules> =
-        decls.iter().map(|d| agent::compile(d, &mut rules, &mut diagnostics)).collect();
+        decls.iter().map(|d| agent::compile(d, &catalogs, &mut rules, &mut diagnostics)).collect();
     let lineages = inherit::resolve(&decls, &mut diagnostics);
-    let agents: Vec<CheckedAgent> = decls
+    let mut agents: Vec<CheckedAgent> = decls
         .iter()
         .zip(&lineages)
         .map(|(decl, lineage)| agent::effective(decl, lineage, &own, &mut rules))
         .collect();
+    if !diagnostics.has_errors() {
+        let mut compiled = HashMap::new();
+        for agent in &mut agents {
+            agent.validators = catalog::validators(agent, &catalogs, &rules, &mut compiled, &mut diagnostics);
+        }
+    }
     // Reachability is judged on a set without errors only: a broken entry
     // would make other rules look dead.
     if !diagnostics.has_errors() {
@@ -181,18 +212,23 @@ pub fn check(loaded: Loaded) -> Checked {
     let policy = (!diagnostics.has_errors()).then(|| CheckedPolicySet {
         agents,
         rules: rules.into_vec(),
-        hash: hash_sources(&sources),
+        hash: hash_sources(&sources, &catalog_bytes),
+        catalogs,
     });
     Checked { sources, diagnostics, policy }
 }
 
-fn hash_sources(sources: &SourceMap) -> String {
+fn hash_sources(sources: &SourceMap, catalogs: &[Vec<u8>]) -> String {
     let mut hasher = Sha256::new();
     // Contents only, in load order: `policies` and `./policies` are the
     // same policy, and so are the same files moved to another directory.
     for (_, file) in sources.iter() {
         hasher.update((file.text().len() as u64).to_le_bytes());
         hasher.update(file.text().as_bytes());
+    }
+    for bytes in catalogs {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
     }
     let digest = hasher.finalize();
     let mut out = String::with_capacity(7 + 64);

@@ -65,12 +65,16 @@ enum Unreachable<'a> {
 }
 
 fn unreachable<'a>(agent: &'a CheckedAgent, tool: &ToolPattern) -> Option<Unreachable<'a>> {
+    if matches!(tool, ToolPattern::Selected { tools, .. } if tools.is_empty()) {
+        return None; // TG103 already says it selects nothing.
+    }
     if let Some(deny) = agent.deny.iter().find(|d| d.pattern.covers(tool)) {
         return Some(Unreachable::Denied(deny));
     }
     let may_overlap = |allow: &ToolRule| match (&allow.pattern, tool) {
         (ToolPattern::Glob { .. }, ToolPattern::Glob { .. }) => true,
-        (a, t) => a.covers(t) || t.covers(a),
+        (ToolPattern::Glob { .. }, names) => names.names().iter().any(|n| allow.pattern.matches(n)),
+        (names, _) => names.names().iter().any(|n| tool.matches(n)),
     };
     (!agent.allow.iter().any(may_overlap)).then_some(Unreachable::NotAllowed)
 }

@@ -68,8 +68,11 @@ impl Type {
 /// What the checker knows about the names a condition may use.
 #[derive(Clone, Debug, Default)]
 pub struct TypeEnv {
-    /// Declared types of arguments (from `params.<name>.type`).
+    /// Declared types of arguments (from `params.<name>.type` or the tool's
+    /// `inputSchema`).
     pub args: HashMap<String, Type>,
+    /// The only argument names the tool takes, when a catalog says so.
+    pub known_args: Option<Vec<String>>,
 }
 
 const VARIABLES: [&str; 6] = ["args", "agent", "tool", "session", "principal", "context"];
@@ -99,6 +102,28 @@ struct Lowerer<'e> {
 }
 
 impl Lowerer<'_> {
+    /// The type of `args.<name>`; an error if the tool takes no such argument.
+    fn arg_type(&mut self, name: &str, span: crate::source::Span) -> Type {
+        if let Some(known) = &self.env.known_args
+            && !known.iter().any(|k| k == name)
+        {
+            let mut error = ConditionError::new(
+                Code::UnknownArgument,
+                format!("the tool takes no argument `{name}`"),
+                span,
+            )
+            .with_help(format!(
+                "its inputSchema names: {}",
+                known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            ));
+            if let Some(best) = suggest(name, known.iter().map(String::as_str)) {
+                error = error.with_label(format!("did you mean `{best}`?"));
+            }
+            self.errors.push(error);
+        }
+        self.env.args.get(name).copied().unwrap_or(Type::Dyn)
+    }
+
     fn error(&mut self, error: ConditionError) -> (Ir, Type) {
         self.errors.push(error);
         (Ir::Const(Const::Null), Type::Dyn)
@@ -191,7 +216,7 @@ impl Lowerer<'_> {
             },
             (Ir::Path(root, path), _) => {
                 let ty = match (root, path.is_empty()) {
-                    (Root::Args, true) => self.env.args.get(field).copied().unwrap_or(Type::Dyn),
+                    (Root::Args, true) => self.arg_type(field, expr.span),
                     _ => Type::Dyn,
                 };
                 let mut path = path.into_vec();
@@ -210,7 +235,7 @@ impl Lowerer<'_> {
     fn index(&mut self, target: &Expr, index: &Expr) -> (Ir, Type) {
         let (target_ir, target_ty) = self.expr(target);
         if let ExprKind::Str(key) = &index.kind
-            && let Some(member) = self.static_member(&target_ir, target_ty, key)
+            && let Some(member) = self.static_member(&target_ir, key, index.span)
         {
             return member;
         }
@@ -238,16 +263,14 @@ impl Lowerer<'_> {
     }
 
     /// `args["odd-name"]` is the same path as `args.odd-name` would be.
-    fn static_member(&mut self, target: &Ir, ty: Type, key: &str) -> Option<(Ir, Type)> {
+    fn static_member(&mut self, target: &Ir, key: &str, span: crate::source::Span) -> Option<(Ir, Type)> {
         let Ir::Path(root, path) = target else {
             return None;
         };
-        let declared =
-            (*root == Root::Args && path.is_empty()).then(|| self.env.args.get(key).copied()).flatten();
-        let _ = ty;
+        let ty = if *root == Root::Args && path.is_empty() { self.arg_type(key, span) } else { Type::Dyn };
         let mut path = path.to_vec();
         path.push(key.into());
-        Some((Ir::Path(*root, path.into()), declared.unwrap_or(Type::Dyn)))
+        Some((Ir::Path(*root, path.into()), ty))
     }
 
     fn arity(&mut self, name: &str, args: &[Expr], wanted: usize, expr: &Expr) -> bool {
@@ -290,6 +313,9 @@ impl Lowerer<'_> {
                 };
                 match self.expr(target) {
                     (Ir::Path(root, path), _) => {
+                        if root == Root::Args && path.is_empty() {
+                            self.arg_type(field, args[0].span);
+                        }
                         let mut path = path.into_vec();
                         path.push(field.as_str().into());
                         (Ir::Has(root, path.into()), Type::Bool)

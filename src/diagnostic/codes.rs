@@ -93,12 +93,24 @@ codes! {
     UnsatisfiableParams = ("TG040", "unsatisfiable-params", Error),
     /// An approval gate both always applies and has a condition.
     AmbiguousGate = ("TG041", "ambiguous-gate", Error),
+    /// A tool catalog cannot be read or is not a `tools/list` result.
+    CatalogUnreadable = ("TG050", "catalog-unreadable", Error),
+    /// A tool name that its server's catalog does not list.
+    UnknownTool = ("TG051", "unknown-tool", Error),
+    /// An argument the tool's `inputSchema` does not declare.
+    UnknownArgument = ("TG052", "unknown-argument", Error),
+    /// A parameter rule that disagrees with the tool's `inputSchema`.
+    SchemaMismatch = ("TG053", "schema-mismatch", Error),
+    /// A feature that needs a catalog used on tools no catalog describes.
+    NeedsCatalog = ("TG054", "needs-catalog", Error),
     /// A tool is both allowed and denied; the allow never takes effect.
     AllowShadowedByDeny = ("TG100", "allow-shadowed-by-deny", Warning),
     /// A constraint or gate on a tool the agent can never call.
     DeadRule = ("TG101", "dead-rule", Warning),
     /// An approval gate that can never apply.
     InactiveGate = ("TG102", "inactive-gate", Warning),
+    /// A glob or selector that matches no tool of its catalog.
+    MatchesNoTool = ("TG103", "matches-no-tool", Warning),
 }
 
 impl fmt::Display for Code {

@@ -141,6 +141,15 @@ pub enum Reason<'e> {
     ApprovalInvalid(crate::approval::ApprovalError),
     /// An operator (or a tripped limit) killed this call's scope.
     Killed(std::sync::Arc<(crate::kill::KillScope, crate::kill::Kill)>),
+    /// A catalog describes the tool's server but does not list the tool.
+    UnknownTool,
+    /// The arguments break the tool's `inputSchema` (`validateArgs`).
+    SchemaViolation {
+        /// Where in the arguments, as a JSON pointer (empty: the whole object).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl fmt::Display for Reason<'_> {
@@ -192,6 +201,13 @@ impl fmt::Display for Reason<'_> {
                 )
             }
             Reason::Allowed => f.write_str("allowed by policy"),
+            Reason::UnknownTool => f.write_str("the tool is not in its server's catalog"),
+            Reason::SchemaViolation { path, message } if path.is_empty() => {
+                write!(f, "arguments break the tool's inputSchema: {message}")
+            }
+            Reason::SchemaViolation { path, message } => {
+                write!(f, "argument `{path}` breaks the tool's inputSchema: {message}")
+            }
             Reason::Internal => f.write_str("internal error while deciding; failing closed"),
             Reason::StateUnavailable => f.write_str("session state is unavailable; failing closed"),
             Reason::Approved => f.write_str("allowed by a granted approval"),

@@ -41,6 +41,8 @@ pub const KILL_RULE: &str = "toolgate.killSwitch";
 pub const STATE_RULE: &str = "toolgate.stateUnavailable";
 /// The rule id of denials caused by an inconsistent table.
 pub const INTERNAL_RULE: &str = "toolgate.internal";
+/// The rule id of denials of tools their server's catalog does not list.
+pub const UNKNOWN_TOOL_RULE: &str = "toolgate.unknownTool";
 
 /// What recording an outcome did.
 #[derive(Clone, Debug, PartialEq)]
@@ -319,6 +321,16 @@ impl<'e> Decider<'e> {
         }
     }
 
+    /// `validateArgs`: the arguments must satisfy the tool's `inputSchema`.
+    fn check_schema(&self, check: &crate::check::SchemaCheck) -> Option<Decision<'e>> {
+        // The validator takes a JSON value; arguments arrive as a map.
+        let args = serde_json::Value::Object(self.request.args.clone());
+        let error = check.validator.iter_errors(&args).next()?;
+        let reason =
+            Reason::SchemaViolation { path: error.instance_path().to_string(), message: error.to_string() };
+        Some(self.deny(check.rule, reason))
+    }
+
     fn state_unavailable(&self) -> Decision<'e> {
         Decision {
             outcome: Outcome::Deny,
@@ -331,6 +343,17 @@ impl<'e> Decider<'e> {
 
     fn decide(&self) -> Decision<'e> {
         let request = self.request;
+        if !self.agent.exact.contains_key(request.tool.as_str())
+            && self.engine.table.uncatalogued(&request.tool)
+        {
+            return Decision {
+                outcome: Outcome::Deny,
+                rule: UNKNOWN_TOOL_RULE,
+                reason: Reason::UnknownTool,
+                approver: None,
+                audit: self.agent.audit,
+            };
+        }
         let plan = self.agent.plan(&request.tool, &self.engine.table.rules);
         let (allow, constraints, gates, caps, cap_rules) = match &*plan {
             ToolPlan::Denied(rule) => {
@@ -338,7 +361,12 @@ impl<'e> Decider<'e> {
                 return self.deny(*rule, Reason::Denied { pattern });
             }
             ToolPlan::NotAllowed => return self.deny(self.agent.default_deny, Reason::NotAllowed),
-            ToolPlan::Allowed { allow, constraints, gates, caps, cap_rules } => {
+            ToolPlan::Allowed { allow, constraints, gates, caps, cap_rules, schema } => {
+                if let Some(check) = schema
+                    && let Some(denial) = self.check_schema(check)
+                {
+                    return denial;
+                }
                 (*allow, constraints, gates, caps, cap_rules)
             }
         };

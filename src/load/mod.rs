@@ -63,8 +63,8 @@ pub fn load(inputs: Vec<PolicySource>) -> Loaded {
             continue;
         };
         let mut decoder = decode::Decoder::new(id, file.text(), &mut diagnostics);
-        let agents = policy::decode_file(&mut decoder, &root);
-        files.push(PolicyFile { source: id, agents });
+        let policy::FileDecls { agents, catalogs, lint_ignore } = policy::decode_file(&mut decoder, &root);
+        files.push(PolicyFile { source: id, agents, catalogs, lint_ignore });
     }
     Loaded { sources, files, diagnostics }
 }

@@ -5,7 +5,8 @@ use crate::ast::*;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::yaml::{Node, Value};
 
-const ROOT_KEYS: &[&str] = &["agentPolicies"];
+const ROOT_KEYS: &[&str] = &["agentPolicies", "catalogs", "lintIgnore"];
+const CATALOG_KEYS: &[&str] = &["file", "server"];
 const AGENT_KEYS: &[&str] = &[
     "description",
     "extends",
@@ -16,9 +17,11 @@ const AGENT_KEYS: &[&str] = &[
     "session",
     "auditLevel",
     "sensitiveArgs",
+    "validateArgs",
+    "lintIgnore",
 ];
 const CONSTRAINT_KEYS: &[&str] =
-    &["maxPerSession", "rateLimit", "requiresFields", "params", "when", "description"];
+    &["maxPerSession", "rateLimit", "requiresFields", "params", "when", "validateArgs", "description"];
 const GATE_KEYS: &[&str] = &["required", "when", "approver", "maxAmount", "amountField", "description"];
 const SESSION_KEYS: &[&str] = &["maxToolCalls", "maxCost", "maxConsecutiveErrors"];
 const PARAM_KEYS: &[&str] = &[
@@ -38,12 +41,61 @@ const PARAM_KEYS: &[&str] = &[
     "description",
 ];
 
+/// What one file declares.
+#[derive(Default)]
+pub struct FileDecls {
+    pub agents: Vec<AgentDecl>,
+    pub catalogs: Vec<CatalogDecl>,
+    pub lint_ignore: Vec<Spanned<String>>,
+}
+
 /// Decodes a whole file; `root` is its top-level node.
-pub fn decode_file(decoder: &mut Decoder<'_>, root: &Node) -> Vec<AgentDecl> {
+pub fn decode_file(decoder: &mut Decoder<'_>, root: &Node) -> FileDecls {
     let Some(fields) = decoder.fields(root, "the policy file", ROOT_KEYS) else {
+        return FileDecls::default();
+    };
+    let catalogs = match fields.get("catalogs") {
+        Some(node) => decode_catalogs(decoder, node),
+        None => Vec::new(),
+    };
+    let lint_ignore =
+        fields.get("lintIgnore").map(|n| decoder.string_list(n, "`lintIgnore`")).unwrap_or_default();
+    let agents = decode_agents(decoder, root, fields.get("agentPolicies"));
+    FileDecls { agents, catalogs, lint_ignore }
+}
+
+fn decode_catalogs(decoder: &mut Decoder<'_>, node: &Node) -> Vec<CatalogDecl> {
+    let Value::Seq(items) = &node.value else {
+        let diagnostic = Diagnostic::new(
+            Code::WrongType,
+            format!("`catalogs` must be a list, found {}", node.value.kind()),
+            decoder.at(node.span),
+        )
+        .with_help(
+            "write `catalogs:` followed by entries like `- {file: github.tools.json, server: github}`",
+        );
+        decoder.report(diagnostic);
         return Vec::new();
     };
-    let Some(policies) = fields.get("agentPolicies") else {
+    items
+        .iter()
+        .filter_map(|item| {
+            let fields = decoder.fields(item, "a catalog", CATALOG_KEYS)?;
+            let server = fields.get("server").and_then(|n| decoder.string(n, "`server`"));
+            let Some(file) = fields.get("file") else {
+                let diagnostic =
+                    Diagnostic::new(Code::MissingKey, "catalog entry has no `file`", decoder.at(item.span))
+                        .with_help("name the `tools/list` JSON file, relative to this policy file");
+                decoder.report(diagnostic);
+                return None;
+            };
+            Some(CatalogDecl { file: decoder.string(file, "`file`")?, server })
+        })
+        .collect()
+}
+
+fn decode_agents(decoder: &mut Decoder<'_>, root: &Node, policies: Option<&Node>) -> Vec<AgentDecl> {
+    let Some(policies) = policies else {
         let diagnostic =
             Diagnostic::new(Code::MissingKey, "policy file has no `agentPolicies`", decoder.at(root.span))
                 .with_help("put the agents under a top-level `agentPolicies:` mapping");
@@ -83,6 +135,8 @@ fn decode_agent(decoder: &mut Decoder<'_>, name: Spanned<String>, node: &Node) -
     let session = fields.get("session").and_then(|n| decode_session(decoder, n));
     let audit_level = fields.get("auditLevel").and_then(|n| decode_audit_level(decoder, n));
     let sensitive_args = strings(decoder, "sensitiveArgs");
+    let validate_args = fields.get("validateArgs").and_then(|n| decode_validation(decoder, n));
+    let lint_ignore = strings(decoder, "lintIgnore");
     Some(AgentDecl {
         name,
         description,
@@ -94,6 +148,8 @@ fn decode_agent(decoder: &mut Decoder<'_>, name: Spanned<String>, node: &Node) -
         session,
         audit_level,
         sensitive_args,
+        validate_args,
+        lint_ignore,
     })
 }
 
@@ -122,7 +178,8 @@ fn decode_constraint(
     if let Some(description) = fields.get("description") {
         decoder.string(description, "`description`");
     }
-    Some(ConstraintDecl { tool, max_per_session, rate_limit, requires_fields, params, when })
+    let validate_args = fields.get("validateArgs").and_then(|n| decode_validation(decoder, n));
+    Some(ConstraintDecl { tool, max_per_session, rate_limit, requires_fields, params, when, validate_args })
 }
 
 fn decode_gate(decoder: &mut Decoder<'_>, tool: Spanned<String>, node: &Node) -> Option<GateDecl> {
@@ -171,6 +228,25 @@ fn decode_audit_level(decoder: &mut Decoder<'_>, node: &Node) -> Option<Spanned<
         }
     };
     Some(Spanned::new(level, text.location))
+}
+
+fn decode_validation(decoder: &mut Decoder<'_>, node: &Node) -> Option<Spanned<ArgValidation>> {
+    let text = decoder.string(node, "`validateArgs`")?;
+    let keywords = ArgValidation::ALL.map(|(k, _)| k);
+    if let Some((_, mode)) = ArgValidation::ALL.iter().find(|(k, _)| *k == text.value) {
+        return Some(Spanned::new(*mode, text.location));
+    }
+    let mut diagnostic = Diagnostic::new(
+        Code::InvalidValue,
+        format!("unknown `validateArgs` mode `{}`", text.value),
+        text.location,
+    )
+    .with_help("use `schema` (arguments must satisfy the tool's inputSchema), `strict` (and no other arguments) or `off`");
+    if let Some(best) = super::decode::suggest(&text.value, keywords) {
+        diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
+    }
+    decoder.report(diagnostic);
+    None
 }
 
 fn decode_condition(decoder: &mut Decoder<'_>, node: &Node) -> Option<ConditionText> {

@@ -46,7 +46,7 @@ pub fn load(
     approvals: Arc<crate::approval::Ledger>,
 ) -> Result<Engine, LoadError> {
     let sources = crate::files::read_policies(paths).map_err(|e| LoadError::Files(e.to_string()))?;
-    let checked = crate::compile(sources);
+    let checked = crate::compile_with(sources, &crate::files::CatalogFiles);
     match checked.policy {
         Some(policy) => Ok(Engine::with_ledger(policy, sessions, kills, approvals)),
         None => Err(LoadError::Invalid(
