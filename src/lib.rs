@@ -47,6 +47,7 @@ pub mod durable;
 pub mod engine;
 pub mod files;
 pub mod kill;
+pub mod lint;
 pub mod load;
 pub mod pattern;
 pub mod server;

@@ -356,6 +356,7 @@ pub fn effective(
         },
         validation,
         validators: HashMap::new(),
+        lint_ignore: Vec::new(),
         default_deny: rules.add(format!("{}.defaultDeny", decl.name.value), decl.name.location),
     }
 }

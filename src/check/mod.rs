@@ -94,6 +94,8 @@ pub(crate) struct CheckedAgent {
     pub validation: Option<(ArgValidation, RuleId)>,
     /// The schema check of each catalog tool whose calls are validated.
     pub validators: HashMap<Box<str>, SchemaCheck>,
+    /// Lint rules silenced for this agent (its own `lintIgnore` and its file's).
+    pub lint_ignore: Vec<String>,
     pub default_deny: RuleId,
 }
 
@@ -189,12 +191,18 @@ pub fn check(loaded: Loaded, reader: &dyn CatalogReader) -> Checked {
     let decls = inherit::unique_agents(&files, &mut diagnostics);
     let own: Vec<agent::OwnRules> =
         decls.iter().map(|d| agent::compile(d, &catalogs, &mut rules, &mut diagnostics)).collect();
+    check_lint_names(&files, &mut diagnostics);
     let lineages = inherit::resolve(&decls, &mut diagnostics);
     let mut agents: Vec<CheckedAgent> = decls
         .iter()
         .zip(&lineages)
         .map(|(decl, lineage)| agent::effective(decl, lineage, &own, &mut rules))
         .collect();
+    for (agent, decl) in agents.iter_mut().zip(&decls) {
+        let file = files.iter().find(|f| f.source == decl.name.location.source);
+        let names = decl.lint_ignore.iter().chain(file.into_iter().flat_map(|f| &f.lint_ignore));
+        agent.lint_ignore = names.map(|n| n.value.clone()).collect();
+    }
     if !diagnostics.has_errors() {
         let mut compiled = HashMap::new();
         for agent in &mut agents {
@@ -216,6 +224,28 @@ pub fn check(loaded: Loaded, reader: &dyn CatalogReader) -> Checked {
         catalogs,
     });
     Checked { sources, diagnostics, policy }
+}
+
+/// Every `lintIgnore` entry must name a lint rule.
+fn check_lint_names(files: &[crate::ast::PolicyFile], diagnostics: &mut Diagnostics) {
+    let agent_lists = files.iter().flat_map(|f| f.agents.iter().map(|a| &a.lint_ignore));
+    let lists = files.iter().map(|f| &f.lint_ignore).chain(agent_lists);
+    for entry in lists.flatten() {
+        if crate::lint::find(&entry.value).is_some() {
+            continue;
+        }
+        let names = crate::lint::RULES.iter().map(|r| r.code.name());
+        let mut diagnostic = crate::diagnostic::Diagnostic::new(
+            crate::diagnostic::Code::InvalidValue,
+            format!("`{}` is not a lint rule", entry.value),
+            entry.location,
+        )
+        .with_help("name a rule by its name or code; `toolgate lint --explain` lists them");
+        if let Some(best) = crate::load::suggest(&entry.value, names) {
+            diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
+        }
+        diagnostics.push(diagnostic);
+    }
 }
 
 fn hash_sources(sources: &SourceMap, catalogs: &[Vec<u8>]) -> String {

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod check;
 mod eval;
+mod lint;
 mod output;
 mod query;
 mod serve;
@@ -48,6 +49,8 @@ enum Command {
     Eval(EvalArgs),
     /// Run policy tests (*.test.yaml) and report rule coverage; exit 3 if any fail.
     Test(TestArgs),
+    /// Check policies and flag risky ones; exit 3 on findings.
+    Lint(LintArgs),
     /// Serve decisions on a Unix socket, reloading the policy when it changes.
     Serve(ServeArgs),
     /// Ask a running server; exit 0 if allowed, 1 if denied, 3 if approval is required.
@@ -141,6 +144,10 @@ enum Format {
     Human,
     /// A JSON array of diagnostics on stdout.
     Json,
+    /// A SARIF 2.1.0 log on stdout, for code-scanning upload.
+    Sarif,
+    /// GitHub Actions workflow commands on stdout: annotations on the pull request.
+    Github,
 }
 
 #[derive(Debug, clap::Args)]
@@ -154,6 +161,22 @@ struct CheckArgs {
     /// Fail (exit 1) on warnings too.
     #[arg(long)]
     deny_warnings: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct LintArgs {
+    /// Policy files or directories (all *.yaml/*.yml below, except *.test.yaml).
+    #[arg(required_unless_present = "explain")]
+    paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Exit 0 even with findings (still 1 if the policy does not compile).
+    #[arg(long)]
+    exit_zero: bool,
+    /// Print a rule's documentation, or list every rule.
+    #[arg(long, value_name = "RULE", num_args = 0..=1, default_missing_value = "")]
+    explain: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -299,6 +322,10 @@ pub fn run() -> ExitCode {
         Command::Check(args) => check::run(&args.paths, args.format, args.deny_warnings),
         Command::Eval(args) => eval::run(&args.policies, args.max_line_bytes),
         Command::Test(args) => return test::run(&args.paths, args.format, args.min_coverage),
+        Command::Lint(args) => match args.explain {
+            Some(rule) => lint::explain(&rule),
+            None => return lint::run(&args.paths, args.format, args.exit_zero),
+        },
         Command::Serve(args) => serve::run(serve::ServeArgs {
             config: toolgate::server::Config {
                 policies: args.policies,

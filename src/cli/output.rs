@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 
 use toolgate::diagnostic::render::{self, Color};
-use toolgate::diagnostic::{Diagnostic, Severity};
+use toolgate::diagnostic::{Code, Diagnostic, Severity, sarif};
 use toolgate::source::SourceMap;
 
 use super::{Exit, Format};
@@ -27,6 +27,26 @@ pub fn diagnostics(diagnostics: &[Diagnostic], sources: &SourceMap, format: Form
             let _ = serde_json::to_writer_pretty(&mut out, &json);
             let _ = writeln!(out);
         }
+        Format::Sarif => {
+            let log = sarif::sarif(diagnostics, sources, env!("CARGO_PKG_VERSION"), &describe);
+            let mut out = std::io::stdout().lock();
+            let _ = serde_json::to_writer_pretty(&mut out, &log);
+            let _ = writeln!(out);
+        }
+        Format::Github => {
+            let _ = std::io::stdout().write_all(sarif::github_annotations(diagnostics, sources).as_bytes());
+        }
+    }
+}
+
+/// A code's full documentation: a lint rule's own, or the code's summary.
+fn describe(code: Code) -> String {
+    match toolgate::lint::find(code.as_str()) {
+        Some(rule) => rule.documentation(),
+        None => format!(
+            "{} See the chapter 'Diagnostics' of the toolgate book for an example and the fix.",
+            code.summary()
+        ),
     }
 }
 

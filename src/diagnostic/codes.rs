@@ -23,11 +23,11 @@ impl Severity {
 }
 
 macro_rules! codes {
-    ($( $(#[$doc:meta])* $variant:ident = ($code:literal, $name:literal, $severity:ident), )*) => {
+    ($( $(#[doc = $doc:literal])* $variant:ident = ($code:literal, $name:literal, $severity:ident), )*) => {
         /// A stable diagnostic code.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Code {
-            $( $(#[$doc])* $variant, )*
+            $( $(#[doc = $doc])* $variant, )*
         }
 
         impl Code {
@@ -47,6 +47,11 @@ macro_rules! codes {
             /// The severity of every diagnostic with this code.
             pub fn severity(self) -> Severity {
                 match self { $(Code::$variant => Severity::$severity,)* }
+            }
+
+            /// One sentence saying what the code means (its row's doc comment).
+            pub fn summary(self) -> &'static str {
+                match self { $(Code::$variant => concat!($($doc),*).trim_ascii(),)* }
             }
         }
     };
@@ -111,6 +116,23 @@ codes! {
     InactiveGate = ("TG102", "inactive-gate", Warning),
     /// A glob or selector that matches no tool of its catalog.
     MatchesNoTool = ("TG103", "matches-no-tool", Warning),
+    /// A wildcard allow covers destructive tools that no approval gate guards.
+    UnguardedDestructive = ("TL001", "unguarded-destructive", Warning),
+    /// An approval gate names no approver.
+    GateWithoutApprover = ("TL002", "gate-without-approver", Warning),
+    /// An agent has no cap on its calls per session.
+    NoSessionCap = ("TL003", "no-session-cap", Warning),
+    /// A deny entry that no allow entry overlaps; default-deny already denies it.
+    RedundantDeny = ("TL004", "redundant-deny", Warning),
+    /// A list entry that another entry of the same list already covers.
+    ShadowedPattern = ("TL005", "shadowed-pattern", Warning),
+}
+
+impl Code {
+    /// Whether the code is a lint rule's (`toolgate lint`) rather than the checker's.
+    pub fn is_lint(self) -> bool {
+        self.as_str().starts_with("TL")
+    }
 }
 
 impl fmt::Display for Code {

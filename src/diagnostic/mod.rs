@@ -6,6 +6,7 @@
 
 mod codes;
 pub mod render;
+pub mod sarif;
 
 pub use codes::{Code, Severity};
 

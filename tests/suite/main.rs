@@ -7,6 +7,7 @@ mod book;
 mod cli;
 mod diagnostics;
 mod engine;
+mod lint;
 mod policies;
 mod properties;
 mod regression;
