@@ -43,6 +43,7 @@ pub mod catalog;
 pub mod check;
 pub mod condition;
 pub mod diagnostic;
+pub mod diff;
 pub mod durable;
 pub mod engine;
 pub mod files;

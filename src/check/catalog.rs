@@ -373,7 +373,7 @@ pub fn validators(
                 }
             },
         };
-        checks.insert(tool.name.as_str().into(), SchemaCheck { validator, rule });
+        checks.insert(tool.name.as_str().into(), SchemaCheck { validator, mode, rule });
     }
     checks
 }

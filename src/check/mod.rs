@@ -11,7 +11,7 @@ mod inherit;
 mod params;
 mod reach;
 
-pub use params::{ParamCheck, Violation};
+pub use params::{Direction, ParamCheck, Violation};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,6 +75,7 @@ impl CheckedPolicySet {
 #[derive(Clone, Debug)]
 pub(crate) struct SchemaCheck {
     pub validator: Arc<jsonschema::Validator>,
+    pub mode: ArgValidation,
     pub rule: RuleId,
 }
 

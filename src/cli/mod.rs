@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod check;
+mod diff;
 mod eval;
 mod lint;
 mod output;
@@ -51,6 +52,8 @@ enum Command {
     Test(TestArgs),
     /// Check policies and flag risky ones; exit 3 on findings.
     Lint(LintArgs),
+    /// Compare what two policy sets decide: which calls a change widens or narrows.
+    Diff(DiffArgs),
     /// Serve decisions on a Unix socket, reloading the policy when it changes.
     Serve(ServeArgs),
     /// Ask a running server; exit 0 if allowed, 1 if denied, 3 if approval is required.
@@ -161,6 +164,20 @@ struct CheckArgs {
     /// Fail (exit 1) on warnings too.
     #[arg(long)]
     deny_warnings: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct DiffArgs {
+    /// The policy before: a file, a directory, or `REV:PATH` (a git revision of one).
+    old: String,
+    /// The policy after, likewise.
+    new: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: diff::DiffFormat,
+    /// Exit 3 if any change widens what an agent may do.
+    #[arg(long)]
+    fail_on_widen: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -322,6 +339,7 @@ pub fn run() -> ExitCode {
         Command::Check(args) => check::run(&args.paths, args.format, args.deny_warnings),
         Command::Eval(args) => eval::run(&args.policies, args.max_line_bytes),
         Command::Test(args) => return test::run(&args.paths, args.format, args.min_coverage),
+        Command::Diff(args) => return diff::run(&args.old, &args.new, args.format, args.fail_on_widen),
         Command::Lint(args) => match args.explain {
             Some(rule) => lint::explain(&rule),
             None => return lint::run(&args.paths, args.format, args.exit_zero),

@@ -51,13 +51,25 @@ impl ConditionError {
 #[derive(Clone, Debug)]
 pub struct Condition {
     ir: ir::Ir,
+    text: Box<str>,
 }
 
 impl Condition {
     /// Parses and checks a condition.
     pub fn compile(text: &str, env: &TypeEnv) -> Result<Condition, Vec<ConditionError>> {
         let expr = parse(text).map_err(|e| vec![e])?;
-        lower::lower(&expr, env).map(|ir| Condition { ir })
+        lower::lower(&expr, env).map(|ir| Condition { ir, text: text.into() })
+    }
+
+    /// The condition as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// A form that is equal for conditions that parse to the same tree,
+    /// whatever their spacing or parentheses.
+    pub fn canonical(&self) -> String {
+        format!("{:?}", self.ir)
     }
 
     /// Evaluates the condition on a request.

@@ -6,6 +6,7 @@ mod audit;
 mod book;
 mod cli;
 mod diagnostics;
+mod diff;
 mod engine;
 mod lint;
 mod policies;

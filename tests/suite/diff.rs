@@ -1,0 +1,199 @@
+//! `toolgate diff`: a table of policy edits and the decision changes each
+//! must (and must not) report, then git revisions and exit codes.
+
+use serde_json::Value;
+
+use crate::util::{scratch, toolgate};
+
+const BASE: &str = "\
+agentPolicies:
+  support:
+    allowedTools: [getOrderHistory, createSupportTicket, issueRefund]
+    deniedTools: [deleteAccount]
+    constraints:
+      createSupportTicket:
+        maxPerSession: 3
+        requiresFields: [category]
+        params:
+          category: {type: string, enum: [billing, shipping]}
+          description: {type: string, maxLength: 2000}
+      getOrderHistory:
+        when: \"args.limit <= 50\"
+    approvalGates:
+      issueRefund:
+        required: true
+        approver: supervisor
+        maxAmount: 500
+    session: {maxToolCalls: 40}
+";
+
+/// (edit, from, to, expected `direction tool: change` lines).
+const EDITS: &[(&str, &str, &str, &[&str])] = &[
+    (
+        "reordered lists, YAML style and an anchor",
+        "allowedTools: [getOrderHistory, createSupportTicket, issueRefund]",
+        "allowedTools:\n      - &refund issueRefund\n      - createSupportTicket\n      - getOrderHistory",
+        &[],
+    ),
+    (
+        "a condition respaced and parenthesised",
+        "when: \"args.limit <= 50\"",
+        "when: \"(args.limit<=50)\"",
+        &[],
+    ),
+    (
+        "a new tool allowed",
+        "[getOrderHistory, createSupportTicket, issueRefund]",
+        "[getOrderHistory, createSupportTicket, issueRefund, exportData]",
+        &["widened exportData: not allowed → allowed"],
+    ),
+    (
+        "a tool no longer allowed",
+        "[getOrderHistory, createSupportTicket, issueRefund]",
+        "[getOrderHistory, createSupportTicket]",
+        &["narrowed issueRefund: allowed with approval → not allowed"],
+    ),
+    (
+        "a cap raised",
+        "maxPerSession: 3",
+        "maxPerSession: 5",
+        &["widened createSupportTicket: maxPerSession raised from 3 to 5"],
+    ),
+    (
+        "the session cap removed",
+        "    session: {maxToolCalls: 40}\n",
+        "",
+        &["widened (agent): session.maxToolCalls 40 removed"],
+    ),
+    (
+        "an approval gate made conditional",
+        "required: true\n        approver",
+        "when: \"args.amount > 100\"\n        approver",
+        &["widened issueRefund: approval always, by supervisor → when `args.amount > 100`, by supervisor"],
+    ),
+    (
+        "an approval ceiling raised",
+        "maxAmount: 500",
+        "maxAmount: 900",
+        &["widened issueRefund: maxAmount of `amount` raised from 500 to 900"],
+    ),
+    (
+        "an enum value added",
+        "enum: [billing, shipping]",
+        "enum: [billing, shipping, other]",
+        &["widened createSupportTicket: argument `category`: enum: added \"other\""],
+    ),
+    (
+        "a length limit tightened",
+        "maxLength: 2000",
+        "maxLength: 200",
+        &["narrowed createSupportTicket: argument `description`: maxLength lowered from 2000 to 200"],
+    ),
+    (
+        "a required field dropped",
+        "requiresFields: [category]",
+        "requiresFields: []",
+        &["widened createSupportTicket: `category` no longer required"],
+    ),
+    (
+        "a condition rewritten",
+        "args.limit <= 50",
+        "args.limit <= 50 && has(args.customer)",
+        &["changed getOrderHistory: condition `args.limit <= 50` → `args.limit <= 50 && has(args.customer)`"],
+    ),
+];
+
+fn diff(old: &str, new: &str, extra: &[&str]) -> (Option<i32>, Value) {
+    let dir = scratch(&[("old.yaml", old), ("new.yaml", new)]);
+    let mut args = vec!["diff", "--format", "json", "old.yaml", "new.yaml"];
+    args.extend(extra);
+    let output = toolgate(dir.path()).args(&args).output().expect("runs");
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code(), json)
+}
+
+fn lines(json: &Value) -> Vec<String> {
+    json["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            let tool = c["tool"].as_str().unwrap_or("(agent)");
+            format!("{} {tool}: {}", c["direction"].as_str().unwrap(), c["change"].as_str().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn each_edit_reports_exactly_its_decision_changes() {
+    for (edit, from, to, expected) in EDITS {
+        assert!(BASE.contains(from), "{edit}: the base has no `{from}`");
+        let (status, json) = diff(BASE, &BASE.replacen(from, to, 1), &[]);
+        assert_eq!(status, Some(0), "{edit}");
+        assert_eq!(lines(&json), *expected, "{edit}");
+    }
+}
+
+#[test]
+fn fail_on_widen_exits_3_only_when_something_widened() {
+    let widened = BASE.replace("maxPerSession: 3", "maxPerSession: 5");
+    let narrowed = BASE.replace("maxPerSession: 3", "maxPerSession: 2");
+    assert_eq!(diff(BASE, &widened, &["--fail-on-widen"]).0, Some(3));
+    assert_eq!(diff(BASE, &narrowed, &["--fail-on-widen"]).0, Some(0));
+    assert_eq!(diff(BASE, "agentPolicies: {bot: {allowedTool: [x]}}", &[]).0, Some(1));
+}
+
+#[test]
+fn markdown_and_human_formats_summarise_the_same_changes() {
+    let dir =
+        scratch(&[("old.yaml", BASE), ("new.yaml", &BASE.replace("maxPerSession: 3", "maxPerSession: 5"))]);
+    let run = |format: &str| {
+        let output = toolgate(dir.path())
+            .args(["diff", "--format", format, "old.yaml", "new.yaml"])
+            .output()
+            .expect("runs");
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    assert_eq!(
+        run("human"),
+        "support\n  + createSupportTicket: maxPerSession raised from 3 to 5\n1 widened (+), 0 narrowed (-), 0 to review (~)\n"
+    );
+    let markdown = run("markdown");
+    assert!(markdown.contains("**1 widened**, 0 narrowed, 0 to review."), "{markdown}");
+    assert!(
+        markdown.contains(
+            "| ⚠️ widened | `support` | `createSupportTicket` | maxPerSession raised from 3 to 5 |"
+        ),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn git_revisions_are_read_with_their_catalogs() {
+    let dir = scratch(&[("policies/p.yaml", BASE)]);
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("git runs")
+            .status;
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "base"]);
+    std::fs::write(dir.path().join("policies/p.yaml"), BASE.replace("maxAmount: 500", "maxAmount: 400"))
+        .expect("edit");
+    let output = toolgate(&dir.path().join("policies"))
+        .args(["diff", "--format", "json", "HEAD:p.yaml", "p.yaml"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(lines(&json), ["narrowed issueRefund: maxAmount of `amount` lowered from 500 to 400"]);
+    let bad =
+        toolgate(dir.path()).args(["diff", "nosuchrev:p.yaml", "policies/p.yaml"]).output().expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+}
