@@ -11,19 +11,19 @@ use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 /// The compiled rules for one argument value.
 #[derive(Clone, Debug, Default)]
 pub struct ParamCheck {
-    types: Option<Vec<JsonType>>,
-    enumeration: Option<Vec<Value>>,
-    constant: Option<Value>,
-    minimum: Option<f64>,
-    maximum: Option<f64>,
-    exclusive_minimum: Option<f64>,
-    exclusive_maximum: Option<f64>,
-    min_length: Option<u64>,
-    max_length: Option<u64>,
-    pattern: Option<(Box<str>, Regex)>,
-    items: Option<Box<ParamCheck>>,
-    min_items: Option<u64>,
-    max_items: Option<u64>,
+    pub(crate) types: Option<Vec<JsonType>>,
+    pub(crate) enumeration: Option<Vec<Value>>,
+    pub(crate) constant: Option<Value>,
+    pub(crate) minimum: Option<f64>,
+    pub(crate) maximum: Option<f64>,
+    pub(crate) exclusive_minimum: Option<f64>,
+    pub(crate) exclusive_maximum: Option<f64>,
+    pub(crate) min_length: Option<u64>,
+    pub(crate) max_length: Option<u64>,
+    pub(crate) pattern: Option<(Box<str>, Regex)>,
+    pub(crate) items: Option<Box<ParamCheck>>,
+    pub(crate) min_items: Option<u64>,
+    pub(crate) max_items: Option<u64>,
 }
 
 /// Why an argument value breaks its rules.

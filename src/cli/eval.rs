@@ -11,11 +11,25 @@ use super::{Exit, output};
 /// The default longest request line, in bytes.
 pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 
-pub fn run(policies: &[PathBuf], max_line: usize) -> Exit {
-    let engine = match output::compile_or_report(policies) {
-        Ok(policy) => Engine::new(policy),
+/// Who decides in `eval`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalEngine {
+    /// toolgate's decision engine.
+    #[default]
+    Toolgate,
+    /// regorus's VM, on the policy exported as Rego (stateless parts; see `export`).
+    Rego,
+}
+
+pub fn run(policies: &[PathBuf], max_line: usize, which: EvalEngine) -> Exit {
+    let policy = match output::compile_or_report(policies) {
+        Ok(policy) => policy,
         Err(exit) => return exit,
     };
+    if which == EvalEngine::Rego {
+        return run_rego(&policy);
+    }
+    let engine = Engine::new(policy);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -83,4 +97,52 @@ fn answer(engine: &Engine, line: &[u8], out: &mut Vec<u8>) {
         }
         Err(error) => wire::write_error(out, &parsed.id, &error),
     }
+}
+
+/// `--engine rego`: one line in, one decision object out, through regorus.
+fn run_rego(policy: &toolgate::check::CheckedPolicySet) -> Exit {
+    use std::io::{BufRead, Write};
+    let mut gateway = match toolgate::rego::Gateway::new(policy, toolgate::rego::Evaluator::Vm) {
+        Ok(gateway) => gateway,
+        Err(error) => {
+            output::error(&format!("regorus cannot load the exported policy: {error}"));
+            return Exit::Invalid;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { return Exit::Usage };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut answer = Vec::new();
+        let parsed = wire::parse_line(&line);
+        match parsed.command {
+            Ok(Command::Decide(request)) => match gateway.decide(&request) {
+                Ok(mut decision) => {
+                    if let Some(object) = decision.as_object_mut() {
+                        object.remove("counters");
+                        object.insert(String::from("id"), parsed.id.clone());
+                    }
+                    wire::write_json(&mut answer, &decision);
+                }
+                Err(error) => {
+                    let error = WireError::new(WireErrorCode::Unavailable, format!("regorus: {error}"));
+                    wire::write_error(&mut answer, &parsed.id, &error);
+                }
+            },
+            Ok(Command::Other(op, _)) => {
+                let error = WireError::new(
+                    WireErrorCode::UnknownOp,
+                    format!("`eval` answers only `decide`, not `{op}`"),
+                );
+                wire::write_error(&mut answer, &parsed.id, &error);
+            }
+            Err(error) => wire::write_error(&mut answer, &parsed.id, &error),
+        }
+        if out.write_all(&answer).is_err() {
+            return Exit::Usage;
+        }
+    }
+    Exit::Ok
 }

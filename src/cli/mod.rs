@@ -6,6 +6,7 @@ mod audit;
 mod check;
 mod diff;
 mod eval;
+mod export;
 mod lint;
 mod output;
 mod query;
@@ -54,6 +55,8 @@ enum Command {
     Lint(LintArgs),
     /// Compare what two policy sets decide: which calls a change widens or narrows.
     Diff(DiffArgs),
+    /// Translate a policy set into another policy language (Rego).
+    Export(ExportArgs),
     /// Serve decisions on a Unix socket, reloading the policy when it changes.
     Serve(ServeArgs),
     /// Ask a running server; exit 0 if allowed, 1 if denied, 3 if approval is required.
@@ -167,6 +170,16 @@ struct CheckArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// Policy files or directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: export::ExportFormat,
+}
+
+#[derive(Debug, clap::Args)]
 struct DiffArgs {
     /// The policy before: a file, a directory, or `REV:PATH` (a git revision of one).
     old: String,
@@ -217,6 +230,9 @@ struct EvalArgs {
     /// The longest request line accepted, in bytes.
     #[arg(long, default_value_t = eval::DEFAULT_MAX_LINE)]
     max_line_bytes: usize,
+    /// Who decides: toolgate's engine, or regorus running the policy exported as Rego.
+    #[arg(long, value_enum, default_value_t)]
+    engine: eval::EvalEngine,
 }
 
 #[derive(Debug, clap::Args)]
@@ -337,7 +353,8 @@ pub fn run() -> ExitCode {
     };
     let exit = match cli.command {
         Command::Check(args) => check::run(&args.paths, args.format, args.deny_warnings),
-        Command::Eval(args) => eval::run(&args.policies, args.max_line_bytes),
+        Command::Eval(args) => eval::run(&args.policies, args.max_line_bytes, args.engine),
+        Command::Export(args) => export::run(&args.paths, args.format),
         Command::Test(args) => return test::run(&args.paths, args.format, args.min_coverage),
         Command::Diff(args) => return diff::run(&args.old, &args.new, args.format, args.fail_on_widen),
         Command::Lint(args) => match args.explain {

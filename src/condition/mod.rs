@@ -7,6 +7,7 @@ mod eval;
 mod ir;
 mod lower;
 mod parse;
+pub mod rego;
 pub mod syntax;
 
 pub use eval::{EvalError, NoSession, Scope, SessionView};
@@ -59,6 +60,11 @@ impl Condition {
     pub fn compile(text: &str, env: &TypeEnv) -> Result<Condition, Vec<ConditionError>> {
         let expr = parse(text).map_err(|e| vec![e])?;
         lower::lower(&expr, env).map(|ir| Condition { ir, text: text.into() })
+    }
+
+    /// The condition as Rego rules named `<prefix>_<n>` (see [`rego`]).
+    pub fn to_rego(&self, prefix: &str) -> rego::RegoCondition {
+        rego::translate(&self.ir, prefix)
     }
 
     /// The condition as written.

@@ -1,0 +1,88 @@
+//! Rego interop: the export of every example policy, run by regorus (VM and
+//! interpreter), decides every test case as the engine does.
+
+use serde_json::Value;
+use toolgate::engine::{Engine, Request};
+use toolgate::rego::{Evaluator, Gateway};
+use toolgate::testing::TestFile;
+use toolgate::wire::{self, Command};
+
+use crate::util::root;
+
+fn compile_examples() -> toolgate::check::CheckedPolicySet {
+    let sources = toolgate::files::read_policies(&[root().join("policies")]).expect("policies");
+    toolgate::compile_with(sources, &toolgate::files::CatalogFiles).policy.expect("compiles")
+}
+
+fn request(value: &Value) -> Request {
+    match wire::parse_line(&value.to_string()).command {
+        Ok(Command::Decide(request)) => request,
+        other => panic!("not a decide request: {other:?}"),
+    }
+}
+
+/// (decision, rule, approver, reason) of the engine.
+fn native(engine: &Engine, request: &Request) -> (String, String, Option<String>, String) {
+    let d = engine.decide(request);
+    (d.outcome.as_str().to_owned(), d.rule.to_owned(), d.approver.map(str::to_owned), d.reason.to_string())
+}
+
+fn exported(gateway: &mut Gateway, request: &Request) -> (String, String, Option<String>, String) {
+    let d = gateway.decide(request).unwrap_or_else(|e| panic!("regorus: {e}"));
+    let text = |key: &str| d[key].as_str().unwrap_or_default().to_owned();
+    (text("decision"), text("rule"), d["approver"].as_str().map(str::to_owned), text("reason"))
+}
+
+/// Reasons agree except where the engine names what went wrong in more
+/// detail than Rego can see (which evaluation error; the schema's message).
+fn same_reason(native: &str, rego: &str) -> bool {
+    native == rego
+        || (native.contains("could not be evaluated") && rego.contains("could not be evaluated"))
+        || (native.contains("inputSchema") && rego.contains("inputSchema"))
+}
+
+#[test]
+fn exported_example_policies_agree_with_the_engine_on_every_test_case() {
+    let engine = Engine::new(compile_examples());
+    let policy = compile_examples();
+    let mut files = Vec::new();
+    for source in toolgate::files::read_tests(&[root().join("policies")]).expect("tests") {
+        let text = String::from_utf8(source.bytes).expect("UTF-8");
+        files.push((source.name, serde_saphyr::from_str::<TestFile>(&text).expect("test file")));
+    }
+    let mut compared = 0;
+    for evaluator in [Evaluator::Vm, Evaluator::Interpreter] {
+        for (file, tests) in &files {
+            for case in &tests.cases {
+                let fresh = engine.with_fresh_state();
+                let mut gateway = Gateway::new(&policy, evaluator).expect("regorus loads the export");
+                let mut requests = Vec::new();
+                for before in &case.before {
+                    let times = before.get("repeat").and_then(Value::as_u64).unwrap_or(1);
+                    let inner = before.get("request").unwrap_or(before);
+                    requests.extend(std::iter::repeat_n(request(inner), times as usize));
+                }
+                requests.push(request(&case.request));
+                for (i, request) in requests.iter().enumerate() {
+                    let (a, b) = (native(&fresh, request), exported(&mut gateway, request));
+                    let context = format!("{evaluator:?} {file}: {} (request {i})", case.name);
+                    assert_eq!((&a.0, &a.1, &a.2), (&b.0, &b.1, &b.2), "{context}");
+                    assert!(same_reason(&a.3, &b.3), "{context}: reason {:?} vs {:?}", a.3, b.3);
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 1000, "only {compared} decisions compared");
+}
+
+#[test]
+fn the_exported_module_runs_on_the_bytecode_vm() {
+    let policy = compile_examples();
+    let module = toolgate::rego::Module::new(
+        &[(String::from("toolgate.rego"), toolgate::export::rego(&policy))],
+        "data.toolgate.decision",
+    )
+    .expect("module");
+    assert_eq!(module.evaluator(), Evaluator::Vm);
+}
