@@ -141,6 +141,8 @@ pub struct ConstraintDecl {
     pub when: Option<ConditionText>,
     /// `validateArgs`: overrides the agent's setting for these tools.
     pub validate_args: Option<Spanned<ArgValidation>>,
+    /// `rego`: a Rego rule (`data.<package>.<rule>`) that must be true.
+    pub rego: Option<Spanned<String>>,
 }
 
 /// `params.<arg>`: JSON Schema keywords for one argument.
@@ -256,6 +258,8 @@ pub struct GateDecl {
     pub max_amount: Option<Spanned<f64>>,
     /// `amountField`: which argument holds the amount (default `amount`).
     pub amount_field: Option<Spanned<String>>,
+    /// `rego`: a Rego rule (`data.<package>.<rule>`); approval is required when it is true.
+    pub rego: Option<Spanned<String>>,
 }
 
 /// `session`: limits over a whole session.

@@ -5,29 +5,11 @@
 //! its catalogs under `catalogs:`; with a `server`, the catalog's tool
 //! `create_issue` is `github/create_issue` in the policy. This module parses
 //! catalogs and answers questions about them; reading the files is the
-//! caller's business (see [`CatalogReader`]).
+//! caller's business (see [`crate::load::FileReader`]).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
-
-/// Reads the catalog files a policy names: the compiler's only window on
-/// the file system, supplied by the caller.
-pub trait CatalogReader {
-    /// The bytes of `file` as written in the policy `policy` (the policy's
-    /// source name), or what went wrong.
-    fn read(&self, policy: &str, file: &str) -> Result<Vec<u8>, String>;
-}
-
-/// A reader for callers that compile from memory: every catalog is an error.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoCatalogs;
-
-impl CatalogReader for NoCatalogs {
-    fn read(&self, _policy: &str, _file: &str) -> Result<Vec<u8>, String> {
-        Err(String::from("this compiler was given no way to read catalog files"))
-    }
-}
 
 /// An MCP tool annotation that policies can select tools by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -194,11 +194,17 @@ fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str) -> Summary {
         if let Some((condition, _)) = &constraint.when {
             allowed.conditions.insert(condition.canonical(), condition.text().to_owned());
         }
+        if let Some((rule, _)) = &constraint.rego {
+            allowed.conditions.insert(format!("rego {}", rule.entry), rule.entry.clone());
+        }
     }
     for gate in gates.iter().filter_map(|&i| agent.gates.get(i as usize)) {
         let trigger = match &gate.trigger {
             GateTrigger::Always => Some((String::from("always"), String::from("always"))),
             GateTrigger::When(c) => Some((c.canonical(), format!("when `{}`", c.text()))),
+            GateTrigger::Rego(rule) => {
+                Some((format!("rego {}", rule.entry), format!("when `{}`", rule.entry)))
+            }
             GateTrigger::Never => None,
         };
         if let Some((key, text)) = trigger {

@@ -185,6 +185,14 @@ impl AgentExporter<'_> {
                 let failed = "`when` condition could not be evaluated; failing closed";
                 chain.push((self.deny(&rule, failed), format!("{applies}; not {v} == true")));
             }
+            if let Some((rego, rule)) = &constraint.rego {
+                // The policy's own Rego rule, loaded beside this module.
+                let reason = Reason::RegoFalse { rule: &rego.entry }.to_string();
+                chain.push((
+                    self.deny(self.id(*rule), &reason),
+                    format!("{applies}; not {} == true", rego.entry),
+                ));
+            }
         }
         self.gates(&mut chain);
         let mut out = String::new();
@@ -332,6 +340,13 @@ impl AgentExporter<'_> {
                     chain.push((
                         decision("require_approval", &rule, failed, approver),
                         format!("{p}_g{index}; not {v} == false"),
+                    ));
+                }
+                GateTrigger::Rego(rego) => {
+                    let holds = Reason::ApprovalRegoHolds { rule: &rego.entry }.to_string();
+                    chain.push((
+                        decision("require_approval", &rule, &holds, approver),
+                        format!("{p}_g{index}; {} == true", rego.entry),
                     ));
                 }
                 GateTrigger::Never => {}

@@ -152,28 +152,49 @@ fn walk_matching(
     Ok(())
 }
 
-/// The largest catalog file read.
-const MAX_CATALOG_BYTES: u64 = 64 << 20;
+/// The largest catalog or Rego file read.
+const MAX_FILE_BYTES: u64 = 64 << 20;
 
-/// Reads tool catalogs from disk, relative to the directory of the policy
-/// file that names them.
+/// Reads the files policies refer to from disk, relative to the directory
+/// of the policy file that names them.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct CatalogFiles;
+pub struct DiskFiles;
 
-impl crate::catalog::CatalogReader for CatalogFiles {
+impl crate::load::FileReader for DiskFiles {
     fn read(&self, policy: &str, file: &str) -> Result<Vec<u8>, String> {
-        use std::io::Read;
-        let path = Path::new(policy).parent().unwrap_or(Path::new("")).join(file);
-        let opened =
-            std::fs::File::open(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        let mut bytes = Vec::new();
-        opened
-            .take(MAX_CATALOG_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        if bytes.len() as u64 > MAX_CATALOG_BYTES {
-            return Err(format!("`{}` is larger than {} MiB", path.display(), MAX_CATALOG_BYTES >> 20));
-        }
-        Ok(bytes)
+        read_referenced(&directory_of(policy).join(file))
     }
+
+    fn rego_modules(&self, policy: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let directory = directory_of(policy);
+        let listing = if directory.as_os_str().is_empty() { Path::new(".") } else { directory };
+        let entries =
+            std::fs::read_dir(listing).map_err(|e| format!("cannot list `{}`: {e}", listing.display()))?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "rego") && p.is_file())
+            .collect();
+        paths.sort();
+        paths.into_iter().map(|p| Ok((p.display().to_string(), read_referenced(&p)?))).collect()
+    }
+}
+
+fn directory_of(policy: &str) -> &Path {
+    Path::new(policy).parent().unwrap_or(Path::new(""))
+}
+
+/// Reads a referenced file whole, refusing one above [`MAX_FILE_BYTES`].
+fn read_referenced(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let opened = std::fs::File::open(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    opened
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("`{}` is larger than {} MiB", path.display(), MAX_FILE_BYTES >> 20));
+    }
+    Ok(bytes)
 }

@@ -64,14 +64,11 @@ pub mod yaml;
 /// Loads and checks policy sources: the whole compiler front end. A policy
 /// that names tool catalogs fails to compile here; use [`compile_with`].
 pub fn compile(sources: Vec<load::PolicySource>) -> check::Checked {
-    compile_with(sources, &catalog::NoCatalogs)
+    compile_with(sources, &load::NoFiles)
 }
 
 /// Loads and checks policy sources, reading the tool catalogs they name
-/// with `catalogs` (e.g. [`files::CatalogFiles`]).
-pub fn compile_with(
-    sources: Vec<load::PolicySource>,
-    catalogs: &dyn catalog::CatalogReader,
-) -> check::Checked {
+/// with `catalogs` (e.g. [`files::DiskFiles`]).
+pub fn compile_with(sources: Vec<load::PolicySource>, catalogs: &dyn load::FileReader) -> check::Checked {
     check::check(load::load(sources), catalogs)
 }

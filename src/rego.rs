@@ -140,10 +140,22 @@ impl Gateway {
     /// Compiles an exported module for `policy` (whose rate-limit counters it
     /// needs to know).
     pub fn new(policy: &crate::check::CheckedPolicySet, evaluator: Evaluator) -> Result<Gateway, String> {
-        let module = Module::new(
-            &[(String::from("toolgate.rego"), crate::export::rego(policy))],
-            &format!("data.{}.decision", crate::export::PACKAGE),
-        )?;
+        Ok(Gateway::with_module(policy, &Gateway::module(policy)?, evaluator))
+    }
+
+    /// The exported module of `policy`, compiled, for [`Gateway::with_module`].
+    pub fn module(policy: &crate::check::CheckedPolicySet) -> Result<Module, String> {
+        let mut sources = vec![(String::from("toolgate.rego"), crate::export::rego(policy))];
+        sources.extend(policy.rego_modules());
+        Module::new(&sources, &format!("data.{}.decision", crate::export::PACKAGE))
+    }
+
+    /// A gateway with fresh counters on an already compiled export of `policy`.
+    pub fn with_module(
+        policy: &crate::check::CheckedPolicySet,
+        module: &Module,
+        evaluator: Evaluator,
+    ) -> Gateway {
         let rate_counters = policy
             .agents
             .iter()
@@ -151,12 +163,12 @@ impl Gateway {
             .filter_map(|c| c.rate_limit.map(|(limit, _)| limit.rule))
             .filter_map(|rule| policy.rules.get(rule.0 as usize).map(|r| r.id.clone()))
             .collect();
-        Ok(Gateway {
+        Gateway {
             session: module.session_with(evaluator),
             counts: Default::default(),
             calls: Default::default(),
             rate_counters,
-        })
+        }
     }
 
     /// Decides one request; the decision object of the module.
@@ -222,4 +234,87 @@ pub fn vm_compile_error(sources: &[(String, String)], entry: &str) -> Option<Str
     regorus::languages::rego::compiler::Compiler::compile_from_policy(&compiled, &[entry])
         .err()
         .map(|e| e.to_string())
+}
+
+/// Why a Rego module cannot be used.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModuleError {
+    /// A module does not parse (regorus's message, with file, line and column).
+    Parse(String),
+    /// The rule is not defined, or cannot be compiled.
+    Rule(String),
+}
+
+impl Module {
+    /// As [`Module::new`], telling parse errors from a missing rule.
+    pub fn compile(sources: &[(String, String)], entry: &str) -> Result<Module, ModuleError> {
+        let mut check = regorus::Engine::new();
+        for (name, text) in sources {
+            check.add_policy(name.clone(), text.clone()).map_err(|e| ModuleError::Parse(e.to_string()))?;
+        }
+        Module::new(sources, entry).map_err(ModuleError::Rule)
+    }
+}
+
+/// A `rego:` condition: one rule of the Rego modules beside a policy,
+/// evaluated with the request as `input`. Undefined counts as false; any
+/// other non-boolean value, an error or a limit hit is an `Err`.
+pub struct RegoRule {
+    module: Module,
+    sessions: std::sync::Mutex<Vec<Session>>,
+    /// The rule, `data.<package>.<rule>`.
+    pub entry: String,
+    /// The modules it was compiled from (name, text).
+    pub sources: Arc<Vec<(String, String)>>,
+}
+
+impl std::fmt::Debug for RegoRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegoRule").field("entry", &self.entry).field("module", &self.module).finish()
+    }
+}
+
+/// Sessions kept for reuse per rule; more concurrent evaluations make new ones.
+const POOLED_SESSIONS: usize = 16;
+
+impl RegoRule {
+    /// Compiles `entry` of `sources`.
+    pub fn new(sources: Arc<Vec<(String, String)>>, entry: &str) -> Result<RegoRule, ModuleError> {
+        let module = Module::compile(&sources, entry)?;
+        Ok(RegoRule { module, sessions: std::sync::Mutex::new(Vec::new()), entry: entry.to_owned(), sources })
+    }
+
+    /// Evaluates the rule for `input`.
+    pub fn eval(&self, input: &Value) -> Result<bool, String> {
+        let pooled = self.sessions.lock().ok().and_then(|mut pool| pool.pop());
+        let mut session = pooled.unwrap_or_else(|| self.module.session());
+        let result = session.eval(input);
+        if let Ok(mut pool) = self.sessions.lock()
+            && pool.len() < POOLED_SESSIONS
+        {
+            pool.push(session);
+        }
+        match result? {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(other) => Err(format!("the rule's value is {other}, not a boolean")),
+        }
+    }
+}
+
+/// The input a `rego:` rule sees: the request's fields.
+pub fn request_input(request: &crate::engine::Request) -> Value {
+    let mut input = serde_json::json!({"agent": request.agent, "tool": request.tool, "args": request.args});
+    if let Some(object) = input.as_object_mut() {
+        for (key, value) in [
+            ("principal", request.principal.clone()),
+            ("context", request.context.clone()),
+            ("session", request.session.clone().map(Value::String)),
+        ] {
+            if let Some(value) = value {
+                object.insert(key.to_owned(), value);
+            }
+        }
+    }
+    input
 }

@@ -61,6 +61,7 @@ impl Context<'_> {
 pub fn compile(
     decl: &AgentDecl,
     catalogs: &Catalogs,
+    rego: &mut super::rego::RegoModules<'_>,
     rules: &mut RuleTable,
     diagnostics: &mut Diagnostics,
 ) -> OwnRules {
@@ -80,8 +81,9 @@ pub fn compile(
     let arg_types = declared_arg_types(decl);
     let context = Context { agent, envs: &arg_types, catalogs };
     let constraints =
-        decl.constraints.iter().filter_map(|c| constraint(&context, c, rules, diagnostics)).collect();
-    let gates = decl.approval_gates.iter().filter_map(|g| gate(&context, g, rules, diagnostics)).collect();
+        decl.constraints.iter().filter_map(|c| constraint(&context, c, rego, rules, diagnostics)).collect();
+    let gates =
+        decl.approval_gates.iter().filter_map(|g| gate(&context, g, rego, rules, diagnostics)).collect();
     let validation = decl.validate_args.as_ref().map(|mode| {
         if mode.value != ArgValidation::Off {
             for entry in decl.allowed_tools.iter().filter(|e| !catalogs.covers(&e.value)) {
@@ -145,6 +147,7 @@ fn declared_arg_types(decl: &AgentDecl) -> HashMap<&str, TypeEnv> {
 fn constraint(
     context: &Context<'_>,
     decl: &ConstraintDecl,
+    rego: &mut super::rego::RegoModules<'_>,
     rules: &mut RuleTable,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedConstraint> {
@@ -201,6 +204,10 @@ fn constraint(
         }
         (mode.value, rules.add(format!("{base}.validateArgs"), mode.location))
     });
+    let rego = decl
+        .rego
+        .as_ref()
+        .and_then(|r| Some((rego.rule(r, diagnostics)?, rules.add(format!("{base}.rego"), r.location))));
     Some(CheckedConstraint {
         tool,
         location: decl.tool.location,
@@ -210,18 +217,58 @@ fn constraint(
         params,
         when,
         validation,
+        rego,
     })
 }
 
 fn gate(
     context: &Context<'_>,
     decl: &GateDecl,
+    rego: &mut super::rego::RegoModules<'_>,
     rules: &mut RuleTable,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedGate> {
     let tool = catalog::pattern(&decl.tool, context.catalogs, diagnostics)?;
     let base = format!("{}.approvalGates.{}", context.agent, decl.tool.value);
     let env = context.env(&decl.tool.value, &tool);
+    if let (Some(when), Some(reference)) = (&decl.when, &decl.rego) {
+        diagnostics.push(
+            Diagnostic::new(
+                Code::AmbiguousGate,
+                format!("approval gate on `{}` has both `when` and `rego`", decl.tool.value),
+                reference.location,
+            )
+            .with_secondary(when.location, "and this condition")
+            .with_help("use one trigger; express both in the Rego rule if you need both"),
+        );
+        return None;
+    }
+    if let Some(reference) = &decl.rego {
+        let rule = rego.rule(reference, diagnostics)?;
+        if decl.required.as_ref().is_some_and(|r| r.value) {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::AmbiguousGate,
+                    format!("approval gate on `{}` has both `required: true` and `rego`", decl.tool.value),
+                    reference.location,
+                )
+                .with_help("keep `required: true` to gate every call, or `rego` to gate some calls"),
+            );
+            return None;
+        }
+        let gate_rule = rules.add(base.clone(), decl.tool.location);
+        return Some(CheckedGate {
+            tool,
+            rule: gate_rule,
+            trigger: GateTrigger::Rego(rule),
+            approver: decl.approver.as_ref().map(|a| a.value.clone()),
+            ceiling: decl.max_amount.as_ref().map(|max| AmountCeiling {
+                max: max.value,
+                field: decl.amount_field.as_ref().map_or_else(|| String::from("amount"), |f| f.value.clone()),
+                rule: rules.add(format!("{base}.maxAmount"), max.location),
+            }),
+        });
+    }
     let trigger = match (&decl.required, &decl.when) {
         (Some(required), Some(when)) if required.value => {
             diagnostics.push(

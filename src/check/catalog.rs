@@ -8,9 +8,10 @@ use serde_json::Value;
 
 use super::*;
 use crate::ast::{ArgValidation, CatalogDecl, ConstraintDecl, JsonType, ParamDecl, PolicyFile, Spanned};
-use crate::catalog::{self, CatalogReader, CatalogTool, Catalogs};
+use crate::catalog::{self, CatalogTool, Catalogs};
 use crate::condition::{Type, TypeEnv};
 use crate::diagnostic::{Code, Diagnostic};
+use crate::load::FileReader;
 use crate::load::suggest;
 
 /// Reads and parses every catalog the files name; returns them with the
@@ -18,7 +19,7 @@ use crate::load::suggest;
 pub fn load(
     files: &[PolicyFile],
     sources: &SourceMap,
-    reader: &dyn CatalogReader,
+    reader: &dyn FileReader,
     diagnostics: &mut Diagnostics,
 ) -> (Catalogs, Vec<Vec<u8>>) {
     let mut catalogs = Catalogs::default();

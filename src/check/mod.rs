@@ -10,6 +10,7 @@ mod catalog;
 mod inherit;
 mod params;
 mod reach;
+mod rego;
 
 pub use params::{Direction, ParamCheck, Violation};
 
@@ -19,9 +20,10 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::ast::{ArgValidation, AuditLevel};
-use crate::catalog::{CatalogReader, Catalogs};
+use crate::catalog::Catalogs;
 use crate::condition::Condition;
 use crate::diagnostic::Diagnostics;
+use crate::load::FileReader;
 use crate::load::Loaded;
 use crate::pattern::ToolPattern;
 use crate::source::{Location, SourceMap};
@@ -68,6 +70,24 @@ impl CheckedPolicySet {
     /// The tool catalogs the set was checked against.
     pub fn catalogs(&self) -> &Catalogs {
         &self.catalogs
+    }
+
+    /// The Rego modules that `rego:` references use (name, text), each once.
+    pub fn rego_modules(&self) -> Vec<(String, String)> {
+        let constraints =
+            self.agents.iter().flat_map(|a| a.constraints.iter().filter_map(|c| c.rego.as_ref()));
+        let gates = self.agents.iter().flat_map(|a| a.gates.iter()).filter_map(|g| match &g.trigger {
+            GateTrigger::Rego(rule) => Some(rule),
+            _ => None,
+        });
+        let mut modules: Vec<(String, String)> = constraints
+            .map(|(rule, _)| rule)
+            .chain(gates)
+            .flat_map(|rule| rule.sources.iter().cloned())
+            .collect();
+        modules.sort();
+        modules.dedup();
+        modules
     }
 }
 
@@ -128,6 +148,8 @@ pub(crate) struct CheckedConstraint {
     pub when: Option<(Condition, RuleId)>,
     /// `validateArgs` for the tools this constraint covers.
     pub validation: Option<(ArgValidation, RuleId)>,
+    /// `rego`: a Rego rule that must be true.
+    pub rego: Option<(Arc<crate::rego::RegoRule>, RuleId)>,
 }
 
 /// `params.<arg>`.
@@ -143,6 +165,8 @@ pub(crate) struct ParamRule {
 pub(crate) enum GateTrigger {
     Always,
     When(Condition),
+    /// `rego`: approval is required when the rule is true.
+    Rego(Arc<crate::rego::RegoRule>),
     Never,
 }
 
@@ -185,13 +209,15 @@ pub struct Checked {
 }
 
 /// Checks a loaded policy set; `reader` reads the catalogs it names.
-pub fn check(loaded: Loaded, reader: &dyn CatalogReader) -> Checked {
+pub fn check(loaded: Loaded, reader: &dyn FileReader) -> Checked {
     let Loaded { sources, files, mut diagnostics } = loaded;
     let (catalogs, catalog_bytes) = catalog::load(&files, &sources, reader, &mut diagnostics);
     let mut rules = agent::RuleTable::default();
     let decls = inherit::unique_agents(&files, &mut diagnostics);
+    let mut rego = rego::RegoModules::new(reader, &sources);
     let own: Vec<agent::OwnRules> =
-        decls.iter().map(|d| agent::compile(d, &catalogs, &mut rules, &mut diagnostics)).collect();
+        decls.iter().map(|d| agent::compile(d, &catalogs, &mut rego, &mut rules, &mut diagnostics)).collect();
+    drop(rego);
     check_lint_names(&files, &mut diagnostics);
     let lineages = inherit::resolve(&decls, &mut diagnostics);
     let mut agents: Vec<CheckedAgent> = decls

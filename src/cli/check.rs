@@ -14,7 +14,7 @@ pub fn run(paths: &[PathBuf], format: Format, deny_warnings: bool) -> Exit {
         }
     };
     let file_count = sources.len();
-    let checked = toolgate::compile_with(sources, &toolgate::files::CatalogFiles);
+    let checked = toolgate::compile_with(sources, &toolgate::files::DiskFiles);
     let diagnostics = checked.diagnostics.as_slice();
     output::diagnostics(diagnostics, &checked.sources, format);
     if format == Format::Human {

@@ -20,7 +20,7 @@ pub fn run(paths: &[PathBuf], format: Format, exit_zero: bool) -> ExitCode {
         }
     };
     let file_count = sources.len();
-    let checked = toolgate::compile_with(sources, &toolgate::files::CatalogFiles);
+    let checked = toolgate::compile_with(sources, &toolgate::files::DiskFiles);
     let mut findings: Vec<Diagnostic> = checked.diagnostics.as_slice().to_vec();
     if let Some(policy) = &checked.policy {
         findings.extend(toolgate::lint::run(policy));

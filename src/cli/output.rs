@@ -74,7 +74,7 @@ pub fn compile_or_report(paths: &[std::path::PathBuf]) -> Result<toolgate::check
         error(&e.to_string());
         Exit::Usage
     })?;
-    let checked = toolgate::compile_with(sources, &toolgate::files::CatalogFiles);
+    let checked = toolgate::compile_with(sources, &toolgate::files::DiskFiles);
     checked.policy.ok_or_else(|| {
         diagnostics(checked.diagnostics.as_slice(), &checked.sources, Format::Human);
         error(&format!("policy does not compile ({})", summary(checked.diagnostics.as_slice())));

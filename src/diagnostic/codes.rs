@@ -108,6 +108,10 @@ codes! {
     SchemaMismatch = ("TG053", "schema-mismatch", Error),
     /// A feature that needs a catalog used on tools no catalog describes.
     NeedsCatalog = ("TG054", "needs-catalog", Error),
+    /// A Rego module beside the policy does not parse or compile.
+    RegoModule = ("TG060", "rego-module", Error),
+    /// A `rego:` reference names no rule of the Rego modules.
+    UnknownRegoRule = ("TG061", "unknown-rego-rule", Error),
     /// A tool is both allowed and denied; the allow never takes effect.
     AllowShadowedByDeny = ("TG100", "allow-shadowed-by-deny", Warning),
     /// A constraint or gate on a tool the agent can never call.

@@ -141,6 +141,30 @@ pub enum Reason<'e> {
     ApprovalInvalid(crate::approval::ApprovalError),
     /// An operator (or a tripped limit) killed this call's scope.
     Killed(std::sync::Arc<(crate::kill::KillScope, crate::kill::Kill)>),
+    /// A constraint's `rego` rule is not true.
+    RegoFalse {
+        /// The rule, `data.<package>.<rule>`.
+        rule: &'e str,
+    },
+    /// A constraint's `rego` rule could not be evaluated; the constraint fails.
+    RegoFailed {
+        /// The rule.
+        rule: &'e str,
+        /// What went wrong.
+        error: String,
+    },
+    /// An approval gate's `rego` rule is true.
+    ApprovalRegoHolds {
+        /// The rule.
+        rule: &'e str,
+    },
+    /// An approval gate's `rego` rule could not be evaluated: gated to be safe.
+    ApprovalRegoFailed {
+        /// The rule.
+        rule: &'e str,
+        /// What went wrong.
+        error: String,
+    },
     /// A catalog describes the tool's server but does not list the tool.
     UnknownTool,
     /// The arguments break the tool's `inputSchema` (`validateArgs`).
@@ -202,6 +226,14 @@ impl fmt::Display for Reason<'_> {
             }
             Reason::Allowed => f.write_str("allowed by policy"),
             Reason::UnknownTool => f.write_str("the tool is not in its server's catalog"),
+            Reason::RegoFalse { rule } => write!(f, "Rego rule `{rule}` is not true"),
+            Reason::RegoFailed { rule, error } => {
+                write!(f, "Rego rule `{rule}` could not be evaluated ({error}); failing closed")
+            }
+            Reason::ApprovalRegoHolds { rule } => write!(f, "Rego rule `{rule}` requires approval"),
+            Reason::ApprovalRegoFailed { rule, error } => {
+                write!(f, "Rego rule `{rule}` could not be evaluated ({error}); requiring approval")
+            }
             Reason::SchemaViolation { path, message } if path.is_empty() => {
                 write!(f, "arguments break the tool's inputSchema: {message}")
             }

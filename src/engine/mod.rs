@@ -418,6 +418,11 @@ impl<'e> Decider<'e> {
                     Ok(false) => None,
                     Err(error) => Some(Reason::ApprovalConditionFailed(error)),
                 },
+                GateTrigger::Rego(rule) => match rule.eval(&crate::rego::request_input(request)) {
+                    Ok(true) => Some(Reason::ApprovalRegoHolds { rule: &rule.entry }),
+                    Ok(false) => None,
+                    Err(error) => Some(Reason::ApprovalRegoFailed { rule: &rule.entry, error }),
+                },
                 GateTrigger::Never => None,
             };
             if let Some(reason) = reason {
@@ -553,6 +558,13 @@ impl<'e> Decider<'e> {
                 Ok(true) => {}
                 Ok(false) => return Some(self.deny(*rule, Reason::ConditionFalse)),
                 Err(error) => return Some(self.deny(*rule, Reason::ConditionFailed(error))),
+            }
+        }
+        if let Some((rego, rule)) = &constraint.rego {
+            match rego.eval(&crate::rego::request_input(self.request)) {
+                Ok(true) => {}
+                Ok(false) => return Some(self.deny(*rule, Reason::RegoFalse { rule: &rego.entry })),
+                Err(error) => return Some(self.deny(*rule, Reason::RegoFailed { rule: &rego.entry, error })),
             }
         }
         None

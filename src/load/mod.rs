@@ -68,3 +68,28 @@ pub fn load(inputs: Vec<PolicySource>) -> Loaded {
     }
     Loaded { sources, files, diagnostics }
 }
+
+/// Reads the files a policy refers to (tool catalogs, Rego modules): the
+/// compiler's only window on the file system, supplied by the caller.
+pub trait FileReader {
+    /// The bytes of `file` as written in the policy `policy` (the policy's
+    /// source name), or what went wrong.
+    fn read(&self, policy: &str, file: &str) -> Result<Vec<u8>, String>;
+
+    /// Every Rego module (`*.rego`) beside the policy `policy`, by name.
+    fn rego_modules(&self, policy: &str) -> Result<Vec<(String, Vec<u8>)>, String>;
+}
+
+/// A reader for callers that compile from memory: every file is an error.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoFiles;
+
+impl FileReader for NoFiles {
+    fn read(&self, _policy: &str, _file: &str) -> Result<Vec<u8>, String> {
+        Err(String::from("this compiler was given no way to read files"))
+    }
+
+    fn rego_modules(&self, _policy: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+        Err(String::from("this compiler was given no way to read files"))
+    }
+}

@@ -20,9 +20,18 @@ const AGENT_KEYS: &[&str] = &[
     "validateArgs",
     "lintIgnore",
 ];
-const CONSTRAINT_KEYS: &[&str] =
-    &["maxPerSession", "rateLimit", "requiresFields", "params", "when", "validateArgs", "description"];
-const GATE_KEYS: &[&str] = &["required", "when", "approver", "maxAmount", "amountField", "description"];
+const CONSTRAINT_KEYS: &[&str] = &[
+    "maxPerSession",
+    "rateLimit",
+    "requiresFields",
+    "params",
+    "when",
+    "rego",
+    "validateArgs",
+    "description",
+];
+const GATE_KEYS: &[&str] =
+    &["required", "when", "rego", "approver", "maxAmount", "amountField", "description"];
 const SESSION_KEYS: &[&str] = &["maxToolCalls", "maxCost", "maxConsecutiveErrors"];
 const PARAM_KEYS: &[&str] = &[
     "type",
@@ -179,7 +188,17 @@ fn decode_constraint(
         decoder.string(description, "`description`");
     }
     let validate_args = fields.get("validateArgs").and_then(|n| decode_validation(decoder, n));
-    Some(ConstraintDecl { tool, max_per_session, rate_limit, requires_fields, params, when, validate_args })
+    let rego = fields.get("rego").and_then(|n| decoder.string(n, "`rego`"));
+    Some(ConstraintDecl {
+        tool,
+        max_per_session,
+        rate_limit,
+        requires_fields,
+        params,
+        when,
+        validate_args,
+        rego,
+    })
 }
 
 fn decode_gate(decoder: &mut Decoder<'_>, tool: Spanned<String>, node: &Node) -> Option<GateDecl> {
@@ -195,6 +214,7 @@ fn decode_gate(decoder: &mut Decoder<'_>, tool: Spanned<String>, node: &Node) ->
         approver: fields.get("approver").and_then(|n| decoder.string(n, "`approver`")),
         max_amount: fields.get("maxAmount").and_then(|n| decoder.number(n, "`maxAmount`")),
         amount_field: fields.get("amountField").and_then(|n| decoder.string(n, "`amountField`")),
+        rego: fields.get("rego").and_then(|n| decoder.string(n, "`rego`")),
         tool,
     })
 }

@@ -46,7 +46,7 @@ pub fn load(
     approvals: Arc<crate::approval::Ledger>,
 ) -> Result<Engine, LoadError> {
     let sources = crate::files::read_policies(paths).map_err(|e| LoadError::Files(e.to_string()))?;
-    let checked = crate::compile_with(sources, &crate::files::CatalogFiles);
+    let checked = crate::compile_with(sources, &crate::files::DiskFiles);
     match checked.policy {
         Some(policy) => Ok(Engine::with_ledger(policy, sessions, kills, approvals)),
         None => Err(LoadError::Invalid(
@@ -189,12 +189,19 @@ fn watch_target(path: &Path) -> (PathBuf, RecursiveMode) {
     }
 }
 
-/// Whether a changed path can affect the policy set.
+/// Whether a changed path can affect the policy set: a policy file, or a
+/// Rego module or catalog (`.json`) beside or below one.
 fn relevant(changed: &Path, policies: &[PathBuf]) -> bool {
-    let is_policy_name = matches!(changed.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    let extension = changed.extension().and_then(|e| e.to_str());
+    let referenced = matches!(extension, Some("rego" | "json"));
+    let is_policy_name = matches!(extension, Some("yaml" | "yml")) || referenced;
     policies.iter().any(|p| {
         let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-        if p.is_dir() { changed.starts_with(&p) && is_policy_name } else { changed == p }
+        if p.is_dir() {
+            changed.starts_with(&p) && is_policy_name
+        } else {
+            changed == p || (referenced && changed.parent() == p.parent())
+        }
     })
 }
 
@@ -246,5 +253,30 @@ pub struct WatchGuard {
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rego_modules_and_catalogs_beside_policies_trigger_a_reload() {
+        let dir = std::env::temp_dir().join(format!("toolgate-relevant-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("catalogs")).expect("dir");
+        let policy = dir.join("p.yaml");
+        std::fs::write(&policy, "agentPolicies: {}\n").expect("write");
+        let canonical = std::fs::canonicalize(&dir).expect("canonical");
+        for (changed, by_directory, by_file) in [
+            ("p.yaml", true, true),
+            ("rules.rego", true, true),
+            ("catalogs/github.tools.json", true, false),
+            ("notes.txt", false, false),
+        ] {
+            let changed = canonical.join(changed);
+            assert_eq!(relevant(&changed, std::slice::from_ref(&dir)), by_directory, "{}", changed.display());
+            assert_eq!(relevant(&changed, std::slice::from_ref(&policy)), by_file, "{}", changed.display());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

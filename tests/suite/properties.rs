@@ -10,7 +10,7 @@ use toolgate::load::PolicySource;
 static EXAMPLES: std::sync::LazyLock<Engine> = std::sync::LazyLock::new(|| {
     let dir = crate::util::root().join("policies");
     let sources = toolgate::files::read_policies(&[dir]).expect("policies");
-    Engine::new(toolgate::compile_with(sources, &toolgate::files::CatalogFiles).policy.expect("compiles"))
+    Engine::new(toolgate::compile_with(sources, &toolgate::files::DiskFiles).policy.expect("compiles"))
 });
 
 fn json_value() -> impl Strategy<Value = Value> {

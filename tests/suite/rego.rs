@@ -11,7 +11,7 @@ use crate::util::root;
 
 fn compile_examples() -> toolgate::check::CheckedPolicySet {
     let sources = toolgate::files::read_policies(&[root().join("policies")]).expect("policies");
-    toolgate::compile_with(sources, &toolgate::files::CatalogFiles).policy.expect("compiles")
+    toolgate::compile_with(sources, &toolgate::files::DiskFiles).policy.expect("compiles")
 }
 
 fn request(value: &Value) -> Request {
@@ -50,12 +50,13 @@ fn exported_example_policies_agree_with_the_engine_on_every_test_case() {
         let text = String::from_utf8(source.bytes).expect("UTF-8");
         files.push((source.name, serde_saphyr::from_str::<TestFile>(&text).expect("test file")));
     }
+    let module = Gateway::module(&policy).expect("regorus loads the export");
     let mut compared = 0;
     for evaluator in [Evaluator::Vm, Evaluator::Interpreter] {
         for (file, tests) in &files {
             for case in &tests.cases {
                 let fresh = engine.with_fresh_state();
-                let mut gateway = Gateway::new(&policy, evaluator).expect("regorus loads the export");
+                let mut gateway = Gateway::with_module(&policy, &module, evaluator);
                 let mut requests = Vec::new();
                 for before in &case.before {
                     let times = before.get("repeat").and_then(Value::as_u64).unwrap_or(1);
@@ -85,4 +86,81 @@ fn the_exported_module_runs_on_the_bytecode_vm() {
     )
     .expect("module");
     assert_eq!(module.evaluator(), Evaluator::Vm);
+}
+
+#[test]
+fn rego_rules_in_constraints_and_gates_decide_through_the_binary() {
+    let policy = "\
+agentPolicies:
+  ops:
+    allowedTools: [deploy, restart]
+    constraints:
+      deploy:
+        rego: data.ops.deploy_allowed
+      restart:
+        rego: data.ops.broken
+    approvalGates:
+      deploy:
+        rego: data.ops.needs_approval
+        approver: sre
+";
+    let module = "\
+package ops
+
+import rego.v1
+
+default deploy_allowed := false
+
+deploy_allowed if {
+	input.args.env in {\"staging\", \"prod\"}
+	not input.args.version == \"\"
+}
+
+needs_approval if input.args.env == \"prod\"
+
+# Not a boolean: every call that reads it fails closed.
+broken := \"yes\"
+";
+    let dir = crate::util::scratch(&[("policy.yaml", policy), ("ops.rego", module)]);
+    let requests = [
+        r#"{"agent": "ops", "tool": "deploy", "args": {"env": "staging", "version": "1.2"}}"#,
+        r#"{"agent": "ops", "tool": "deploy", "args": {"env": "prod", "version": "1.2"}}"#,
+        r#"{"agent": "ops", "tool": "deploy", "args": {"env": "dev", "version": "1.2"}}"#,
+        r#"{"agent": "ops", "tool": "deploy", "args": {"env": "prod"}}"#,
+        r#"{"agent": "ops", "tool": "restart", "args": {}}"#,
+    ];
+    let output = crate::util::run_with_input(
+        crate::util::toolgate(dir.path()).args(["eval", "--policy", "policy.yaml"]),
+        requests.join("\n").as_bytes(),
+    );
+    let answers: Vec<(String, String, String)> = crate::util::json_lines(&output)
+        .iter()
+        .map(|a| {
+            let text = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+            (text("decision"), text("rule"), text("reason"))
+        })
+        .collect();
+    let expected = [
+        ("allow", "ops.allowedTools.deploy", "allowed by policy"),
+        (
+            "require_approval",
+            "ops.approvalGates.deploy",
+            "Rego rule `data.ops.needs_approval` requires approval",
+        ),
+        ("deny", "ops.constraints.deploy.rego", "Rego rule `data.ops.deploy_allowed` is not true"),
+        // `input.args.version` is undefined: `not ... == ""` holds in Rego.
+        (
+            "require_approval",
+            "ops.approvalGates.deploy",
+            "Rego rule `data.ops.needs_approval` requires approval",
+        ),
+        (
+            "deny",
+            "ops.constraints.restart.rego",
+            "Rego rule `data.ops.broken` could not be evaluated (the rule's value is \"yes\", not a boolean); failing closed",
+        ),
+    ];
+    let expected: Vec<(String, String, String)> =
+        expected.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+    assert_eq!(answers, expected);
 }
