@@ -47,6 +47,7 @@ pub mod diff;
 pub mod durable;
 pub mod engine;
 pub mod export;
+mod fast_map;
 pub mod files;
 pub mod kill;
 pub mod lint;

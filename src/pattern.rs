@@ -118,6 +118,58 @@ impl ToolPattern {
     }
 }
 
+/// A list of patterns indexed by tool name: exact names and selector
+/// members in a hash map, globs scanned. Answers in list order, so "the first
+/// entry that matches" is the same as scanning the list, at the cost of one
+/// lookup plus the globs rather than the whole list.
+#[derive(Clone, Debug, Default)]
+pub struct PatternIndex {
+    exact: crate::fast_map::FastMap<Box<str>, Vec<u32>>,
+    globs: Vec<(u32, GlobMatcher)>,
+}
+
+impl PatternIndex {
+    /// Indexes patterns by their position in the iterator.
+    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a ToolPattern>) -> PatternIndex {
+        let mut index = PatternIndex::default();
+        for (position, pattern) in (0u32..).zip(patterns) {
+            match pattern {
+                ToolPattern::Glob { matcher, .. } => index.globs.push((position, matcher.clone())),
+                names => {
+                    for name in names.names() {
+                        index.exact.entry(name.clone()).or_default().push(position);
+                    }
+                }
+            }
+        }
+        index
+    }
+
+    /// The positions of every pattern that matches `tool`, ascending.
+    pub fn matching(&self, tool: &str) -> Vec<u32> {
+        let mut positions: Vec<u32> = self.exact.get(tool).cloned().unwrap_or_default();
+        positions.extend(self.globs.iter().filter(|(_, m)| m.is_match(tool)).map(|(p, _)| *p));
+        positions.sort_unstable();
+        positions.dedup();
+        positions
+    }
+
+    /// The position of the first pattern that matches `tool`.
+    pub fn first(&self, tool: &str) -> Option<u32> {
+        let exact = self.exact.get(tool).and_then(|p| p.first().copied());
+        let glob = self.globs.iter().find(|(_, m)| m.is_match(tool)).map(|(p, _)| *p);
+        match (exact, glob) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether any pattern matches `tool`.
+    pub fn any(&self, tool: &str) -> bool {
+        self.exact.contains_key(tool) || self.globs.iter().any(|(_, m)| m.is_match(tool))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +195,20 @@ mod tests {
         assert!(!all_github.covers(&ToolPattern::new("github/[a-z]").expect("glob")));
         assert!(ToolPattern::new("github/[").is_err());
         assert!(ToolPattern::new(" ").is_err());
+    }
+
+    #[test]
+    fn the_index_answers_in_list_order() {
+        let patterns: Vec<ToolPattern> = ["github/get_me", "github/*", "github/get_me", "gitlab/*"]
+            .iter()
+            .map(|p| ToolPattern::new(p).expect("pattern"))
+            .collect();
+        let index = PatternIndex::new(&patterns);
+        assert_eq!(index.matching("github/get_me"), [0, 1, 2]);
+        assert_eq!(index.first("github/get_me"), Some(0));
+        assert_eq!(index.first("github/issue_read"), Some(1));
+        assert_eq!(index.first("slack/post"), None);
+        assert!(index.any("gitlab/x"));
+        assert!(!index.any("slack/post"));
     }
 }

@@ -6,7 +6,8 @@
 //! the session across the whole decision.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+
+use crate::fast_map::FastMap;
 use std::sync::{Mutex, PoisonError};
 
 /// Which session: counters are kept per agent within a session id.
@@ -159,12 +160,12 @@ pub trait SessionStore: Send + Sync {
 /// process exits.
 pub struct MemorySessions {
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    hasher: ahash::RandomState,
     /// Rate-limit buckets per (agent, counter); locked after a shard, never before.
     buckets: Mutex<Buckets>,
 }
 
-type Shard = HashMap<Box<str>, HashMap<Box<str>, Counters>>;
+type Shard = FastMap<Box<str>, FastMap<Box<str>, Counters>>;
 
 /// Rate-limit buckets, keyed by (agent, the rate limit's rule id).
 type Buckets = HashMap<(Box<str>, Box<str>), Bucket>;
@@ -174,8 +175,8 @@ struct Counters {
     consecutive_errors: u64,
     cost_micros: u64,
     total: u64,
-    tools: HashMap<Box<str>, u64>,
-    caps: HashMap<Box<str>, u64>,
+    tools: FastMap<Box<str>, u64>,
+    caps: FastMap<Box<str>, u64>,
 }
 
 impl Counters {
@@ -190,7 +191,7 @@ impl Counters {
     }
 }
 
-fn bump(map: &mut HashMap<Box<str>, u64>, key: &str) {
+fn bump(map: &mut FastMap<Box<str>, u64>, key: &str) {
     match map.get_mut(key) {
         Some(n) => *n = n.saturating_add(1),
         None => {
@@ -204,8 +205,8 @@ const SHARDS: usize = 32;
 impl Default for MemorySessions {
     fn default() -> Self {
         MemorySessions {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: ahash::RandomState::new(),
             buckets: Mutex::new(HashMap::new()),
         }
     }

@@ -5,7 +5,6 @@
 //! Lookup cost depends on the number of globs, not on the number of tools.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use globset::{GlobSet, GlobSetBuilder};
 
@@ -14,13 +13,14 @@ use crate::catalog::Catalogs;
 use crate::check::{
     CheckedAgent, CheckedConstraint, CheckedGate, CheckedPolicySet, RuleId, RuleInfo, SchemaCheck, ToolRule,
 };
-use crate::pattern::ToolPattern;
+use crate::fast_map::FastMap;
+use crate::pattern::{PatternIndex, ToolPattern};
 use crate::session::Cap;
 
 /// An immutable, compiled policy set.
 #[derive(Clone, Debug)]
 pub struct DecisionTable {
-    pub(crate) agents: HashMap<Box<str>, AgentTable>,
+    pub(crate) agents: FastMap<Box<str>, AgentTable>,
     pub(crate) rules: Vec<RuleInfo>,
     pub(crate) hash: Box<str>,
     /// The tool catalogs: a name under a catalog's server that the catalog
@@ -31,7 +31,7 @@ pub struct DecisionTable {
 /// One agent's part of the table.
 #[derive(Clone, Debug)]
 pub(crate) struct AgentTable {
-    pub exact: HashMap<Box<str>, ToolPlan>,
+    pub exact: FastMap<Box<str>, ToolPlan>,
     pub deny_globs: GlobIndex,
     pub allow_globs: GlobIndex,
     pub constraint_globs: GlobIndex,
@@ -164,7 +164,7 @@ impl AgentTable {
         let session_cap =
             agent.session.max_tool_calls.map(|limit| (Cap::count(id(limit.rule), limit.max), limit.rule));
         let mut table = AgentTable {
-            exact: HashMap::new(),
+            exact: FastMap::default(),
             deny_globs: index(&agent.deny),
             allow_globs: index(&agent.allow),
             constraint_globs: GlobIndex::build(agent.constraints.iter().zip(0..).map(|(c, i)| (&c.tool, i))),
@@ -190,13 +190,12 @@ impl AgentTable {
             .chain(agent.constraints.iter().map(|c| &c.tool))
             .chain(agent.gates.iter().map(|g| &g.tool))
             .flat_map(|p| p.names().iter().map(|n| &**n));
-        let listed = catalogs
-            .tools()
-            .map(|t| t.name.as_str())
-            .filter(|name| agent.allow.iter().chain(&agent.deny).any(|r| r.pattern.matches(name)));
+        let listed = catalogs.tools().map(|t| t.name.as_str());
+        let indexes = Indexes::new(&agent);
+        let listed = listed.filter(|name| indexes.allow.any(name) || indexes.deny.any(name));
         for name in named.chain(listed) {
             if !table.exact.contains_key(name) {
-                let plan = plan_by_scan(&agent, name, &table.session_cap, rules);
+                let plan = plan_of(&agent, &indexes, name, &table.session_cap, rules);
                 table.exact.insert(name.into(), plan);
             }
         }
@@ -207,9 +206,14 @@ impl AgentTable {
 
     /// The plan for a tool name.
     pub fn plan(&self, tool: &str, rules: &[RuleInfo]) -> Cow<'_, ToolPlan> {
-        if let Some(plan) = self.exact.get(tool) {
-            return Cow::Borrowed(plan);
+        match self.exact.get(tool) {
+            Some(plan) => Cow::Borrowed(plan),
+            None => self.plan_by_globs(tool, rules),
         }
+    }
+
+    /// The plan for a tool name the exact map does not hold.
+    pub fn plan_by_globs(&self, tool: &str, rules: &[RuleInfo]) -> Cow<'_, ToolPlan> {
         // Exact names are all in the map, so only globs can match here.
         if let Some(rule) = self.deny_globs.first(tool) {
             return Cow::Owned(ToolPlan::Denied(RuleId(rule)));
@@ -239,22 +243,42 @@ fn index(rules: &[ToolRule]) -> GlobIndex {
     GlobIndex::build(rules.iter().map(|r| (&r.pattern, r.rule.0)))
 }
 
-fn plan_by_scan(
+/// An agent's lists indexed by tool name, for planning many names.
+struct Indexes {
+    allow: PatternIndex,
+    deny: PatternIndex,
+    constraints: PatternIndex,
+    gates: PatternIndex,
+}
+
+impl Indexes {
+    fn new(agent: &CheckedAgent) -> Indexes {
+        Indexes {
+            allow: PatternIndex::new(agent.allow.iter().map(|r| &r.pattern)),
+            deny: PatternIndex::new(agent.deny.iter().map(|r| &r.pattern)),
+            constraints: PatternIndex::new(agent.constraints.iter().map(|c| &c.tool)),
+            gates: PatternIndex::new(agent.gates.iter().map(|g| &g.tool)),
+        }
+    }
+}
+
+/// The plan of one tool name: the first deny, else the first allow with
+/// every constraint and gate that applies, in list order.
+fn plan_of(
     agent: &CheckedAgent,
+    indexes: &Indexes,
     tool: &str,
     session_cap: &Option<(Cap, RuleId)>,
     rules: &[RuleInfo],
 ) -> ToolPlan {
-    if let Some(deny) = agent.deny.iter().find(|d| d.pattern.matches(tool)) {
+    if let Some(deny) = indexes.deny.first(tool).and_then(|i| agent.deny.get(i as usize)) {
         return ToolPlan::Denied(deny.rule);
     }
-    let Some(allow) = agent.allow.iter().find(|a| a.pattern.matches(tool)) else {
+    let Some(allow) = indexes.allow.first(tool).and_then(|i| agent.allow.get(i as usize)) else {
         return ToolPlan::NotAllowed;
     };
-    let constraints: Vec<u32> =
-        (0..).zip(&agent.constraints).filter(|(_, c)| c.tool.matches(tool)).map(|(i, _)| i).collect();
-    let gates: Box<[u32]> =
-        (0..).zip(&agent.gates).filter(|(_, g)| g.tool.matches(tool)).map(|(i, _)| i).collect();
+    let constraints = indexes.constraints.matching(tool);
+    let gates: Box<[u32]> = indexes.gates.matching(tool).into();
     let (caps, cap_rules) =
         caps_of(constraints.iter().filter_map(|&i| agent.constraints.get(i as usize)), session_cap, rules);
     let schema = agent.validators.get(tool).cloned();

@@ -24,7 +24,10 @@ pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_DEPTH: usize = 32;
 
 /// The most nodes (scalars, lists, mappings, alias expansions) in one file.
-pub const MAX_NODES: usize = 200_000;
+pub const MAX_NODES: usize = 2_000_000;
+/// The most events alias expansion may replay in one file: aliases are
+/// rare in policies, and expansion is how small files become huge.
+pub const MAX_ALIAS_EXPANSION: usize = 200_000;
 
 /// One YAML node with the byte span of its text.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,9 +95,15 @@ pub fn parse(bytes: &[u8], source: SourceId) -> Result<Option<Node>, Diagnostic>
         return Ok(None);
     }
     let mut alias_limits = AliasLimits::default();
-    alias_limits.max_total_replayed_events = MAX_NODES;
+    alias_limits.max_total_replayed_events = MAX_ALIAS_EXPANSION;
     let options = serde_saphyr::options! {
-        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH, flow_nesting_limit: MAX_DEPTH, max_nodes: MAX_NODES, max_aliases: 1_000 },
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            flow_nesting_limit: MAX_DEPTH,
+            max_nodes: MAX_NODES,
+            max_events: 2 * MAX_NODES,
+            max_aliases: 1_000,
+        },
         alias_limits: alias_limits,
         // YAML 1.2 booleans only: `n`, `no`, `on`, `y` stay strings, so an
         // argument or tool named `n` is not silently renamed `false`.
@@ -142,7 +151,7 @@ fn convert_error(error: &serde_saphyr::Error, text: &str, source: SourceId) -> D
             format!("nesting is deeper than {MAX_DEPTH} levels")
         }
         Code::ResourceLimit if message.contains("alias") => {
-            format!("aliases expand to more than {MAX_NODES} nodes")
+            format!("aliases expand to more than {MAX_ALIAS_EXPANSION} nodes")
         }
         Code::ResourceLimit => format!("file exceeds a safety limit ({message})"),
         Code::DuplicateKey => match error {

@@ -336,16 +336,20 @@ pub fn validators(
     diagnostics: &mut Diagnostics,
 ) -> HashMap<Box<str>, SchemaCheck> {
     let mut checks = HashMap::new();
+    let with_modes: Vec<&CheckedConstraint> =
+        agent.constraints.iter().filter(|c| c.validation.is_some()).collect();
+    if agent.validation.is_none() && with_modes.is_empty() {
+        return checks;
+    }
+    let allows = crate::pattern::PatternIndex::new(agent.allow.iter().map(|r| &r.pattern));
+    let constraints = crate::pattern::PatternIndex::new(with_modes.iter().map(|c| &c.tool));
     for tool in catalogs.tools() {
-        if !agent.allow.iter().any(|a| a.pattern.matches(&tool.name)) {
+        if !allows.any(&tool.name) {
             continue;
         }
+        let matching = constraints.matching(&tool.name);
         let modes = agent.validation.iter().chain(
-            agent
-                .constraints
-                .iter()
-                .filter(|c| c.tool.matches(&tool.name))
-                .filter_map(|c| c.validation.as_ref()),
+            matching.iter().filter_map(|&i| with_modes.get(i as usize)).filter_map(|c| c.validation.as_ref()),
         );
         let Some(&(mode, rule)) = modes.rev().max_by_key(|(mode, _)| *mode) else { continue };
         if mode == ArgValidation::Off {

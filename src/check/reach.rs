@@ -3,13 +3,16 @@
 use super::agent::{OwnRules, RuleTable};
 use super::{CheckedAgent, ToolRule};
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
-use crate::pattern::ToolPattern;
+use crate::pattern::{PatternIndex, ToolPattern};
 
 /// Reports, for the agent's own rules, allows that a deny shadows and
 /// constraints or gates on tools the agent can never call.
 pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &RuleTable, diagnostics: &mut Diagnostics) {
+    let allows = PatternIndex::new(agent.allow.iter().map(|r| &r.pattern));
+    let denies = PatternIndex::new(agent.deny.iter().map(|r| &r.pattern));
+    let lists = Lists { agent, allows: &allows, denies: &denies };
     for allow in &own.allow {
-        if let Some(deny) = agent.deny.iter().find(|d| d.pattern.covers(&allow.pattern)) {
+        if let Some(deny) = lists.covering_deny(&allow.pattern) {
             diagnostics.push(
                 Diagnostic::new(
                     Code::AllowShadowedByDeny,
@@ -32,7 +35,7 @@ pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &RuleTable, diagnostics
         .map(|c| (&c.tool, "constraint", c.location))
         .chain(own.gates.iter().map(|g| (&g.tool, "approval gate", rules.get(g.rule).location)));
     for (tool, kind, location) in targets {
-        if let Some(reason) = unreachable(agent, tool) {
+        if let Some(reason) = lists.unreachable(tool) {
             let mut diagnostic = Diagnostic::new(
                 Code::DeadRule,
                 format!(
@@ -62,6 +65,34 @@ pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &RuleTable, diagnostics
 enum Unreachable<'a> {
     Denied(&'a ToolRule),
     NotAllowed,
+}
+
+/// An agent's lists with indexes, so checking an exact name costs a lookup
+/// rather than a scan (policies can name 100,000 tools).
+struct Lists<'a> {
+    agent: &'a CheckedAgent,
+    allows: &'a PatternIndex,
+    denies: &'a PatternIndex,
+}
+
+impl<'a> Lists<'a> {
+    /// The first deny entry that covers every tool `pattern` matches.
+    fn covering_deny(&self, pattern: &ToolPattern) -> Option<&'a ToolRule> {
+        match pattern {
+            ToolPattern::Exact(name) => self.denies.first(name).and_then(|i| self.agent.deny.get(i as usize)),
+            _ => self.agent.deny.iter().find(|d| d.pattern.covers(pattern)),
+        }
+    }
+
+    fn unreachable(&self, tool: &ToolPattern) -> Option<Unreachable<'a>> {
+        if let ToolPattern::Exact(name) = tool {
+            if let Some(deny) = self.covering_deny(tool) {
+                return Some(Unreachable::Denied(deny));
+            }
+            return (!self.allows.any(name)).then_some(Unreachable::NotAllowed);
+        }
+        unreachable(self.agent, tool)
+    }
 }
 
 fn unreachable<'a>(agent: &'a CheckedAgent, tool: &ToolPattern) -> Option<Unreachable<'a>> {

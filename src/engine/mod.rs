@@ -343,18 +343,19 @@ impl<'e> Decider<'e> {
 
     fn decide(&self) -> Decision<'e> {
         let request = self.request;
-        if !self.agent.exact.contains_key(request.tool.as_str())
-            && self.engine.table.uncatalogued(&request.tool)
-        {
-            return Decision {
-                outcome: Outcome::Deny,
-                rule: UNKNOWN_TOOL_RULE,
-                reason: Reason::UnknownTool,
-                approver: None,
-                audit: self.agent.audit,
-            };
-        }
-        let plan = self.agent.plan(&request.tool, &self.engine.table.rules);
+        let plan = match self.agent.exact.get(request.tool.as_str()) {
+            Some(plan) => std::borrow::Cow::Borrowed(plan),
+            None if self.engine.table.uncatalogued(&request.tool) => {
+                return Decision {
+                    outcome: Outcome::Deny,
+                    rule: UNKNOWN_TOOL_RULE,
+                    reason: Reason::UnknownTool,
+                    approver: None,
+                    audit: self.agent.audit,
+                };
+            }
+            None => self.agent.plan_by_globs(&request.tool, &self.engine.table.rules),
+        };
         let (allow, constraints, gates, caps, cap_rules) = match &*plan {
             ToolPlan::Denied(rule) => {
                 let pattern = self.engine.table.rules.get(rule.0 as usize).map_or("", |r| pattern_of(&r.id));
