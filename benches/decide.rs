@@ -12,7 +12,7 @@ use toolgate::engine::{Engine, Request};
 fn engine() -> Engine {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     let sources = toolgate::files::read_policies(&[dir]).expect("policies");
-    Engine::new(toolgate::compile(sources).policy.expect("compiles"))
+    Engine::new(toolgate::compile_with(sources, &toolgate::files::DiskFiles).policy.expect("compiles"))
 }
 
 fn request(line: &str) -> Request {
@@ -48,6 +48,17 @@ fn decide(c: &mut Criterion) {
         let request = request(line);
         group.bench_function(name, |b| b.iter(|| black_box(engine.decide(black_box(&request))).outcome));
     }
+    // The reference workload of the performance targets (also in peers/).
+    let reference = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/reference.yaml");
+    let sources = toolgate::files::read_policies(&[reference]).expect("reference policy");
+    let engine = Engine::new(toolgate::compile(sources).policy.expect("compiles"));
+    let request = request(
+        r#"{"agent":"refAgent","tool":"files/write","session":"s","args":{"path":"/srv/docs/guide.md","size":1200,"mode":"create"}}"#,
+    );
+    assert_eq!(engine.decide(&request).outcome, toolgate::engine::Outcome::Allow);
+    group.bench_function("reference_workload", |b| {
+        b.iter(|| black_box(engine.decide(black_box(&request))).outcome)
+    });
     group.finish();
 }
 
@@ -55,7 +66,9 @@ fn compile(c: &mut Criterion) {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     let sources = toolgate::files::read_policies(&[dir]).expect("policies");
     c.bench_function("compile_examples", |b| {
-        b.iter(|| black_box(toolgate::compile(sources.clone()).policy.is_some()))
+        b.iter(|| {
+            black_box(toolgate::compile_with(sources.clone(), &toolgate::files::DiskFiles).policy.is_some())
+        })
     });
 }
 

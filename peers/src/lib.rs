@@ -41,22 +41,7 @@ pub const REGO_ENTRY: &str = "data.bench.allow";
 pub fn reference() -> Workload {
     let named: Vec<String> = (0..40).map(|i| format!("tool_{i:02}")).collect();
     let quoted = |names: &[String]| names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
-    let yaml = format!(
-        "agentPolicies:
-  refAgent:
-    allowedTools: [{}, \"files/*\", \"search_*\"]
-    deniedTools: [\"files/delete_*\"]
-    constraints:
-      files/write:
-        params:
-          path: {{type: string, maxLength: 4096}}
-          size: {{type: integer, maximum: 1000000}}
-          mode: {{enum: [create, overwrite]}}
-        when: \"args.path.startsWith('/srv/docs/') && !args.path.contains('..')\"
-        maxPerSession: 1000000000000
-",
-        quoted(&named)
-    );
+    let yaml = include_str!("../../benches/reference.yaml").to_owned();
     let rego = format!(
         r#"package bench
 

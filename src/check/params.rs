@@ -174,7 +174,11 @@ impl ParamCheck {
                 }
             }
             Value::String(s) => {
-                if self.min_length.is_some() || self.max_length.is_some() {
+                // A string has at most as many characters as bytes: when the
+                // byte length already fits both bounds, counting is not needed.
+                let fits_by_bytes = self.min_length.is_none_or(|n| n == 0)
+                    && self.max_length.is_none_or(|n| s.len() as u64 <= n);
+                if !fits_by_bytes && (self.min_length.is_some() || self.max_length.is_some()) {
                     let length = s.chars().count() as u64;
                     if let Some(n) = self.min_length.filter(|n| length < *n) {
                         return Err(Violation::TooShort(n));
