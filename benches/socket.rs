@@ -7,6 +7,8 @@
 //! (keep an audit trail with that `--audit-sync`), `--state` (durable
 //! session counters).
 //!
+//! `TOOLGATE_BENCH_WRAPPER` prefixes the server command (a profiler).
+//!
 //! Each client keeps `W` requests in flight on one connection: it sends `W`,
 //! then one more for every answer. Latency is from writing a request to
 //! reading its answer, so it includes the queueing the window causes.
@@ -89,7 +91,18 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("dir");
     let socket = dir.join("bench.sock");
     let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_toolgate"));
+    // `TOOLGATE_BENCH_WRAPPER="valgrind --tool=callgrind"` runs the server
+    // under a profiler (with fewer `--requests`: it is much slower there).
+    let wrapper = std::env::var("TOOLGATE_BENCH_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut server = match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(env!("CARGO_BIN_EXE_toolgate"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_toolgate")),
+    };
     server.args(["serve", "--no-watch", "--policy"]).arg(&policies).arg("--socket").arg(&socket);
     if options.state {
         server.arg("--state").arg(dir.join("state"));
@@ -98,7 +111,7 @@ fn main() {
         server.arg("--audit").arg(dir.join("audit.jsonl")).args(["--audit-sync", sync]);
     }
     let mut server = server.stderr(Stdio::null()).spawn().expect("server");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while UnixStream::connect(&socket).is_err() {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(20));
@@ -136,6 +149,13 @@ fn main() {
             percentile(&latencies, 0.99),
             percentile(&latencies, 0.999)
         );
+    }
+    // SIGTERM first: the server drains and exits, and a profiler wrapping
+    // it writes its data; SIGKILL if it has not exited after 60 s.
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
     }
     let _ = server.kill();
     let _ = server.wait();

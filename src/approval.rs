@@ -118,43 +118,63 @@ impl std::fmt::Display for ApprovalError {
 
 /// `sha256:<hex>` of the arguments, serialised with object keys sorted at
 /// every level, so that the same arguments in any key order digest alike.
+/// The serialisation streams into the hash; nothing is cloned.
 pub fn args_digest(args: &Map<String, Value>) -> String {
-    fn canonical(value: &Value, out: &mut String) {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, key) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::from(key.as_str()).to_string());
-                    out.push(':');
-                    if let Some(inner) = map.get(key) {
-                        canonical(inner, out);
-                    }
-                }
-                out.push('}');
+    /// Feeds what is written to it into the hash.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    fn object(map: &Map<String, Value>, out: &mut Hashing) {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out.0.update(b"{");
+        for (i, (key, value)) in entries.into_iter().enumerate() {
+            if i > 0 {
+                out.0.update(b",");
             }
+            // Writing a string or a number into a hash cannot fail.
+            let _ = serde_json::to_writer(&mut *out, key);
+            out.0.update(b":");
+            canonical(value, out);
+        }
+        out.0.update(b"}");
+    }
+    fn canonical(value: &Value, out: &mut Hashing) {
+        match value {
+            Value::Object(map) => object(map, out),
             Value::Array(items) => {
-                out.push('[');
+                out.0.update(b"[");
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.0.update(b",");
                     }
                     canonical(item, out);
                 }
-                out.push(']');
+                out.0.update(b"]");
             }
-            other => out.push_str(&other.to_string()),
+            scalar => {
+                let _ = serde_json::to_writer(&mut *out, scalar);
+            }
         }
     }
-    let mut text = String::new();
-    canonical(&Value::Object(args.clone()), &mut text);
-    let digest = Sha256::digest(text.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    let mut hashing = Hashing(Sha256::new());
+    object(args, &mut hashing);
+    let digest = hashing.0.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(7 + 64);
+    text.push_str("sha256:");
+    for byte in digest.iter() {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 fn now() -> u64 {

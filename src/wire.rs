@@ -84,8 +84,48 @@ pub struct Line {
     pub command: Result<Command, WireError>,
 }
 
+/// A well-formed decide request, parsed in one pass (the common case).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideLine {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    op: Option<String>,
+    agent: String,
+    tool: String,
+    #[serde(default)]
+    args: Option<Map<String, Value>>,
+    #[serde(default)]
+    session: Option<String>,
+    #[serde(default)]
+    principal: Option<Value>,
+    #[serde(default)]
+    context: Option<Value>,
+    #[serde(default)]
+    approval: Option<String>,
+}
+
 /// Parses one request line.
 pub fn parse_line(line: &str) -> Line {
+    // The typed parse accepts exactly the well-formed decide requests; any
+    // other line goes the long way, which says precisely what is wrong.
+    if let Ok(fast) = serde_json::from_str::<DecideLine>(line) {
+        let objects =
+            [&fast.principal, &fast.context].iter().all(|v| v.as_ref().is_none_or(Value::is_object));
+        if fast.op.as_deref().is_none_or(|op| op == "decide") && objects {
+            let request = Request {
+                agent: fast.agent,
+                tool: fast.tool,
+                args: fast.args.unwrap_or_default(),
+                session: fast.session,
+                principal: fast.principal,
+                context: fast.context,
+                approval: fast.approval,
+            };
+            return Line { id: fast.id, command: Ok(Command::Decide(request)) };
+        }
+    }
     let mut object = match serde_json::from_str::<Value>(line) {
         Ok(Value::Object(object)) => object,
         Ok(_) => {
