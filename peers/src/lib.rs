@@ -124,7 +124,7 @@ unless {
 /// request calls the middle tool, which has one.
 pub fn scaled(tools: usize) -> Workload {
     let name = |i: usize| format!("tool_{i:06}");
-    let limited = |i: usize| i % 10 == 0;
+    let limited = |i: usize| i.is_multiple_of(10);
     let called = (tools / 2) / 10 * 10;
     let mut yaml = String::from("agentPolicies:\n  scaleAgent:\n    allowedTools:\n");
     for i in 0..tools {
