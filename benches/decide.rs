@@ -11,13 +11,13 @@ use toolgate::engine::{Engine, Request};
 
 fn engine() -> Engine {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let sources = toolgate::files::read_policies(&[dir]).expect("policies");
-    Engine::new(toolgate::compile_with(sources, &toolgate::files::DiskFiles).policy.expect("compiles"))
+    let sources = toolgate::compiler::files::read_policies(&[dir]).expect("policies");
+    Engine::new(toolgate::compile(sources, &toolgate::DiskFiles).policy.expect("compiles"))
 }
 
 fn request(line: &str) -> Request {
-    match toolgate::wire::parse_line(line).command {
-        Ok(toolgate::wire::Command::Decide(request)) => request,
+    match toolgate::protocol::parse_line(line).command {
+        Ok(toolgate::protocol::Command::Decide(request)) => request,
         _ => unreachable!("a decide request"),
     }
 }
@@ -50,8 +50,8 @@ fn decide(c: &mut Criterion) {
     }
     // The reference workload of the performance targets (also in peers/).
     let reference = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/reference.yaml");
-    let sources = toolgate::files::read_policies(&[reference]).expect("reference policy");
-    let engine = Engine::new(toolgate::compile(sources).policy.expect("compiles"));
+    let sources = toolgate::compiler::files::read_policies(&[reference]).expect("reference policy");
+    let engine = Engine::new(toolgate::compile(sources, &toolgate::NoFiles).policy.expect("compiles"));
     let request = request(
         r#"{"agent":"refAgent","tool":"files/write","session":"s","args":{"path":"/srv/docs/guide.md","size":1200,"mode":"create"}}"#,
     );
@@ -64,11 +64,9 @@ fn decide(c: &mut Criterion) {
 
 fn compile(c: &mut Criterion) {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let sources = toolgate::files::read_policies(&[dir]).expect("policies");
+    let sources = toolgate::compiler::files::read_policies(&[dir]).expect("policies");
     c.bench_function("compile_examples", |b| {
-        b.iter(|| {
-            black_box(toolgate::compile_with(sources.clone(), &toolgate::files::DiskFiles).policy.is_some())
-        })
+        b.iter(|| black_box(toolgate::compile(sources.clone(), &toolgate::DiskFiles).policy.is_some()))
     });
 }
 

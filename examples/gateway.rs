@@ -35,8 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // In-process: compile once, share the engine, decide in nanoseconds.
-    let sources = toolgate::files::read_policies(&[policies.into()])?;
-    let checked = toolgate::compile(sources);
+    let sources = toolgate::compiler::files::read_policies(&[policies.into()])?;
+    let checked = toolgate::compile(sources, &toolgate::NoFiles);
     let engine = Engine::new(checked.policy.ok_or("the policy does not compile")?);
     let mut args = serde_json::Map::new();
     args.insert("path".into(), json!("/etc/passwd"));

@@ -2,74 +2,47 @@
 //!
 //! # Layout
 //!
-//! The compiler is a pipeline of stages, each a module with a typed boundary:
+//! Each folder is a layer; a layer imports only the ones listed before it.
 //!
-//! ```text
-//! bytes ──yaml──▶ Node tree ──load──▶ ast::PolicyFile ──check──▶ CheckedPolicySet
-//!       ──table──▶ DecisionTable ──engine──▶ Engine::decide(&Request) -> Decision
-//! ```
-//!
-//! - [`yaml`]: YAML text → spanned node tree (safety limits, duplicate keys).
-//! - [`load`]: node tree → [`ast`], every problem reported with its location.
-//! - [`condition`]: the `when` language (pest grammar, type checker, evaluator).
-//! - [`check`]: joins files, resolves `extends`, compiles patterns, params and
-//!   conditions; warns about dead and shadowed rules.
-//! - [`table`]: lays the checked set out for constant-time lookup.
-//! - [`engine`]: decides requests; [`session`] holds the counters behind a trait.
-//! - [`diagnostic`]: typed findings, rendered only at the edge.
-//! - [`wire`]: the JSON Lines protocol of `eval` and the decision socket.
-//! - [`files`]: reading policy paths from disk (the compiler's only I/O).
+//! - [`source`], [`hash`], [`diagnostic`]: policy text with positions, hashing,
+//!   typed findings rendered only at the edge.
+//! - [`compiler`]: policy sources → spanned YAML → AST → [`CheckedPolicySet`].
+//! - [`state`]: what decisions read and write besides the policy (session
+//!   counters, kills, approvals, the clock), behind traits; memory and redb.
+//! - [`engine`]: the decision table and `decide`.
+//! - [`audit`]: the hash-chained audit trail, its writer, sink and verifier.
+//! - [`protocol`]: the JSON Lines wire format, typed operations and framing.
+//! - [`service`]: the running gateway core, transport-free: decide, approvals,
+//!   audit records, metrics, admin operations, reload.
+//! - [`server`]: the Unix-socket transport of the service.
+//! - [`authoring`]: tools for policy authors (lint, tests, diff, Rego export
+//!   and the differential oracle).
 //!
 //! # Example
 //!
 //! ```
-//! use toolgate::{compile, engine::{Engine, Outcome, Request}, load::PolicySource};
+//! use toolgate::{NoFiles, PolicySource, compile, engine::{Engine, Outcome, Request}};
 //!
 //! let source = PolicySource {
 //!     name: "policy.yaml".into(),
 //!     bytes: b"agentPolicies:\n  bot:\n    allowedTools: [search]\n".to_vec(),
 //! };
-//! let checked = compile(vec![source]);
+//! let checked = compile(vec![source], &NoFiles);
 //! let engine = Engine::new(checked.policy.expect("no errors"));
 //! let request = Request { agent: "bot".into(), tool: "search".into(), ..Request::default() };
 //! assert_eq!(engine.decide(&request).outcome, Outcome::Allow);
 //! ```
 
-pub mod approval;
-pub mod ast;
-pub mod atomic_file;
 pub mod audit;
-pub mod catalog;
-pub mod check;
-pub mod condition;
+pub mod authoring;
+pub mod compiler;
 pub mod diagnostic;
-pub mod diff;
-pub mod durable;
 pub mod engine;
-pub mod export;
-mod fast_map;
-pub mod files;
-pub mod kill;
-pub mod lint;
-pub mod load;
-pub mod pattern;
-pub mod rego;
+pub mod hash;
+pub mod protocol;
 pub mod server;
-pub mod session;
+pub mod service;
 pub mod source;
-pub mod table;
-pub mod testing;
-pub mod wire;
-pub mod yaml;
+pub mod state;
 
-/// Loads and checks policy sources: the whole compiler front end. A policy
-/// that names tool catalogs fails to compile here; use [`compile_with`].
-pub fn compile(sources: Vec<load::PolicySource>) -> check::Checked {
-    compile_with(sources, &load::NoFiles)
-}
-
-/// Loads and checks policy sources, reading the tool catalogs they name
-/// with `catalogs` (e.g. [`files::DiskFiles`]).
-pub fn compile_with(sources: Vec<load::PolicySource>, catalogs: &dyn load::FileReader) -> check::Checked {
-    check::check(load::load(sources), catalogs)
-}
+pub use compiler::{CheckedPolicySet, DiskFiles, FileReader, NoFiles, PolicySource, compile};

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use toolgate::condition::{Condition, NoSession, Scope, TypeEnv};
+use toolgate::compiler::condition::{Condition, NoSession, Scope, TypeEnv};
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(text) = std::str::from_utf8(bytes) else { return };

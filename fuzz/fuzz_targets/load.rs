@@ -4,13 +4,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use toolgate::load::PolicySource;
+use toolgate::compiler::PolicySource;
 
 fuzz_target!(|bytes: &[u8]| {
-    let checked = toolgate::compile(vec![PolicySource { name: "fuzz.yaml".into(), bytes: bytes.to_vec() }]);
+    let checked = toolgate::compile(vec![PolicySource { name: "fuzz.yaml".into(), bytes: bytes.to_vec() }], &toolgate::NoFiles);
     // Rendering must not panic either, whatever the diagnostics hold.
     let _ = toolgate::diagnostic::render::json(checked.diagnostics.as_slice(), &checked.sources);
     if let Some(policy) = checked.policy {
-        let _ = toolgate::table::DecisionTable::build(policy);
+        let _ = toolgate::engine::table::DecisionTable::build(policy);
     }
 });

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use criterion::Criterion;
-use toolgate::load::PolicySource;
+use toolgate::compiler::PolicySource;
 
 const SIZES: [usize; 3] = [100, 10_000, 100_000];
 
@@ -28,7 +28,7 @@ fn main() {
     for tools in SIZES {
         let source = source(tools);
         group.bench_function(format!("tools_{tools}"), |b| {
-            b.iter(|| black_box(toolgate::compile(vec![source.clone()]).policy.is_some()))
+            b.iter(|| black_box(toolgate::compile(vec![source.clone()], &toolgate::NoFiles).policy.is_some()))
         });
     }
     group.finish();
@@ -55,7 +55,7 @@ fn peak_child(path: &Path) {
     std::fs::write("/proc/self/clear_refs", "5").expect("/proc/self/clear_refs");
     let before = status_kib("VmRSS");
     let started = std::time::Instant::now();
-    let checked = toolgate::compile(vec![source]);
+    let checked = toolgate::compile(vec![source], &toolgate::NoFiles);
     let elapsed = started.elapsed();
     assert!(checked.policy.is_some(), "the generated policy compiles");
     let after = status_kib("VmHWM");

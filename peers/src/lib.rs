@@ -10,8 +10,8 @@
 use std::str::FromStr;
 
 use serde_json::{Value, json};
+use toolgate::compiler::PolicySource;
 use toolgate::engine::{Engine, Outcome, Request};
-use toolgate::load::PolicySource;
 
 /// One policy and one request in the three engines' forms.
 #[derive(Clone)]
@@ -178,7 +178,7 @@ unless { context has args.n && context.args.n <= resource.limit };
 /// A compiled toolgate engine for the workload.
 pub fn toolgate_engine(workload: &Workload) -> Engine {
     let source = PolicySource { name: String::from("bench.yaml"), bytes: workload.yaml.clone().into_bytes() };
-    let checked = toolgate::compile(vec![source]);
+    let checked = toolgate::compile(vec![source], &toolgate::NoFiles);
     match checked.policy {
         Some(policy) => Engine::new(policy),
         None => panic!("{}: the toolgate policy does not compile: {:?}", workload.name, checked.diagnostics),
@@ -187,8 +187,8 @@ pub fn toolgate_engine(workload: &Workload) -> Engine {
 
 /// The workload's request for toolgate.
 pub fn toolgate_request(workload: &Workload) -> Request {
-    match toolgate::wire::parse_line(&workload.request.to_string()).command {
-        Ok(toolgate::wire::Command::Decide(request)) => request,
+    match toolgate::protocol::parse_line(&workload.request.to_string()).command {
+        Ok(toolgate::protocol::Command::Decide(request)) => request,
         other => panic!("{}: not a decide request: {other:?}", workload.name),
     }
 }

@@ -21,14 +21,7 @@ pub fn link(prev: &str, body: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev.as_bytes());
     hasher.update(body);
-    let digest = hasher.finalize();
-    let mut out = String::with_capacity(71);
-    out.push_str("sha256:");
-    for byte in digest.iter() {
-        out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-        out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
-    }
-    out
+    crate::hash::sha256_text(hasher)
 }
 
 /// Seals a serialised record (`{...}`, no newline) into a chained line:

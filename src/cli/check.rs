@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::{Exit, Format, output};
 
 pub fn run(paths: &[PathBuf], format: Format, deny_warnings: bool) -> Exit {
-    let sources = match toolgate::files::read_policies(paths) {
+    let sources = match toolgate::compiler::files::read_policies(paths) {
         Ok(sources) => sources,
         Err(error) => {
             output::error(&error.to_string());
@@ -14,7 +14,7 @@ pub fn run(paths: &[PathBuf], format: Format, deny_warnings: bool) -> Exit {
         }
     };
     let file_count = sources.len();
-    let checked = toolgate::compile_with(sources, &toolgate::files::DiskFiles);
+    let checked = toolgate::compile(sources, &toolgate::DiskFiles);
     let diagnostics = checked.diagnostics.as_slice();
     output::diagnostics(diagnostics, &checked.sources, format);
     if format == Format::Human {

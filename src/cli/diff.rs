@@ -7,8 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
-use toolgate::check::{CheckedPolicySet, Direction};
-use toolgate::diff::Change;
+use toolgate::authoring::diff::Change;
+use toolgate::authoring::diff::Direction;
+use toolgate::compiler::CheckedPolicySet;
 
 use super::{Exit, output};
 
@@ -36,7 +37,7 @@ pub fn run(old: &str, new: &str, format: DiffFormat, fail_on_widen: bool) -> Exi
         Ok(loaded) => loaded,
         Err(exit) => return exit.into(),
     };
-    let changes = toolgate::diff::diff(old_policy, new_policy);
+    let changes = toolgate::authoring::diff::diff(old_policy, new_policy);
     let text = match format {
         DiffFormat::Human => human(&changes),
         DiffFormat::Markdown => markdown(old, new, &changes),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use tokio::io::{AsyncWriteExt, BufReader};
 use toolgate::engine::Engine;
-use toolgate::wire::{self, Command, Read, WireError, WireErrorCode};
+use toolgate::protocol::{self, Command, Read, WireError, WireErrorCode};
 
 use super::{Exit, output};
 
@@ -49,16 +49,16 @@ pub fn run(policies: &[PathBuf], max_line: usize, which: EvalEngine) -> Exit {
 async fn answer_all(engine: &Engine, max_line: usize) -> std::io::Result<()> {
     let mut input = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
     let mut stdout = tokio::io::stdout();
-    let mut line = wire::LineBuffer::default();
+    let mut line = protocol::LineBuffer::default();
     let mut out = Vec::new();
     loop {
         line.clear();
-        let read = wire::read_line(&mut input, &mut line, max_line).await?;
+        let read = protocol::read_line(&mut input, &mut line, max_line).await?;
         match read {
             Read::Eof => break,
             Read::Line if line.bytes().iter().all(u8::is_ascii_whitespace) => {}
             Read::Line => answer(engine, line.bytes(), &mut out),
-            Read::TooLong => wire::write_error(
+            Read::TooLong => protocol::write_error(
                 &mut out,
                 &serde_json::Value::Null,
                 &WireError::new(
@@ -82,27 +82,30 @@ async fn answer_all(engine: &Engine, max_line: usize) -> std::io::Result<()> {
 fn answer(engine: &Engine, line: &[u8], out: &mut Vec<u8>) {
     let Ok(text) = std::str::from_utf8(line) else {
         let error = WireError::new(WireErrorCode::InvalidJson, "request line is not UTF-8");
-        return wire::write_error(out, &serde_json::Value::Null, &error);
+        return protocol::write_error(out, &serde_json::Value::Null, &error);
     };
-    let parsed = wire::parse_line(text);
+    let parsed = protocol::parse_line(text);
     match parsed.command {
         Ok(Command::Decide(request)) => {
             let decision = engine.decide(&request);
-            wire::write_decision(out, &parsed.id, &decision, engine.policy_hash());
+            protocol::write_decision(out, &parsed.id, &decision, engine.policy_hash());
         }
         Ok(Command::Other(op, _)) => {
             let error =
                 WireError::new(WireErrorCode::UnknownOp, format!("`eval` answers only `decide`, not `{op}`"));
-            wire::write_error(out, &parsed.id, &error);
+            protocol::write_error(out, &parsed.id, &error);
         }
-        Err(error) => wire::write_error(out, &parsed.id, &error),
+        Err(error) => protocol::write_error(out, &parsed.id, &error),
     }
 }
 
 /// `--engine rego`: one line in, one decision object out, through regorus.
-fn run_rego(policy: &toolgate::check::CheckedPolicySet) -> Exit {
+fn run_rego(policy: &toolgate::compiler::CheckedPolicySet) -> Exit {
     use std::io::{BufRead, Write};
-    let mut gateway = match toolgate::rego::Gateway::new(policy, toolgate::rego::Evaluator::Vm) {
+    let mut gateway = match toolgate::authoring::rego_oracle::Gateway::new(
+        policy,
+        toolgate::compiler::rego_vm::Evaluator::Vm,
+    ) {
         Ok(gateway) => gateway,
         Err(error) => {
             output::error(&format!("regorus cannot load the exported policy: {error}"));
@@ -116,7 +119,7 @@ fn run_rego(policy: &toolgate::check::CheckedPolicySet) -> Exit {
             continue;
         }
         let mut answer = Vec::new();
-        let parsed = wire::parse_line(&line);
+        let parsed = protocol::parse_line(&line);
         match parsed.command {
             Ok(Command::Decide(request)) => match gateway.decide(&request) {
                 Ok(mut decision) => {
@@ -124,11 +127,11 @@ fn run_rego(policy: &toolgate::check::CheckedPolicySet) -> Exit {
                         object.remove("counters");
                         object.insert(String::from("id"), parsed.id.clone());
                     }
-                    wire::write_json(&mut answer, &decision);
+                    protocol::write_json(&mut answer, &decision);
                 }
                 Err(error) => {
                     let error = WireError::new(WireErrorCode::Unavailable, format!("regorus: {error}"));
-                    wire::write_error(&mut answer, &parsed.id, &error);
+                    protocol::write_error(&mut answer, &parsed.id, &error);
                 }
             },
             Ok(Command::Other(op, _)) => {
@@ -136,9 +139,9 @@ fn run_rego(policy: &toolgate::check::CheckedPolicySet) -> Exit {
                     WireErrorCode::UnknownOp,
                     format!("`eval` answers only `decide`, not `{op}`"),
                 );
-                wire::write_error(&mut answer, &parsed.id, &error);
+                protocol::write_error(&mut answer, &parsed.id, &error);
             }
-            Err(error) => wire::write_error(&mut answer, &parsed.id, &error),
+            Err(error) => protocol::write_error(&mut answer, &parsed.id, &error),
         }
         if out.write_all(&answer).is_err() {
             return Exit::Usage;

@@ -19,7 +19,7 @@ pub fn run(paths: &[PathBuf], format: ExportFormat) -> Exit {
         Err(exit) => return exit,
     };
     let text = match format {
-        ExportFormat::Rego => toolgate::export::rego(&policy),
+        ExportFormat::Rego => toolgate::authoring::export::rego(&policy),
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     Exit::Ok

@@ -12,7 +12,7 @@ use super::{Exit, Format, output};
 pub const EXIT_FINDINGS: u8 = 3;
 
 pub fn run(paths: &[PathBuf], format: Format, exit_zero: bool) -> ExitCode {
-    let sources = match toolgate::files::read_policies(paths) {
+    let sources = match toolgate::compiler::files::read_policies(paths) {
         Ok(sources) => sources,
         Err(error) => {
             output::error(&error.to_string());
@@ -20,10 +20,10 @@ pub fn run(paths: &[PathBuf], format: Format, exit_zero: bool) -> ExitCode {
         }
     };
     let file_count = sources.len();
-    let checked = toolgate::compile_with(sources, &toolgate::files::DiskFiles);
+    let checked = toolgate::compile(sources, &toolgate::DiskFiles);
     let mut findings: Vec<Diagnostic> = checked.diagnostics.as_slice().to_vec();
     if let Some(policy) = &checked.policy {
-        findings.extend(toolgate::lint::run(policy));
+        findings.extend(toolgate::authoring::lint::run(policy));
     }
     output::diagnostics(&findings, &checked.sources, format);
     if format == Format::Human {
@@ -43,12 +43,12 @@ pub fn run(paths: &[PathBuf], format: Format, exit_zero: bool) -> ExitCode {
 pub fn explain(rule: &str) -> Exit {
     let mut out = std::io::stdout().lock();
     if rule.is_empty() {
-        for rule in &toolgate::lint::RULES {
+        for rule in &toolgate::authoring::lint::RULES {
             let _ = writeln!(out, "{}  {:<22} {}", rule.code.as_str(), rule.code.name(), rule.code.summary());
         }
         return Exit::Ok;
     }
-    match toolgate::lint::find(rule) {
+    match toolgate::authoring::lint::find(rule) {
         Some(rule) => {
             let _ = writeln!(out, "{}", rule.documentation());
             Exit::Ok

@@ -384,8 +384,8 @@ pub fn run() -> ExitCode {
                 path,
                 rotate_bytes: args.audit_rotate_bytes,
                 sync: match args.audit_sync {
-                    AuditSync::Always => toolgate::server::audit::Sync::Always,
-                    AuditSync::Os => toolgate::server::audit::Sync::Os,
+                    AuditSync::Always => toolgate::audit::sink::Sync::Always,
+                    AuditSync::Os => toolgate::audit::sink::Sync::Os,
                 },
             }),
         }),

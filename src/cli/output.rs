@@ -41,7 +41,7 @@ pub fn diagnostics(diagnostics: &[Diagnostic], sources: &SourceMap, format: Form
 
 /// A code's full documentation: a lint rule's own, or the code's summary.
 fn describe(code: Code) -> String {
-    match toolgate::lint::find(code.as_str()) {
+    match toolgate::authoring::lint::find(code.as_str()) {
         Some(rule) => rule.documentation(),
         None => format!(
             "{} See the chapter 'Diagnostics' of the toolgate book for an example and the fix.",
@@ -69,12 +69,12 @@ pub fn error(message: &str) {
 
 /// Reads and compiles a policy set for a command that needs a valid one;
 /// on failure prints why and returns the exit code.
-pub fn compile_or_report(paths: &[std::path::PathBuf]) -> Result<toolgate::check::CheckedPolicySet, Exit> {
-    let sources = toolgate::files::read_policies(paths).map_err(|e| {
+pub fn compile_or_report(paths: &[std::path::PathBuf]) -> Result<toolgate::compiler::CheckedPolicySet, Exit> {
+    let sources = toolgate::compiler::files::read_policies(paths).map_err(|e| {
         error(&e.to_string());
         Exit::Usage
     })?;
-    let checked = toolgate::compile_with(sources, &toolgate::files::DiskFiles);
+    let checked = toolgate::compile(sources, &toolgate::DiskFiles);
     checked.policy.ok_or_else(|| {
         diagnostics(checked.diagnostics.as_slice(), &checked.sources, Format::Human);
         error(&format!("policy does not compile ({})", summary(checked.diagnostics.as_slice())));

@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use toolgate::approval::Ledger;
-use toolgate::durable::DurableSessions;
 use toolgate::engine::Engine;
-use toolgate::kill::KillSwitch;
-use toolgate::server::{self, Config, Shared, reload, socket};
-use toolgate::session::SessionStore;
+use toolgate::server::{self, Config, Shared, socket};
+use toolgate::service::reload;
+use toolgate::state::approval::Ledger;
+use toolgate::state::durable::DurableSessions;
+use toolgate::state::kill::KillSwitch;
+use toolgate::state::session::SessionStore;
 
 use super::{Exit, output};
 
@@ -33,7 +34,7 @@ pub struct ServeArgs {
 pub struct AuditArgs {
     pub path: PathBuf,
     pub rotate_bytes: Option<u64>,
-    pub sync: server::audit::Sync,
+    pub sync: toolgate::audit::Sync,
 }
 
 /// Half the cores, at least one. Measured on 2 cores with 8 pipelining
@@ -60,7 +61,7 @@ pub fn run(args: ServeArgs) -> Exit {
 }
 
 /// Binds the sockets, opens state and audit trail, and serves until a signal.
-fn start(args: ServeArgs, policy: toolgate::check::CheckedPolicySet) -> Result<(), String> {
+fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Result<(), String> {
     // Sockets first, while this is the only thread: binding sets the
     // process umask. The admin socket first, so that a connectable decision
     // socket means the server is fully ready.
@@ -82,7 +83,7 @@ fn start(args: ServeArgs, policy: toolgate::check::CheckedPolicySet) -> Result<(
         Some(audit) => {
             let writer = toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes)
                 .map_err(|e| format!("cannot open the audit trail `{}`: {e}", audit.path.display()))?;
-            Some(server::audit::AuditSink::start(writer, audit.sync))
+            Some(toolgate::audit::AuditSink::start(writer, audit.sync))
         }
         None => None,
     };
@@ -114,7 +115,7 @@ struct State {
 fn open_state(dir: Option<&std::path::Path>, approval_ttl: Duration) -> Result<State, String> {
     let Some(dir) = dir else {
         return Ok(State {
-            sessions: Arc::new(toolgate::session::MemorySessions::new()),
+            sessions: Arc::new(toolgate::state::session::MemorySessions::new()),
             kills: KillSwitch::in_memory(),
             approvals: Ledger::in_memory(approval_ttl),
         });

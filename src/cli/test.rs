@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use toolgate::authoring::testing::{self, Report, TestFile};
 use toolgate::engine::Engine;
-use toolgate::testing::{self, Report, TestFile};
 
 use super::{Exit, output};
 
@@ -29,7 +29,7 @@ pub fn run(paths: &[PathBuf], format: TestFormat, min_coverage: Option<f64>) -> 
         Err(exit) => return exit.into(),
     };
     let engine = Engine::new(policy);
-    let sources = match toolgate::files::read_tests(paths) {
+    let sources = match toolgate::compiler::files::read_tests(paths) {
         Ok(sources) => sources,
         Err(error) => {
             output::error(&error.to_string());

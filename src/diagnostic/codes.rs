@@ -137,6 +137,11 @@ impl Code {
     pub fn is_lint(self) -> bool {
         self.as_str().starts_with("TL")
     }
+
+    /// The lint rule's code with this name (`no-session-cap`) or code (`TL003`).
+    pub fn lint_named(name: &str) -> Option<Code> {
+        Code::ALL.iter().copied().filter(|c| c.is_lint()).find(|c| c.name() == name || c.as_str() == name)
+    }
 }
 
 impl fmt::Display for Code {

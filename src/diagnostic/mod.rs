@@ -7,8 +7,10 @@
 mod codes;
 pub mod render;
 pub mod sarif;
+mod suggest;
 
 pub use codes::{Code, Severity};
+pub use suggest::suggest;
 
 use crate::source::Location;
 

@@ -1,32 +1,10 @@
-//! Requests and decisions: the engine's typed boundary.
+//! Decisions: the engine's answers, with typed reasons.
 
 use std::fmt;
 
-use serde_json::{Map, Value};
-
-use crate::ast::AuditLevel;
-use crate::check::Violation;
-use crate::condition::EvalError;
-
-/// One tool call an agent wants to make.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Request {
-    /// The calling agent's name.
-    pub agent: String,
-    /// The tool, optionally server-qualified (`github/create_issue`).
-    pub tool: String,
-    /// The call's arguments.
-    pub args: Map<String, Value>,
-    /// The session id; needed when the agent has caps.
-    pub session: Option<String>,
-    /// Who the agent acts for (free-form).
-    pub principal: Option<Value>,
-    /// Anything else the gateway knows (free-form).
-    pub context: Option<Value>,
-    /// A granted approval for exactly this call (from an earlier
-    /// `require_approval` answer).
-    pub approval: Option<String>,
-}
+use crate::compiler::ast::AuditLevel;
+use crate::compiler::condition::EvalError;
+use crate::compiler::params::Violation;
 
 /// The three answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -138,9 +116,9 @@ pub enum Reason<'e> {
     /// A granted approval satisfied the gate.
     Approved,
     /// The request carried an approval that cannot be used for it.
-    ApprovalInvalid(crate::approval::ApprovalError),
+    ApprovalInvalid(crate::state::approval::ApprovalError),
     /// An operator (or a tripped limit) killed this call's scope.
-    Killed(std::sync::Arc<(crate::kill::KillScope, crate::kill::Kill)>),
+    Killed(std::sync::Arc<(crate::state::kill::KillScope, crate::state::kill::Kill)>),
     /// A constraint's `rego` rule is not true.
     RegoFalse {
         /// The rule, `data.<package>.<rule>`.
@@ -249,9 +227,9 @@ impl fmt::Display for Reason<'_> {
             Reason::Killed(kill) => {
                 let (scope, kill) = &**kill;
                 let scope = match scope {
-                    crate::kill::KillScope::All => String::from("everything is"),
-                    crate::kill::KillScope::Agent { agent } => format!("agent `{agent}` is"),
-                    crate::kill::KillScope::Session { agent, session } => {
+                    crate::state::kill::KillScope::All => String::from("everything is"),
+                    crate::state::kill::KillScope::Agent { agent } => format!("agent `{agent}` is"),
+                    crate::state::kill::KillScope::Session { agent, session } => {
                         format!("session `{session}` of agent `{agent}` is")
                     }
                 };

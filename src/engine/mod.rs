@@ -12,20 +12,23 @@
 //! 6. otherwise allow. Caps count allowed calls only.
 
 mod decision;
+mod request;
+pub mod table;
 
-pub use decision::{Decision, Outcome, Reason, Request};
+pub use decision::{Decision, Outcome, Reason};
+pub use request::Request;
 
 use std::sync::Arc;
 
-use crate::approval::{Binding, Ledger};
-use crate::ast::AuditLevel;
-use crate::check::{CheckedPolicySet, GateTrigger, RuleId};
-use crate::condition::{Scope, SessionView};
-use crate::kill::{Kill, KillScope, KillSwitch};
-use crate::session::{
+use crate::compiler::ast::AuditLevel;
+use crate::compiler::checked::{CheckedPolicySet, GateTrigger, RuleId};
+use crate::compiler::condition::{Scope, SessionView};
+use crate::engine::table::{AgentTable, DecisionTable, ToolPlan};
+use crate::state::approval::{Binding, Ledger};
+use crate::state::kill::{Kill, KillScope, KillSwitch};
+use crate::state::session::{
     Admission, CallOutcome, Counter, MemorySessions, OutcomeTotals, SessionKey, SessionStore,
 };
-use crate::table::{AgentTable, DecisionTable, ToolPlan};
 
 /// The rule id of decisions about agents no policy names.
 pub const UNKNOWN_AGENT_RULE: &str = "toolgate.unknownAgent";
@@ -316,13 +319,13 @@ impl<'e> Decider<'e> {
             agent: request.agent.clone(),
             session: request.session.clone(),
             tool: request.tool.clone(),
-            args_digest: crate::approval::args_digest(&request.args),
+            args_digest: crate::state::approval::args_digest(&request.args),
             policy: self.engine.table.hash().to_owned(),
         }
     }
 
     /// `validateArgs`: the arguments must satisfy the tool's `inputSchema`.
-    fn check_schema(&self, check: &crate::check::SchemaCheck) -> Option<Decision<'e>> {
+    fn check_schema(&self, check: &crate::compiler::checked::SchemaCheck) -> Option<Decision<'e>> {
         // The validator takes a JSON value; arguments arrive as a map.
         let args = serde_json::Value::Object(self.request.args.clone());
         let error = check.validator.iter_errors(&args).next()?;
@@ -419,7 +422,7 @@ impl<'e> Decider<'e> {
                     Ok(false) => None,
                     Err(error) => Some(Reason::ApprovalConditionFailed(error)),
                 },
-                GateTrigger::Rego(rule) => match rule.eval(&crate::rego::request_input(request)) {
+                GateTrigger::Rego(rule) => match rule.eval(&request.rego_input()) {
                     Ok(true) => Some(Reason::ApprovalRegoHolds { rule: &rule.entry }),
                     Ok(false) => None,
                     Err(error) => Some(Reason::ApprovalRegoFailed { rule: &rule.entry, error }),
@@ -538,7 +541,7 @@ impl<'e> Decider<'e> {
 
     fn check_constraint(
         &self,
-        constraint: &'e crate::check::CheckedConstraint,
+        constraint: &'e crate::compiler::checked::CheckedConstraint,
         scope: &Scope<'_>,
     ) -> Option<Decision<'e>> {
         let args = &self.request.args;
@@ -562,7 +565,7 @@ impl<'e> Decider<'e> {
             }
         }
         if let Some((rego, rule)) = &constraint.rego {
-            match rego.eval(&crate::rego::request_input(self.request)) {
+            match rego.eval(&self.request.rego_input()) {
                 Ok(true) => {}
                 Ok(false) => return Some(self.deny(*rule, Reason::RegoFalse { rule: &rego.entry })),
                 Err(error) => return Some(self.deny(*rule, Reason::RegoFailed { rule: &rego.entry, error })),

@@ -13,9 +13,10 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 
-use super::{PROTOCOL_VERSION, Shared, reload};
+use super::{PROTOCOL_VERSION, Shared};
 use crate::engine::Outcome;
-use crate::wire::{self, Command, Read, WireError, WireErrorCode, read_line};
+use crate::protocol::{self, Command, Read, WireError, WireErrorCode, read_line};
+use crate::service::reload;
 
 /// Flush at least this often while a client keeps pipelining.
 const FLUSH_BYTES: usize = 64 * 1024;
@@ -32,7 +33,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(250
 pub async fn refuse(mut stream: UnixStream, why: &str) {
     let mut out = Vec::new();
     let error = WireError::new(WireErrorCode::Unavailable, why);
-    wire::write_error(&mut out, &Value::Null, &error);
+    protocol::write_error(&mut out, &Value::Null, &error);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
 }
 
@@ -53,7 +54,7 @@ pub enum Role {
 pub async fn serve(stream: UnixStream, shared: &Arc<Shared>, mut stopped: watch::Receiver<bool>, role: Role) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
-    let mut line = wire::LineBuffer::default();
+    let mut line = protocol::LineBuffer::default();
     let mut out = Vec::with_capacity(4096);
     let mut batch = Batch::default();
     let max = shared.config.max_line_bytes;
@@ -133,7 +134,7 @@ async fn commit(shared: &Shared, out: &mut Vec<u8>, batch: &mut Batch) {
             format!("the audit trail cannot be written ({reason}); denied"),
         );
         for id in &ids {
-            wire::write_error(out, id, &error);
+            protocol::write_error(out, id, &error);
         }
     }
 }
@@ -141,10 +142,10 @@ async fn commit(shared: &Shared, out: &mut Vec<u8>, batch: &mut Batch) {
 /// Answers a line that cannot be decided with an error, and records it.
 fn refuse_line(shared: &Shared, id: &Value, error: &WireError, out: &mut Vec<u8>, batch: &mut Batch) {
     shared.metrics.error();
-    wire::write_error(out, id, error);
+    protocol::write_error(out, id, error);
     batch.ids.push(id.clone());
     if shared.audit.is_some() {
-        batch.records.push(super::audit::error_record(id, error.code.as_str(), &error.message));
+        batch.records.push(crate::audit::record::error_record(id, error.code.as_str(), &error.message));
     }
 }
 
@@ -153,7 +154,7 @@ async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mu
         let error = WireError::new(WireErrorCode::InvalidJson, "request line is not UTF-8");
         return refuse_line(shared, &Value::Null, &error, out, batch);
     };
-    let parsed = wire::parse_line(text);
+    let parsed = protocol::parse_line(text);
     let id = parsed.id;
     let reply = match parsed.command {
         Ok(Command::Decide(_)) if role != Role::Decisions => {
@@ -178,15 +179,17 @@ async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mu
                     "errors": error.lines(),
                 }}),
             },
-            "outcome" if role == Role::Decisions => match super::admin::outcome(shared, &fields).await {
-                Ok(answer) => json!({"id": id, "outcome": answer}),
-                Err(error) => return refuse_line(shared, &id, &error, out, batch),
-            },
+            "outcome" if role == Role::Decisions => {
+                match crate::service::admin::outcome(shared, &fields).await {
+                    Ok(answer) => json!({"id": id, "outcome": answer}),
+                    Err(error) => return refuse_line(shared, &id, &error, out, batch),
+                }
+            }
             "kill" | "revive" | "kills" | "approvals" | "approve" | "reject"
                 if matches!(role, Role::Admin { .. }) =>
             {
                 let Role::Admin { uid } = role else { return };
-                match super::admin::answer(shared, &op, &fields, uid).await {
+                match crate::service::admin::answer(shared, &op, &fields, uid).await {
                     Ok(answer) => json!({"id": id, op.as_str(): answer}),
                     Err(error) => return refuse_line(shared, &id, &error, out, batch),
                 }
@@ -206,7 +209,7 @@ async fn answer(shared: &Arc<Shared>, line: &[u8], out: &mut Vec<u8>, batch: &mu
             }
         },
     };
-    wire::write_json(out, &reply);
+    protocol::write_json(out, &reply);
     batch.ids.push(id);
 }
 
@@ -231,13 +234,13 @@ fn decide(
                 _ => None,
             };
             let reference =
-                approval.as_ref().map(|a| wire::ApprovalRef { id: &a.id, expires_at: a.expires_at });
-            wire::write_decision_with(out, id, &decision, engine.policy_hash(), reference);
+                approval.as_ref().map(|a| protocol::ApprovalRef { id: &a.id, expires_at: a.expires_at });
+            protocol::write_decision_with(out, id, &decision, engine.policy_hash(), reference);
             if shared.audit.is_some() {
                 let latency_us = start.elapsed().as_secs_f64() * 1e6;
                 batch
                     .records
-                    .push(super::audit::decision_record(id, request, &decision, &engine, latency_us));
+                    .push(crate::audit::record::decision_record(id, request, &decision, &engine, latency_us));
             }
             decision.outcome
         }))
@@ -271,12 +274,12 @@ fn open_approval(
     engine: &crate::engine::Engine,
     request: &crate::engine::Request,
     decision: &mut crate::engine::Decision<'_>,
-) -> Option<crate::approval::Approval> {
-    let binding = crate::approval::Binding {
+) -> Option<crate::state::approval::Approval> {
+    let binding = crate::state::approval::Binding {
         agent: request.agent.clone(),
         session: request.session.clone(),
         tool: request.tool.clone(),
-        args_digest: crate::approval::args_digest(&request.args),
+        args_digest: crate::state::approval::args_digest(&request.args),
         policy: engine.policy_hash().to_owned(),
     };
     match engine.approvals().open(binding, decision.approver.map(str::to_owned)) {
@@ -297,7 +300,7 @@ fn status(shared: &Shared) -> Value {
         "policy": shared.engine.load().policy_hash(),
         "uptime_s": shared.started.elapsed().as_secs(),
         "reload": reload,
-        "kills": crate::kill::summary(&shared.engine.load().kills().list()),
+        "kills": crate::state::kill::summary(&shared.engine.load().kills().list()),
         "audit": shared.audit.as_ref().map(|a| { let (seq, hash) = a.head(); json!({"seq": seq, "head": hash}) }),
         "metrics": shared.metrics.to_json(),
     })

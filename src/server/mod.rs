@@ -1,15 +1,11 @@
-//! The decision server: the wire protocol of [`crate::wire`] on a Unix
+//! The decision server: the wire protocol of [`crate::protocol`] on a Unix
 //! domain socket, with hot reload, a connection cap, idle timeouts and a
 //! graceful drain. Like `mini-redis`, [`run`] takes its listener and a
 //! shutdown future from the caller.
 
-mod admin;
-pub mod audit;
 mod connection;
 
 pub use connection::Role;
-pub mod metrics;
-pub mod reload;
 pub mod socket;
 
 use std::future::Future;
@@ -84,25 +80,25 @@ pub struct Shared {
     /// Settings.
     pub config: Config,
     /// Counters for `status`.
-    pub metrics: metrics::Metrics,
+    pub metrics: crate::service::metrics::Metrics,
     /// Reload history for `status`.
-    pub reload_status: Mutex<reload::ReloadStatus>,
+    pub reload_status: Mutex<crate::service::reload::ReloadStatus>,
     /// Serialises reloads.
     pub reload_lock: tokio::sync::Mutex<()>,
     /// When the server started.
     pub started: Instant,
     /// The audit trail, if one is kept.
-    pub audit: Option<audit::AuditSink>,
+    pub audit: Option<crate::audit::AuditSink>,
 }
 
 impl Shared {
     /// Shared state around a first, valid engine.
-    pub fn new(engine: Engine, config: Config, audit: Option<audit::AuditSink>) -> Arc<Shared> {
+    pub fn new(engine: Engine, config: Config, audit: Option<crate::audit::AuditSink>) -> Arc<Shared> {
         Arc::new(Shared {
             engine: ArcSwap::from_pointee(engine),
             config,
-            metrics: metrics::Metrics::default(),
-            reload_status: Mutex::new(reload::ReloadStatus::new()),
+            metrics: crate::service::metrics::Metrics::default(),
+            reload_status: Mutex::new(crate::service::reload::ReloadStatus::new()),
             reload_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             audit,

@@ -172,7 +172,7 @@ fn the_readme_main_job_runs_on_the_shipped_examples() {
 fn an_oversized_policy_file_is_refused_without_reading_it_whole() {
     let dir = scratch(&[]);
     let mut text = String::from("agentPolicies:\n  bot:\n    allowedTools:\n");
-    while text.len() <= toolgate::yaml::MAX_FILE_BYTES {
+    while text.len() <= toolgate::compiler::yaml::MAX_FILE_BYTES {
         text.push_str("      - some_tool_name_padding_the_file_to_its_limit\n");
     }
     std::fs::write(dir.path().join("huge.yaml"), text).expect("write");

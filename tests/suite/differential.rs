@@ -8,9 +8,10 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use toolgate::authoring::rego_oracle::Gateway;
+use toolgate::compiler::PolicySource;
+use toolgate::compiler::rego_vm::Evaluator;
 use toolgate::engine::{Engine, Request};
-use toolgate::load::PolicySource;
-use toolgate::rego::{Evaluator, Gateway};
 
 const TOOLS: [&str; 6] = ["a", "b", "c", "srv/x", "srv/y", "srv/z"];
 const PATTERNS: [&str; 9] = ["a", "b", "c", "srv/x", "srv/y", "srv/z", "srv/*", "*", "srv/?"];
@@ -193,8 +194,8 @@ fn request() -> impl Strategy<Value = Value> {
 }
 
 fn parse(value: &Value) -> Request {
-    match toolgate::wire::parse_line(&value.to_string()).command {
-        Ok(toolgate::wire::Command::Decide(request)) => request,
+    match toolgate::protocol::parse_line(&value.to_string()).command {
+        Ok(toolgate::protocol::Command::Decide(request)) => request,
         other => panic!("generated an invalid request: {other:?}"),
     }
 }
@@ -213,11 +214,11 @@ proptest! {
         requests in prop::collection::vec(request(), 1..6),
     ) {
         let source = PolicySource { name: "p.yaml".into(), bytes: text.clone().into_bytes() };
-        let checked = toolgate::compile(vec![source.clone()]);
+        let checked = toolgate::compile(vec![source.clone()], &toolgate::NoFiles);
         // Generated conditions may not type-check; those policies prove nothing.
         prop_assume!(checked.policy.is_some());
         let engine = Engine::new(checked.policy.expect("compiles"));
-        let policy = toolgate::compile(vec![source]).policy.expect("compiles");
+        let policy = toolgate::compile(vec![source], &toolgate::NoFiles).policy.expect("compiles");
         let mut gateway = Gateway::new(&policy, Evaluator::Vm).expect("regorus loads the export");
         for (i, value) in requests.iter().enumerate() {
             let request = parse(value);

@@ -2,21 +2,23 @@
 //! (policy, requests, expected outcome and rule).
 
 use serde_json::{Value, json};
+use toolgate::compiler::PolicySource;
 use toolgate::engine::{Engine, Outcome, Request};
-use toolgate::load::PolicySource;
 
 fn engine(policy: &str) -> Engine {
-    let checked =
-        toolgate::compile(vec![PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() }]);
+    let checked = toolgate::compile(
+        vec![PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() }],
+        &toolgate::NoFiles,
+    );
     let errors: Vec<_> = checked.diagnostics.as_slice().iter().filter(|d| d.is_error()).collect();
     assert!(errors.is_empty(), "{errors:?}");
     Engine::new(checked.policy.expect("compiles"))
 }
 
 fn request(value: Value) -> Request {
-    let line = toolgate::wire::parse_line(&value.to_string());
+    let line = toolgate::protocol::parse_line(&value.to_string());
     match line.command {
-        Ok(toolgate::wire::Command::Decide(request)) => request,
+        Ok(toolgate::protocol::Command::Decide(request)) => request,
         other => panic!("not a request: {other:?}"),
     }
 }
@@ -247,7 +249,7 @@ fn decisions_name_the_approver_and_audit_level() {
     );
     let decision = engine.decide(&request);
     assert_eq!(decision.approver, Some("finance"));
-    assert_eq!(decision.audit, toolgate::ast::AuditLevel::Metadata);
+    assert_eq!(decision.audit, toolgate::compiler::ast::AuditLevel::Metadata);
     assert_eq!(decision.reason.to_string(), "approval gate condition holds");
 }
 
@@ -294,8 +296,10 @@ fn a_rate_that_is_not_a_rate_is_an_error() {
         let policy = format!(
             "agentPolicies:\n  bot:\n    allowedTools: [t]\n    constraints:\n      t:\n        rateLimit: \"{bad}\"\n"
         );
-        let checked =
-            toolgate::compile(vec![PolicySource { name: "p.yaml".into(), bytes: policy.into_bytes() }]);
+        let checked = toolgate::compile(
+            vec![PolicySource { name: "p.yaml".into(), bytes: policy.into_bytes() }],
+            &toolgate::NoFiles,
+        );
         let codes: Vec<&str> = checked.diagnostics.as_slice().iter().map(|d| d.code.as_str()).collect();
         assert_eq!(codes, ["TG013"], "{bad}");
     }

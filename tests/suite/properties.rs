@@ -2,15 +2,15 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
+use toolgate::compiler::PolicySource;
 use toolgate::engine::{Engine, Outcome, Request};
-use toolgate::load::PolicySource;
 
 /// One engine for all cases: counters accumulate across cases, which only
 /// widens what is exercised.
 static EXAMPLES: std::sync::LazyLock<Engine> = std::sync::LazyLock::new(|| {
     let dir = crate::util::root().join("policies");
-    let sources = toolgate::files::read_policies(&[dir]).expect("policies");
-    Engine::new(toolgate::compile_with(sources, &toolgate::files::DiskFiles).policy.expect("compiles"))
+    let sources = toolgate::compiler::files::read_policies(&[dir]).expect("policies");
+    Engine::new(toolgate::compile(sources, &toolgate::DiskFiles).policy.expect("compiles"))
 });
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -94,14 +94,14 @@ proptest! {
                 prop_assert_eq!(decision.outcome, Outcome::Deny);
             }
             let mut line = Vec::new();
-            toolgate::wire::write_decision(&mut line, &json!(1), &decision, engine.policy_hash());
+            toolgate::protocol::write_decision(&mut line, &json!(1), &decision, engine.policy_hash());
             prop_assert!(serde_json::from_slice::<Value>(&line).is_ok());
         }
     }
 
     #[test]
     fn the_loader_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-        let _ = toolgate::compile(vec![PolicySource { name: "p.yaml".into(), bytes }]);
+        let _ = toolgate::compile(vec![PolicySource { name: "p.yaml".into(), bytes }], &toolgate::NoFiles);
     }
 
     #[test]
@@ -113,7 +113,7 @@ proptest! {
         for (depth, (key, value)) in keys.iter().zip(values.iter().cycle()).enumerate() {
             text.push_str(&format!("{}{key}: {value}\n", "  ".repeat(2 + depth % 3)));
         }
-        let _ = toolgate::compile(vec![PolicySource { name: "p.yaml".into(), bytes: text.into_bytes() }]);
+        let _ = toolgate::compile(vec![PolicySource { name: "p.yaml".into(), bytes: text.into_bytes() }], &toolgate::NoFiles);
     }
 
     #[test]
@@ -121,12 +121,12 @@ proptest! {
         text in "[a-z0-9_.'\"()\\[\\] <>=!&|+*/%-]{0,60}",
         args in prop::collection::btree_map("[a-c]", json_value(), 0..4),
     ) {
-        let env = toolgate::condition::TypeEnv::default();
-        if let Ok(condition) = toolgate::condition::Condition::compile(&text, &env) {
+        let env = toolgate::compiler::condition::TypeEnv::default();
+        if let Ok(condition) = toolgate::compiler::condition::Condition::compile(&text, &env) {
             let args: Map<String, Value> = args.into_iter().collect();
-            let scope = toolgate::condition::Scope {
+            let scope = toolgate::compiler::condition::Scope {
                 agent: "a", tool: "t", args: &args, principal: None, context: None,
-                session: &toolgate::condition::NoSession,
+                session: &toolgate::compiler::condition::NoSession,
             };
             let _ = condition.eval(&scope);
         }

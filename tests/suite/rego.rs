@@ -2,20 +2,21 @@
 //! interpreter), decides every test case as the engine does.
 
 use serde_json::Value;
+use toolgate::authoring::rego_oracle::Gateway;
+use toolgate::authoring::testing::TestFile;
+use toolgate::compiler::rego_vm::Evaluator;
 use toolgate::engine::{Engine, Request};
-use toolgate::rego::{Evaluator, Gateway};
-use toolgate::testing::TestFile;
-use toolgate::wire::{self, Command};
+use toolgate::protocol::{self, Command};
 
 use crate::util::root;
 
-fn compile_examples() -> toolgate::check::CheckedPolicySet {
-    let sources = toolgate::files::read_policies(&[root().join("policies")]).expect("policies");
-    toolgate::compile_with(sources, &toolgate::files::DiskFiles).policy.expect("compiles")
+fn compile_examples() -> toolgate::compiler::CheckedPolicySet {
+    let sources = toolgate::compiler::files::read_policies(&[root().join("policies")]).expect("policies");
+    toolgate::compile(sources, &toolgate::DiskFiles).policy.expect("compiles")
 }
 
 fn request(value: &Value) -> Request {
-    match wire::parse_line(&value.to_string()).command {
+    match protocol::parse_line(&value.to_string()).command {
         Ok(Command::Decide(request)) => request,
         other => panic!("not a decide request: {other:?}"),
     }
@@ -46,7 +47,7 @@ fn exported_example_policies_agree_with_the_engine_on_every_test_case() {
     let engine = Engine::new(compile_examples());
     let policy = compile_examples();
     let mut files = Vec::new();
-    for source in toolgate::files::read_tests(&[root().join("policies")]).expect("tests") {
+    for source in toolgate::compiler::files::read_tests(&[root().join("policies")]).expect("tests") {
         let text = String::from_utf8(source.bytes).expect("UTF-8");
         files.push((source.name, serde_saphyr::from_str::<TestFile>(&text).expect("test file")));
     }
@@ -80,8 +81,8 @@ fn exported_example_policies_agree_with_the_engine_on_every_test_case() {
 #[test]
 fn the_exported_module_runs_on_the_bytecode_vm() {
     let policy = compile_examples();
-    let module = toolgate::rego::Module::new(
-        &[(String::from("toolgate.rego"), toolgate::export::rego(&policy))],
+    let module = toolgate::compiler::rego_vm::Module::new(
+        &[(String::from("toolgate.rego"), toolgate::authoring::export::rego(&policy))],
         "data.toolgate.decision",
     )
     .expect("module");

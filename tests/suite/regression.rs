@@ -1,12 +1,14 @@
 //! Regression tests, each named after the bug it pins.
 
 use serde_json::json;
+use toolgate::compiler::PolicySource;
 use toolgate::engine::{Engine, Outcome, Request};
-use toolgate::load::PolicySource;
 
 fn engine(policy: &str) -> Engine {
-    let checked =
-        toolgate::compile(vec![PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() }]);
+    let checked = toolgate::compile(
+        vec![PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() }],
+        &toolgate::NoFiles,
+    );
     Engine::new(checked.policy.expect("compiles"))
 }
 
@@ -86,8 +88,10 @@ fn the_policy_hash_does_not_depend_on_how_the_path_is_written() {
 #[test]
 fn a_narrower_glob_is_not_taken_to_cover_a_wider_one() {
     let policy = "agentPolicies:\n  bot:\n    allowedTools: [\"files/*\"]\n    deniedTools: [\"files/?\"]\n";
-    let checked =
-        toolgate::compile(vec![PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() }]);
+    let checked = toolgate::compile(
+        vec![PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() }],
+        &toolgate::NoFiles,
+    );
     assert!(checked.diagnostics.as_slice().is_empty(), "{:?}", checked.diagnostics);
 }
 

@@ -19,8 +19,9 @@ fn yaml(text: &str) -> Value {
 #[test]
 fn the_schema_accepts_every_example_policy() {
     let validator = validator();
-    let sources = toolgate::files::read_policies(&[root().join("policies"), root().join("tests/seed.yaml")])
-        .expect("policies");
+    let sources =
+        toolgate::compiler::files::read_policies(&[root().join("policies"), root().join("tests/seed.yaml")])
+            .expect("policies");
     assert!(sources.len() >= 4);
     for source in sources {
         let value = yaml(std::str::from_utf8(&source.bytes).expect("UTF-8"));
@@ -46,10 +47,10 @@ fn the_schema_rejects_what_the_compiler_rejects_for_its_shape() {
     ];
     for text in invalid {
         assert!(!validator.is_valid(&yaml(text)), "the schema accepts:\n{text}");
-        let checked = toolgate::compile(vec![toolgate::load::PolicySource {
-            name: "p.yaml".into(),
-            bytes: text.as_bytes().to_vec(),
-        }]);
+        let checked = toolgate::compile(
+            vec![toolgate::compiler::PolicySource { name: "p.yaml".into(), bytes: text.as_bytes().to_vec() }],
+            &toolgate::NoFiles,
+        );
         assert!(checked.policy.is_none(), "the compiler accepts:\n{text}");
     }
 }

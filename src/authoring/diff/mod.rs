@@ -1,0 +1,341 @@
+//! Semantic diff: what two policy sets decide differently.
+//!
+//! For every agent, each tool name either set can decide differently is
+//! summarised as the decision table sees it (denied, not allowed, or
+//! allowed with its constraints, gates and caps) and the two summaries are
+//! compared rule by rule. Text that decides nothing (order of a list, YAML
+//! style, anchors, comments, descriptions) never shows up.
+//!
+//! The names compared are every name either policy writes out, every tool
+//! of either set's catalogs, and, for a glob no catalog describes, one
+//! stand-in name it matches (`github/get_…` for `github/get_*`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+mod params;
+
+use crate::compiler::checked::{CheckedPolicySet, GateTrigger};
+use crate::compiler::params::ParamCheck;
+use crate::compiler::pattern::ToolPattern;
+use crate::engine::table::{AgentTable, DecisionTable, ToolPlan};
+
+/// Which way a change to a rule moves what is allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// More calls are allowed (or allowed with less oversight) than before.
+    Widened,
+    /// Fewer calls are allowed than before.
+    Narrowed,
+    /// Different, in a way toolgate cannot order: review it.
+    Changed,
+}
+
+/// One difference between two policy sets.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Change {
+    /// The agent.
+    pub agent: String,
+    /// The tool, or `None` for the agent as a whole.
+    pub tool: Option<String>,
+    /// Widened, narrowed, or changed in a way that needs a reviewer.
+    pub direction: Direction,
+    /// What changed, e.g. `maxPerSession raised from 5 to 10`.
+    pub what: String,
+}
+
+/// Every difference, sorted by agent, tool and direction.
+pub fn diff(old: CheckedPolicySet, new: CheckedPolicySet) -> Vec<Change> {
+    let (old_names, new_names) = (tool_names(&old), tool_names(&new));
+    let old = DecisionTable::build(old);
+    let new = DecisionTable::build(new);
+    let agents: BTreeSet<&str> = old.agents.keys().chain(new.agents.keys()).map(|a| &**a).collect();
+    let mut changes = Vec::new();
+    for agent in agents {
+        let mut push = |tool: Option<&str>, direction, what: String| {
+            changes.push(Change { agent: agent.to_owned(), tool: tool.map(str::to_owned), direction, what });
+        };
+        let (a, b) = match (old.agents.get(agent), new.agents.get(agent)) {
+            (Some(a), Some(b)) => (a, b),
+            (None, Some(_)) => {
+                push(None, Direction::Widened, String::from("new agent"));
+                continue;
+            }
+            (Some(_), None) => {
+                push(None, Direction::Narrowed, String::from("agent removed: all its calls are denied"));
+                continue;
+            }
+            (None, None) => continue,
+        };
+        for (direction, what) in compare_agent(a, b) {
+            push(None, direction, what);
+        }
+        let none = BTreeSet::new();
+        let names = |all: &'_ BTreeMap<String, BTreeSet<String>>| all.get(agent).unwrap_or(&none).clone();
+        for tool in names(&old_names).union(&names(&new_names)) {
+            for (direction, what) in compare_tool(&summarise(&old, a, tool), &summarise(&new, b, tool)) {
+                push(Some(tool), direction, what);
+            }
+        }
+    }
+    changes.sort();
+    changes
+}
+
+fn compare_agent(old: &AgentTable, new: &AgentTable) -> Vec<(Direction, String)> {
+    let mut out = Vec::new();
+    let session = |t: &AgentTable| t.session_cap.as_ref().map(|(cap, _)| cap.limit as f64);
+    upper(&mut out, "session.maxToolCalls", session(old), session(new));
+    let limit = |t: &AgentTable| t.limits.max_consecutive_errors.map(|l| l.max as f64);
+    upper(&mut out, "session.maxConsecutiveErrors", limit(old), limit(new));
+    let cost = |t: &AgentTable| t.limits.max_cost.map(|l| l.max);
+    upper(&mut out, "session.maxCost", cost(old), cost(new));
+    if old.audit != new.audit {
+        let direction =
+            if (new.audit as u8) < (old.audit as u8) { Direction::Widened } else { Direction::Narrowed };
+        out.push((direction, format!("auditLevel {} → {}", old.audit.as_str(), new.audit.as_str())));
+    }
+    let redacted = |t: &AgentTable| t.sensitive_args.iter().map(|p| p.join(".")).collect::<BTreeSet<_>>();
+    for path in redacted(old).difference(&redacted(new)) {
+        out.push((Direction::Widened, format!("`{path}` no longer redacted in the audit trail")));
+    }
+    for path in redacted(new).difference(&redacted(old)) {
+        out.push((Direction::Narrowed, format!("`{path}` now redacted in the audit trail")));
+    }
+    out
+}
+
+/// An upper limit: raised or removed widens, lowered or added narrows.
+fn upper(out: &mut Vec<(Direction, String)>, name: &str, old: Option<f64>, new: Option<f64>) {
+    match (old, new) {
+        (Some(o), Some(n)) if n > o => {
+            out.push((Direction::Widened, format!("{name} raised from {o} to {n}")))
+        }
+        (Some(o), Some(n)) if n < o => {
+            out.push((Direction::Narrowed, format!("{name} lowered from {o} to {n}")))
+        }
+        (Some(o), None) => out.push((Direction::Widened, format!("{name} {o} removed"))),
+        (None, Some(n)) => out.push((Direction::Narrowed, format!("{name} {n} added"))),
+        _ => {}
+    }
+}
+
+/// The names to compare, per agent of one set.
+fn tool_names(policy: &CheckedPolicySet) -> BTreeMap<String, BTreeSet<String>> {
+    let catalogs = policy.catalogs();
+    let mut all = BTreeMap::new();
+    for agent in &policy.agents {
+        let patterns = agent.allow.iter().chain(&agent.deny).map(|r| &r.pattern);
+        let patterns = patterns
+            .chain(agent.constraints.iter().map(|c| &c.tool))
+            .chain(agent.gates.iter().map(|g| &g.tool));
+        let mut names: BTreeSet<String> = catalogs.tools().map(|t| t.name.clone()).collect();
+        for pattern in patterns {
+            names.extend(pattern.names().iter().map(|n| n.to_string()));
+            if let ToolPattern::Glob { text, .. } = pattern
+                && !catalogs.covers(text)
+                && let Some(stand_in) = stand_in(text)
+            {
+                names.insert(stand_in);
+            }
+        }
+        all.insert(agent.name.clone(), names);
+    }
+    all
+}
+
+/// A name a simple glob matches: each `*`, `**` and `?` becomes `…`.
+/// Globs with classes or alternatives get none.
+fn stand_in(glob: &str) -> Option<String> {
+    if glob.contains(['[', ']', '{', '}', '\\']) {
+        return None;
+    }
+    Some(glob.replace("**", "*").replace(['*', '?'], "…"))
+}
+
+/// What a set says about one tool, in comparable form.
+#[derive(Debug)]
+enum Summary {
+    Denied,
+    NotAllowed,
+    UnknownTool,
+    Allowed(Allowed),
+}
+
+#[derive(Debug, Default)]
+struct Allowed {
+    /// Gate trigger (`always`, or the condition's canonical form) → how
+    /// it reads and its approver.
+    gates: BTreeMap<String, (String, Option<String>)>,
+    /// `maxAmount` ceilings by argument.
+    ceilings: BTreeMap<String, f64>,
+    /// Caps by kind (`maxPerSession`, `rateLimit per 60s`): the tightest.
+    caps: BTreeMap<String, f64>,
+    requires: BTreeSet<String>,
+    params: BTreeMap<String, Vec<ParamCheck>>,
+    /// `when` conditions: canonical form → text.
+    conditions: BTreeMap<String, String>,
+    validation: Option<crate::compiler::ast::ArgValidation>,
+}
+
+fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str) -> Summary {
+    if !agent.exact.contains_key(tool) && table.uncatalogued(tool) {
+        return Summary::UnknownTool;
+    }
+    let plan = agent.plan(tool, &table.rules);
+    let ToolPlan::Allowed { constraints, gates, schema, .. } = &*plan else {
+        return if matches!(&*plan, ToolPlan::Denied(_)) { Summary::Denied } else { Summary::NotAllowed };
+    };
+    let mut allowed = Allowed { validation: schema.as_ref().map(|s| s.mode), ..Allowed::default() };
+    for constraint in constraints.iter().filter_map(|&i| agent.constraints.get(i as usize)) {
+        let mut cap = |kind: String, limit: f64| {
+            let entry = allowed.caps.entry(kind).or_insert(limit);
+            *entry = entry.min(limit);
+        };
+        if let Some(limit) = constraint.max_per_session {
+            cap(String::from("maxPerSession"), limit.max as f64);
+        }
+        if let Some((limit, window_ms)) = constraint.rate_limit {
+            cap(format!("rateLimit per {}s", window_ms / 1000), limit.max as f64);
+        }
+        if let Some((fields, _)) = &constraint.requires_fields {
+            allowed.requires.extend(fields.iter().cloned());
+        }
+        for param in &constraint.params {
+            allowed.params.entry(param.name.clone()).or_default().push(param.check.clone());
+        }
+        if let Some((condition, _)) = &constraint.when {
+            allowed.conditions.insert(condition.canonical(), condition.text().to_owned());
+        }
+        if let Some((rule, _)) = &constraint.rego {
+            allowed.conditions.insert(format!("rego {}", rule.entry), rule.entry.clone());
+        }
+    }
+    for gate in gates.iter().filter_map(|&i| agent.gates.get(i as usize)) {
+        let trigger = match &gate.trigger {
+            GateTrigger::Always => Some((String::from("always"), String::from("always"))),
+            GateTrigger::When(c) => Some((c.canonical(), format!("when `{}`", c.text()))),
+            GateTrigger::Rego(rule) => {
+                Some((format!("rego {}", rule.entry), format!("when `{}`", rule.entry)))
+            }
+            GateTrigger::Never => None,
+        };
+        if let Some((key, text)) = trigger {
+            allowed.gates.insert(key, (text, gate.approver.clone()));
+        }
+        if let Some(ceiling) = &gate.ceiling {
+            allowed.ceilings.insert(ceiling.field.clone(), ceiling.max);
+        }
+    }
+    Summary::Allowed(allowed)
+}
+
+fn compare_tool(old: &Summary, new: &Summary) -> Vec<(Direction, String)> {
+    use Direction::*;
+    let name = |s: &Summary| match s {
+        Summary::Denied => "denied",
+        Summary::NotAllowed => "not allowed",
+        Summary::UnknownTool => "not in the catalog",
+        Summary::Allowed(a) if a.gates.is_empty() => "allowed",
+        Summary::Allowed(_) => "allowed with approval",
+    };
+    match (old, new) {
+        (Summary::Allowed(a), Summary::Allowed(b)) => compare_allowed(a, b),
+        (Summary::Allowed(_), _) => vec![(Narrowed, format!("{} → {}", name(old), name(new)))],
+        (_, Summary::Allowed(_)) => vec![(Widened, format!("{} → {}", name(old), name(new)))],
+        _ => Vec::new(),
+    }
+}
+
+fn compare_allowed(old: &Allowed, new: &Allowed) -> Vec<(Direction, String)> {
+    use Direction::*;
+    let mut out = Vec::new();
+    match (old.gates.is_empty(), new.gates.is_empty()) {
+        (false, true) => out.push((Widened, String::from("approval no longer required"))),
+        (true, false) => {
+            out.push((Narrowed, format!("approval now required ({})", describe_gates(&new.gates))))
+        }
+        (false, false) if old.gates != new.gates => {
+            let always = |g: &BTreeMap<String, (String, Option<String>)>| g.contains_key("always");
+            let direction = match (always(&old.gates), always(&new.gates)) {
+                (true, false) => Widened,
+                (false, true) => Narrowed,
+                _ => Changed,
+            };
+            out.push((
+                direction,
+                format!("approval {} → {}", describe_gates(&old.gates), describe_gates(&new.gates)),
+            ));
+        }
+        _ => {}
+    }
+    for field in old.ceilings.keys().chain(new.ceilings.keys()).collect::<BTreeSet<_>>() {
+        upper(
+            &mut out,
+            &format!("maxAmount of `{field}`"),
+            old.ceilings.get(field).copied(),
+            new.ceilings.get(field).copied(),
+        );
+    }
+    for kind in old.caps.keys().chain(new.caps.keys()).collect::<BTreeSet<_>>() {
+        upper(&mut out, kind, old.caps.get(kind).copied(), new.caps.get(kind).copied());
+    }
+    for field in old.requires.difference(&new.requires) {
+        out.push((Widened, format!("`{field}` no longer required")));
+    }
+    for field in new.requires.difference(&old.requires) {
+        out.push((Narrowed, format!("`{field}` now required")));
+    }
+    for arg in old.params.keys().chain(new.params.keys()).collect::<BTreeSet<_>>() {
+        match (old.params.get(arg), new.params.get(arg)) {
+            (Some(_), None) => out.push((Widened, format!("argument `{arg}` no longer checked"))),
+            (None, Some(_)) => out.push((Narrowed, format!("argument `{arg}` now checked"))),
+            (Some(o), Some(n)) if o.len() == 1 && n.len() == 1 => {
+                out.extend(
+                    params::compare(&o[0], &n[0])
+                        .into_iter()
+                        .map(|(d, text)| (d, format!("argument `{arg}`: {text}"))),
+                );
+            }
+            (Some(o), Some(n)) => {
+                if format!("{o:?}") != format!("{n:?}") {
+                    out.push((Changed, format!("argument `{arg}`: rules changed")));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    let removed: Vec<&String> =
+        old.conditions.iter().filter(|(k, _)| !new.conditions.contains_key(*k)).map(|(_, t)| t).collect();
+    let added: Vec<&String> =
+        new.conditions.iter().filter(|(k, _)| !old.conditions.contains_key(*k)).map(|(_, t)| t).collect();
+    match (removed.is_empty(), added.is_empty()) {
+        (true, true) => {}
+        (false, true) => out.push((Widened, format!("condition removed: {}", list(&removed)))),
+        (true, false) => out.push((Narrowed, format!("condition added: {}", list(&added)))),
+        (false, false) => out.push((Changed, format!("condition {} → {}", list(&removed), list(&added)))),
+    }
+    if old.validation != new.validation {
+        let direction = if new.validation < old.validation { Widened } else { Narrowed };
+        let mode = |v: Option<crate::compiler::ast::ArgValidation>| {
+            v.and_then(|v| crate::compiler::ast::ArgValidation::ALL.iter().find(|(_, m)| *m == v))
+                .map_or("off", |(k, _)| k)
+        };
+        out.push((direction, format!("validateArgs {} → {}", mode(old.validation), mode(new.validation))));
+    }
+    out
+}
+
+fn describe_gates(gates: &BTreeMap<String, (String, Option<String>)>) -> String {
+    let one = |(trigger, approver): &(String, Option<String>)| match approver {
+        Some(approver) => format!("{trigger}, by {approver}"),
+        None => trigger.clone(),
+    };
+    gates.values().map(one).collect::<Vec<_>>().join("; ")
+}
+
+fn list(conditions: &[&String]) -> String {
+    conditions.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+}

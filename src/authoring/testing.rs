@@ -1,0 +1,185 @@
+//! Policy tests: YAML files of requests and the decisions a policy must give
+//! (`*.test.yaml`), run against a compiled engine, with rule coverage.
+//!
+//! ```yaml
+//! cases:
+//!   - name: a refund needs a supervisor
+//!     before:                                   # optional, decided first, not checked
+//!       - {agent: refundAgent, tool: getOrder, session: s1}
+//!       - {repeat: 3, request: {agent: refundAgent, tool: getOrder, session: s1}}
+//!     request: {agent: refundAgent, tool: issueRefund, session: s1, args: {amount: 10}}
+//!     expect: require_approval        # allow | deny | require_approval
+//!     rule: refundAgent.approvalGates.issueRefund   # optional
+//!     approver: human_supervisor                    # optional
+//! ```
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::{Engine, Request};
+use crate::protocol::{self, Command};
+
+/// One test file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    /// The cases, run in order, each on fresh state.
+    pub cases: Vec<Case>,
+}
+
+/// One case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// What it checks, in words.
+    pub name: String,
+    /// Requests decided first, in the same state (their answers are not checked).
+    #[serde(default)]
+    pub before: Vec<Value>,
+    /// The request whose answer is checked.
+    pub request: Value,
+    /// The expected decision: `allow`, `deny` or `require_approval`.
+    pub expect: String,
+    /// The expected deciding rule, if the case names one.
+    pub rule: Option<String>,
+    /// The expected approver, if the case names one.
+    pub approver: Option<String>,
+}
+
+/// The outcome of one case.
+#[derive(Debug, Serialize)]
+pub struct CaseResult {
+    /// The test file.
+    pub file: String,
+    /// The case's name.
+    pub name: String,
+    /// Whether every expectation held.
+    pub passed: bool,
+    /// The decision given (or `error` for a request that could not be decided).
+    pub decision: String,
+    /// The deciding rule.
+    pub rule: String,
+    /// What differed, for a failed case.
+    pub failure: Option<String>,
+}
+
+/// All results and the coverage of the policy's rules.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Every case, in order.
+    pub cases: Vec<CaseResult>,
+    /// Rule ids that at least one request exercised (decided by it, or
+    /// passed the allow entry).
+    pub covered: Vec<String>,
+    /// Rule ids of the policy no request exercised.
+    pub uncovered: Vec<String>,
+}
+
+impl Report {
+    /// Cases that failed.
+    pub fn failed(&self) -> usize {
+        self.cases.iter().filter(|c| !c.passed).count()
+    }
+
+    /// Percentage of the policy's rules that decided at least one request.
+    pub fn coverage_percent(&self) -> f64 {
+        let total = self.covered.len() + self.uncovered.len();
+        if total == 0 { 100.0 } else { 100.0 * self.covered.len() as f64 / total as f64 }
+    }
+}
+
+fn request(value: &Value) -> Result<Request, String> {
+    match protocol::parse_line(&value.to_string()).command {
+        Ok(Command::Decide(request)) => Ok(request),
+        Ok(Command::Other(op, _)) => Err(format!("a case request must decide, not `{op}`")),
+        Err(error) => Err(error.message),
+    }
+}
+
+/// The most times a `before` entry may repeat its request.
+const MAX_REPEAT: u64 = 100_000;
+
+/// Decides a request and returns the rules it exercised: the allow entry it
+/// passed (if any) and the rule that decided it.
+fn exercised_rules(engine: &Engine, request: &Request) -> Vec<String> {
+    let mut rules: Vec<String> =
+        engine.allow_rule(&request.agent, &request.tool).map(str::to_owned).into_iter().collect();
+    rules.push(engine.decide(request).rule.to_owned());
+    rules
+}
+
+/// Runs every case of `files` (name, parsed file) against `engine`.
+pub fn run(engine: &Engine, files: &[(String, TestFile)]) -> Report {
+    let mut exercised: BTreeSet<String> = BTreeSet::new();
+    let mut cases = Vec::new();
+    for (file, tests) in files {
+        for case in &tests.cases {
+            let fresh = engine.with_fresh_state();
+            for before in &case.before {
+                // `{repeat: N, request: {...}}` decides the request N times.
+                let (times, before) =
+                    match (before.get("repeat").and_then(Value::as_u64), before.get("request")) {
+                        (Some(times), Some(inner)) => (times.min(MAX_REPEAT), inner),
+                        _ => (1, before),
+                    };
+                if let Ok(request) = request(before) {
+                    for _ in 0..times {
+                        exercised.extend(exercised_rules(&fresh, &request));
+                    }
+                }
+            }
+            let result = match request(&case.request) {
+                Err(message) => CaseResult {
+                    file: file.clone(),
+                    name: case.name.clone(),
+                    passed: false,
+                    decision: String::from("error"),
+                    rule: String::new(),
+                    failure: Some(format!("the request is invalid: {message}")),
+                },
+                Ok(request) => {
+                    if let Some(allow) = fresh.allow_rule(&request.agent, &request.tool) {
+                        exercised.insert(allow.to_owned());
+                    }
+                    let decision = fresh.decide(&request);
+                    exercised.insert(decision.rule.to_owned());
+                    let mut failures = Vec::new();
+                    if decision.outcome.as_str() != case.expect {
+                        failures.push(format!(
+                            "expected `{}`, got `{}` ({})",
+                            case.expect,
+                            decision.outcome.as_str(),
+                            decision.reason
+                        ));
+                    }
+                    if let Some(rule) = case.rule.as_ref().filter(|r| r.as_str() != decision.rule) {
+                        failures.push(format!("expected rule `{rule}`, got `{}`", decision.rule));
+                    }
+                    if let Some(approver) =
+                        case.approver.as_ref().filter(|a| Some(a.as_str()) != decision.approver)
+                    {
+                        failures.push(format!(
+                            "expected approver `{approver}`, got `{}`",
+                            decision.approver.unwrap_or("none")
+                        ));
+                    }
+                    CaseResult {
+                        file: file.clone(),
+                        name: case.name.clone(),
+                        passed: failures.is_empty(),
+                        decision: decision.outcome.as_str().to_owned(),
+                        rule: decision.rule.to_owned(),
+                        failure: (!failures.is_empty()).then(|| failures.join("; ")),
+                    }
+                }
+            };
+            cases.push(result);
+        }
+    }
+    let all: BTreeSet<String> = engine.table().rules().iter().map(|r| r.id.clone()).collect();
+    let covered = all.iter().filter(|r| exercised.contains(*r)).cloned().collect();
+    let uncovered = all.iter().filter(|r| !exercised.contains(*r)).cloned().collect();
+    Report { cases, covered, uncovered }
+}

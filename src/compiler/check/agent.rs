@@ -1,0 +1,428 @@
+//! Compiling one agent's own declarations, then its effective policy.
+
+use std::collections::HashMap;
+
+use super::catalog;
+use crate::compiler::ast::AuditLevel;
+use crate::compiler::ast::{AgentDecl, ArgValidation, ConstraintDecl, GateDecl, Spanned};
+use crate::compiler::catalog::Catalogs;
+use crate::compiler::checked::*;
+use crate::compiler::condition::Condition;
+use crate::compiler::condition::{ConditionError, Type, TypeEnv};
+use crate::compiler::pattern::ToolPattern;
+use crate::diagnostic::Diagnostics;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::source::Location;
+use crate::source::Span;
+
+/// Rules are numbered as they are compiled.
+#[derive(Default)]
+pub struct RuleTable {
+    rules: Vec<RuleInfo>,
+}
+
+impl RuleTable {
+    pub fn add(&mut self, id: String, location: Location) -> RuleId {
+        self.rules.push(RuleInfo { id, location });
+        RuleId(self.rules.len() as u32 - 1)
+    }
+
+    pub fn get(&self, rule: RuleId) -> &RuleInfo {
+        &self.rules[rule.0 as usize]
+    }
+
+    pub fn into_vec(self) -> Vec<RuleInfo> {
+        self.rules
+    }
+}
+
+/// The rules an agent declares itself, compiled.
+pub struct OwnRules {
+    pub allow: Vec<ToolRule>,
+    pub deny: Vec<ToolRule>,
+    pub constraints: Vec<CheckedConstraint>,
+    pub gates: Vec<CheckedGate>,
+    pub session: SessionLimits,
+    pub audit: Option<AuditLevel>,
+    pub sensitive_args: Vec<Vec<String>>,
+    pub validation: Option<(ArgValidation, RuleId)>,
+}
+
+/// What compiling a constraint or gate needs to know about its agent.
+struct Context<'a> {
+    agent: &'a str,
+    envs: &'a HashMap<&'a str, TypeEnv>,
+    catalogs: &'a Catalogs,
+}
+
+impl Context<'_> {
+    /// The type environment of conditions on `tool` (the key as written).
+    fn env(&self, key: &str, tool: &ToolPattern) -> TypeEnv {
+        let declared = self.envs.get(key).cloned().unwrap_or_default();
+        catalog::type_env(declared, &catalog::matched(tool, self.catalogs))
+    }
+}
+
+pub fn compile(
+    decl: &AgentDecl,
+    catalogs: &Catalogs,
+    rego: &mut super::rego_refs::RegoModules<'_>,
+    rules: &mut RuleTable,
+    diagnostics: &mut Diagnostics,
+) -> OwnRules {
+    let agent = decl.name.value.as_str();
+    let tool_rules =
+        |list: &[Spanned<String>], key: &str, rules: &mut RuleTable, diagnostics: &mut Diagnostics| {
+            list.iter()
+                .filter_map(|entry| {
+                    let pattern = catalog::pattern(entry, catalogs, diagnostics)?;
+                    let rule = rules.add(format!("{agent}.{key}.{}", entry.value), entry.location);
+                    Some(ToolRule { pattern, rule })
+                })
+                .collect::<Vec<_>>()
+        };
+    let allow = tool_rules(&decl.allowed_tools, "allowedTools", rules, diagnostics);
+    let deny = tool_rules(&decl.denied_tools, "deniedTools", rules, diagnostics);
+    let arg_types = declared_arg_types(decl);
+    let context = Context { agent, envs: &arg_types, catalogs };
+    let constraints =
+        decl.constraints.iter().filter_map(|c| constraint(&context, c, rego, rules, diagnostics)).collect();
+    let gates =
+        decl.approval_gates.iter().filter_map(|g| gate(&context, g, rego, rules, diagnostics)).collect();
+    let validation = decl.validate_args.as_ref().map(|mode| {
+        if mode.value != ArgValidation::Off {
+            for entry in decl.allowed_tools.iter().filter(|e| !catalogs.covers(&e.value)) {
+                diagnostics.push(catalog::needs_catalog(
+                    entry,
+                    "`validateArgs` checks arguments against the tool's inputSchema",
+                ));
+            }
+        }
+        (mode.value, rules.add(format!("{agent}.validateArgs"), mode.location))
+    });
+    let session = decl.session.as_ref().map_or_else(SessionLimits::default, |s| SessionLimits {
+        max_tool_calls: s.max_tool_calls.as_ref().map(|m| Limit {
+            max: m.value,
+            rule: rules.add(format!("{agent}.session.maxToolCalls"), m.location),
+        }),
+        max_cost: s
+            .max_cost
+            .as_ref()
+            .map(|m| Limit { max: m.value, rule: rules.add(format!("{agent}.session.maxCost"), m.location) }),
+        max_consecutive_errors: s.max_consecutive_errors.as_ref().map(|m| Limit {
+            max: m.value,
+            rule: rules.add(format!("{agent}.session.maxConsecutiveErrors"), m.location),
+        }),
+    });
+    let sensitive_args =
+        decl.sensitive_args.iter().map(|p| p.value.split('.').map(str::to_owned).collect()).collect();
+    OwnRules {
+        allow,
+        deny,
+        constraints,
+        gates,
+        session,
+        audit: decl.audit_level.as_ref().map(|a| a.value),
+        sensitive_args,
+        validation,
+    }
+}
+
+/// Declared argument types per tool key, for typing `args.<name>` in conditions.
+fn declared_arg_types(decl: &AgentDecl) -> HashMap<&str, TypeEnv> {
+    let mut envs: HashMap<&str, TypeEnv> = HashMap::new();
+    for constraint in &decl.constraints {
+        let env = envs.entry(constraint.tool.value.as_str()).or_default();
+        for param in &constraint.params {
+            let ty = param.schema.types.as_ref().map_or(Type::Dyn, |t| match t.value.as_slice() {
+                [crate::compiler::ast::JsonType::String] => Type::String,
+                [crate::compiler::ast::JsonType::Integer] => Type::Int,
+                [crate::compiler::ast::JsonType::Number] => Type::Double,
+                [crate::compiler::ast::JsonType::Boolean] => Type::Bool,
+                [crate::compiler::ast::JsonType::Array] => Type::List,
+                [crate::compiler::ast::JsonType::Object] => Type::Map,
+                _ => Type::Dyn,
+            });
+            env.args.insert(param.name.value.clone(), ty);
+        }
+    }
+    envs
+}
+
+fn constraint(
+    context: &Context<'_>,
+    decl: &ConstraintDecl,
+    rego: &mut super::rego_refs::RegoModules<'_>,
+    rules: &mut RuleTable,
+    diagnostics: &mut Diagnostics,
+) -> Option<CheckedConstraint> {
+    let tool = catalog::pattern(&decl.tool, context.catalogs, diagnostics)?;
+    catalog::check_arguments(decl, &catalog::matched(&tool, context.catalogs), diagnostics);
+    let base = format!("{}.constraints.{}", context.agent, decl.tool.value);
+    let max_per_session = decl
+        .max_per_session
+        .as_ref()
+        .map(|m| Limit { max: m.value, rule: rules.add(format!("{base}.maxPerSession"), m.location) });
+    let rate_limit = decl.rate_limit.as_ref().and_then(|text| match parse_rate(&text.value) {
+        Some((max, window_ms)) => {
+            Some((Limit { max, rule: rules.add(format!("{base}.rateLimit"), text.location) }, window_ms))
+        }
+        None => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    format!("`rateLimit` `{}` is not a rate", text.value),
+                    text.location,
+                )
+                .with_help(
+                    "write a number of calls per second, minute or hour, e.g. `100/min`, `5/s`, `1000/hour`",
+                ),
+            );
+            None
+        }
+    });
+    let requires_fields = (!decl.requires_fields.is_empty()).then(|| {
+        let location = decl.requires_fields[0].location;
+        let fields = decl.requires_fields.iter().map(|f| f.value.clone()).collect();
+        (fields, rules.add(format!("{base}.requiresFields"), location))
+    });
+    let params = decl
+        .params
+        .iter()
+        .map(|p| ParamRule {
+            name: p.name.value.clone(),
+            check: super::params::compile(&p.schema, &p.name.value, diagnostics),
+            rule: rules.add(format!("{base}.params.{}", p.name.value), p.name.location),
+        })
+        .collect();
+    let env = context.env(&decl.tool.value, &tool);
+    let when = decl.when.as_ref().and_then(|w| {
+        let condition = condition(w, &env, diagnostics)?;
+        Some((condition, rules.add(format!("{base}.when"), w.location)))
+    });
+    let validation = decl.validate_args.as_ref().map(|mode| {
+        if mode.value != ArgValidation::Off && catalog::matched(&tool, context.catalogs).is_empty() {
+            diagnostics.push(catalog::needs_catalog(
+                &decl.tool,
+                "`validateArgs` checks arguments against the tool's inputSchema",
+            ));
+        }
+        (mode.value, rules.add(format!("{base}.validateArgs"), mode.location))
+    });
+    let rego = decl
+        .rego
+        .as_ref()
+        .and_then(|r| Some((rego.rule(r, diagnostics)?, rules.add(format!("{base}.rego"), r.location))));
+    Some(CheckedConstraint {
+        tool,
+        location: decl.tool.location,
+        max_per_session,
+        rate_limit,
+        requires_fields,
+        params,
+        when,
+        validation,
+        rego,
+    })
+}
+
+fn gate(
+    context: &Context<'_>,
+    decl: &GateDecl,
+    rego: &mut super::rego_refs::RegoModules<'_>,
+    rules: &mut RuleTable,
+    diagnostics: &mut Diagnostics,
+) -> Option<CheckedGate> {
+    let tool = catalog::pattern(&decl.tool, context.catalogs, diagnostics)?;
+    let base = format!("{}.approvalGates.{}", context.agent, decl.tool.value);
+    let env = context.env(&decl.tool.value, &tool);
+    if let (Some(when), Some(reference)) = (&decl.when, &decl.rego) {
+        diagnostics.push(
+            Diagnostic::new(
+                Code::AmbiguousGate,
+                format!("approval gate on `{}` has both `when` and `rego`", decl.tool.value),
+                reference.location,
+            )
+            .with_secondary(when.location, "and this condition")
+            .with_help("use one trigger; express both in the Rego rule if you need both"),
+        );
+        return None;
+    }
+    if let Some(reference) = &decl.rego {
+        let rule = rego.rule(reference, diagnostics)?;
+        if decl.required.as_ref().is_some_and(|r| r.value) {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::AmbiguousGate,
+                    format!("approval gate on `{}` has both `required: true` and `rego`", decl.tool.value),
+                    reference.location,
+                )
+                .with_help("keep `required: true` to gate every call, or `rego` to gate some calls"),
+            );
+            return None;
+        }
+        let gate_rule = rules.add(base.clone(), decl.tool.location);
+        return Some(CheckedGate {
+            tool,
+            rule: gate_rule,
+            trigger: GateTrigger::Rego(rule),
+            approver: decl.approver.as_ref().map(|a| a.value.clone()),
+            ceiling: decl.max_amount.as_ref().map(|max| AmountCeiling {
+                max: max.value,
+                field: decl.amount_field.as_ref().map_or_else(|| String::from("amount"), |f| f.value.clone()),
+                rule: rules.add(format!("{base}.maxAmount"), max.location),
+            }),
+        });
+    }
+    let trigger = match (&decl.required, &decl.when) {
+        (Some(required), Some(when)) if required.value => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::AmbiguousGate,
+                    format!("approval gate on `{}` has both `required: true` and `when`", decl.tool.value),
+                    required.location,
+                )
+                .with_secondary(when.location, "this condition would never matter")
+                .with_help("keep `required: true` to gate every call, or `when` to gate some calls"),
+            );
+            return None;
+        }
+        (_, Some(when)) => GateTrigger::When(condition(when, &env, diagnostics)?),
+        (Some(required), None) if required.value => GateTrigger::Always,
+        (Some(required), None) => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::InactiveGate,
+                    format!("approval gate on `{}` never applies", decl.tool.value),
+                    required.location,
+                )
+                .with_help("set `required: true`, add a `when` condition, or delete the gate"),
+            );
+            GateTrigger::Never
+        }
+        (None, None) => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::MissingKey,
+                    format!(
+                        "approval gate on `{}` says neither `required: true` nor `when`",
+                        decl.tool.value
+                    ),
+                    decl.tool.location,
+                )
+                .with_help("add `required: true` to gate every call, or `when: <condition>` to gate some"),
+            );
+            return None;
+        }
+    };
+    let rule = rules.add(base.clone(), decl.tool.location);
+    let ceiling = decl.max_amount.as_ref().map(|max| AmountCeiling {
+        max: max.value,
+        field: decl.amount_field.as_ref().map_or_else(|| String::from("amount"), |f| f.value.clone()),
+        rule: rules.add(format!("{base}.maxAmount"), max.location),
+    });
+    Some(CheckedGate {
+        tool,
+        rule,
+        trigger,
+        approver: decl.approver.as_ref().map(|a| a.value.clone()),
+        ceiling,
+    })
+}
+
+fn condition(
+    text: &crate::compiler::ast::ConditionText,
+    env: &TypeEnv,
+    diagnostics: &mut Diagnostics,
+) -> Option<Condition> {
+    Condition::compile(&text.text, env)
+        .map_err(|errors| {
+            for error in errors {
+                diagnostics.push(condition_diagnostic(text, error));
+            }
+        })
+        .ok()
+}
+
+/// Places an error inside the condition string at its exact column in the YAML file.
+fn condition_diagnostic(text: &crate::compiler::ast::ConditionText, error: ConditionError) -> Diagnostic {
+    let location = match text.text_start {
+        Some(start) => {
+            let start = start as usize;
+            let span = Span::new(start + error.span.start as usize, start + error.span.end as usize);
+            Location::new(text.location.source, span)
+        }
+        None => text.location,
+    };
+    let mut diagnostic = Diagnostic::new(error.code, error.message, location);
+    if let Some(label) = error.label {
+        diagnostic = diagnostic.with_label(label);
+    }
+    if let Some(help) = error.help {
+        diagnostic = diagnostic.with_help(help);
+    }
+    diagnostic
+}
+
+/// An agent's effective policy: its own rules, then its ancestors' in order.
+pub fn effective(
+    decl: &AgentDecl,
+    lineage: &[usize],
+    own: &[OwnRules],
+    rules: &mut RuleTable,
+) -> CheckedAgent {
+    let parts: Vec<&OwnRules> = lineage.iter().map(|&i| &own[i]).collect();
+    let collect =
+        |f: fn(&OwnRules) -> &Vec<ToolRule>| parts.iter().flat_map(|p| f(p).iter().cloned()).collect();
+    let tighter = |a: Option<Limit<u64>>, b: Option<Limit<u64>>| match (a, b) {
+        (Some(a), Some(b)) => Some(if b.max < a.max { b } else { a }),
+        (a, b) => a.or(b),
+    };
+    let mut session = SessionLimits::default();
+    for part in &parts {
+        session.max_tool_calls = tighter(session.max_tool_calls, part.session.max_tool_calls);
+        session.max_consecutive_errors =
+            tighter(session.max_consecutive_errors, part.session.max_consecutive_errors);
+        session.max_cost = match (session.max_cost, part.session.max_cost) {
+            (Some(a), Some(b)) => Some(if b.max < a.max { b } else { a }),
+            (a, b) => a.or(b),
+        };
+    }
+    let audit = parts.iter().filter_map(|p| p.audit).max_by_key(|level| *level as u8).unwrap_or_default();
+    // The strictest validation anywhere in the lineage; the nearest on ties.
+    let validation = parts.iter().filter_map(|p| p.validation).rev().max_by_key(|(mode, _)| *mode);
+    CheckedAgent {
+        name: decl.name.value.clone(),
+        allow: collect(|p| &p.allow),
+        deny: collect(|p| &p.deny),
+        constraints: parts.iter().flat_map(|p| p.constraints.iter().cloned()).collect(),
+        gates: parts.iter().flat_map(|p| p.gates.iter().cloned()).collect(),
+        session,
+        audit,
+        sensitive_args: {
+            let mut paths: Vec<Vec<String>> =
+                parts.iter().flat_map(|p| p.sensitive_args.iter().cloned()).collect();
+            paths.sort();
+            paths.dedup();
+            paths
+        },
+        validation,
+        validators: HashMap::new(),
+        lint_ignore: Vec::new(),
+        default_deny: rules.add(format!("{}.defaultDeny", decl.name.value), decl.name.location),
+    }
+}
+
+/// `N/unit` → (N, the unit in milliseconds), for units s, sec, second,
+/// min, minute, h, hour (plurals too); N must be at least 1.
+fn parse_rate(text: &str) -> Option<(u64, u64)> {
+    let (count, unit) = text.split_once('/')?;
+    let count: u64 = count.trim().parse().ok().filter(|n| *n > 0)?;
+    let window_ms = match unit.trim().trim_end_matches('s') {
+        "" | "sec" | "second" => 1_000,
+        "min" | "minute" => 60_000,
+        "h" | "hour" => 3_600_000,
+        _ => return None,
+    };
+    Some((count, window_ms))
+}

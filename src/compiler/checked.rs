@@ -1,0 +1,192 @@
+//! The checked policy set: the compiler's output and the intermediate
+//! representation every later stage reads (the decision table, lint, diff,
+//! the Rego export). Only the checker builds one, and only without errors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::ast::{ArgValidation, AuditLevel};
+use super::catalog::Catalogs;
+use super::condition::Condition;
+use super::params::ParamCheck;
+use super::pattern::ToolPattern;
+use super::rego_vm::RegoRule;
+use crate::source::Location;
+
+/// Identifies a rule of a checked policy set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId(pub(crate) u32);
+
+/// What a rule is and where it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleInfo {
+    /// The stable id, a path into the policy: `agent.constraints.tool.maxPerSession`.
+    pub id: String,
+    /// Where the rule is in the policy text.
+    pub location: Location,
+}
+
+/// A policy set with no errors: inheritance resolved, patterns and
+/// conditions compiled. Built only by the checker ([`super::check::check`]).
+#[derive(Debug)]
+pub struct CheckedPolicySet {
+    pub(crate) agents: Vec<CheckedAgent>,
+    pub(crate) rules: Vec<RuleInfo>,
+    pub(crate) catalogs: Catalogs,
+    hash: String,
+}
+
+impl CheckedPolicySet {
+    /// A checked set; only the checker calls this, once it found no error.
+    pub(in crate::compiler) fn new(
+        agents: Vec<CheckedAgent>,
+        rules: Vec<RuleInfo>,
+        catalogs: Catalogs,
+        hash: String,
+    ) -> CheckedPolicySet {
+        CheckedPolicySet { agents, rules, catalogs, hash }
+    }
+
+    /// The names of all agents, in source order.
+    pub fn agent_names(&self) -> impl Iterator<Item = &str> {
+        self.agents.iter().map(|a| a.name.as_str())
+    }
+
+    /// Every rule, indexed by [`RuleId`].
+    pub fn rules(&self) -> &[RuleInfo] {
+        &self.rules
+    }
+
+    /// `sha256:<hex>` of the policy sources and the catalogs they name.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The tool catalogs the set was checked against.
+    pub fn catalogs(&self) -> &Catalogs {
+        &self.catalogs
+    }
+
+    /// The Rego modules that `rego:` references use (name, text), each once.
+    pub fn rego_modules(&self) -> Vec<(String, String)> {
+        let constraints =
+            self.agents.iter().flat_map(|a| a.constraints.iter().filter_map(|c| c.rego.as_ref()));
+        let gates = self.agents.iter().flat_map(|a| a.gates.iter()).filter_map(|g| match &g.trigger {
+            GateTrigger::Rego(rule) => Some(rule),
+            _ => None,
+        });
+        let mut modules: Vec<(String, String)> = constraints
+            .map(|(rule, _)| rule)
+            .chain(gates)
+            .flat_map(|rule| rule.sources.iter().cloned())
+            .collect();
+        modules.sort();
+        modules.dedup();
+        modules
+    }
+}
+
+/// A compiled `inputSchema` and the `validateArgs` rule that asked for it.
+#[derive(Clone, Debug)]
+pub(crate) struct SchemaCheck {
+    pub validator: Arc<jsonschema::Validator>,
+    pub mode: ArgValidation,
+    pub rule: RuleId,
+}
+
+/// One agent's effective policy: its own rules plus everything inherited.
+#[derive(Debug)]
+pub(crate) struct CheckedAgent {
+    pub name: String,
+    pub allow: Vec<ToolRule>,
+    pub deny: Vec<ToolRule>,
+    pub constraints: Vec<CheckedConstraint>,
+    pub gates: Vec<CheckedGate>,
+    pub session: SessionLimits,
+    pub audit: AuditLevel,
+    /// Argument paths redacted in the audit trail (own and inherited).
+    pub sensitive_args: Vec<Vec<String>>,
+    /// `validateArgs`, the strictest of the lineage.
+    pub validation: Option<(ArgValidation, RuleId)>,
+    /// The schema check of each catalog tool whose calls are validated.
+    pub validators: HashMap<Box<str>, SchemaCheck>,
+    /// Lint rules silenced for this agent (its own `lintIgnore` and its file's).
+    pub lint_ignore: Vec<String>,
+    pub default_deny: RuleId,
+}
+
+/// An allow or deny entry.
+#[derive(Clone, Debug)]
+pub(crate) struct ToolRule {
+    pub pattern: ToolPattern,
+    pub rule: RuleId,
+}
+
+/// A numeric cap and the rule that set it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Limit<T> {
+    pub max: T,
+    pub rule: RuleId,
+}
+
+/// `constraints.<tool>`.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckedConstraint {
+    pub tool: ToolPattern,
+    /// Where the constraint's tool key is written.
+    pub location: Location,
+    pub max_per_session: Option<Limit<u64>>,
+    /// `rateLimit`: at most `max` calls per `window_ms`, per agent.
+    pub rate_limit: Option<(Limit<u64>, u64)>,
+    pub requires_fields: Option<(Vec<String>, RuleId)>,
+    pub params: Vec<ParamRule>,
+    pub when: Option<(Condition, RuleId)>,
+    /// `validateArgs` for the tools this constraint covers.
+    pub validation: Option<(ArgValidation, RuleId)>,
+    /// `rego`: a Rego rule that must be true.
+    pub rego: Option<(Arc<RegoRule>, RuleId)>,
+}
+
+/// `params.<arg>`.
+#[derive(Clone, Debug)]
+pub(crate) struct ParamRule {
+    pub name: String,
+    pub check: ParamCheck,
+    pub rule: RuleId,
+}
+
+/// When a gate applies.
+#[derive(Clone, Debug)]
+pub(crate) enum GateTrigger {
+    Always,
+    When(Condition),
+    /// `rego`: approval is required when the rule is true.
+    Rego(Arc<RegoRule>),
+    Never,
+}
+
+/// `approvalGates.<tool>`.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckedGate {
+    pub tool: ToolPattern,
+    pub rule: RuleId,
+    pub trigger: GateTrigger,
+    pub approver: Option<String>,
+    pub ceiling: Option<AmountCeiling>,
+}
+
+/// `maxAmount` with the argument it reads.
+#[derive(Clone, Debug)]
+pub(crate) struct AmountCeiling {
+    pub max: f64,
+    pub field: String,
+    pub rule: RuleId,
+}
+
+/// `session`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SessionLimits {
+    pub max_tool_calls: Option<Limit<u64>>,
+    pub max_cost: Option<Limit<f64>>,
+    pub max_consecutive_errors: Option<Limit<u64>>,
+}

@@ -1,0 +1,374 @@
+//! Decoding one policy file's node tree into the AST.
+
+use super::decode::Decoder;
+use crate::compiler::ast::*;
+use crate::compiler::yaml::{Node, Value};
+use crate::diagnostic::{Code, Diagnostic};
+
+const ROOT_KEYS: &[&str] = &["agentPolicies", "catalogs", "lintIgnore"];
+const CATALOG_KEYS: &[&str] = &["file", "server"];
+const AGENT_KEYS: &[&str] = &[
+    "description",
+    "extends",
+    "allowedTools",
+    "deniedTools",
+    "constraints",
+    "approvalGates",
+    "session",
+    "auditLevel",
+    "sensitiveArgs",
+    "validateArgs",
+    "lintIgnore",
+];
+const CONSTRAINT_KEYS: &[&str] = &[
+    "maxPerSession",
+    "rateLimit",
+    "requiresFields",
+    "params",
+    "when",
+    "rego",
+    "validateArgs",
+    "description",
+];
+const GATE_KEYS: &[&str] =
+    &["required", "when", "rego", "approver", "maxAmount", "amountField", "description"];
+const SESSION_KEYS: &[&str] = &["maxToolCalls", "maxCost", "maxConsecutiveErrors"];
+const PARAM_KEYS: &[&str] = &[
+    "type",
+    "enum",
+    "const",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "items",
+    "minItems",
+    "maxItems",
+    "description",
+];
+
+/// What one file declares.
+#[derive(Default)]
+pub struct FileDecls {
+    pub agents: Vec<AgentDecl>,
+    pub catalogs: Vec<CatalogDecl>,
+    pub lint_ignore: Vec<Spanned<String>>,
+}
+
+/// Decodes a whole file; `root` is its top-level node.
+pub fn decode_file(decoder: &mut Decoder<'_>, root: &Node) -> FileDecls {
+    let Some(fields) = decoder.fields(root, "the policy file", ROOT_KEYS) else {
+        return FileDecls::default();
+    };
+    let catalogs = match fields.get("catalogs") {
+        Some(node) => decode_catalogs(decoder, node),
+        None => Vec::new(),
+    };
+    let lint_ignore =
+        fields.get("lintIgnore").map(|n| decoder.string_list(n, "`lintIgnore`")).unwrap_or_default();
+    let agents = decode_agents(decoder, root, fields.get("agentPolicies"));
+    FileDecls { agents, catalogs, lint_ignore }
+}
+
+fn decode_catalogs(decoder: &mut Decoder<'_>, node: &Node) -> Vec<CatalogDecl> {
+    let Value::Seq(items) = &node.value else {
+        let diagnostic = Diagnostic::new(
+            Code::WrongType,
+            format!("`catalogs` must be a list, found {}", node.value.kind()),
+            decoder.at(node.span),
+        )
+        .with_help(
+            "write `catalogs:` followed by entries like `- {file: github.tools.json, server: github}`",
+        );
+        decoder.report(diagnostic);
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let fields = decoder.fields(item, "a catalog", CATALOG_KEYS)?;
+            let server = fields.get("server").and_then(|n| decoder.string(n, "`server`"));
+            let Some(file) = fields.get("file") else {
+                let diagnostic =
+                    Diagnostic::new(Code::MissingKey, "catalog entry has no `file`", decoder.at(item.span))
+                        .with_help("name the `tools/list` JSON file, relative to this policy file");
+                decoder.report(diagnostic);
+                return None;
+            };
+            Some(CatalogDecl { file: decoder.string(file, "`file`")?, server })
+        })
+        .collect()
+}
+
+fn decode_agents(decoder: &mut Decoder<'_>, root: &Node, policies: Option<&Node>) -> Vec<AgentDecl> {
+    let Some(policies) = policies else {
+        let diagnostic =
+            Diagnostic::new(Code::MissingKey, "policy file has no `agentPolicies`", decoder.at(root.span))
+                .with_help("put the agents under a top-level `agentPolicies:` mapping");
+        decoder.report(diagnostic);
+        return Vec::new();
+    };
+    let Some(entries) = decoder.map(policies, "`agentPolicies`") else {
+        return Vec::new();
+    };
+    entries.into_iter().filter_map(|(name, node)| decode_agent(decoder, name, node)).collect()
+}
+
+fn decode_agent(decoder: &mut Decoder<'_>, name: Spanned<String>, node: &Node) -> Option<AgentDecl> {
+    let what = format!("agent `{}`", name.value);
+    let fields = decoder.fields(node, &what, AGENT_KEYS)?;
+    let strings = |decoder: &mut Decoder<'_>, key: &str| {
+        fields.get(key).map(|n| decoder.string_list(n, &format!("`{key}`"))).unwrap_or_default()
+    };
+    let extends = strings(decoder, "extends");
+    let allowed_tools = strings(decoder, "allowedTools");
+    let denied_tools = strings(decoder, "deniedTools");
+    let description = fields.get("description").and_then(|n| decoder.string(n, "`description`"));
+    let constraints = fields
+        .get("constraints")
+        .and_then(|n| decoder.map(n, "`constraints`"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(tool, n)| decode_constraint(decoder, tool, n))
+        .collect();
+    let approval_gates = fields
+        .get("approvalGates")
+        .and_then(|n| decoder.map(n, "`approvalGates`"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(tool, n)| decode_gate(decoder, tool, n))
+        .collect();
+    let session = fields.get("session").and_then(|n| decode_session(decoder, n));
+    let audit_level = fields.get("auditLevel").and_then(|n| decode_audit_level(decoder, n));
+    let sensitive_args = strings(decoder, "sensitiveArgs");
+    let validate_args = fields.get("validateArgs").and_then(|n| decode_validation(decoder, n));
+    let lint_ignore = strings(decoder, "lintIgnore");
+    Some(AgentDecl {
+        name,
+        description,
+        extends,
+        allowed_tools,
+        denied_tools,
+        constraints,
+        approval_gates,
+        session,
+        audit_level,
+        sensitive_args,
+        validate_args,
+        lint_ignore,
+    })
+}
+
+fn decode_constraint(
+    decoder: &mut Decoder<'_>,
+    tool: Spanned<String>,
+    node: &Node,
+) -> Option<ConstraintDecl> {
+    let what = format!("the constraint on `{}`", tool.value);
+    let fields = decoder.fields(node, &what, CONSTRAINT_KEYS)?;
+    let max_per_session = fields.get("maxPerSession").and_then(|n| decoder.count(n, "`maxPerSession`"));
+    let rate_limit = fields.get("rateLimit").and_then(|n| decoder.string(n, "`rateLimit`"));
+    let requires_fields =
+        fields.get("requiresFields").map(|n| decoder.string_list(n, "`requiresFields`")).unwrap_or_default();
+    let params = fields
+        .get("params")
+        .and_then(|n| decoder.map(n, "`params`"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, n)| {
+            let what = format!("the rules of argument `{}`", name.value);
+            decode_schema(decoder, n, &what).map(|schema| ParamDecl { name, schema })
+        })
+        .collect();
+    let when = fields.get("when").and_then(|n| decode_condition(decoder, n));
+    if let Some(description) = fields.get("description") {
+        decoder.string(description, "`description`");
+    }
+    let validate_args = fields.get("validateArgs").and_then(|n| decode_validation(decoder, n));
+    let rego = fields.get("rego").and_then(|n| decoder.string(n, "`rego`"));
+    Some(ConstraintDecl {
+        tool,
+        max_per_session,
+        rate_limit,
+        requires_fields,
+        params,
+        when,
+        validate_args,
+        rego,
+    })
+}
+
+fn decode_gate(decoder: &mut Decoder<'_>, tool: Spanned<String>, node: &Node) -> Option<GateDecl> {
+    let what = format!("the approval gate on `{}`", tool.value);
+    let fields = decoder.fields(node, &what, GATE_KEYS)?;
+    if let Some(description) = fields.get("description") {
+        decoder.string(description, "`description`");
+    }
+    Some(GateDecl {
+        location: decoder.at(node.span),
+        required: fields.get("required").and_then(|n| decoder.boolean(n, "`required`")),
+        when: fields.get("when").and_then(|n| decode_condition(decoder, n)),
+        approver: fields.get("approver").and_then(|n| decoder.string(n, "`approver`")),
+        max_amount: fields.get("maxAmount").and_then(|n| decoder.number(n, "`maxAmount`")),
+        amount_field: fields.get("amountField").and_then(|n| decoder.string(n, "`amountField`")),
+        rego: fields.get("rego").and_then(|n| decoder.string(n, "`rego`")),
+        tool,
+    })
+}
+
+fn decode_session(decoder: &mut Decoder<'_>, node: &Node) -> Option<SessionDecl> {
+    let fields = decoder.fields(node, "`session`", SESSION_KEYS)?;
+    Some(SessionDecl {
+        max_tool_calls: fields.get("maxToolCalls").and_then(|n| decoder.count(n, "`maxToolCalls`")),
+        max_cost: fields.get("maxCost").and_then(|n| decoder.number(n, "`maxCost`")),
+        max_consecutive_errors: fields
+            .get("maxConsecutiveErrors")
+            .and_then(|n| decoder.count(n, "`maxConsecutiveErrors`")),
+    })
+}
+
+fn decode_audit_level(decoder: &mut Decoder<'_>, node: &Node) -> Option<Spanned<AuditLevel>> {
+    let text = decoder.string(node, "`auditLevel`")?;
+    let level = match text.value.as_str() {
+        "none" => AuditLevel::None,
+        "metadata" => AuditLevel::Metadata,
+        "full" => AuditLevel::Full,
+        other => {
+            let mut diagnostic =
+                Diagnostic::new(Code::InvalidValue, format!("unknown audit level `{other}`"), text.location)
+                    .with_help("use one of `none`, `metadata`, `full`");
+            if let Some(best) = crate::diagnostic::suggest(other, ["none", "metadata", "full"]) {
+                diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
+            }
+            decoder.report(diagnostic);
+            return None;
+        }
+    };
+    Some(Spanned::new(level, text.location))
+}
+
+fn decode_validation(decoder: &mut Decoder<'_>, node: &Node) -> Option<Spanned<ArgValidation>> {
+    let text = decoder.string(node, "`validateArgs`")?;
+    let keywords = ArgValidation::ALL.map(|(k, _)| k);
+    if let Some((_, mode)) = ArgValidation::ALL.iter().find(|(k, _)| *k == text.value) {
+        return Some(Spanned::new(*mode, text.location));
+    }
+    let mut diagnostic = Diagnostic::new(
+        Code::InvalidValue,
+        format!("unknown `validateArgs` mode `{}`", text.value),
+        text.location,
+    )
+    .with_help("use `schema` (arguments must satisfy the tool's inputSchema), `strict` (and no other arguments) or `off`");
+    if let Some(best) = crate::diagnostic::suggest(&text.value, keywords) {
+        diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
+    }
+    decoder.report(diagnostic);
+    None
+}
+
+fn decode_condition(decoder: &mut Decoder<'_>, node: &Node) -> Option<ConditionText> {
+    let text = decoder.string(node, "`when`")?;
+    let start = node.span.start as usize;
+    let raw = decoder.slice(node.span);
+    let text_start =
+        raw.and_then(|raw| content_offset(raw, &text.value)).map(|offset| (start + offset) as u32);
+    Some(ConditionText { text: text.value, location: text.location, text_start })
+}
+
+/// Where the characters of `value` start inside the scalar's source text
+/// `raw`, when they map one to one (plain, or quoted without escapes).
+fn content_offset(raw: &str, value: &str) -> Option<usize> {
+    if raw == value {
+        return Some(0);
+    }
+    let quoted =
+        (raw.starts_with('"') && raw.ends_with('"')) || (raw.starts_with('\'') && raw.ends_with('\''));
+    (quoted && raw.len() >= 2 && &raw[1..raw.len() - 1] == value).then_some(1)
+}
+
+fn decode_schema(decoder: &mut Decoder<'_>, node: &Node, what: &str) -> Option<ParamSchema> {
+    let fields = decoder.fields(node, what, PARAM_KEYS)?;
+    let mut schema = ParamSchema { location: Some(decoder.at(node.span)), ..ParamSchema::default() };
+    if let Some(n) = fields.get("type") {
+        schema.types = decode_types(decoder, n);
+    }
+    if let Some(n) = fields.get("enum") {
+        let values = match &n.value {
+            Value::Seq(items) => items.iter().filter_map(|i| decoder.json(i, "`enum`")).collect(),
+            _ => {
+                let diagnostic = Diagnostic::new(
+                    Code::WrongType,
+                    format!("`enum` must be a list, found {}", n.value.kind()),
+                    decoder.at(n.span),
+                );
+                decoder.report(diagnostic);
+                Vec::new()
+            }
+        };
+        schema.enumeration = Some(Spanned::new(values, decoder.at(n.span)));
+    }
+    if let Some(n) = fields.get("const") {
+        schema.constant = decoder.json(n, "`const`").map(|v| Spanned::new(v, decoder.at(n.span)));
+    }
+    let number = |decoder: &mut Decoder<'_>, key: &str| {
+        fields.get(key).and_then(|n| decoder.number(n, &format!("`{key}`")))
+    };
+    schema.minimum = number(decoder, "minimum");
+    schema.maximum = number(decoder, "maximum");
+    schema.exclusive_minimum = number(decoder, "exclusiveMinimum");
+    schema.exclusive_maximum = number(decoder, "exclusiveMaximum");
+    let count = |decoder: &mut Decoder<'_>, key: &str| {
+        fields.get(key).and_then(|n| decoder.count(n, &format!("`{key}`")))
+    };
+    schema.min_length = count(decoder, "minLength");
+    schema.max_length = count(decoder, "maxLength");
+    schema.min_items = count(decoder, "minItems");
+    schema.max_items = count(decoder, "maxItems");
+    schema.pattern = fields.get("pattern").and_then(|n| decoder.string(n, "`pattern`"));
+    if let Some(n) = fields.get("items") {
+        schema.items = decode_schema(decoder, n, "`items`").map(Box::new);
+    }
+    if let Some(description) = fields.get("description") {
+        decoder.string(description, "`description`");
+    }
+    Some(schema)
+}
+
+fn decode_types(decoder: &mut Decoder<'_>, node: &Node) -> Option<Spanned<Vec<JsonType>>> {
+    let names: Vec<_> = match &node.value {
+        Value::Str(_) => vec![decoder.string(node, "`type`")?],
+        Value::Seq(_) => decoder.string_list(node, "`type`"),
+        _ => {
+            let diagnostic = Diagnostic::new(
+                Code::WrongType,
+                format!("`type` must be a type name or a list of them, found {}", node.value.kind()),
+                decoder.at(node.span),
+            );
+            decoder.report(diagnostic);
+            return None;
+        }
+    };
+    let mut types = Vec::with_capacity(names.len());
+    for name in names {
+        match JsonType::ALL.iter().find(|(k, _)| *k == name.value) {
+            Some((_, t)) => types.push(*t),
+            None => {
+                let keywords = JsonType::ALL.map(|(k, _)| k);
+                let mut diagnostic = Diagnostic::new(
+                    Code::InvalidValue,
+                    format!("unknown type `{}`", name.value),
+                    name.location,
+                )
+                .with_help(format!("use one of: {}", keywords.join(", ")));
+                if let Some(best) = crate::diagnostic::suggest(&name.value, keywords) {
+                    diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
+                }
+                decoder.report(diagnostic);
+            }
+        }
+    }
+    Some(Spanned::new(types, decoder.at(node.span)))
+}

@@ -1,0 +1,317 @@
+//! Stage 4: the decision table — a [`CheckedPolicySet`] laid out for lookup.
+//!
+//! Per agent, every tool name the policy mentions exactly gets a precomputed
+//! [`ToolPlan`] in a hash map; other names go through compiled glob sets.
+//! Lookup cost depends on the number of globs, not on the number of tools.
+
+use std::borrow::Cow;
+
+use globset::{GlobSet, GlobSetBuilder};
+
+use crate::compiler::ast::AuditLevel;
+use crate::compiler::catalog::Catalogs;
+use crate::compiler::checked::{
+    CheckedAgent, CheckedConstraint, CheckedGate, CheckedPolicySet, RuleId, RuleInfo, SchemaCheck, ToolRule,
+};
+use crate::compiler::pattern::{PatternIndex, ToolPattern};
+use crate::hash::FastMap;
+use crate::state::session::Cap;
+
+/// An immutable, compiled policy set.
+#[derive(Clone, Debug)]
+pub struct DecisionTable {
+    pub(crate) agents: FastMap<Box<str>, AgentTable>,
+    pub(crate) rules: Vec<RuleInfo>,
+    pub(crate) hash: Box<str>,
+    /// The tool catalogs: a name under a catalog's server that the catalog
+    /// does not list is refused.
+    pub(crate) catalogs: Catalogs,
+}
+
+/// One agent's part of the table.
+#[derive(Clone, Debug)]
+pub(crate) struct AgentTable {
+    pub exact: FastMap<Box<str>, ToolPlan>,
+    pub deny_globs: GlobIndex,
+    pub allow_globs: GlobIndex,
+    pub constraint_globs: GlobIndex,
+    pub gate_globs: GlobIndex,
+    pub constraints: Vec<CheckedConstraint>,
+    pub gates: Vec<CheckedGate>,
+    pub audit: AuditLevel,
+    /// `session.maxConsecutiveErrors` and `session.maxCost`, fed by outcomes.
+    pub limits: OutcomeLimits,
+    /// Argument paths redacted in the audit trail.
+    pub sensitive_args: Vec<Vec<String>>,
+    pub default_deny: RuleId,
+    /// The cap counters of `session.maxToolCalls`, shared by every plan.
+    pub session_cap: Option<(Cap, RuleId)>,
+}
+
+/// The session limits that reported outcomes feed.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct OutcomeLimits {
+    pub max_consecutive_errors: Option<crate::compiler::checked::Limit<u64>>,
+    pub max_cost: Option<crate::compiler::checked::Limit<f64>>,
+}
+
+impl OutcomeLimits {
+    pub fn any(&self) -> bool {
+        self.max_consecutive_errors.is_some() || self.max_cost.is_some()
+    }
+}
+
+/// What the policy says about one tool name before looking at arguments.
+#[derive(Clone, Debug)]
+pub(crate) enum ToolPlan {
+    /// A deny entry matches.
+    Denied(RuleId),
+    /// No allow entry matches.
+    NotAllowed,
+    /// Allowed, subject to these constraints, gates and caps.
+    Allowed {
+        allow: RuleId,
+        constraints: Box<[u32]>,
+        gates: Box<[u32]>,
+        caps: Box<[Cap]>,
+        cap_rules: Box<[RuleId]>,
+        /// `validateArgs`: the tool's compiled `inputSchema`.
+        schema: Option<SchemaCheck>,
+    },
+}
+
+/// Globs with, for each, the index of what it belongs to.
+#[derive(Clone, Debug)]
+pub(crate) struct GlobIndex {
+    set: GlobSet,
+    targets: Vec<u32>,
+}
+
+impl GlobIndex {
+    fn build<'a>(patterns: impl Iterator<Item = (&'a ToolPattern, u32)>) -> GlobIndex {
+        let mut builder = GlobSetBuilder::new();
+        let mut targets = Vec::new();
+        for (pattern, target) in patterns {
+            if let ToolPattern::Glob { matcher, .. } = pattern {
+                builder.add(matcher.glob().clone());
+                targets.push(target);
+            }
+        }
+        // Every glob was already compiled once, so building the set cannot
+        // meet a syntax error; an empty set is the safe fallback regardless.
+        let set = builder.build().unwrap_or_else(|_| GlobSet::empty());
+        GlobIndex { set, targets }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    fn first(&self, tool: &str) -> Option<u32> {
+        if self.is_empty() {
+            return None;
+        }
+        self.set.matches(tool).first().and_then(|&i| self.targets.get(i).copied())
+    }
+
+    fn all(&self, tool: &str) -> Vec<u32> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let mut hits: Vec<u32> =
+            self.set.matches(tool).into_iter().filter_map(|i| self.targets.get(i).copied()).collect();
+        hits.sort_unstable();
+        hits
+    }
+}
+
+impl DecisionTable {
+    /// Lays out a checked policy set for lookup.
+    pub fn build(policy: CheckedPolicySet) -> DecisionTable {
+        let hash = policy.hash().into();
+        let CheckedPolicySet { agents, rules, catalogs, .. } = policy;
+        let agents = agents
+            .into_iter()
+            .map(|agent| (agent.name.as_str().into(), AgentTable::build(agent, &rules, &catalogs)))
+            .collect();
+        DecisionTable { agents, rules, hash, catalogs }
+    }
+
+    /// Whether a catalog covers the tool's server but does not list it.
+    pub(crate) fn uncatalogued(&self, tool: &str) -> bool {
+        !self.catalogs.is_empty() && self.catalogs.covers(tool) && self.catalogs.get(tool).is_none()
+    }
+
+    /// The stable id of a rule.
+    pub(crate) fn rule_id(&self, rule: RuleId) -> &str {
+        self.rules.get(rule.0 as usize).map_or("toolgate.unknownRule", |r| r.id.as_str())
+    }
+
+    /// `sha256:<hex>` of the policy sources.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Every rule, indexed by rule id.
+    pub fn rules(&self) -> &[RuleInfo] {
+        &self.rules
+    }
+}
+
+impl AgentTable {
+    fn build(agent: CheckedAgent, rules: &[RuleInfo], catalogs: &Catalogs) -> AgentTable {
+        let id = |rule: RuleId| rules.get(rule.0 as usize).map_or("", |r| r.id.as_str());
+        let session_cap =
+            agent.session.max_tool_calls.map(|limit| (Cap::count(id(limit.rule), limit.max), limit.rule));
+        let mut table = AgentTable {
+            exact: FastMap::default(),
+            deny_globs: index(&agent.deny),
+            allow_globs: index(&agent.allow),
+            constraint_globs: GlobIndex::build(agent.constraints.iter().zip(0..).map(|(c, i)| (&c.tool, i))),
+            gate_globs: GlobIndex::build(agent.gates.iter().zip(0..).map(|(g, i)| (&g.tool, i))),
+            audit: agent.audit,
+            sensitive_args: agent.sensitive_args.clone(),
+            limits: OutcomeLimits {
+                max_consecutive_errors: agent.session.max_consecutive_errors,
+                max_cost: agent.session.max_cost,
+            },
+            default_deny: agent.default_deny,
+            session_cap,
+            constraints: Vec::new(),
+            gates: Vec::new(),
+        };
+        // Every name the policy writes out, and every catalog tool the
+        // agent's lists match, gets its plan now rather than per call.
+        let named = agent
+            .allow
+            .iter()
+            .chain(&agent.deny)
+            .map(|r| &r.pattern)
+            .chain(agent.constraints.iter().map(|c| &c.tool))
+            .chain(agent.gates.iter().map(|g| &g.tool))
+            .flat_map(|p| p.names().iter().map(|n| &**n));
+        let listed = catalogs.tools().map(|t| t.name.as_str());
+        let indexes = Indexes::new(&agent);
+        let listed = listed.filter(|name| indexes.allow.any(name) || indexes.deny.any(name));
+        for name in named.chain(listed) {
+            if !table.exact.contains_key(name) {
+                let plan = plan_of(&agent, &indexes, name, &table.session_cap, rules);
+                table.exact.insert(name.into(), plan);
+            }
+        }
+        table.constraints = agent.constraints;
+        table.gates = agent.gates;
+        table
+    }
+
+    /// The plan for a tool name.
+    pub fn plan(&self, tool: &str, rules: &[RuleInfo]) -> Cow<'_, ToolPlan> {
+        match self.exact.get(tool) {
+            Some(plan) => Cow::Borrowed(plan),
+            None => self.plan_by_globs(tool, rules),
+        }
+    }
+
+    /// The plan for a tool name the exact map does not hold.
+    pub fn plan_by_globs(&self, tool: &str, rules: &[RuleInfo]) -> Cow<'_, ToolPlan> {
+        // Exact names are all in the map, so only globs can match here.
+        if let Some(rule) = self.deny_globs.first(tool) {
+            return Cow::Owned(ToolPlan::Denied(RuleId(rule)));
+        }
+        let Some(allow) = self.allow_globs.first(tool) else {
+            return Cow::Owned(ToolPlan::NotAllowed);
+        };
+        let constraints = self.constraint_globs.all(tool);
+        let gates = self.gate_globs.all(tool);
+        let (caps, cap_rules) = caps_of(
+            constraints.iter().filter_map(|&i| self.constraints.get(i as usize)),
+            &self.session_cap,
+            rules,
+        );
+        Cow::Owned(ToolPlan::Allowed {
+            allow: RuleId(allow),
+            constraints: constraints.into(),
+            gates: gates.into(),
+            caps,
+            cap_rules,
+            schema: None,
+        })
+    }
+}
+
+fn index(rules: &[ToolRule]) -> GlobIndex {
+    GlobIndex::build(rules.iter().map(|r| (&r.pattern, r.rule.0)))
+}
+
+/// An agent's lists indexed by tool name, for planning many names.
+struct Indexes {
+    allow: PatternIndex,
+    deny: PatternIndex,
+    constraints: PatternIndex,
+    gates: PatternIndex,
+}
+
+impl Indexes {
+    fn new(agent: &CheckedAgent) -> Indexes {
+        Indexes {
+            allow: PatternIndex::new(agent.allow.iter().map(|r| &r.pattern)),
+            deny: PatternIndex::new(agent.deny.iter().map(|r| &r.pattern)),
+            constraints: PatternIndex::new(agent.constraints.iter().map(|c| &c.tool)),
+            gates: PatternIndex::new(agent.gates.iter().map(|g| &g.tool)),
+        }
+    }
+}
+
+/// The plan of one tool name: the first deny, else the first allow with
+/// every constraint and gate that applies, in list order.
+fn plan_of(
+    agent: &CheckedAgent,
+    indexes: &Indexes,
+    tool: &str,
+    session_cap: &Option<(Cap, RuleId)>,
+    rules: &[RuleInfo],
+) -> ToolPlan {
+    if let Some(deny) = indexes.deny.first(tool).and_then(|i| agent.deny.get(i as usize)) {
+        return ToolPlan::Denied(deny.rule);
+    }
+    let Some(allow) = indexes.allow.first(tool).and_then(|i| agent.allow.get(i as usize)) else {
+        return ToolPlan::NotAllowed;
+    };
+    let constraints = indexes.constraints.matching(tool);
+    let gates: Box<[u32]> = indexes.gates.matching(tool).into();
+    let (caps, cap_rules) =
+        caps_of(constraints.iter().filter_map(|&i| agent.constraints.get(i as usize)), session_cap, rules);
+    let schema = agent.validators.get(tool).cloned();
+    ToolPlan::Allowed { allow: allow.rule, constraints: constraints.into(), gates, caps, cap_rules, schema }
+}
+
+/// The caps a call must fit: each constraint's `maxPerSession`, then
+/// `session.maxToolCalls`; with the rules that set them, in the same order.
+fn caps_of<'a>(
+    constraints: impl Iterator<Item = &'a CheckedConstraint>,
+    session_cap: &Option<(Cap, RuleId)>,
+    rules: &[RuleInfo],
+) -> (Box<[Cap]>, Box<[RuleId]>) {
+    let id = |rule: RuleId| -> Box<str> { rules.get(rule.0 as usize).map_or("", |r| r.id.as_str()).into() };
+    constraints
+        .flat_map(|c| {
+            let count = c.max_per_session.map(|limit| (Cap::count(id(limit.rule), limit.max), limit.rule));
+            let rate = c.rate_limit.map(|(limit, window_ms)| {
+                (Cap { counter: id(limit.rule), limit: limit.max, window_ms: Some(window_ms) }, limit.rule)
+            });
+            count.into_iter().chain(rate)
+        })
+        .chain(session_cap.clone())
+        .unzip::<Cap, RuleId, Vec<Cap>, Vec<RuleId>>()
+        .into_boxed()
+}
+
+trait IntoBoxed<A, B> {
+    fn into_boxed(self) -> (Box<[A]>, Box<[B]>);
+}
+
+impl<A, B> IntoBoxed<A, B> for (Vec<A>, Vec<B>) {
+    fn into_boxed(self) -> (Box<[A]>, Box<[B]>) {
+        (self.0.into_boxed_slice(), self.1.into_boxed_slice())
+    }
+}

@@ -1,0 +1,283 @@
+//! Loading policies into engines, and reloading them: on file changes
+//! (watched with `notify`), on SIGHUP, and on the `reload` operation.
+//!
+//! A reload compiles the policy set off the async threads and swaps the
+//! engine atomically; a policy with errors is never swapped in, and its
+//! diagnostics are kept for `status`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use notify::{RecursiveMode, Watcher};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::diagnostic::render;
+use crate::engine::Engine;
+use crate::server::Shared;
+use crate::state::kill::KillSwitch;
+use crate::state::session::SessionStore;
+
+/// Why a policy set could not become an engine.
+#[derive(Debug, Clone)]
+pub enum LoadError {
+    /// A path could not be read.
+    Files(String),
+    /// The policy set has errors; one rendered line per diagnostic.
+    Invalid(Vec<String>),
+}
+
+impl LoadError {
+    /// The error lines, for logs and `status`.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            LoadError::Files(message) => vec![message.clone()],
+            LoadError::Invalid(lines) => lines.clone(),
+        }
+    }
+}
+
+/// Reads and compiles `paths` into an engine sharing the server's state.
+pub fn load(
+    paths: &[PathBuf],
+    sessions: Arc<dyn SessionStore>,
+    kills: Arc<KillSwitch>,
+    approvals: Arc<crate::state::approval::Ledger>,
+) -> Result<Engine, LoadError> {
+    let sources =
+        crate::compiler::files::read_policies(paths).map_err(|e| LoadError::Files(e.to_string()))?;
+    let checked = crate::compiler::compile(sources, &crate::compiler::files::DiskFiles);
+    match checked.policy {
+        Some(policy) => Ok(Engine::with_ledger(policy, sessions, kills, approvals)),
+        None => Err(LoadError::Invalid(
+            checked
+                .diagnostics
+                .as_slice()
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| render::plain_line(d, &checked.sources))
+                .collect(),
+        )),
+    }
+}
+
+/// What `status` reports about loading.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    /// When the serving policy was loaded.
+    pub loaded_at: SystemTime,
+    /// When the last reload attempt ended, successful or not.
+    pub last_attempt: Option<SystemTime>,
+    /// The errors of the last attempt, if it failed.
+    pub last_error: Option<LoadError>,
+    /// Successful reloads since start.
+    pub reloads: u64,
+    /// Failed reloads since start.
+    pub failures: u64,
+}
+
+impl ReloadStatus {
+    /// The status at start.
+    pub fn new() -> Self {
+        ReloadStatus {
+            loaded_at: SystemTime::now(),
+            last_attempt: None,
+            last_error: None,
+            reloads: 0,
+            failures: 0,
+        }
+    }
+
+    /// As JSON for `status`.
+    pub fn to_json(&self) -> Value {
+        let time = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
+        json!({
+            "loaded_at": time(self.loaded_at),
+            "last_attempt": self.last_attempt.map(time),
+            "last_error": self.last_error.as_ref().map(LoadError::lines),
+            "reloads": self.reloads,
+            "failures": self.failures,
+        })
+    }
+}
+
+impl Default for ReloadStatus {
+    fn default() -> Self {
+        ReloadStatus::new()
+    }
+}
+
+/// Why a reload was asked for.
+#[derive(Clone, Copy, Debug)]
+pub enum Trigger {
+    /// A watched file changed.
+    FileChange,
+    /// SIGHUP.
+    Signal,
+    /// The `reload` operation.
+    Request,
+}
+
+impl Trigger {
+    /// The name recorded in logs and the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::FileChange => "file_change",
+            Trigger::Signal => "sighup",
+            Trigger::Request => "request",
+        }
+    }
+}
+
+/// Recompiles and, if the policy is valid, swaps it in. Reloads are
+/// serialised, so a slow one cannot overwrite a newer one.
+pub async fn reload(shared: &Arc<Shared>, trigger: Trigger) -> Result<String, LoadError> {
+    let _serial = shared.reload_lock.lock().await;
+    let paths = shared.config.policies.clone();
+    let current = shared.engine.load();
+    let (sessions, kills, approvals) =
+        (Arc::clone(current.sessions()), Arc::clone(current.kills()), Arc::clone(current.approvals()));
+    drop(current);
+    let result = tokio::task::spawn_blocking(move || load(&paths, sessions, kills, approvals))
+        .await
+        .unwrap_or_else(|e| Err(LoadError::Files(format!("policy compilation failed: {e}"))));
+    if let Some(audit) = &shared.audit {
+        let (ok, policy, errors) = match &result {
+            Ok(engine) => (true, engine.policy_hash().to_owned(), Vec::new()),
+            Err(error) => (false, shared.engine.load().policy_hash().to_owned(), error.lines()),
+        };
+        let record = crate::audit::record::reload_record(trigger.as_str(), ok, &policy, &errors);
+        if let Err(error) = audit.write(vec![record]).await {
+            // A policy nobody can see being loaded must not serve.
+            tracing::error!(%error, "cannot record the reload in the audit trail; keeping the current policy");
+            return Err(LoadError::Files(format!(
+                "the reload could not be recorded in the audit trail: {error}"
+            )));
+        }
+    }
+    let mut status = shared.reload_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    status.last_attempt = Some(SystemTime::now());
+    match result {
+        Ok(engine) => {
+            let hash = engine.policy_hash().to_owned();
+            let previous = shared.engine.load().policy_hash().to_owned();
+            shared.engine.store(Arc::new(engine));
+            status.loaded_at = SystemTime::now();
+            status.last_error = None;
+            status.reloads += 1;
+            tracing::info!(?trigger, policy = %hash, previous = %previous, "policy reloaded");
+            Ok(hash)
+        }
+        Err(error) => {
+            status.failures += 1;
+            status.last_error = Some(error.clone());
+            tracing::warn!(?trigger, errors = ?error.lines(), "policy reload failed; still serving the last good policy");
+            Err(error)
+        }
+    }
+}
+
+/// What to watch for a policy path: a file's directory (editors replace
+/// files by renaming, which would end a watch on the file itself), or a
+/// directory with everything below it.
+fn watch_target(path: &Path) -> (PathBuf, RecursiveMode) {
+    if path.is_dir() {
+        (path.to_path_buf(), RecursiveMode::Recursive)
+    } else {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        (parent.to_path_buf(), RecursiveMode::NonRecursive)
+    }
+}
+
+/// Whether a changed path can affect the policy set: a policy file, or a
+/// Rego module or catalog (`.json`) beside or below one.
+fn relevant(changed: &Path, policies: &[PathBuf]) -> bool {
+    let extension = changed.extension().and_then(|e| e.to_str());
+    let referenced = matches!(extension, Some("rego" | "json"));
+    let is_policy_name = matches!(extension, Some("yaml" | "yml")) || referenced;
+    policies.iter().any(|p| {
+        let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        if p.is_dir() {
+            changed.starts_with(&p) && is_policy_name
+        } else {
+            changed == p || (referenced && changed.parent() == p.parent())
+        }
+    })
+}
+
+/// Watches the policy paths and reloads on changes until the returned
+/// guard is dropped. Changes are debounced: a burst of events within
+/// `debounce` causes one reload.
+///
+/// Access events (a file opened, read or closed without writing) are
+/// ignored: the reload itself reads the policy files, and counting those
+/// reads made every reload trigger the next one.
+pub fn watch(shared: Arc<Shared>, debounce: Duration) -> Result<WatchGuard, notify::Error> {
+    let (sender, mut receiver) = mpsc::channel::<()>(1);
+    let policies: Vec<PathBuf> = shared.config.policies.clone();
+    let filter = policies.clone();
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        let Ok(event) = result else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        let touches_policy = event.paths.iter().any(|path| {
+            relevant(path, &filter) || std::fs::canonicalize(path).is_ok_and(|c| relevant(&c, &filter))
+        });
+        if touches_policy {
+            // A full channel already holds a pending reload; that one will do.
+            let _ = sender.try_send(());
+        }
+    })?;
+    for policy in &policies {
+        let (target, mode) = watch_target(policy);
+        watcher.watch(&target, mode)?;
+    }
+    let task = tokio::spawn(async move {
+        while receiver.recv().await.is_some() {
+            // Let the burst settle, then take everything it queued as one.
+            tokio::time::sleep(debounce).await;
+            while receiver.try_recv().is_ok() {}
+            let _ = reload(&shared, Trigger::FileChange).await;
+        }
+    });
+    Ok(WatchGuard { _watcher: Box::new(watcher), task })
+}
+
+/// Keeps the watcher alive; dropping it stops watching.
+pub struct WatchGuard {
+    _watcher: Box<dyn notify::Watcher + Send>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rego_modules_and_catalogs_beside_policies_trigger_a_reload() {
+        let dir = std::env::temp_dir().join(format!("toolgate-relevant-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("catalogs")).expect("dir");
+        let policy = dir.join("p.yaml");
+        std::fs::write(&policy, "agentPolicies: {}\n").expect("write");
+        let canonical = std::fs::canonicalize(&dir).expect("canonical");
+        for (changed, by_directory, by_file) in [
+            ("p.yaml", true, true),
+            ("rules.rego", true, true),
+            ("catalogs/github.tools.json", true, false),
+            ("notes.txt", false, false),
+        ] {
+            let changed = canonical.join(changed);
+            assert_eq!(relevant(&changed, std::slice::from_ref(&dir)), by_directory, "{}", changed.display());
+            assert_eq!(relevant(&changed, std::slice::from_ref(&policy)), by_file, "{}", changed.display());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
