@@ -12,7 +12,10 @@ use toolgate::engine::{Engine, Request};
 fn engine() -> Engine {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     let sources = toolgate::compiler::files::read_policies(&[dir]).expect("policies");
-    Engine::new(toolgate::compile(sources, &toolgate::DiskFiles).policy.expect("compiles"))
+    Engine::new(
+        toolgate::compile(sources, &toolgate::DiskFiles).policy.expect("compiles"),
+        toolgate::state::State::in_memory(),
+    )
 }
 
 fn request(line: &str) -> Request {
@@ -51,7 +54,10 @@ fn decide(c: &mut Criterion) {
     // The reference workload of the performance targets (also in peers/).
     let reference = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/reference.yaml");
     let sources = toolgate::compiler::files::read_policies(&[reference]).expect("reference policy");
-    let engine = Engine::new(toolgate::compile(sources, &toolgate::NoFiles).policy.expect("compiles"));
+    let engine = Engine::new(
+        toolgate::compile(sources, &toolgate::NoFiles).policy.expect("compiles"),
+        toolgate::state::State::in_memory(),
+    );
     let request = request(
         r#"{"agent":"refAgent","tool":"files/write","session":"s","args":{"path":"/srv/docs/guide.md","size":1200,"mode":"create"}}"#,
     );

@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 
 use serde_json::{Value, json};
 use toolgate::engine::{Engine, Outcome, Request};
+use toolgate::state::State;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -36,8 +37,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // In-process: compile once, share the engine, decide in nanoseconds.
     let sources = toolgate::compiler::files::read_policies(&[policies.into()])?;
-    let checked = toolgate::compile(sources, &toolgate::NoFiles);
-    let engine = Engine::new(checked.policy.ok_or("the policy does not compile")?);
+    let checked = toolgate::compile(sources, &toolgate::DiskFiles);
+    let engine = Engine::new(checked.policy.ok_or("the policy does not compile")?, State::in_memory());
     let mut args = serde_json::Map::new();
     args.insert("path".into(), json!("/etc/passwd"));
     let request = Request {

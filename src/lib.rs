@@ -21,14 +21,14 @@
 //! # Example
 //!
 //! ```
-//! use toolgate::{NoFiles, PolicySource, compile, engine::{Engine, Outcome, Request}};
+//! use toolgate::{NoFiles, PolicySource, compile, engine::{Engine, Outcome, Request}, state::State};
 //!
 //! let source = PolicySource {
 //!     name: "policy.yaml".into(),
 //!     bytes: b"agentPolicies:\n  bot:\n    allowedTools: [search]\n".to_vec(),
 //! };
 //! let checked = compile(vec![source], &NoFiles);
-//! let engine = Engine::new(checked.policy.expect("no errors"));
+//! let engine = Engine::new(checked.policy.expect("no errors"), State::in_memory());
 //! let request = Request { agent: "bot".into(), tool: "search".into(), ..Request::default() };
 //! assert_eq!(engine.decide(&request).outcome, Outcome::Allow);
 //! ```

@@ -180,7 +180,7 @@ pub fn toolgate_engine(workload: &Workload) -> Engine {
     let source = PolicySource { name: String::from("bench.yaml"), bytes: workload.yaml.clone().into_bytes() };
     let checked = toolgate::compile(vec![source], &toolgate::NoFiles);
     match checked.policy {
-        Some(policy) => Engine::new(policy),
+        Some(policy) => Engine::new(policy, toolgate::state::State::in_memory()),
         None => panic!("{}: the toolgate policy does not compile: {:?}", workload.name, checked.diagnostics),
     }
 }

@@ -116,7 +116,8 @@ pub fn run(engine: &Engine, files: &[(String, TestFile)]) -> Report {
     let mut cases = Vec::new();
     for (file, tests) in files {
         for case in &tests.cases {
-            let fresh = engine.with_fresh_state();
+            let fresh =
+                Engine::with_table(std::sync::Arc::clone(engine.table()), crate::state::State::in_memory());
             for before in &case.before {
                 // `{repeat: N, request: {...}}` decides the request N times.
                 let (times, before) =

@@ -29,7 +29,7 @@ pub fn run(policies: &[PathBuf], max_line: usize, which: EvalEngine) -> Exit {
     if which == EvalEngine::Rego {
         return run_rego(&policy);
     }
-    let engine = Engine::new(policy);
+    let engine = Engine::new(policy, toolgate::state::State::in_memory());
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().build() {
         Ok(runtime) => runtime,
         Err(error) => {

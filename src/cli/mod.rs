@@ -368,7 +368,6 @@ pub fn run() -> ExitCode {
                 idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
                 max_line_bytes: args.max_line_bytes,
                 log_decisions: args.log_decisions,
-                durable_state: args.state.is_some(),
                 ..toolgate::server::Config::default()
             },
             socket: args.socket,

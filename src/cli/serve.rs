@@ -7,10 +7,7 @@ use std::time::Duration;
 use toolgate::engine::Engine;
 use toolgate::server::{self, Config, Shared, socket};
 use toolgate::service::reload;
-use toolgate::state::approval::Ledger;
-use toolgate::state::durable::DurableSessions;
-use toolgate::state::kill::KillSwitch;
-use toolgate::state::session::SessionStore;
+use toolgate::state::{State, StateConfig};
 
 use super::{Exit, output};
 
@@ -76,9 +73,9 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
     let allowed = server::AdminPeers { uids: admin_uids, gids: args.admin_gids.clone() };
     let admin = admin_bound.as_mut().and_then(|b| b.take_listener()).map(|l| (l, allowed));
 
-    let state = open_state(args.state.as_deref(), args.approval_ttl)?;
-    let engine =
-        Engine::with_ledger(policy, state.sessions, Arc::new(state.kills), Arc::new(state.approvals));
+    let config =
+        StateConfig { dir: args.state.clone(), approval_ttl: args.approval_ttl, ..StateConfig::default() };
+    let engine = Engine::new(policy, State::open(&config).map_err(|e| e.to_string())?);
     let audit = match &args.audit {
         Some(audit) => {
             let writer = toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes)
@@ -103,33 +100,6 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
     drop(bound);
     drop(admin_bound);
     result
-}
-
-/// Session counters, kills and approvals: durable in `dir`, or in memory.
-struct State {
-    sessions: Arc<dyn SessionStore>,
-    kills: KillSwitch,
-    approvals: Ledger,
-}
-
-fn open_state(dir: Option<&std::path::Path>, approval_ttl: Duration) -> Result<State, String> {
-    let Some(dir) = dir else {
-        return Ok(State {
-            sessions: Arc::new(toolgate::state::session::MemorySessions::new()),
-            kills: KillSwitch::in_memory(),
-            approvals: Ledger::in_memory(approval_ttl),
-        });
-    };
-    let failed = |e: String| format!("cannot open the state directory `{}`: {e}", dir.display());
-    std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
-    Ok(State {
-        sessions: Arc::new(
-            DurableSessions::open(&dir.join("state.redb")).map_err(|e| failed(e.to_string()))?,
-        ),
-        kills: KillSwitch::persistent(dir.join("kills.json")).map_err(|e| failed(e.to_string()))?,
-        approvals: Ledger::persistent(dir.join("approvals.json"), approval_ttl)
-            .map_err(|e| failed(e.to_string()))?,
-    })
 }
 
 async fn serve(

@@ -28,7 +28,7 @@ pub fn run(paths: &[PathBuf], format: TestFormat, min_coverage: Option<f64>) -> 
         Ok(policy) => policy,
         Err(exit) => return exit.into(),
     };
-    let engine = Engine::new(policy);
+    let engine = Engine::new(policy, toolgate::state::State::in_memory());
     let sources = match toolgate::compiler::files::read_tests(paths) {
         Ok(sources) => sources,
         Err(error) => {

@@ -23,19 +23,16 @@ use std::sync::Arc;
 use crate::compiler::ast::AuditLevel;
 use crate::compiler::checked::{CheckedPolicySet, GateTrigger, RuleId};
 use crate::compiler::condition::{Scope, SessionView};
-use crate::engine::table::{AgentTable, DecisionTable, ToolPlan};
-use crate::state::approval::{Binding, Ledger};
-use crate::state::kill::{Kill, KillScope, KillSwitch};
-use crate::state::session::{
-    Admission, CallOutcome, Counter, MemorySessions, OutcomeTotals, SessionKey, SessionStore,
-};
+use crate::state::State;
+use crate::state::approval::Binding;
+use crate::state::kill::{Kill, KillScope};
+use crate::state::session::{Admission, CallOutcome, Counter, OutcomeTotals, SessionKey, SessionStore};
+use table::{AgentTable, DecisionTable, ToolPlan};
 
 /// The rule id of decisions about agents no policy names.
 pub const UNKNOWN_AGENT_RULE: &str = "toolgate.unknownAgent";
 /// The rule id of denials of capped agents' requests without a session.
 pub const NO_SESSION_RULE: &str = "toolgate.noSession";
-/// How long an approval stays valid unless the server is told otherwise.
-pub const DEFAULT_APPROVAL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// The rule id of denials of calls carrying an unusable approval.
 pub const APPROVAL_RULE: &str = "toolgate.approval";
 /// The rule id of denials by the kill switch.
@@ -67,13 +64,11 @@ pub enum OutcomeError {
     StateUnavailable,
 }
 
-/// A compiled policy set plus session counters. `Send + Sync`; share it
-/// behind an `Arc`.
+/// A compiled policy set and the state its decisions read and write.
+/// `Send + Sync`; share it behind an `Arc`.
 pub struct Engine {
-    table: DecisionTable,
-    sessions: Arc<dyn SessionStore>,
-    kills: Arc<KillSwitch>,
-    approvals: Arc<Ledger>,
+    table: Arc<DecisionTable>,
+    state: State,
 }
 
 impl std::fmt::Debug for Engine {
@@ -83,41 +78,20 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine with in-memory session counters.
-    pub fn new(policy: CheckedPolicySet) -> Engine {
-        Engine::with_sessions(policy, Arc::new(MemorySessions::new()))
+    /// An engine deciding `policy` on `state`.
+    pub fn new(policy: CheckedPolicySet, state: State) -> Engine {
+        Engine::with_table(Arc::new(DecisionTable::build(policy)), state)
     }
 
-    /// An engine whose counters live in `sessions` (shared across reloads).
-    pub fn with_sessions(policy: CheckedPolicySet, sessions: Arc<dyn SessionStore>) -> Engine {
-        Engine::with_state(policy, sessions, Arc::new(KillSwitch::in_memory()))
+    /// An engine deciding an already built table on `state` (e.g. the
+    /// table of another engine, on fresh state).
+    pub fn with_table(table: Arc<DecisionTable>, state: State) -> Engine {
+        Engine { table, state }
     }
 
-    /// An engine with the given counters and kill switch (both shared
-    /// across reloads).
-    pub fn with_state(
-        policy: CheckedPolicySet,
-        sessions: Arc<dyn SessionStore>,
-        kills: Arc<KillSwitch>,
-    ) -> Engine {
-        let approvals = Arc::new(Ledger::in_memory(DEFAULT_APPROVAL_TTL));
-        Engine::with_ledger(policy, sessions, kills, approvals)
-    }
-
-    /// An engine with the given counters, kill switch and approval ledger
-    /// (all shared across reloads).
-    pub fn with_ledger(
-        policy: CheckedPolicySet,
-        sessions: Arc<dyn SessionStore>,
-        kills: Arc<KillSwitch>,
-        approvals: Arc<Ledger>,
-    ) -> Engine {
-        Engine { table: DecisionTable::build(policy), sessions, kills, approvals }
-    }
-
-    /// The approval ledger.
-    pub fn approvals(&self) -> &Arc<Ledger> {
-        &self.approvals
+    /// The state decisions read and write.
+    pub fn state(&self) -> &State {
+        &self.state
     }
 
     /// The `allowedTools` entry through which a call of `tool` by `agent`
@@ -129,22 +103,6 @@ impl Engine {
             ToolPlan::Allowed { allow, .. } => Some(self.table.rule_id(*allow)),
             _ => None,
         }
-    }
-
-    /// The same policy with empty, in-memory state (counters, kills,
-    /// approvals): for running test cases independently.
-    pub fn with_fresh_state(&self) -> Engine {
-        Engine {
-            table: self.table.clone(),
-            sessions: Arc::new(MemorySessions::new()),
-            kills: Arc::new(KillSwitch::in_memory()),
-            approvals: Arc::new(Ledger::in_memory(DEFAULT_APPROVAL_TTL)),
-        }
-    }
-
-    /// The kill switch.
-    pub fn kills(&self) -> &Arc<KillSwitch> {
-        &self.kills
     }
 
     /// A copy of a request's arguments with the values the agent's policy
@@ -168,13 +126,8 @@ impl Engine {
         self.table.hash()
     }
 
-    /// The session store.
-    pub fn sessions(&self) -> &Arc<dyn SessionStore> {
-        &self.sessions
-    }
-
     /// The compiled table.
-    pub fn table(&self) -> &DecisionTable {
+    pub fn table(&self) -> &Arc<DecisionTable> {
         &self.table
     }
 
@@ -206,7 +159,8 @@ impl Engine {
     ) -> Result<OutcomeReport, OutcomeError> {
         let table = self.table.agents.get(agent).ok_or(OutcomeError::UnknownAgent)?;
         let key = SessionKey { agent, session };
-        let totals = self.sessions.record_outcome(key, outcome).ok_or(OutcomeError::StateUnavailable)?;
+        let totals =
+            self.state.sessions.record_outcome(key, outcome).ok_or(OutcomeError::StateUnavailable)?;
         let limits = table.limits;
         let cost = totals.cost_micros as f64 / 1e6;
         let tripped = match (limits.max_consecutive_errors, limits.max_cost) {
@@ -227,10 +181,10 @@ impl Engine {
         let killed = match &tripped {
             Some((rule, reason)) => {
                 let scope = KillScope::Session { agent: agent.to_owned(), session: session.to_owned() };
-                let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+                let at = self.state.clock.rfc3339_seconds();
                 let kill = Kill { reason: reason.clone(), by: format!("toolgate ({rule})"), at };
                 // In force even if saving fails (the kill switch errs towards denying).
-                if let Err(error) = self.kills.kill(scope, kill) {
+                if let Err(error) = self.state.kills.kill(scope, kill) {
                     tracing::error!(%error, "the automatic kill could not be saved; it is in force until restart");
                 }
                 true
@@ -242,8 +196,8 @@ impl Engine {
 
     /// Decides one request. Never panics; any inconsistency denies.
     pub fn decide<'e>(&'e self, request: &'e Request) -> Decision<'e> {
-        if !self.kills.is_empty()
-            && let Some(kill) = self.kills.check(&request.agent, request.session.as_deref())
+        if !self.state.kills.is_empty()
+            && let Some(kill) = self.state.kills.check(&request.agent, request.session.as_deref())
         {
             return Decision {
                 outcome: Outcome::Deny,
@@ -314,14 +268,7 @@ impl<'e> Decider<'e> {
 
     /// The call as an approval is bound to it.
     fn binding(&self) -> Binding {
-        let request = self.request;
-        Binding {
-            agent: request.agent.clone(),
-            session: request.session.clone(),
-            tool: request.tool.clone(),
-            args_digest: crate::state::approval::args_digest(&request.args),
-            policy: self.engine.table.hash().to_owned(),
-        }
+        self.request.binding(self.engine.table.hash())
     }
 
     /// `validateArgs`: the arguments must satisfy the tool's `inputSchema`.
@@ -375,7 +322,7 @@ impl<'e> Decider<'e> {
             }
         };
         let key = request.session.as_deref().map(|session| SessionKey { agent: &request.agent, session });
-        let view = CounterView { store: self.engine.sessions.as_ref(), key };
+        let view = CounterView { store: self.engine.state.sessions.as_ref(), key };
         let scope = Scope {
             agent: &request.agent,
             tool: &request.tool,
@@ -433,7 +380,7 @@ impl<'e> Decider<'e> {
                 if let Some(id) = &request.approval {
                     // A granted approval for exactly this call satisfies the
                     // gate, once; anything else about it denies.
-                    match self.engine.approvals.redeem(id, &self.binding()) {
+                    match self.engine.state.approvals.redeem(id, &self.binding()) {
                         Ok(()) => {
                             // Later gates' ceilings are still checked.
                             approved = Some(gate.rule);
@@ -473,8 +420,8 @@ impl<'e> Decider<'e> {
                 };
             };
             let admission = match gate_decision {
-                Some(_) => self.engine.sessions.check(key, caps),
-                None => self.engine.sessions.admit(key, &request.tool, caps),
+                Some(_) => self.engine.state.sessions.check(key, caps),
+                None => self.engine.state.sessions.admit(key, &request.tool, caps),
             };
             match admission {
                 Admission::Admitted => {}
@@ -490,7 +437,7 @@ impl<'e> Decider<'e> {
         } else if let (Some(key), None) = (key, &gate_decision) {
             // Counted for `session.calls*` in conditions; if counting fails
             // the call is denied all the same.
-            if self.engine.sessions.admit(key, &request.tool, &[]) == Admission::Unavailable {
+            if self.engine.state.sessions.admit(key, &request.tool, &[]) == Admission::Unavailable {
                 return self.state_unavailable();
             }
         }
@@ -517,7 +464,7 @@ impl<'e> Decider<'e> {
                 audit: self.agent.audit,
             });
         };
-        let store = self.engine.sessions.as_ref();
+        let store = self.engine.state.sessions.as_ref();
         if let Some(limit) = limits.max_consecutive_errors {
             match store.count(key, Counter::ConsecutiveErrors) {
                 None => return Some(self.state_unavailable()),

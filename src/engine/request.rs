@@ -23,6 +23,12 @@ pub struct Request {
 }
 
 impl Request {
+    /// The call as an approval is bound to it, under policy `policy`.
+    pub fn binding(&self, policy: &str) -> crate::state::approval::Binding {
+        let session = self.session.as_deref();
+        crate::state::approval::Binding::new(&self.agent, session, &self.tool, &self.args, policy)
+    }
+
     /// The input a `rego:` rule sees: the request's fields (`agent`, `tool`,
     /// `args`, and `principal`, `context` and `session` when given).
     pub fn rego_input(&self) -> Value {

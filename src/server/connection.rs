@@ -247,7 +247,7 @@ fn decide(
     };
     // A durable store answers after its group commit; blocking here would
     // stall every connection on this worker, so the worker hands them off.
-    let decided = if shared.config.durable_state { tokio::task::block_in_place(run) } else { run() };
+    let decided = if shared.state.may_block() { tokio::task::block_in_place(run) } else { run() };
     match decided {
         Ok(outcome) => {
             batch.ids.push(id.clone());
@@ -275,14 +275,8 @@ fn open_approval(
     request: &crate::engine::Request,
     decision: &mut crate::engine::Decision<'_>,
 ) -> Option<crate::state::approval::Approval> {
-    let binding = crate::state::approval::Binding {
-        agent: request.agent.clone(),
-        session: request.session.clone(),
-        tool: request.tool.clone(),
-        args_digest: crate::state::approval::args_digest(&request.args),
-        policy: engine.policy_hash().to_owned(),
-    };
-    match engine.approvals().open(binding, decision.approver.map(str::to_owned)) {
+    let binding = request.binding(engine.policy_hash());
+    match engine.state().approvals.open(binding, decision.approver.map(str::to_owned)) {
         Ok(approval) => Some(approval),
         Err(error) => {
             tracing::error!(%error, "cannot open an approval; denying");
@@ -300,7 +294,7 @@ fn status(shared: &Shared) -> Value {
         "policy": shared.engine.load().policy_hash(),
         "uptime_s": shared.started.elapsed().as_secs(),
         "reload": reload,
-        "kills": crate::state::kill::summary(&shared.engine.load().kills().list()),
+        "kills": crate::state::kill::summary(&shared.state.kills.list()),
         "audit": shared.audit.as_ref().map(|a| { let (seq, hash) = a.head(); json!({"seq": seq, "head": hash}) }),
         "metrics": shared.metrics.to_json(),
     })

@@ -54,9 +54,6 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Log every decision (off by default: it is the hot path).
     pub log_decisions: bool,
-    /// Session state is durable: deciding may wait for a commit, so it runs
-    /// where blocking does not stall other connections.
-    pub durable_state: bool,
 }
 
 impl Default for Config {
@@ -68,7 +65,6 @@ impl Default for Config {
             max_line_bytes: 1 << 20,
             drain_timeout: Duration::from_secs(10),
             log_decisions: false,
-            durable_state: false,
         }
     }
 }
@@ -77,6 +73,8 @@ impl Default for Config {
 pub struct Shared {
     /// The engine now serving; swapped whole on reload.
     pub engine: ArcSwap<Engine>,
+    /// The state every engine decides on.
+    pub state: crate::state::State,
     /// Settings.
     pub config: Config,
     /// Counters for `status`.
@@ -95,6 +93,7 @@ impl Shared {
     /// Shared state around a first, valid engine.
     pub fn new(engine: Engine, config: Config, audit: Option<crate::audit::AuditSink>) -> Arc<Shared> {
         Arc::new(Shared {
+            state: engine.state().clone(),
             engine: ArcSwap::from_pointee(engine),
             config,
             metrics: crate::service::metrics::Metrics::default(),

@@ -45,7 +45,7 @@ pub async fn answer(
     fields: &Map<String, Value>,
     uid: u32,
 ) -> Result<Value, WireError> {
-    let kills = std::sync::Arc::clone(shared.engine.load().kills());
+    let kills = std::sync::Arc::clone(&shared.state.kills);
     let failed = |e: std::io::Error| {
         WireError::new(WireErrorCode::Unavailable, format!("the kill switch cannot be saved: {e}"))
     };
@@ -57,11 +57,7 @@ pub async fn answer(
                 Some(name) => format!("{name} (uid {uid})"),
                 None => format!("uid {uid}"),
             };
-            let kill = Kill {
-                reason: reason.to_owned(),
-                by,
-                at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            };
+            let kill = Kill { reason: reason.to_owned(), by, at: shared.state.clock.rfc3339_seconds() };
             let (switch, saved_scope, saved_kill) =
                 (std::sync::Arc::clone(&kills), scope.clone(), kill.clone());
             // Saving fsyncs: off the async threads.
@@ -93,7 +89,7 @@ pub async fn answer(
             record(shared, json!({"kind": "revive", "scope": scope, "by": format!("uid {uid}"), "was_killed": was_killed})).await;
             json!({"ok": true, "scope": scope, "was_killed": was_killed})
         }
-        "approvals" => json!(shared.engine.load().approvals().pending()),
+        "approvals" => json!(shared.state.approvals.pending()),
         "approve" | "reject" => {
             let id = text(fields, "approval")?
                 .ok_or_else(|| invalid("`approval` (the id) is required"))?
@@ -102,7 +98,7 @@ pub async fn answer(
                 .ok_or_else(|| invalid("`as` (the approver's name) is required"))?
                 .to_owned();
             let grant = op == "approve";
-            let ledger = std::sync::Arc::clone(shared.engine.load().approvals());
+            let ledger = std::sync::Arc::clone(&shared.state.approvals);
             let (decided_id, decided_by) = (id.clone(), by.clone());
             let decided = tokio::task::spawn_blocking(move || ledger.decide(&decided_id, &decided_by, grant))
                 .await

@@ -16,8 +16,7 @@ use tokio::sync::mpsc;
 use crate::diagnostic::render;
 use crate::engine::Engine;
 use crate::server::Shared;
-use crate::state::kill::KillSwitch;
-use crate::state::session::SessionStore;
+use crate::state::State;
 
 /// Why a policy set could not become an engine.
 #[derive(Debug, Clone)]
@@ -39,17 +38,12 @@ impl LoadError {
 }
 
 /// Reads and compiles `paths` into an engine sharing the server's state.
-pub fn load(
-    paths: &[PathBuf],
-    sessions: Arc<dyn SessionStore>,
-    kills: Arc<KillSwitch>,
-    approvals: Arc<crate::state::approval::Ledger>,
-) -> Result<Engine, LoadError> {
+pub fn load(paths: &[PathBuf], state: State) -> Result<Engine, LoadError> {
     let sources =
         crate::compiler::files::read_policies(paths).map_err(|e| LoadError::Files(e.to_string()))?;
     let checked = crate::compiler::compile(sources, &crate::compiler::files::DiskFiles);
     match checked.policy {
-        Some(policy) => Ok(Engine::with_ledger(policy, sessions, kills, approvals)),
+        Some(policy) => Ok(Engine::new(policy, state)),
         None => Err(LoadError::Invalid(
             checked
                 .diagnostics
@@ -135,11 +129,8 @@ impl Trigger {
 pub async fn reload(shared: &Arc<Shared>, trigger: Trigger) -> Result<String, LoadError> {
     let _serial = shared.reload_lock.lock().await;
     let paths = shared.config.policies.clone();
-    let current = shared.engine.load();
-    let (sessions, kills, approvals) =
-        (Arc::clone(current.sessions()), Arc::clone(current.kills()), Arc::clone(current.approvals()));
-    drop(current);
-    let result = tokio::task::spawn_blocking(move || load(&paths, sessions, kills, approvals))
+    let state = shared.state.clone();
+    let result = tokio::task::spawn_blocking(move || load(&paths, state))
         .await
         .unwrap_or_else(|e| Err(LoadError::Files(format!("policy compilation failed: {e}"))));
     if let Some(audit) = &shared.audit {

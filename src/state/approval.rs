@@ -1,24 +1,30 @@
 //! Human approvals for gated calls.
 //!
-//! A `require_approval` answer from the server carries an approval id. The
-//! approval is bound to the agent, the session, the tool, a digest of the
-//! exact arguments and the policy that asked for it, and it expires. An
-//! approver grants or rejects it once (on the admin socket, never the
-//! decision socket); the gateway then asks again with the id and gets an
-//! allow exactly once, and only for the same call.
+//! A `require_approval` answer carries an approval id. The approval is
+//! bound to the agent, the session, the tool, a digest of the exact
+//! arguments and the policy that asked for it, and it expires. An approver
+//! grants or rejects it once (on the admin socket, never the decision
+//! socket); the gateway then asks again with the id and gets an allow
+//! exactly once, and only for the same call.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::clock::{Clock, SystemClock};
+
 /// The most approvals kept at once (pending, granted, or finished within the
 /// last hour): a client cannot make the ledger grow without bound.
 pub const MAX_APPROVALS: usize = 100_000;
+
+/// How long an approval stays valid unless configured otherwise.
+pub const DEFAULT_APPROVAL_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// What an approval allows: one call, exactly as it was asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,10 +41,47 @@ pub struct Binding {
     pub policy: String,
 }
 
-/// Where an approval stands.
+impl Binding {
+    /// The binding of a call of `tool` by `agent` with `args`, decided
+    /// under `policy`.
+    pub fn new(
+        agent: &str,
+        session: Option<&str>,
+        tool: &str,
+        args: &Map<String, Value>,
+        policy: &str,
+    ) -> Binding {
+        Binding {
+            agent: agent.to_owned(),
+            session: session.map(str::to_owned),
+            tool: tool.to_owned(),
+            args_digest: args_digest(args),
+            policy: policy.to_owned(),
+        }
+    }
+
+    /// What differs between this (approved) call and `call`, if anything.
+    fn mismatch(&self, call: &Binding) -> Option<&'static str> {
+        if self.agent != call.agent {
+            Some("agent")
+        } else if self.session != call.session {
+            Some("session")
+        } else if self.tool != call.tool {
+            Some("tool")
+        } else if self.args_digest != call.args_digest {
+            Some("arguments")
+        } else if self.policy != call.policy {
+            Some("policy")
+        } else {
+            None
+        }
+    }
+}
+
+/// Where an approval stands, as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
-pub enum State {
+pub enum ApprovalState {
     /// Waiting for an approver.
     Pending,
     /// Granted, not used yet.
@@ -55,6 +98,36 @@ pub enum State {
     Used,
 }
 
+/// Where an approval stands, as a caller sees it (with expiry applied):
+/// what a re-asked call's answer reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    /// Waiting for an approver.
+    Pending,
+    /// Granted and not used.
+    Granted,
+    /// Rejected.
+    Rejected,
+    /// Expired before it was used.
+    Expired,
+    /// Used for its call.
+    Used,
+}
+
+impl ApprovalStatus {
+    /// `pending`, `granted`, `rejected`, `expired` or `used`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Granted => "granted",
+            ApprovalStatus::Rejected => "rejected",
+            ApprovalStatus::Expired => "expired",
+            ApprovalStatus::Used => "used",
+        }
+    }
+}
+
 /// One approval.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
@@ -68,21 +141,37 @@ pub struct Approval {
     pub expires_at: u64,
     /// Where it stands.
     #[serde(flatten)]
-    pub state: State,
+    pub state: ApprovalState,
 }
 
-/// Why an approval could not be granted, rejected or redeemed.
+impl Approval {
+    /// Where it stands at `now` (seconds since the Unix epoch).
+    pub fn status(&self, now: u64) -> ApprovalStatus {
+        match self.state {
+            ApprovalState::Used => ApprovalStatus::Used,
+            ApprovalState::Rejected { .. } => ApprovalStatus::Rejected,
+            _ if self.expires_at <= now => ApprovalStatus::Expired,
+            ApprovalState::Pending => ApprovalStatus::Pending,
+            ApprovalState::Granted { .. } => ApprovalStatus::Granted,
+        }
+    }
+}
+
+/// Why an approval could not be opened, granted, rejected or redeemed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApprovalError {
     /// No approval has this id.
     Unknown,
     /// It expired.
     Expired,
-    /// It was already granted or rejected (for grant and reject), or is
-    /// not granted (for redeem: still pending, or rejected).
-    WrongState(&'static str),
+    /// Redeemed while still waiting for an approver.
+    Pending,
+    /// Redeemed after it was rejected.
+    Rejected,
     /// It was already used for its call.
     Used,
+    /// Granted or rejected a second time.
+    AlreadyDecided(ApprovalStatus),
     /// Someone other than the named approver tried to decide it.
     WrongApprover {
         /// Who must approve.
@@ -91,10 +180,34 @@ pub enum ApprovalError {
     /// The call differs from the approved one (another agent, session,
     /// tool, policy, or other arguments).
     Mismatch(&'static str),
-    /// The ledger could not be saved.
+    /// The approvals could not be read or saved.
     Storage(String),
     /// Too many approvals are open; the call is denied until some finish.
     TooMany,
+    /// No unguessable id could be made (the operating system's random
+    /// source failed).
+    NoRandomness(String),
+}
+
+impl ApprovalError {
+    /// Where the approval stands, when the error says: a re-asked call's
+    /// answer reports it as data.
+    pub fn status(&self) -> Option<ApprovalStatus> {
+        match self {
+            ApprovalError::Expired => Some(ApprovalStatus::Expired),
+            ApprovalError::Pending => Some(ApprovalStatus::Pending),
+            ApprovalError::Rejected => Some(ApprovalStatus::Rejected),
+            ApprovalError::Used => Some(ApprovalStatus::Used),
+            // A mismatch is found only on a granted, unexpired approval.
+            ApprovalError::Mismatch(_) => Some(ApprovalStatus::Granted),
+            ApprovalError::AlreadyDecided(status) => Some(*status),
+            ApprovalError::Unknown
+            | ApprovalError::WrongApprover { .. }
+            | ApprovalError::Storage(_)
+            | ApprovalError::TooMany
+            | ApprovalError::NoRandomness(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Display for ApprovalError {
@@ -102,7 +215,9 @@ impl std::fmt::Display for ApprovalError {
         match self {
             ApprovalError::Unknown => f.write_str("no such approval"),
             ApprovalError::Expired => f.write_str("the approval has expired"),
-            ApprovalError::WrongState(state) => write!(f, "the approval is {state}"),
+            ApprovalError::Pending => f.write_str("the approval is still pending"),
+            ApprovalError::Rejected => f.write_str("the approval is rejected"),
+            ApprovalError::AlreadyDecided(status) => write!(f, "the approval is already {}", status.as_str()),
             ApprovalError::Used => f.write_str("the approval was already used"),
             ApprovalError::WrongApprover { expected } => {
                 write!(f, "only `{expected}` may decide this approval")
@@ -112,7 +227,30 @@ impl std::fmt::Display for ApprovalError {
             ApprovalError::TooMany => {
                 write!(f, "more than {MAX_APPROVALS} approvals are open; denied until some finish")
             }
+            ApprovalError::NoRandomness(error) => {
+                write!(f, "no approval id can be made (the random source failed: {error})")
+            }
         }
+    }
+}
+
+/// Where approvals live.
+pub trait ApprovalStore: Send + Sync {
+    /// Opens a pending approval for a gated call; returns it.
+    fn open(&self, binding: Binding, approver: Option<String>) -> Result<Approval, ApprovalError>;
+
+    /// Grants (`grant: true`) or rejects a pending approval as `by`.
+    fn decide(&self, id: &str, by: &str, grant: bool) -> Result<Approval, ApprovalError>;
+
+    /// Uses a granted approval for exactly the call it was granted for.
+    fn redeem(&self, id: &str, call: &Binding) -> Result<(), ApprovalError>;
+
+    /// Approvals waiting for a decision, soonest expiry first.
+    fn pending(&self) -> Vec<Approval>;
+
+    /// Whether a call may wait on I/O (see [`super::SessionStore::may_block`]).
+    fn may_block(&self) -> bool {
+        false
     }
 }
 
@@ -169,23 +307,14 @@ pub fn args_digest(args: &Map<String, Value>) -> String {
     crate::hash::sha256_text(hashing.0)
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn new_id() -> String {
-    // 128 bits from the OS's random source (via the standard library's
-    // randomly keyed hasher, seeded once per process and mixed with a counter
-    // and the time), formatted as hex. Ids are bearer tokens only together
-    // with the admin socket; they need to be unguessable, not secret.
-    use std::hash::{BuildHasher, RandomState};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let a = RandomState::new().hash_one((n, nanos));
-    let b = RandomState::new().hash_one((nanos, n, a));
-    format!("apr_{a:016x}{b:016x}")
+/// A new approval id: 128 bits from the operating system's random source,
+/// as hex. Ids are bearer tokens only together with the admin socket; they
+/// must be unguessable.
+fn new_id() -> Result<String, ApprovalError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| ApprovalError::NoRandomness(e.to_string()))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("apr_{hex}"))
 }
 
 /// The approvals of a server: in memory, optionally saved to a file.
@@ -193,110 +322,28 @@ fn new_id() -> String {
 pub struct Ledger {
     approvals: Mutex<HashMap<String, Approval>>,
     /// When finished approvals are next forgotten (seconds since the epoch).
-    next_prune: std::sync::atomic::AtomicU64,
+    next_prune: AtomicU64,
     file: Option<PathBuf>,
     ttl: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl Ledger {
     /// A ledger kept in memory; approvals expire after `ttl`.
     pub fn in_memory(ttl: Duration) -> Ledger {
-        Ledger { approvals: Mutex::new(HashMap::new()), next_prune: 0.into(), file: None, ttl }
+        Ledger::with_clock(ttl, Arc::new(SystemClock))
     }
 
-    /// A ledger saved in `file` (loaded if it exists).
-    pub fn persistent(file: PathBuf, ttl: Duration) -> std::io::Result<Ledger> {
-        let approvals: Vec<Approval> = crate::state::atomic_file::read_json(&file)?.unwrap_or_default();
+    /// A ledger kept in memory, on `clock`.
+    pub fn with_clock(ttl: Duration, clock: Arc<dyn Clock>) -> Ledger {
+        Ledger { approvals: Mutex::new(HashMap::new()), next_prune: 0.into(), file: None, ttl, clock }
+    }
+
+    /// A ledger saved in `file` (loaded if it exists), on `clock`.
+    pub fn persistent(file: PathBuf, ttl: Duration, clock: Arc<dyn Clock>) -> std::io::Result<Ledger> {
+        let approvals: Vec<Approval> = super::atomic_file::read_json(&file)?.unwrap_or_default();
         let approvals = approvals.into_iter().map(|a| (a.id.clone(), a)).collect();
-        Ok(Ledger { approvals: Mutex::new(approvals), next_prune: 0.into(), file: Some(file), ttl })
-    }
-
-    /// Opens a pending approval for a gated call; returns it.
-    pub fn open(&self, binding: Binding, approver: Option<String>) -> Result<Approval, ApprovalError> {
-        let approval = Approval {
-            id: new_id(),
-            binding,
-            approver,
-            expires_at: now() + self.ttl.as_secs().max(1),
-            state: State::Pending,
-        };
-        self.change(|approvals| {
-            if approvals.len() >= MAX_APPROVALS {
-                return Err(ApprovalError::TooMany);
-            }
-            approvals.insert(approval.id.clone(), approval.clone());
-            Ok(())
-        })?;
-        Ok(approval)
-    }
-
-    /// Grants (`grant: true`) or rejects a pending approval as `by`.
-    pub fn decide(&self, id: &str, by: &str, grant: bool) -> Result<Approval, ApprovalError> {
-        self.change(|approvals| {
-            let approval = approvals.get_mut(id).ok_or(ApprovalError::Unknown)?;
-            if let Some(expected) = approval.approver.as_ref().filter(|a| a.as_str() != by) {
-                return Err(ApprovalError::WrongApprover { expected: expected.clone() });
-            }
-            match approval.state {
-                State::Pending if approval.expires_at <= now() => Err(ApprovalError::Expired),
-                State::Pending => {
-                    approval.state = if grant {
-                        State::Granted { by: by.to_owned() }
-                    } else {
-                        State::Rejected { by: by.to_owned() }
-                    };
-                    Ok(approval.clone())
-                }
-                State::Used => Err(ApprovalError::Used),
-                State::Granted { .. } => Err(ApprovalError::WrongState("already granted")),
-                State::Rejected { .. } => Err(ApprovalError::WrongState("already rejected")),
-            }
-        })
-    }
-
-    /// Uses a granted approval for exactly the call it was granted for.
-    pub fn redeem(&self, id: &str, call: &Binding) -> Result<(), ApprovalError> {
-        self.change(|approvals| {
-            let approval = approvals.get_mut(id).ok_or(ApprovalError::Unknown)?;
-            match approval.state {
-                State::Used => return Err(ApprovalError::Used),
-                State::Pending => return Err(ApprovalError::WrongState("still pending")),
-                State::Rejected { .. } => return Err(ApprovalError::WrongState("rejected")),
-                State::Granted { .. } => {}
-            }
-            if approval.expires_at <= now() {
-                return Err(ApprovalError::Expired);
-            }
-            let bound = &approval.binding;
-            let mismatch = if bound.agent != call.agent {
-                Some("agent")
-            } else if bound.session != call.session {
-                Some("session")
-            } else if bound.tool != call.tool {
-                Some("tool")
-            } else if bound.args_digest != call.args_digest {
-                Some("arguments")
-            } else if bound.policy != call.policy {
-                Some("policy")
-            } else {
-                None
-            };
-            if let Some(what) = mismatch {
-                return Err(ApprovalError::Mismatch(what));
-            }
-            approval.state = State::Used;
-            Ok(())
-        })
-    }
-
-    /// Approvals waiting for a decision, oldest expiry first.
-    pub fn pending(&self) -> Vec<Approval> {
-        let approvals = self.approvals.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = now();
-        let mut pending: Vec<Approval> =
-            approvals.values().filter(|a| a.state == State::Pending && a.expires_at > now).cloned().collect();
-        pending.sort_by_key(|a| a.expires_at);
-        pending
+        Ok(Ledger { approvals: Mutex::new(approvals), next_prune: 0.into(), file: Some(file), ttl, clock })
     }
 
     /// Applies a change and, for a persistent ledger, saves the result
@@ -304,18 +351,18 @@ impl Ledger {
     /// approvals (used, rejected, expired) are forgotten an hour after expiry.
     fn change<T>(
         &self,
-        f: impl FnOnce(&mut HashMap<String, Approval>) -> Result<T, ApprovalError>,
+        f: impl FnOnce(&mut HashMap<String, Approval>, u64) -> Result<T, ApprovalError>,
     ) -> Result<T, ApprovalError> {
         let mut approvals = self.approvals.lock().unwrap_or_else(PoisonError::into_inner);
         let before = self.file.as_ref().map(|_| approvals.clone());
-        let result = f(&mut approvals)?;
+        let now = self.clock.now_secs();
+        let result = f(&mut approvals, now)?;
         // Forgetting scans every approval: at most once a minute, not on
         // every change (which made opening approvals quadratic).
-        let now = now();
-        if now >= self.next_prune.load(std::sync::atomic::Ordering::Relaxed) {
+        if now >= self.next_prune.load(Ordering::Relaxed) {
             let horizon = now.saturating_sub(3600);
             approvals.retain(|_, a| a.expires_at > horizon);
-            self.next_prune.store(now + 60, std::sync::atomic::Ordering::Relaxed);
+            self.next_prune.store(now + 60, Ordering::Relaxed);
         }
         if let (Some(file), Some(before)) = (&self.file, before) {
             let list: Vec<&Approval> = approvals.values().collect();
@@ -328,48 +375,80 @@ impl Ledger {
     }
 }
 
-fn save(file: &std::path::Path, approvals: &[&Approval]) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(approvals).map_err(std::io::Error::other)?;
-    crate::state::atomic_file::replace(file, &bytes)
+impl ApprovalStore for Ledger {
+    fn open(&self, binding: Binding, approver: Option<String>) -> Result<Approval, ApprovalError> {
+        let id = new_id()?;
+        self.change(|approvals, now| {
+            if approvals.len() >= MAX_APPROVALS {
+                return Err(ApprovalError::TooMany);
+            }
+            let approval = Approval {
+                id,
+                binding,
+                approver,
+                expires_at: now + self.ttl.as_secs().max(1),
+                state: ApprovalState::Pending,
+            };
+            approvals.insert(approval.id.clone(), approval.clone());
+            Ok(approval)
+        })
+    }
+
+    fn decide(&self, id: &str, by: &str, grant: bool) -> Result<Approval, ApprovalError> {
+        self.change(|approvals, now| {
+            let approval = approvals.get_mut(id).ok_or(ApprovalError::Unknown)?;
+            if let Some(expected) = approval.approver.as_ref().filter(|a| a.as_str() != by) {
+                return Err(ApprovalError::WrongApprover { expected: expected.clone() });
+            }
+            match approval.status(now) {
+                ApprovalStatus::Pending => {
+                    approval.state = if grant {
+                        ApprovalState::Granted { by: by.to_owned() }
+                    } else {
+                        ApprovalState::Rejected { by: by.to_owned() }
+                    };
+                    Ok(approval.clone())
+                }
+                ApprovalStatus::Expired => Err(ApprovalError::Expired),
+                ApprovalStatus::Used => Err(ApprovalError::Used),
+                status => Err(ApprovalError::AlreadyDecided(status)),
+            }
+        })
+    }
+
+    fn redeem(&self, id: &str, call: &Binding) -> Result<(), ApprovalError> {
+        self.change(|approvals, now| {
+            let approval = approvals.get_mut(id).ok_or(ApprovalError::Unknown)?;
+            match approval.status(now) {
+                ApprovalStatus::Granted => {}
+                ApprovalStatus::Pending => return Err(ApprovalError::Pending),
+                ApprovalStatus::Rejected => return Err(ApprovalError::Rejected),
+                ApprovalStatus::Expired => return Err(ApprovalError::Expired),
+                ApprovalStatus::Used => return Err(ApprovalError::Used),
+            }
+            if let Some(what) = approval.binding.mismatch(call) {
+                return Err(ApprovalError::Mismatch(what));
+            }
+            approval.state = ApprovalState::Used;
+            Ok(())
+        })
+    }
+
+    fn pending(&self) -> Vec<Approval> {
+        let approvals = self.approvals.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = self.clock.now_secs();
+        let mut pending: Vec<Approval> =
+            approvals.values().filter(|a| a.status(now) == ApprovalStatus::Pending).cloned().collect();
+        pending.sort_by_key(|a| a.expires_at);
+        pending
+    }
+
+    fn may_block(&self) -> bool {
+        self.file.is_some()
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn binding(args: Value) -> Binding {
-        Binding {
-            agent: "bot".into(),
-            session: Some("s".into()),
-            tool: "pay".into(),
-            args_digest: args_digest(args.as_object().expect("object")),
-            policy: "sha256:p".into(),
-        }
-    }
-
-    #[test]
-    fn an_approval_allows_its_call_once_and_nothing_else() {
-        let ledger = Ledger::in_memory(Duration::from_secs(60));
-        let call = binding(json!({"amount": 10, "to": {"iban": "X", "name": "Y"}}));
-        let approval = ledger.open(call.clone(), Some("finance".into())).expect("open");
-        assert_eq!(ledger.redeem(&approval.id, &call), Err(ApprovalError::WrongState("still pending")));
-        assert!(matches!(
-            ledger.decide(&approval.id, "mallory", true),
-            Err(ApprovalError::WrongApprover { .. })
-        ));
-        ledger.decide(&approval.id, "finance", true).expect("grant");
-        // The same arguments in another key order are the same call.
-        let reordered = binding(json!({"to": {"name": "Y", "iban": "X"}, "amount": 10}));
-        assert_eq!(reordered.args_digest, call.args_digest);
-        let swapped = binding(json!({"amount": 10000, "to": {"iban": "X", "name": "Y"}}));
-        assert_eq!(ledger.redeem(&approval.id, &swapped), Err(ApprovalError::Mismatch("arguments")));
-        ledger.redeem(&approval.id, &reordered).expect("redeem");
-        assert_eq!(ledger.redeem(&approval.id, &call), Err(ApprovalError::Used));
-        assert_eq!(ledger.redeem("apr_nope", &call), Err(ApprovalError::Unknown));
-        let rejected = ledger.open(call.clone(), None).expect("open");
-        ledger.decide(&rejected.id, "anyone", false).expect("reject");
-        assert_eq!(ledger.redeem(&rejected.id, &call), Err(ApprovalError::WrongState("rejected")));
-        assert!(ledger.decide(&rejected.id, "anyone", true).is_err());
-    }
+fn save(file: &std::path::Path, approvals: &[&Approval]) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(approvals).map_err(std::io::Error::other)?;
+    super::atomic_file::replace(file, &bytes)
 }

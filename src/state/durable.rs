@@ -10,12 +10,14 @@
 
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::state::session::{
-    Admission, Bucket, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore,
+use super::clock::{Clock, SystemClock};
+use super::session::{
+    Admission, Bucket, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore, Tally, admit,
+    apply_outcome,
 };
 
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
@@ -32,7 +34,8 @@ enum Change {
     Outcome { outcome: CallOutcome, reply: mpsc::SyncSender<Option<OutcomeTotals>> },
 }
 
-struct Request {
+/// A change queued for the committer, with the session it is for.
+struct Queued {
     session: String,
     agent: String,
     change: Change,
@@ -40,8 +43,8 @@ struct Request {
 
 /// Session counters in a redb database file.
 pub struct DurableSessions {
-    db: std::sync::Arc<Database>,
-    queue: Mutex<Option<mpsc::Sender<Request>>>,
+    db: Arc<Database>,
+    queue: Mutex<Option<mpsc::Sender<Queued>>>,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -65,9 +68,15 @@ fn counter_key(session: &str, agent: &str, counter: Counter<'_>) -> String {
 }
 
 impl DurableSessions {
-    /// Opens (or creates) the database at `path` and starts the committer.
+    /// Opens (or creates) the database at `path` and starts the committer,
+    /// on the system clock.
     pub fn open(path: &Path) -> Result<DurableSessions, redb::Error> {
-        let db = std::sync::Arc::new(Database::create(path)?);
+        DurableSessions::open_with_clock(path, Arc::new(SystemClock))
+    }
+
+    /// As [`DurableSessions::open`], with rate-limit buckets refilling by `clock`.
+    pub fn open_with_clock(path: &Path, clock: Arc<dyn Clock>) -> Result<DurableSessions, redb::Error> {
+        let db = Arc::new(Database::create(path)?);
         {
             // Create the table up front, so readers never meet a missing one.
             let txn = db.begin_write()?;
@@ -75,11 +84,11 @@ impl DurableSessions {
             txn.open_table(BUCKETS)?;
             txn.commit()?;
         }
-        let (queue, receiver) = mpsc::channel::<Request>();
-        let committer_db = std::sync::Arc::clone(&db);
+        let (queue, receiver) = mpsc::channel::<Queued>();
+        let committer_db = Arc::clone(&db);
         let committer = std::thread::Builder::new()
             .name("toolgate-state".into())
-            .spawn(move || commit_loop(&committer_db, &receiver))
+            .spawn(move || commit_loop(&committer_db, &receiver, clock.as_ref()))
             .map_err(redb::Error::Io)?;
         Ok(DurableSessions { db, queue: Mutex::new(Some(queue)), committer: Mutex::new(Some(committer)) })
     }
@@ -95,11 +104,11 @@ impl Drop for DurableSessions {
     }
 }
 
-fn commit_loop(db: &Database, receiver: &mpsc::Receiver<Request>) {
+fn commit_loop(db: &Database, receiver: &mpsc::Receiver<Queued>, clock: &dyn Clock) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         batch.extend(receiver.try_iter().take(MAX_BATCH - 1));
-        match commit_batch(db, &batch) {
+        match commit_batch(db, &batch, clock) {
             Ok(answers) => {
                 for (request, answer) in batch.iter().zip(answers) {
                     answer.send(&request.change);
@@ -141,73 +150,66 @@ impl Answer {
     }
 }
 
-fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Answer>, redb::Error> {
+/// One session's counters inside the committer's write transaction.
+struct RedbTally<'t, 'txn> {
+    counters: &'t mut redb::Table<'txn, &'static str, u64>,
+    buckets: &'t mut redb::Table<'txn, &'static str, (u64, u64)>,
+    session: &'t str,
+    agent: &'t str,
+}
+
+impl RedbTally<'_, '_> {
+    fn bucket_key(&self, counter: &str) -> String {
+        format!("{}:{}|{counter}", self.agent.len(), self.agent)
+    }
+}
+
+impl Tally for RedbTally<'_, '_> {
+    type Error = redb::Error;
+
+    fn get(&mut self, counter: Counter<'_>) -> Result<u64, redb::Error> {
+        let key = counter_key(self.session, self.agent, counter);
+        Ok(self.counters.get(key.as_str())?.map_or(0, |v| v.value()))
+    }
+
+    fn set(&mut self, counter: Counter<'_>, value: u64) -> Result<(), redb::Error> {
+        let key = counter_key(self.session, self.agent, counter);
+        self.counters.insert(key.as_str(), value)?;
+        Ok(())
+    }
+
+    fn bucket(&mut self, counter: &str) -> Result<Option<Bucket>, redb::Error> {
+        let key = self.bucket_key(counter);
+        Ok(self.buckets.get(key.as_str())?.map(|v| {
+            let (tokens, updated_ms) = v.value();
+            Bucket { tokens, updated_ms }
+        }))
+    }
+
+    fn set_bucket(&mut self, counter: &str, bucket: Bucket) -> Result<(), redb::Error> {
+        let key = self.bucket_key(counter);
+        self.buckets.insert(key.as_str(), (bucket.tokens, bucket.updated_ms))?;
+        Ok(())
+    }
+}
+
+fn commit_batch(db: &Database, batch: &[Queued], clock: &dyn Clock) -> Result<Vec<Answer>, redb::Error> {
     let txn = db.begin_write()?;
     let mut answers = Vec::with_capacity(batch.len());
     {
-        let mut table = txn.open_table(COUNTERS)?;
+        let mut counters = txn.open_table(COUNTERS)?;
         let mut buckets = txn.open_table(BUCKETS)?;
-        let now = crate::state::session::now_ms();
-        for request in batch {
-            let key = |counter| counter_key(&request.session, &request.agent, counter);
-            let read = |table: &redb::Table<&str, u64>, k: &str| -> Result<u64, redb::Error> {
-                Ok(table.get(k)?.map_or(0, |v| v.value()))
+        for queued in batch {
+            let mut tally = RedbTally {
+                counters: &mut counters,
+                buckets: &mut buckets,
+                session: &queued.session,
+                agent: &queued.agent,
             };
-            match &request.change {
-                Change::Admit { tool, caps, .. } => {
-                    let mut refused = None;
-                    let mut taken = Vec::new();
-                    for (index, cap) in caps.iter().enumerate() {
-                        let room = match cap.window_ms {
-                            None => read(&table, &key(Counter::Cap(&cap.counter)))? < cap.limit,
-                            Some(_) => {
-                                let bucket_key =
-                                    format!("{}:{}|{}", request.agent.len(), request.agent, cap.counter);
-                                let stored = buckets.get(bucket_key.as_str())?.map(|v| {
-                                    let (tokens, updated_ms) = v.value();
-                                    Bucket { tokens, updated_ms }
-                                });
-                                let bucket = Bucket::refilled(stored, cap, now);
-                                taken.push((bucket_key, bucket));
-                                bucket.has_room()
-                            }
-                        };
-                        if !room {
-                            refused = Some(index);
-                            break;
-                        }
-                    }
-                    if let Some(index) = refused {
-                        answers.push(Answer::Admission(Admission::Refused(index)));
-                        continue;
-                    }
-                    for (bucket_key, bucket) in taken {
-                        let taken = bucket.take();
-                        buckets.insert(bucket_key.as_str(), (taken.tokens, taken.updated_ms))?;
-                    }
-                    let counters = [key(Counter::Total), key(Counter::Tool(tool))].into_iter().chain(
-                        caps.iter()
-                            .filter(|cap| cap.window_ms.is_none())
-                            .map(|cap| key(Counter::Cap(&cap.counter))),
-                    );
-                    for counter in counters {
-                        let count = read(&table, &counter)?;
-                        table.insert(counter.as_str(), count.saturating_add(1))?;
-                    }
-                    answers.push(Answer::Admission(Admission::Admitted));
-                }
-                Change::Outcome { outcome, .. } => {
-                    let (errors_key, cost_key) = (key(Counter::ConsecutiveErrors), key(Counter::CostMicros));
-                    let errors = if outcome.error { read(&table, &errors_key)?.saturating_add(1) } else { 0 };
-                    let cost = read(&table, &cost_key)?.saturating_add(outcome.cost_micros);
-                    table.insert(errors_key.as_str(), errors)?;
-                    table.insert(cost_key.as_str(), cost)?;
-                    answers.push(Answer::Totals(OutcomeTotals {
-                        consecutive_errors: errors,
-                        cost_micros: cost,
-                    }));
-                }
-            }
+            answers.push(match &queued.change {
+                Change::Admit { tool, caps, .. } => Answer::Admission(admit(&mut tally, tool, caps, clock)?),
+                Change::Outcome { outcome, .. } => Answer::Totals(apply_outcome(&mut tally, *outcome)?),
+            });
         }
     }
     txn.commit()?;
@@ -215,9 +217,9 @@ fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Answer>, redb::E
 }
 
 impl DurableSessions {
-    fn submit(&self, request: Request) -> bool {
+    fn submit(&self, queued: Queued) -> bool {
         let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        matches!(queue.as_ref().map(|q| q.send(request)), Some(Ok(())))
+        matches!(queue.as_ref().map(|q| q.send(queued)), Some(Ok(())))
     }
 }
 
@@ -236,7 +238,7 @@ impl SessionStore for DurableSessions {
     fn admit(&self, key: SessionKey<'_>, tool: &str, caps: &[Cap]) -> Admission {
         let (reply, answer) = mpsc::sync_channel(1);
         let change = Change::Admit { tool: tool.to_owned(), caps: caps.to_vec(), reply };
-        if !self.submit(Request { session: key.session.to_owned(), agent: key.agent.to_owned(), change }) {
+        if !self.submit(Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), change }) {
             return Admission::Unavailable;
         }
         answer.recv().unwrap_or(Admission::Unavailable)
@@ -245,10 +247,14 @@ impl SessionStore for DurableSessions {
     fn record_outcome(&self, key: SessionKey<'_>, outcome: CallOutcome) -> Option<OutcomeTotals> {
         let (reply, answer) = mpsc::sync_channel(1);
         let change = Change::Outcome { outcome, reply };
-        if !self.submit(Request { session: key.session.to_owned(), agent: key.agent.to_owned(), change }) {
+        if !self.submit(Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), change }) {
             return None;
         }
         answer.recv().ok().flatten()
+    }
+
+    fn may_block(&self) -> bool {
+        true
     }
 }
 
@@ -257,23 +263,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_survive_reopening_and_caps_hold_under_concurrency() {
+    fn counts_survive_reopening() {
         let dir = std::env::temp_dir().join(format!("toolgate-durable-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("state.redb");
+        let key = SessionKey { agent: "a", session: "s" };
+        let caps = [Cap::count("a.t.max", 3)];
         {
-            let store = std::sync::Arc::new(DurableSessions::open(&path).expect("open"));
-            assert_eq!(crate::state::session::admitted_concurrently(store, 50, 100), 100);
+            let store = DurableSessions::open(&path).expect("open");
+            for _ in 0..3 {
+                assert_eq!(store.admit(key, "t", &caps), Admission::Admitted);
+            }
         }
         let store = DurableSessions::open(&path).expect("reopen");
-        let key = SessionKey { agent: "a", session: "s" };
-        assert_eq!(store.count(key, Counter::Cap("a.t.max")), Some(100));
-        assert_eq!(store.count(key, Counter::Total), Some(100));
-        assert_eq!(store.admit(key, "t", &[Cap::count("a.t.max", 100)]), Admission::Refused(0));
-        // Crafted names cannot reach another session's counters.
-        let crafted = SessionKey { agent: "a", session: "s|1:a" };
-        assert_eq!(store.count(crafted, Counter::Total), Some(0));
+        assert_eq!(store.count(key, Counter::Cap("a.t.max")), Some(3));
+        assert_eq!(store.count(key, Counter::Total), Some(3));
+        assert_eq!(store.admit(key, "t", &caps), Admission::Refused(0));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -59,7 +59,35 @@ impl KillSet {
     }
 }
 
-/// The kill switch, shared by every engine of a server (it survives reloads).
+/// Where kills live. Read on every decision: [`KillStore::is_empty`] must
+/// be cheap (one atomic load), and [`KillStore::check`] lock-free.
+pub trait KillStore: Send + Sync {
+    /// Whether anything is killed (the hot path's first test).
+    fn is_empty(&self) -> bool;
+
+    /// The kill that stops this call, if any (`all` first, then the agent,
+    /// then the session, in the order they were set).
+    fn check(&self, agent: &str, session: Option<&str>) -> Option<Arc<(KillScope, Kill)>>;
+
+    /// Kills a scope (replacing an earlier kill of the same scope). Returns
+    /// once the kill is in force and, if persistent, saved. If saving fails
+    /// the kill is in force all the same, and the error says so.
+    fn kill(&self, scope: KillScope, kill: Kill) -> std::io::Result<()>;
+
+    /// Revives a scope; returns whether it was killed. A revival that
+    /// cannot be saved does not take effect.
+    fn revive(&self, scope: &KillScope) -> std::io::Result<bool>;
+
+    /// Every kill in force.
+    fn list(&self) -> Vec<(KillScope, Kill)>;
+
+    /// Whether a change may wait on I/O (see [`super::SessionStore::may_block`]).
+    fn may_block(&self) -> bool {
+        false
+    }
+}
+
+/// The kill switch: kills in memory, optionally saved to a file.
 #[derive(Debug)]
 pub struct KillSwitch {
     set: ArcSwap<KillSet>,
@@ -85,7 +113,7 @@ impl KillSwitch {
 
     /// A kill switch persisted in `file` (loaded if it exists).
     pub fn persistent(file: PathBuf) -> std::io::Result<KillSwitch> {
-        let set: KillSet = crate::state::atomic_file::read_json(&file)?.unwrap_or_default();
+        let set: KillSet = super::atomic_file::read_json(&file)?.unwrap_or_default();
         let any = std::sync::atomic::AtomicBool::new(!set.kills.is_empty());
         Ok(KillSwitch {
             set: ArcSwap::from_pointee(set),
@@ -93,49 +121,6 @@ impl KillSwitch {
             file: Some(file),
             writes: std::sync::Mutex::new(()),
         })
-    }
-
-    /// The kill that stops this call, if any (`all` first, then the agent,
-    /// then the session, in the order they were set).
-    pub fn check(&self, agent: &str, session: Option<&str>) -> Option<Arc<(KillScope, Kill)>> {
-        let set = self.set.load();
-        set.find(agent, session).map(|found| Arc::new(found.clone()))
-    }
-
-    /// Whether anything is killed (a cheap test for the hot path).
-    pub fn is_empty(&self) -> bool {
-        !self.any.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Kills a scope (replacing an earlier kill of the same scope). Returns
-    /// once the kill is in force and, if persistent, on disk.
-    pub fn kill(&self, scope: KillScope, kill: Kill) -> std::io::Result<()> {
-        self.update(
-            |set| {
-                set.kills.retain(|(s, _)| *s != scope);
-                set.kills.push((scope, kill));
-            },
-            false,
-        )
-    }
-
-    /// Revives a scope; returns whether it was killed.
-    pub fn revive(&self, scope: &KillScope) -> std::io::Result<bool> {
-        let mut found = false;
-        self.update(
-            |set| {
-                let before = set.kills.len();
-                set.kills.retain(|(s, _)| s != scope);
-                found = set.kills.len() != before;
-            },
-            true,
-        )?;
-        Ok(found)
-    }
-
-    /// Every kill in force.
-    pub fn list(&self) -> Vec<(KillScope, Kill)> {
-        self.set.load().kills.clone()
     }
 
     /// Applies a change. A kill takes effect in memory first and is then
@@ -166,10 +151,52 @@ impl KillSwitch {
     }
 }
 
+impl KillStore for KillSwitch {
+    fn is_empty(&self) -> bool {
+        !self.any.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn check(&self, agent: &str, session: Option<&str>) -> Option<Arc<(KillScope, Kill)>> {
+        let set = self.set.load();
+        set.find(agent, session).map(|found| Arc::new(found.clone()))
+    }
+
+    fn kill(&self, scope: KillScope, kill: Kill) -> std::io::Result<()> {
+        self.update(
+            |set| {
+                set.kills.retain(|(s, _)| *s != scope);
+                set.kills.push((scope, kill));
+            },
+            false,
+        )
+    }
+
+    fn revive(&self, scope: &KillScope) -> std::io::Result<bool> {
+        let mut found = false;
+        self.update(
+            |set| {
+                let before = set.kills.len();
+                set.kills.retain(|(s, _)| s != scope);
+                found = set.kills.len() != before;
+            },
+            true,
+        )?;
+        Ok(found)
+    }
+
+    fn list(&self) -> Vec<(KillScope, Kill)> {
+        self.set.load().kills.clone()
+    }
+
+    fn may_block(&self) -> bool {
+        self.file.is_some()
+    }
+}
+
 /// Writes the set to `file` atomically and durably.
 fn persist(file: &std::path::Path, set: &KillSet) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(set).map_err(std::io::Error::other)?;
-    crate::state::atomic_file::replace(file, &bytes)
+    super::atomic_file::replace(file, &bytes)
 }
 
 /// Counts kills by scope kind, for `status`.
@@ -189,6 +216,7 @@ pub fn summary(kills: &[(KillScope, Kill)]) -> BTreeMap<&'static str, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::KillStore;
 
     fn kill(reason: &str) -> Kill {
         Kill { reason: reason.into(), by: "test".into(), at: "2026-11-21T12:00:00Z".into() }

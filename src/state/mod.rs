@@ -1,8 +1,137 @@
 //! State: what decisions read and write besides the policy — session
-//! counters, kills and approvals.
+//! counters and rate buckets ([`SessionStore`]), kills ([`KillStore`]),
+//! approvals ([`ApprovalStore`]) and the time ([`Clock`]) — behind traits,
+//! with in-memory and on-disk implementations.
+//!
+//! State lives beside the engine, not inside it: a reload swaps the policy
+//! and keeps the same [`State`]. Nothing here knows about policies or
+//! decisions.
 
 pub mod approval;
 pub mod atomic_file;
+pub mod clock;
+pub mod conformance;
 pub mod durable;
 pub mod kill;
+pub mod memory;
 pub mod session;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use approval::{ApprovalStore, DEFAULT_APPROVAL_TTL, Ledger};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use durable::DurableSessions;
+pub use kill::{KillStore, KillSwitch};
+pub use memory::MemorySessions;
+pub use session::SessionStore;
+
+/// Everything a decision reads and writes besides the policy. Cheap to
+/// clone: every part is shared.
+#[derive(Clone)]
+pub struct State {
+    /// Session counters, caps and rate buckets, call outcomes.
+    pub sessions: Arc<dyn SessionStore>,
+    /// The kill switch.
+    pub kills: Arc<dyn KillStore>,
+    /// Approvals of gated calls.
+    pub approvals: Arc<dyn ApprovalStore>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("may_block", &self.may_block()).finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// Empty state in memory on the system clock, approvals valid for
+    /// [`DEFAULT_APPROVAL_TTL`].
+    pub fn in_memory() -> State {
+        State::in_memory_with(Arc::new(SystemClock), DEFAULT_APPROVAL_TTL)
+    }
+
+    /// Empty state in memory on `clock`.
+    pub fn in_memory_with(clock: Arc<dyn Clock>, approval_ttl: Duration) -> State {
+        State {
+            sessions: Arc::new(MemorySessions::with_clock(Arc::clone(&clock))),
+            kills: Arc::new(KillSwitch::in_memory()),
+            approvals: Arc::new(Ledger::with_clock(approval_ttl, Arc::clone(&clock))),
+            clock,
+        }
+    }
+
+    /// Opens the state `config` describes: durable in its directory
+    /// (created if missing), or in memory without one.
+    pub fn open(config: &StateConfig) -> Result<State, OpenError> {
+        let clock = Arc::clone(&config.clock);
+        let Some(dir) = &config.dir else {
+            return Ok(State::in_memory_with(clock, config.approval_ttl));
+        };
+        let failed = |error: String| OpenError { dir: dir.clone(), error };
+        std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+        let at = |name: &str| dir.join(name);
+        Ok(State {
+            sessions: Arc::new(
+                DurableSessions::open_with_clock(&at(STATE_FILE), Arc::clone(&clock))
+                    .map_err(|e| failed(e.to_string()))?,
+            ),
+            kills: Arc::new(KillSwitch::persistent(at(KILLS_FILE)).map_err(|e| failed(e.to_string()))?),
+            approvals: Arc::new(
+                Ledger::persistent(at(APPROVALS_FILE), config.approval_ttl, Arc::clone(&clock))
+                    .map_err(|e| failed(e.to_string()))?,
+            ),
+            clock,
+        })
+    }
+
+    /// Whether any store may wait on I/O (a disk commit): callers on an
+    /// async runtime then decide where blocking stalls nothing else.
+    pub fn may_block(&self) -> bool {
+        self.sessions.may_block() || self.kills.may_block() || self.approvals.may_block()
+    }
+}
+
+/// The session counters' database in a state directory.
+pub const STATE_FILE: &str = "state.redb";
+/// The kills in a state directory.
+pub const KILLS_FILE: &str = "kills.json";
+/// The approvals in a state directory.
+pub const APPROVALS_FILE: &str = "approvals.json";
+
+/// Where state lives.
+#[derive(Clone, Debug)]
+pub struct StateConfig {
+    /// The state directory; `None` keeps state in memory (lost on exit).
+    pub dir: Option<PathBuf>,
+    /// How long an approval stays valid after it is opened.
+    pub approval_ttl: Duration,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { dir: None, approval_ttl: DEFAULT_APPROVAL_TTL, clock: Arc::new(SystemClock) }
+    }
+}
+
+/// The state directory could not be opened.
+#[derive(Debug)]
+pub struct OpenError {
+    /// The directory.
+    pub dir: PathBuf,
+    /// What went wrong.
+    pub error: String,
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot open the state directory `{}`: {}", self.dir.display(), self.error)
+    }
+}
+
+impl std::error::Error for OpenError {}

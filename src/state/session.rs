@@ -3,12 +3,11 @@
 //!
 //! A cap is checked and counted in one atomic step ([`SessionStore::admit`]);
 //! conditions read counters through [`SessionStore::count`] without locking
-//! the session across the whole decision.
+//! the session across the whole decision. What an admission checks and
+//! counts is decided once, here ([`admit`], [`apply_outcome`]); a store only
+//! provides the atomic section it runs in (a [`Tally`]).
 
-use std::collections::HashMap;
-
-use crate::hash::FastMap;
-use std::sync::{Mutex, PoisonError};
+use super::clock::Clock;
 
 /// Which session: counters are kept per agent within a session id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -109,13 +108,6 @@ impl Bucket {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The outcome of [`SessionStore::admit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -154,184 +146,84 @@ pub trait SessionStore: Send + Sync {
         }
         Admission::Admitted
     }
-}
 
-/// Counters in memory, sharded by session id. State is lost when the
-/// process exits.
-pub struct MemorySessions {
-    shards: Box<[Mutex<Shard>]>,
-    hasher: ahash::RandomState,
-    /// Rate-limit buckets per (agent, counter); locked after a shard, never before.
-    buckets: Mutex<Buckets>,
-}
-
-type Shard = FastMap<Box<str>, FastMap<Box<str>, Counters>>;
-
-/// Rate-limit buckets, keyed by (agent, the rate limit's rule id).
-type Buckets = HashMap<(Box<str>, Box<str>), Bucket>;
-
-#[derive(Default)]
-struct Counters {
-    consecutive_errors: u64,
-    cost_micros: u64,
-    total: u64,
-    tools: FastMap<Box<str>, u64>,
-    caps: FastMap<Box<str>, u64>,
-}
-
-impl Counters {
-    fn get(&self, counter: Counter<'_>) -> u64 {
-        match counter {
-            Counter::Total => self.total,
-            Counter::Tool(tool) => self.tools.get(tool).copied().unwrap_or(0),
-            Counter::Cap(cap) => self.caps.get(cap).copied().unwrap_or(0),
-            Counter::ConsecutiveErrors => self.consecutive_errors,
-            Counter::CostMicros => self.cost_micros,
-        }
+    /// Whether a call may wait on I/O (a disk commit, a network round
+    /// trip): callers on an async runtime then run it where blocking
+    /// stalls nothing else.
+    fn may_block(&self) -> bool {
+        false
     }
 }
 
-fn bump(map: &mut FastMap<Box<str>, u64>, key: &str) {
-    match map.get_mut(key) {
-        Some(n) => *n = n.saturating_add(1),
-        None => {
-            map.insert(key.into(), 1);
-        }
+/// One session's counters (and its agent's rate-limit buckets), open for
+/// reading and writing inside a store's atomic section: a lock, a write
+/// transaction. [`admit`] and [`apply_outcome`] run on it.
+pub trait Tally {
+    /// What reading or writing can fail with.
+    type Error;
+
+    /// A counter's value (0 if never counted).
+    fn get(&mut self, counter: Counter<'_>) -> Result<u64, Self::Error>;
+
+    /// Sets a counter.
+    fn set(&mut self, counter: Counter<'_>, value: u64) -> Result<(), Self::Error>;
+
+    /// The stored bucket of the agent's rate limit `counter`, if any.
+    fn bucket(&mut self, counter: &str) -> Result<Option<Bucket>, Self::Error>;
+
+    /// Stores the bucket of the agent's rate limit `counter`.
+    fn set_bucket(&mut self, counter: &str, bucket: Bucket) -> Result<(), Self::Error>;
+
+    /// Adds one to a counter.
+    fn bump(&mut self, counter: Counter<'_>) -> Result<(), Self::Error> {
+        let value = self.get(counter)?;
+        self.set(counter, value.saturating_add(1))
     }
 }
 
-const SHARDS: usize = 32;
-
-impl Default for MemorySessions {
-    fn default() -> Self {
-        MemorySessions {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            hasher: ahash::RandomState::new(),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl MemorySessions {
-    /// An empty store.
-    pub fn new() -> Self {
-        MemorySessions::default()
-    }
-
-    fn shard(&self, session: &str) -> std::sync::MutexGuard<'_, Shard> {
-        let index = (self.hasher.hash_one(session) as usize) % self.shards.len();
-        // A panic while holding a shard cannot leave counters half-written
-        // (each update is a single add), so a poisoned lock is still usable.
-        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl SessionStore for MemorySessions {
-    fn count(&self, key: SessionKey<'_>, counter: Counter<'_>) -> Option<u64> {
-        let shard = self.shard(key.session);
-        Some(shard.get(key.session).and_then(|agents| agents.get(key.agent)).map_or(0, |c| c.get(counter)))
-    }
-
-    fn record_outcome(&self, key: SessionKey<'_>, outcome: CallOutcome) -> Option<OutcomeTotals> {
-        let mut shard = self.shard(key.session);
-        let counters = shard.entry(key.session.into()).or_default().entry(key.agent.into()).or_default();
-        counters.consecutive_errors =
-            if outcome.error { counters.consecutive_errors.saturating_add(1) } else { 0 };
-        counters.cost_micros = counters.cost_micros.saturating_add(outcome.cost_micros);
-        Some(OutcomeTotals {
-            consecutive_errors: counters.consecutive_errors,
-            cost_micros: counters.cost_micros,
-        })
-    }
-
-    fn admit(&self, key: SessionKey<'_>, tool: &str, caps: &[Cap]) -> Admission {
-        let mut shard = self.shard(key.session);
-        let agents = match shard.get_mut(key.session) {
-            Some(agents) => agents,
-            None => shard.entry(key.session.into()).or_default(),
-        };
-        let counters = match agents.get_mut(key.agent) {
-            Some(counters) => counters,
-            None => agents.entry(key.agent.into()).or_default(),
-        };
-        // The bucket lock is global: take it (and read the clock) only for a
-        // call under a rate limit, not on every admission.
-        let rated = caps.iter().any(|cap| cap.window_ms.is_some());
-        let mut buckets = rated.then(|| self.buckets.lock().unwrap_or_else(PoisonError::into_inner));
-        let now = if rated { now_ms() } else { 0 };
-        let mut taken = Vec::new();
-        for (index, cap) in caps.iter().enumerate() {
-            let room = match cap.window_ms {
-                None => counters.get(Counter::Cap(&cap.counter)) < cap.limit,
-                Some(_) => {
-                    let Some(buckets) = buckets.as_ref() else { return Admission::Unavailable };
-                    let stored = buckets.get(&(Box::from(key.agent), cap.counter.clone())).copied();
-                    let bucket = Bucket::refilled(stored, cap, now);
-                    taken.push((cap.counter.clone(), bucket));
-                    bucket.has_room()
-                }
-            };
-            if !room {
-                return Admission::Refused(index);
+/// The admission algorithm every store runs: checks every cap (a count cap
+/// against its counter, a rate limit against its token bucket refilled to
+/// now) and, only if all have room, counts the call: the total, the tool,
+/// each count cap, and a token from each bucket. The clock is read only
+/// for a call under a rate limit.
+pub fn admit<T: Tally>(
+    tally: &mut T,
+    tool: &str,
+    caps: &[Cap],
+    clock: &dyn Clock,
+) -> Result<Admission, T::Error> {
+    let now = caps.iter().any(|cap| cap.window_ms.is_some()).then(|| clock.now_ms());
+    let mut buckets = Vec::new();
+    for (index, cap) in caps.iter().enumerate() {
+        let room = match (cap.window_ms, now) {
+            (Some(_), Some(now)) => {
+                let bucket = Bucket::refilled(tally.bucket(&cap.counter)?, cap, now);
+                buckets.push((&*cap.counter, bucket));
+                bucket.has_room()
             }
+            _ => tally.get(Counter::Cap(&cap.counter))? < cap.limit,
+        };
+        if !room {
+            return Ok(Admission::Refused(index));
         }
-        counters.total = counters.total.saturating_add(1);
-        bump(&mut counters.tools, tool);
-        for cap in caps.iter().filter(|c| c.window_ms.is_none()) {
-            bump(&mut counters.caps, &cap.counter);
-        }
-        if let Some(buckets) = buckets.as_mut() {
-            for (counter, bucket) in taken {
-                buckets.insert((key.agent.into(), counter), bucket.take());
-            }
-        }
-        Admission::Admitted
     }
+    tally.bump(Counter::Total)?;
+    tally.bump(Counter::Tool(tool))?;
+    for cap in caps.iter().filter(|cap| cap.window_ms.is_none()) {
+        tally.bump(Counter::Cap(&cap.counter))?;
+    }
+    for (counter, bucket) in buckets {
+        tally.set_bucket(counter, bucket.take())?;
+    }
+    Ok(Admission::Admitted)
 }
 
-/// How many of `8 × per_thread` concurrent admissions under one cap of
-/// `limit` a store admits (the property every store must hold: exactly
-/// `min(limit, attempts)`).
-#[cfg(test)]
-pub(crate) fn admitted_concurrently(
-    store: std::sync::Arc<dyn SessionStore>,
-    per_thread: usize,
-    limit: u64,
-) -> usize {
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let store = std::sync::Arc::clone(&store);
-            std::thread::spawn(move || {
-                let key = SessionKey { agent: "a", session: "s" };
-                let caps = [Cap::count("a.t.max", limit)];
-                (0..per_thread).filter(|_| store.admit(key, "t", &caps) == Admission::Admitted).count()
-            })
-        })
-        .collect();
-    threads.into_iter().map(|t| t.join().unwrap_or(0)).sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admit_counts_only_when_every_cap_has_room() {
-        let store = MemorySessions::new();
-        let key = SessionKey { agent: "a", session: "s" };
-        let caps = [Cap::count("a.tool.max", 2), Cap::count("a.session.max", 10)];
-        assert_eq!(store.admit(key, "t", &caps), Admission::Admitted);
-        assert_eq!(store.admit(key, "t", &caps), Admission::Admitted);
-        assert_eq!(store.admit(key, "t", &caps), Admission::Refused(0));
-        assert_eq!(store.count(key, Counter::Total), Some(2));
-        assert_eq!(store.count(key, Counter::Tool("t")), Some(2));
-        assert_eq!(store.count(key, Counter::Cap("a.session.max")), Some(2));
-        let other = SessionKey { agent: "a", session: "other" };
-        assert_eq!(store.count(other, Counter::Total), Some(0));
-    }
-
-    #[test]
-    fn concurrent_admits_never_exceed_the_cap() {
-        assert_eq!(admitted_concurrently(std::sync::Arc::new(MemorySessions::new()), 1000, 500), 500);
-    }
+/// Records a call's outcome: an error extends the session's error streak,
+/// a success ends it; the cost is added. Returns the new totals.
+pub fn apply_outcome<T: Tally>(tally: &mut T, outcome: CallOutcome) -> Result<OutcomeTotals, T::Error> {
+    let errors = if outcome.error { tally.get(Counter::ConsecutiveErrors)?.saturating_add(1) } else { 0 };
+    let cost = tally.get(Counter::CostMicros)?.saturating_add(outcome.cost_micros);
+    tally.set(Counter::ConsecutiveErrors, errors)?;
+    tally.set(Counter::CostMicros, cost)?;
+    Ok(OutcomeTotals { consecutive_errors: errors, cost_micros: cost })
 }

@@ -217,7 +217,7 @@ proptest! {
         let checked = toolgate::compile(vec![source.clone()], &toolgate::NoFiles);
         // Generated conditions may not type-check; those policies prove nothing.
         prop_assume!(checked.policy.is_some());
-        let engine = Engine::new(checked.policy.expect("compiles"));
+        let engine = Engine::new(checked.policy.expect("compiles"), toolgate::state::State::in_memory());
         let policy = toolgate::compile(vec![source], &toolgate::NoFiles).policy.expect("compiles");
         let mut gateway = Gateway::new(&policy, Evaluator::Vm).expect("regorus loads the export");
         for (i, value) in requests.iter().enumerate() {

@@ -12,7 +12,7 @@ fn engine(policy: &str) -> Engine {
     );
     let errors: Vec<_> = checked.diagnostics.as_slice().iter().filter(|d| d.is_error()).collect();
     assert!(errors.is_empty(), "{errors:?}");
-    Engine::new(checked.policy.expect("compiles"))
+    Engine::new(checked.policy.expect("compiles"), toolgate::state::State::in_memory())
 }
 
 fn request(value: Value) -> Request {

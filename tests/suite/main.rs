@@ -16,4 +16,5 @@ mod rego;
 mod regression;
 mod schema;
 mod server;
+mod state;
 mod util;

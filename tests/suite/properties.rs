@@ -10,7 +10,10 @@ use toolgate::engine::{Engine, Outcome, Request};
 static EXAMPLES: std::sync::LazyLock<Engine> = std::sync::LazyLock::new(|| {
     let dir = crate::util::root().join("policies");
     let sources = toolgate::compiler::files::read_policies(&[dir]).expect("policies");
-    Engine::new(toolgate::compile(sources, &toolgate::DiskFiles).policy.expect("compiles"))
+    Engine::new(
+        toolgate::compile(sources, &toolgate::DiskFiles).policy.expect("compiles"),
+        toolgate::state::State::in_memory(),
+    )
 });
 
 fn json_value() -> impl Strategy<Value = Value> {

@@ -44,7 +44,7 @@ fn same_reason(native: &str, rego: &str) -> bool {
 
 #[test]
 fn exported_example_policies_agree_with_the_engine_on_every_test_case() {
-    let engine = Engine::new(compile_examples());
+    let engine = Engine::new(compile_examples(), toolgate::state::State::in_memory());
     let policy = compile_examples();
     let mut files = Vec::new();
     for source in toolgate::compiler::files::read_tests(&[root().join("policies")]).expect("tests") {
@@ -56,7 +56,10 @@ fn exported_example_policies_agree_with_the_engine_on_every_test_case() {
     for evaluator in [Evaluator::Vm, Evaluator::Interpreter] {
         for (file, tests) in &files {
             for case in &tests.cases {
-                let fresh = engine.with_fresh_state();
+                let fresh = Engine::with_table(
+                    std::sync::Arc::clone(engine.table()),
+                    toolgate::state::State::in_memory(),
+                );
                 let mut gateway = Gateway::with_module(&policy, &module, evaluator);
                 let mut requests = Vec::new();
                 for before in &case.before {

@@ -9,7 +9,7 @@ fn engine(policy: &str) -> Engine {
         vec![PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() }],
         &toolgate::NoFiles,
     );
-    Engine::new(checked.policy.expect("compiles"))
+    Engine::new(checked.policy.expect("compiles"), toolgate::state::State::in_memory())
 }
 
 fn decide(engine: &Engine, tool: &str, args: serde_json::Value) -> Outcome {

@@ -1,0 +1,278 @@
+//! The properties every store must have, as checks any implementation can
+//! run: the test suite runs them against the in-memory and the redb
+//! stores, and a new store (Redis) only plugs in.
+//!
+//! Each check builds fresh stores with the given constructor, on a
+//! [`ManualClock`] it moves itself, and returns the first property that
+//! does not hold.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::approval::{ApprovalError, ApprovalStatus, ApprovalStore, Binding};
+use super::clock::{Clock, ManualClock};
+use super::kill::{Kill, KillScope, KillStore};
+use super::session::{Admission, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore};
+
+/// A property a store does not have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The property.
+    pub property: &'static str,
+    /// What was seen instead.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.property, self.detail)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Fails with `property` unless `seen == expected`.
+fn expect<T: PartialEq + std::fmt::Debug>(
+    property: &'static str,
+    seen: T,
+    expected: T,
+) -> Result<(), Failure> {
+    if seen == expected {
+        Ok(())
+    } else {
+        Err(Failure { property, detail: format!("got {seen:?}, expected {expected:?}") })
+    }
+}
+
+const KEY: SessionKey<'static> = SessionKey { agent: "a", session: "s" };
+
+/// Checks a session store. `make` builds an empty store on the given clock.
+pub fn sessions(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn SessionStore>) -> Result<(), Failure> {
+    let fresh = || {
+        let clock = Arc::new(ManualClock::default());
+        (make(Arc::clone(&clock) as Arc<dyn Clock>), clock)
+    };
+    let (store, _) = fresh();
+    admits_only_when_every_cap_has_room(store.as_ref())?;
+    let (store, _) = fresh();
+    keeps_sessions_and_agents_apart(store.as_ref())?;
+    let (store, clock) = fresh();
+    rate_limits_refill_with_time(store.as_ref(), &clock)?;
+    let (store, _) = fresh();
+    records_outcomes(store.as_ref())?;
+    let (store, _) = fresh();
+    never_exceeds_a_cap_under_concurrency(store)
+}
+
+fn admits_only_when_every_cap_has_room(store: &dyn SessionStore) -> Result<(), Failure> {
+    let caps = [Cap::count("a.t.maxPerSession", 2), Cap::count("a.session.maxToolCalls", 10)];
+    let property = "an admission counts only when every cap has room";
+    expect(property, store.admit(KEY, "t", &caps), Admission::Admitted)?;
+    expect(property, store.check(KEY, &caps), Admission::Admitted)?;
+    expect(property, store.admit(KEY, "t", &caps), Admission::Admitted)?;
+    expect(property, store.admit(KEY, "t", &caps), Admission::Refused(0))?;
+    expect(property, store.check(KEY, &caps), Admission::Refused(0))?;
+    expect("a refused call is not counted", store.count(KEY, Counter::Total), Some(2))?;
+    expect("calls are counted per tool", store.count(KEY, Counter::Tool("t")), Some(2))?;
+    expect("calls are counted per cap", store.count(KEY, Counter::Cap("a.session.maxToolCalls")), Some(2))?;
+    expect("an uncounted counter is 0", store.count(KEY, Counter::Tool("other")), Some(0))?;
+    Ok(())
+}
+
+fn keeps_sessions_and_agents_apart(store: &dyn SessionStore) -> Result<(), Failure> {
+    expect("admitted", store.admit(KEY, "t", &[]), Admission::Admitted)?;
+    let others = [
+        SessionKey { agent: "a", session: "other" },
+        SessionKey { agent: "b", session: "s" },
+        // Crafted names must not reach another session's counters.
+        SessionKey { agent: "a", session: "s|1:a" },
+        SessionKey { agent: "s|1:a", session: "" },
+        SessionKey { agent: "", session: "s" },
+    ];
+    for other in others {
+        expect("sessions and agents count apart", store.count(other, Counter::Total), Some(0))?;
+    }
+    Ok(())
+}
+
+fn rate_limits_refill_with_time(store: &dyn SessionStore, clock: &ManualClock) -> Result<(), Failure> {
+    let rate = [Cap { counter: "a.t.rateLimit".into(), limit: 2, window_ms: Some(1000) }];
+    let per_agent = SessionKey { agent: "a", session: "" };
+    let other_session = SessionKey { agent: "a", session: "s2" };
+    let property = "a rate limit admits its limit per window, across sessions";
+    expect(property, store.admit(KEY, "t", &rate), Admission::Admitted)?;
+    expect(property, store.admit(other_session, "t", &rate), Admission::Admitted)?;
+    expect(property, store.admit(per_agent, "t", &rate), Admission::Refused(0))?;
+    clock.advance(Duration::from_millis(499));
+    expect(
+        "a token refills only after its share of the window",
+        store.admit(KEY, "t", &rate),
+        Admission::Refused(0),
+    )?;
+    clock.advance(Duration::from_millis(1));
+    expect(
+        "a token refills after its share of the window",
+        store.admit(KEY, "t", &rate),
+        Admission::Admitted,
+    )?;
+    expect("the refilled token is used", store.admit(KEY, "t", &rate), Admission::Refused(0))?;
+    clock.advance(Duration::from_secs(3600));
+    expect("a bucket refills up to its limit, no more", store.admit(KEY, "t", &rate), Admission::Admitted)?;
+    expect("a bucket refills up to its limit, no more", store.admit(KEY, "t", &rate), Admission::Admitted)?;
+    expect("a bucket refills up to its limit, no more", store.admit(KEY, "t", &rate), Admission::Refused(0))?;
+    let other_agent = SessionKey { agent: "b", session: "s" };
+    expect("each agent has its own buckets", store.admit(other_agent, "t", &rate), Admission::Admitted)?;
+    // A call refused by a count cap takes no token from a bucket before it.
+    clock.advance(Duration::from_secs(3600));
+    let both = [rate[0].clone(), Cap::count("a.t.maxPerSession", 0)];
+    expect("a refused call takes no token", store.admit(KEY, "t", &both), Admission::Refused(1))?;
+    expect("a refused call takes no token", store.admit(KEY, "t", &rate), Admission::Admitted)?;
+    expect("a refused call takes no token", store.admit(KEY, "t", &rate), Admission::Admitted)?;
+    Ok(())
+}
+
+fn records_outcomes(store: &dyn SessionStore) -> Result<(), Failure> {
+    let error = CallOutcome { error: true, cost_micros: 1_500_000 };
+    let ok = CallOutcome { error: false, cost_micros: 250_000 };
+    let totals = |consecutive_errors, cost_micros| Some(OutcomeTotals { consecutive_errors, cost_micros });
+    let property = "errors in a row and cost are totalled; a success ends the streak";
+    expect(property, store.record_outcome(KEY, error), totals(1, 1_500_000))?;
+    expect(property, store.record_outcome(KEY, error), totals(2, 3_000_000))?;
+    expect(property, store.count(KEY, Counter::ConsecutiveErrors), Some(2))?;
+    expect(property, store.record_outcome(KEY, ok), totals(0, 3_250_000))?;
+    expect(property, store.count(KEY, Counter::CostMicros), Some(3_250_000))?;
+    expect("outcomes are not calls", store.count(KEY, Counter::Total), Some(0))?;
+    Ok(())
+}
+
+fn never_exceeds_a_cap_under_concurrency(store: Arc<dyn SessionStore>) -> Result<(), Failure> {
+    let (threads, per_thread, limit) = (8, 100, 250);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let caps = [Cap::count("a.t.maxPerSession", limit)];
+                (0..per_thread).filter(|_| store.admit(KEY, "t", &caps) == Admission::Admitted).count()
+            })
+        })
+        .collect();
+    let admitted: usize = workers.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    expect("concurrent admissions never exceed a cap", admitted as u64, limit)?;
+    expect("concurrent admissions are all counted", store.count(KEY, Counter::Total), Some(limit))
+}
+
+fn kill(reason: &str) -> Kill {
+    Kill { reason: reason.into(), by: "test".into(), at: "2026-01-01T00:00:00Z".into() }
+}
+
+/// Checks a kill store. `make` builds an empty store.
+pub fn kills(make: &dyn Fn() -> Arc<dyn KillStore>) -> Result<(), Failure> {
+    let store = make();
+    let scope = |kill: Option<Arc<(KillScope, Kill)>>| kill.map(|k| k.0.clone());
+    expect("an empty store is empty", store.is_empty(), true)?;
+    expect("an empty store kills nothing", scope(store.check("bot", Some("s1"))), None)?;
+    let session = KillScope::Session { agent: "bot".into(), session: "s1".into() };
+    store.kill(session.clone(), kill("runaway")).map_err(io_failure)?;
+    expect("a kill is in force at once", store.is_empty(), false)?;
+    expect(
+        "a session kill covers its session",
+        scope(store.check("bot", Some("s1"))),
+        Some(session.clone()),
+    )?;
+    expect("a session kill covers nothing else", scope(store.check("bot", Some("s2"))), None)?;
+    expect("a session kill covers nothing else", scope(store.check("bot", None)), None)?;
+    expect("a session kill covers nothing else", scope(store.check("other", Some("s1"))), None)?;
+    let agent = KillScope::Agent { agent: "other".into() };
+    store.kill(agent.clone(), kill("compromised")).map_err(io_failure)?;
+    expect(
+        "an agent kill covers every session",
+        scope(store.check("other", Some("x"))),
+        Some(agent.clone()),
+    )?;
+    expect("an agent kill covers every session", scope(store.check("other", None)), Some(agent.clone()))?;
+    store.kill(agent.clone(), kill("again")).map_err(io_failure)?;
+    expect("a second kill of a scope replaces the first", store.list().len(), 2)?;
+    expect("a revival says it revived", store.revive(&agent).map_err(io_failure)?, true)?;
+    expect("a second revival finds nothing", store.revive(&agent).map_err(io_failure)?, false)?;
+    expect("a revived scope is free", scope(store.check("other", None)), None)?;
+    store.kill(KillScope::All, kill("incident")).map_err(io_failure)?;
+    expect("killing everything covers anyone", scope(store.check("anyone", None)), Some(KillScope::All))?;
+    store.revive(&KillScope::All).map_err(io_failure)?;
+    store.revive(&session).map_err(io_failure)?;
+    expect("a store emptied by revivals is empty", store.is_empty(), true)
+}
+
+fn io_failure(error: std::io::Error) -> Failure {
+    Failure { property: "a change is saved", detail: error.to_string() }
+}
+
+fn binding(args: serde_json::Value) -> Binding {
+    let args = args.as_object().cloned().unwrap_or_default();
+    Binding::new("bot", Some("s"), "pay", &args, "sha256:p")
+}
+
+/// Checks an approval store. `make` builds an empty store on the given
+/// clock, whose approvals expire after 60 seconds.
+pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Result<(), Failure> {
+    let clock = Arc::new(ManualClock::default());
+    let store = make(Arc::clone(&clock) as Arc<dyn Clock>);
+    let call = binding(json!({"amount": 10, "to": {"iban": "X", "name": "Y"}}));
+    let open = |approver: Option<&str>| {
+        store
+            .open(call.clone(), approver.map(str::to_owned))
+            .map_err(|e| Failure { property: "an approval opens", detail: e.to_string() })
+    };
+    let approval = open(Some("finance"))?;
+    expect("an id is unguessable (128 bits of hex)", approval.id.len(), "apr_".len() + 32)?;
+    expect("an id is new", open(Some("finance"))?.id == approval.id, false)?;
+    expect("an approval is pending", store.pending().iter().any(|a| a.id == approval.id), true)?;
+    expect(
+        "a pending approval is not redeemed",
+        store.redeem(&approval.id, &call),
+        Err(ApprovalError::Pending),
+    )?;
+    let wrong = store.decide(&approval.id, "mallory", true).map(|_| ());
+    let expected = Err(ApprovalError::WrongApprover { expected: "finance".into() });
+    expect("only the named approver decides", wrong, expected)?;
+    let granted = store.decide(&approval.id, "finance", true).map(|a| a.status(clock.now_secs()));
+    expect("the named approver grants", granted, Ok(ApprovalStatus::Granted))?;
+    expect(
+        "a granted approval is no longer pending",
+        store.pending().iter().any(|a| a.id == approval.id),
+        false,
+    )?;
+    let twice = store.decide(&approval.id, "finance", false).map(|_| ());
+    expect(
+        "an approval is decided once",
+        twice,
+        Err(ApprovalError::AlreadyDecided(ApprovalStatus::Granted)),
+    )?;
+    let reordered = binding(json!({"to": {"name": "Y", "iban": "X"}, "amount": 10}));
+    expect("key order does not change the call", reordered.args_digest == call.args_digest, true)?;
+    let swapped = binding(json!({"amount": 10000, "to": {"iban": "X", "name": "Y"}}));
+    let mismatch = store.redeem(&approval.id, &swapped);
+    expect("another call is refused", mismatch, Err(ApprovalError::Mismatch("arguments")))?;
+    expect("the approved call is allowed", store.redeem(&approval.id, &reordered), Ok(()))?;
+    expect("an approval is used once", store.redeem(&approval.id, &call), Err(ApprovalError::Used))?;
+    expect("an unknown id is refused", store.redeem("apr_nope", &call), Err(ApprovalError::Unknown))?;
+    let rejected = open(None)?;
+    let by_anyone = store.decide(&rejected.id, "anyone", false).map(|a| a.status(clock.now_secs()));
+    expect("anyone may decide a gate without approver", by_anyone, Ok(ApprovalStatus::Rejected))?;
+    expect(
+        "a rejected approval is refused",
+        store.redeem(&rejected.id, &call),
+        Err(ApprovalError::Rejected),
+    )?;
+    let late = open(None)?;
+    let granted_late = open(None)?;
+    store
+        .decide(&granted_late.id, "anyone", true)
+        .map_err(|e| Failure { property: "an approval is granted", detail: e.to_string() })?;
+    clock.advance(Duration::from_secs(61));
+    expect("an expired approval is not pending", store.pending().iter().any(|a| a.id == late.id), false)?;
+    let expired = store.decide(&late.id, "anyone", true).map(|_| ());
+    expect("an expired approval cannot be decided", expired, Err(ApprovalError::Expired))?;
+    expect("an expired grant is refused", store.redeem(&granted_late.id, &call), Err(ApprovalError::Expired))
+}
