@@ -19,8 +19,8 @@ fn engine() -> Engine {
 }
 
 fn request(line: &str) -> Request {
-    match toolgate::protocol::parse_line(line).command {
-        Ok(toolgate::protocol::Command::Decide(request)) => request,
+    match toolgate::protocol::parse_line(line).op {
+        Ok(toolgate::protocol::Op::Decide(request)) => request,
         _ => unreachable!("a decide request"),
     }
 }

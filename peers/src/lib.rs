@@ -187,8 +187,8 @@ pub fn toolgate_engine(workload: &Workload) -> Engine {
 
 /// The workload's request for toolgate.
 pub fn toolgate_request(workload: &Workload) -> Request {
-    match toolgate::protocol::parse_line(&workload.request.to_string()).command {
-        Ok(toolgate::protocol::Command::Decide(request)) => request,
+    match toolgate::protocol::parse_line(&workload.request.to_string()).op {
+        Ok(toolgate::protocol::Op::Decide(request)) => request,
         other => panic!("{}: not a decide request: {other:?}", workload.name),
     }
 }

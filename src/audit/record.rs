@@ -1,17 +1,17 @@
-//! The records of the audit trail: decisions, refused lines, reloads.
-
-use std::time::SystemTime;
+//! The records of the audit trail: decisions, refused lines, reloads,
+//! operator actions and reported outcomes. Each is a JSON object; the
+//! writer adds `seq`, `prev` and `hash`. Times are given by the caller
+//! (from the state's clock).
 
 use serde_json::{Map, Value, json};
 
 use crate::compiler::ast::AuditLevel;
 use crate::engine::{Decision, Request};
 
-fn now() -> String {
-    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
-}
+/// A record as written.
+pub type Record = Map<String, Value>;
 
-fn object(value: Value) -> Map<String, Value> {
+fn object(value: Value) -> Record {
     match value {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -21,18 +21,17 @@ fn object(value: Value) -> Map<String, Value> {
 /// The record of a decision, with as much of the request as its audit
 /// level asks for: `full` keeps arguments, principal and context;
 /// `metadata` keeps the argument names and the principal; `none` neither.
-/// Values the policy marks sensitive (`sensitiveArgs`) are recorded as
-/// `"[redacted]"`.
-pub fn decision_record(
+/// Arguments the decision marks sensitive are recorded as `"[redacted]"`.
+pub fn decision(
+    time: &str,
     id: &Value,
     request: &Request,
     decision: &Decision<'_>,
-    engine: &crate::engine::Engine,
+    policy: &str,
     latency_us: f64,
-) -> Map<String, Value> {
-    let policy = engine.policy_hash();
+) -> Record {
     let mut record = object(json!({
-        "time": now(),
+        "time": time,
         "kind": "decision",
         "id": id,
         "agent": request.agent,
@@ -48,7 +47,11 @@ pub fn decision_record(
     }));
     match decision.audit {
         AuditLevel::Full => {
-            record.insert("args".into(), Value::Object(engine.redacted_args(&request.agent, &request.args)));
+            let mut args = request.args.clone();
+            for path in decision.sensitive_args {
+                redact(&mut args, path);
+            }
+            record.insert("args".into(), Value::Object(args));
             record.insert("principal".into(), request.principal.clone().unwrap_or(Value::Null));
             record.insert("context".into(), request.context.clone().unwrap_or(Value::Null));
         }
@@ -61,16 +64,39 @@ pub fn decision_record(
     record
 }
 
+/// Replaces the value at `path` (object keys) with `"[redacted]"`, if present.
+pub fn redact(object: &mut Map<String, Value>, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut current = object;
+    for key in parents {
+        match current.get_mut(key) {
+            Some(Value::Object(inner)) => current = inner,
+            _ => return,
+        }
+    }
+    if let Some(value) = current.get_mut(last) {
+        *value = Value::from("[redacted]");
+    }
+}
+
 /// The record of a request line refused with an error (never an allow).
-pub fn error_record(id: &Value, code: &str, message: &str) -> Map<String, Value> {
+pub fn error(time: &str, id: &Value, code: &str, message: &str) -> Record {
     object(
-        json!({"time": now(), "kind": "error", "id": id, "decision": "deny", "code": code, "message": message}),
+        json!({"time": time, "kind": "error", "id": id, "decision": "deny", "code": code, "message": message}),
     )
 }
 
 /// The record of a reload attempt.
-pub fn reload_record(trigger: &str, ok: bool, policy: &str, errors: &[String]) -> Map<String, Value> {
+pub fn reload(time: &str, trigger: &str, ok: bool, policy: &str, errors: &[String]) -> Record {
     object(
-        json!({"time": now(), "kind": "reload", "trigger": trigger, "ok": ok, "policy": policy, "errors": errors}),
+        json!({"time": time, "kind": "reload", "trigger": trigger, "ok": ok, "policy": policy, "errors": errors}),
     )
+}
+
+/// The record of something else that happened (`kind` and its fields):
+/// operator actions, outcomes, incidents.
+pub fn event(time: &str, kind: &str, fields: Value) -> Record {
+    let mut record = object(json!({"time": time, "kind": kind}));
+    record.extend(object(fields));
+    record
 }

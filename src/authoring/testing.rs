@@ -18,8 +18,12 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::{Engine, Request};
-use crate::protocol::{self, Command};
+use std::sync::Arc;
+
+use crate::engine::table::DecisionTable;
+use crate::engine::{Decision, Engine, Request};
+use crate::service::{AuditBatch, Service, ServiceConfig};
+use crate::state::State;
 
 /// One test file as written.
 #[derive(Debug, Deserialize)]
@@ -91,47 +95,98 @@ impl Report {
 }
 
 fn request(value: &Value) -> Result<Request, String> {
-    match protocol::parse_line(&value.to_string()).command {
-        Ok(Command::Decide(request)) => Ok(request),
-        Ok(Command::Other(op, _)) => Err(format!("a case request must decide, not `{op}`")),
-        Err(error) => Err(error.message),
-    }
+    crate::protocol::decode::request_from_json(value).map_err(|error| error.message)
 }
 
 /// The most times a `before` entry may repeat its request.
 const MAX_REPEAT: u64 = 100_000;
 
-/// Decides a request and returns the rules it exercised: the allow entry it
-/// passed (if any) and the rule that decided it.
-fn exercised_rules(engine: &Engine, request: &Request) -> Vec<String> {
-    let mut rules: Vec<String> =
-        engine.allow_rule(&request.agent, &request.tool).map(str::to_owned).into_iter().collect();
-    rules.push(engine.decide(request).rule.to_owned());
-    rules
+/// One case's gateway: the policy's table on fresh, in-memory state,
+/// deciding through the service as a server would (opening approvals).
+struct Run {
+    service: Service,
 }
 
-/// Runs every case of `files` (name, parsed file) against `engine`.
-pub fn run(engine: &Engine, files: &[(String, TestFile)]) -> Report {
+impl Run {
+    fn new(table: &Arc<DecisionTable>) -> Run {
+        let engine = Engine::with_table(Arc::clone(table), State::in_memory());
+        let config = ServiceConfig { open_approvals: true, ..ServiceConfig::default() };
+        Run { service: Service::new(engine, config, None) }
+    }
+
+    /// Decides a request; returns the rules it exercised (the allow entry
+    /// it passed, if any, and the rule that decided it) and what `see` makes
+    /// of the decision.
+    fn decide<R>(&self, request: &Request, see: impl FnOnce(&Decision<'_>) -> R) -> (Vec<String>, R) {
+        let engine = self.service.engine();
+        let mut rules: Vec<String> =
+            engine.allow_rule(&request.agent, &request.tool).map(str::to_owned).into_iter().collect();
+        let answer = self.service.decide(&engine, &Value::Null, request, &mut AuditBatch::default());
+        rules.push(answer.decision.rule.to_owned());
+        (rules, see(&answer.decision))
+    }
+}
+
+impl Case {
+    /// The `before` requests with how many times each is decided
+    /// (`{repeat: N, request: {...}}`, at most 100,000); entries that are
+    /// not valid requests are skipped.
+    pub fn before_requests(&self) -> Vec<(Request, u64)> {
+        let entry =
+            |before: &Value| match (before.get("repeat").and_then(Value::as_u64), before.get("request")) {
+                (Some(times), Some(inner)) => (times.min(MAX_REPEAT), inner.clone()),
+                _ => (1, before.clone()),
+            };
+        self.before
+            .iter()
+            .map(entry)
+            .filter_map(|(times, value)| request(&value).ok().map(|request| (request, times)))
+            .collect()
+    }
+
+    /// The request whose answer is checked.
+    pub fn request(&self) -> Result<Request, String> {
+        request(&self.request)
+    }
+
+    /// What differs between the expectations and a decision.
+    fn failures(&self, decision: &Decision<'_>) -> Vec<String> {
+        let mut failures = Vec::new();
+        if decision.outcome.as_str() != self.expect {
+            failures.push(format!(
+                "expected `{}`, got `{}` ({})",
+                self.expect,
+                decision.outcome.as_str(),
+                decision.reason
+            ));
+        }
+        if let Some(rule) = self.rule.as_ref().filter(|r| r.as_str() != decision.rule) {
+            failures.push(format!("expected rule `{rule}`, got `{}`", decision.rule));
+        }
+        if let Some(approver) = self.approver.as_ref().filter(|a| Some(a.as_str()) != decision.approver) {
+            failures.push(format!(
+                "expected approver `{approver}`, got `{}`",
+                decision.approver.unwrap_or("none")
+            ));
+        }
+        failures
+    }
+}
+
+/// Runs every case of `files` (name, parsed file) against the policy's
+/// `table`, each case on fresh state.
+pub fn run(table: &Arc<DecisionTable>, files: &[(String, TestFile)]) -> Report {
     let mut exercised: BTreeSet<String> = BTreeSet::new();
     let mut cases = Vec::new();
     for (file, tests) in files {
         for case in &tests.cases {
-            let fresh =
-                Engine::with_table(std::sync::Arc::clone(engine.table()), crate::state::State::in_memory());
-            for before in &case.before {
-                // `{repeat: N, request: {...}}` decides the request N times.
-                let (times, before) =
-                    match (before.get("repeat").and_then(Value::as_u64), before.get("request")) {
-                        (Some(times), Some(inner)) => (times.min(MAX_REPEAT), inner),
-                        _ => (1, before),
-                    };
-                if let Ok(request) = request(before) {
-                    for _ in 0..times {
-                        exercised.extend(exercised_rules(&fresh, &request));
-                    }
+            let run = Run::new(table);
+            for (request, times) in case.before_requests() {
+                for _ in 0..times {
+                    exercised.extend(run.decide(&request, |_| ()).0);
                 }
             }
-            let result = match request(&case.request) {
+            let result = match case.request() {
                 Err(message) => CaseResult {
                     file: file.clone(),
                     name: case.name.clone(),
@@ -141,45 +196,25 @@ pub fn run(engine: &Engine, files: &[(String, TestFile)]) -> Report {
                     failure: Some(format!("the request is invalid: {message}")),
                 },
                 Ok(request) => {
-                    if let Some(allow) = fresh.allow_rule(&request.agent, &request.tool) {
-                        exercised.insert(allow.to_owned());
-                    }
-                    let decision = fresh.decide(&request);
-                    exercised.insert(decision.rule.to_owned());
-                    let mut failures = Vec::new();
-                    if decision.outcome.as_str() != case.expect {
-                        failures.push(format!(
-                            "expected `{}`, got `{}` ({})",
-                            case.expect,
-                            decision.outcome.as_str(),
-                            decision.reason
-                        ));
-                    }
-                    if let Some(rule) = case.rule.as_ref().filter(|r| r.as_str() != decision.rule) {
-                        failures.push(format!("expected rule `{rule}`, got `{}`", decision.rule));
-                    }
-                    if let Some(approver) =
-                        case.approver.as_ref().filter(|a| Some(a.as_str()) != decision.approver)
-                    {
-                        failures.push(format!(
-                            "expected approver `{approver}`, got `{}`",
-                            decision.approver.unwrap_or("none")
-                        ));
-                    }
-                    CaseResult {
-                        file: file.clone(),
-                        name: case.name.clone(),
-                        passed: failures.is_empty(),
-                        decision: decision.outcome.as_str().to_owned(),
-                        rule: decision.rule.to_owned(),
-                        failure: (!failures.is_empty()).then(|| failures.join("; ")),
-                    }
+                    let (rules, result) = run.decide(&request, |decision| {
+                        let failures = case.failures(decision);
+                        CaseResult {
+                            file: file.clone(),
+                            name: case.name.clone(),
+                            passed: failures.is_empty(),
+                            decision: decision.outcome.as_str().to_owned(),
+                            rule: decision.rule.to_owned(),
+                            failure: (!failures.is_empty()).then(|| failures.join("; ")),
+                        }
+                    });
+                    exercised.extend(rules);
+                    result
                 }
             };
             cases.push(result);
         }
     }
-    let all: BTreeSet<String> = engine.table().rules().iter().map(|r| r.id.clone()).collect();
+    let all: BTreeSet<String> = table.rules().iter().map(|r| r.id.clone()).collect();
     let covered = all.iter().filter(|r| exercised.contains(*r)).cloned().collect();
     let uncovered = all.iter().filter(|r| !exercised.contains(*r)).cloned().collect();
     Report { cases, covered, uncovered }

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
-use tokio::io::{AsyncWriteExt, BufReader};
 use toolgate::engine::Engine;
-use toolgate::protocol::{self, Command, Read, WireError, WireErrorCode};
+use toolgate::protocol::{self, Op, WireError, WireErrorCode};
+use toolgate::server::connection::{self, Settings};
+use toolgate::service::{Role, Service, ServiceConfig};
+use toolgate::state::State;
 
 use super::{Exit, output};
 
@@ -29,73 +31,24 @@ pub fn run(policies: &[PathBuf], max_line: usize, which: EvalEngine) -> Exit {
     if which == EvalEngine::Rego {
         return run_rego(&policy);
     }
-    let engine = Engine::new(policy, toolgate::state::State::in_memory());
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().build() {
+    let engine = Engine::new(policy, State::in_memory());
+    // `eval` opens no approvals: it has no admin socket to grant them on.
+    let service = Service::new(engine, ServiceConfig::default(), None);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             output::error(&format!("cannot start the runtime: {error}"));
             return Exit::Usage;
         }
     };
-    match runtime.block_on(answer_all(&engine, max_line)) {
+    let settings = Settings { idle_timeout: None, max_line_bytes: max_line };
+    let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
+    match runtime.block_on(connection::serve(stdin, stdout, &service, settings, Role::Eval, None)) {
         Ok(()) => Exit::Ok,
         Err(error) => {
             output::error(&format!("cannot read stdin or write stdout: {error}"));
             Exit::Usage
         }
-    }
-}
-
-async fn answer_all(engine: &Engine, max_line: usize) -> std::io::Result<()> {
-    let mut input = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
-    let mut stdout = tokio::io::stdout();
-    let mut line = protocol::LineBuffer::default();
-    let mut out = Vec::new();
-    loop {
-        line.clear();
-        let read = protocol::read_line(&mut input, &mut line, max_line).await?;
-        match read {
-            Read::Eof => break,
-            Read::Line if line.bytes().iter().all(u8::is_ascii_whitespace) => {}
-            Read::Line => answer(engine, line.bytes(), &mut out),
-            Read::TooLong => protocol::write_error(
-                &mut out,
-                &serde_json::Value::Null,
-                &WireError::new(
-                    WireErrorCode::LineTooLong,
-                    format!("request line is longer than {max_line} bytes"),
-                ),
-            ),
-        }
-        // Flush when no further input is already waiting, so a client that
-        // sends one line and waits gets its answer at once.
-        if input.buffer().is_empty() || out.len() > 64 * 1024 {
-            stdout.write_all(&out).await?;
-            stdout.flush().await?;
-            out.clear();
-        }
-    }
-    stdout.write_all(&out).await?;
-    stdout.flush().await
-}
-
-fn answer(engine: &Engine, line: &[u8], out: &mut Vec<u8>) {
-    let Ok(text) = std::str::from_utf8(line) else {
-        let error = WireError::new(WireErrorCode::InvalidJson, "request line is not UTF-8");
-        return protocol::write_error(out, &serde_json::Value::Null, &error);
-    };
-    let parsed = protocol::parse_line(text);
-    match parsed.command {
-        Ok(Command::Decide(request)) => {
-            let decision = engine.decide(&request);
-            protocol::write_decision(out, &parsed.id, &decision, engine.policy_hash());
-        }
-        Ok(Command::Other(op, _)) => {
-            let error =
-                WireError::new(WireErrorCode::UnknownOp, format!("`eval` answers only `decide`, not `{op}`"));
-            protocol::write_error(out, &parsed.id, &error);
-        }
-        Err(error) => protocol::write_error(out, &parsed.id, &error),
     }
 }
 
@@ -120,8 +73,8 @@ fn run_rego(policy: &toolgate::compiler::CheckedPolicySet) -> Exit {
         }
         let mut answer = Vec::new();
         let parsed = protocol::parse_line(&line);
-        match parsed.command {
-            Ok(Command::Decide(request)) => match gateway.decide(&request) {
+        match parsed.op {
+            Ok(Op::Decide(request)) => match gateway.decide(&request) {
                 Ok(mut decision) => {
                     if let Some(object) = decision.as_object_mut() {
                         object.remove("counters");
@@ -134,10 +87,10 @@ fn run_rego(policy: &toolgate::compiler::CheckedPolicySet) -> Exit {
                     protocol::write_error(&mut answer, &parsed.id, &error);
                 }
             },
-            Ok(Command::Other(op, _)) => {
+            Ok(op) => {
                 let error = WireError::new(
                     WireErrorCode::UnknownOp,
-                    format!("`eval` answers only `decide`, not `{op}`"),
+                    format!("unknown op `{}`; `eval` answers only `decide`", op.kind().as_str()),
                 );
                 protocol::write_error(&mut answer, &parsed.id, &error);
             }

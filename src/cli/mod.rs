@@ -362,13 +362,16 @@ pub fn run() -> ExitCode {
             None => return lint::run(&args.paths, args.format, args.exit_zero),
         },
         Command::Serve(args) => serve::run(serve::ServeArgs {
-            config: toolgate::server::Config {
-                policies: args.policies,
+            server: toolgate::server::Config {
                 max_connections: args.max_connections.max(1),
                 idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
                 max_line_bytes: args.max_line_bytes,
-                log_decisions: args.log_decisions,
                 ..toolgate::server::Config::default()
+            },
+            service: toolgate::service::ServiceConfig {
+                policies: args.policies,
+                open_approvals: true,
+                log_decisions: args.log_decisions,
             },
             socket: args.socket,
             socket_mode: args.socket_mode,

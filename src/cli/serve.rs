@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use toolgate::engine::Engine;
-use toolgate::server::{self, Config, Shared, socket};
-use toolgate::service::reload;
+use toolgate::server::{self, socket};
+use toolgate::service::{Service, ServiceConfig, reload};
 use toolgate::state::{State, StateConfig};
 
 use super::{Exit, output};
@@ -14,8 +14,10 @@ use super::{Exit, output};
 /// How long file changes settle before a reload.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// `serve`'s resolved settings.
 pub struct ServeArgs {
-    pub config: Config,
+    pub server: server::Config,
+    pub service: ServiceConfig,
     pub socket: PathBuf,
     pub socket_mode: u32,
     pub watch: bool,
@@ -34,17 +36,15 @@ pub struct AuditArgs {
     pub sync: toolgate::audit::Sync,
 }
 
-/// Half the cores, at least one. Measured on 2 cores with 8 pipelining
-/// clients on the same machine: one worker gave 170,000 decisions/s at a
-/// p99 of 203 µs, two workers 136,000/s at 343 µs (the book's performance
-/// chapter has the runs).
+/// Half the cores, at least one: gateways on the same machine need the rest
+/// (the book's performance chapter has the measurements).
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 pub fn run(args: ServeArgs) -> Exit {
     init_logging();
-    let policy = match output::compile_or_report(&args.config.policies) {
+    let policy = match output::compile_or_report(&args.service.policies) {
         Ok(policy) => policy,
         Err(exit) => return exit,
     };
@@ -89,12 +89,13 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let shared = Shared::new(engine, args.config, audit);
+    let service = Arc::new(Service::new(engine, args.service, audit));
     let path = bound.path().to_path_buf();
-    let result = runtime.block_on(serve(listener, admin, Arc::clone(&shared), args.watch, path));
+    let result =
+        runtime.block_on(serve(listener, admin, Arc::clone(&service), args.server, args.watch, path));
     drop(runtime);
     // The trail is synced and closed before the sockets disappear.
-    if let Some(audit) = &shared.audit {
+    if let Some(audit) = service.audit() {
         audit.close();
     }
     drop(bound);
@@ -105,7 +106,8 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
 async fn serve(
     listener: std::os::unix::net::UnixListener,
     admin: Option<(std::os::unix::net::UnixListener, server::AdminPeers)>,
-    shared: Arc<Shared>,
+    service: Arc<Service>,
+    config: server::Config,
     watch: bool,
     path: PathBuf,
 ) -> Result<(), String> {
@@ -121,7 +123,7 @@ async fn serve(
     };
     let _watcher = if watch {
         Some(
-            reload::watch(Arc::clone(&shared), DEBOUNCE)
+            reload::watch(Arc::clone(&service), DEBOUNCE)
                 .map_err(|e| format!("cannot watch the policy files: {e}"))?,
         )
     } else {
@@ -130,20 +132,20 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    let on_hangup = Arc::clone(&shared);
+    let on_hangup = Arc::clone(&service);
     let hangups = tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            let _ = reload::reload(&on_hangup, reload::Trigger::Signal).await;
+            let _ = on_hangup.reload(reload::Trigger::Signal).await;
         }
     });
-    tracing::info!(socket = %path.display(), policy = %shared.engine.load().policy_hash(), "serving");
+    tracing::info!(socket = %path.display(), policy = %service.engine().policy_hash(), "serving");
     let shutdown = async move {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM received"),
             _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
     };
-    server::run(listener, admin, shared, shutdown).await;
+    server::run(listener, admin, service, config, shutdown).await;
     hangups.abort();
     tracing::info!("stopped");
     Ok(())

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use toolgate::authoring::testing::{self, Report, TestFile};
-use toolgate::engine::Engine;
+use toolgate::engine::table::DecisionTable;
 
 use super::{Exit, output};
 
@@ -28,7 +28,7 @@ pub fn run(paths: &[PathBuf], format: TestFormat, min_coverage: Option<f64>) -> 
         Ok(policy) => policy,
         Err(exit) => return exit.into(),
     };
-    let engine = Engine::new(policy, toolgate::state::State::in_memory());
+    let table = std::sync::Arc::new(DecisionTable::build(policy));
     let sources = match toolgate::compiler::files::read_tests(paths) {
         Ok(sources) => sources,
         Err(error) => {
@@ -53,7 +53,7 @@ pub fn run(paths: &[PathBuf], format: TestFormat, min_coverage: Option<f64>) -> 
             }
         }
     }
-    let report = testing::run(&engine, &files);
+    let report = testing::run(&table, &files);
     let text = match format {
         TestFormat::Human => human(&report),
         TestFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",

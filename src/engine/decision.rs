@@ -41,6 +41,9 @@ pub struct Decision<'e> {
     pub approver: Option<&'e str>,
     /// How much of this call the audit trail must record.
     pub audit: AuditLevel,
+    /// Argument paths the audit trail records as `"[redacted]"`
+    /// (`sensitiveArgs` of the agent's policy).
+    pub sensitive_args: &'e [Vec<String>],
 }
 
 /// Why a decision came out as it did.

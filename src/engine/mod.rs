@@ -105,22 +105,6 @@ impl Engine {
         }
     }
 
-    /// A copy of a request's arguments with the values the agent's policy
-    /// marks sensitive (`sensitiveArgs`) replaced by `"[redacted]"`, for
-    /// the audit trail. Unknown agents redact nothing (they have no policy).
-    pub fn redacted_args(
-        &self,
-        agent: &str,
-        args: &serde_json::Map<String, serde_json::Value>,
-    ) -> serde_json::Map<String, serde_json::Value> {
-        let mut copy = args.clone();
-        let Some(table) = self.table.agents.get(agent) else { return copy };
-        for path in &table.sensitive_args {
-            redact(&mut copy, path);
-        }
-        copy
-    }
-
     /// `sha256:<hex>` of the policy sources.
     pub fn policy_hash(&self) -> &str {
         self.table.hash()
@@ -205,6 +189,7 @@ impl Engine {
                 reason: Reason::Killed(kill),
                 approver: None,
                 audit: AuditLevel::Full,
+                sensitive_args: &[],
             };
         }
         let Some(agent) = self.table.agents.get(request.agent.as_str()) else {
@@ -214,6 +199,7 @@ impl Engine {
                 reason: Reason::UnknownAgent(&request.agent),
                 approver: None,
                 audit: AuditLevel::Full,
+                sensitive_args: &[],
             };
         };
         let decider = Decider { engine: self, agent, request };
@@ -249,7 +235,14 @@ impl<'e> Decider<'e> {
     }
 
     fn answer(&self, outcome: Outcome, rule: RuleId, reason: Reason<'e>) -> Decision<'e> {
-        Decision { outcome, rule: self.rule(rule), reason, approver: None, audit: self.agent.audit }
+        Decision {
+            outcome,
+            rule: self.rule(rule),
+            reason,
+            approver: None,
+            audit: self.agent.audit,
+            sensitive_args: &self.agent.sensitive_args,
+        }
     }
 
     fn deny(&self, rule: RuleId, reason: Reason<'e>) -> Decision<'e> {
@@ -263,6 +256,7 @@ impl<'e> Decider<'e> {
             reason: Reason::Internal,
             approver: None,
             audit: AuditLevel::Full,
+            sensitive_args: &[],
         }
     }
 
@@ -288,6 +282,7 @@ impl<'e> Decider<'e> {
             reason: Reason::StateUnavailable,
             approver: None,
             audit: AuditLevel::Full,
+            sensitive_args: &[],
         }
     }
 
@@ -302,6 +297,7 @@ impl<'e> Decider<'e> {
                     reason: Reason::UnknownTool,
                     approver: None,
                     audit: self.agent.audit,
+                    sensitive_args: &self.agent.sensitive_args,
                 };
             }
             None => self.agent.plan_by_globs(&request.tool, &self.engine.table.rules),
@@ -393,6 +389,7 @@ impl<'e> Decider<'e> {
                                 reason: Reason::ApprovalInvalid(error),
                                 approver: gate.approver.as_deref(),
                                 audit: self.agent.audit,
+                                sensitive_args: &self.agent.sensitive_args,
                             };
                         }
                     }
@@ -417,6 +414,7 @@ impl<'e> Decider<'e> {
                     reason: Reason::NoSession,
                     approver: None,
                     audit: self.agent.audit,
+                    sensitive_args: &self.agent.sensitive_args,
                 };
             };
             let admission = match gate_decision {
@@ -462,6 +460,7 @@ impl<'e> Decider<'e> {
                 reason: Reason::NoSession,
                 approver: None,
                 audit: self.agent.audit,
+                sensitive_args: &self.agent.sensitive_args,
             });
         };
         let store = self.engine.state.sessions.as_ref();
@@ -525,19 +524,4 @@ impl<'e> Decider<'e> {
 /// The pattern part of a `<agent>.deniedTools.<pattern>` rule id.
 fn pattern_of(rule_id: &str) -> &str {
     rule_id.split_once(".deniedTools.").map_or(rule_id, |(_, pattern)| pattern)
-}
-
-/// Replaces the value at `path` (object keys) with `"[redacted]"`, if present.
-fn redact(object: &mut serde_json::Map<String, serde_json::Value>, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else { return };
-    let mut current = object;
-    for key in parents {
-        match current.get_mut(key) {
-            Some(serde_json::Value::Object(inner)) => current = inner,
-            _ => return,
-        }
-    }
-    if let Some(value) = current.get_mut(last) {
-        *value = serde_json::Value::from("[redacted]");
-    }
 }

@@ -1,22 +1,26 @@
-//! The wire protocol of `toolgate eval` and the decision socket: one JSON
-//! object per line in, one per line out, in order.
+//! The wire protocol of `toolgate eval` and the decision and admin
+//! sockets: one JSON object per line in, one per line out, in order.
 //!
-//! Request: `{"id": <any>, "agent": "...", "tool": "...", "args": {...},
-//! "session": "...", "principal": {...}, "context": {...}}`; `args` defaults
-//! to `{}`, `op` to `"decide"`. Response: `{"id", "decision", "rule",
-//! "reason", "approver"?, "audit", "policy"}`. A line that cannot be decided
-//! gets `{"id", "decision": "deny", "error": {"code", "message"}}`.
-//!
-//! Framing ([`read_line`]) bounds every line: a longer one is consumed up to
-//! its newline and answered with `line_too_long`, so the stream stays in step.
+//! A line names an operation ([`Op`], `decide` by default) and its fields;
+//! [`decode::parse_line`] turns it into a typed [`Op`] or a [`WireError`],
+//! [`encode`] writes answers. Framing ([`frame::read_line`]) bounds every
+//! line. Nothing here decides or keeps state.
 
-use serde::Serialize;
-use serde_json::{Map, Value};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+pub mod decode;
+pub mod encode;
+pub mod frame;
 
-use crate::engine::{Decision, Request};
+pub use decode::{ParsedLine, parse_line};
+pub use encode::{Answer, ApprovalRef, Reply, write_answer, write_error, write_json, write_reply};
+pub use frame::{LineBuffer, ReadLine, read_line};
 
-/// A request line that could not be turned into a request.
+use crate::engine::Request;
+use crate::state::kill::KillScope;
+
+/// The protocol version reported by `health` and `status`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request line that could not be turned into an operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WireError {
     /// A stable, machine-readable code.
@@ -25,22 +29,31 @@ pub struct WireError {
     pub message: String,
 }
 
+impl WireError {
+    /// An error with a code and message.
+    pub fn new(code: WireErrorCode, message: impl Into<String>) -> Self {
+        WireError { code, message: message.into() }
+    }
+}
+
 /// The codes of [`WireError`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WireErrorCode {
     /// The line is not JSON.
     InvalidJson,
-    /// The line is JSON but not an object.
+    /// The line is JSON but not an object, has an unknown field, or asks
+    /// for something that cannot be done (e.g. approving a used approval).
     InvalidRequest,
     /// A required field is absent.
     MissingField,
-    /// A field has the wrong type.
+    /// A field has the wrong type or value.
     InvalidField,
-    /// `op` names no operation.
+    /// `op` names no operation available here.
     UnknownOp,
     /// The line is longer than the limit.
     LineTooLong,
-    /// The server could not decide (e.g. no policy loaded).
+    /// The server could not answer (connection limit, state or audit
+    /// trail unavailable, internal error).
     Unavailable,
 }
 
@@ -59,355 +72,167 @@ impl WireErrorCode {
     }
 }
 
-impl WireError {
-    /// An error with a code and message.
-    pub fn new(code: WireErrorCode, message: impl Into<String>) -> Self {
-        WireError { code, message: message.into() }
+/// Which operation a line names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// Decide a tool call.
+    Decide,
+    /// Report a call's result.
+    Outcome,
+    /// Is the server up?
+    Health,
+    /// Policy, reloads, kills, audit head and metrics.
+    Status,
+    /// Recompile the policy now.
+    Reload,
+    /// Kill a scope.
+    Kill,
+    /// Revive a scope.
+    Revive,
+    /// List the kills.
+    Kills,
+    /// List the pending approvals.
+    Approvals,
+    /// Grant an approval.
+    Approve,
+    /// Reject an approval.
+    Reject,
+}
+
+impl OpKind {
+    /// Every operation.
+    pub const ALL: [OpKind; 11] = [
+        OpKind::Decide,
+        OpKind::Outcome,
+        OpKind::Health,
+        OpKind::Status,
+        OpKind::Reload,
+        OpKind::Kill,
+        OpKind::Revive,
+        OpKind::Kills,
+        OpKind::Approvals,
+        OpKind::Approve,
+        OpKind::Reject,
+    ];
+
+    /// The name sent in `op`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Decide => "decide",
+            OpKind::Outcome => "outcome",
+            OpKind::Health => "health",
+            OpKind::Status => "status",
+            OpKind::Reload => "reload",
+            OpKind::Kill => "kill",
+            OpKind::Revive => "revive",
+            OpKind::Kills => "kills",
+            OpKind::Approvals => "approvals",
+            OpKind::Approve => "approve",
+            OpKind::Reject => "reject",
+        }
+    }
+
+    /// The operation of this name.
+    pub fn named(name: &str) -> Option<OpKind> {
+        OpKind::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
 }
 
-/// What a request line asks for.
+/// One operation, with its fields decoded.
 #[derive(Clone, Debug, PartialEq)]
 // One per request line, matched at once: boxing the request would cost an
 // allocation per decision for nothing.
 #[allow(clippy::large_enum_variant)]
-pub enum Command {
+pub enum Op {
     /// Decide a tool call.
     Decide(Request),
-    /// Any other operation, by name, with the whole line's object.
-    Other(String, Map<String, Value>),
+    /// A gateway reports a call's result.
+    Outcome(CallReport),
+    /// Is the server up?
+    Health,
+    /// Policy, reloads, kills, audit head and metrics.
+    Status,
+    /// Recompile the policy now.
+    Reload,
+    /// Kill a scope: its calls are denied until revived.
+    Kill {
+        /// What is killed.
+        scope: KillScope,
+        /// Why (shown in every denial).
+        reason: String,
+        /// Who, as they name themselves (recorded with their user id).
+        by: Option<String>,
+    },
+    /// Revive a killed scope.
+    Revive {
+        /// What is revived.
+        scope: KillScope,
+    },
+    /// List the kills in force.
+    Kills,
+    /// List the approvals waiting for a decision.
+    Approvals,
+    /// Grant or reject an approval.
+    DecideApproval {
+        /// The approval id.
+        approval: String,
+        /// Who decides (must be the gate's approver when it names one).
+        by: String,
+        /// Grant (`approve`) or reject (`reject`).
+        grant: bool,
+    },
 }
 
-/// A parsed line: the echoed id and the command or why there is none.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Line {
-    /// The request's `id`, echoed in the response (`null` if absent).
-    pub id: Value,
-    /// The command.
-    pub command: Result<Command, WireError>,
-}
-
-/// A well-formed decide request, parsed in one pass (the common case).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DecideLine {
-    #[serde(default)]
-    id: Value,
-    #[serde(default)]
-    op: Option<String>,
-    agent: String,
-    tool: String,
-    #[serde(default)]
-    args: Option<Map<String, Value>>,
-    #[serde(default)]
-    session: Option<String>,
-    #[serde(default)]
-    principal: Option<Value>,
-    #[serde(default)]
-    context: Option<Value>,
-    #[serde(default)]
-    approval: Option<String>,
-}
-
-/// Parses one request line.
-pub fn parse_line(line: &str) -> Line {
-    // The typed parse accepts exactly the well-formed decide requests; any
-    // other line goes the long way, which says precisely what is wrong.
-    if let Ok(fast) = serde_json::from_str::<DecideLine>(line) {
-        let objects =
-            [&fast.principal, &fast.context].iter().all(|v| v.as_ref().is_none_or(Value::is_object));
-        if fast.op.as_deref().is_none_or(|op| op == "decide") && objects {
-            let request = Request {
-                agent: fast.agent,
-                tool: fast.tool,
-                args: fast.args.unwrap_or_default(),
-                session: fast.session,
-                principal: fast.principal,
-                context: fast.context,
-                approval: fast.approval,
-            };
-            return Line { id: fast.id, command: Ok(Command::Decide(request)) };
+impl Op {
+    /// Which operation this is.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Decide(_) => OpKind::Decide,
+            Op::Outcome(_) => OpKind::Outcome,
+            Op::Health => OpKind::Health,
+            Op::Status => OpKind::Status,
+            Op::Reload => OpKind::Reload,
+            Op::Kill { .. } => OpKind::Kill,
+            Op::Revive { .. } => OpKind::Revive,
+            Op::Kills => OpKind::Kills,
+            Op::Approvals => OpKind::Approvals,
+            Op::DecideApproval { grant: true, .. } => OpKind::Approve,
+            Op::DecideApproval { grant: false, .. } => OpKind::Reject,
         }
     }
-    let mut object = match serde_json::from_str::<Value>(line) {
-        Ok(Value::Object(object)) => object,
-        Ok(_) => {
-            return error_line(Value::Null, WireErrorCode::InvalidRequest, "request must be a JSON object");
-        }
-        Err(e) => {
-            return error_line(Value::Null, WireErrorCode::InvalidJson, format!("invalid JSON: {e}"));
-        }
-    };
-    let id = object.remove("id").unwrap_or(Value::Null);
-    let op = match object.get("op") {
-        None | Some(Value::Null) => String::from("decide"),
-        Some(Value::String(op)) => op.clone(),
-        Some(_) => return error_line(id, WireErrorCode::InvalidField, "`op` must be a string"),
-    };
-    let command =
-        if op == "decide" { request(object).map(Command::Decide) } else { Ok(Command::Other(op, object)) };
-    Line { id, command }
 }
 
-fn error_line(id: Value, code: WireErrorCode, message: impl Into<String>) -> Line {
-    Line { id, command: Err(WireError::new(code, message)) }
-}
-
-/// The fields a decide request may carry.
-const REQUEST_FIELDS: [&str; 8] =
-    ["op", "agent", "tool", "args", "session", "principal", "context", "approval"];
-
-fn request(mut object: Map<String, Value>) -> Result<Request, WireError> {
-    // An unknown field is most likely a typo (`arg` for `args`); ignoring it
-    // would decide on less than the gateway meant to send, so it is refused.
-    if let Some(unknown) = object.keys().find(|k| !REQUEST_FIELDS.contains(&k.as_str())) {
-        let hint = crate::diagnostic::suggest(unknown, REQUEST_FIELDS)
-            .map_or_else(String::new, |best| format!("; did you mean `{best}`?"));
-        return Err(WireError::new(
-            WireErrorCode::InvalidRequest,
-            format!("unknown field `{unknown}`{hint}"),
-        ));
-    }
-    let agent = required_string(&mut object, "agent")?;
-    let tool = required_string(&mut object, "tool")?;
-    let args = match object.remove("args") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(args)) => args,
-        Some(_) => {
-            return Err(WireError::new(WireErrorCode::InvalidField, "`args` must be an object"));
-        }
-    };
-    let session = match object.remove("session") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(_) => {
-            return Err(WireError::new(WireErrorCode::InvalidField, "`session` must be a string"));
-        }
-    };
-    let principal = optional_object(&mut object, "principal")?;
-    let context = optional_object(&mut object, "context")?;
-    let approval = match object.remove("approval") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(id)) => Some(id),
-        Some(_) => return Err(WireError::new(WireErrorCode::InvalidField, "`approval` must be a string")),
-    };
-    Ok(Request { agent, tool, args, session, principal, context, approval })
-}
-
-fn required_string(object: &mut Map<String, Value>, key: &str) -> Result<String, WireError> {
-    match object.remove(key) {
-        Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => {
-            Err(WireError::new(WireErrorCode::MissingField, format!("`{key}` is required")))
-        }
-        Some(_) => Err(WireError::new(WireErrorCode::InvalidField, format!("`{key}` must be a string"))),
-    }
-}
-
-fn optional_object(object: &mut Map<String, Value>, key: &str) -> Result<Option<Value>, WireError> {
-    match object.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value @ Value::Object(_)) => Ok(Some(value)),
-        Some(_) => Err(WireError::new(WireErrorCode::InvalidField, format!("`{key}` must be an object"))),
-    }
-}
-
-#[derive(Serialize)]
-struct DecisionLine<'a> {
-    id: &'a Value,
-    decision: &'static str,
-    rule: &'a str,
-    #[serde(serialize_with = "display")]
-    reason: &'a crate::engine::Reason<'a>,
+/// A call's result, as a gateway reports it (`outcome`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CallReport {
+    /// The agent that made the call.
+    pub agent: String,
+    /// Its session.
+    pub session: String,
+    /// The tool, if given.
     #[serde(skip_serializing_if = "Option::is_none")]
-    approver: Option<&'a str>,
+    pub tool: Option<String>,
+    /// `ok` or `error`.
+    pub status: CallStatus,
+    /// What the call cost, in the policy's cost unit (0 if not given).
+    pub cost: f64,
+    /// How long the call took, if given.
     #[serde(skip_serializing_if = "Option::is_none")]
-    approval: Option<ApprovalRef<'a>>,
-    audit: &'static str,
-    policy: &'a str,
+    pub latency_ms: Option<f64>,
+    /// How many bytes the tool returned, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<u64>,
+    /// A digest of what the tool returned, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_sha256: Option<String>,
 }
 
-/// The approval a `require_approval` answer opened.
-#[derive(Serialize)]
-pub struct ApprovalRef<'a> {
-    /// The id to grant and to send back with the call.
-    pub id: &'a str,
-    /// Seconds since the Unix epoch after which it is void.
-    pub expires_at: u64,
-}
-
-fn display<S: serde::Serializer>(
-    value: &&crate::engine::Reason<'_>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
-}
-
-#[derive(Serialize)]
-struct ErrorLine<'a> {
-    id: &'a Value,
-    decision: &'static str,
-    error: ErrorBody<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: &'static str,
-    message: &'a str,
-}
-
-/// Appends the response line for a decision (with its newline) to `out`.
-pub fn write_decision(out: &mut Vec<u8>, id: &Value, decision: &Decision<'_>, policy: &str) {
-    write_decision_with(out, id, decision, policy, None);
-}
-
-/// Appends the response line for a decision that opened an approval.
-pub fn write_decision_with(
-    out: &mut Vec<u8>,
-    id: &Value,
-    decision: &Decision<'_>,
-    policy: &str,
-    approval: Option<ApprovalRef<'_>>,
-) {
-    let line = DecisionLine {
-        id,
-        decision: decision.outcome.as_str(),
-        rule: decision.rule,
-        reason: &decision.reason,
-        approver: decision.approver,
-        approval,
-        audit: decision.audit.as_str(),
-        policy,
-    };
-    write_json(out, &line);
-}
-
-/// Appends the response line for an error (with its newline) to `out`.
-pub fn write_error(out: &mut Vec<u8>, id: &Value, error: &WireError) {
-    let line = ErrorLine {
-        id,
-        decision: "deny",
-        error: ErrorBody { code: error.code.as_str(), message: &error.message },
-    };
-    write_json(out, &line);
-}
-
-/// Appends any serialisable answer as one line (an error line if it cannot
-/// be encoded, so every request still gets exactly one answer).
-pub fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
-    // Serializing these plain structs into memory cannot fail; should it
-    // ever, the client still gets a deny rather than nothing.
-    if serde_json::to_writer(&mut *out, value).is_err() {
-        out.extend_from_slice(br#"{"id":null,"decision":"deny","error":{"code":"internal","message":"response encoding failed"}}"#);
-    }
-    out.push(b'\n');
-}
-
-/// The result of reading one request line.
-pub enum Read {
-    /// A complete line is in the buffer (without its newline).
-    Line,
-    /// The line was longer than the limit; it was consumed and dropped.
-    TooLong,
-    /// The input ended before any byte of a new line.
-    Eof,
-}
-
-/// A request line being read. It keeps its state between reads, so a read
-/// that is cancelled (by a timeout or a shutdown signal) resumes where it
-/// stopped, also in the middle of skipping an over-long line.
-#[derive(Debug, Default)]
-pub struct LineBuffer {
-    bytes: Vec<u8>,
-    too_long: bool,
-    started: bool,
-}
-
-impl LineBuffer {
-    /// The line read, without its newline.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// Makes room for the next line.
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.too_long = false;
-        self.started = false;
-    }
-}
-
-/// Reads one line of at most `max` bytes into `line`; a longer line is
-/// consumed up to its newline, so the stream stays in step. A last line
-/// without a newline counts as a line. Call [`LineBuffer::clear`] after
-/// each complete line.
-pub async fn read_line(
-    input: &mut (impl AsyncBufRead + Unpin),
-    line: &mut LineBuffer,
-    max: usize,
-) -> std::io::Result<Read> {
-    loop {
-        let available = input.fill_buf().await?;
-        if available.is_empty() {
-            // End of input ends the last line too, if there is one.
-            return Ok(match (line.started, line.too_long) {
-                (false, _) => Read::Eof,
-                (true, true) => Read::TooLong,
-                (true, false) => Read::Line,
-            });
-        }
-        line.started = true;
-        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (&available[..i], Some(i + 1)),
-            None => (available, None),
-        };
-        if !line.too_long {
-            if line.bytes.len() + chunk.len() > max {
-                line.too_long = true;
-                line.bytes.clear();
-            } else {
-                line.bytes.extend_from_slice(chunk);
-            }
-        }
-        let consumed = done.unwrap_or(available.len());
-        input.consume(consumed);
-        if done.is_some() {
-            return Ok(if line.too_long { Read::TooLong } else { Read::Line });
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bad_lines_get_errors_with_the_id() {
-        let cases = [
-            ("not json", Value::Null, WireErrorCode::InvalidJson),
-            ("[1]", Value::Null, WireErrorCode::InvalidRequest),
-            (r#"{"id": 7, "tool": "t"}"#, Value::from(7), WireErrorCode::MissingField),
-            (r#"{"id": "x", "agent": "a", "tool": 3}"#, Value::from("x"), WireErrorCode::InvalidField),
-            (r#"{"agent": "a", "tool": "t", "args": [1]}"#, Value::Null, WireErrorCode::InvalidField),
-            (r#"{"agent": "a", "tool": "t", "session": 5}"#, Value::Null, WireErrorCode::InvalidField),
-            (r#"{"agent": "a", "tool": "t", "principal": "me"}"#, Value::Null, WireErrorCode::InvalidField),
-            (
-                r#"{"id": 2, "agent": "a", "tool": "t", "arg": {"limit": 500}}"#,
-                Value::from(2),
-                WireErrorCode::InvalidRequest,
-            ),
-        ];
-        for (text, id, code) in cases {
-            let line = parse_line(text);
-            assert_eq!(line.id, id, "{text}");
-            assert_eq!(line.command.expect_err(text).code, code, "{text}");
-        }
-    }
-
-    #[test]
-    fn args_default_to_an_empty_object() {
-        let line = parse_line(r#"{"agent": "a", "tool": "t"}"#);
-        let Ok(Command::Decide(request)) = line.command else { panic!("decide") };
-        assert!(request.args.is_empty());
-    }
+/// Whether a reported call succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallStatus {
+    /// It succeeded.
+    Ok,
+    /// It failed.
+    Error,
 }

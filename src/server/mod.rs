@@ -1,23 +1,20 @@
-//! The decision server: the wire protocol of [`crate::protocol`] on a Unix
-//! domain socket, with hot reload, a connection cap, idle timeouts and a
-//! graceful drain. Like `mini-redis`, [`run`] takes its listener and a
-//! shutdown future from the caller.
+//! The decision server: the [`crate::service`] on Unix domain sockets,
+//! with a connection cap, idle timeouts and a graceful drain. Like
+//! `mini-redis`, [`run`] takes its listeners and a shutdown future from the
+//! caller. This is framing and connection handling only: every line is
+//! answered by the service.
 
-mod connection;
-
-pub use connection::Role;
+pub mod connection;
 pub mod socket;
 
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::engine::Engine;
+use crate::service::{Role, Service};
 
 /// Who may use the admin socket, by the credentials the kernel reports for
 /// a connection (`SO_PEERCRED`). Root is always allowed.
@@ -36,14 +33,9 @@ impl AdminPeers {
     }
 }
 
-/// The protocol version reported by `health` and `status`.
-pub const PROTOCOL_VERSION: u32 = 1;
-
-/// Server settings.
+/// Transport settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The policy paths, for reloads.
-    pub policies: Vec<PathBuf>,
     /// The most connections served at once; more are refused.
     pub max_connections: usize,
     /// A connection that sends no complete line for this long is closed.
@@ -52,56 +44,16 @@ pub struct Config {
     pub max_line_bytes: usize,
     /// How long shutdown waits for open connections to finish.
     pub drain_timeout: Duration,
-    /// Log every decision (off by default: it is the hot path).
-    pub log_decisions: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            policies: Vec::new(),
             max_connections: 1024,
             idle_timeout: Duration::from_secs(30),
             max_line_bytes: 1 << 20,
             drain_timeout: Duration::from_secs(10),
-            log_decisions: false,
         }
-    }
-}
-
-/// State shared by every connection.
-pub struct Shared {
-    /// The engine now serving; swapped whole on reload.
-    pub engine: ArcSwap<Engine>,
-    /// The state every engine decides on.
-    pub state: crate::state::State,
-    /// Settings.
-    pub config: Config,
-    /// Counters for `status`.
-    pub metrics: crate::service::metrics::Metrics,
-    /// Reload history for `status`.
-    pub reload_status: Mutex<crate::service::reload::ReloadStatus>,
-    /// Serialises reloads.
-    pub reload_lock: tokio::sync::Mutex<()>,
-    /// When the server started.
-    pub started: Instant,
-    /// The audit trail, if one is kept.
-    pub audit: Option<crate::audit::AuditSink>,
-}
-
-impl Shared {
-    /// Shared state around a first, valid engine.
-    pub fn new(engine: Engine, config: Config, audit: Option<crate::audit::AuditSink>) -> Arc<Shared> {
-        Arc::new(Shared {
-            state: engine.state().clone(),
-            engine: ArcSwap::from_pointee(engine),
-            config,
-            metrics: crate::service::metrics::Metrics::default(),
-            reload_status: Mutex::new(crate::service::reload::ReloadStatus::new()),
-            reload_lock: tokio::sync::Mutex::new(()),
-            started: Instant::now(),
-            audit,
-        })
     }
 }
 
@@ -111,14 +63,16 @@ impl Shared {
 pub async fn run(
     listener: UnixListener,
     admin: Option<(UnixListener, AdminPeers)>,
-    shared: Arc<Shared>,
+    service: Arc<Service>,
+    config: Config,
     shutdown: impl Future<Output = ()>,
 ) {
     let (admin_listener, admin_peers) = match admin {
         Some((listener, peers)) => (Some(listener), peers),
         None => (None, AdminPeers::default()),
     };
-    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let settings = connection::Settings::from(&config);
     let (stop, stopped) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -137,10 +91,11 @@ pub async fn run(
                 let uid = peer.map(|c| c.uid());
                 match uid.filter(|_| peer.is_some_and(|p| admin_peers.allows(p.uid(), p.gid()))) {
                     Some(uid) => {
-                        let shared = Arc::clone(&shared);
+                        let service = Arc::clone(&service);
                         let stopped = stopped.clone();
                         connections.spawn(async move {
-                            connection::serve(stream, &shared, stopped, Role::Admin { uid }).await;
+                            let (read, write) = stream.into_split();
+                            let _ = connection::serve(read, write, &service, settings, Role::Admin { uid }, Some(stopped)).await;
                         });
                     }
                     None => {
@@ -160,17 +115,18 @@ pub async fn run(
                     }
                 };
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                    shared.metrics.refused();
-                    tracing::warn!(limit = shared.config.max_connections, "connection refused: too many connections");
+                    service.metrics().refused();
+                    tracing::warn!(limit = config.max_connections, "connection refused: too many connections");
                     connections.spawn(connection::refuse(stream, "too many connections; try again later"));
                     continue;
                 };
-                let shared = Arc::clone(&shared);
+                let service = Arc::clone(&service);
                 let stopped = stopped.clone();
                 connections.spawn(async move {
-                    shared.metrics.opened();
-                    connection::serve(stream, &shared, stopped, Role::Decisions).await;
-                    shared.metrics.closed();
+                    service.metrics().opened();
+                    let (read, write) = stream.into_split();
+                    let _ = connection::serve(read, write, &service, settings, Role::Decisions, Some(stopped)).await;
+                    service.metrics().closed();
                     drop(permit);
                 });
             }
@@ -183,7 +139,7 @@ pub async fn run(
     let _ = stop.send(true);
     let open = connections.len();
     tracing::info!(open, "shutting down: draining connections");
-    let drained = tokio::time::timeout(shared.config.drain_timeout, async {
+    let drained = tokio::time::timeout(config.drain_timeout, async {
         while connections.join_next().await.is_some() {}
     })
     .await;

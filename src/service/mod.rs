@@ -1,5 +1,253 @@
-//! The running gateway core: admin operations, reload and metrics.
+//! The running gateway core, transport-free: one [`Service`] takes typed
+//! operations ([`Op`]) and gives typed replies ([`Reply`]). A decision goes
+//! decide → open an approval when one is required → audit record →
+//! metrics; the admin operations (kill, revive, approvals, approve,
+//! reject), outcomes, reload and status go through it too.
+//!
+//! Transports — the Unix-socket server, `toolgate eval`, an MCP proxy —
+//! only frame lines and hand them here. Nothing here reads a socket.
 
-pub mod admin;
+mod admin;
+mod decide;
 pub mod metrics;
 pub mod reload;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use serde_json::{Value, json};
+
+use crate::audit::AuditSink;
+use crate::audit::record::{self, Record};
+use crate::engine::Engine;
+use crate::protocol::{Op, OpKind, PROTOCOL_VERSION, ParsedLine, Reply, WireError, WireErrorCode};
+use crate::state::State;
+
+/// Service settings.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceConfig {
+    /// The policy paths, for reloads.
+    pub policies: Vec<PathBuf>,
+    /// Open an approval for each `require_approval` answer (a server does;
+    /// `eval`, which has no admin socket to grant one, does not).
+    pub open_approvals: bool,
+    /// Log every decision (off by default: it is the hot path).
+    pub log_decisions: bool,
+}
+
+/// Who is asking, and so what they may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The decision socket: decisions, outcomes, health, status, reload.
+    Decisions,
+    /// The admin socket, from an allowed peer: kills, approvals, health,
+    /// status, reload.
+    Admin {
+        /// The peer's user id, as the kernel reports it.
+        uid: u32,
+    },
+    /// `toolgate eval`: decisions only.
+    Eval,
+}
+
+impl Role {
+    /// Whether this role may ask for `kind`.
+    pub fn permits(self, kind: OpKind) -> bool {
+        use OpKind::*;
+        match self {
+            Role::Decisions => matches!(kind, Decide | Outcome | Health | Status | Reload),
+            Role::Admin { .. } => {
+                matches!(
+                    kind,
+                    Kill | Revive | Kills | Approvals | Approve | Reject | Health | Status | Reload
+                )
+            }
+            Role::Eval => kind == Decide,
+        }
+    }
+
+    /// Why an operation is refused here (`what`), and what is offered instead.
+    fn refusal(self, what: &str) -> WireError {
+        let offer = match self {
+            Role::Decisions => {
+                "the operations here are decide, outcome, health, status, reload (kills and approvals are on the admin socket)"
+            }
+            Role::Admin { .. } => {
+                "the operations here are kill, revive, kills, approvals, approve, reject, health, status, reload (decisions are on the decision socket)"
+            }
+            Role::Eval => "`eval` answers only `decide`",
+        };
+        WireError::new(WireErrorCode::UnknownOp, format!("{what}; {offer}"))
+    }
+}
+
+/// Audit records of answers not yet delivered: written by
+/// [`Service::commit`] before the answers leave.
+#[derive(Debug, Default)]
+pub struct AuditBatch {
+    records: Vec<Record>,
+}
+
+impl AuditBatch {
+    /// How many records wait.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// The gateway core. `Send + Sync`; share it behind an `Arc`.
+pub struct Service {
+    engine: ArcSwap<Engine>,
+    state: State,
+    config: ServiceConfig,
+    audit: Option<AuditSink>,
+    metrics: metrics::Metrics,
+    reloads: Mutex<reload::ReloadStatus>,
+    reload_lock: tokio::sync::Mutex<()>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("engine", &self.engine.load()).finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// A service around a first, valid engine; `audit`, if given, receives
+    /// a record of everything before it is answered.
+    pub fn new(engine: Engine, config: ServiceConfig, audit: Option<AuditSink>) -> Service {
+        let state = engine.state().clone();
+        let loaded_at = state.clock.now();
+        Service {
+            engine: ArcSwap::from_pointee(engine),
+            state,
+            config,
+            audit,
+            metrics: metrics::Metrics::default(),
+            reloads: Mutex::new(reload::ReloadStatus::new(loaded_at)),
+            reload_lock: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+        }
+    }
+
+    /// The engine now serving. Load it once per request: the whole
+    /// decision then uses one policy, old or new.
+    pub fn engine(&self) -> arc_swap::Guard<Arc<Engine>> {
+        self.engine.load()
+    }
+
+    /// The state every engine of this service decides on.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The counters behind `status`.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The audit trail, if one is kept.
+    pub fn audit(&self) -> Option<&AuditSink> {
+        self.audit.as_ref()
+    }
+
+    /// Answers one parsed line from a client in `role`, deciding with
+    /// `engine` (loaded once for the line). Records go into `batch`; the
+    /// transport commits them before the answer leaves.
+    pub async fn handle<'e>(
+        &self,
+        engine: &'e Engine,
+        line: &'e ParsedLine,
+        role: Role,
+        batch: &mut AuditBatch,
+    ) -> Reply<'e> {
+        let id = &line.id;
+        if let Some(kind) = line.kind
+            && !role.permits(kind)
+        {
+            return self.refuse(id, role.refusal(&format!("unknown op `{}`", kind.as_str())), batch);
+        }
+        let op = match &line.op {
+            Ok(op) => op,
+            Err(error) if error.code == WireErrorCode::UnknownOp => {
+                return self.refuse(id, role.refusal(&error.message), batch);
+            }
+            Err(error) => return self.refuse(id, error.clone(), batch),
+        };
+        let reply = match op {
+            Op::Decide(request) => return self.decide_guarded(engine, id, request, batch).await,
+            Op::Health => Ok(Reply::Health { policy: engine.policy_hash().to_owned() }),
+            Op::Status => Ok(Reply::Status(self.status())),
+            Op::Reload => Ok(match self.reload(reload::Trigger::Request).await {
+                Ok(policy) => Reply::Reload { ok: true, policy, errors: None },
+                Err(error) => Reply::Reload {
+                    ok: false,
+                    policy: self.engine().policy_hash().to_owned(),
+                    errors: Some(error.lines()),
+                },
+            }),
+            Op::Outcome(report) => self.outcome(report).await,
+            Op::Kill { scope, reason, by } => self.kill(scope, reason, by.as_deref(), role).await,
+            Op::Revive { scope } => self.revive(scope, role).await,
+            Op::Kills => Ok(Reply::Kills(self.state.kills.list())),
+            Op::Approvals => Ok(Reply::Approvals(self.state.approvals.pending())),
+            Op::DecideApproval { approval, by, grant } => {
+                self.decide_approval(approval, by, *grant, role).await
+            }
+        };
+        reply.unwrap_or_else(|error| self.refuse(id, error, batch))
+    }
+
+    /// Answers a line that cannot be answered as asked with an error (a
+    /// deny), and records it.
+    pub fn refuse(&self, id: &Value, error: WireError, batch: &mut AuditBatch) -> Reply<'static> {
+        self.metrics.error();
+        if self.audit.is_some() {
+            let time = self.state.clock.rfc3339_micros();
+            batch.records.push(record::error(&time, id, error.code.as_str(), &error.message));
+        }
+        Reply::Error(error)
+    }
+
+    /// Writes the batch's records to the audit trail (nothing without one).
+    /// On an error, none of the batch's answers may leave as given: the
+    /// transport answers them with `unavailable` instead.
+    pub async fn commit(&self, batch: &mut AuditBatch) -> Result<(), String> {
+        let records = std::mem::take(&mut batch.records);
+        match &self.audit {
+            Some(audit) => audit.write(records).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Records an event (an operator action, an outcome) in the audit trail.
+    async fn record(&self, kind: &str, fields: Value) {
+        let Some(audit) = &self.audit else { return };
+        let record = record::event(&self.state.clock.rfc3339_micros(), kind, fields);
+        if let Err(error) = audit.write(vec![record]).await {
+            tracing::error!(%error, kind, "cannot record in the audit trail");
+        }
+    }
+
+    /// The `status` report.
+    pub fn status(&self) -> Value {
+        let reload = self.reloads.lock().unwrap_or_else(PoisonError::into_inner).to_json();
+        json!({
+            "protocol": PROTOCOL_VERSION,
+            "policy": self.engine().policy_hash(),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "reload": reload,
+            "kills": crate::state::kill::summary(&self.state.kills.list()),
+            "audit": self.audit.as_ref().map(|a| { let (seq, hash) = a.head(); json!({"seq": seq, "head": hash}) }),
+            "metrics": self.metrics.to_json(),
+        })
+    }
+}

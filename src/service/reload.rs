@@ -1,9 +1,9 @@
-//! Loading policies into engines, and reloading them: on file changes
-//! (watched with `notify`), on SIGHUP, and on the `reload` operation.
+//! Compiling policies into decision tables, and reloading them: on file
+//! changes (watched with `notify`), on SIGHUP, and on the `reload` operation.
 //!
 //! A reload compiles the policy set off the async threads and swaps the
-//! engine atomically; a policy with errors is never swapped in, and its
-//! diagnostics are kept for `status`.
+//! table atomically (the state stays); a policy with errors is never
+//! swapped in, and its diagnostics are kept for `status`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,10 +13,10 @@ use notify::{RecursiveMode, Watcher};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::Service;
 use crate::diagnostic::render;
 use crate::engine::Engine;
-use crate::server::Shared;
-use crate::state::State;
+use crate::engine::table::DecisionTable;
 
 /// Why a policy set could not become an engine.
 #[derive(Debug, Clone)]
@@ -37,13 +37,13 @@ impl LoadError {
     }
 }
 
-/// Reads and compiles `paths` into an engine sharing the server's state.
-pub fn load(paths: &[PathBuf], state: State) -> Result<Engine, LoadError> {
+/// Reads and compiles `paths` into a decision table.
+pub fn compile_table(paths: &[PathBuf]) -> Result<DecisionTable, LoadError> {
     let sources =
         crate::compiler::files::read_policies(paths).map_err(|e| LoadError::Files(e.to_string()))?;
-    let checked = crate::compiler::compile(sources, &crate::compiler::files::DiskFiles);
+    let checked = crate::compiler::compile(sources, &crate::compiler::DiskFiles);
     match checked.policy {
-        Some(policy) => Ok(Engine::new(policy, state)),
+        Some(policy) => Ok(DecisionTable::build(policy)),
         None => Err(LoadError::Invalid(
             checked
                 .diagnostics
@@ -72,15 +72,9 @@ pub struct ReloadStatus {
 }
 
 impl ReloadStatus {
-    /// The status at start.
-    pub fn new() -> Self {
-        ReloadStatus {
-            loaded_at: SystemTime::now(),
-            last_attempt: None,
-            last_error: None,
-            reloads: 0,
-            failures: 0,
-        }
+    /// The status of a policy loaded at `loaded_at`.
+    pub fn new(loaded_at: SystemTime) -> Self {
+        ReloadStatus { loaded_at, last_attempt: None, last_error: None, reloads: 0, failures: 0 }
     }
 
     /// As JSON for `status`.
@@ -93,12 +87,6 @@ impl ReloadStatus {
             "reloads": self.reloads,
             "failures": self.failures,
         })
-    }
-}
-
-impl Default for ReloadStatus {
-    fn default() -> Self {
-        ReloadStatus::new()
     }
 }
 
@@ -124,47 +112,51 @@ impl Trigger {
     }
 }
 
-/// Recompiles and, if the policy is valid, swaps it in. Reloads are
-/// serialised, so a slow one cannot overwrite a newer one.
-pub async fn reload(shared: &Arc<Shared>, trigger: Trigger) -> Result<String, LoadError> {
-    let _serial = shared.reload_lock.lock().await;
-    let paths = shared.config.policies.clone();
-    let state = shared.state.clone();
-    let result = tokio::task::spawn_blocking(move || load(&paths, state))
-        .await
-        .unwrap_or_else(|e| Err(LoadError::Files(format!("policy compilation failed: {e}"))));
-    if let Some(audit) = &shared.audit {
-        let (ok, policy, errors) = match &result {
-            Ok(engine) => (true, engine.policy_hash().to_owned(), Vec::new()),
-            Err(error) => (false, shared.engine.load().policy_hash().to_owned(), error.lines()),
-        };
-        let record = crate::audit::record::reload_record(trigger.as_str(), ok, &policy, &errors);
-        if let Err(error) = audit.write(vec![record]).await {
-            // A policy nobody can see being loaded must not serve.
-            tracing::error!(%error, "cannot record the reload in the audit trail; keeping the current policy");
-            return Err(LoadError::Files(format!(
-                "the reload could not be recorded in the audit trail: {error}"
-            )));
+impl Service {
+    /// Recompiles and, if the policy is valid, swaps its table in (the
+    /// state stays). Reloads are serialised, so a slow one cannot overwrite
+    /// a newer one. A reload that cannot be recorded in the audit trail is
+    /// not made: a policy nobody can see being loaded must not serve.
+    pub async fn reload(&self, trigger: Trigger) -> Result<String, LoadError> {
+        let _serial = self.reload_lock.lock().await;
+        let paths = self.config.policies.clone();
+        let result = tokio::task::spawn_blocking(move || compile_table(&paths))
+            .await
+            .unwrap_or_else(|e| Err(LoadError::Files(format!("policy compilation failed: {e}"))));
+        if let Some(audit) = &self.audit {
+            let (ok, policy, errors) = match &result {
+                Ok(table) => (true, table.hash().to_owned(), Vec::new()),
+                Err(error) => (false, self.engine().policy_hash().to_owned(), error.lines()),
+            };
+            let time = self.state.clock.rfc3339_micros();
+            let record = crate::audit::record::reload(&time, trigger.as_str(), ok, &policy, &errors);
+            if let Err(error) = audit.write(vec![record]).await {
+                tracing::error!(%error, "cannot record the reload in the audit trail; keeping the current policy");
+                return Err(LoadError::Files(format!(
+                    "the reload could not be recorded in the audit trail: {error}"
+                )));
+            }
         }
-    }
-    let mut status = shared.reload_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    status.last_attempt = Some(SystemTime::now());
-    match result {
-        Ok(engine) => {
-            let hash = engine.policy_hash().to_owned();
-            let previous = shared.engine.load().policy_hash().to_owned();
-            shared.engine.store(Arc::new(engine));
-            status.loaded_at = SystemTime::now();
-            status.last_error = None;
-            status.reloads += 1;
-            tracing::info!(?trigger, policy = %hash, previous = %previous, "policy reloaded");
-            Ok(hash)
-        }
-        Err(error) => {
-            status.failures += 1;
-            status.last_error = Some(error.clone());
-            tracing::warn!(?trigger, errors = ?error.lines(), "policy reload failed; still serving the last good policy");
-            Err(error)
+        let now = self.state.clock.now();
+        let mut status = self.reloads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        status.last_attempt = Some(now);
+        match result {
+            Ok(table) => {
+                let hash = table.hash().to_owned();
+                let previous = self.engine().policy_hash().to_owned();
+                self.engine.store(Arc::new(Engine::with_table(Arc::new(table), self.state.clone())));
+                status.loaded_at = now;
+                status.last_error = None;
+                status.reloads += 1;
+                tracing::info!(?trigger, policy = %hash, previous = %previous, "policy reloaded");
+                Ok(hash)
+            }
+            Err(error) => {
+                status.failures += 1;
+                status.last_error = Some(error.clone());
+                tracing::warn!(?trigger, errors = ?error.lines(), "policy reload failed; still serving the last good policy");
+                Err(error)
+            }
         }
     }
 }
@@ -204,9 +196,9 @@ fn relevant(changed: &Path, policies: &[PathBuf]) -> bool {
 /// Access events (a file opened, read or closed without writing) are
 /// ignored: the reload itself reads the policy files, and counting those
 /// reads made every reload trigger the next one.
-pub fn watch(shared: Arc<Shared>, debounce: Duration) -> Result<WatchGuard, notify::Error> {
+pub fn watch(service: Arc<Service>, debounce: Duration) -> Result<WatchGuard, notify::Error> {
     let (sender, mut receiver) = mpsc::channel::<()>(1);
-    let policies: Vec<PathBuf> = shared.config.policies.clone();
+    let policies: Vec<PathBuf> = service.config.policies.clone();
     let filter = policies.clone();
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         let Ok(event) = result else { return };
@@ -230,7 +222,7 @@ pub fn watch(shared: Arc<Shared>, debounce: Duration) -> Result<WatchGuard, noti
             // Let the burst settle, then take everything it queued as one.
             tokio::time::sleep(debounce).await;
             while receiver.try_recv().is_ok() {}
-            let _ = reload(&shared, Trigger::FileChange).await;
+            let _ = service.reload(Trigger::FileChange).await;
         }
     });
     Ok(WatchGuard { _watcher: Box::new(watcher), task })

@@ -194,10 +194,7 @@ fn request() -> impl Strategy<Value = Value> {
 }
 
 fn parse(value: &Value) -> Request {
-    match toolgate::protocol::parse_line(&value.to_string()).command {
-        Ok(toolgate::protocol::Command::Decide(request)) => request,
-        other => panic!("generated an invalid request: {other:?}"),
-    }
+    crate::util::request(value)
 }
 
 proptest! {

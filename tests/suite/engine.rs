@@ -5,28 +5,12 @@ use serde_json::{Value, json};
 use toolgate::compiler::PolicySource;
 use toolgate::engine::{Engine, Outcome, Request};
 
-fn engine(policy: &str) -> Engine {
-    let checked = toolgate::compile(
-        vec![PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() }],
-        &toolgate::NoFiles,
-    );
-    let errors: Vec<_> = checked.diagnostics.as_slice().iter().filter(|d| d.is_error()).collect();
-    assert!(errors.is_empty(), "{errors:?}");
-    Engine::new(checked.policy.expect("compiles"), toolgate::state::State::in_memory())
-}
-
-fn request(value: Value) -> Request {
-    let line = toolgate::protocol::parse_line(&value.to_string());
-    match line.command {
-        Ok(toolgate::protocol::Command::Decide(request)) => request,
-        other => panic!("not a request: {other:?}"),
-    }
-}
+use crate::util::{engine, request};
 
 /// Runs `requests` in order; checks the last one's outcome and rule.
 fn check(policy: &str, requests: &[Value], outcome: Outcome, rule: &str) {
     let engine = engine(policy);
-    let requests: Vec<Request> = requests.iter().cloned().map(request).collect();
+    let requests: Vec<Request> = requests.iter().map(request).collect();
     let (last, before) = requests.split_last().expect("a request");
     for r in before {
         engine.decide(r);
@@ -245,7 +229,7 @@ fn params_apply_json_schema_keywords_to_present_arguments() {
 fn decisions_name_the_approver_and_audit_level() {
     let engine = engine(GATES);
     let request = request(
-        json!({"agent": "bot", "tool": "pay", "args": {"amount": 500}, "principal": {"limit": 1000}}),
+        &json!({"agent": "bot", "tool": "pay", "args": {"amount": 500}, "principal": {"limit": 1000}}),
     );
     let decision = engine.decide(&request);
     assert_eq!(decision.approver, Some("finance"));
@@ -274,7 +258,7 @@ agentPolicies:
 fn rate_limits_count_per_agent_across_sessions_and_refill() {
     let engine = engine(RATED);
     let search =
-        |session: Option<&str>| request(json!({"agent": "bot", "tool": "search", "session": session}));
+        |session: Option<&str>| request(&json!({"agent": "bot", "tool": "search", "session": session}));
     let outcomes: Vec<Outcome> =
         [Some("a"), Some("b"), None, Some("c")].iter().map(|s| engine.decide(&search(*s)).outcome).collect();
     assert_eq!(outcomes, [Outcome::Allow, Outcome::Allow, Outcome::Allow, Outcome::Deny]);
@@ -282,7 +266,7 @@ fn rate_limits_count_per_agent_across_sessions_and_refill() {
     let decision = engine.decide(&denied);
     assert_eq!(decision.rule, "bot.constraints.search.rateLimit");
     assert_eq!(decision.reason.to_string(), "rate limit of 3 calls per minute reached for this agent");
-    let fetch = request(json!({"agent": "bot", "tool": "fetch"}));
+    let fetch = request(&json!({"agent": "bot", "tool": "fetch"}));
     assert_eq!(engine.decide(&fetch).outcome, Outcome::Allow);
     assert_eq!(engine.decide(&fetch).outcome, Outcome::Allow);
     assert_eq!(engine.decide(&fetch).outcome, Outcome::Deny);

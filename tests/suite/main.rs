@@ -9,6 +9,7 @@ mod diagnostics;
 mod diff;
 mod differential;
 mod engine;
+mod layers;
 mod lint;
 mod policies;
 mod properties;

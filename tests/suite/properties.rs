@@ -97,7 +97,8 @@ proptest! {
                 prop_assert_eq!(decision.outcome, Outcome::Deny);
             }
             let mut line = Vec::new();
-            toolgate::protocol::write_decision(&mut line, &json!(1), &decision, engine.policy_hash());
+            let answer = toolgate::protocol::Answer { decision, policy: engine.policy_hash(), approval: None };
+            toolgate::protocol::write_answer(&mut line, &json!(1), &answer);
             prop_assert!(serde_json::from_slice::<Value>(&line).is_ok());
         }
     }

@@ -6,21 +6,8 @@ use toolgate::authoring::rego_oracle::Gateway;
 use toolgate::authoring::testing::TestFile;
 use toolgate::compiler::rego_vm::Evaluator;
 use toolgate::engine::{Engine, Request};
-use toolgate::protocol::{self, Command};
 
-use crate::util::root;
-
-fn compile_examples() -> toolgate::compiler::CheckedPolicySet {
-    let sources = toolgate::compiler::files::read_policies(&[root().join("policies")]).expect("policies");
-    toolgate::compile(sources, &toolgate::DiskFiles).policy.expect("compiles")
-}
-
-fn request(value: &Value) -> Request {
-    match protocol::parse_line(&value.to_string()).command {
-        Ok(Command::Decide(request)) => request,
-        other => panic!("not a decide request: {other:?}"),
-    }
-}
+use crate::util::{compile_examples, request, root};
 
 /// (decision, rule, approver, reason) of the engine.
 fn native(engine: &Engine, request: &Request) -> (String, String, Option<String>, String) {

@@ -4,13 +4,7 @@ use serde_json::json;
 use toolgate::compiler::PolicySource;
 use toolgate::engine::{Engine, Outcome, Request};
 
-fn engine(policy: &str) -> Engine {
-    let checked = toolgate::compile(
-        vec![PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() }],
-        &toolgate::NoFiles,
-    );
-    Engine::new(checked.policy.expect("compiles"), toolgate::state::State::in_memory())
-}
+use crate::util::engine;
 
 fn decide(engine: &Engine, tool: &str, args: serde_json::Value) -> Outcome {
     let args = args.as_object().cloned().unwrap_or_default();

@@ -679,6 +679,18 @@ fn the_kill_switch_stops_a_session_an_agent_or_everything_and_survives_a_restart
     assert_eq!(server.connect().ask(call("s1"))["decision"], "allow");
     let (code, _) = admin(&["kill", "--agent", "bot"], &admin_socket);
     assert_eq!(code, Some(2), "a kill needs a reason");
+    // A misspelt field is refused, not ignored: ignoring `sesion` would
+    // turn a session's revival into the whole agent's.
+    let mut operator = Client::connect(&admin_socket);
+    let killed = operator.ask(json!({"op": "kill", "scope": "agent", "agent": "bot", "reason": "r"}));
+    assert_eq!(killed["kill"]["ok"], true, "{killed}");
+    let typo = operator.ask(json!({"op": "revive", "scope": "agent", "agent": "bot", "sesion": "s1"}));
+    assert_eq!(typo["error"]["code"], "invalid_request", "{typo}");
+    assert!(
+        typo["error"]["message"].as_str().is_some_and(|m| m.contains("did you mean `session`")),
+        "{typo}"
+    );
+    assert_eq!(server.connect().ask(call("s1"))["rule"], "toolgate.killSwitch");
 }
 
 /// A failed audit write left its bytes in the file and its records in the
@@ -857,11 +869,16 @@ fn an_approval_allows_exactly_its_call_once() {
 
     let asked = gateway.ask(pay(json!({"amount": 10, "to": "acme"}), None));
     assert_eq!(asked["decision"], "require_approval");
+    assert_eq!(asked["approval"]["state"], "pending", "{asked}");
     let id = asked["approval"]["id"].as_str().expect("approval id").to_owned();
     let (_, pending) = admin(&["approvals"], &admin_socket);
     assert_eq!(pending["approvals"][0]["id"], id.as_str(), "{pending}");
     // Not before it is granted, not by the wrong person, not from the agent's socket.
-    assert_eq!(gateway.ask(pay(json!({"amount": 10, "to": "acme"}), Some(&id)))["rule"], "toolgate.approval");
+    let early = gateway.ask(pay(json!({"amount": 10, "to": "acme"}), Some(&id)));
+    assert_eq!(
+        (early["rule"].as_str(), early["approval"]["state"].as_str()),
+        (Some("toolgate.approval"), Some("pending"))
+    );
     assert_eq!(approve(&id, "mallory").0, Some(1));
     assert_eq!(
         gateway.ask(json!({"op": "approve", "approval": id, "as": "finance"}))["error"]["code"],
@@ -871,6 +888,7 @@ fn an_approval_allows_exactly_its_call_once() {
     // Only for the same arguments, agent and session...
     let swapped = gateway.ask(pay(json!({"amount": 10000, "to": "acme"}), Some(&id)));
     assert!(swapped["reason"].as_str().is_some_and(|r| r.contains("arguments")), "{swapped}");
+    assert_eq!(swapped["approval"]["state"], "granted", "{swapped}");
     let other_session = gateway.ask(json!({"agent": "bot", "tool": "pay", "session": "t", "args": {"amount": 10, "to": "acme"}, "approval": id}));
     assert!(other_session["reason"].as_str().is_some_and(|r| r.contains("session")), "{other_session}");
     // ...then exactly once (argument order does not matter).
@@ -880,8 +898,10 @@ fn an_approval_allows_exactly_its_call_once() {
         (Some("allow"), Some("bot.approvalGates.pay")),
         "{allowed}"
     );
+    assert_eq!(allowed["approval"]["state"], "used", "{allowed}");
     let replay = gateway.ask(pay(json!({"amount": 10, "to": "acme"}), Some(&id)));
     assert!(replay["reason"].as_str().is_some_and(|r| r.contains("already used")), "{replay}");
+    assert_eq!(replay["approval"]["state"], "used", "{replay}");
     // Rejected approvals, and expired ones, allow nothing.
     let rejected =
         gateway.ask(pay(json!({"amount": 20}), None))["approval"]["id"].as_str().expect("id").to_owned();
@@ -897,6 +917,7 @@ fn an_approval_allows_exactly_its_call_once() {
     std::thread::sleep(Duration::from_millis(3100));
     let expired = gateway.ask(pay(json!({"amount": 30}), Some(&expiring)));
     assert!(expired["reason"].as_str().is_some_and(|r| r.contains("expired")), "{expired}");
+    assert_eq!(expired["approval"]["state"], "expired", "{expired}");
 }
 
 #[test]

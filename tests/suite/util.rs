@@ -80,3 +80,23 @@ pub mod tempdir {
         }
     }
 }
+
+/// An engine on in-memory state for a policy given as text.
+pub fn engine(policy: &str) -> toolgate::engine::Engine {
+    let source = toolgate::PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() };
+    let checked = toolgate::compile(vec![source], &toolgate::NoFiles);
+    let errors: Vec<_> = checked.diagnostics.as_slice().iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    toolgate::engine::Engine::new(checked.policy.expect("compiles"), toolgate::state::State::in_memory())
+}
+
+/// A decide request given as JSON.
+pub fn request(value: &serde_json::Value) -> toolgate::engine::Request {
+    toolgate::protocol::decode::request_from_json(value).unwrap_or_else(|e| panic!("not a request: {e:?}"))
+}
+
+/// The example policies of the repository, compiled with their catalogs.
+pub fn compile_examples() -> toolgate::CheckedPolicySet {
+    let sources = toolgate::compiler::files::read_policies(&[root().join("policies")]).expect("policies");
+    toolgate::compile(sources, &toolgate::DiskFiles).policy.expect("compiles")
+}

@@ -1,0 +1,202 @@
+//! Encoding answers: one JSON object per line.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{PROTOCOL_VERSION, WireError};
+use crate::engine::{Decision, Reason};
+use crate::state::approval::{Approval, ApprovalStatus};
+use crate::state::kill::{Kill, KillScope};
+
+/// An answer to one operation.
+#[derive(Debug)]
+pub enum Reply<'e> {
+    /// A decision.
+    Decision(Answer<'e>),
+    /// The line could not be answered as asked; a deny.
+    Error(WireError),
+    /// `health`: up, serving `policy`.
+    Health {
+        /// The policy hash.
+        policy: String,
+    },
+    /// `status`: the server's report.
+    Status(Value),
+    /// `reload`: whether the policy was recompiled and swapped in.
+    Reload {
+        /// Whether the new policy serves now.
+        ok: bool,
+        /// The policy serving after the attempt.
+        policy: String,
+        /// The errors of a failed attempt.
+        errors: Option<Vec<String>>,
+    },
+    /// `outcome`: the session's totals after the report.
+    Outcome {
+        /// Errors in a row.
+        consecutive_errors: u64,
+        /// Total reported cost.
+        cost: f64,
+        /// Whether a limit tripped and killed the session.
+        killed: bool,
+    },
+    /// `kill`: in force.
+    Kill {
+        /// What was killed.
+        scope: KillScope,
+    },
+    /// `revive`: lifted.
+    Revive {
+        /// What was revived.
+        scope: KillScope,
+        /// Whether it was killed.
+        was_killed: bool,
+    },
+    /// `kills`: every kill in force.
+    Kills(Vec<(KillScope, Kill)>),
+    /// `approvals`: the pending approvals.
+    Approvals(Vec<Approval>),
+    /// `approve` or `reject`: the decided approval.
+    ApprovalDecided {
+        /// Granted (`approve`) or rejected.
+        grant: bool,
+        /// The approval as it now stands.
+        approval: Approval,
+    },
+}
+
+/// A decision with what the gateway needs besides: the policy that decided
+/// and the approval it opened or used.
+#[derive(Debug)]
+pub struct Answer<'e> {
+    /// The engine's decision.
+    pub decision: Decision<'e>,
+    /// The hash of the policy that decided.
+    pub policy: &'e str,
+    /// The approval this answer opened (for `require_approval`), or the one
+    /// the request presented, with where it stands now.
+    pub approval: Option<ApprovalRef>,
+}
+
+/// An approval as an answer refers to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ApprovalRef {
+    /// The id to grant and to send back with the call.
+    pub id: String,
+    /// Where it stands.
+    pub state: ApprovalStatus,
+    /// Seconds since the Unix epoch after which it is void (for an
+    /// approval this answer opened).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct DecisionLine<'a> {
+    id: &'a Value,
+    decision: &'static str,
+    rule: &'a str,
+    #[serde(serialize_with = "display")]
+    reason: &'a Reason<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approver: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<&'a ApprovalRef>,
+    audit: &'static str,
+    policy: &'a str,
+}
+
+fn display<S: serde::Serializer>(value: &&Reason<'_>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    id: &'a Value,
+    decision: &'static str,
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'static str,
+    message: &'a str,
+}
+
+/// Appends the answer line for `reply` to the request `id` (with its newline).
+pub fn write_reply(out: &mut Vec<u8>, id: &Value, reply: &Reply<'_>) {
+    use serde_json::json;
+    let value = match reply {
+        Reply::Decision(answer) => return write_answer(out, id, answer),
+        Reply::Error(error) => return write_error(out, id, error),
+        Reply::Health { policy } => {
+            json!({"id": id, "health": "ok", "protocol": PROTOCOL_VERSION, "policy": policy})
+        }
+        Reply::Status(status) => json!({"id": id, "status": status}),
+        Reply::Reload { ok, policy, errors } => {
+            let mut reload = json!({"ok": ok, "policy": policy});
+            if let (Some(errors), Some(object)) = (errors, reload.as_object_mut()) {
+                object.insert(String::from("errors"), json!(errors));
+            }
+            json!({"id": id, "reload": reload})
+        }
+        Reply::Outcome { consecutive_errors, cost, killed } => json!({"id": id, "outcome": {
+            "recorded": true,
+            "consecutive_errors": consecutive_errors,
+            "cost": cost,
+            "killed": killed,
+        }}),
+        Reply::Kill { scope } => json!({"id": id, "kill": {"ok": true, "scope": scope}}),
+        Reply::Revive { scope, was_killed } => {
+            json!({"id": id, "revive": {"ok": true, "scope": scope, "was_killed": was_killed}})
+        }
+        Reply::Kills(kills) => {
+            let kills: Vec<Value> =
+                kills.iter().map(|(scope, kill)| json!({"scope": scope, "kill": kill})).collect();
+            json!({"id": id, "kills": kills})
+        }
+        Reply::Approvals(approvals) => json!({"id": id, "approvals": approvals}),
+        Reply::ApprovalDecided { grant, approval } => {
+            let op = if *grant { "approve" } else { "reject" };
+            json!({"id": id, op: {"ok": true, "approval": approval}})
+        }
+    };
+    write_json(out, &value);
+}
+
+/// Appends the answer line for a decision.
+pub fn write_answer(out: &mut Vec<u8>, id: &Value, answer: &Answer<'_>) {
+    let decision = &answer.decision;
+    let line = DecisionLine {
+        id,
+        decision: decision.outcome.as_str(),
+        rule: decision.rule,
+        reason: &decision.reason,
+        approver: decision.approver,
+        approval: answer.approval.as_ref(),
+        audit: decision.audit.as_str(),
+        policy: answer.policy,
+    };
+    write_json(out, &line);
+}
+
+/// Appends the answer line for an error (with its newline) to `out`.
+pub fn write_error(out: &mut Vec<u8>, id: &Value, error: &WireError) {
+    let line = ErrorLine {
+        id,
+        decision: "deny",
+        error: ErrorBody { code: error.code.as_str(), message: &error.message },
+    };
+    write_json(out, &line);
+}
+
+/// Appends any serialisable answer as one line (an error line if it cannot
+/// be encoded, so every request still gets exactly one answer).
+pub fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
+    // Serializing these plain structs into memory cannot fail; should it
+    // ever, the client still gets a deny rather than nothing.
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(br#"{"id":null,"decision":"deny","error":{"code":"internal","message":"response encoding failed"}}"#);
+    }
+    out.push(b'\n');
+}

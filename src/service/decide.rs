@@ -1,0 +1,108 @@
+//! The decision path: the engine decides, an approval is opened when one
+//! is required, the audit record is built, the metrics count it.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::{AuditBatch, Service};
+use crate::audit::record;
+use crate::engine::{Decision, Engine, Outcome, Reason, Request};
+use crate::protocol::{Answer, ApprovalRef, Reply, WireError, WireErrorCode};
+use crate::state::approval::ApprovalStatus;
+
+impl Service {
+    /// Decides a request: the engine's decision, the approval it opens or
+    /// uses, its audit record (into `batch`) and its metrics.
+    pub fn decide<'e>(
+        &self,
+        engine: &'e Engine,
+        id: &Value,
+        request: &'e Request,
+        batch: &mut AuditBatch,
+    ) -> Answer<'e> {
+        let start = Instant::now();
+        let mut decision = engine.decide(request);
+        let approval = self.approval(engine, request, &mut decision);
+        let policy = engine.policy_hash();
+        if self.audit.is_some() {
+            let time = self.state.clock.rfc3339_micros();
+            let latency_us = start.elapsed().as_secs_f64() * 1e6;
+            batch.records.push(record::decision(&time, id, request, &decision, policy, latency_us));
+        }
+        self.metrics.decision(decision.outcome, start.elapsed());
+        if self.config.log_decisions {
+            tracing::info!(agent = %request.agent, tool = %request.tool, decision = decision.outcome.as_str(), rule = decision.rule, "decision");
+        }
+        Answer { decision, policy, approval }
+    }
+
+    /// [`Service::decide`] for a transport on an async runtime: a store that
+    /// may block decides where blocking stalls no other connection, and a
+    /// panic (there should be none) becomes a deny for this request only.
+    pub(super) async fn decide_guarded<'e>(
+        &self,
+        engine: &'e Engine,
+        id: &Value,
+        request: &'e Request,
+        batch: &mut AuditBatch,
+    ) -> Reply<'e> {
+        let recorded = batch.records.len();
+        let decided = {
+            let mut run =
+                || std::panic::catch_unwind(AssertUnwindSafe(|| self.decide(engine, id, request, batch)));
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if self.state.may_block() && multi_thread { tokio::task::block_in_place(run) } else { run() }
+        };
+        match decided {
+            Ok(answer) => Reply::Decision(answer),
+            Err(_) => {
+                // Whatever the panic left half-written is dropped: one answer per request.
+                batch.records.truncate(recorded);
+                tracing::error!(agent = %request.agent, tool = %request.tool, "internal error while deciding; denied");
+                let error =
+                    WireError::new(WireErrorCode::Unavailable, "internal error while deciding; denied");
+                self.refuse(id, error, batch)
+            }
+        }
+    }
+
+    /// The approval an answer refers to: the one a `require_approval`
+    /// opens (if the service opens approvals), or the one the request
+    /// presented, with where it stands. If an approval cannot be opened,
+    /// the answer becomes a deny: an approval nobody can find again must
+    /// not be promised.
+    fn approval(
+        &self,
+        engine: &Engine,
+        request: &Request,
+        decision: &mut Decision<'_>,
+    ) -> Option<ApprovalRef> {
+        let presented = |state: ApprovalStatus| {
+            request.approval.as_ref().map(|id| ApprovalRef { id: id.clone(), state, expires_at: None })
+        };
+        match &decision.reason {
+            _ if decision.outcome == Outcome::RequireApproval && self.config.open_approvals => {
+                let binding = request.binding(engine.policy_hash());
+                match self.state.approvals.open(binding, decision.approver.map(str::to_owned)) {
+                    Ok(approval) => Some(ApprovalRef {
+                        id: approval.id,
+                        state: ApprovalStatus::Pending,
+                        expires_at: Some(approval.expires_at),
+                    }),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot open an approval; denying");
+                        decision.outcome = Outcome::Deny;
+                        decision.reason = Reason::ApprovalInvalid(error);
+                        None
+                    }
+                }
+            }
+            Reason::Approved => presented(ApprovalStatus::Used),
+            Reason::ApprovalInvalid(error) => error.status().and_then(presented),
+            _ => None,
+        }
+    }
+}
