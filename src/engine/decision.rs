@@ -2,7 +2,9 @@
 
 use std::fmt;
 
+use super::table::AgentTable;
 use crate::compiler::ast::AuditLevel;
+use crate::compiler::checked::CheckedGate;
 use crate::compiler::condition::EvalError;
 use crate::compiler::params::Violation;
 
@@ -44,6 +46,54 @@ pub struct Decision<'e> {
     /// Argument paths the audit trail records as `"[redacted]"`
     /// (`sensitiveArgs` of the agent's policy).
     pub sensitive_args: &'e [Vec<String>],
+}
+
+impl<'e> Decision<'e> {
+    /// A decision under an agent's policy: recorded as its audit level
+    /// says, with its sensitive arguments redacted.
+    pub(crate) fn under(
+        agent: &'e AgentTable,
+        outcome: Outcome,
+        rule: &'e str,
+        reason: Reason<'e>,
+    ) -> Decision<'e> {
+        Decision {
+            outcome,
+            rule,
+            reason,
+            approver: None,
+            audit: agent.audit,
+            sensitive_args: &agent.sensitive_args,
+        }
+    }
+
+    /// A denial no agent's policy shaped (an unknown agent, the kill
+    /// switch, unavailable state, an inconsistent table): recorded in full.
+    pub fn deny_outright(rule: &'e str, reason: Reason<'e>) -> Decision<'e> {
+        Decision {
+            outcome: Outcome::Deny,
+            rule,
+            reason,
+            approver: None,
+            audit: AuditLevel::Full,
+            sensitive_args: &[],
+        }
+    }
+
+    /// Denied because session state could not be read or written.
+    pub fn state_unavailable() -> Decision<'e> {
+        Decision::deny_outright(super::STATE_RULE, Reason::StateUnavailable)
+    }
+
+    /// Denied because the compiled table is inconsistent.
+    pub fn internal() -> Decision<'e> {
+        Decision::deny_outright(super::INTERNAL_RULE, Reason::Internal)
+    }
+
+    /// The same decision, naming the gate's approver.
+    pub(crate) fn approved_by(self, gate: &'e CheckedGate) -> Decision<'e> {
+        Decision { approver: gate.approver.as_deref(), ..self }
+    }
 }
 
 /// Why a decision came out as it did.

@@ -1,0 +1,314 @@
+//! Deciding one request for a known agent, in the documented order. Each
+//! phase either passes or ends the decision (`Err` holds the final
+//! [`Decision`]): plan, schema, constraints, gates and approvals, outcome
+//! limits, admission.
+
+use std::borrow::Cow;
+
+use super::decision::{Decision, Outcome, Reason};
+use super::table::{AgentTable, ToolPlan};
+use super::{APPROVAL_RULE, Engine, NO_SESSION_RULE, Request, UNKNOWN_TOOL_RULE};
+use crate::compiler::checked::{CheckedConstraint, CheckedGate, GateTrigger, RuleId, SchemaCheck};
+use crate::compiler::condition::{Scope, SessionView};
+use crate::state::session::{Admission, Cap, Counter, SessionKey, SessionStore};
+
+/// A phase's result: go on with `T`, or stop with a decision.
+type Phase<'e, T> = Result<T, Decision<'e>>;
+
+/// One request being decided under one agent's policy.
+pub(super) struct Decider<'e> {
+    pub engine: &'e Engine,
+    pub agent: &'e AgentTable,
+    pub request: &'e Request,
+}
+
+/// What the gates made of the call.
+enum Gated<'e> {
+    /// No gate applies.
+    Open,
+    /// A gate applies: the call waits for a human.
+    Pending(Decision<'e>),
+    /// A gate applied and a granted approval for this call satisfied it.
+    Approved(RuleId),
+}
+
+impl<'e> Decider<'e> {
+    pub fn decide(&self) -> Decision<'e> {
+        self.run().unwrap_or_else(|decision| decision)
+    }
+
+    fn run(&self) -> Phase<'e, Decision<'e>> {
+        let plan = self.plan()?;
+        let ToolPlan::Allowed { allow, constraints, gates, caps, cap_rules, schema } = &*plan else {
+            return Err(self.denied_plan(&plan));
+        };
+        if let Some(check) = schema {
+            self.schema(check)?;
+        }
+        let key = self.session_key();
+        let view = CounterView { store: self.engine.state.sessions.as_ref(), key };
+        let scope = Scope {
+            agent: &self.request.agent,
+            tool: &self.request.tool,
+            args: &self.request.args,
+            principal: self.request.principal.as_ref(),
+            context: self.request.context.as_ref(),
+            session: &view,
+        };
+        for &index in constraints.iter() {
+            self.constraint(
+                self.agent.constraints.get(index as usize).ok_or_else(Decision::internal)?,
+                &scope,
+            )?;
+        }
+        let gated = self.gates(gates, &scope)?;
+        self.outcome_limits(key)?;
+        self.admit(key, caps, cap_rules, &gated)?;
+        Ok(match gated {
+            Gated::Pending(decision) => decision,
+            Gated::Approved(gate) => self.answer(Outcome::Allow, gate, Reason::Approved),
+            Gated::Open => self.answer(Outcome::Allow, *allow, Reason::Allowed),
+        })
+    }
+
+    /// A decision under this agent's policy.
+    fn answer(&self, outcome: Outcome, rule: RuleId, reason: Reason<'e>) -> Decision<'e> {
+        Decision::under(self.agent, outcome, self.engine.table.rule_id(rule), reason)
+    }
+
+    fn deny(&self, rule: RuleId, reason: Reason<'e>) -> Decision<'e> {
+        self.answer(Outcome::Deny, rule, reason)
+    }
+
+    fn session_key(&self) -> Option<SessionKey<'e>> {
+        let request = self.request;
+        request.session.as_deref().map(|session| SessionKey { agent: &request.agent, session })
+    }
+
+    /// The tool's plan: precomputed for names the policy or a catalog
+    /// writes out, by glob for the rest; a tool its server's catalog does
+    /// not list is refused.
+    fn plan(&self) -> Phase<'e, Cow<'e, ToolPlan>> {
+        let tool = self.request.tool.as_str();
+        let table = &self.engine.table;
+        match self.agent.exact.get(tool) {
+            Some(plan) => Ok(Cow::Borrowed(plan)),
+            None if table.uncatalogued(tool) => {
+                Err(Decision::under(self.agent, Outcome::Deny, UNKNOWN_TOOL_RULE, Reason::UnknownTool))
+            }
+            None => Ok(self.agent.plan_by_globs(tool, &table.rules)),
+        }
+    }
+
+    /// The denial of a plan that does not allow the tool.
+    fn denied_plan(&self, plan: &ToolPlan) -> Decision<'e> {
+        match plan {
+            ToolPlan::Denied(rule) => {
+                let id = self.engine.table.rule_id(*rule);
+                let pattern = id.split_once(".deniedTools.").map_or(id, |(_, pattern)| pattern);
+                self.deny(*rule, Reason::Denied { pattern })
+            }
+            _ => self.deny(self.agent.default_deny, Reason::NotAllowed),
+        }
+    }
+
+    /// `validateArgs`: the arguments must satisfy the tool's `inputSchema`.
+    fn schema(&self, check: &SchemaCheck) -> Phase<'e, ()> {
+        // The validator takes a JSON value; arguments arrive as a map.
+        let args = serde_json::Value::Object(self.request.args.clone());
+        match check.validator.iter_errors(&args).next() {
+            None => Ok(()),
+            Some(error) => {
+                let reason = Reason::SchemaViolation {
+                    path: error.instance_path().to_string(),
+                    message: error.to_string(),
+                };
+                Err(self.deny(check.rule, reason))
+            }
+        }
+    }
+
+    /// One constraint: required fields, `params`, `when`, `rego`.
+    fn constraint(&self, constraint: &'e CheckedConstraint, scope: &Scope<'_>) -> Phase<'e, ()> {
+        let args = &self.request.args;
+        if let Some((fields, rule)) = &constraint.requires_fields
+            && let Some(missing) = fields.iter().find(|f| !args.contains_key(f.as_str()))
+        {
+            return Err(self.deny(*rule, Reason::MissingField(missing)));
+        }
+        for param in &constraint.params {
+            if let Some(value) = args.get(&param.name)
+                && let Err((item, violation)) = param.check.validate(value)
+            {
+                return Err(self.deny(param.rule, Reason::Param { name: &param.name, item, violation }));
+            }
+        }
+        if let Some((condition, rule)) = &constraint.when {
+            match condition.eval(scope) {
+                Ok(true) => {}
+                Ok(false) => return Err(self.deny(*rule, Reason::ConditionFalse)),
+                Err(error) => return Err(self.deny(*rule, Reason::ConditionFailed(error))),
+            }
+        }
+        if let Some((rego, rule)) = &constraint.rego {
+            match rego.eval(&self.request.rego_input()) {
+                Ok(true) => {}
+                Ok(false) => return Err(self.deny(*rule, Reason::RegoFalse { rule: &rego.entry })),
+                Err(error) => return Err(self.deny(*rule, Reason::RegoFailed { rule: &rego.entry, error })),
+            }
+        }
+        Ok(())
+    }
+
+    /// Approval gates, in list order: every gate's amount ceiling is
+    /// checked; the first gate that applies decides, unless the request
+    /// carries a granted approval for exactly this call.
+    fn gates(&self, gates: &[u32], scope: &Scope<'_>) -> Phase<'e, Gated<'e>> {
+        let mut gated = Gated::Open;
+        for &index in gates {
+            let gate = self.agent.gates.get(index as usize).ok_or_else(Decision::internal)?;
+            self.ceiling(gate)?;
+            if !matches!(gated, Gated::Open) {
+                continue;
+            }
+            let Some(reason) = self.trigger(gate, scope) else { continue };
+            gated = match &self.request.approval {
+                None => {
+                    Gated::Pending(self.answer(Outcome::RequireApproval, gate.rule, reason).approved_by(gate))
+                }
+                // A granted approval for exactly this call satisfies the
+                // gate, once; anything else about it denies. Later gates'
+                // ceilings are still checked.
+                Some(id) => match self
+                    .engine
+                    .state
+                    .approvals
+                    .redeem(id, &self.request.binding(self.engine.policy_hash()))
+                {
+                    Ok(()) => Gated::Approved(gate.rule),
+                    Err(error) => {
+                        let denial = Reason::ApprovalInvalid(error);
+                        return Err(Decision::under(self.agent, Outcome::Deny, APPROVAL_RULE, denial)
+                            .approved_by(gate));
+                    }
+                },
+            };
+        }
+        Ok(gated)
+    }
+
+    /// A gate's `maxAmount`: the amount must be readable and within it.
+    fn ceiling(&self, gate: &'e CheckedGate) -> Phase<'e, ()> {
+        let Some(ceiling) = &gate.ceiling else { return Ok(()) };
+        match self.request.args.get(&ceiling.field).and_then(serde_json::Value::as_f64) {
+            None => Err(self.deny(ceiling.rule, Reason::AmountUnreadable { field: &ceiling.field })),
+            Some(amount) if amount > ceiling.max => Err(self
+                .deny(ceiling.rule, Reason::AmountAboveCeiling { field: &ceiling.field, max: ceiling.max })),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Why a gate applies, if it does. A condition or rule that cannot be
+    /// evaluated applies the gate (to be safe).
+    fn trigger(&self, gate: &'e CheckedGate, scope: &Scope<'_>) -> Option<Reason<'e>> {
+        match &gate.trigger {
+            GateTrigger::Always => Some(Reason::ApprovalRequired),
+            GateTrigger::When(condition) => match condition.eval(scope) {
+                Ok(true) => Some(Reason::ApprovalConditionHolds),
+                Ok(false) => None,
+                Err(error) => Some(Reason::ApprovalConditionFailed(error)),
+            },
+            GateTrigger::Rego(rule) => match rule.eval(&self.request.rego_input()) {
+                Ok(true) => Some(Reason::ApprovalRegoHolds { rule: &rule.entry }),
+                Ok(false) => None,
+                Err(error) => Some(Reason::ApprovalRegoFailed { rule: &rule.entry, error }),
+            },
+            GateTrigger::Never => None,
+        }
+    }
+
+    /// Denies once reported outcomes reached `maxConsecutiveErrors` or
+    /// `maxCost` (normally the session is killed when they trip; this also
+    /// covers a limit lowered by a reload).
+    fn outcome_limits(&self, key: Option<SessionKey<'e>>) -> Phase<'e, ()> {
+        let limits = self.agent.limits;
+        if !limits.any() {
+            return Ok(());
+        }
+        let key = key.ok_or_else(|| self.no_session())?;
+        let store = self.engine.state.sessions.as_ref();
+        if let Some(limit) = limits.max_consecutive_errors {
+            let streak =
+                store.count(key, Counter::ConsecutiveErrors).ok_or_else(Decision::state_unavailable)?;
+            if streak >= limit.max {
+                return Err(self.deny(limit.rule, Reason::ErrorStreak { limit: limit.max }));
+            }
+        }
+        if let Some(ceiling) = limits.max_cost {
+            let micros = store.count(key, Counter::CostMicros).ok_or_else(Decision::state_unavailable)?;
+            if micros as f64 / 1e6 >= ceiling.max {
+                return Err(self.deny(ceiling.rule, Reason::CostCeiling { max: ceiling.max }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Caps and rate limits: an allowed call is checked and counted in one
+    /// step; a gated call is only checked (it is counted when approved). A
+    /// call under no cap is still counted for `session.calls*`.
+    fn admit(
+        &self,
+        key: Option<SessionKey<'e>>,
+        caps: &[Cap],
+        cap_rules: &[RuleId],
+        gated: &Gated<'e>,
+    ) -> Phase<'e, ()> {
+        let sessions = self.engine.state.sessions.as_ref();
+        let pending = matches!(gated, Gated::Pending(_));
+        if caps.is_empty() {
+            // If counting fails the call is denied all the same.
+            return match key {
+                Some(key)
+                    if !pending && sessions.admit(key, &self.request.tool, &[]) == Admission::Unavailable =>
+                {
+                    Err(Decision::state_unavailable())
+                }
+                _ => Ok(()),
+            };
+        }
+        // Rate limits count per agent; only per-session caps need a session.
+        let per_agent_only = caps.iter().all(|cap| cap.window_ms.is_some());
+        let agent_wide = per_agent_only.then_some(SessionKey { agent: &self.request.agent, session: "" });
+        let key = key.or(agent_wide).ok_or_else(|| self.no_session())?;
+        let admission =
+            if pending { sessions.check(key, caps) } else { sessions.admit(key, &self.request.tool, caps) };
+        match admission {
+            Admission::Admitted => Ok(()),
+            Admission::Refused(index) => {
+                let (cap, rule) = caps.get(index).zip(cap_rules.get(index)).ok_or_else(Decision::internal)?;
+                Err(self.deny(*rule, Reason::CapReached { limit: cap.limit, window_ms: cap.window_ms }))
+            }
+            Admission::Unavailable => Err(Decision::state_unavailable()),
+        }
+    }
+
+    fn no_session(&self) -> Decision<'e> {
+        Decision::under(self.agent, Outcome::Deny, NO_SESSION_RULE, Reason::NoSession)
+    }
+}
+
+/// Session counters as conditions see them.
+struct CounterView<'e> {
+    store: &'e dyn SessionStore,
+    key: Option<SessionKey<'e>>,
+}
+
+impl SessionView for CounterView<'_> {
+    fn calls(&self) -> Option<u64> {
+        self.key.and_then(|key| self.store.count(key, Counter::Total))
+    }
+
+    fn calls_of(&self, tool: &str) -> Option<u64> {
+        self.key.and_then(|key| self.store.count(key, Counter::Tool(tool)))
+    }
+}
