@@ -1,6 +1,7 @@
 //! The policy loader and checker on arbitrary bytes: YAML parsing, decoding,
 //! checking, condition compilation. Run with
-//! `cargo fuzz run load fuzz/seeds/load -- -max_total_time=600 -timeout=5 -rss_limit_mb=1024`.
+//! `cargo fuzz run load corpus/load ../policies ../tests/fixtures/diagnostics ../tests/fixtures/engine -- -max_total_time=600 -timeout=5 -rss_limit_mb=1024`
+//! from `fuzz/`: the seeds are the fixtures, read where they are.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -40,6 +40,7 @@ pub fn decision(
         "decision": decision.outcome.as_str(),
         "rule": decision.rule,
         "reason": decision.reason.to_string(),
+        "reason_code": decision.reason.code().as_str(),
         "approver": decision.approver,
         "audit": decision.audit.as_str(),
         "policy": policy,

@@ -207,6 +207,156 @@ pub enum Reason<'e> {
     },
 }
 
+macro_rules! reason_codes {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $code:literal, )*) => {
+        /// The kind of a [`Reason`], as a stable snake_case code: what a
+        /// gateway, a proxy or an exported policy matches on (the reason's
+        /// text is for people and may change).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ReasonCode {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl ReasonCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ReasonCode] = &[$(ReasonCode::$variant),*];
+
+            /// The code as sent, e.g. `cap_reached`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ReasonCode::$variant => $code,)* }
+            }
+
+            /// What the code means (its row's doc comment).
+            pub fn meaning(self) -> &'static str {
+                match self { $(ReasonCode::$variant => concat!($($doc),*).trim_ascii(),)* }
+            }
+        }
+    };
+}
+
+reason_codes! {
+    /// Allowed: every rule passed.
+    Allowed = "allowed",
+    /// Allowed by a granted approval for exactly this call (now used).
+    Approved = "approved",
+    /// No policy names the agent.
+    UnknownAgent = "unknown_agent",
+    /// A catalog describes the tool's server but does not list the tool.
+    UnknownTool = "unknown_tool",
+    /// A `deniedTools` entry matches the tool.
+    ToolDenied = "tool_denied",
+    /// No `allowedTools` entry matches the tool.
+    ToolNotAllowed = "tool_not_allowed",
+    /// The arguments break the tool's `inputSchema` (`validateArgs`).
+    SchemaViolation = "schema_violation",
+    /// An argument listed in `requiresFields` is absent.
+    MissingArgument = "missing_argument",
+    /// An argument breaks its `params` rules.
+    InvalidArgument = "invalid_argument",
+    /// A constraint's `when` condition is false.
+    ConditionFalse = "condition_false",
+    /// A constraint's `when` condition could not be evaluated.
+    ConditionError = "condition_error",
+    /// A constraint's `rego` rule is not true.
+    RegoFalse = "rego_false",
+    /// A constraint's `rego` rule could not be evaluated, or is not a boolean.
+    RegoError = "rego_error",
+    /// A gate's amount argument is above its `maxAmount`.
+    AmountAboveCeiling = "amount_above_ceiling",
+    /// A gate's amount argument is missing or not a number.
+    AmountUnreadable = "amount_unreadable",
+    /// An approval gate with `required: true` applies.
+    ApprovalRequired = "approval_required",
+    /// An approval gate's `when` condition holds.
+    ApprovalCondition = "approval_condition",
+    /// An approval gate's `when` condition could not be evaluated: gated to be safe.
+    ApprovalConditionError = "approval_condition_error",
+    /// An approval gate's `rego` rule is true.
+    ApprovalRego = "approval_rego",
+    /// An approval gate's `rego` rule could not be evaluated: gated to be safe.
+    ApprovalRegoError = "approval_rego_error",
+    /// The presented approval does not exist.
+    ApprovalUnknown = "approval_unknown",
+    /// The presented approval is still waiting for an approver.
+    ApprovalPending = "approval_pending",
+    /// The presented approval was rejected.
+    ApprovalRejected = "approval_rejected",
+    /// The presented approval expired.
+    ApprovalExpired = "approval_expired",
+    /// The presented approval was already used.
+    ApprovalUsed = "approval_used",
+    /// The presented approval was granted for another call (agent, session, tool, arguments or policy).
+    ApprovalMismatch = "approval_mismatch",
+    /// No approval could be opened (too many open, storage or randomness failed).
+    ApprovalUnavailable = "approval_unavailable",
+    /// The agent has per-session limits but the request names no session.
+    SessionRequired = "session_required",
+    /// A `maxPerSession` or `session.maxToolCalls` cap is reached.
+    CapReached = "cap_reached",
+    /// A `rateLimit` is reached for the agent.
+    RateLimited = "rate_limited",
+    /// The session's error streak reached `maxConsecutiveErrors`.
+    ErrorStreak = "error_streak",
+    /// The session's reported cost reached `maxCost`.
+    CostCeiling = "cost_ceiling",
+    /// The kill switch stops the call's agent, session or everything.
+    Killed = "killed",
+    /// Session state could not be read or written: denied to be safe.
+    StateUnavailable = "state_unavailable",
+    /// The compiled table is inconsistent: denied to be safe.
+    InternalError = "internal_error",
+}
+
+impl Reason<'_> {
+    /// The reason's kind, as a stable code.
+    pub fn code(&self) -> ReasonCode {
+        use crate::state::approval::ApprovalError as E;
+        match self {
+            Reason::UnknownAgent(_) => ReasonCode::UnknownAgent,
+            Reason::Denied { .. } => ReasonCode::ToolDenied,
+            Reason::NotAllowed => ReasonCode::ToolNotAllowed,
+            Reason::MissingField(_) => ReasonCode::MissingArgument,
+            Reason::Param { .. } => ReasonCode::InvalidArgument,
+            Reason::ConditionFalse => ReasonCode::ConditionFalse,
+            Reason::ConditionFailed(_) => ReasonCode::ConditionError,
+            Reason::CapReached { window_ms: None, .. } => ReasonCode::CapReached,
+            Reason::CapReached { window_ms: Some(_), .. } => ReasonCode::RateLimited,
+            Reason::NoSession => ReasonCode::SessionRequired,
+            Reason::AmountAboveCeiling { .. } => ReasonCode::AmountAboveCeiling,
+            Reason::AmountUnreadable { .. } => ReasonCode::AmountUnreadable,
+            Reason::ApprovalRequired => ReasonCode::ApprovalRequired,
+            Reason::ApprovalConditionHolds => ReasonCode::ApprovalCondition,
+            Reason::ApprovalConditionFailed(_) => ReasonCode::ApprovalConditionError,
+            Reason::Allowed => ReasonCode::Allowed,
+            Reason::Internal => ReasonCode::InternalError,
+            Reason::StateUnavailable => ReasonCode::StateUnavailable,
+            Reason::ErrorStreak { .. } => ReasonCode::ErrorStreak,
+            Reason::CostCeiling { .. } => ReasonCode::CostCeiling,
+            Reason::Approved => ReasonCode::Approved,
+            Reason::ApprovalInvalid(error) => match error {
+                E::Unknown => ReasonCode::ApprovalUnknown,
+                E::Expired => ReasonCode::ApprovalExpired,
+                E::Pending => ReasonCode::ApprovalPending,
+                E::Rejected => ReasonCode::ApprovalRejected,
+                E::Used => ReasonCode::ApprovalUsed,
+                E::Mismatch(_) => ReasonCode::ApprovalMismatch,
+                E::AlreadyDecided(_)
+                | E::WrongApprover { .. }
+                | E::Storage(_)
+                | E::TooMany
+                | E::NoRandomness(_) => ReasonCode::ApprovalUnavailable,
+            },
+            Reason::Killed(_) => ReasonCode::Killed,
+            Reason::RegoFalse { .. } => ReasonCode::RegoFalse,
+            Reason::RegoFailed { .. } => ReasonCode::RegoError,
+            Reason::ApprovalRegoHolds { .. } => ReasonCode::ApprovalRego,
+            Reason::ApprovalRegoFailed { .. } => ReasonCode::ApprovalRegoError,
+            Reason::UnknownTool => ReasonCode::UnknownTool,
+            Reason::SchemaViolation { .. } => ReasonCode::SchemaViolation,
+        }
+    }
+}
+
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -23,7 +23,7 @@ mod decision;
 mod request;
 pub mod table;
 
-pub use decision::{Decision, Outcome, Reason};
+pub use decision::{Decision, Outcome, Reason, ReasonCode};
 pub use request::Request;
 
 use std::sync::Arc;

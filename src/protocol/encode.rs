@@ -98,6 +98,7 @@ struct DecisionLine<'a> {
     rule: &'a str,
     #[serde(serialize_with = "display")]
     reason: &'a Reason<'a>,
+    reason_code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     approver: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,6 +173,7 @@ pub fn write_answer(out: &mut Vec<u8>, id: &Value, answer: &Answer<'_>) {
         decision: decision.outcome.as_str(),
         rule: decision.rule,
         reason: &decision.reason,
+        reason_code: decision.reason.code().as_str(),
         approver: decision.approver,
         approval: answer.approval.as_ref(),
         audit: decision.audit.as_str(),

@@ -33,3 +33,22 @@ fn every_diagnostic_code_is_documented() {
         assert!(text.contains(code.as_str()), "{} is not in the diagnostics chapter", code.as_str());
     }
 }
+
+/// The protocol reference lists every reason code with its meaning.
+#[test]
+fn the_protocol_reference_lists_every_reason_code() {
+    let page = std::fs::read_to_string(crate::util::root().join("book/templates/reference/protocol.md"))
+        .expect("page");
+    for code in toolgate::engine::ReasonCode::ALL {
+        let row = page
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{}` |", code.as_str())))
+            .unwrap_or_else(|| panic!("`{}` is not in the protocol reference", code.as_str()));
+        let meaning = code.meaning().trim_end_matches('.').to_lowercase();
+        assert!(
+            row.to_lowercase().ends_with(&format!("| {meaning} |")),
+            "`{}`: {row} does not say {meaning:?}",
+            code.as_str()
+        );
+    }
+}

@@ -221,10 +221,11 @@ proptest! {
             let request = parse(value);
             let native = engine.decide(&request);
             let rego = gateway.decide(&request).expect("regorus decides");
-            let native = (native.outcome.as_str(), native.rule, native.approver);
+            let native = (native.outcome.as_str(), native.rule, native.reason.code().as_str(), native.approver);
             let exported = (
                 rego["decision"].as_str().unwrap_or("?"),
                 rego["rule"].as_str().unwrap_or("?"),
+                rego["reason_code"].as_str().unwrap_or("?"),
                 rego["approver"].as_str(),
             );
             prop_assert_eq!(

@@ -1,40 +1,41 @@
 //! Rego interop: the export of every example policy, run by regorus (VM and
 //! interpreter), decides every test case as the engine does.
 
-use serde_json::Value;
 use toolgate::authoring::rego_oracle::Gateway;
 use toolgate::authoring::testing::TestFile;
 use toolgate::compiler::rego_vm::Evaluator;
 use toolgate::engine::{Engine, Request};
 
-use crate::util::{compile_examples, request, root};
+use crate::util::{compile_examples, root};
 
-/// (decision, rule, approver, reason) of the engine.
-fn native(engine: &Engine, request: &Request) -> (String, String, Option<String>, String) {
+/// (decision, rule, reason code, approver) of the engine.
+fn native(engine: &Engine, request: &Request) -> (String, String, String, Option<String>) {
     let d = engine.decide(request);
-    (d.outcome.as_str().to_owned(), d.rule.to_owned(), d.approver.map(str::to_owned), d.reason.to_string())
+    let code = d.reason.code().as_str().to_owned();
+    (d.outcome.as_str().to_owned(), d.rule.to_owned(), code, d.approver.map(str::to_owned))
 }
 
-fn exported(gateway: &mut Gateway, request: &Request) -> (String, String, Option<String>, String) {
+/// The same of the exported policy: the reasons' codes must agree (their
+/// text may say more in the engine: which evaluation error, the schema's
+/// message).
+fn exported(gateway: &mut Gateway, request: &Request) -> (String, String, String, Option<String>) {
     let d = gateway.decide(request).unwrap_or_else(|e| panic!("regorus: {e}"));
     let text = |key: &str| d[key].as_str().unwrap_or_default().to_owned();
-    (text("decision"), text("rule"), d["approver"].as_str().map(str::to_owned), text("reason"))
+    (text("decision"), text("rule"), text("reason_code"), d["approver"].as_str().map(str::to_owned))
 }
 
-/// Reasons agree except where the engine names what went wrong in more
-/// detail than Rego can see (which evaluation error; the schema's message).
-fn same_reason(native: &str, rego: &str) -> bool {
-    native == rego
-        || (native.contains("could not be evaluated") && rego.contains("could not be evaluated"))
-        || (native.contains("inputSchema") && rego.contains("inputSchema"))
-}
-
-#[test]
-fn exported_example_policies_agree_with_the_engine_on_every_test_case() {
-    let engine = Engine::new(compile_examples(), toolgate::state::State::in_memory());
-    let policy = compile_examples();
+/// Decides every case of the policy in `dir` (its `*.test.yaml` files) on
+/// the engine and on the export, on both of regorus's evaluators; returns
+/// how many decisions were compared.
+fn agree_on(dir: &std::path::Path) -> usize {
+    let compile = || {
+        let sources = toolgate::compiler::files::read_policies(&[dir.to_path_buf()]).expect("policies");
+        toolgate::compile(sources, &toolgate::DiskFiles).policy.expect("compiles")
+    };
+    let policy = compile();
+    let table = std::sync::Arc::new(toolgate::engine::table::DecisionTable::build(compile()));
     let mut files = Vec::new();
-    for source in toolgate::compiler::files::read_tests(&[root().join("policies")]).expect("tests") {
+    for source in toolgate::compiler::files::read_tests(&[dir.to_path_buf()]).expect("tests") {
         let text = String::from_utf8(source.bytes).expect("UTF-8");
         files.push((source.name, serde_saphyr::from_str::<TestFile>(&text).expect("test file")));
     }
@@ -43,29 +44,38 @@ fn exported_example_policies_agree_with_the_engine_on_every_test_case() {
     for evaluator in [Evaluator::Vm, Evaluator::Interpreter] {
         for (file, tests) in &files {
             for case in &tests.cases {
-                let fresh = Engine::with_table(
-                    std::sync::Arc::clone(engine.table()),
-                    toolgate::state::State::in_memory(),
-                );
+                let fresh =
+                    Engine::with_table(std::sync::Arc::clone(&table), toolgate::state::State::in_memory());
                 let mut gateway = Gateway::with_module(&policy, &module, evaluator);
                 let mut requests = Vec::new();
-                for before in &case.before {
-                    let times = before.get("repeat").and_then(Value::as_u64).unwrap_or(1);
-                    let inner = before.get("request").unwrap_or(before);
-                    requests.extend(std::iter::repeat_n(request(inner), times as usize));
+                for (request, times) in case.before_requests() {
+                    requests.extend(std::iter::repeat_n(request, times as usize));
                 }
-                requests.push(request(&case.request));
+                requests.push(case.request().expect("a valid request"));
                 for (i, request) in requests.iter().enumerate() {
-                    let (a, b) = (native(&fresh, request), exported(&mut gateway, request));
                     let context = format!("{evaluator:?} {file}: {} (request {i})", case.name);
-                    assert_eq!((&a.0, &a.1, &a.2), (&b.0, &b.1, &b.2), "{context}");
-                    assert!(same_reason(&a.3, &b.3), "{context}: reason {:?} vs {:?}", a.3, b.3);
+                    assert_eq!(native(&fresh, request), exported(&mut gateway, request), "{context}");
                     compared += 1;
                 }
             }
         }
     }
+    compared
+}
+
+#[test]
+fn exported_example_policies_agree_with_the_engine_on_every_test_case() {
+    let compared = agree_on(&root().join("policies"));
     assert!(compared > 1000, "only {compared} decisions compared");
+}
+
+#[test]
+fn exported_semantics_fixtures_agree_with_the_engine_on_every_case() {
+    let mut compared = 0;
+    for fixture in crate::util::engine_fixtures() {
+        compared += agree_on(&fixture);
+    }
+    assert!(compared > 100, "only {compared} decisions compared");
 }
 
 #[test]
@@ -81,38 +91,8 @@ fn the_exported_module_runs_on_the_bytecode_vm() {
 
 #[test]
 fn rego_rules_in_constraints_and_gates_decide_through_the_binary() {
-    let policy = "\
-agentPolicies:
-  ops:
-    allowedTools: [deploy, restart]
-    constraints:
-      deploy:
-        rego: data.ops.deploy_allowed
-      restart:
-        rego: data.ops.broken
-    approvalGates:
-      deploy:
-        rego: data.ops.needs_approval
-        approver: sre
-";
-    let module = "\
-package ops
-
-import rego.v1
-
-default deploy_allowed := false
-
-deploy_allowed if {
-	input.args.env in {\"staging\", \"prod\"}
-	not input.args.version == \"\"
-}
-
-needs_approval if input.args.env == \"prod\"
-
-# Not a boolean: every call that reads it fails closed.
-broken := \"yes\"
-";
-    let dir = crate::util::scratch(&[("policy.yaml", policy), ("ops.rego", module)]);
+    // The policy and module of the `rego` semantics fixture.
+    let dir = root().join("tests/fixtures/engine/rego");
     let requests = [
         r#"{"agent": "ops", "tool": "deploy", "args": {"env": "staging", "version": "1.2"}}"#,
         r#"{"agent": "ops", "tool": "deploy", "args": {"env": "prod", "version": "1.2"}}"#,
@@ -121,7 +101,7 @@ broken := \"yes\"
         r#"{"agent": "ops", "tool": "restart", "args": {}}"#,
     ];
     let output = crate::util::run_with_input(
-        crate::util::toolgate(dir.path()).args(["eval", "--policy", "policy.yaml"]),
+        crate::util::toolgate(&dir).args(["eval", "--policy", "policy.yaml"]),
         requests.join("\n").as_bytes(),
     );
     let answers: Vec<(String, String, String)> = crate::util::json_lines(&output)

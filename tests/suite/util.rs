@@ -100,3 +100,15 @@ pub fn compile_examples() -> toolgate::CheckedPolicySet {
     let sources = toolgate::compiler::files::read_policies(&[root().join("policies")]).expect("policies");
     toolgate::compile(sources, &toolgate::DiskFiles).policy.expect("compiles")
 }
+
+/// The folders of `tests/fixtures/engine/`: a policy and its `*.test.yaml`
+/// cases each, on decision semantics.
+pub fn engine_fixtures() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/engine"))
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}

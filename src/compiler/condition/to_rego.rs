@@ -191,12 +191,14 @@ impl Translator<'_> {
                 "{n} := true if {{ is_array({r}); {l} in {r} }} else := false if {{ is_array({r}); _ = {l} }} \
                  else := true if {{ is_object({r}); is_string({l}); _ = {r}[{l}] }} else := false if {{ is_object({r}); is_string({l}) }}"
             ),
+            // Integer arithmetic beyond 64 bits is an error in the engine:
+            // undefined here (Rego has no 64-bit integers to overflow).
             Add => format!(
-                "{n} := {l} + {r} if {{ {numbers} }} else := concat(\"\", [{l}, {r}]) if {{ is_string({l}); is_string({r}) }} \
+                "{n} := v if {{ {numbers}; v := {l} + {r}; toolgate_in_range({l}, {r}, v) }} else := concat(\"\", [{l}, {r}]) if {{ is_string({l}); is_string({r}) }} \
                  else := array.concat({l}, {r}) if {{ is_array({l}); is_array({r}) }}"
             ),
-            Sub => format!("{n} := {l} - {r} if {{ {numbers} }}"),
-            Mul => format!("{n} := {l} * {r} if {{ {numbers} }}"),
+            Sub => format!("{n} := v if {{ {numbers}; v := {l} - {r}; toolgate_in_range({l}, {r}, v) }}"),
+            Mul => format!("{n} := v if {{ {numbers}; v := {l} * {r}; toolgate_in_range({l}, {r}, v) }}"),
             // Integer division truncates toward zero, as in the engine.
             Div => format!(
                 "{n} := ({l} - ({l} % {r})) / {r} if {{ {integers}; {r} != 0 }} else := {l} / {r} if {{ {numbers}; {r} != 0; not {l} == floor({l}) }} \
@@ -237,4 +239,7 @@ toolgate_comparable(a, b) if { is_number(a); is_number(b) }
 toolgate_comparable(a, b) if { is_string(a); is_string(b) }
 toolgate_integer(x) if { is_number(x); x == floor(x) }
 toolgate_has(o, k) if { _ = o[k] }
+toolgate_in_range(a, b, _) if { not toolgate_integer(a) }
+toolgate_in_range(a, b, _) if { not toolgate_integer(b) }
+toolgate_in_range(_, _, v) if { v >= -9223372036854775808; v <= 9223372036854775807 }
 ";
