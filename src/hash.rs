@@ -23,17 +23,14 @@ pub fn sha256_text(hasher: Sha256) -> String {
     text
 }
 
-/// `sha256:<hex>` of some bytes.
-pub fn sha256_of(bytes: &[u8]) -> String {
-    sha256_text(Sha256::new_with_prefix(bytes))
-}
-
 #[cfg(test)]
 mod tests {
+    use sha2::Digest;
+
     #[test]
     fn digests_are_lowercase_hex_with_their_algorithm() {
         assert_eq!(
-            super::sha256_of(b"abc"),
+            super::sha256_text(sha2::Sha256::new_with_prefix(b"abc")),
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }

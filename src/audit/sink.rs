@@ -22,14 +22,14 @@ pub enum Sync {
     Os,
 }
 
-struct Batch {
+struct Submission {
     records: Vec<Map<String, Value>>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
 /// A handle to the writer thread.
 pub struct AuditSink {
-    sender: Mutex<Option<mpsc::Sender<Batch>>>,
+    sender: Mutex<Option<mpsc::Sender<Submission>>>,
     head: Arc<Mutex<(u64, String)>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -37,7 +37,7 @@ pub struct AuditSink {
 impl AuditSink {
     /// Starts the writer thread for an opened trail.
     pub fn start(mut writer: AuditWriter, sync: Sync) -> AuditSink {
-        let (sender, receiver) = mpsc::channel::<Batch>();
+        let (sender, receiver) = mpsc::channel::<Submission>();
         let (seq, hash) = writer.head();
         let head = Arc::new(Mutex::new((seq, hash.to_owned())));
         let shared_head = Arc::clone(&head);
@@ -76,7 +76,7 @@ impl AuditSink {
         let (done, wait) = oneshot::channel();
         let sent = {
             let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
-            sender.as_ref().map(|s| s.send(Batch { records, done }))
+            sender.as_ref().map(|s| s.send(Submission { records, done }))
         };
         match sent {
             Some(Ok(())) => wait.await.unwrap_or_else(|_| Err(String::from("the audit writer stopped"))),

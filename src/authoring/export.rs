@@ -129,7 +129,7 @@ struct AgentExporter<'p> {
 
 impl AgentExporter<'_> {
     fn id(&self, rule: RuleId) -> &str {
-        self.policy.rules.get(rule.0 as usize).map_or("toolgate.unknownRule", |r| r.id.as_str())
+        self.policy.rules.id(rule)
     }
 
     fn deny(&self, rule: &str, reason: &Reason<'_>) -> String {

@@ -43,7 +43,7 @@ impl Gateway {
             .iter()
             .flat_map(|a| a.constraints.iter())
             .filter_map(|c| c.rate_limit.map(|(limit, _)| limit.rule))
-            .filter_map(|rule| policy.rules.get(rule.0 as usize).map(|r| r.id.clone()))
+            .map(|rule| policy.rules.id(rule).to_owned())
             .collect();
         Gateway {
             evaluation: module.evaluation_with(evaluator),

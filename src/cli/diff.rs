@@ -5,16 +5,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 
 use toolgate::authoring::diff::Change;
 use toolgate::authoring::diff::Direction;
 use toolgate::compiler::CheckedPolicySet;
 
 use super::{Exit, output};
-
-/// Exit status under `--fail-on-widen` when a change widens what is allowed.
-pub const EXIT_WIDENED: u8 = 3;
 
 /// How the diff is printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -28,14 +25,14 @@ pub enum DiffFormat {
     Json,
 }
 
-pub fn run(old: &str, new: &str, format: DiffFormat, fail_on_widen: bool) -> ExitCode {
+pub fn run(old: &str, new: &str, format: DiffFormat, fail_on_widen: bool) -> Exit {
     let (old_policy, _old_tree) = match load(old) {
         Ok(loaded) => loaded,
-        Err(exit) => return exit.into(),
+        Err(exit) => return exit,
     };
     let (new_policy, _new_tree) = match load(new) {
         Ok(loaded) => loaded,
-        Err(exit) => return exit.into(),
+        Err(exit) => return exit,
     };
     let changes = toolgate::authoring::diff::diff(old_policy, new_policy);
     let text = match format {
@@ -45,7 +42,7 @@ pub fn run(old: &str, new: &str, format: DiffFormat, fail_on_widen: bool) -> Exi
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     let widened = changes.iter().any(|c| c.direction == Direction::Widened);
-    if fail_on_widen && widened { ExitCode::from(EXIT_WIDENED) } else { Exit::Ok.into() }
+    if fail_on_widen && widened { Exit::Findings } else { Exit::Ok }
 }
 
 /// Compiles one side; a `REV:PATH` side is read from a checkout of REV in a

@@ -2,21 +2,17 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use toolgate::diagnostic::Diagnostic;
 
 use super::{Exit, Format, output};
 
-/// Exit status when there are findings (warnings of `check` or lint rules).
-pub const EXIT_FINDINGS: u8 = 3;
-
-pub fn run(paths: &[PathBuf], format: Format, exit_zero: bool) -> ExitCode {
+pub fn run(paths: &[PathBuf], format: Format, exit_zero: bool) -> Exit {
     let sources = match toolgate::compiler::files::read_policies(paths) {
         Ok(sources) => sources,
         Err(error) => {
             output::error(&error.to_string());
-            return Exit::Usage.into();
+            return Exit::Usage;
         }
     };
     let file_count = sources.len();
@@ -31,11 +27,11 @@ pub fn run(paths: &[PathBuf], format: Format, exit_zero: bool) -> ExitCode {
         let _ = writeln!(std::io::stderr(), "linted {files}: {}", output::summary(&findings));
     }
     if checked.policy.is_none() {
-        Exit::Invalid.into()
+        Exit::Invalid
     } else if findings.is_empty() || exit_zero {
-        Exit::Ok.into()
+        Exit::Ok
     } else {
-        ExitCode::from(EXIT_FINDINGS)
+        Exit::Findings
     }
 }
 

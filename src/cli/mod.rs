@@ -18,20 +18,39 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Exit codes shared by all commands.
+/// How a command ended: every command's exit status comes from here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// Success.
-    Ok = 0,
-    /// The policy set has errors (or warnings under `--deny-warnings`).
-    Invalid = 1,
-    /// Bad usage, or a file could not be read.
-    Usage = 2,
+    /// Success (0).
+    Ok,
+    /// The policy set has errors, or warnings under `--deny-warnings` (1).
+    Invalid,
+    /// Bad usage, or a file or socket could not be read (2).
+    Usage,
+    /// `lint` found something, a `test` case failed or coverage fell short,
+    /// or `diff --fail-on-widen` found a widening (3).
+    Findings,
+    /// `query`: a request was denied or answered with an error (1).
+    Denied,
+    /// `query`: a request needs approval and none was denied (3).
+    ApprovalRequired,
+}
+
+impl Exit {
+    /// The process exit status.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Invalid | Exit::Denied => 1,
+            Exit::Usage => 2,
+            Exit::Findings | Exit::ApprovalRequired => 3,
+        }
+    }
 }
 
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> ExitCode {
-        ExitCode::from(exit as u8)
+        ExitCode::from(exit.code())
     }
 }
 
@@ -355,11 +374,11 @@ pub fn run() -> ExitCode {
         Command::Check(args) => check::run(&args.paths, args.format, args.deny_warnings),
         Command::Eval(args) => eval::run(&args.policies, args.max_line_bytes, args.engine),
         Command::Export(args) => export::run(&args.paths, args.format),
-        Command::Test(args) => return test::run(&args.paths, args.format, args.min_coverage),
-        Command::Diff(args) => return diff::run(&args.old, &args.new, args.format, args.fail_on_widen),
+        Command::Test(args) => test::run(&args.paths, args.format, args.min_coverage),
+        Command::Diff(args) => diff::run(&args.old, &args.new, args.format, args.fail_on_widen),
         Command::Lint(args) => match args.explain {
             Some(rule) => lint::explain(&rule),
-            None => return lint::run(&args.paths, args.format, args.exit_zero),
+            None => lint::run(&args.paths, args.format, args.exit_zero),
         },
         Command::Serve(args) => serve::run(serve::ServeArgs {
             server: toolgate::server::Config {
@@ -413,16 +432,14 @@ pub fn run() -> ExitCode {
             &args.socket.admin_socket,
             &serde_json::json!({"op": "reject", "approval": args.approval, "as": args.by}),
         ),
-        Command::Query(args) => {
-            return query::run(query::QueryArgs {
-                socket: &args.socket,
-                requests: &args.requests,
-                agent: args.agent,
-                tool: args.tool,
-                args: args.args,
-                session: args.session,
-            });
-        }
+        Command::Query(args) => query::run(query::QueryArgs {
+            socket: &args.socket,
+            requests: &args.requests,
+            agent: args.agent,
+            tool: args.tool,
+            args: args.args,
+            session: args.session,
+        }),
     };
     exit.into()
 }

@@ -9,11 +9,6 @@ use serde_json::{Value, json};
 
 use super::{Exit, output};
 
-/// Exit status when a request was denied or answered with an error.
-pub const EXIT_DENY: u8 = 1;
-/// Exit status when approval is required (and nothing was denied).
-pub const EXIT_APPROVAL: u8 = 3;
-
 pub struct QueryArgs<'a> {
     pub socket: &'a Path,
     pub requests: &'a [String],
@@ -23,12 +18,12 @@ pub struct QueryArgs<'a> {
     pub session: Option<String>,
 }
 
-pub fn run(query: QueryArgs<'_>) -> std::process::ExitCode {
+pub fn run(query: QueryArgs<'_>) -> Exit {
     let lines = match request_lines(&query) {
         Ok(lines) => lines,
         Err(message) => {
             output::error(&message);
-            return Exit::Usage.into();
+            return Exit::Usage;
         }
     };
     match exchange(query.socket, &lines) {
@@ -48,18 +43,17 @@ pub fn run(query: QueryArgs<'_>) -> std::process::ExitCode {
                 }
             }
             // Deny outranks approval: a script must proceed on neither.
-            let code = if denied {
-                EXIT_DENY
+            if denied {
+                Exit::Denied
             } else if gated {
-                EXIT_APPROVAL
+                Exit::ApprovalRequired
             } else {
-                0
-            };
-            std::process::ExitCode::from(code)
+                Exit::Ok
+            }
         }
         Err(message) => {
             output::error(&message);
-            Exit::Usage.into()
+            Exit::Usage
         }
     }
 }

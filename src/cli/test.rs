@@ -8,9 +8,6 @@ use toolgate::engine::table::DecisionTable;
 
 use super::{Exit, output};
 
-/// Exit status when a case failed or coverage is below `--min-coverage`.
-pub const EXIT_FAILED: u8 = 3;
-
 /// How results are printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum TestFormat {
@@ -23,22 +20,22 @@ pub enum TestFormat {
     Junit,
 }
 
-pub fn run(paths: &[PathBuf], format: TestFormat, min_coverage: Option<f64>) -> std::process::ExitCode {
+pub fn run(paths: &[PathBuf], format: TestFormat, min_coverage: Option<f64>) -> Exit {
     let policy = match output::compile_or_report(paths) {
         Ok(policy) => policy,
-        Err(exit) => return exit.into(),
+        Err(exit) => return exit,
     };
     let table = std::sync::Arc::new(DecisionTable::build(policy));
     let sources = match toolgate::compiler::files::read_tests(paths) {
         Ok(sources) => sources,
         Err(error) => {
             output::error(&error.to_string());
-            return Exit::Usage.into();
+            return Exit::Usage;
         }
     };
     if sources.is_empty() {
         output::error("no test files (*.test.yaml) found");
-        return Exit::Usage.into();
+        return Exit::Usage;
     }
     let mut files = Vec::new();
     for source in sources {
@@ -49,7 +46,7 @@ pub fn run(paths: &[PathBuf], format: TestFormat, min_coverage: Option<f64>) -> 
             Ok(file) => files.push((source.name, file)),
             Err(error) => {
                 output::error(&format!("`{}` is not a valid test file: {error}", source.name));
-                return Exit::Usage.into();
+                return Exit::Usage;
             }
         }
     }
@@ -68,7 +65,7 @@ pub fn run(paths: &[PathBuf], format: TestFormat, min_coverage: Option<f64>) -> 
             min_coverage.unwrap_or(0.0)
         ));
     }
-    if report.failed() > 0 || below { std::process::ExitCode::from(EXIT_FAILED) } else { Exit::Ok.into() }
+    if report.failed() > 0 || below { Exit::Findings } else { Exit::Ok }
 }
 
 fn human(report: &Report) -> String {

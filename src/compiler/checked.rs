@@ -26,12 +26,50 @@ pub struct RuleInfo {
     pub location: Location,
 }
 
+/// Every rule of a checked set, indexed by [`RuleId`]: numbered as the
+/// checker compiles them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rules(Vec<RuleInfo>);
+
+impl Rules {
+    /// Adds a rule; returns its id.
+    pub(in crate::compiler) fn add(&mut self, id: String, location: Location) -> RuleId {
+        self.0.push(RuleInfo { id, location });
+        RuleId(u32::try_from(self.0.len() - 1).unwrap_or(u32::MAX))
+    }
+
+    /// The rule's stable id (`toolgate.unknownRule` for an id of another set).
+    pub fn id(&self, rule: RuleId) -> &str {
+        self.0.get(rule.0 as usize).map_or("toolgate.unknownRule", |r| r.id.as_str())
+    }
+
+    /// Where the rule is written.
+    pub fn location(&self, rule: RuleId) -> Option<Location> {
+        self.0.get(rule.0 as usize).map(|r| r.location)
+    }
+
+    /// Every rule, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &RuleInfo> {
+        self.0.iter()
+    }
+
+    /// How many rules there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A policy set with no errors: inheritance resolved, patterns and
 /// conditions compiled. Built only by the checker ([`super::check::check`]).
 #[derive(Debug)]
 pub struct CheckedPolicySet {
     pub(crate) agents: Vec<CheckedAgent>,
-    pub(crate) rules: Vec<RuleInfo>,
+    pub(crate) rules: Rules,
     pub(crate) catalogs: Catalogs,
     hash: String,
 }
@@ -40,7 +78,7 @@ impl CheckedPolicySet {
     /// A checked set; only the checker calls this, once it found no error.
     pub(in crate::compiler) fn new(
         agents: Vec<CheckedAgent>,
-        rules: Vec<RuleInfo>,
+        rules: Rules,
         catalogs: Catalogs,
         hash: String,
     ) -> CheckedPolicySet {
@@ -53,7 +91,7 @@ impl CheckedPolicySet {
     }
 
     /// Every rule, indexed by [`RuleId`].
-    pub fn rules(&self) -> &[RuleInfo] {
+    pub fn rules(&self) -> &Rules {
         &self.rules
     }
 

@@ -10,7 +10,7 @@ pub mod sarif;
 mod suggest;
 
 pub use codes::{Code, Severity};
-pub use suggest::suggest;
+pub use suggest::{did_you_mean, suggest};
 
 use crate::source::Location;
 
@@ -61,6 +61,15 @@ impl Diagnostic {
             primary.text = text.into();
         }
         self
+    }
+
+    /// Labels the primary location "did you mean `x`?" when one of
+    /// `candidates` is close enough to `name` to be what was meant.
+    pub fn with_suggestion<'a>(self, name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
+        match suggest::suggest(name, candidates) {
+            Some(best) => self.with_label(suggest::did_you_mean(best)),
+            None => self,
+        }
     }
 
     /// Adds a secondary label.

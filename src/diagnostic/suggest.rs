@@ -1,5 +1,10 @@
 //! Did-you-mean: the closest known name to a misspelt one.
 
+/// The label of a suggestion.
+pub fn did_you_mean(best: &str) -> String {
+    format!("did you mean `{best}`?")
+}
+
 /// The closest of `candidates` to `name`, if one is close enough to be a typo.
 pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates

@@ -11,7 +11,7 @@ use globset::{GlobSet, GlobSetBuilder};
 use crate::compiler::ast::AuditLevel;
 use crate::compiler::catalog::Catalogs;
 use crate::compiler::checked::{
-    CheckedAgent, CheckedConstraint, CheckedGate, CheckedPolicySet, RuleId, RuleInfo, SchemaCheck, ToolRule,
+    CheckedAgent, CheckedConstraint, CheckedGate, CheckedPolicySet, RuleId, Rules, SchemaCheck, ToolRule,
 };
 use crate::compiler::pattern::{PatternIndex, ToolPattern};
 use crate::hash::FastMap;
@@ -21,7 +21,7 @@ use crate::state::session::Cap;
 #[derive(Clone, Debug)]
 pub struct DecisionTable {
     pub(crate) agents: FastMap<Box<str>, AgentTable>,
-    pub(crate) rules: Vec<RuleInfo>,
+    pub(crate) rules: Rules,
     pub(crate) hash: Box<str>,
     /// The tool catalogs: a name under a catalog's server that the catalog
     /// does not list is refused.
@@ -144,7 +144,7 @@ impl DecisionTable {
 
     /// The stable id of a rule.
     pub(crate) fn rule_id(&self, rule: RuleId) -> &str {
-        self.rules.get(rule.0 as usize).map_or("toolgate.unknownRule", |r| r.id.as_str())
+        self.rules.id(rule)
     }
 
     /// `sha256:<hex>` of the policy sources.
@@ -153,14 +153,14 @@ impl DecisionTable {
     }
 
     /// Every rule, indexed by rule id.
-    pub fn rules(&self) -> &[RuleInfo] {
+    pub fn rules(&self) -> &Rules {
         &self.rules
     }
 }
 
 impl AgentTable {
-    fn build(agent: CheckedAgent, rules: &[RuleInfo], catalogs: &Catalogs) -> AgentTable {
-        let id = |rule: RuleId| rules.get(rule.0 as usize).map_or("", |r| r.id.as_str());
+    fn build(agent: CheckedAgent, rules: &Rules, catalogs: &Catalogs) -> AgentTable {
+        let id = |rule: RuleId| rules.id(rule);
         let session_cap =
             agent.session.max_tool_calls.map(|limit| (Cap::count(id(limit.rule), limit.max), limit.rule));
         let mut table = AgentTable {
@@ -205,7 +205,7 @@ impl AgentTable {
     }
 
     /// The plan for a tool name.
-    pub fn plan(&self, tool: &str, rules: &[RuleInfo]) -> Cow<'_, ToolPlan> {
+    pub fn plan(&self, tool: &str, rules: &Rules) -> Cow<'_, ToolPlan> {
         match self.exact.get(tool) {
             Some(plan) => Cow::Borrowed(plan),
             None => self.plan_by_globs(tool, rules),
@@ -213,7 +213,7 @@ impl AgentTable {
     }
 
     /// The plan for a tool name the exact map does not hold.
-    pub fn plan_by_globs(&self, tool: &str, rules: &[RuleInfo]) -> Cow<'_, ToolPlan> {
+    pub fn plan_by_globs(&self, tool: &str, rules: &Rules) -> Cow<'_, ToolPlan> {
         // Exact names are all in the map, so only globs can match here.
         if let Some(rule) = self.deny_globs.first(tool) {
             return Cow::Owned(ToolPlan::Denied(RuleId(rule)));
@@ -269,7 +269,7 @@ fn plan_of(
     indexes: &Indexes,
     tool: &str,
     session_cap: &Option<(Cap, RuleId)>,
-    rules: &[RuleInfo],
+    rules: &Rules,
 ) -> ToolPlan {
     if let Some(deny) = indexes.deny.first(tool).and_then(|i| agent.deny.get(i as usize)) {
         return ToolPlan::Denied(deny.rule);
@@ -290,9 +290,9 @@ fn plan_of(
 fn caps_of<'a>(
     constraints: impl Iterator<Item = &'a CheckedConstraint>,
     session_cap: &Option<(Cap, RuleId)>,
-    rules: &[RuleInfo],
+    rules: &Rules,
 ) -> (Box<[Cap]>, Box<[RuleId]>) {
-    let id = |rule: RuleId| -> Box<str> { rules.get(rule.0 as usize).map_or("", |r| r.id.as_str()).into() };
+    let id = |rule: RuleId| -> Box<str> { rules.id(rule).into() };
     constraints
         .flat_map(|c| {
             let count = c.max_per_session.map(|limit| (Cap::count(id(limit.rule), limit.max), limit.rule));

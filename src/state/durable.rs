@@ -27,18 +27,18 @@ const BUCKETS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("buckets
 /// The most admissions committed in one transaction.
 const MAX_BATCH: usize = 4096;
 
-/// One change for the committer: an admission to check and count, or an
+/// One job for the committer: an admission to check and count, or an
 /// outcome to record.
-enum Change {
+enum Job {
     Admit { tool: String, caps: Vec<Cap>, reply: mpsc::SyncSender<Admission> },
     Outcome { outcome: CallOutcome, reply: mpsc::SyncSender<Option<OutcomeTotals>> },
 }
 
-/// A change queued for the committer, with the session it is for.
+/// A job queued for the committer, with the session it is for.
 struct Queued {
     session: String,
     agent: String,
-    change: Change,
+    job: Job,
 }
 
 /// Session counters in a redb database file.
@@ -110,14 +110,14 @@ fn commit_loop(db: &Database, receiver: &mpsc::Receiver<Queued>, clock: &dyn Clo
         batch.extend(receiver.try_iter().take(MAX_BATCH - 1));
         match commit_batch(db, &batch, clock) {
             Ok(answers) => {
-                for (request, answer) in batch.iter().zip(answers) {
-                    answer.send(&request.change);
+                for (queued, answer) in batch.iter().zip(answers) {
+                    answer.send(&queued.job);
                 }
             }
             Err(error) => {
                 tracing::error!(%error, "session state commit failed; denying the batch");
-                for request in &batch {
-                    Answer::Failed.send(&request.change);
+                for queued in &batch {
+                    Answer::Failed.send(&queued.job);
                 }
             }
         }
@@ -132,18 +132,18 @@ enum Answer {
 }
 
 impl Answer {
-    fn send(self, change: &Change) {
-        match (change, self) {
-            (Change::Admit { reply, .. }, Answer::Admission(admission)) => {
+    fn send(self, job: &Job) {
+        match (job, self) {
+            (Job::Admit { reply, .. }, Answer::Admission(admission)) => {
                 let _ = reply.send(admission);
             }
-            (Change::Outcome { reply, .. }, Answer::Totals(totals)) => {
+            (Job::Outcome { reply, .. }, Answer::Totals(totals)) => {
                 let _ = reply.send(Some(totals));
             }
-            (Change::Admit { reply, .. }, _) => {
+            (Job::Admit { reply, .. }, _) => {
                 let _ = reply.send(Admission::Unavailable);
             }
-            (Change::Outcome { reply, .. }, _) => {
+            (Job::Outcome { reply, .. }, _) => {
                 let _ = reply.send(None);
             }
         }
@@ -206,9 +206,9 @@ fn commit_batch(db: &Database, batch: &[Queued], clock: &dyn Clock) -> Result<Ve
                 session: &queued.session,
                 agent: &queued.agent,
             };
-            answers.push(match &queued.change {
-                Change::Admit { tool, caps, .. } => Answer::Admission(admit(&mut tally, tool, caps, clock)?),
-                Change::Outcome { outcome, .. } => Answer::Totals(apply_outcome(&mut tally, *outcome)?),
+            answers.push(match &queued.job {
+                Job::Admit { tool, caps, .. } => Answer::Admission(admit(&mut tally, tool, caps, clock)?),
+                Job::Outcome { outcome, .. } => Answer::Totals(apply_outcome(&mut tally, *outcome)?),
             });
         }
     }
@@ -237,8 +237,8 @@ impl SessionStore for DurableSessions {
 
     fn admit(&self, key: SessionKey<'_>, tool: &str, caps: &[Cap]) -> Admission {
         let (reply, answer) = mpsc::sync_channel(1);
-        let change = Change::Admit { tool: tool.to_owned(), caps: caps.to_vec(), reply };
-        if !self.submit(Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), change }) {
+        let job = Job::Admit { tool: tool.to_owned(), caps: caps.to_vec(), reply };
+        if !self.submit(Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), job }) {
             return Admission::Unavailable;
         }
         answer.recv().unwrap_or(Admission::Unavailable)
@@ -246,8 +246,8 @@ impl SessionStore for DurableSessions {
 
     fn record_outcome(&self, key: SessionKey<'_>, outcome: CallOutcome) -> Option<OutcomeTotals> {
         let (reply, answer) = mpsc::sync_channel(1);
-        let change = Change::Outcome { outcome, reply };
-        if !self.submit(Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), change }) {
+        let job = Job::Outcome { outcome, reply };
+        if !self.submit(Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), job }) {
             return None;
         }
         answer.recv().ok().flatten()

@@ -12,11 +12,11 @@
 //! Silence: `lintIgnore: [gate-without-approver]` on the agent or at the top
 //! of its file.
 
-use super::Agent;
+use super::AgentView;
 use crate::compiler::checked::GateTrigger;
 use crate::diagnostic::{Code, Diagnostic};
 
-pub fn check(agent: &Agent<'_>, findings: &mut Vec<Diagnostic>) {
+pub fn check(agent: &AgentView<'_>, findings: &mut Vec<Diagnostic>) {
     for gate in &agent.agent.gates {
         if gate.approver.is_some() || matches!(gate.trigger, GateTrigger::Never) {
             continue;

@@ -15,7 +15,7 @@ mod unguarded_destructive;
 use std::collections::HashSet;
 
 use crate::compiler::catalog::Catalogs;
-use crate::compiler::checked::{CheckedAgent, CheckedPolicySet, RuleId, RuleInfo};
+use crate::compiler::checked::{CheckedAgent, CheckedPolicySet, RuleId, Rules};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::Location;
 
@@ -25,7 +25,7 @@ pub struct Rule {
     pub code: Code,
     /// The source of its file, whose `//!` lines are its documentation.
     source: &'static str,
-    check: fn(&Agent<'_>, &mut Vec<Diagnostic>),
+    check: fn(&AgentView<'_>, &mut Vec<Diagnostic>),
 }
 
 impl Rule {
@@ -73,29 +73,29 @@ pub fn find(name: &str) -> Option<&'static Rule> {
 }
 
 /// What a rule sees: one effective agent and the set around it.
-pub(crate) struct Agent<'a> {
+pub(crate) struct AgentView<'a> {
     /// The agent.
     pub agent: &'a CheckedAgent,
     /// Every agent of the set, this one included.
     pub all: &'a [CheckedAgent],
-    rules: &'a [RuleInfo],
+    rules: &'a Rules,
     /// The catalogs of the set.
     pub catalogs: &'a Catalogs,
 }
 
-impl<'a> Agent<'a> {
+impl<'a> AgentView<'a> {
     /// Every agent whose effective lists hold the entry `rule` (the agent
     /// that wrote it and every agent inheriting it), as views.
-    pub fn sharing(&self, rule: RuleId) -> impl Iterator<Item = Agent<'a>> + '_ {
+    pub fn sharing(&self, rule: RuleId) -> impl Iterator<Item = AgentView<'a>> + '_ {
         self.all
             .iter()
             .filter(move |a| a.allow.iter().chain(&a.deny).any(|r| r.rule == rule))
-            .map(|agent| Agent { agent, all: self.all, rules: self.rules, catalogs: self.catalogs })
+            .map(|agent| AgentView { agent, all: self.all, rules: self.rules, catalogs: self.catalogs })
     }
 
     /// Where a rule of the policy is written.
     pub fn location(&self, rule: RuleId) -> Option<Location> {
-        self.rules.get(rule.0 as usize).map(|r| r.location)
+        self.rules.location(rule)
     }
 
     /// A finding at the place `rule` is written.
@@ -122,7 +122,7 @@ pub fn run(policy: &CheckedPolicySet) -> Vec<Diagnostic> {
     let mut findings = Vec::new();
     let mut seen = HashSet::new();
     for agent in &policy.agents {
-        let view = Agent { agent, all: &policy.agents, rules: &policy.rules, catalogs: &policy.catalogs };
+        let view = AgentView { agent, all: &policy.agents, rules: &policy.rules, catalogs: &policy.catalogs };
         for rule in &RULES {
             let silenced = agent.lint_ignore.iter().any(|n| n == rule.code.name() || n == rule.code.as_str());
             if silenced {

@@ -12,10 +12,10 @@
 //! Silence: `lintIgnore: [no-session-cap]` on the agent or at the top of
 //! its file, for agents whose sessions are bounded elsewhere.
 
-use super::Agent;
+use super::AgentView;
 use crate::diagnostic::{Code, Diagnostic};
 
-pub fn check(agent: &Agent<'_>, findings: &mut Vec<Diagnostic>) {
+pub fn check(agent: &AgentView<'_>, findings: &mut Vec<Diagnostic>) {
     if agent.agent.session.max_tool_calls.is_some() || agent.agent.allow.is_empty() {
         return;
     }

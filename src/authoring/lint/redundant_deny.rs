@@ -18,12 +18,12 @@
 //! file (for example for a deny kept as documentation, or to guard against
 //! a future allow in an agent that extends this one).
 
-use super::Agent;
+use super::AgentView;
 use crate::compiler::checked::ToolRule;
 use crate::compiler::pattern::ToolPattern;
 use crate::diagnostic::{Code, Diagnostic};
 
-pub fn check(agent: &Agent<'_>, findings: &mut Vec<Diagnostic>) {
+pub fn check(agent: &AgentView<'_>, findings: &mut Vec<Diagnostic>) {
     for deny in &agent.agent.deny {
         // Redundant only if no agent holding the entry allows anything it denies.
         let needed =
@@ -41,7 +41,7 @@ pub fn check(agent: &Agent<'_>, findings: &mut Vec<Diagnostic>) {
     }
 }
 
-fn overlaps(agent: &Agent<'_>, allow: &ToolRule, deny: &ToolRule) -> bool {
+fn overlaps(agent: &AgentView<'_>, allow: &ToolRule, deny: &ToolRule) -> bool {
     match (&allow.pattern, &deny.pattern) {
         (a @ ToolPattern::Glob { .. }, d @ ToolPattern::Glob { .. }) => {
             let described = agent.catalogs.covers(a.text()) && agent.catalogs.covers(d.text());

@@ -16,13 +16,13 @@
 //! Silence: `lintIgnore: [shadowed-pattern]` on the agent or at the top of
 //! its file.
 
-use super::Agent;
+use super::AgentView;
 use crate::compiler::checked::{CheckedAgent, ToolRule};
 use crate::diagnostic::{Code, Diagnostic};
 
 type List = fn(&CheckedAgent) -> &[ToolRule];
 
-pub fn check(agent: &Agent<'_>, findings: &mut Vec<Diagnostic>) {
+pub fn check(agent: &AgentView<'_>, findings: &mut Vec<Diagnostic>) {
     let lists: [(List, &str); 2] = [(|a| &a.allow, "allowedTools"), (|a| &a.deny, "deniedTools")];
     for (list, key) in lists {
         for narrow in list(agent.agent) {

@@ -19,7 +19,7 @@
 //! Silence: `lintIgnore: [unguarded-destructive]` on the agent or at the top
 //! of its file.
 
-use super::Agent;
+use super::AgentView;
 use crate::compiler::catalog::Hint;
 use crate::compiler::checked::GateTrigger;
 use crate::compiler::pattern::ToolPattern;
@@ -28,7 +28,7 @@ use crate::diagnostic::{Code, Diagnostic};
 /// How many tool names a finding lists before it says "and N more".
 const LISTED: usize = 5;
 
-pub fn check(agent: &Agent<'_>, findings: &mut Vec<Diagnostic>) {
+pub fn check(agent: &AgentView<'_>, findings: &mut Vec<Diagnostic>) {
     let a = agent.agent;
     let gated =
         |tool: &str| a.gates.iter().any(|g| !matches!(g.trigger, GateTrigger::Never) && g.tool.matches(tool));

@@ -15,27 +15,6 @@ use crate::diagnostic::{Code, Diagnostic};
 use crate::source::Location;
 use crate::source::Span;
 
-/// Rules are numbered as they are compiled.
-#[derive(Default)]
-pub struct RuleTable {
-    rules: Vec<RuleInfo>,
-}
-
-impl RuleTable {
-    pub fn add(&mut self, id: String, location: Location) -> RuleId {
-        self.rules.push(RuleInfo { id, location });
-        RuleId(self.rules.len() as u32 - 1)
-    }
-
-    pub fn get(&self, rule: RuleId) -> &RuleInfo {
-        &self.rules[rule.0 as usize]
-    }
-
-    pub fn into_vec(self) -> Vec<RuleInfo> {
-        self.rules
-    }
-}
-
 /// The rules an agent declares itself, compiled.
 pub struct OwnRules {
     pub allow: Vec<ToolRule>,
@@ -67,12 +46,12 @@ pub fn compile(
     decl: &AgentDecl,
     catalogs: &Catalogs,
     rego: &mut super::rego_refs::RegoModules<'_>,
-    rules: &mut RuleTable,
+    rules: &mut Rules,
     diagnostics: &mut Diagnostics,
 ) -> OwnRules {
     let agent = decl.name.value.as_str();
     let tool_rules =
-        |list: &[Spanned<String>], key: &str, rules: &mut RuleTable, diagnostics: &mut Diagnostics| {
+        |list: &[Spanned<String>], key: &str, rules: &mut Rules, diagnostics: &mut Diagnostics| {
             list.iter()
                 .filter_map(|entry| {
                     let pattern = catalog::pattern(entry, catalogs, diagnostics)?;
@@ -153,7 +132,7 @@ fn constraint(
     context: &Context<'_>,
     decl: &ConstraintDecl,
     rego: &mut super::rego_refs::RegoModules<'_>,
-    rules: &mut RuleTable,
+    rules: &mut Rules,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedConstraint> {
     let tool = catalog::pattern(&decl.tool, context.catalogs, diagnostics)?;
@@ -230,7 +209,7 @@ fn gate(
     context: &Context<'_>,
     decl: &GateDecl,
     rego: &mut super::rego_refs::RegoModules<'_>,
-    rules: &mut RuleTable,
+    rules: &mut Rules,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedGate> {
     let tool = catalog::pattern(&decl.tool, context.catalogs, diagnostics)?;
@@ -365,12 +344,7 @@ fn condition_diagnostic(text: &crate::compiler::ast::ConditionText, error: Condi
 }
 
 /// An agent's effective policy: its own rules, then its ancestors' in order.
-pub fn effective(
-    decl: &AgentDecl,
-    lineage: &[usize],
-    own: &[OwnRules],
-    rules: &mut RuleTable,
-) -> CheckedAgent {
+pub fn effective(decl: &AgentDecl, lineage: &[usize], own: &[OwnRules], rules: &mut Rules) -> CheckedAgent {
     let parts: Vec<&OwnRules> = lineage.iter().map(|&i| &own[i]).collect();
     let collect =
         |f: fn(&OwnRules) -> &Vec<ToolRule>| parts.iter().flat_map(|p| f(p).iter().cloned()).collect();

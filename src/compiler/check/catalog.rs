@@ -15,7 +15,6 @@ use crate::compiler::checked::*;
 use crate::compiler::condition::{Type, TypeEnv};
 use crate::compiler::pattern::ToolPattern;
 use crate::diagnostic::Diagnostics;
-use crate::diagnostic::suggest;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::{Location, SourceMap};
 
@@ -164,9 +163,7 @@ fn unknown_tool(entry: &Spanned<String>, catalogs: &Catalogs) -> Diagnostic {
         entry.location,
     )
     .with_help("use a tool the server lists, or update the catalog if the server changed");
-    if let Some(best) = suggest(&entry.value, catalogs.tools().map(|t| t.name.as_str())) {
-        diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
-    }
+    diagnostic = diagnostic.with_suggestion(&entry.value, catalogs.tools().map(|t| t.name.as_str()));
     diagnostic
 }
 
@@ -228,9 +225,7 @@ fn unknown_argument(name: &str, location: Location, tools: &[&CatalogTool]) -> D
     let mut diagnostic =
         Diagnostic::new(Code::UnknownArgument, format!("{what} takes no argument `{name}`"), location)
             .with_help(format!("the inputSchema names: {}", quoted(&known)));
-    if let Some(best) = suggest(name, known.iter().copied()) {
-        diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
-    }
+    diagnostic = diagnostic.with_suggestion(name, known.iter().copied());
     diagnostic
 }
 
@@ -336,7 +331,7 @@ pub fn type_env(declared: TypeEnv, tools: &[&CatalogTool]) -> TypeEnv {
 pub fn validators(
     agent: &CheckedAgent,
     catalogs: &Catalogs,
-    rules: &super::agent::RuleTable,
+    rules: &Rules,
     compiled: &mut HashMap<(String, ArgValidation), Arc<jsonschema::Validator>>,
     diagnostics: &mut Diagnostics,
 ) -> HashMap<Box<str>, SchemaCheck> {
@@ -370,14 +365,14 @@ pub fn validators(
                     validator
                 }
                 Err(error) => {
+                    let code = Code::CatalogUnreadable;
+                    let message = format!("the inputSchema of `{}` is not a valid JSON Schema", tool.name);
+                    let diagnostic = match rules.location(rule) {
+                        Some(at) => Diagnostic::new(code, message, at).with_label(error),
+                        None => Diagnostic::unlocated(code, format!("{message}: {error}")),
+                    };
                     diagnostics.push(
-                        Diagnostic::new(
-                            Code::CatalogUnreadable,
-                            format!("the inputSchema of `{}` is not a valid JSON Schema", tool.name),
-                            rules.get(rule).location,
-                        )
-                        .with_label(error)
-                        .with_help("fix the catalog, or switch `validateArgs` off for this tool"),
+                        diagnostic.with_help("fix the catalog, or switch `validateArgs` off for this tool"),
                     );
                     continue;
                 }

@@ -50,7 +50,7 @@ pub fn resolve(agents: &[&AgentDecl], diagnostics: &mut Diagnostics) -> Vec<Vec<
                     );
                     diagnostic = match suggest(&parent.value, index.keys().copied()) {
                         Some(best) => diagnostic
-                            .with_label(format!("did you mean `{best}`?"))
+                            .with_label(crate::diagnostic::did_you_mean(best))
                             .with_help(format!("replace `{}` with `{best}`", parent.value)),
                         None => diagnostic.with_help("extend an agent defined in this policy set"),
                     };

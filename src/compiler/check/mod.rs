@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::checked::*;
 use super::files::FileReader;
 use super::load::Loaded;
-use crate::diagnostic::{Code, Diagnostic, Diagnostics, suggest};
+use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 use crate::source::SourceMap;
 
 /// The result of checking: the sources, every diagnostic, and the checked
@@ -38,7 +38,7 @@ pub struct CheckResult {
 pub fn check(loaded: Loaded, reader: &dyn FileReader) -> CheckResult {
     let Loaded { sources, files, mut diagnostics } = loaded;
     let (catalogs, catalog_bytes) = catalog::load(&files, &sources, reader, &mut diagnostics);
-    let mut rules = agent::RuleTable::default();
+    let mut rules = Rules::default();
     let decls = inherit::unique_agents(&files, &mut diagnostics);
     let mut rego = rego_refs::RegoModules::new(reader, &sources);
     let own: Vec<agent::OwnRules> =
@@ -70,9 +70,8 @@ pub fn check(loaded: Loaded, reader: &dyn FileReader) -> CheckResult {
         }
     }
     diagnostics.sort_by_location();
-    let policy = (!diagnostics.has_errors()).then(|| {
-        CheckedPolicySet::new(agents, rules.into_vec(), catalogs, hash_sources(&sources, &catalog_bytes))
-    });
+    let policy = (!diagnostics.has_errors())
+        .then(|| CheckedPolicySet::new(agents, rules, catalogs, hash_sources(&sources, &catalog_bytes)));
     CheckResult { sources, diagnostics, policy }
 }
 
@@ -91,9 +90,7 @@ fn check_lint_names(files: &[crate::compiler::ast::PolicyFile], diagnostics: &mu
             entry.location,
         )
         .with_help("name a rule by its name or code; `toolgate lint --explain` lists them");
-        if let Some(best) = suggest(&entry.value, names) {
-            diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
-        }
+        diagnostic = diagnostic.with_suggestion(&entry.value, names);
         diagnostics.push(diagnostic);
     }
 }

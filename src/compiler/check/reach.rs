@@ -1,18 +1,20 @@
 //! Warnings about rules that can never take effect.
 
-use super::agent::{OwnRules, RuleTable};
-use crate::compiler::checked::{CheckedAgent, ToolRule};
+use super::agent::OwnRules;
+use crate::compiler::checked::{CheckedAgent, Rules, ToolRule};
 use crate::compiler::pattern::{PatternIndex, ToolPattern};
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 
 /// Reports, for the agent's own rules, allows that a deny shadows and
 /// constraints or gates on tools the agent can never call.
-pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &RuleTable, diagnostics: &mut Diagnostics) {
+pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &Rules, diagnostics: &mut Diagnostics) {
     let allows = PatternIndex::new(agent.allow.iter().map(|r| &r.pattern));
     let denies = PatternIndex::new(agent.deny.iter().map(|r| &r.pattern));
     let lists = Lists { agent, allows: &allows, denies: &denies };
     for allow in &own.allow {
-        if let Some(deny) = lists.covering_deny(&allow.pattern) {
+        if let Some(deny) = lists.covering_deny(&allow.pattern)
+            && let (Some(at), Some(denied_at)) = (rules.location(allow.rule), rules.location(deny.rule))
+        {
             diagnostics.push(
                 Diagnostic::new(
                     Code::AllowShadowedByDeny,
@@ -21,19 +23,18 @@ pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &RuleTable, diagnostics
                         allow.pattern.text(),
                         agent.name
                     ),
-                    rules.get(allow.rule).location,
+                    at,
                 )
                 .with_label("this allow never takes effect")
-                .with_secondary(rules.get(deny.rule).location, "because this deny wins")
+                .with_secondary(denied_at, "because this deny wins")
                 .with_help("deny always wins; remove one of the two entries"),
             );
         }
     }
-    let targets = own
-        .constraints
-        .iter()
-        .map(|c| (&c.tool, "constraint", c.location))
-        .chain(own.gates.iter().map(|g| (&g.tool, "approval gate", rules.get(g.rule).location)));
+    let targets =
+        own.constraints.iter().map(|c| (&c.tool, "constraint", c.location)).chain(
+            own.gates.iter().filter_map(|g| Some((&g.tool, "approval gate", rules.location(g.rule)?))),
+        );
     for (tool, kind, location) in targets {
         if let Some(reason) = lists.unreachable(tool) {
             let mut diagnostic = Diagnostic::new(
@@ -46,10 +47,14 @@ pub fn warn(agent: &CheckedAgent, own: &OwnRules, rules: &RuleTable, diagnostics
                 location,
             );
             diagnostic = match reason {
-                Unreachable::Denied(deny) => diagnostic
-                    .with_label(format!("this {kind} is dead"))
-                    .with_secondary(rules.get(deny.rule).location, "denied here")
-                    .with_help(format!("delete the {kind}, or take `{}` out of `deniedTools`", tool.text())),
+                Unreachable::Denied(deny) => {
+                    let help = format!("delete the {kind}, or take `{}` out of `deniedTools`", tool.text());
+                    let diagnostic = diagnostic.with_label(format!("this {kind} is dead")).with_help(help);
+                    match rules.location(deny.rule) {
+                        Some(denied_at) => diagnostic.with_secondary(denied_at, "denied here"),
+                        None => diagnostic,
+                    }
+                }
                 Unreachable::NotAllowed => diagnostic
                     .with_label(format!(
                         "this {kind} is dead: no `allowedTools` entry matches `{}`",

@@ -102,7 +102,7 @@ impl<'a> RegoModules<'a> {
             Err(ModuleError::Rule(message)) => {
                 let rules = rule_paths(&modules);
                 let label = match crate::diagnostic::suggest(entry, rules.iter().map(String::as_str)) {
-                    Some(best) => format!("did you mean `{best}`?"),
+                    Some(best) => crate::diagnostic::did_you_mean(best),
                     None => first_lines(&message),
                 };
                 diagnostics.push(error(

@@ -12,7 +12,6 @@ use super::ConditionError;
 use super::ir::{Const, Ir, Root, StrMethod};
 use super::syntax::{BinaryOp, Expr, ExprKind, UnaryOp};
 use crate::diagnostic::Code;
-use crate::diagnostic::suggest;
 
 /// The most memory one compiled regular expression may take.
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -116,9 +115,7 @@ impl Lowerer<'_> {
                 "its inputSchema names: {}",
                 known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
             ));
-            if let Some(best) = suggest(name, known.iter().map(String::as_str)) {
-                error = error.with_label(format!("did you mean `{best}`?"));
-            }
+            error = error.with_suggestion(name, known.iter().map(String::as_str));
             self.errors.push(error);
         }
         self.env.args.get(name).copied().unwrap_or(Type::Dyn)
@@ -192,9 +189,7 @@ impl Lowerer<'_> {
                     expr.span,
                 )
                 .with_help(format!("conditions can use {}", VARIABLES.map(|v| format!("`{v}`")).join(", ")));
-                if let Some(best) = suggest(name, VARIABLES) {
-                    error = error.with_label(format!("did you mean `{best}`?"));
-                }
+                error = error.with_suggestion(name, VARIABLES);
                 self.error(error)
             }
         }
@@ -345,9 +340,7 @@ impl Lowerer<'_> {
                     FUNCTIONS.map(|f| format!("`{f}`")).join(", "),
                     METHODS.map(|m| format!("`.{m}`")).join(", ")
                 ));
-                if let Some(best) = suggest(name, FUNCTIONS.into_iter().chain(METHODS)) {
-                    error = error.with_label(format!("did you mean `{best}`?"));
-                }
+                error = error.with_suggestion(name, FUNCTIONS.into_iter().chain(METHODS));
                 self.error(error)
             }
         }
@@ -429,9 +422,7 @@ impl Lowerer<'_> {
                 let mut error =
                     ConditionError::new(Code::UnknownFunction, format!("unknown method `{name}`"), name_span)
                         .with_help(format!("methods are {}", METHODS.map(|m| format!("`.{m}`")).join(", ")));
-                if let Some(best) = suggest(name, METHODS) {
-                    error = error.with_label(format!("did you mean `{best}`?"));
-                }
+                error = error.with_suggestion(name, METHODS);
                 self.error(error)
             }
         }
@@ -451,9 +442,7 @@ impl Lowerer<'_> {
                 name_span,
             )
             .with_help("use `session.calls` or `session.calls_of(\"<tool>\")`");
-            if let Some(best) = suggest(name, ["calls_of"]) {
-                error = error.with_label(format!("did you mean `{best}`?"));
-            }
+            error = error.with_suggestion(name, ["calls_of"]);
             return self.error(error);
         }
         if !self.arity(name, args, 1, expr) {

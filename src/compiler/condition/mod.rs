@@ -37,6 +37,13 @@ impl ConditionError {
         ConditionError { code, message: message.into(), span, label: None, help: None }
     }
 
+    fn with_suggestion<'a>(self, name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
+        match crate::diagnostic::suggest(name, candidates) {
+            Some(best) => self.with_label(crate::diagnostic::did_you_mean(best)),
+            None => self,
+        }
+    }
+
     fn with_label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
         self

@@ -111,7 +111,7 @@ impl<'d> Decoder<'d> {
             Diagnostic::new(Code::UnknownKey, format!("unknown key `{name}` in {what}"), self.at(key.span));
         diagnostic = match suggest(name, known.iter().copied()) {
             Some(best) => diagnostic
-                .with_label(format!("did you mean `{best}`?"))
+                .with_label(crate::diagnostic::did_you_mean(best))
                 .with_help(format!("replace `{name}` with `{best}`")),
             None => diagnostic.with_help(format!("the keys of {what} are: {}", known.join(", "))),
         };

@@ -240,9 +240,7 @@ fn decode_audit_level(decoder: &mut Decoder<'_>, node: &Node) -> Option<Spanned<
             let mut diagnostic =
                 Diagnostic::new(Code::InvalidValue, format!("unknown audit level `{other}`"), text.location)
                     .with_help("use one of `none`, `metadata`, `full`");
-            if let Some(best) = crate::diagnostic::suggest(other, ["none", "metadata", "full"]) {
-                diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
-            }
+            diagnostic = diagnostic.with_suggestion(other, ["none", "metadata", "full"]);
             decoder.report(diagnostic);
             return None;
         }
@@ -262,9 +260,7 @@ fn decode_validation(decoder: &mut Decoder<'_>, node: &Node) -> Option<Spanned<A
         text.location,
     )
     .with_help("use `schema` (arguments must satisfy the tool's inputSchema), `strict` (and no other arguments) or `off`");
-    if let Some(best) = crate::diagnostic::suggest(&text.value, keywords) {
-        diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
-    }
+    diagnostic = diagnostic.with_suggestion(&text.value, keywords);
     decoder.report(diagnostic);
     None
 }
@@ -363,9 +359,7 @@ fn decode_types(decoder: &mut Decoder<'_>, node: &Node) -> Option<Spanned<Vec<Js
                     name.location,
                 )
                 .with_help(format!("use one of: {}", keywords.join(", ")));
-                if let Some(best) = crate::diagnostic::suggest(&name.value, keywords) {
-                    diagnostic = diagnostic.with_label(format!("did you mean `{best}`?"));
-                }
+                diagnostic = diagnostic.with_suggestion(&name.value, keywords);
                 decoder.report(diagnostic);
             }
         }
