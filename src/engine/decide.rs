@@ -30,20 +30,30 @@ enum Gated<'e> {
     Pending(Decision<'e>),
     /// A gate applied and a granted approval for this call satisfied it.
     Approved(RuleId),
+    /// A ceiling was broken, or the request's approval cannot be used.
+    Denied(Decision<'e>),
+}
+
+/// The value of a phase that passed; returns the decision of one that did not.
+macro_rules! pass {
+    ($phase:expr) => {
+        match $phase {
+            Ok(value) => value,
+            Err(decision) => return decision,
+        }
+    };
 }
 
 impl<'e> Decider<'e> {
     pub fn decide(&self) -> Decision<'e> {
-        self.run().unwrap_or_else(|decision| decision)
-    }
-
-    fn run(&self) -> Phase<'e, Decision<'e>> {
-        let plan = self.plan()?;
+        let Some(plan) = self.plan() else {
+            return Decision::under(self.agent, Outcome::Deny, UNKNOWN_TOOL_RULE, Reason::UnknownTool);
+        };
         let ToolPlan::Allowed { allow, constraints, gates, caps, cap_rules, schema } = &*plan else {
-            return Err(self.denied_plan(&plan));
+            return self.denied_plan(&plan);
         };
         if let Some(check) = schema {
-            self.schema(check)?;
+            pass!(self.schema(check));
         }
         let key = self.session_key();
         let view = CounterView { store: self.engine.state.sessions.as_ref(), key };
@@ -56,19 +66,22 @@ impl<'e> Decider<'e> {
             session: &view,
         };
         for &index in constraints.iter() {
-            self.constraint(
-                self.agent.constraints.get(index as usize).ok_or_else(Decision::internal)?,
-                &scope,
-            )?;
+            let Some(constraint) = self.agent.constraints.get(index as usize) else {
+                return Decision::internal();
+            };
+            pass!(self.constraint(constraint, &scope));
         }
-        let gated = self.gates(gates, &scope)?;
-        self.outcome_limits(key)?;
-        self.admit(key, caps, cap_rules, &gated)?;
-        Ok(match gated {
-            Gated::Pending(decision) => decision,
+        let gated = if gates.is_empty() { Gated::Open } else { self.gates(gates, &scope) };
+        if let Gated::Denied(decision) = gated {
+            return decision;
+        }
+        pass!(self.outcome_limits(key));
+        pass!(self.admit(key, caps, cap_rules, &gated));
+        match gated {
+            Gated::Pending(decision) | Gated::Denied(decision) => decision,
             Gated::Approved(gate) => self.answer(Outcome::Allow, gate, Reason::Approved),
             Gated::Open => self.answer(Outcome::Allow, *allow, Reason::Allowed),
-        })
+        }
     }
 
     /// A decision under this agent's policy.
@@ -86,17 +99,15 @@ impl<'e> Decider<'e> {
     }
 
     /// The tool's plan: precomputed for names the policy or a catalog
-    /// writes out, by glob for the rest; a tool its server's catalog does
-    /// not list is refused.
-    fn plan(&self) -> Phase<'e, Cow<'e, ToolPlan>> {
+    /// writes out, by glob for the rest; none for a tool its server's
+    /// catalog does not list.
+    fn plan(&self) -> Option<Cow<'e, ToolPlan>> {
         let tool = self.request.tool.as_str();
         let table = &self.engine.table;
         match self.agent.exact.get(tool) {
-            Some(plan) => Ok(Cow::Borrowed(plan)),
-            None if table.uncatalogued(tool) => {
-                Err(Decision::under(self.agent, Outcome::Deny, UNKNOWN_TOOL_RULE, Reason::UnknownTool))
-            }
-            None => Ok(self.agent.plan_by_globs(tool, &table.rules)),
+            Some(plan) => Some(Cow::Borrowed(plan)),
+            None if table.uncatalogued(tool) => None,
+            None => Some(self.agent.plan_by_globs(tool, &table.rules)),
         }
     }
 
@@ -163,11 +174,15 @@ impl<'e> Decider<'e> {
     /// Approval gates, in list order: every gate's amount ceiling is
     /// checked; the first gate that applies decides, unless the request
     /// carries a granted approval for exactly this call.
-    fn gates(&self, gates: &[u32], scope: &Scope<'_>) -> Phase<'e, Gated<'e>> {
+    fn gates(&self, gates: &[u32], scope: &Scope<'_>) -> Gated<'e> {
         let mut gated = Gated::Open;
         for &index in gates {
-            let gate = self.agent.gates.get(index as usize).ok_or_else(Decision::internal)?;
-            self.ceiling(gate)?;
+            let Some(gate) = self.agent.gates.get(index as usize) else {
+                return Gated::Denied(Decision::internal());
+            };
+            if let Err(denial) = self.ceiling(gate) {
+                return Gated::Denied(denial);
+            }
             if !matches!(gated, Gated::Open) {
                 continue;
             }
@@ -188,13 +203,15 @@ impl<'e> Decider<'e> {
                     Ok(()) => Gated::Approved(gate.rule),
                     Err(error) => {
                         let denial = Reason::ApprovalInvalid(error);
-                        return Err(Decision::under(self.agent, Outcome::Deny, APPROVAL_RULE, denial)
-                            .approved_by(gate));
+                        return Gated::Denied(
+                            Decision::under(self.agent, Outcome::Deny, APPROVAL_RULE, denial)
+                                .approved_by(gate),
+                        );
                     }
                 },
             };
         }
-        Ok(gated)
+        gated
     }
 
     /// A gate's `maxAmount`: the amount must be readable and within it.
