@@ -12,15 +12,19 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 /// `sha256:<hex>` of a finished SHA-256 hasher.
 pub fn sha256_text(hasher: Sha256) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = hasher.finalize();
     let mut text = String::with_capacity(7 + 64);
     text.push_str("sha256:");
-    for byte in digest.iter() {
+    push_hex(&mut text, &hasher.finalize());
+    text
+}
+
+/// Appends `bytes` as lowercase hex.
+pub fn push_hex(text: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
         text.push(char::from(HEX[usize::from(byte >> 4)]));
         text.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
-    text
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@
 use std::borrow::Cow;
 
 use super::decision::{Decision, Outcome, Reason};
-use super::table::{AgentTable, ToolPlan};
-use super::{APPROVAL_RULE, Engine, NO_SESSION_RULE, Request, UNKNOWN_TOOL_RULE};
+use super::table::{AgentTable, DecisionTable, ToolPlan};
+use super::{APPROVAL_RULE, NO_SESSION_RULE, Request, UNKNOWN_TOOL_RULE};
 use crate::compiler::checked::{CheckedConstraint, CheckedGate, GateTrigger, RuleId, SchemaCheck};
 use crate::compiler::condition::{Scope, SessionView};
+use crate::state::State;
 use crate::state::session::{Admission, Cap, Counter, SessionKey, SessionStore};
 
 /// A phase's result: go on with `T`, or stop with a decision.
@@ -17,7 +18,8 @@ type Phase<'e, T> = Result<T, Decision<'e>>;
 
 /// One request being decided under one agent's policy.
 pub(super) struct Decider<'e> {
-    pub engine: &'e Engine,
+    pub table: &'e DecisionTable,
+    pub state: &'e State,
     pub agent: &'e AgentTable,
     pub request: &'e Request,
 }
@@ -56,7 +58,7 @@ impl<'e> Decider<'e> {
             pass!(self.schema(check));
         }
         let key = self.session_key();
-        let view = CounterView { store: self.engine.state.sessions.as_ref(), key };
+        let view = CounterView { store: self.state.sessions.as_ref(), key };
         let scope = Scope {
             agent: &self.request.agent,
             tool: &self.request.tool,
@@ -86,7 +88,7 @@ impl<'e> Decider<'e> {
 
     /// A decision under this agent's policy.
     fn answer(&self, outcome: Outcome, rule: RuleId, reason: Reason<'e>) -> Decision<'e> {
-        Decision::under(self.agent, outcome, self.engine.table.rule_id(rule), reason)
+        Decision::under(self.agent, outcome, self.table.rule_id(rule), reason)
     }
 
     fn deny(&self, rule: RuleId, reason: Reason<'e>) -> Decision<'e> {
@@ -103,7 +105,7 @@ impl<'e> Decider<'e> {
     /// catalog does not list.
     fn plan(&self) -> Option<Cow<'e, ToolPlan>> {
         let tool = self.request.tool.as_str();
-        let table = &self.engine.table;
+        let table = self.table;
         match self.agent.exact.get(tool) {
             Some(plan) => Some(Cow::Borrowed(plan)),
             None if table.uncatalogued(tool) => None,
@@ -115,7 +117,7 @@ impl<'e> Decider<'e> {
     fn denied_plan(&self, plan: &ToolPlan) -> Decision<'e> {
         match plan {
             ToolPlan::Denied(rule) => {
-                let id = self.engine.table.rule_id(*rule);
+                let id = self.table.rule_id(*rule);
                 let pattern = id.split_once(".deniedTools.").map_or(id, |(_, pattern)| pattern);
                 self.deny(*rule, Reason::Denied { pattern })
             }
@@ -194,12 +196,7 @@ impl<'e> Decider<'e> {
                 // A granted approval for exactly this call satisfies the
                 // gate, once; anything else about it denies. Later gates'
                 // ceilings are still checked.
-                Some(id) => match self
-                    .engine
-                    .state
-                    .approvals
-                    .redeem(id, &self.request.binding(self.engine.policy_hash()))
-                {
+                Some(id) => match self.state.approvals.redeem(id, &self.request.binding(self.table.hash())) {
                     Ok(()) => Gated::Approved(gate.rule),
                     Err(error) => {
                         let denial = Reason::ApprovalInvalid(error);
@@ -253,7 +250,7 @@ impl<'e> Decider<'e> {
             return Ok(());
         }
         let key = key.ok_or_else(|| self.no_session())?;
-        let store = self.engine.state.sessions.as_ref();
+        let store = self.state.sessions.as_ref();
         if let Some(limit) = limits.max_consecutive_errors {
             let streak =
                 store.count(key, Counter::ConsecutiveErrors).ok_or_else(Decision::state_unavailable)?;
@@ -280,7 +277,7 @@ impl<'e> Decider<'e> {
         cap_rules: &[RuleId],
         gated: &Gated<'e>,
     ) -> Phase<'e, ()> {
-        let sessions = self.engine.state.sessions.as_ref();
+        let sessions = self.state.sessions.as_ref();
         let pending = matches!(gated, Gated::Pending(_));
         if caps.is_empty() {
             // If counting fails the call is denied all the same.

@@ -190,9 +190,10 @@ impl Engine {
         {
             return Decision::deny_outright(KILL_RULE, Reason::Killed(kill));
         }
-        let Some(agent) = self.table.agents.get(request.agent.as_str()) else {
+        let table: &DecisionTable = &self.table;
+        let Some(agent) = table.agents.get(request.agent.as_str()) else {
             return Decision::deny_outright(UNKNOWN_AGENT_RULE, Reason::UnknownAgent(&request.agent));
         };
-        decide::Decider { engine: self, agent, request }.decide()
+        decide::Decider { table, state: &self.state, agent, request }.decide()
     }
 }

@@ -52,9 +52,11 @@ impl Service {
         let decided = {
             let mut run =
                 || std::panic::catch_unwind(AssertUnwindSafe(|| self.decide(engine, id, request, batch)));
-            let multi_thread = tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-            if self.state.may_block() && multi_thread { tokio::task::block_in_place(run) } else { run() }
+            let multi_thread = || {
+                tokio::runtime::Handle::try_current()
+                    .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+            };
+            if self.may_block && multi_thread() { tokio::task::block_in_place(run) } else { run() }
         };
         match decided {
             Ok(answer) => Reply::Decision(answer),

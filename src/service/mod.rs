@@ -106,6 +106,8 @@ impl AuditBatch {
 pub struct Service {
     engine: ArcSwap<Engine>,
     state: State,
+    /// Whether the state may block (asked once: the stores do not change).
+    may_block: bool,
     config: ServiceConfig,
     audit: Option<AuditSink>,
     metrics: metrics::Metrics,
@@ -128,6 +130,7 @@ impl Service {
         let loaded_at = state.clock.now();
         Service {
             engine: ArcSwap::from_pointee(engine),
+            may_block: state.may_block(),
             state,
             config,
             audit,

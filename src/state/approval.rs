@@ -313,8 +313,10 @@ pub fn args_digest(args: &Map<String, Value>) -> String {
 fn new_id() -> Result<String, ApprovalError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| ApprovalError::NoRandomness(e.to_string()))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("apr_{hex}"))
+    let mut id = String::with_capacity(4 + 32);
+    id.push_str("apr_");
+    crate::hash::push_hex(&mut id, &bytes);
+    Ok(id)
 }
 
 /// The approvals of a server: in memory, optionally saved to a file.
