@@ -29,7 +29,7 @@ pub fn run(policies: &[PathBuf], max_line: usize, which: EvalEngine) -> Exit {
         Err(exit) => return exit,
     };
     if which == EvalEngine::Rego {
-        return run_rego(&policy);
+        return run_rego(&policy, max_line);
     }
     let engine = Engine::new(policy, State::in_memory());
     // `eval` opens no approvals: it has no admin socket to grant them on.
@@ -53,8 +53,8 @@ pub fn run(policies: &[PathBuf], max_line: usize, which: EvalEngine) -> Exit {
 }
 
 /// `--engine rego`: one line in, one decision object out, through regorus.
-fn run_rego(policy: &toolgate::compiler::CheckedPolicySet) -> Exit {
-    use std::io::{BufRead, Write};
+/// Lines are bounded as for the engine (`--max-line-bytes`).
+fn run_rego(policy: &toolgate::compiler::CheckedPolicySet, max_line: usize) -> Exit {
     let mut gateway = match toolgate::authoring::rego_oracle::Gateway::new(
         policy,
         toolgate::compiler::rego_vm::Evaluator::Vm,
@@ -65,40 +65,78 @@ fn run_rego(policy: &toolgate::compiler::CheckedPolicySet) -> Exit {
             return Exit::Invalid;
         }
     };
-    let mut out = std::io::stdout().lock();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { return Exit::Usage };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let mut answer = Vec::new();
-        let parsed = protocol::parse_line(&line);
-        match parsed.op {
-            Ok(Op::Decide(request)) => match gateway.decide(&request) {
-                Ok(mut decision) => {
-                    if let Some(object) = decision.as_object_mut() {
-                        object.remove("counters");
-                        object.insert(String::from("id"), parsed.id.clone());
-                    }
-                    protocol::write_json(&mut answer, &decision);
-                }
-                Err(error) => {
-                    let error = WireError::new(WireErrorCode::Unavailable, format!("regorus: {error}"));
-                    protocol::write_error(&mut answer, &parsed.id, &error);
-                }
-            },
-            Ok(op) => {
-                let error = WireError::new(
-                    WireErrorCode::UnknownOp,
-                    format!("unknown op `{}`; `eval` answers only `decide`", op.kind().as_str()),
-                );
-                protocol::write_error(&mut answer, &parsed.id, &error);
-            }
-            Err(error) => protocol::write_error(&mut answer, &parsed.id, &error),
-        }
-        if out.write_all(&answer).is_err() {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            output::error(&format!("cannot start the runtime: {error}"));
             return Exit::Usage;
         }
+    };
+    match runtime.block_on(answer_with_rego(&mut gateway, max_line)) {
+        Ok(()) => Exit::Ok,
+        Err(error) => {
+            output::error(&format!("cannot read stdin or write stdout: {error}"));
+            Exit::Usage
+        }
     }
-    Exit::Ok
+}
+
+async fn answer_with_rego(
+    gateway: &mut toolgate::authoring::rego_oracle::Gateway,
+    max_line: usize,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut input = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut stdout = tokio::io::stdout();
+    let mut line = protocol::LineBuffer::default();
+    loop {
+        let read = protocol::read_line(&mut input, &mut line, max_line).await?;
+        let mut answer = Vec::new();
+        match read {
+            protocol::ReadLine::Eof => break,
+            protocol::ReadLine::Line if line.bytes().iter().all(u8::is_ascii_whitespace) => {}
+            protocol::ReadLine::Line => decide_with_rego(gateway, line.bytes(), &mut answer),
+            protocol::ReadLine::TooLong => {
+                let message =
+                    format!("request line is longer than {max_line} bytes; skipped to the next line");
+                let error = WireError::new(WireErrorCode::LineTooLong, message);
+                protocol::write_error(&mut answer, &serde_json::Value::Null, &error);
+            }
+        }
+        line.clear();
+        stdout.write_all(&answer).await?;
+    }
+    stdout.flush().await
+}
+
+fn decide_with_rego(
+    gateway: &mut toolgate::authoring::rego_oracle::Gateway,
+    line: &[u8],
+    answer: &mut Vec<u8>,
+) {
+    let Ok(text) = std::str::from_utf8(line) else {
+        let error = WireError::new(WireErrorCode::InvalidJson, "request line is not UTF-8");
+        return protocol::write_error(answer, &serde_json::Value::Null, &error);
+    };
+    let parsed = protocol::parse_line(text);
+    match parsed.op {
+        Ok(Op::Decide(request)) => match gateway.decide(&request) {
+            Ok(mut decision) => {
+                if let Some(object) = decision.as_object_mut() {
+                    object.remove("counters");
+                    object.insert(String::from("id"), parsed.id.clone());
+                }
+                protocol::write_json(answer, &decision);
+            }
+            Err(error) => {
+                let error = WireError::new(WireErrorCode::Unavailable, format!("regorus: {error}"));
+                protocol::write_error(answer, &parsed.id, &error);
+            }
+        },
+        Ok(op) => {
+            let message = format!("unknown op `{}`; `eval` answers only `decide`", op.kind().as_str());
+            protocol::write_error(answer, &parsed.id, &WireError::new(WireErrorCode::UnknownOp, message));
+        }
+        Err(error) => protocol::write_error(answer, &parsed.id, &error),
+    }
 }

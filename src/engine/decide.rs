@@ -1,7 +1,6 @@
-//! Deciding one request for a known agent, in the documented order. Each
-//! phase either passes or ends the decision (`Err` holds the final
-//! [`Decision`]): plan, schema, constraints, gates and approvals, outcome
-//! limits, admission.
+//! Deciding one request for a known agent, in the documented order: plan,
+//! schema, constraints, gates and approvals, outcome limits, admission.
+//! Each phase passes or ends the decision with its final [`Decision`].
 
 use std::borrow::Cow;
 
@@ -69,7 +68,7 @@ impl<'e> Decider<'e> {
         };
         for &index in constraints.iter() {
             let Some(constraint) = self.agent.constraints.get(index as usize) else {
-                return Decision::internal();
+                return self.internal();
             };
             pass!(self.constraint(constraint, &scope));
         }
@@ -180,7 +179,7 @@ impl<'e> Decider<'e> {
         let mut gated = Gated::Open;
         for &index in gates {
             let Some(gate) = self.agent.gates.get(index as usize) else {
-                return Gated::Denied(Decision::internal());
+                return Gated::Denied(self.internal());
             };
             if let Err(denial) = self.ceiling(gate) {
                 return Gated::Denied(denial);
@@ -190,9 +189,9 @@ impl<'e> Decider<'e> {
             }
             let Some(reason) = self.trigger(gate, scope) else { continue };
             gated = match &self.request.approval {
-                None => {
-                    Gated::Pending(self.answer(Outcome::RequireApproval, gate.rule, reason).approved_by(gate))
-                }
+                None => Gated::Pending(
+                    self.answer(Outcome::RequireApproval, gate.rule, reason).with_approver(gate),
+                ),
                 // A granted approval for exactly this call satisfies the
                 // gate, once; anything else about it denies. Later gates'
                 // ceilings are still checked.
@@ -202,7 +201,7 @@ impl<'e> Decider<'e> {
                         let denial = Reason::ApprovalInvalid(error);
                         return Gated::Denied(
                             Decision::under(self.agent, Outcome::Deny, APPROVAL_RULE, denial)
-                                .approved_by(gate),
+                                .with_approver(gate),
                         );
                     }
                 },
@@ -253,13 +252,13 @@ impl<'e> Decider<'e> {
         let store = self.state.sessions.as_ref();
         if let Some(limit) = limits.max_consecutive_errors {
             let streak =
-                store.count(key, Counter::ConsecutiveErrors).ok_or_else(Decision::state_unavailable)?;
+                store.count(key, Counter::ConsecutiveErrors).ok_or_else(|| self.state_unavailable())?;
             if streak >= limit.max {
                 return Err(self.deny(limit.rule, Reason::ErrorStreak { limit: limit.max }));
             }
         }
         if let Some(ceiling) = limits.max_cost {
-            let micros = store.count(key, Counter::CostMicros).ok_or_else(Decision::state_unavailable)?;
+            let micros = store.count(key, Counter::CostMicros).ok_or_else(|| self.state_unavailable())?;
             if micros as f64 / 1e6 >= ceiling.max {
                 return Err(self.deny(ceiling.rule, Reason::CostCeiling { max: ceiling.max }));
             }
@@ -285,7 +284,7 @@ impl<'e> Decider<'e> {
                 Some(key)
                     if !pending && sessions.admit(key, &self.request.tool, &[]) == Admission::Unavailable =>
                 {
-                    Err(Decision::state_unavailable())
+                    Err(self.state_unavailable())
                 }
                 _ => Ok(()),
             };
@@ -299,11 +298,21 @@ impl<'e> Decider<'e> {
         match admission {
             Admission::Admitted => Ok(()),
             Admission::Refused(index) => {
-                let (cap, rule) = caps.get(index).zip(cap_rules.get(index)).ok_or_else(Decision::internal)?;
+                let (cap, rule) = caps.get(index).zip(cap_rules.get(index)).ok_or_else(|| self.internal())?;
                 Err(self.deny(*rule, Reason::CapReached { limit: cap.limit, window_ms: cap.window_ms }))
             }
-            Admission::Unavailable => Err(Decision::state_unavailable()),
+            Admission::Unavailable => Err(self.state_unavailable()),
         }
+    }
+
+    /// Denied because session state could not be read or written.
+    fn state_unavailable(&self) -> Decision<'e> {
+        Decision::state_unavailable().redacted_for(self.agent)
+    }
+
+    /// Denied because the compiled table is inconsistent.
+    fn internal(&self) -> Decision<'e> {
+        Decision::internal().redacted_for(self.agent)
     }
 
     fn no_session(&self) -> Decision<'e> {

@@ -68,7 +68,9 @@ impl<'e> Decision<'e> {
     }
 
     /// A denial no agent's policy shaped (an unknown agent, the kill
-    /// switch, unavailable state, an inconsistent table): recorded in full.
+    /// switch, unavailable state, an inconsistent table): recorded in full
+    /// (for a known agent, still with its sensitive arguments redacted: see
+    /// [`Decision::redacted_for`]).
     pub fn deny_outright(rule: &'e str, reason: Reason<'e>) -> Decision<'e> {
         Decision {
             outcome: Outcome::Deny,
@@ -90,8 +92,13 @@ impl<'e> Decision<'e> {
         Decision::deny_outright(super::INTERNAL_RULE, Reason::Internal)
     }
 
-    /// The same decision, naming the gate's approver.
-    pub(crate) fn approved_by(self, gate: &'e CheckedGate) -> Decision<'e> {
+    /// The same decision, recorded with `agent`'s sensitive arguments redacted.
+    pub(crate) fn redacted_for(self, agent: &'e AgentTable) -> Decision<'e> {
+        Decision { sensitive_args: &agent.sensitive_args, ..self }
+    }
+
+    /// The same decision, naming the approver the gate requires.
+    pub(crate) fn with_approver(self, gate: &'e CheckedGate) -> Decision<'e> {
         Decision { approver: gate.approver.as_deref(), ..self }
     }
 }
@@ -287,7 +294,7 @@ reason_codes! {
     ApprovalUsed = "approval_used",
     /// The presented approval was granted for another call (agent, session, tool, arguments or policy).
     ApprovalMismatch = "approval_mismatch",
-    /// No approval could be opened (too many open, storage or randomness failed).
+    /// No approval could be opened or used (too many open, storage or randomness failed).
     ApprovalUnavailable = "approval_unavailable",
     /// The agent has per-session limits but the request names no session.
     SessionRequired = "session_required",

@@ -185,13 +185,18 @@ impl Engine {
 
     /// Decides one request. Never panics; any inconsistency denies.
     pub fn decide<'e>(&'e self, request: &'e Request) -> Decision<'e> {
+        let table: &DecisionTable = &self.table;
+        let agent = table.agents.get(request.agent.as_str());
         if !self.state.kills.is_empty()
             && let Some(kill) = self.state.kills.check(&request.agent, request.session.as_deref())
         {
-            return Decision::deny_outright(KILL_RULE, Reason::Killed(kill));
+            let killed = Decision::deny_outright(KILL_RULE, Reason::Killed(kill));
+            return match agent {
+                Some(agent) => killed.redacted_for(agent),
+                None => killed,
+            };
         }
-        let table: &DecisionTable = &self.table;
-        let Some(agent) = table.agents.get(request.agent.as_str()) else {
+        let Some(agent) = agent else {
             return Decision::deny_outright(UNKNOWN_AGENT_RULE, Reason::UnknownAgent(&request.agent));
         };
         decide::Decider { table, state: &self.state, agent, request }.decide()

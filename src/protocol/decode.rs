@@ -93,6 +93,7 @@ pub fn parse_line(line: &str) -> ParsedLine {
 pub fn request_from_json(value: &Value) -> Result<Request, WireError> {
     let Value::Object(object) = value else { return Err(invalid_request("request must be a JSON object")) };
     let mut object = object.clone();
+    object.remove("id");
     match object.remove("op") {
         None | Some(Value::Null) => {}
         Some(Value::String(op)) if op == "decide" => {}
@@ -110,6 +111,10 @@ fn refused(id: Value, kind: Option<OpKind>, error: WireError) -> ParsedLine {
 
 fn invalid_request(message: impl Into<String>) -> WireError {
     WireError::new(WireErrorCode::InvalidRequest, message)
+}
+
+fn missing_field(message: impl Into<String>) -> WireError {
+    WireError::new(WireErrorCode::MissingField, message)
 }
 
 fn invalid_field(message: impl Into<String>) -> WireError {
@@ -161,7 +166,7 @@ fn decode(kind: OpKind, object: Map<String, Value>) -> Result<Op, WireError> {
         OpKind::Reload => Op::Reload,
         OpKind::Kill => Op::Kill {
             scope: fields.scope()?,
-            reason: fields.string("reason")?.ok_or_else(|| invalid_field("`reason` is required: say why"))?,
+            reason: fields.string("reason")?.ok_or_else(|| missing_field("`reason` is required: say why"))?,
             by: fields.string("by")?,
         },
         OpKind::Revive => Op::Revive { scope: fields.scope()? },
@@ -170,10 +175,10 @@ fn decode(kind: OpKind, object: Map<String, Value>) -> Result<Op, WireError> {
         OpKind::Approve | OpKind::Reject => Op::DecideApproval {
             approval: fields
                 .string("approval")?
-                .ok_or_else(|| invalid_field("`approval` (the id) is required"))?,
+                .ok_or_else(|| missing_field("`approval` (the id) is required"))?,
             by: fields
                 .string("as")?
-                .ok_or_else(|| invalid_field("`as` (the approver's name) is required"))?,
+                .ok_or_else(|| missing_field("`as` (the approver's name) is required"))?,
             grant: kind == OpKind::Approve,
         },
     })
@@ -206,8 +211,7 @@ impl Fields {
     }
 
     fn required_string(&mut self, key: &str) -> Result<String, WireError> {
-        self.string(key)?
-            .ok_or_else(|| WireError::new(WireErrorCode::MissingField, format!("`{key}` is required")))
+        self.string(key)?.ok_or_else(|| missing_field(format!("`{key}` is required")))
     }
 
     fn object(&mut self, key: &str) -> Result<Option<Map<String, Value>>, WireError> {
@@ -242,24 +246,32 @@ impl Fields {
     }
 
     /// The scope a kill or revive names: `{"scope": "all"}`,
-    /// `{"scope": "agent", "agent"}` or `{"scope": "session", "agent", "session"}`.
+    /// `{"scope": "agent", "agent"}` or `{"scope": "session", "agent",
+    /// "session"}`. A field the scope does not use is refused: a revive of
+    /// `agent` with a `session` would revive more than was meant.
     fn scope(&mut self) -> Result<KillScope, WireError> {
         let scope = self.string("scope")?;
         let agent = self.string("agent")?;
         let session = self.string("session")?;
-        let agent = || agent.clone().ok_or_else(|| invalid_field("`agent` is required for this scope"));
-        match scope.as_deref() {
-            Some("all") => Ok(KillScope::All),
-            Some("agent") => Ok(KillScope::Agent { agent: agent()? }),
-            Some("session") => {
-                let session =
-                    session.ok_or_else(|| invalid_field("`session` is required for scope `session`"))?;
-                Ok(KillScope::Session { agent: agent()?, session })
+        let unused = |field: &str, scope: &str| {
+            invalid_field(format!(
+                "`{field}` does not belong to scope `{scope}`; leave it out, or use scope `session`"
+            ))
+        };
+        match (scope.as_deref(), agent, session) {
+            (Some("all"), None, None) => Ok(KillScope::All),
+            (Some("agent"), Some(agent), None) => Ok(KillScope::Agent { agent }),
+            (Some("session"), Some(agent), Some(session)) => Ok(KillScope::Session { agent, session }),
+            (Some("all"), Some(_), _) => Err(unused("agent", "all")),
+            (Some(scope @ ("all" | "agent")), _, Some(_)) => Err(unused("session", scope)),
+            (Some("agent" | "session"), None, _) => Err(missing_field("`agent` is required for this scope")),
+            (Some("session"), Some(_), None) => {
+                Err(missing_field("`session` is required for scope `session`"))
             }
-            Some(other) => {
+            (Some(other), _, _) => {
                 Err(invalid_field(format!("unknown scope `{other}`; use `all`, `agent` or `session`")))
             }
-            None => Err(invalid_field("`scope` is required: `all`, `agent` or `session`")),
+            (None, _, _) => Err(missing_field("`scope` is required: `all`, `agent` or `session`")),
         }
     }
 }
@@ -285,7 +297,13 @@ mod tests {
             ),
             (r#"{"id": 3, "op": "launch"}"#, Value::from(3), WireErrorCode::UnknownOp),
             (r#"{"op": "health", "agent": "a"}"#, Value::Null, WireErrorCode::InvalidRequest),
-            (r#"{"op": "kill", "scope": "agent"}"#, Value::Null, WireErrorCode::InvalidField),
+            (r#"{"op": "kill", "scope": "agent", "reason": "r"}"#, Value::Null, WireErrorCode::MissingField),
+            (
+                r#"{"op": "revive", "scope": "agent", "agent": "a", "session": "s"}"#,
+                Value::Null,
+                WireErrorCode::InvalidField,
+            ),
+            (r#"{"op": "revive", "scope": "all", "agent": "a"}"#, Value::Null, WireErrorCode::InvalidField),
             (
                 r#"{"op": "outcome", "agent": "a", "session": "s", "status": "fine"}"#,
                 Value::Null,

@@ -57,8 +57,9 @@ pub async fn refuse(mut stream: UnixStream, why: &str) {
 
 /// Serves one stream until the client closes it, goes idle, stops reading
 /// its answers, or the server shuts down (`stopped` turns true); requests
-/// already sent are still answered then. Returns an I/O error only for a
-/// stream that could not be read or written.
+/// already sent are still answered then. An error says the stream could not
+/// be read or written (or the client stopped reading); whatever was
+/// decided before is recorded all the same.
 pub async fn serve(
     read: impl AsyncRead + Unpin,
     mut write: impl AsyncWrite + Unpin,
@@ -74,6 +75,7 @@ pub async fn serve(
     let mut batch = AuditBatch::default();
     let max = settings.max_line_bytes;
     let mut stopping = false;
+    let mut failure = None;
     loop {
         stopping = stopping || stopped.as_ref().is_some_and(|s| *s.borrow());
         // `line` is cleared only after a complete line: a read cancelled by
@@ -98,7 +100,11 @@ pub async fn serve(
                 }
                 break;
             }
-            Ok(Err(error)) => return Err(error),
+            Ok(Err(error)) => {
+                // What was already decided is still recorded and answered.
+                failure = Some(error);
+                break;
+            }
             Ok(Ok(ReadLine::Eof)) => break,
             Ok(Ok(ReadLine::Line)) if line.bytes().iter().all(u8::is_ascii_whitespace) => {}
             Ok(Ok(ReadLine::Line)) => {
@@ -130,23 +136,32 @@ pub async fn serve(
             commit(service, &mut out, &mut ids, &mut batch).await;
             // A client that does not read its answers is closed like one
             // that does not send: it must not hold a connection forever.
-            if !matches!(within(settings.idle_timeout, flush(&mut write, &out)).await, Ok(Ok(()))) {
-                return Ok(());
-            }
+            flush(&mut write, &out, settings.idle_timeout).await?;
             out.clear();
         }
     }
     if !out.is_empty() {
         commit(service, &mut out, &mut ids, &mut batch).await;
-        let _ = within(settings.idle_timeout, flush(&mut write, &out)).await;
+        flush(&mut write, &out, settings.idle_timeout).await?;
     }
     let _ = write.shutdown().await;
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
-async fn flush(write: &mut (impl AsyncWrite + Unpin), out: &[u8]) -> std::io::Result<()> {
-    write.write_all(out).await?;
-    write.flush().await
+/// Writes the answers, giving up after `wait`.
+async fn flush(
+    write: &mut (impl AsyncWrite + Unpin),
+    out: &[u8],
+    wait: Option<Duration>,
+) -> std::io::Result<()> {
+    let written = within(wait, async {
+        write.write_all(out).await?;
+        write.flush().await
+    })
+    .await;
+    written.unwrap_or_else(|_| {
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client reads no answers"))
+    })
 }
 
 /// Writes the batch's audit records; if that fails, every answer of the

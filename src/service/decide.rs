@@ -104,7 +104,11 @@ impl Service {
             }
             Reason::Approved => presented(ApprovalStatus::Used),
             Reason::ApprovalInvalid(error) => error.status().and_then(presented),
-            _ => None,
+            // Decided before the approval was consulted, or after it was
+            // used (a cap refused the call): say where it stands now.
+            _ => {
+                request.approval.as_deref().and_then(|id| self.state.approvals.status(id)).and_then(presented)
+            }
         }
     }
 }

@@ -124,7 +124,8 @@ impl std::fmt::Debug for Service {
 
 impl Service {
     /// A service around a first, valid engine; `audit`, if given, receives
-    /// a record of everything before it is answered.
+    /// the record of every answered line before the answer leaves (operator
+    /// actions are recorded after they take effect).
     pub fn new(engine: Engine, config: ServiceConfig, audit: Option<AuditSink>) -> Service {
         let state = engine.state().clone();
         let loaded_at = state.clock.now();
@@ -179,6 +180,11 @@ impl Service {
             return self.refuse(id, role.refusal(&format!("unknown op `{}`", kind.as_str())), batch);
         }
         let op = match &line.op {
+            // The decoded operation is checked too: a transport may build a
+            // line whose `kind` does not match its `op`.
+            Ok(op) if !role.permits(op.kind()) => {
+                return self.refuse(id, role.refusal(&format!("unknown op `{}`", op.kind().as_str())), batch);
+            }
             Ok(op) => op,
             Err(error) if error.code == WireErrorCode::UnknownOp => {
                 return self.refuse(id, role.refusal(&error.message), batch);
@@ -252,5 +258,71 @@ impl Service {
             "audit": self.audit.as_ref().map(|a| { let (seq, hash) = a.head(); json!({"seq": seq, "head": hash}) }),
             "metrics": self.metrics.to_json(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Answer, OpKind, ParsedLine};
+    use crate::state::approval::ApprovalStatus;
+
+    fn service(policy: &str) -> Service {
+        let source =
+            crate::compiler::PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() };
+        let checked = crate::compiler::compile(vec![source], &crate::compiler::NoFiles);
+        let engine = Engine::new(checked.policy.expect("compiles"), State::in_memory());
+        Service::new(engine, ServiceConfig { open_approvals: true, ..ServiceConfig::default() }, None)
+    }
+
+    fn ask(
+        service: &Service,
+        request: serde_json::Value,
+    ) -> (String, String, Option<(String, ApprovalStatus)>) {
+        let request = crate::protocol::decode::request_from_json(&request).expect("request");
+        let engine = service.engine();
+        let Answer { decision, approval, .. } =
+            service.decide(&engine, &Value::Null, &request, &mut AuditBatch::default());
+        let approval = approval.map(|a| (a.id, a.state));
+        (decision.outcome.as_str().to_owned(), decision.reason.code().as_str().to_owned(), approval)
+    }
+
+    #[test]
+    fn a_used_approval_is_reported_used_when_a_cap_then_refuses_the_call() {
+        let service = service(
+            "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    constraints:\n      pay:\n        maxPerSession: 1\n    approvalGates:\n      pay:\n        required: true\n",
+        );
+        let pay = |approval: Option<&str>| serde_json::json!({"agent": "bot", "tool": "pay", "session": "s", "args": {"amount": 1}, "approval": approval});
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let (outcome, _, approval) = ask(&service, pay(None));
+            assert_eq!(outcome, "require_approval");
+            let (id, state) = approval.expect("an approval is opened");
+            assert_eq!(state, ApprovalStatus::Pending);
+            service.state().approvals.decide(&id, "anyone", true).expect("granted");
+            ids.push(id);
+        }
+        let (outcome, code, approval) = ask(&service, pay(Some(&ids[0])));
+        assert_eq!((outcome.as_str(), code.as_str()), ("allow", "approved"));
+        assert_eq!(approval, Some((ids[0].clone(), ApprovalStatus::Used)));
+        let (outcome, code, approval) = ask(&service, pay(Some(&ids[1])));
+        assert_eq!((outcome.as_str(), code.as_str()), ("deny", "cap_reached"));
+        assert_eq!(approval, Some((ids[1].clone(), ApprovalStatus::Used)));
+    }
+
+    #[test]
+    fn an_operation_is_checked_against_the_role_whatever_kind_the_line_claims() {
+        let service = service("agentPolicies:\n  bot:\n    allowedTools: [t]\n");
+        let line = ParsedLine {
+            id: Value::Null,
+            kind: Some(OpKind::Decide),
+            op: Ok(Op::DecideApproval { approval: "apr_1".into(), by: "me".into(), grant: true }),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let engine = service.engine();
+        for role in [Role::Decisions, Role::Eval] {
+            let reply = runtime.block_on(service.handle(&engine, &line, role, &mut AuditBatch::default()));
+            assert!(matches!(&reply, Reply::Error(e) if e.code == WireErrorCode::UnknownOp), "{reply:?}");
+        }
     }
 }

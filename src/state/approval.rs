@@ -248,6 +248,9 @@ pub trait ApprovalStore: Send + Sync {
     /// Approvals waiting for a decision, soonest expiry first.
     fn pending(&self) -> Vec<Approval>;
 
+    /// Where an approval stands now; `None` if no approval has this id.
+    fn status(&self, id: &str) -> Option<ApprovalStatus>;
+
     /// Whether a call may wait on I/O (see [`super::SessionStore::may_block`]).
     fn may_block(&self) -> bool {
         false
@@ -388,7 +391,7 @@ impl ApprovalStore for Ledger {
                 id,
                 binding,
                 approver,
-                expires_at: now + self.ttl.as_secs().max(1),
+                expires_at: now.saturating_add(self.ttl.as_secs().max(1)),
                 state: ApprovalState::Pending,
             };
             approvals.insert(approval.id.clone(), approval.clone());
@@ -443,6 +446,11 @@ impl ApprovalStore for Ledger {
             approvals.values().filter(|a| a.status(now) == ApprovalStatus::Pending).cloned().collect();
         pending.sort_by_key(|a| a.expires_at);
         pending
+    }
+
+    fn status(&self, id: &str) -> Option<ApprovalStatus> {
+        let approvals = self.approvals.lock().unwrap_or_else(PoisonError::into_inner);
+        approvals.get(id).map(|approval| approval.status(self.clock.now_secs()))
     }
 
     fn may_block(&self) -> bool {

@@ -105,6 +105,7 @@ fn rate_limits_refill_with_time(store: &dyn SessionStore, clock: &ManualClock) -
     expect(property, store.admit(KEY, "t", &rate), Admission::Admitted)?;
     expect(property, store.admit(other_session, "t", &rate), Admission::Admitted)?;
     expect(property, store.admit(per_agent, "t", &rate), Admission::Refused(0))?;
+    expect("a check sees a spent rate limit", store.check(KEY, &rate), Admission::Refused(0))?;
     clock.advance(Duration::from_millis(499));
     expect(
         "a token refills only after its share of the window",
@@ -112,6 +113,7 @@ fn rate_limits_refill_with_time(store: &dyn SessionStore, clock: &ManualClock) -
         Admission::Refused(0),
     )?;
     clock.advance(Duration::from_millis(1));
+    expect("a check takes no token", store.check(KEY, &rate), Admission::Admitted)?;
     expect(
         "a token refills after its share of the window",
         store.admit(KEY, "t", &rate),
@@ -255,6 +257,8 @@ pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Res
     let mismatch = store.redeem(&approval.id, &swapped);
     expect("another call is refused", mismatch, Err(ApprovalError::Mismatch("arguments")))?;
     expect("the approved call is allowed", store.redeem(&approval.id, &reordered), Ok(()))?;
+    expect("a redeemed approval is used", store.status(&approval.id), Some(ApprovalStatus::Used))?;
+    expect("an unknown approval has no status", store.status("apr_nope"), None)?;
     expect("an approval is used once", store.redeem(&approval.id, &call), Err(ApprovalError::Used))?;
     expect("an unknown id is refused", store.redeem("apr_nope", &call), Err(ApprovalError::Unknown))?;
     let rejected = open(None)?;

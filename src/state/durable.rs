@@ -17,7 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use super::clock::{Clock, SystemClock};
 use super::session::{
     Admission, Bucket, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore, Tally, admit,
-    apply_outcome,
+    apply_outcome, check,
 };
 
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
@@ -30,8 +30,16 @@ const MAX_BATCH: usize = 4096;
 /// One job for the committer: an admission to check and count, or an
 /// outcome to record.
 enum Job {
-    Admit { tool: String, caps: Vec<Cap>, reply: mpsc::SyncSender<Admission> },
-    Outcome { outcome: CallOutcome, reply: mpsc::SyncSender<Option<OutcomeTotals>> },
+    /// Check every cap and, with a tool, count the call (without one, only check).
+    Admit {
+        tool: Option<String>,
+        caps: Vec<Cap>,
+        reply: mpsc::SyncSender<Admission>,
+    },
+    Outcome {
+        outcome: CallOutcome,
+        reply: mpsc::SyncSender<Option<OutcomeTotals>>,
+    },
 }
 
 /// A job queued for the committer, with the session it is for.
@@ -207,7 +215,10 @@ fn commit_batch(db: &Database, batch: &[Queued], clock: &dyn Clock) -> Result<Ve
                 agent: &queued.agent,
             };
             answers.push(match &queued.job {
-                Job::Admit { tool, caps, .. } => Answer::Admission(admit(&mut tally, tool, caps, clock)?),
+                Job::Admit { tool: Some(tool), caps, .. } => {
+                    Answer::Admission(admit(&mut tally, tool, caps, clock)?)
+                }
+                Job::Admit { tool: None, caps, .. } => Answer::Admission(check(&mut tally, caps, clock)?),
                 Job::Outcome { outcome, .. } => Answer::Totals(apply_outcome(&mut tally, *outcome)?),
             });
         }
@@ -217,6 +228,17 @@ fn commit_batch(db: &Database, batch: &[Queued], clock: &dyn Clock) -> Result<Ve
 }
 
 impl DurableSessions {
+    /// Has the committer check (and, with a tool, count) a call; waits for
+    /// the commit.
+    fn admission(&self, key: SessionKey<'_>, tool: Option<&str>, caps: &[Cap]) -> Admission {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job = Job::Admit { tool: tool.map(str::to_owned), caps: caps.to_vec(), reply };
+        if !self.submit(Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), job }) {
+            return Admission::Unavailable;
+        }
+        answer.recv().unwrap_or(Admission::Unavailable)
+    }
+
     fn submit(&self, queued: Queued) -> bool {
         let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         matches!(queue.as_ref().map(|q| q.send(queued)), Some(Ok(())))
@@ -236,12 +258,11 @@ impl SessionStore for DurableSessions {
     }
 
     fn admit(&self, key: SessionKey<'_>, tool: &str, caps: &[Cap]) -> Admission {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let job = Job::Admit { tool: tool.to_owned(), caps: caps.to_vec(), reply };
-        if !self.submit(Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), job }) {
-            return Admission::Unavailable;
-        }
-        answer.recv().unwrap_or(Admission::Unavailable)
+        self.admission(key, Some(tool), caps)
+    }
+
+    fn check(&self, key: SessionKey<'_>, caps: &[Cap]) -> Admission {
+        self.admission(key, None, caps)
     }
 
     fn record_outcome(&self, key: SessionKey<'_>, outcome: CallOutcome) -> Option<OutcomeTotals> {

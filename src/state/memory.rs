@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use super::clock::{Clock, SystemClock};
 use super::session::{
     Admission, Bucket, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore, Tally, admit,
-    apply_outcome,
+    apply_outcome, check,
 };
 use crate::hash::FastMap;
 
@@ -178,5 +178,10 @@ impl SessionStore for MemorySessions {
     fn admit(&self, key: SessionKey<'_>, tool: &str, caps: &[Cap]) -> Admission {
         let clock = self.clock.as_ref();
         self.with_tally(key, |tally| admit(tally, tool, caps, clock)).unwrap_or(Admission::Unavailable)
+    }
+
+    fn check(&self, key: SessionKey<'_>, caps: &[Cap]) -> Admission {
+        let clock = self.clock.as_ref();
+        self.with_tally(key, |tally| check(tally, caps, clock)).unwrap_or(Admission::Unavailable)
     }
 }

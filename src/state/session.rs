@@ -135,17 +135,9 @@ pub trait SessionStore: Send + Sync {
     /// store could not write.
     fn record_outcome(&self, key: SessionKey<'_>, outcome: CallOutcome) -> Option<OutcomeTotals>;
 
-    /// Checks every cap without counting anything.
-    fn check(&self, key: SessionKey<'_>, caps: &[Cap]) -> Admission {
-        for (index, cap) in caps.iter().enumerate() {
-            match self.count(key, Counter::Cap(&cap.counter)) {
-                None => return Admission::Unavailable,
-                Some(count) if count >= cap.limit => return Admission::Refused(index),
-                Some(_) => {}
-            }
-        }
-        Admission::Admitted
-    }
+    /// Checks every cap as [`SessionStore::admit`] would, without counting
+    /// anything (for a call that waits for approval).
+    fn check(&self, key: SessionKey<'_>, caps: &[Cap]) -> Admission;
 
     /// Whether a call may wait on I/O (a disk commit, a network round
     /// trip): callers on an async runtime then run it where blocking
@@ -192,6 +184,38 @@ pub fn admit<T: Tally>(
     caps: &[Cap],
     clock: &dyn Clock,
 ) -> Result<Admission, T::Error> {
+    let buckets = match room(tally, caps, clock)? {
+        Ok(buckets) => buckets,
+        Err(index) => return Ok(Admission::Refused(index)),
+    };
+    tally.bump(Counter::Total)?;
+    tally.bump(Counter::Tool(tool))?;
+    for cap in caps.iter().filter(|cap| cap.window_ms.is_none()) {
+        tally.bump(Counter::Cap(&cap.counter))?;
+    }
+    for (counter, bucket) in buckets {
+        tally.set_bucket(counter, bucket.take())?;
+    }
+    Ok(Admission::Admitted)
+}
+
+/// The check half of [`admit`]: whether every cap has room, counting
+/// nothing.
+pub fn check<T: Tally>(tally: &mut T, caps: &[Cap], clock: &dyn Clock) -> Result<Admission, T::Error> {
+    Ok(match room(tally, caps, clock)? {
+        Ok(_) => Admission::Admitted,
+        Err(index) => Admission::Refused(index),
+    })
+}
+
+/// Whether every cap has room: the refilled buckets of the rate limits if
+/// so, the index of the first full cap if not.
+#[allow(clippy::type_complexity)]
+fn room<'c, T: Tally>(
+    tally: &mut T,
+    caps: &'c [Cap],
+    clock: &dyn Clock,
+) -> Result<Result<Vec<(&'c str, Bucket)>, usize>, T::Error> {
     let now = caps.iter().any(|cap| cap.window_ms.is_some()).then(|| clock.now_ms());
     let mut buckets = Vec::new();
     for (index, cap) in caps.iter().enumerate() {
@@ -204,18 +228,10 @@ pub fn admit<T: Tally>(
             _ => tally.get(Counter::Cap(&cap.counter))? < cap.limit,
         };
         if !room {
-            return Ok(Admission::Refused(index));
+            return Ok(Err(index));
         }
     }
-    tally.bump(Counter::Total)?;
-    tally.bump(Counter::Tool(tool))?;
-    for cap in caps.iter().filter(|cap| cap.window_ms.is_none()) {
-        tally.bump(Counter::Cap(&cap.counter))?;
-    }
-    for (counter, bucket) in buckets {
-        tally.set_bucket(counter, bucket.take())?;
-    }
-    Ok(Admission::Admitted)
+    Ok(Ok(buckets))
 }
 
 /// Records a call's outcome: an error extends the session's error streak,

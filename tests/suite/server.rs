@@ -837,19 +837,33 @@ fn sensitive_arguments_are_redacted_in_the_audit_trail() {
     let socket = dir.path().join("toolgate.sock");
     let audit = dir.path().join("audit.jsonl");
     let audit_arg = audit.display().to_string();
-    let server = Server::start_in(dir, socket, &["--audit", &audit_arg]);
+    let admin_socket = audit.with_file_name("admin.sock");
+    let admin_arg = admin_socket.display().to_string();
+    let server = Server::start_in(dir, socket, &["--audit", &audit_arg, "--admin-socket", &admin_arg]);
     let args =
         json!({"user": "ann", "password": "hunter2", "card": {"number": "4111111111111111", "exp": "12/30"}});
-    let answer = server.connect().ask(json!({"agent": "bot", "tool": "login", "args": args}));
+    let call = json!({"agent": "bot", "tool": "login", "session": "s1", "args": args});
+    let answer = server.connect().ask(call.clone());
     assert_eq!(answer["decision"], "allow");
-    let record: Value =
-        serde_json::from_str(std::fs::read_to_string(&audit).expect("trail").lines().next().expect("record"))
-            .expect("json");
-    assert_eq!(
-        record["args"],
-        json!({"user": "ann", "password": "[redacted]", "card": {"number": "[redacted]", "exp": "12/30"}})
-    );
+    // Denials that no rule of the policy shaped are recorded in full, and
+    // still redacted: a killed session's calls too.
+    let (code, _) = admin(&["kill", "--agent", "bot", "--session", "s1", "--reason", "leak"], &admin_socket);
+    assert_eq!(code, Some(0));
+    assert_eq!(server.connect().ask(call)["reason_code"], "killed");
     let text = std::fs::read_to_string(&audit).expect("trail");
+    let decisions: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("json"))
+        .filter(|record| record["kind"] == "decision")
+        .collect();
+    assert_eq!(decisions.len(), 2, "{text}");
+    for record in &decisions {
+        assert_eq!(
+            record["args"],
+            json!({"user": "ann", "password": "[redacted]", "card": {"number": "[redacted]", "exp": "12/30"}}),
+            "{record}"
+        );
+    }
     assert!(!text.contains("hunter2") && !text.contains("4111111111111111"));
 }
 
