@@ -3,6 +3,7 @@
 the real toolgate binary and pasting what it prints.
 
     python3 book/gen.py           # rewrite book/src from the templates
+    python3 book/gen.py --run-only DIR   # only run the examples of the templates in DIR
     python3 book/gen.py --check   # fail (exit 1, with a diff) if book/src is stale
 
 In a template, a fenced block can carry attributes:
@@ -14,8 +15,12 @@ In a template, a fenced block can carry attributes:
 {work} is a fresh scratch directory, {repo} the repository root, {bin} the
 directory of the toolgate binary (where cargo also puts `examples/`). Commands see
 `toolgate` as the binary named by $TOOLGATE_BIN (default target/debug/toolgate)
-and run with NO_COLOR=1; `toolgate` is on PATH (a link to that binary), so
-`toolgate serve ... & echo $! > server.pid` records the server's own pid.
+and run with NO_COLOR=1 and `pipefail`; `toolgate` is on PATH (a link to that
+binary), so `toolgate serve ... & echo $! > server.pid` records the server's own pid.
+
+Every command must exit 0, or the status it ends with (`$ cmd  # exit 1`; the
+marker is not shown): an example whose command fails unexpectedly fails the
+generation, so the book never shows an error as if it were the example.
 """
 import difflib, os, re, shlex, subprocess, sys, tempfile
 
@@ -32,21 +37,43 @@ def attrs(text, places):
     return out
 
 
+FAILURES = []
+EXPECTED = re.compile(r"\s+# exit (\d+)$")
+
+
+def expected_status(command):
+    """The command without its `# exit N` marker, and the status it must end with."""
+    m = EXPECTED.search(command)
+    return (command[: m.start()], int(m.group(1))) if m else (command, 0)
+
+
 def run_block(cwd, commands, places):
     sep = "@@SEP-8f3a@@"
+    status = "@@STATUS-8f3a@@"
     script = [
         f"cd {shlex.quote(cwd)}",
+        "set -o pipefail",
         "export NO_COLOR=1",
         f"export TOOLGATE={shlex.quote(BIN)}",
         f"export PATH={shlex.quote(places['path'])}:$PATH",
     ]
     for i, command in enumerate(commands):
         script.append(f'echo "{sep}{i}"')
-        script.append("{ " + substitute(command, places) + "\n} 2>&1")
+        script.append("{ " + substitute(expected_status(command)[0], places) + "\n} 2>&1")
+        script.append(f'echo "{status}$?"')
     result = subprocess.run(["bash", "-c", "\n".join(script)], capture_output=True, text=True)
     if result.stderr:
         sys.exit(f"stderr outside commands in {cwd}: {result.stderr}")
-    return re.split(re.escape(sep) + r"\d+\n", result.stdout)[1:]
+    outputs = []
+    for command, chunk in zip(commands, re.split(re.escape(sep) + r"\d+\n", result.stdout)[1:]):
+        m = re.search(re.escape(status) + r"(\d+)\n?$", chunk)
+        got = int(m.group(1)) if m else -1
+        output = chunk[: m.start()] if m else chunk
+        shown, wanted = expected_status(command)
+        if got != wanted:
+            FAILURES.append(f"in {cwd}:\n$ {shown}\nexited {got}, not {wanted}; it printed:\n{output}")
+        outputs.append(output)
+    return outputs
 
 
 def substitute(text, places, shown=False):
@@ -87,7 +114,7 @@ def expand(src, places):
             if lang == "run":
                 out.append("```" + a.get("lang", "console"))
                 for command, result in zip(commands, results):
-                    out.append("$ " + substitute(command, places, shown=True))
+                    out.append("$ " + substitute(expected_status(command)[0], places, shown=True))
                     if result.rstrip("\n"):
                         out.append(result.rstrip("\n"))
                 out.append("```")
@@ -109,13 +136,20 @@ def build(templates, work, tool_dir):
 
 
 def main():
-    check = "--check" in sys.argv[1:]
+    args = sys.argv[1:]
+    check = "--check" in args
+    run_only = args[args.index("--run-only") + 1] if "--run-only" in args else None
+    templates = run_only or os.path.join(REPO, "book", "templates")
     with tempfile.TemporaryDirectory(prefix="toolgate-book-") as work:
         # `toolgate` on PATH, so scripts the examples run find it too.
         path = os.path.join(work, ".bin")
         os.makedirs(path)
         os.symlink(os.path.abspath(BIN), os.path.join(path, "toolgate"))
-        pages = build(os.path.join(REPO, "book", "templates"), work, path)
+        pages = build(templates, work, path)
+    if FAILURES:
+        sys.exit("an example's command failed unexpectedly:\n\n" + "\n".join(FAILURES))
+    if run_only:
+        return
     src = os.path.join(REPO, "book", "src")
     stale = []
     for rel, text in sorted(pages.items()):

@@ -52,3 +52,27 @@ fn the_protocol_reference_lists_every_reason_code() {
         );
     }
 }
+
+/// An example whose command fails unexpectedly fails the generation: the
+/// book never shows an error transcript as if it were the example. A failure
+/// the example means to show says so (`# exit N`).
+#[test]
+fn an_unexpected_failure_fails_the_book_generation() {
+    let generate = |template: &str| {
+        let dir = crate::util::scratch(&[("page.md", template)]);
+        std::process::Command::new("python3")
+            .arg(root().join("book/gen.py"))
+            .args(["--run-only", &dir.path().display().to_string()])
+            .env("TOOLGATE_BIN", env!("CARGO_BIN_EXE_toolgate"))
+            .output()
+            .expect("python3 runs book/gen.py")
+    };
+    let unexpected = generate("```run\n$ toolgate query --socket missing.sock --agent a --tool t\n```\n");
+    assert!(!unexpected.status.success());
+    let said = String::from_utf8_lossy(&unexpected.stderr);
+    assert!(said.contains("exited 2, not 0") && said.contains("cannot connect"), "{said}");
+    let piped = generate("```run\n$ toolgate check no-such-file.yaml | cat\n```\n");
+    assert!(!piped.status.success(), "a failure inside a pipeline counts too");
+    let meant = generate("```run\n$ toolgate check no-such-file.yaml  # exit 2\n```\n");
+    assert!(meant.status.success(), "{}", String::from_utf8_lossy(&meant.stderr));
+}
