@@ -18,6 +18,9 @@
 //! - [`authoring`]: tools for policy authors (lint, tests, diff, Rego export
 //!   and the differential oracle).
 //!
+//! The binary (`main.rs`, `cli/`) turns command lines into settings and
+//! calls these layers; it holds no logic of its own beyond exit statuses.
+//!
 //! # Example
 //!
 //! ```

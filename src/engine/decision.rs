@@ -30,7 +30,7 @@ impl Outcome {
     }
 }
 
-/// The engine's answer to a [`Request`], borrowing from the engine.
+/// The engine's answer to a [`Request`](super::Request), borrowing from the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision<'e> {
     /// Allow, deny, or require approval.
@@ -70,7 +70,7 @@ impl<'e> Decision<'e> {
     /// A denial no agent's policy shaped (an unknown agent, the kill
     /// switch, unavailable state, an inconsistent table): recorded in full
     /// (for a known agent, still with its sensitive arguments redacted: see
-    /// [`Decision::redacted_for`]).
+    /// `redacted_for`).
     pub fn deny_outright(rule: &'e str, reason: Reason<'e>) -> Decision<'e> {
         Decision {
             outcome: Outcome::Deny,

@@ -15,7 +15,7 @@
 //! 7. a cap or rate limit is reached → deny;
 //! 8. otherwise allow. Caps count allowed calls only.
 //!
-//! The phases are in [`decide`]; every way a decision ends is a
+//! The phases are in `decide.rs`; every way a decision ends is a
 //! [`Decision`] constructor.
 
 mod decide;

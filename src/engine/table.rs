@@ -1,7 +1,7 @@
 //! Stage 4: the decision table — a [`CheckedPolicySet`] laid out for lookup.
 //!
 //! Per agent, every tool name the policy mentions exactly gets a precomputed
-//! [`ToolPlan`] in a hash map; other names go through compiled glob sets.
+//! `ToolPlan` in a hash map; other names go through compiled glob sets.
 //! Lookup cost depends on the number of globs, not on the number of tools.
 
 use std::borrow::Cow;

@@ -69,7 +69,7 @@ impl Condition {
         lower::lower(&expr, env).map(|ir| Condition { ir, text: text.into() })
     }
 
-    /// The condition as Rego rules named `<prefix>_<n>` (see [`rego`]).
+    /// The condition as Rego rules named `<prefix>_<n>` (see [`to_rego`]).
     pub fn to_rego(&self, prefix: &str) -> to_rego::RegoCondition {
         to_rego::translate(&self.ir, prefix)
     }
