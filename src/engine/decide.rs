@@ -10,6 +10,7 @@ use super::{APPROVAL_RULE, NO_SESSION_RULE, Request, UNKNOWN_TOOL_RULE};
 use crate::compiler::checked::{CheckedConstraint, CheckedGate, GateTrigger, RuleId, SchemaCheck};
 use crate::compiler::condition::{Scope, SessionView};
 use crate::state::State;
+use crate::state::approval::Binding;
 use crate::state::session::{Admission, Cap, Counter, SessionKey, SessionStore};
 
 /// A phase's result: go on with `T`, or stop with a decision.
@@ -195,7 +196,7 @@ impl<'e> Decider<'e> {
                 // A granted approval for exactly this call satisfies the
                 // gate, once; anything else about it denies. Later gates'
                 // ceilings are still checked.
-                Some(id) => match self.state.approvals.redeem(id, &self.request.binding(self.table.hash())) {
+                Some(id) => match self.state.approvals.redeem(id, &self.binding(gate)) {
                     Ok(()) => Gated::Approved(gate.rule),
                     Err(error) => {
                         let denial = Reason::ApprovalInvalid(error);
@@ -208,6 +209,12 @@ impl<'e> Decider<'e> {
             };
         }
         gated
+    }
+
+    /// The call as an approval through `gate` is bound to it.
+    fn binding(&self, gate: &CheckedGate) -> Binding {
+        let rule = self.table.rule_id(gate.rule);
+        Binding::new(self.request.call(), rule, gate.approver.as_deref(), self.table.hash())
     }
 
     /// A gate's `maxAmount`: the amount must be readable and within it.

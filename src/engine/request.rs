@@ -23,10 +23,16 @@ pub struct Request {
 }
 
 impl Request {
-    /// The call as an approval is bound to it, under policy `policy`.
-    pub fn binding(&self, policy: &str) -> crate::state::approval::Binding {
-        let session = self.session.as_deref();
-        crate::state::approval::Binding::new(&self.agent, session, &self.tool, &self.args, policy)
+    /// The call as an approval is bound to it.
+    pub fn call(&self) -> crate::state::approval::Call<'_> {
+        crate::state::approval::Call {
+            agent: &self.agent,
+            session: self.session.as_deref(),
+            tool: &self.tool,
+            args: &self.args,
+            principal: self.principal.as_ref(),
+            context: self.context.as_ref(),
+        }
     }
 
     /// The input a `rego:` rule sees: the request's fields (`agent`, `tool`,

@@ -10,7 +10,7 @@ use super::{AuditBatch, Service};
 use crate::audit::record;
 use crate::engine::{Decision, Engine, Outcome, Reason, Request};
 use crate::protocol::{Answer, ApprovalRef, Reply, WireError, WireErrorCode};
-use crate::state::approval::ApprovalStatus;
+use crate::state::approval::{ApprovalStatus, Binding};
 
 impl Service {
     /// Decides a request: the engine's decision, the approval it opens or
@@ -87,8 +87,10 @@ impl Service {
         };
         match &decision.reason {
             _ if decision.outcome == Outcome::RequireApproval && self.config.open_approvals => {
-                let binding = request.binding(engine.policy_hash());
-                match self.state.approvals.open(binding, decision.approver.map(str::to_owned)) {
+                // A `require_approval` decision's rule is the gate's.
+                let binding =
+                    Binding::new(request.call(), decision.rule, decision.approver, engine.policy_hash());
+                match self.state.approvals.open(binding) {
                     Ok(approval) => Some(ApprovalRef {
                         id: approval.id,
                         state: ApprovalStatus::Pending,

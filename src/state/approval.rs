@@ -26,7 +26,11 @@ pub const MAX_APPROVALS: usize = 100_000;
 /// How long an approval stays valid unless configured otherwise.
 pub const DEFAULT_APPROVAL_TTL: Duration = Duration::from_secs(15 * 60);
 
-/// What an approval allows: one call, exactly as it was asked for.
+/// What an approval allows: one call, exactly as it was asked for, through
+/// the gate that asked. Everything the gate's decision depended on is
+/// bound: who calls, which tool, the arguments, whom the agent acts for
+/// and what the gateway said about the call, the gate and its approver,
+/// and the policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     /// The agent.
@@ -37,44 +41,72 @@ pub struct Binding {
     pub tool: String,
     /// `sha256:<hex>` of the arguments in canonical form.
     pub args_digest: String,
+    /// `sha256:<hex>` of `principal` in canonical form (`null` if absent).
+    /// Approvals saved before it was bound lack it, and match no call.
+    #[serde(default)]
+    pub principal_digest: String,
+    /// `sha256:<hex>` of `context` in canonical form (`null` if absent).
+    #[serde(default)]
+    pub context_digest: String,
+    /// The rule id of the gate that required the approval.
+    #[serde(default)]
+    pub gate: String,
+    /// Who that gate says must approve, if it names someone.
+    #[serde(default)]
+    pub approver: Option<String>,
     /// The policy hash the gate was decided under.
     pub policy: String,
 }
 
+/// A call as an approval is bound to it.
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    /// The agent.
+    pub agent: &'a str,
+    /// The session, if the call names one.
+    pub session: Option<&'a str>,
+    /// The tool.
+    pub tool: &'a str,
+    /// The arguments.
+    pub args: &'a Map<String, Value>,
+    /// Whom the agent acts for.
+    pub principal: Option<&'a Value>,
+    /// What the gateway says about the call.
+    pub context: Option<&'a Value>,
+}
+
 impl Binding {
-    /// The binding of a call of `tool` by `agent` with `args`, decided
-    /// under `policy`.
-    pub fn new(
-        agent: &str,
-        session: Option<&str>,
-        tool: &str,
-        args: &Map<String, Value>,
-        policy: &str,
-    ) -> Binding {
+    /// The binding of `call` through the gate `gate` (its rule id), whose
+    /// approver is `approver`, decided under `policy`.
+    pub fn new(call: Call<'_>, gate: &str, approver: Option<&str>, policy: &str) -> Binding {
+        let digest = |value: Option<&Value>| canonical_digest(value.unwrap_or(&Value::Null));
         Binding {
-            agent: agent.to_owned(),
-            session: session.map(str::to_owned),
-            tool: tool.to_owned(),
-            args_digest: args_digest(args),
+            agent: call.agent.to_owned(),
+            session: call.session.map(str::to_owned),
+            tool: call.tool.to_owned(),
+            args_digest: args_digest(call.args),
+            principal_digest: digest(call.principal),
+            context_digest: digest(call.context),
+            gate: gate.to_owned(),
+            approver: approver.map(str::to_owned),
             policy: policy.to_owned(),
         }
     }
 
     /// What differs between this (approved) call and `call`, if anything.
     fn mismatch(&self, call: &Binding) -> Option<&'static str> {
-        if self.agent != call.agent {
-            Some("agent")
-        } else if self.session != call.session {
-            Some("session")
-        } else if self.tool != call.tool {
-            Some("tool")
-        } else if self.args_digest != call.args_digest {
-            Some("arguments")
-        } else if self.policy != call.policy {
-            Some("policy")
-        } else {
-            None
-        }
+        let parts: [(&'static str, bool); 9] = [
+            ("agent", self.agent == call.agent),
+            ("session", self.session == call.session),
+            ("tool", self.tool == call.tool),
+            ("gate", self.gate == call.gate),
+            ("approver", self.approver == call.approver),
+            ("arguments", self.args_digest == call.args_digest),
+            ("principal", self.principal_digest == call.principal_digest),
+            ("context", self.context_digest == call.context_digest),
+            ("policy", self.policy == call.policy),
+        ];
+        parts.into_iter().find(|(_, same)| !same).map(|(what, _)| what)
     }
 }
 
@@ -236,8 +268,9 @@ impl std::fmt::Display for ApprovalError {
 
 /// Where approvals live.
 pub trait ApprovalStore: Send + Sync {
-    /// Opens a pending approval for a gated call; returns it.
-    fn open(&self, binding: Binding, approver: Option<String>) -> Result<Approval, ApprovalError>;
+    /// Opens a pending approval for a gated call (to be decided by the
+    /// binding's approver, if it names one); returns it.
+    fn open(&self, binding: Binding) -> Result<Approval, ApprovalError>;
 
     /// Grants (`grant: true`) or rejects a pending approval as `by`.
     fn decide(&self, id: &str, by: &str, grant: bool) -> Result<Approval, ApprovalError>;
@@ -257,56 +290,71 @@ pub trait ApprovalStore: Send + Sync {
     }
 }
 
-/// `sha256:<hex>` of the arguments, serialised with object keys sorted at
-/// every level, so that the same arguments in any key order digest alike.
-/// The serialisation streams into the hash; nothing is cloned.
-pub fn args_digest(args: &Map<String, Value>) -> String {
-    /// Feeds what is written to it into the hash.
-    struct Hashing(Sha256);
-    impl std::io::Write for Hashing {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.update(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+/// Feeds what is written to it into a SHA-256 hash.
+struct Hashing(Sha256);
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
     }
-    fn object(map: &Map<String, Value>, out: &mut Hashing) {
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Hashing {
+    /// Hashes an object with its keys sorted, at every level.
+    fn object(&mut self, map: &Map<String, Value>) {
         let mut entries: Vec<(&String, &Value)> = map.iter().collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        out.0.update(b"{");
+        self.0.update(b"{");
         for (i, (key, value)) in entries.into_iter().enumerate() {
             if i > 0 {
-                out.0.update(b",");
+                self.0.update(b",");
             }
             // Writing a string or a number into a hash cannot fail.
-            let _ = serde_json::to_writer(&mut *out, key);
-            out.0.update(b":");
-            canonical(value, out);
+            let _ = serde_json::to_writer(&mut *self, key);
+            self.0.update(b":");
+            self.value(value);
         }
-        out.0.update(b"}");
+        self.0.update(b"}");
     }
-    fn canonical(value: &Value, out: &mut Hashing) {
+
+    fn value(&mut self, value: &Value) {
         match value {
-            Value::Object(map) => object(map, out),
+            Value::Object(map) => self.object(map),
             Value::Array(items) => {
-                out.0.update(b"[");
+                self.0.update(b"[");
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.0.update(b",");
+                        self.0.update(b",");
                     }
-                    canonical(item, out);
+                    self.value(item);
                 }
-                out.0.update(b"]");
+                self.0.update(b"]");
             }
             scalar => {
-                let _ = serde_json::to_writer(&mut *out, scalar);
+                let _ = serde_json::to_writer(&mut *self, scalar);
             }
         }
     }
+}
+
+/// `sha256:<hex>` of a JSON value serialised with object keys sorted at
+/// every level, so that the same value in any key order digests alike. The
+/// serialisation streams into the hash; nothing is cloned.
+pub fn canonical_digest(value: &Value) -> String {
     let mut hashing = Hashing(Sha256::new());
-    object(args, &mut hashing);
+    hashing.value(value);
+    crate::hash::sha256_text(hashing.0)
+}
+
+/// `sha256:<hex>` of a call's arguments in canonical form (the digest of
+/// the object they are).
+pub fn args_digest(args: &Map<String, Value>) -> String {
+    let mut hashing = Hashing(Sha256::new());
+    hashing.object(args);
     crate::hash::sha256_text(hashing.0)
 }
 
@@ -381,7 +429,8 @@ impl Ledger {
 }
 
 impl ApprovalStore for Ledger {
-    fn open(&self, binding: Binding, approver: Option<String>) -> Result<Approval, ApprovalError> {
+    fn open(&self, binding: Binding) -> Result<Approval, ApprovalError> {
+        let approver = binding.approver.clone();
         let id = new_id()?;
         self.change(|approvals, now| {
             if approvals.len() >= MAX_APPROVALS {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::approval::{ApprovalError, ApprovalStatus, ApprovalStore, Binding};
+use super::approval::{ApprovalError, ApprovalStatus, ApprovalStore, Binding, Call, canonical_digest};
 use super::clock::{Clock, ManualClock};
 use super::kill::{Kill, KillScope, KillStore};
 use super::session::{Admission, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore};
@@ -210,9 +210,21 @@ fn io_failure(error: std::io::Error) -> Failure {
     Failure { property: "a change is saved", detail: error.to_string() }
 }
 
-fn binding(args: serde_json::Value) -> Binding {
+/// The binding of a `pay` call with `args`, through `gate` (`bot.approvalGates.pay`
+/// unless said otherwise), acting for principal `ann`.
+fn binding(args: serde_json::Value, approver: Option<&str>) -> Binding {
     let args = args.as_object().cloned().unwrap_or_default();
-    Binding::new("bot", Some("s"), "pay", &args, "sha256:p")
+    let principal = json!({"user": "ann"});
+    let context = json!({"risk": 1});
+    let call = Call {
+        agent: "bot",
+        session: Some("s"),
+        tool: "pay",
+        args: &args,
+        principal: Some(&principal),
+        context: Some(&context),
+    };
+    Binding::new(call, "bot.approvalGates.pay", approver, "sha256:p")
 }
 
 /// Checks an approval store. `make` builds an empty store on the given
@@ -220,15 +232,17 @@ fn binding(args: serde_json::Value) -> Binding {
 pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Result<(), Failure> {
     let clock = Arc::new(ManualClock::default());
     let store = make(Arc::clone(&clock) as Arc<dyn Clock>);
-    let call = binding(json!({"amount": 10, "to": {"iban": "X", "name": "Y"}}));
-    let open = |approver: Option<&str>| {
+    let args = json!({"amount": 10, "to": {"iban": "X", "name": "Y"}});
+    let call = binding(args.clone(), Some("finance"));
+    let open = |binding: &Binding| {
         store
-            .open(call.clone(), approver.map(str::to_owned))
+            .open(binding.clone())
             .map_err(|e| Failure { property: "an approval opens", detail: e.to_string() })
     };
-    let approval = open(Some("finance"))?;
+    let approval = open(&call)?;
+    expect("an approval's approver is its gate's", approval.approver.as_deref(), Some("finance"))?;
     expect("an id is unguessable (128 bits of hex)", approval.id.len(), "apr_".len() + 32)?;
-    expect("an id is new", open(Some("finance"))?.id == approval.id, false)?;
+    expect("an id is new", open(&call)?.id == approval.id, false)?;
     expect("an approval is pending", store.pending().iter().any(|a| a.id == approval.id), true)?;
     expect(
         "a pending approval is not redeemed",
@@ -251,26 +265,47 @@ pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Res
         twice,
         Err(ApprovalError::AlreadyDecided(ApprovalStatus::Granted)),
     )?;
-    let reordered = binding(json!({"to": {"name": "Y", "iban": "X"}, "amount": 10}));
+    let reordered = binding(json!({"to": {"name": "Y", "iban": "X"}, "amount": 10}), Some("finance"));
     expect("key order does not change the call", reordered.args_digest == call.args_digest, true)?;
-    let swapped = binding(json!({"amount": 10000, "to": {"iban": "X", "name": "Y"}}));
-    let mismatch = store.redeem(&approval.id, &swapped);
-    expect("another call is refused", mismatch, Err(ApprovalError::Mismatch("arguments")))?;
+    // Everything the gate's decision depended on is bound.
+    let swapped = binding(json!({"amount": 10000, "to": {"iban": "X", "name": "Y"}}), Some("finance"));
+    let other_gate = Binding { gate: "bot.approvalGates.pa*".into(), ..call.clone() };
+    let other_approver = binding(args.clone(), Some("clerk"));
+    let other_principal =
+        Binding { principal_digest: canonical_digest(&json!({"user": "mallory"})), ..call.clone() };
+    let other_context = Binding { context_digest: canonical_digest(&json!({"risk": 9})), ..call.clone() };
+    let other_policy = Binding { policy: "sha256:q".into(), ..call.clone() };
+    for (other, what) in [
+        (&swapped, "arguments"),
+        (&other_gate, "gate"),
+        (&other_approver, "approver"),
+        (&other_principal, "principal"),
+        (&other_context, "context"),
+        (&other_policy, "policy"),
+    ] {
+        let refused = store.redeem(&approval.id, other);
+        expect(
+            "another call is refused, and says what differs",
+            refused,
+            Err(ApprovalError::Mismatch(what)),
+        )?;
+    }
     expect("the approved call is allowed", store.redeem(&approval.id, &reordered), Ok(()))?;
     expect("a redeemed approval is used", store.status(&approval.id), Some(ApprovalStatus::Used))?;
     expect("an unknown approval has no status", store.status("apr_nope"), None)?;
     expect("an approval is used once", store.redeem(&approval.id, &call), Err(ApprovalError::Used))?;
     expect("an unknown id is refused", store.redeem("apr_nope", &call), Err(ApprovalError::Unknown))?;
-    let rejected = open(None)?;
+    let open_to_anyone = binding(args, None);
+    let rejected = open(&open_to_anyone)?;
     let by_anyone = store.decide(&rejected.id, "anyone", false).map(|a| a.status(clock.now_secs()));
     expect("anyone may decide a gate without approver", by_anyone, Ok(ApprovalStatus::Rejected))?;
     expect(
         "a rejected approval is refused",
-        store.redeem(&rejected.id, &call),
+        store.redeem(&rejected.id, &open_to_anyone),
         Err(ApprovalError::Rejected),
     )?;
-    let late = open(None)?;
-    let granted_late = open(None)?;
+    let late = open(&open_to_anyone)?;
+    let granted_late = open(&open_to_anyone)?;
     store
         .decide(&granted_late.id, "anyone", true)
         .map_err(|e| Failure { property: "an approval is granted", detail: e.to_string() })?;
@@ -278,5 +313,9 @@ pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Res
     expect("an expired approval is not pending", store.pending().iter().any(|a| a.id == late.id), false)?;
     let expired = store.decide(&late.id, "anyone", true).map(|_| ());
     expect("an expired approval cannot be decided", expired, Err(ApprovalError::Expired))?;
-    expect("an expired grant is refused", store.redeem(&granted_late.id, &call), Err(ApprovalError::Expired))
+    expect(
+        "an expired grant is refused",
+        store.redeem(&granted_late.id, &open_to_anyone),
+        Err(ApprovalError::Expired),
+    )
 }

@@ -952,3 +952,45 @@ fn a_durable_rate_limit_survives_kill_9() {
     drop(std::mem::replace(&mut server, Server::start_in(dir, socket, &["--state", &state])));
     assert_eq!(server.connect().ask(call("e"))["rule"], "bot.constraints.t.rateLimit");
 }
+
+/// An approval granted through one gate, for one principal and context,
+/// opened another gate (or served another principal): the binding held only
+/// agent, session, tool, arguments and policy.
+#[test]
+fn an_approval_opens_only_the_gate_and_the_call_it_was_granted_for() {
+    let policy = "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        when: \"context.risk > 5\"\n        approver: security-team\n      \"pa*\":\n        required: true\n        approver: clerk\n";
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let admin_socket = dir.path().join("admin.sock");
+    let admin_arg = admin_socket.display().to_string();
+    let server = Server::start_in(dir, socket, &["--admin-socket", &admin_arg]);
+    let mut gateway = server.connect();
+    let pay = |risk: u64, user: &str, approval: Option<&str>| {
+        json!({"agent": "bot", "tool": "pay", "session": "s", "args": {"amount": 10},
+               "principal": {"user": user}, "context": {"risk": risk}, "approval": approval})
+    };
+    // A low-risk call for alice needs the clerk, who approves it.
+    let asked = gateway.ask(pay(1, "alice", None));
+    assert_eq!(
+        (asked["rule"].as_str(), asked["approver"].as_str()),
+        (Some("bot.approvalGates.pa*"), Some("clerk"))
+    );
+    let id = asked["approval"]["id"].as_str().expect("approval id").to_owned();
+    assert_eq!(admin(&["approve", &id, "--as", "clerk"], &admin_socket).0, Some(0));
+    // The same call at high risk needs security-team: the clerk's approval does not open that gate.
+    let riskier = gateway.ask(pay(9, "alice", Some(&id)));
+    assert_eq!(riskier["decision"], "deny", "{riskier}");
+    assert_eq!(riskier["reason_code"], "approval_mismatch", "{riskier}");
+    assert!(riskier["reason"].as_str().is_some_and(|r| r.contains("(gate)")), "{riskier}");
+    // Nor does it serve another principal.
+    let mallory = gateway.ask(pay(1, "mallory", Some(&id)));
+    assert_eq!(mallory["reason_code"], "approval_mismatch", "{mallory}");
+    assert!(mallory["reason"].as_str().is_some_and(|r| r.contains("principal")), "{mallory}");
+    // The approved call itself goes through, once.
+    let approved = gateway.ask(pay(1, "alice", Some(&id)));
+    assert_eq!(
+        (approved["decision"].as_str(), approved["reason_code"].as_str()),
+        (Some("allow"), Some("approved"))
+    );
+}
