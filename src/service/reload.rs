@@ -189,20 +189,33 @@ fn relevant(changed: &Path, policies: &[PathBuf]) -> bool {
     })
 }
 
-/// Watches the policy paths and reloads on changes until the returned
-/// guard is dropped. Changes are debounced: a burst of events within
-/// `debounce` causes one reload.
-///
-/// Access events (a file opened, read or closed without writing) are
-/// ignored: the reload itself reads the policy files, and counting those
-/// reads made every reload trigger the next one.
+/// Whether an event completes a change: a file closed after writing, a
+/// file renamed into (or out of) place, a file deleted. A write in progress
+/// (a modification before the close), a file just created (still empty or
+/// half written), or a read is not: a policy rewritten in place in chunks
+/// must never be compiled from its prefix, and the reload's own reads must
+/// not trigger the next reload.
+fn completes_a_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Remove(_)
+    )
+}
+
+/// Watches the policy paths and reloads on completed changes (see
+/// [`completes_a_change`]) until the returned guard is dropped. A burst of
+/// changes within `debounce` causes one reload.
 pub fn watch(service: Arc<Service>, debounce: Duration) -> Result<WatchGuard, notify::Error> {
     let (sender, mut receiver) = mpsc::channel::<()>(1);
     let policies: Vec<PathBuf> = service.config.policies.clone();
     let filter = policies.clone();
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         let Ok(event) = result else { return };
-        if matches!(event.kind, notify::EventKind::Access(_)) {
+        if !completes_a_change(&event.kind) {
             return;
         }
         let touches_policy = event.paths.iter().any(|path| {

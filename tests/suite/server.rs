@@ -994,3 +994,54 @@ fn an_approval_opens_only_the_gate_and_the_call_it_was_granted_for() {
         (Some("allow"), Some("approved"))
     );
 }
+
+/// A policy rewritten in place in two chunks, with a pause between them,
+/// was reloaded 200 ms after the first write and served from its prefix
+/// (`allowedTools` without its `constraints`): writes outside /srv/docs were
+/// allowed. Reloads now wait for the file to be closed.
+#[test]
+fn a_policy_rewritten_in_place_by_a_slow_writer_is_never_served_half_written() {
+    use std::io::Write as _;
+    let head = "agentPolicies:\n  docs:\n    allowedTools: [read, write, list]\n";
+    let tail = "    constraints:\n      write:\n        params:\n          path: {type: string, pattern: \"^/srv/docs/\"}\n";
+    let before = "agentPolicies:\n  docs:\n    allowedTools: [read, write]\n    constraints:\n      write:\n        params:\n          path: {type: string, pattern: \"^/srv/docs/\"}\n";
+    let server = Server::start(before, &[]);
+    let old = policy_hash(&mut server.connect());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let socket = server.socket.clone();
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut client = Client::connect(&socket);
+            let (mut probes, mut allowed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer =
+                    client.ask(json!({"agent": "docs", "tool": "write", "args": {"path": "/etc/passwd"}}));
+                probes += 1;
+                if answer["decision"] != "deny" {
+                    allowed += 1;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (probes, allowed)
+        })
+    };
+    {
+        let mut file =
+            std::fs::OpenOptions::new().write(true).truncate(true).open(server.policy_path()).expect("open");
+        file.write_all(head.as_bytes()).expect("first chunk");
+        file.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(600));
+        file.write_all(tail.as_bytes()).expect("second chunk");
+    }
+    let new = wait_for_hash_change(&server, &old);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (probes, allowed) = prober.join().expect("prober");
+    assert!(probes > 50, "only {probes} probes");
+    assert_eq!(allowed, 0, "{allowed} of {probes} writes to /etc/passwd were allowed");
+    // The complete file serves: `list` is allowed now, and writes stay confined.
+    let mut client = server.connect();
+    assert_eq!(client.ask(json!({"agent": "docs", "tool": "list"}))["decision"], "allow");
+    assert_eq!(policy_hash(&mut client), new);
+}
