@@ -110,6 +110,22 @@ fn matches(pattern: &ToolPattern) -> String {
     }
 }
 
+/// A Rego expression that holds when `input.tool` matches without regard
+/// to ASCII case, as deny entries do in the engine.
+fn matches_any_case(pattern: &ToolPattern) -> String {
+    let tool = "lower(input.tool)";
+    match pattern {
+        ToolPattern::Exact(name) => format!("{tool} == {}", string(&name.to_ascii_lowercase())),
+        ToolPattern::Glob { text, .. } => {
+            format!("glob.match({}, [\"/\"], {tool})", string(&text.to_ascii_lowercase()))
+        }
+        ToolPattern::Selected { tools, .. } => {
+            let names: Vec<String> = tools.iter().map(|t| string(&t.to_ascii_lowercase())).collect();
+            format!("{tool} in {}", collection('{', &names, '}'))
+        }
+    }
+}
+
 /// A set or array literal; long ones one item per line (regorus refuses
 /// lines over 1024 columns).
 fn collection(open: char, items: &[String], close: char) -> String {
@@ -140,6 +156,16 @@ impl AgentExporter<'_> {
         let p = self.prefix.clone();
         let agent = self.agent;
         let mut chain: Vec<(String, String)> = Vec::new(); // (value, body)
+        // Names in the policy keep the rules for names, so a name that
+        // breaks them is one the engine denies before any list.
+        let invalid = decision(
+            "deny",
+            crate::engine::INVALID_NAME_RULE,
+            "the tool name breaks the rules for names",
+            ReasonCode::InvalidName,
+            None,
+        );
+        chain.push((invalid, String::from("not toolgate_valid_name(input.tool)")));
         if !self.policy.catalogs().is_empty() {
             chain.push((
                 self.deny(crate::engine::UNKNOWN_TOOL_RULE, &Reason::UnknownTool),
@@ -148,7 +174,7 @@ impl AgentExporter<'_> {
         }
         for deny in &agent.deny {
             let reason = Reason::Denied { pattern: deny.pattern.text() };
-            chain.push((self.deny(self.id(deny.rule), &reason), matches(&deny.pattern)));
+            chain.push((self.deny(self.id(deny.rule), &reason), matches_any_case(&deny.pattern)));
         }
         let _ = writeln!(self.rules, "default {p}_allowed := false");
         for allow in &agent.allow {

@@ -15,6 +15,7 @@ pub mod checked;
 pub mod condition;
 pub mod files;
 pub mod load;
+pub mod names;
 pub mod params;
 pub mod pattern;
 pub mod rego_vm;

@@ -78,6 +78,8 @@ codes! {
     InvalidValue = ("TG013", "invalid-value", Error),
     /// A tool pattern is not a valid glob.
     InvalidGlob = ("TG014", "invalid-glob", Error),
+    /// An agent or tool name has characters or a length names may not have.
+    InvalidName = ("TG015", "invalid-name", Error),
     /// Two files define the same agent.
     DuplicateAgent = ("TG020", "duplicate-agent", Error),
     /// `extends` names an agent that does not exist.

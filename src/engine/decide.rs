@@ -6,9 +6,10 @@ use std::borrow::Cow;
 
 use super::decision::{Decision, Outcome, Reason};
 use super::table::{AgentTable, DecisionTable, ToolPlan};
-use super::{APPROVAL_RULE, NO_SESSION_RULE, Request, UNKNOWN_TOOL_RULE};
+use super::{APPROVAL_RULE, INVALID_NAME_RULE, NO_SESSION_RULE, Request, UNKNOWN_TOOL_RULE};
 use crate::compiler::checked::{CheckedConstraint, CheckedGate, GateTrigger, RuleId, SchemaCheck};
 use crate::compiler::condition::{Scope, SessionView};
+use crate::compiler::names::{self, Name};
 use crate::state::State;
 use crate::state::approval::Binding;
 use crate::state::session::{Admission, Cap, Counter, SessionKey, SessionStore};
@@ -48,8 +49,12 @@ macro_rules! pass {
 
 impl<'e> Decider<'e> {
     pub fn decide(&self) -> Decision<'e> {
-        let Some(plan) = self.plan() else {
-            return Decision::under(self.agent, Outcome::Deny, UNKNOWN_TOOL_RULE, Reason::UnknownTool);
+        let plan = match self.plan() {
+            Ok(plan) => plan,
+            Err(reason @ Reason::InvalidName(_)) => {
+                return Decision::under(self.agent, Outcome::Deny, INVALID_NAME_RULE, reason);
+            }
+            Err(reason) => return Decision::under(self.agent, Outcome::Deny, UNKNOWN_TOOL_RULE, reason),
         };
         let ToolPlan::Allowed { allow, constraints, gates, caps, cap_rules, schema } = &*plan else {
             return self.denied_plan(&plan);
@@ -101,16 +106,22 @@ impl<'e> Decider<'e> {
     }
 
     /// The tool's plan: precomputed for names the policy or a catalog
-    /// writes out, by glob for the rest; none for a tool its server's
-    /// catalog does not list.
-    fn plan(&self) -> Option<Cow<'e, ToolPlan>> {
+    /// writes out (valid by construction), by glob for the rest; none for a
+    /// name that breaks the rules for names or a tool its server's catalog
+    /// does not list.
+    fn plan(&self) -> Result<Cow<'e, ToolPlan>, Reason<'e>> {
         let tool = self.request.tool.as_str();
         let table = self.table;
-        match self.agent.exact.get(tool) {
-            Some(plan) => Some(Cow::Borrowed(plan)),
-            None if table.uncatalogued(tool) => None,
-            None => Some(self.agent.plan_by_globs(tool, &table.rules)),
+        if let Some(plan) = self.agent.exact.get(tool) {
+            return Ok(Cow::Borrowed(plan));
         }
+        if let Some(problem) = names::name_problem(Name::Tool, tool) {
+            return Err(Reason::InvalidName(problem));
+        }
+        if table.uncatalogued(tool) {
+            return Err(Reason::UnknownTool);
+        }
+        Ok(self.agent.plan_by_globs(tool, &table.rules))
     }
 
     /// The denial of a plan that does not allow the tool.

@@ -205,6 +205,9 @@ pub enum Reason<'e> {
     },
     /// A catalog describes the tool's server but does not list the tool.
     UnknownTool,
+    /// The tool name breaks the rules for names (invisible or look-alike
+    /// characters, surrounding whitespace, too long).
+    InvalidName(String),
     /// The arguments break the tool's `inputSchema` (`validateArgs`).
     SchemaViolation {
         /// Where in the arguments, as a JSON pointer (empty: the whole object).
@@ -250,6 +253,8 @@ reason_codes! {
     UnknownAgent = "unknown_agent",
     /// A catalog describes the tool's server but does not list the tool.
     UnknownTool = "unknown_tool",
+    /// The tool name has characters or a length names may not have.
+    InvalidName = "invalid_name",
     /// A `deniedTools` entry matches the tool.
     ToolDenied = "tool_denied",
     /// No `allowedTools` entry matches the tool.
@@ -359,6 +364,7 @@ impl Reason<'_> {
             Reason::ApprovalRegoHolds { .. } => ReasonCode::ApprovalRego,
             Reason::ApprovalRegoFailed { .. } => ReasonCode::ApprovalRegoError,
             Reason::UnknownTool => ReasonCode::UnknownTool,
+            Reason::InvalidName(_) => ReasonCode::InvalidName,
             Reason::SchemaViolation { .. } => ReasonCode::SchemaViolation,
         }
     }
@@ -414,6 +420,7 @@ impl fmt::Display for Reason<'_> {
             }
             Reason::Allowed => f.write_str("allowed by policy"),
             Reason::UnknownTool => f.write_str("the tool is not in its server's catalog"),
+            Reason::InvalidName(problem) => write!(f, "{problem}"),
             Reason::RegoFalse { rule } => write!(f, "Rego rule `{rule}` is not true"),
             Reason::RegoFailed { rule, error } => {
                 write!(f, "Rego rule `{rule}` could not be evaluated ({error}); failing closed")

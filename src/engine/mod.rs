@@ -46,6 +46,8 @@ pub const KILL_RULE: &str = "toolgate.killSwitch";
 pub const STATE_RULE: &str = "toolgate.stateUnavailable";
 /// The rule id of denials caused by an inconsistent table.
 pub const INTERNAL_RULE: &str = "toolgate.internal";
+/// The rule id of denials of tool names that break the rules for names.
+pub const INVALID_NAME_RULE: &str = "toolgate.invalidName";
 /// The rule id of denials of tools their server's catalog does not list.
 pub const UNKNOWN_TOOL_RULE: &str = "toolgate.unknownTool";
 

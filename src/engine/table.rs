@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use globset::{GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::compiler::ast::AuditLevel;
 use crate::compiler::catalog::Catalogs;
@@ -32,6 +32,8 @@ pub struct DecisionTable {
 #[derive(Clone, Debug)]
 pub(crate) struct AgentTable {
     pub exact: FastMap<Box<str>, ToolPlan>,
+    /// Every deny entry, matched without regard to ASCII case (see
+    /// [`GlobIndex::deny_folded`]).
     pub deny_globs: GlobIndex,
     pub allow_globs: GlobIndex,
     pub constraint_globs: GlobIndex,
@@ -103,6 +105,36 @@ impl GlobIndex {
         GlobIndex { set, targets }
     }
 
+    /// Every deny entry (exact names too), matched without regard to ASCII
+    /// case: a deny errs towards denying, so `db/drop_table` also denies
+    /// `db/DROP_TABLE`, which a server that ignores case would run as the
+    /// same tool.
+    fn deny_folded(rules: &[ToolRule]) -> GlobIndex {
+        let mut builder = GlobSetBuilder::new();
+        let mut targets = Vec::new();
+        for rule in rules {
+            let texts: Vec<String> = match &rule.pattern {
+                ToolPattern::Glob { text, .. } => vec![text.to_string()],
+                other => other.names().iter().map(|name| globset::escape(name)).collect(),
+            };
+            for text in texts {
+                let glob = GlobBuilder::new(&text)
+                    .literal_separator(true)
+                    .backslash_escape(true)
+                    .case_insensitive(true)
+                    .build();
+                // Every pattern compiled once already; should one not,
+                // the plans (which check denies exactly) still hold it.
+                if let Ok(glob) = glob {
+                    builder.add(glob);
+                    targets.push(rule.rule.0);
+                }
+            }
+        }
+        let set = builder.build().unwrap_or_else(|_| GlobSet::empty());
+        GlobIndex { set, targets }
+    }
+
     fn is_empty(&self) -> bool {
         self.targets.is_empty()
     }
@@ -165,7 +197,7 @@ impl AgentTable {
             agent.session.max_tool_calls.map(|limit| (Cap::count(id(limit.rule), limit.max), limit.rule));
         let mut table = AgentTable {
             exact: FastMap::default(),
-            deny_globs: index(&agent.deny),
+            deny_globs: GlobIndex::deny_folded(&agent.deny),
             allow_globs: index(&agent.allow),
             constraint_globs: GlobIndex::build(agent.constraints.iter().zip(0..).map(|(c, i)| (&c.tool, i))),
             gate_globs: GlobIndex::build(agent.gates.iter().zip(0..).map(|(g, i)| (&g.tool, i))),
@@ -243,10 +275,18 @@ fn index(rules: &[ToolRule]) -> GlobIndex {
     GlobIndex::build(rules.iter().map(|r| (&r.pattern, r.rule.0)))
 }
 
+/// Whether case can matter between a tool name and the deny entries.
+fn any_upper(text: &str) -> bool {
+    text.bytes().any(|b| b.is_ascii_uppercase())
+}
+
 /// An agent's lists indexed by tool name, for planning many names.
 struct Indexes {
     allow: PatternIndex,
     deny: PatternIndex,
+    /// The deny entries without regard to case, and whether any of them
+    /// has an upper-case letter.
+    deny_folded: (GlobIndex, bool),
     constraints: PatternIndex,
     gates: PatternIndex,
 }
@@ -256,6 +296,10 @@ impl Indexes {
         Indexes {
             allow: PatternIndex::new(agent.allow.iter().map(|r| &r.pattern)),
             deny: PatternIndex::new(agent.deny.iter().map(|r| &r.pattern)),
+            deny_folded: (
+                GlobIndex::deny_folded(&agent.deny),
+                agent.deny.iter().any(|r| any_upper(r.pattern.text())),
+            ),
             constraints: PatternIndex::new(agent.constraints.iter().map(|c| &c.tool)),
             gates: PatternIndex::new(agent.gates.iter().map(|g| &g.tool)),
         }
@@ -273,6 +317,13 @@ fn plan_of(
 ) -> ToolPlan {
     if let Some(deny) = indexes.deny.first(tool).and_then(|i| agent.deny.get(i as usize)) {
         return ToolPlan::Denied(deny.rule);
+    }
+    // Only names or entries with capitals can differ by case alone.
+    let (folded, upper_entries) = &indexes.deny_folded;
+    if (*upper_entries || any_upper(tool))
+        && let Some(rule) = folded.first(tool)
+    {
+        return ToolPlan::Denied(RuleId(rule));
     }
     let Some(allow) = indexes.allow.first(tool).and_then(|i| agent.allow.get(i as usize)) else {
         return ToolPlan::NotAllowed;

@@ -4,7 +4,9 @@
 
 use serde_json::{Map, Value};
 
+use super::strict::{self, StrictMap, StrictValue};
 use super::{CallReport, CallStatus, Op, OpKind, WireError, WireErrorCode};
+use crate::compiler::names::{self, Name};
 use crate::engine::Request;
 use crate::state::kill::KillScope;
 
@@ -27,19 +29,19 @@ pub struct ParsedLine {
 #[serde(deny_unknown_fields)]
 struct DecideLine {
     #[serde(default)]
-    id: Value,
+    id: StrictValue,
     #[serde(default)]
     op: Option<String>,
     agent: String,
     tool: String,
     #[serde(default)]
-    args: Option<Map<String, Value>>,
+    args: Option<StrictMap>,
     #[serde(default)]
     session: Option<String>,
     #[serde(default)]
-    principal: Option<Value>,
+    principal: Option<StrictValue>,
     #[serde(default)]
-    context: Option<Value>,
+    context: Option<StrictValue>,
     #[serde(default)]
     approval: Option<String>,
 }
@@ -50,23 +52,29 @@ pub fn parse_line(line: &str) -> ParsedLine {
     // other line goes the long way, which says precisely what is wrong.
     if let Ok(fast) = serde_json::from_str::<DecideLine>(line) {
         let objects =
-            [&fast.principal, &fast.context].iter().all(|v| v.as_ref().is_none_or(Value::is_object));
+            [&fast.principal, &fast.context].iter().all(|v| v.as_ref().is_none_or(|v| v.0.is_object()));
         if fast.op.as_deref().is_none_or(|op| op == "decide") && objects {
             let request = Request {
                 agent: fast.agent,
                 tool: fast.tool,
-                args: fast.args.unwrap_or_default(),
+                args: fast.args.map(|a| a.0).unwrap_or_default(),
                 session: fast.session,
-                principal: fast.principal,
-                context: fast.context,
+                principal: fast.principal.map(|v| v.0),
+                context: fast.context.map(|v| v.0),
                 approval: fast.approval,
             };
-            return ParsedLine { id: fast.id, kind: Some(OpKind::Decide), op: Ok(Op::Decide(request)) };
+            let op = checked_names(&request).map(|()| Op::Decide(request));
+            return ParsedLine { id: fast.id.0, kind: Some(OpKind::Decide), op };
         }
     }
-    let mut object = match serde_json::from_str::<Value>(line) {
-        Ok(Value::Object(object)) => object,
+    let mut object = match serde_json::from_str::<StrictValue>(line) {
+        Ok(StrictValue(Value::Object(object))) => object,
         Ok(_) => return refused(Value::Null, None, invalid_request("request must be a JSON object")),
+        Err(e) if e.to_string().starts_with(strict::DUPLICATE_KEY) => {
+            let error =
+                WireError::new(WireErrorCode::DuplicateKey, format!("{e}: a request may name each key once"));
+            return refused(Value::Null, None, error);
+        }
         Err(e) => {
             let error = WireError::new(WireErrorCode::InvalidJson, format!("invalid JSON: {e}"));
             return refused(Value::Null, None, error);
@@ -105,6 +113,20 @@ pub fn request_from_json(value: &Value) -> Result<Request, WireError> {
     }
 }
 
+/// Refuses names with characters or a length names may not have.
+fn checked_names(request: &Request) -> Result<(), WireError> {
+    check_name(Name::Agent, &request.agent)?;
+    check_name(Name::Tool, &request.tool)?;
+    request.session.as_deref().map_or(Ok(()), |session| check_name(Name::Session, session))
+}
+
+fn check_name(what: Name, name: &str) -> Result<(), WireError> {
+    match names::name_problem(what, name) {
+        Some(problem) => Err(WireError::new(WireErrorCode::InvalidName, problem)),
+        None => Ok(()),
+    }
+}
+
 fn refused(id: Value, kind: Option<OpKind>, error: WireError) -> ParsedLine {
     ParsedLine { id, kind, op: Err(error) }
 }
@@ -136,7 +158,28 @@ fn fields_of(kind: OpKind) -> &'static [&'static str] {
 }
 
 fn decode(kind: OpKind, object: Map<String, Value>) -> Result<Op, WireError> {
-    let mut fields = Fields::new(kind, object)?;
+    let op = decode_fields(kind, Fields::new(kind, object)?)?;
+    match &op {
+        Op::Decide(request) => checked_names(request)?,
+        Op::Outcome(report) => {
+            check_name(Name::Agent, &report.agent)?;
+            check_name(Name::Session, &report.session)?;
+            report.tool.as_deref().map_or(Ok(()), |tool| check_name(Name::Tool, tool))?;
+        }
+        Op::Kill { scope, .. } | Op::Revive { scope } => match scope {
+            KillScope::All => {}
+            KillScope::Agent { agent } => check_name(Name::Agent, agent)?,
+            KillScope::Session { agent, session } => {
+                check_name(Name::Agent, agent)?;
+                check_name(Name::Session, session)?;
+            }
+        },
+        _ => {}
+    }
+    Ok(op)
+}
+
+fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
     Ok(match kind {
         OpKind::Decide => Op::Decide(Request {
             agent: fields.required_string("agent")?,

@@ -9,6 +9,7 @@
 pub mod decode;
 pub mod encode;
 pub mod frame;
+pub mod strict;
 
 pub use decode::{ParsedLine, parse_line};
 pub use encode::{Answer, ApprovalRef, Reply, write_answer, write_error, write_json, write_reply};
@@ -46,6 +47,11 @@ pub enum WireErrorCode {
     InvalidRequest,
     /// A required field is absent.
     MissingField,
+    /// A key appears twice in one object, at any level.
+    DuplicateKey,
+    /// An agent, tool or session name with characters or a length names
+    /// may not have.
+    InvalidName,
     /// A field has the wrong type or value.
     InvalidField,
     /// `op` names no operation available here.
@@ -64,6 +70,8 @@ impl WireErrorCode {
             WireErrorCode::InvalidJson => "invalid_json",
             WireErrorCode::InvalidRequest => "invalid_request",
             WireErrorCode::MissingField => "missing_field",
+            WireErrorCode::DuplicateKey => "duplicate_key",
+            WireErrorCode::InvalidName => "invalid_name",
             WireErrorCode::InvalidField => "invalid_field",
             WireErrorCode::UnknownOp => "unknown_op",
             WireErrorCode::LineTooLong => "line_too_long",

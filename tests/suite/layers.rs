@@ -15,7 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("state", &["hash"]),
     ("engine", &["source", "hash", "diagnostic", "compiler", "state"]),
     ("audit", &["hash", "compiler", "engine"]),
-    ("protocol", &["diagnostic", "engine", "state"]),
+    ("protocol", &["diagnostic", "compiler", "engine", "state"]),
     ("service", &["diagnostic", "compiler", "state", "engine", "audit", "protocol"]),
     ("server", &["protocol", "service"]),
     ("authoring", &["source", "diagnostic", "compiler", "state", "engine", "protocol", "service"]),

@@ -105,3 +105,64 @@ fn query_refuses_a_request_argument_spanning_two_lines() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("must be one line"));
 }
+
+/// With `allowedTools: ["db/*"]` and `deniedTools: [db/drop_table]`, names
+/// that only look like `db/drop_table` (trailing space, NUL, newline,
+/// zero-width space, a Cyrillic `а`, other capitals) were allowed; and with
+/// duplicate keys the last one won, so `{"path": "/etc/shadow", "path":
+/// "/srv/docs/a.md"}` was decided on the harmless path.
+#[test]
+fn look_alike_names_and_duplicate_keys_are_refused_not_allowed() {
+    let policy = "agentPolicies:\n  db:\n    allowedTools: [\"db/*\", write]\n    deniedTools: [db/drop_table]\n    constraints:\n      write:\n        params:\n          path: {type: string, pattern: \"^/srv/docs/\"}\n";
+    let dir = crate::util::scratch(&[("policy.yaml", policy)]);
+    let tools = [
+        "db/drop_table ",
+        "db/drop_table\u{0}",
+        "db/drop_table\n",
+        "db/drop\u{200b}_table",
+        "db/drop_t\u{430}ble",
+        "db/DROP_TABLE",
+        "DB/Drop_Table",
+    ];
+    let mut lines: Vec<String> =
+        tools.iter().map(|tool| json!({"agent": "db", "tool": tool}).to_string()).collect();
+    lines.push(
+        r#"{"agent": "db", "tool": "write", "args": {"path": "/etc/shadow", "path": "/srv/docs/a.md"}}"#
+            .into(),
+    );
+    lines.push(r#"{"op": "decide", "op": "health", "agent": "db", "tool": "db/drop_table"}"#.into());
+    lines.push(r#"{"agent": "db", "tool": "db/read"}"#.into());
+    let output = crate::util::run_with_input(
+        crate::util::toolgate(dir.path()).args(["eval", "--policy", "policy.yaml"]),
+        lines.join("\n").as_bytes(),
+    );
+    let answers = crate::util::json_lines(&output);
+    assert_eq!(answers.len(), lines.len(), "{answers:?}");
+    let codes: Vec<String> = answers
+        .iter()
+        .map(|a| a["error"]["code"].as_str().or(a["reason_code"].as_str()).unwrap_or("?").to_owned())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "invalid_name",
+            "invalid_name",
+            "invalid_name",
+            "invalid_name",
+            "invalid_name",
+            "tool_denied",
+            "tool_denied",
+            "duplicate_key",
+            "duplicate_key",
+            "allowed"
+        ]
+    );
+    for answer in &answers[..answers.len() - 1] {
+        assert_eq!(answer["decision"], "deny", "{answer}");
+    }
+    // In process, too: the engine denies a name the wire would refuse.
+    let engine = engine(policy);
+    let request = Request { agent: "db".into(), tool: "db/drop_table ".into(), ..Request::default() };
+    let decision = engine.decide(&request);
+    assert_eq!((decision.outcome, decision.reason.code().as_str()), (Outcome::Deny, "invalid_name"));
+}

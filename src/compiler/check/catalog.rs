@@ -137,6 +137,18 @@ fn selected(
 }
 
 fn compile_glob(entry: &Spanned<String>, text: &str, diagnostics: &mut Diagnostics) -> Option<ToolPattern> {
+    if let Some(problem) = crate::compiler::names::pattern_problem(text) {
+        diagnostics.push(
+            Diagnostic::new(
+                Code::InvalidName,
+                format!("invalid tool name `{}`", text.escape_debug()),
+                entry.location,
+            )
+            .with_label(problem)
+            .with_help("tool names are 1 to 256 ASCII letters, digits and `_ - . /`, as MCP names tools"),
+        );
+        return None;
+    }
     match ToolPattern::new(text) {
         Ok(p) => Some(p),
         Err(error) => {

@@ -242,4 +242,5 @@ toolgate_has(o, k) if { _ = o[k] }
 toolgate_in_range(a, b, _) if { not toolgate_integer(a) }
 toolgate_in_range(a, b, _) if { not toolgate_integer(b) }
 toolgate_in_range(_, _, v) if { v >= -9223372036854775808; v <= 9223372036854775807 }
+toolgate_valid_name(name) if { is_string(name); regex.match(`^[A-Za-z0-9_./-]{1,256}$`, name) }
 ";

@@ -118,6 +118,19 @@ fn decode_agents(decoder: &mut Decoder<'_>, root: &Node, policies: Option<&Node>
 }
 
 fn decode_agent(decoder: &mut Decoder<'_>, name: Spanned<String>, node: &Node) -> Option<AgentDecl> {
+    if let Some(problem) =
+        crate::compiler::names::name_problem(crate::compiler::names::Name::Agent, &name.value)
+    {
+        decoder.report(
+            Diagnostic::new(
+                Code::InvalidName,
+                format!("invalid agent name `{}`", name.value.escape_debug()),
+                name.location,
+            )
+            .with_label(problem)
+            .with_help("agent names are 1 to 256 ASCII letters, digits and `_ - . /`"),
+        );
+    }
     let what = format!("agent `{}`", name.value);
     let fields = decoder.fields(node, &what, AGENT_KEYS)?;
     let strings = |decoder: &mut Decoder<'_>, key: &str| {
