@@ -166,3 +166,35 @@ fn look_alike_names_and_duplicate_keys_are_refused_not_allowed() {
     let decision = engine.decide(&request);
     assert_eq!((decision.outcome, decision.reason.code().as_str()), (Outcome::Deny, "invalid_name"));
 }
+
+/// The policy hash left out the Rego modules: dropping another `.rego`
+/// file beside the policy changed decisions under the same hash, and
+/// approvals bound to that hash survived the change.
+#[test]
+fn the_policy_hash_covers_the_rego_modules_beside_the_policy() {
+    let policy = "agentPolicies:\n  ops:\n    allowedTools: [deploy]\n    approvalGates:\n      deploy:\n        rego: data.ops.needs_approval\n";
+    let module = "package ops\n\nimport rego.v1\n\ndefault needs_approval := false\n";
+    let dir = crate::util::scratch(&[("p/policy.yaml", policy), ("p/ops.rego", module)]);
+    let decide = |path: &str| {
+        let output = crate::util::run_with_input(
+            crate::util::toolgate(dir.path()).args(["eval", "--policy", path]),
+            br#"{"agent": "ops", "tool": "deploy"}"#,
+        );
+        let answer = crate::util::json_lines(&output)[0].clone();
+        (
+            answer["decision"].as_str().unwrap_or("?").to_owned(),
+            answer["policy"].as_str().unwrap_or("?").to_owned(),
+        )
+    };
+    let (decision, before) = decide("p");
+    assert_eq!(decision, "allow");
+    assert_eq!(decide("./p/").1, before, "the hash does not depend on how the path is written");
+    std::fs::write(
+        dir.path().join("p/more.rego"),
+        "package ops\n\nimport rego.v1\n\nneeds_approval if input.tool == \"deploy\"\n",
+    )
+    .expect("write");
+    let (decision, after) = decide("p");
+    assert_eq!(decision, "require_approval");
+    assert_ne!(after, before, "another module decides otherwise under another hash");
+}

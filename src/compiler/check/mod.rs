@@ -43,6 +43,7 @@ pub fn check(loaded: Loaded, reader: &dyn FileReader) -> CheckResult {
     let mut rego = rego_refs::RegoModules::new(reader, &sources);
     let own: Vec<agent::OwnRules> =
         decls.iter().map(|d| agent::compile(d, &catalogs, &mut rego, &mut rules, &mut diagnostics)).collect();
+    let rego_texts = rego.texts();
     drop(rego);
     check_lint_names(&files, &mut diagnostics);
     let lineages = inherit::resolve(&decls, &mut diagnostics);
@@ -70,8 +71,9 @@ pub fn check(loaded: Loaded, reader: &dyn FileReader) -> CheckResult {
         }
     }
     diagnostics.sort_by_location();
-    let policy = (!diagnostics.has_errors())
-        .then(|| CheckedPolicySet::new(agents, rules, catalogs, hash_sources(&sources, &catalog_bytes)));
+    let policy = (!diagnostics.has_errors()).then(|| {
+        CheckedPolicySet::new(agents, rules, catalogs, hash_sources(&sources, &catalog_bytes, &rego_texts))
+    });
     CheckResult { sources, diagnostics, policy }
 }
 
@@ -95,7 +97,9 @@ fn check_lint_names(files: &[crate::compiler::ast::PolicyFile], diagnostics: &mu
     }
 }
 
-fn hash_sources(sources: &SourceMap, catalogs: &[Vec<u8>]) -> String {
+/// The policy hash: the policy files, the catalogs they name and the Rego
+/// modules their `rego:` rules read — everything a decision depends on.
+fn hash_sources(sources: &SourceMap, catalogs: &[Vec<u8>], rego: &[(String, String)]) -> String {
     let mut hasher = Sha256::new();
     // Contents only, in load order: `policies` and `./policies` are the
     // same policy, and so are the same files moved to another directory.
@@ -106,6 +110,16 @@ fn hash_sources(sources: &SourceMap, catalogs: &[Vec<u8>]) -> String {
     for bytes in catalogs {
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(bytes);
+    }
+    for (path, text) in rego {
+        // The module's file name, not its path: the hash does not depend on
+        // how the policy path was written.
+        let name =
+            std::path::Path::new(path).file_name().map_or(path.as_str(), |n| n.to_str().unwrap_or(path));
+        for part in [name.as_bytes(), text.as_bytes()] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
     }
     crate::hash::sha256_text(hasher)
 }

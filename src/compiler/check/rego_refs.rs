@@ -27,6 +27,16 @@ impl<'a> RegoModules<'a> {
         RegoModules { reader, sources, modules: HashMap::new(), rules: HashMap::new() }
     }
 
+    /// Every module read (name, text), each once, sorted: they decide
+    /// too, so the policy hash covers them.
+    pub fn texts(&self) -> Vec<(String, String)> {
+        let mut texts: Vec<(String, String)> =
+            self.modules.values().flatten().flat_map(|modules| modules.iter().cloned()).collect();
+        texts.sort();
+        texts.dedup();
+        texts
+    }
+
     /// The rule a `rego:` value names, compiled; `None` after reporting why not.
     pub fn rule(
         &mut self,
