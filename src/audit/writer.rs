@@ -32,9 +32,10 @@ pub struct AuditWriter {
 
 /// Opens a trail file for appending, readable by its owner only (records
 /// hold arguments).
+/// Opens the trail's current file: private (0600), owned by this user,
+/// never through a symbolic link.
 fn open_trail(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path)
+    crate::state::private::open(path, OpenOptions::new().read(true).append(true).create(true))
 }
 
 impl AuditWriter {

@@ -8,7 +8,8 @@ use std::path::Path;
 /// Replaces `file` with `bytes`, durably and atomically.
 pub fn replace(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = file.with_extension("tmp");
-    let mut out = std::fs::File::create(&temporary)?;
+    // A fresh, private file, never through a link someone planted there.
+    let mut out = super::private::create_new(&temporary)?;
     out.write_all(bytes)?;
     out.sync_all()?;
     std::fs::rename(&temporary, file)?;
@@ -19,7 +20,9 @@ pub fn replace(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Reads a JSON file written by [`replace`]; `None` if it does not exist.
+/// A file another user could have written is refused.
 pub fn read_json<T: serde::de::DeserializeOwned>(file: &Path) -> std::io::Result<Option<T>> {
+    super::private::existing_file(file)?;
     match std::fs::read(file) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)

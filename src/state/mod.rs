@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod durable;
 pub mod kill;
 pub mod memory;
+pub mod private;
 pub mod session;
 
 use std::path::PathBuf;
@@ -72,8 +73,14 @@ impl State {
             return Ok(State::in_memory_with(clock, config.approval_ttl));
         };
         let failed = |error: String| OpenError { dir: dir.clone(), error };
-        std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+        private::directory(dir).map_err(|e| failed(e.to_string()))?;
         let at = |name: &str| dir.join(name);
+        for name in [STATE_FILE, KILLS_FILE, APPROVALS_FILE] {
+            private::existing_file(&at(name)).map_err(|e| failed(e.to_string()))?;
+        }
+        // redb creates its file with the process's umask: create it first, private.
+        private::open(&at(STATE_FILE), std::fs::OpenOptions::new().write(true).create(true))
+            .map_err(|e| failed(e.to_string()))?;
         Ok(State {
             sessions: Arc::new(
                 DurableSessions::open_with_clock(&at(STATE_FILE), Arc::clone(&clock))

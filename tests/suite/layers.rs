@@ -14,7 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("compiler", &["source", "hash", "diagnostic"]),
     ("state", &["hash"]),
     ("engine", &["source", "hash", "diagnostic", "compiler", "state"]),
-    ("audit", &["hash", "compiler", "engine"]),
+    ("audit", &["hash", "compiler", "state", "engine"]),
     ("protocol", &["diagnostic", "compiler", "engine", "state"]),
     ("service", &["diagnostic", "compiler", "state", "engine", "audit", "protocol"]),
     ("server", &["protocol", "service"]),

@@ -1045,3 +1045,89 @@ fn a_policy_rewritten_in_place_by_a_slow_writer_is_never_served_half_written() {
     assert_eq!(client.ask(json!({"agent": "docs", "tool": "list"}))["decision"], "allow");
     assert_eq!(policy_hash(&mut client), new);
 }
+
+/// Runs `toolgate serve` expecting it to refuse to start; returns what it said.
+fn refused_to_start(dir: &Path, extra: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["serve", "--policy"])
+        .arg(dir.join("policy.yaml"))
+        .arg("--socket")
+        .arg(dir.join("refused.sock"))
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("toolgate runs");
+    assert!(!output.status.success(), "the server started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// State and evidence another user planted were trusted: a state directory
+/// created by someone else held a granted approval; a symbolic link in place
+/// of `kills.tmp` made the server overwrite its target; a symlinked audit
+/// path was truncated; state files were readable by anyone.
+#[test]
+fn planted_state_and_links_are_refused_and_state_files_are_private() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = rustix::process::geteuid().is_root();
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), GATED).expect("policy");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").expect("victim");
+
+    // A symlinked audit path is refused, and its target left alone.
+    let audit_link = dir.path().join("audit.jsonl");
+    std::os::unix::fs::symlink(&victim, &audit_link).expect("link");
+    let said = refused_to_start(dir.path(), &["--audit", &audit_link.display().to_string()]);
+    assert!(said.contains("symbolic link"), "{said}");
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
+
+    // A state directory owned by another user (here: nobody) is refused.
+    if root {
+        let foreign = dir.path().join("foreign-state");
+        std::fs::create_dir(&foreign).expect("dir");
+        let planted = r#"[{"id":"apr_00000000000000000000000000000000","binding":{},"approver":null,"expires_at":99999999999,"state":"granted","by":"nobody"}]"#;
+        std::fs::write(foreign.join("approvals.json"), planted).expect("planted");
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
+        let said = refused_to_start(dir.path(), &["--state", &foreign.display().to_string()]);
+        assert!(said.contains("owned by uid 65534"), "{said}");
+        // So is a planted file in a directory of our own.
+        let own = dir.path().join("own-state");
+        std::fs::create_dir(&own).expect("dir");
+        std::fs::write(own.join("approvals.json"), planted).expect("planted");
+        std::os::unix::fs::chown(own.join("approvals.json"), Some(65534), Some(65534)).expect("chown");
+        let said = refused_to_start(dir.path(), &["--state", &own.display().to_string()]);
+        assert!(said.contains("owned by uid 65534"), "{said}");
+    } else {
+        eprintln!("not root: the foreign-owner cases need chown and are skipped");
+    }
+
+    // A state directory of our own, loosely permitted, is tightened; a
+    // planted kills.tmp link does not redirect the kill switch's writes.
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("dir");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::symlink(&victim, state.join("kills.tmp")).expect("link");
+    let admin_socket = dir.path().join("admin.sock");
+    let admin_arg = admin_socket.display().to_string();
+    let state_arg = state.display().to_string();
+    let socket = dir.path().join("toolgate.sock");
+    let server_dir = TempDir::new();
+    std::fs::copy(dir.path().join("policy.yaml"), server_dir.path().join("policy.yaml")).expect("policy");
+    let server = Server::start_in(server_dir, socket, &["--state", &state_arg, "--admin-socket", &admin_arg]);
+    let (code, _) = admin(&["kill", "--agent", "bot", "--reason", "test"], &admin_socket);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n",
+        "the link's target was written"
+    );
+    assert_eq!(
+        server.connect().ask(json!({"agent": "bot", "tool": "pay", "session": "s"}))["reason_code"],
+        "killed"
+    );
+    let mode = |path: &Path| std::fs::metadata(path).expect("stat").mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    for name in ["state.redb", "kills.json"] {
+        assert_eq!(mode(&state.join(name)), 0o600, "{name}");
+    }
+}
