@@ -17,39 +17,124 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_saphyr::Spanned;
 
 use std::sync::Arc;
 
 use crate::engine::table::DecisionTable;
-use crate::engine::{Decision, Engine, Request};
+use crate::engine::{Decision, Engine, Outcome, Request};
 use crate::service::{AuditBatch, Service, ServiceConfig};
 use crate::state::State;
 
-/// One test file as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One test file, checked: every request valid, every expectation one the
+/// runner can check.
+#[derive(Debug)]
 pub struct TestFile {
     /// The cases, run in order, each on fresh state.
     pub cases: Vec<Case>,
 }
 
 /// One case.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct Case {
     /// What it checks, in words.
     pub name: String,
-    /// Requests decided first, in the same state (their answers are not checked).
-    #[serde(default)]
-    pub before: Vec<Value>,
+    /// Requests decided first, in the same state (their answers are not
+    /// checked), each with how many times.
+    pub before: Vec<(Request, u64)>,
     /// The request whose answer is checked.
-    pub request: Value,
-    /// The expected decision: `allow`, `deny` or `require_approval`.
-    pub expect: String,
+    pub request: Request,
+    /// The expected decision.
+    pub expect: Outcome,
     /// The expected deciding rule, if the case names one.
     pub rule: Option<String>,
     /// The expected approver, if the case names one.
     pub approver: Option<String>,
+}
+
+/// A test file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    cases: Vec<RawCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    name: String,
+    #[serde(default)]
+    before: Vec<Spanned<Value>>,
+    request: Spanned<Value>,
+    expect: Spanned<String>,
+    rule: Option<String>,
+    approver: Option<String>,
+}
+
+impl TestFile {
+    /// Parses and checks a test file's text. Every malformed entry makes
+    /// the whole file invalid (a case run without its setup would prove
+    /// nothing); the error names the line.
+    pub fn parse(text: &str) -> Result<TestFile, String> {
+        let raw: RawFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+        let mut problems = Vec::new();
+        let mut cases = Vec::new();
+        for case in raw.cases {
+            let at = |line: u64, what: &str, problem: String| {
+                format!("line {line}: case `{}`: {what}: {problem}", case.name)
+            };
+            let mut before = Vec::new();
+            for (i, entry) in case.before.iter().enumerate() {
+                match before_entry(&entry.value) {
+                    Ok(step) => before.push(step),
+                    Err(problem) => problems.push(at(
+                        entry.referenced.line(),
+                        &format!("`before` entry {}", i + 1),
+                        problem,
+                    )),
+                }
+            }
+            let request = request(&case.request.value)
+                .map_err(|problem| problems.push(at(case.request.referenced.line(), "`request`", problem)));
+            let expect = match case.expect.value.as_str() {
+                "allow" => Ok(Outcome::Allow),
+                "deny" => Ok(Outcome::Deny),
+                "require_approval" => Ok(Outcome::RequireApproval),
+                other => {
+                    let problem =
+                        format!("`{other}` is not a decision; use `allow`, `deny` or `require_approval`");
+                    problems.push(at(case.expect.referenced.line(), "`expect`", problem));
+                    Err(())
+                }
+            };
+            if let (Ok(request), Ok(expect)) = (request, expect) {
+                let RawCase { name, rule, approver, .. } = case;
+                cases.push(Case { name, before, request, expect, rule, approver });
+            }
+        }
+        if problems.is_empty() { Ok(TestFile { cases }) } else { Err(problems.join("\n")) }
+    }
+}
+
+/// A `before` entry: a request, or `{repeat: N, request: {...}}` (N from 1
+/// to 100,000).
+fn before_entry(value: &Value) -> Result<(Request, u64), String> {
+    let Some(object) = value.as_object() else {
+        return Err(String::from("a `before` entry is a request or `{repeat: N, request: {...}}`"));
+    };
+    if !object.contains_key("repeat") {
+        return request(value).map(|request| (request, 1));
+    }
+    if let Some(other) = object.keys().find(|k| !["repeat", "request"].contains(&k.as_str())) {
+        return Err(format!("unknown key `{other}` beside `repeat`; the request goes under `request`"));
+    }
+    let times = object
+        .get("repeat")
+        .and_then(Value::as_u64)
+        .filter(|n| (1..=MAX_REPEAT).contains(n))
+        .ok_or_else(|| format!("`repeat` must be a whole number from 1 to {MAX_REPEAT}"))?;
+    let inner = object.get("request").ok_or("`repeat` needs its `request`")?;
+    request(inner).map(|request| (request, times))
 }
 
 /// The outcome of one case.
@@ -128,34 +213,13 @@ impl Run {
 }
 
 impl Case {
-    /// The `before` requests with how many times each is decided
-    /// (`{repeat: N, request: {...}}`, at most 100,000); entries that are
-    /// not valid requests are skipped.
-    pub fn before_requests(&self) -> Vec<(Request, u64)> {
-        let entry =
-            |before: &Value| match (before.get("repeat").and_then(Value::as_u64), before.get("request")) {
-                (Some(times), Some(inner)) => (times.min(MAX_REPEAT), inner.clone()),
-                _ => (1, before.clone()),
-            };
-        self.before
-            .iter()
-            .map(entry)
-            .filter_map(|(times, value)| request(&value).ok().map(|request| (request, times)))
-            .collect()
-    }
-
-    /// The request whose answer is checked.
-    pub fn request(&self) -> Result<Request, String> {
-        request(&self.request)
-    }
-
     /// What differs between the expectations and a decision.
     fn failures(&self, decision: &Decision<'_>) -> Vec<String> {
         let mut failures = Vec::new();
-        if decision.outcome.as_str() != self.expect {
+        if decision.outcome != self.expect {
             failures.push(format!(
                 "expected `{}`, got `{}` ({})",
-                self.expect,
+                self.expect.as_str(),
                 decision.outcome.as_str(),
                 decision.reason
             ));
@@ -181,36 +245,23 @@ pub fn run(table: &Arc<DecisionTable>, files: &[(String, TestFile)]) -> Report {
     for (file, tests) in files {
         for case in &tests.cases {
             let run = Run::new(table);
-            for (request, times) in case.before_requests() {
-                for _ in 0..times {
-                    exercised.extend(run.decide(&request, |_| ()).0);
+            for (request, times) in &case.before {
+                for _ in 0..*times {
+                    exercised.extend(run.decide(request, |_| ()).0);
                 }
             }
-            let result = match case.request() {
-                Err(message) => CaseResult {
+            let (rules, result) = run.decide(&case.request, |decision| {
+                let failures = case.failures(decision);
+                CaseResult {
                     file: file.clone(),
                     name: case.name.clone(),
-                    passed: false,
-                    decision: String::from("error"),
-                    rule: String::new(),
-                    failure: Some(format!("the request is invalid: {message}")),
-                },
-                Ok(request) => {
-                    let (rules, result) = run.decide(&request, |decision| {
-                        let failures = case.failures(decision);
-                        CaseResult {
-                            file: file.clone(),
-                            name: case.name.clone(),
-                            passed: failures.is_empty(),
-                            decision: decision.outcome.as_str().to_owned(),
-                            rule: decision.rule.to_owned(),
-                            failure: (!failures.is_empty()).then(|| failures.join("; ")),
-                        }
-                    });
-                    exercised.extend(rules);
-                    result
+                    passed: failures.is_empty(),
+                    decision: decision.outcome.as_str().to_owned(),
+                    rule: decision.rule.to_owned(),
+                    failure: (!failures.is_empty()).then(|| failures.join("; ")),
                 }
-            };
+            });
+            exercised.extend(rules);
             cases.push(result);
         }
     }

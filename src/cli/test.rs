@@ -39,9 +39,7 @@ pub fn run(paths: &[PathBuf], format: TestFormat, min_coverage: Option<f64>) -> 
     }
     let mut files = Vec::new();
     for source in sources {
-        let parsed = std::str::from_utf8(&source.bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_saphyr::from_str::<TestFile>(text).map_err(|e| e.to_string()));
+        let parsed = std::str::from_utf8(&source.bytes).map_err(|e| e.to_string()).and_then(TestFile::parse);
         match parsed {
             Ok(file) => files.push((source.name, file)),
             Err(error) => {

@@ -229,3 +229,41 @@ fn the_example_policies_pass_their_tests_with_full_rule_coverage() {
         toolgate(&root()).args(["test", "--min-coverage", "100", "policies/"]).output().expect("runs");
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
 }
+
+/// A malformed `before` entry was skipped, so a case passed without its
+/// setup; an invalid `expect` was a failed case, not an invalid file.
+#[test]
+fn a_malformed_test_file_is_invalid_and_names_the_line() {
+    let policy = "agentPolicies:\n  bot:\n    allowedTools: [search]\n    constraints:\n      search:\n        maxPerSession: 1\n";
+    let tests = "\
+cases:
+  - name: the cap holds after one search
+    before:
+      - {agnt: bot, tool: search, session: s}
+      - just a string
+      - {agent: bot, tool: search, sesion: s}
+      - {repeat: 0, request: {agent: bot, tool: search, session: s}}
+    request: {agent: bot, tool: search, session: s}
+    expect: deny
+  - name: a decision that is not one
+    request: {agent: bot, tool: search, session: s}
+    expect: allowed
+";
+    let dir = scratch(&[("policy.yaml", policy), ("policy.test.yaml", tests)]);
+    let output = toolgate(dir.path()).args(["test", "."]).output().expect("toolgate runs");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a malformed file is a usage error, not a pass or a failed case"
+    );
+    let said = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "line 4: case `the cap holds after one search`: `before` entry 1: unknown field `agnt`",
+        "line 5: case `the cap holds after one search`: `before` entry 2",
+        "line 6: case `the cap holds after one search`: `before` entry 3: unknown field `sesion`",
+        "line 7: case `the cap holds after one search`: `before` entry 4: `repeat` must be",
+        "line 12: case `a decision that is not one`: `expect`: `allowed` is not a decision",
+    ] {
+        assert!(said.contains(expected), "missing {expected:?} in:\n{said}");
+    }
+}

@@ -37,7 +37,7 @@ fn agree_on(dir: &std::path::Path) -> usize {
     let mut files = Vec::new();
     for source in toolgate::compiler::files::read_tests(&[dir.to_path_buf()]).expect("tests") {
         let text = String::from_utf8(source.bytes).expect("UTF-8");
-        files.push((source.name, serde_saphyr::from_str::<TestFile>(&text).expect("test file")));
+        files.push((source.name, TestFile::parse(&text).expect("test file")));
     }
     let module = Gateway::module(&policy).expect("regorus loads the export");
     let mut compared = 0;
@@ -48,10 +48,10 @@ fn agree_on(dir: &std::path::Path) -> usize {
                     Engine::with_table(std::sync::Arc::clone(&table), toolgate::state::State::in_memory());
                 let mut gateway = Gateway::with_module(&policy, &module, evaluator);
                 let mut requests = Vec::new();
-                for (request, times) in case.before_requests() {
-                    requests.extend(std::iter::repeat_n(request, times as usize));
+                for (request, times) in &case.before {
+                    requests.extend(std::iter::repeat_n(request.clone(), *times as usize));
                 }
-                requests.push(case.request().expect("a valid request"));
+                requests.push(case.request.clone());
                 for (i, request) in requests.iter().enumerate() {
                     let context = format!("{evaluator:?} {file}: {} (request {i})", case.name);
                     assert_eq!(native(&fresh, request), exported(&mut gateway, request), "{context}");
