@@ -18,7 +18,8 @@ fn object(value: Value) -> Record {
     }
 }
 
-/// The record of a decision, with as much of the request as its audit
+/// The record of a decision (and of the approval it opened or used, as
+/// id and state), with as much of the request as its audit
 /// level asks for: `full` keeps arguments, principal and context;
 /// `metadata` keeps the argument names and the principal; `none` neither.
 /// Arguments the decision marks sensitive are recorded as `"[redacted]"`.
@@ -27,6 +28,7 @@ pub fn decision(
     id: &Value,
     request: &Request,
     decision: &Decision<'_>,
+    approval: Option<(&str, &str)>,
     policy: &str,
     latency_us: f64,
 ) -> Record {
@@ -46,6 +48,11 @@ pub fn decision(
         "policy": policy,
         "latency_us": latency_us,
     }));
+    // The approval this answer opened or used: it links the answer to the
+    // approval's grant in the trail.
+    if let Some((approval, state)) = approval {
+        record.insert("approval".into(), json!({"id": approval, "state": state}));
+    }
     match decision.audit {
         AuditLevel::Full => {
             let mut args = request.args.clone();

@@ -49,31 +49,41 @@ impl Service {
             by: operator(by, role),
             at: self.state.clock.rfc3339_seconds(),
         };
+        self.record_first("kill", json!({"scope": scope, "reason": kill.reason, "by": kill.by})).await?;
         let (kills, saved_scope, saved_kill) = (self.state.kills.clone(), scope.clone(), kill.clone());
-        self.blocking("the kill switch cannot be saved", move || kills.kill(saved_scope, saved_kill))
-            .await?
-            .map_err(|e| unavailable("the kill switch cannot be saved", e))?;
+        let saved = self
+            .blocking("the kill switch cannot be saved", move || kills.kill(saved_scope, saved_kill))
+            .await?;
+        if let Err(error) = saved {
+            // In force all the same (a kill errs towards denying); say so.
+            self.record("kill_not_saved", json!({"scope": scope, "error": error.to_string()})).await;
+            return Err(unavailable("the kill is in force but cannot be saved", error));
+        }
         tracing::warn!(?scope, reason = %kill.reason, by = %kill.by, "killed");
-        self.record("kill", json!({"scope": scope, "reason": kill.reason, "by": kill.by})).await;
         Ok(Reply::Kill { scope: scope.clone() })
     }
 
     /// `revive`: a revived session also gets a fresh error streak (its cost
     /// stays: raising `maxCost` is how a session gets more budget).
     pub(super) async fn revive(&self, scope: &KillScope, role: Role) -> Result<Reply<'static>, WireError> {
+        let by = operator(None, role);
+        self.record_first("revive", json!({"scope": scope, "by": by})).await?;
         let (kills, saved_scope) = (self.state.kills.clone(), scope.clone());
-        let was_killed = self
-            .blocking("the kill switch cannot be saved", move || kills.revive(&saved_scope))
-            .await?
-            .map_err(|e| unavailable("the kill switch cannot be saved", e))?;
+        let revived =
+            self.blocking("the kill switch cannot be saved", move || kills.revive(&saved_scope)).await?;
+        let was_killed = match revived {
+            Ok(was_killed) => was_killed,
+            Err(error) => {
+                self.record("revive_failed", json!({"scope": scope, "error": error.to_string()})).await;
+                return Err(unavailable("the revival cannot be saved; the scope stays killed", error));
+            }
+        };
         if let KillScope::Session { agent, session } = scope {
             let engine = self.engine.load_full();
             let (agent, session) = (agent.clone(), session.clone());
             let _ = self.blocking("", move || engine.clear_error_streak(&agent, &session)).await;
         }
-        let by = operator(None, role);
         tracing::warn!(?scope, was_killed, %by, "revived");
-        self.record("revive", json!({"scope": scope, "by": by, "was_killed": was_killed})).await;
         Ok(Reply::Revive { scope: scope.clone(), was_killed })
     }
 
@@ -85,21 +95,23 @@ impl Service {
         grant: bool,
         role: Role,
     ) -> Result<Reply<'static>, WireError> {
+        let recorded_by = operator(Some(by), role);
+        self.record_first("approval", json!({"approval": id, "granted": grant, "by": recorded_by})).await?;
         let approvals = self.state.approvals.clone();
         let (decided_id, decided_by) = (id.to_owned(), by.to_owned());
-        let approval = self
+        let decided = self
             .blocking("the approvals cannot be saved", move || {
                 approvals.decide(&decided_id, &decided_by, grant)
             })
-            .await?
-            .map_err(|e| WireError::new(WireErrorCode::InvalidRequest, e.to_string()))?;
-        let by = operator(Some(by), role);
-        tracing::warn!(approval = %id, %by, grant, "approval decided");
-        self.record(
-            "approval",
-            json!({"approval": id, "granted": grant, "by": by, "binding": approval.binding}),
-        )
-        .await;
+            .await?;
+        let approval = match decided {
+            Ok(approval) => approval,
+            Err(error) => {
+                self.record("approval_refused", json!({"approval": id, "error": error.to_string()})).await;
+                return Err(WireError::new(WireErrorCode::InvalidRequest, error.to_string()));
+            }
+        };
+        tracing::warn!(approval = %id, by = %recorded_by, grant, "approval decided");
         Ok(Reply::ApprovalDecided { grant, approval })
     }
 
@@ -110,6 +122,7 @@ impl Service {
             error: report.status == CallStatus::Error,
             cost_micros: (report.cost * 1e6).round() as u64,
         };
+        self.record_first("outcome", json!(report)).await?;
         let engine = self.engine.load_full();
         let (agent, session) = (report.agent.clone(), report.session.clone());
         let recorded = self
@@ -124,7 +137,6 @@ impl Service {
                     WireError::new(WireErrorCode::Unavailable, "session state is unavailable")
                 }
             })?;
-        self.record("outcome", json!(report)).await;
         if let Some((rule, reason)) = &recorded.trip {
             let (agent, session) = (&report.agent, &report.session);
             tracing::warn!(%agent, %session, %rule, %reason, "limit tripped; session killed");

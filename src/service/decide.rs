@@ -29,7 +29,8 @@ impl Service {
         if self.audit.is_some() {
             let time = self.state.clock.rfc3339_micros();
             let latency_us = start.elapsed().as_secs_f64() * 1e6;
-            batch.records.push(record::decision(&time, id, request, &decision, policy, latency_us));
+            let cited = approval.as_ref().map(|a| (a.id.as_str(), a.state.as_str()));
+            batch.records.push(record::decision(&time, id, request, &decision, cited, policy, latency_us));
         }
         self.metrics.decision(decision.outcome, start.elapsed());
         if self.config.log_decisions {

@@ -40,7 +40,7 @@ pub struct ServiceConfig {
 /// Who is asking, and so what they may ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// The decision socket: decisions, outcomes, health, status, reload.
+    /// The decision socket: decisions, outcomes, health, status.
     Decisions,
     /// The admin socket, from an allowed peer: kills, approvals, health,
     /// status, reload.
@@ -57,7 +57,8 @@ impl Role {
     pub fn permits(self, kind: OpKind) -> bool {
         use OpKind::*;
         match self {
-            Role::Decisions => matches!(kind, Decide | Outcome | Health | Status | Reload),
+            // Reloading costs a compilation: an operator's call, not a client's.
+            Role::Decisions => matches!(kind, Decide | Outcome | Health | Status),
             Role::Admin { .. } => {
                 matches!(
                     kind,
@@ -72,7 +73,7 @@ impl Role {
     fn refusal(self, what: &str) -> WireError {
         let offer = match self {
             Role::Decisions => {
-                "the operations here are decide, outcome, health, status, reload (kills and approvals are on the admin socket)"
+                "the operations here are decide, outcome, health, status (kills, approvals and reload are on the admin socket)"
             }
             Role::Admin { .. } => {
                 "the operations here are kill, revive, kills, approvals, approve, reject, health, status, reload (decisions are on the decision socket)"
@@ -124,8 +125,8 @@ impl std::fmt::Debug for Service {
 
 impl Service {
     /// A service around a first, valid engine; `audit`, if given, receives
-    /// the record of every answered line before the answer leaves (operator
-    /// actions are recorded after they take effect).
+    /// the record of every answered line before the answer leaves, and of
+    /// every operator action and outcome before it takes effect.
     pub fn new(engine: Engine, config: ServiceConfig, audit: Option<AuditSink>) -> Service {
         let state = engine.state().clone();
         let loaded_at = state.clock.now();
@@ -237,7 +238,20 @@ impl Service {
         }
     }
 
-    /// Records an event (an operator action, an outcome) in the audit trail.
+    /// Records a change before it is made: a change that cannot be recorded
+    /// is refused (nothing in force that the trail does not show).
+    async fn record_first(&self, kind: &str, fields: Value) -> Result<(), WireError> {
+        let Some(audit) = &self.audit else { return Ok(()) };
+        let record = record::event(&self.state.clock.rfc3339_micros(), kind, fields);
+        audit.write(vec![record]).await.map_err(|error| {
+            tracing::error!(%error, kind, "cannot record in the audit trail; the change is refused");
+            let message = format!("the change was not made: the audit trail cannot be written ({error})");
+            WireError::new(WireErrorCode::Unavailable, message)
+        })
+    }
+
+    /// Records an event (what followed a recorded change) in the audit
+    /// trail; a failure is logged.
     async fn record(&self, kind: &str, fields: Value) {
         let Some(audit) = &self.audit else { return };
         let record = record::event(&self.state.clock.rfc3339_micros(), kind, fields);

@@ -336,7 +336,9 @@ fn a_reload_under_load_answers_each_request_wholly_by_one_policy() {
 
 #[test]
 fn a_broken_edit_keeps_the_last_good_policy_serving() {
-    let server = Server::start(POLICY, &[]);
+    let admin_dir = TempDir::new();
+    let admin_socket = admin_dir.path().join("admin.sock");
+    let server = Server::start(POLICY, &["--admin-socket", &admin_socket.display().to_string()]);
     let good = policy_hash(&mut server.connect());
     server.replace_policy("agentPolicies:\n  bot:\n    alowedTools: [search]\n");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -353,7 +355,9 @@ fn a_broken_edit_keeps_the_last_good_policy_serving() {
     assert!(errors.contains("TG010") && errors.contains("alowedTools"), "{errors}");
     let mut client = server.connect();
     assert_eq!(client.ask(case(0).0)["decision"], "allow");
-    let reply = client.ask(json!({"id": "r", "op": "reload"}));
+    // Reloading costs a compilation: the decision socket's clients may not ask for one.
+    assert_eq!(client.ask(json!({"id": "r", "op": "reload"}))["error"]["code"], "unknown_op");
+    let reply = Client::connect(&admin_socket).ask(json!({"id": "r", "op": "reload"}));
     assert_eq!(reply["reload"]["ok"], false);
     assert_eq!(reply["reload"]["policy"], good);
     // SIGHUP reloads too: once the file is fixed, the new policy serves.
@@ -501,14 +505,16 @@ fn the_audit_trail_records_every_answer_before_it_is_sent() {
     std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
     let socket = dir.path().join("toolgate.sock");
     let audit_arg = audit.display().to_string();
-    let mut server = Server::start_in(dir, socket, &["--audit", &audit_arg]);
+    let admin_socket = audit.with_file_name("admin.sock");
+    let admin_arg = admin_socket.display().to_string();
+    let mut server = Server::start_in(dir, socket, &["--audit", &audit_arg, "--admin-socket", &admin_arg]);
     let mut client = server.connect();
     for i in 0..100 {
         client.ask(case(i).0);
     }
     client.send("not json");
     assert_eq!(client.receive()["error"]["code"], "invalid_json");
-    let reply = client.ask(json!({"op": "reload"}));
+    let reply = Client::connect(&admin_socket).ask(json!({"op": "reload"}));
     assert_eq!(reply["reload"]["ok"], true);
     let status = client.ask(json!({"op": "status"}));
     let kinds = audit_kinds(&audit);
@@ -1130,4 +1136,77 @@ fn planted_state_and_links_are_refused_and_state_files_are_private() {
     for name in ["state.redb", "kills.json"] {
         assert_eq!(mode(&state.join(name)), 0o600, "{name}");
     }
+}
+
+/// approve, reject, revive, kill and outcome succeeded while the trail could
+/// not be written, so a later allow "by a granted approval" had no grant in
+/// the trail. A change that cannot be recorded is now refused, and nothing
+/// of it takes effect.
+#[test]
+fn an_operator_change_that_cannot_be_recorded_is_refused() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), GATED).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let admin_socket = dir.path().join("admin.sock");
+    let audit = dir.path().join("audit.jsonl");
+    // Writes beyond the size limit (set below) fail with EFBIG.
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; exec "$0" serve --policy "$1" --socket "$2" --audit "$3" --admin-socket "$4""#)
+        .arg(env!("CARGO_BIN_EXE_toolgate"))
+        .arg(dir.path().join("policy.yaml"))
+        .arg(&socket)
+        .arg(&audit)
+        .arg(&admin_socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server");
+    let server = Server { child, dir, socket };
+    server.wait_until_ready();
+    let mut gateway = server.connect();
+    let pay =
+        |session: &str| json!({"agent": "bot", "tool": "pay", "session": session, "args": {"amount": 1}});
+    let asked = gateway.ask(pay("s"));
+    let id = asked["approval"]["id"].as_str().expect("an approval").to_owned();
+    // The disk is full: not one more byte fits in the trail.
+    let size = std::fs::metadata(&audit).expect("trail").len();
+    let limited = Command::new("prlimit")
+        .arg("--pid")
+        .arg(server.child.id().to_string())
+        .arg(format!("--fsize={size}:unlimited"))
+        .status();
+    assert!(limited.is_ok_and(|s| s.success()), "prlimit sets the limit");
+    assert_eq!(gateway.ask(pay("x"))["error"]["code"], "unavailable", "the trail is full");
+    let mut operator = Client::connect(&admin_socket);
+    for change in [
+        json!({"op": "approve", "approval": id, "as": "finance"}),
+        json!({"op": "kill", "scope": "agent", "agent": "bot", "reason": "test"}),
+        json!({"op": "revive", "scope": "all"}),
+    ] {
+        let answer = operator.ask(change.clone());
+        assert_eq!(answer["error"]["code"], "unavailable", "{change} -> {answer}");
+    }
+    let outcome = gateway.ask(json!({"op": "outcome", "agent": "bot", "session": "s", "status": "error"}));
+    assert_eq!(outcome["error"]["code"], "unavailable", "{outcome}");
+    // Lift the limit: nothing of the refused changes took effect.
+    let lifted = Command::new("prlimit")
+        .arg("--pid")
+        .arg(server.child.id().to_string())
+        .arg("--fsize=unlimited:")
+        .status();
+    assert!(lifted.is_ok_and(|s| s.success()), "prlimit lifts the limit");
+    let pending = operator.ask(json!({"op": "approvals"}));
+    assert!(
+        pending["approvals"].as_array().is_some_and(|a| a.iter().any(|x| x["id"] == id.as_str())),
+        "{pending}"
+    );
+    assert_eq!(operator.ask(json!({"op": "kills"}))["kills"], json!([]));
+    let again = gateway
+        .ask(json!({"agent": "bot", "tool": "pay", "session": "s", "args": {"amount": 1}, "approval": id}));
+    assert_eq!(
+        (again["reason_code"].as_str(), again["approval"]["state"].as_str()),
+        (Some("approval_pending"), Some("pending"))
+    );
+    let (ok, report) = verify_trail(server.dir.path());
+    assert!(ok, "{report}");
 }
