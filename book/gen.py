@@ -21,6 +21,9 @@ binary), so `toolgate serve ... & echo $! > server.pid` records the server's own
 Every command must exit 0, or the status it ends with (`$ cmd  # exit 1`; the
 marker is not shown): an example whose command fails unexpectedly fails the
 generation, so the book never shows an error as if it were the example.
+
+One part of the output is random by design and masked as it is pasted: the
+keyed tag of a decision id (`"decision_id":"1.9f2c..."` becomes `"1.…"`).
 """
 import difflib, os, re, shlex, subprocess, sys, tempfile
 
@@ -45,6 +48,9 @@ def expected_status(command):
     """The command without its `# exit N` marker, and the status it must end with."""
     m = EXPECTED.search(command)
     return (command[: m.start()], int(m.group(1))) if m else (command, 0)
+
+
+DECISION_TAG = re.compile(r'("decision_id":\s*"[0-9a-f]+\.)[0-9a-f]{16}"')
 
 
 def run_block(cwd, commands, places):
@@ -72,7 +78,7 @@ def run_block(cwd, commands, places):
         shown, wanted = expected_status(command)
         if got != wanted:
             FAILURES.append(f"in {cwd}:\n$ {shown}\nexited {got}, not {wanted}; it printed:\n{output}")
-        outputs.append(output)
+        outputs.append(DECISION_TAG.sub(r'\1…"', output))
     return outputs
 
 

@@ -389,7 +389,7 @@ pub fn run() -> ExitCode {
             },
             service: toolgate::service::ServiceConfig {
                 policies: args.policies,
-                open_approvals: true,
+                serving: true,
                 log_decisions: args.log_decisions,
             },
             socket: args.socket,

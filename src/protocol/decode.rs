@@ -147,9 +147,17 @@ fn invalid_field(message: impl Into<String>) -> WireError {
 fn fields_of(kind: OpKind) -> &'static [&'static str] {
     match kind {
         OpKind::Decide => &["agent", "tool", "args", "session", "principal", "context", "approval"],
-        OpKind::Outcome => {
-            &["agent", "session", "tool", "status", "cost", "latency_ms", "output_bytes", "output_sha256"]
-        }
+        OpKind::Outcome => &[
+            "decision_id",
+            "agent",
+            "session",
+            "tool",
+            "status",
+            "cost",
+            "latency_ms",
+            "output_bytes",
+            "output_sha256",
+        ],
         OpKind::Kill => &["scope", "agent", "session", "reason", "by"],
         OpKind::Revive => &["scope", "agent", "session"],
         OpKind::Approve | OpKind::Reject => &["approval", "as"],
@@ -191,6 +199,7 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
             approval: fields.string("approval")?,
         }),
         OpKind::Outcome => Op::Outcome(CallReport {
+            decision_id: fields.required_string("decision_id")?,
             agent: fields.required_string("agent")?,
             session: fields.required_string("session")?,
             tool: fields.string("tool")?,
@@ -348,12 +357,12 @@ mod tests {
             ),
             (r#"{"op": "revive", "scope": "all", "agent": "a"}"#, Value::Null, WireErrorCode::InvalidField),
             (
-                r#"{"op": "outcome", "agent": "a", "session": "s", "status": "fine"}"#,
+                r#"{"op": "outcome", "decision_id": "1.0", "agent": "a", "session": "s", "status": "fine"}"#,
                 Value::Null,
                 WireErrorCode::InvalidField,
             ),
             (
-                r#"{"op": "outcome", "agent": "a", "session": "s", "status": "ok", "cost": -1}"#,
+                r#"{"op": "outcome", "decision_id": "1.0", "agent": "a", "session": "s", "status": "ok", "cost": -1}"#,
                 Value::Null,
                 WireErrorCode::InvalidField,
             ),
@@ -370,7 +379,7 @@ mod tests {
         let cases = [
             (r#"{"agent": "a", "tool": "t"}"#, OpKind::Decide),
             (
-                r#"{"op": "outcome", "agent": "a", "session": "s", "status": "error", "cost": 0.5, "output_bytes": 10}"#,
+                r#"{"op": "outcome", "decision_id": "1.0", "agent": "a", "session": "s", "status": "error", "cost": 0.5, "output_bytes": 10}"#,
                 OpKind::Outcome,
             ),
             (r#"{"op": "health"}"#, OpKind::Health),

@@ -76,6 +76,35 @@ pub struct Answer<'e> {
     /// The approval this answer opened (for `require_approval`), or the one
     /// the request presented, with where it stands now.
     pub approval: Option<ApprovalRef>,
+    /// The decision's id, for an `outcome` to cite (servers give one).
+    pub decision_id: Option<DecisionId>,
+}
+
+/// A decision's id: its sequence number and a keyed hash, as `<seq>.<tag>`
+/// in hex (issued and checked by the service).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecisionId {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its keyed hash.
+    pub tag: u64,
+}
+
+impl std::fmt::Display for DecisionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:x}.{:016x}", self.seq, self.tag)
+    }
+}
+
+impl DecisionId {
+    /// Reads an id as [`DecisionId`]'s `Display` writes it.
+    pub fn parse(text: &str) -> Option<DecisionId> {
+        let (seq, tag) = text.split_once('.')?;
+        let parse = |hex: &str| {
+            (hex.len() <= 16 && !hex.is_empty()).then(|| u64::from_str_radix(hex, 16).ok()).flatten()
+        };
+        Some(DecisionId { seq: parse(seq)?, tag: parse(tag)? })
+    }
 }
 
 /// An approval as an answer refers to it.
@@ -105,6 +134,15 @@ struct DecisionLine<'a> {
     approval: Option<&'a ApprovalRef>,
     audit: &'static str,
     policy: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "display_id")]
+    decision_id: Option<DecisionId>,
+}
+
+fn display_id<S: serde::Serializer>(id: &Option<DecisionId>, serializer: S) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => serializer.collect_str(id),
+        None => serializer.serialize_none(),
+    }
 }
 
 fn display<S: serde::Serializer>(value: &&Reason<'_>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -178,6 +216,7 @@ pub fn write_answer(out: &mut Vec<u8>, id: &Value, answer: &Answer<'_>) {
         approval: answer.approval.as_ref(),
         audit: decision.audit.as_str(),
         policy: answer.policy,
+        decision_id: answer.decision_id,
     };
     write_json(out, &line);
 }

@@ -12,7 +12,9 @@ pub mod frame;
 pub mod strict;
 
 pub use decode::{ParsedLine, parse_line};
-pub use encode::{Answer, ApprovalRef, Reply, write_answer, write_error, write_json, write_reply};
+pub use encode::{
+    Answer, ApprovalRef, DecisionId, Reply, write_answer, write_error, write_json, write_reply,
+};
 pub use frame::{LineBuffer, ReadLine, read_line};
 
 use crate::engine::Request;
@@ -213,6 +215,8 @@ impl Op {
 /// A call's result, as a gateway reports it (`outcome`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct CallReport {
+    /// The id of the allow that let the call be made (from its answer).
+    pub decision_id: String,
     /// The agent that made the call.
     pub agent: String,
     /// Its session.

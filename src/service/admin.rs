@@ -118,11 +118,19 @@ impl Service {
     /// `outcome`: a gateway reports a call's result; a session whose error
     /// streak or cost reaches its limit is killed.
     pub(super) async fn outcome(&self, report: &CallReport) -> Result<Reply<'static>, WireError> {
+        // Only the gateway that was allowed the call can report its outcome,
+        // once: a client cannot pile errors onto another agent's session.
+        self.ids
+            .cite(&report.decision_id, &report.agent, &report.session)
+            .map_err(|error| WireError::new(WireErrorCode::InvalidField, error.to_string()))?;
         let outcome = CallOutcome {
             error: report.status == CallStatus::Error,
             cost_micros: (report.cost * 1e6).round() as u64,
         };
-        self.record_first("outcome", json!(report)).await?;
+        if let Err(error) = self.record_first("outcome", json!(report)).await {
+            self.ids.release(&report.decision_id);
+            return Err(error);
+        }
         let engine = self.engine.load_full();
         let (agent, session) = (report.agent.clone(), report.session.clone());
         let recorded = self

@@ -25,18 +25,26 @@ impl Service {
         let start = Instant::now();
         let mut decision = engine.decide(request);
         let approval = self.approval(engine, request, &mut decision);
+        let decision_id = self
+            .config
+            .serving
+            .then(|| self.ids.issue(&request.agent, request.session.as_deref(), decision.outcome));
         let policy = engine.policy_hash();
         if self.audit.is_some() {
             let time = self.state.clock.rfc3339_micros();
             let latency_us = start.elapsed().as_secs_f64() * 1e6;
             let cited = approval.as_ref().map(|a| (a.id.as_str(), a.state.as_str()));
-            batch.records.push(record::decision(&time, id, request, &decision, cited, policy, latency_us));
+            let mut record = record::decision(&time, id, request, &decision, cited, policy, latency_us);
+            if let Some(decision_id) = decision_id {
+                record.insert(String::from("decision_id"), serde_json::Value::from(decision_id.to_string()));
+            }
+            batch.records.push(record);
         }
         self.metrics.decision(decision.outcome, start.elapsed());
         if self.config.log_decisions {
             tracing::info!(agent = %request.agent, tool = %request.tool, decision = decision.outcome.as_str(), rule = decision.rule, "decision");
         }
-        Answer { decision, policy, approval }
+        Answer { decision, policy, approval, decision_id }
     }
 
     /// [`Service::decide`] for a transport on an async runtime: a store that
@@ -87,7 +95,7 @@ impl Service {
             request.approval.as_ref().map(|id| ApprovalRef { id: id.clone(), state, expires_at: None })
         };
         match &decision.reason {
-            _ if decision.outcome == Outcome::RequireApproval && self.config.open_approvals => {
+            _ if decision.outcome == Outcome::RequireApproval && self.config.serving => {
                 // A `require_approval` decision's rule is the gate's.
                 let binding =
                     Binding::new(request.call(), decision.rule, decision.approver, engine.policy_hash());

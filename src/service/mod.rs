@@ -9,6 +9,7 @@
 
 mod admin;
 mod decide;
+pub mod decision_ids;
 pub mod metrics;
 pub mod reload;
 
@@ -30,9 +31,11 @@ use crate::state::State;
 pub struct ServiceConfig {
     /// The policy paths, for reloads.
     pub policies: Vec<PathBuf>,
-    /// Open an approval for each `require_approval` answer (a server does;
-    /// `eval`, which has no admin socket to grant one, does not).
-    pub open_approvals: bool,
+    /// Serve gateways: open an approval for each `require_approval` answer
+    /// and give every answer a decision id for its `outcome`. `eval`, which
+    /// has no admin socket to grant an approval and no `outcome` operation,
+    /// does neither.
+    pub serving: bool,
     /// Log every decision (off by default: it is the hot path).
     pub log_decisions: bool,
 }
@@ -112,6 +115,8 @@ pub struct Service {
     config: ServiceConfig,
     audit: Option<AuditSink>,
     metrics: metrics::Metrics,
+    /// Issues the ids of decisions; checks the ids outcomes cite.
+    ids: decision_ids::DecisionIds,
     reloads: Mutex<reload::ReloadStatus>,
     reload_lock: tokio::sync::Mutex<()>,
     started: Instant,
@@ -137,6 +142,7 @@ impl Service {
             config,
             audit,
             metrics: metrics::Metrics::default(),
+            ids: decision_ids::DecisionIds::default(),
             reloads: Mutex::new(reload::ReloadStatus::new(loaded_at)),
             reload_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
@@ -286,7 +292,7 @@ mod tests {
             crate::compiler::PolicySource { name: "p.yaml".into(), bytes: policy.as_bytes().to_vec() };
         let checked = crate::compiler::compile(vec![source], &crate::compiler::NoFiles);
         let engine = Engine::new(checked.policy.expect("compiles"), State::in_memory());
-        Service::new(engine, ServiceConfig { open_approvals: true, ..ServiceConfig::default() }, None)
+        Service::new(engine, ServiceConfig { serving: true, ..ServiceConfig::default() }, None)
     }
 
     fn ask(

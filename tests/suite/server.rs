@@ -795,14 +795,19 @@ fn reported_outcomes_trip_the_error_and_cost_limits_and_kill_the_session() {
     let server = Server::start_in(dir, socket, &["--admin-socket", &admin_arg, "--audit", &audit]);
     let mut client = server.connect();
     let call = |session: &str| json!({"agent": "bot", "tool": "t", "session": session});
-    let outcome = |session: &str, status: &str, cost: f64| json!({"op": "outcome", "agent": "bot", "session": session, "tool": "t", "status": status, "cost": cost, "latency_ms": 12});
+    let report = |id: &Value, session: &str, status: &str, cost: f64| json!({"op": "outcome", "decision_id": id, "agent": "bot", "session": session, "tool": "t", "status": status, "cost": cost, "latency_ms": 12});
+    // An outcome cites the allow of the call it reports.
+    let outcome = |client: &mut Client, session: &str, status: &str, cost: f64| {
+        let allowed = client.ask(call(session));
+        assert_eq!(allowed["decision"], "allow", "{allowed}");
+        client.ask(report(&allowed["decision_id"], session, status, cost))
+    };
     // Two errors, a success, then three errors: the streak resets, then trips.
     for status in ["error", "error", "ok", "error", "error"] {
-        let answer = client.ask(outcome("s1", status, 0.0));
+        let answer = outcome(&mut client, "s1", status, 0.0);
         assert_eq!(answer["outcome"]["killed"], false, "{answer}");
     }
-    assert_eq!(client.ask(call("s1"))["decision"], "allow");
-    let tripped = client.ask(outcome("s1", "error", 0.0));
+    let tripped = outcome(&mut client, "s1", "error", 0.0);
     assert_eq!(
         (tripped["outcome"]["consecutive_errors"].as_u64(), tripped["outcome"]["killed"].as_bool()),
         (Some(3), Some(true))
@@ -817,19 +822,39 @@ fn reported_outcomes_trip_the_error_and_cost_limits_and_kill_the_session() {
     assert_eq!(client.ask(call("s1"))["decision"], "allow");
     // Cost: 4 + 4 stays under 10, the next 4 trips it; reviving does not refund it.
     for (cost, killed) in [(4.0, false), (4.0, false), (4.0, true)] {
-        assert_eq!(client.ask(outcome("s3", "ok", cost))["outcome"]["killed"], killed);
+        assert_eq!(outcome(&mut client, "s3", "ok", cost)["outcome"]["killed"], killed);
     }
     let (code, revived) = admin(&["revive", "--agent", "bot", "--session", "s3"], &admin_socket);
     assert_eq!(code, Some(0), "{revived}");
     let over = client.ask(call("s3"));
     assert_eq!(over["rule"], "bot.session.maxCost", "{over}");
     // Bad reports are refused, never counted as successes.
+    let allowed = client.ask(call("s4"));
+    let id = &allowed["decision_id"];
     for bad in [
-        json!({"op": "outcome", "agent": "bot", "session": "s1", "status": "fine"}),
-        json!({"op": "outcome", "agent": "bot", "session": "s1", "status": "ok", "cost": -1}),
+        json!({"op": "outcome", "decision_id": id, "agent": "bot", "session": "s4", "status": "fine"}),
+        json!({"op": "outcome", "decision_id": id, "agent": "bot", "session": "s4", "status": "ok", "cost": -1}),
     ] {
         assert_eq!(client.ask(bad)["error"]["code"], "invalid_field");
     }
+    // No client can pile errors onto another session: a report must cite an
+    // allow issued to that agent and session, and only once.
+    let denied = client.ask(call("s3"));
+    assert_eq!(denied["decision"], "deny");
+    for (forged, code) in [
+        (json!({"op": "outcome", "agent": "bot", "session": "s5", "status": "error"}), "missing_field"),
+        (report(id, "s5", "error", 0.0), "invalid_field"),
+        (report(&denied["decision_id"], "s3", "error", 0.0), "invalid_field"),
+        (report(&json!("1.0000000000000000"), "s4", "error", 0.0), "invalid_field"),
+    ] {
+        assert_eq!(client.ask(forged.clone())["error"]["code"], code, "{forged}");
+    }
+    assert_eq!(client.ask(report(id, "s4", "error", 0.0))["outcome"]["recorded"], true);
+    let replayed = client.ask(report(id, "s4", "error", 0.0));
+    assert!(
+        replayed["error"]["message"].as_str().is_some_and(|m| m.contains("already reported")),
+        "{replayed}"
+    );
     let kinds = audit_kinds(&server.dir.path().join("audit.jsonl"));
     assert_eq!(kinds.get("incident"), Some(&2), "{kinds:?}");
     assert!(kinds.get("outcome").is_some_and(|n| *n >= 9), "{kinds:?}");
@@ -1145,7 +1170,7 @@ fn planted_state_and_links_are_refused_and_state_files_are_private() {
 #[test]
 fn an_operator_change_that_cannot_be_recorded_is_refused() {
     let dir = TempDir::new();
-    std::fs::write(dir.path().join("policy.yaml"), GATED).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), GATED.replace("[pay]", "[pay, look]")).expect("policy");
     let socket = dir.path().join("toolgate.sock");
     let admin_socket = dir.path().join("admin.sock");
     let audit = dir.path().join("audit.jsonl");
@@ -1168,6 +1193,9 @@ fn an_operator_change_that_cannot_be_recorded_is_refused() {
         |session: &str| json!({"agent": "bot", "tool": "pay", "session": session, "args": {"amount": 1}});
     let asked = gateway.ask(pay("s"));
     let id = asked["approval"]["id"].as_str().expect("an approval").to_owned();
+    let looked = gateway.ask(json!({"agent": "bot", "tool": "look", "session": "s"}));
+    let decision_id = looked["decision_id"].as_str().expect("an allow's id").to_owned();
+    let report = json!({"op": "outcome", "agent": "bot", "session": "s", "status": "error", "decision_id": decision_id});
     // The disk is full: not one more byte fits in the trail.
     let size = std::fs::metadata(&audit).expect("trail").len();
     let limited = Command::new("prlimit")
@@ -1186,7 +1214,7 @@ fn an_operator_change_that_cannot_be_recorded_is_refused() {
         let answer = operator.ask(change.clone());
         assert_eq!(answer["error"]["code"], "unavailable", "{change} -> {answer}");
     }
-    let outcome = gateway.ask(json!({"op": "outcome", "agent": "bot", "session": "s", "status": "error"}));
+    let outcome = gateway.ask(report.clone());
     assert_eq!(outcome["error"]["code"], "unavailable", "{outcome}");
     // Lift the limit: nothing of the refused changes took effect.
     let lifted = Command::new("prlimit")
@@ -1207,6 +1235,8 @@ fn an_operator_change_that_cannot_be_recorded_is_refused() {
         (again["reason_code"].as_str(), again["approval"]["state"].as_str()),
         (Some("approval_pending"), Some("pending"))
     );
+    // The refused outcome did not count, and may be reported now.
+    assert_eq!(gateway.ask(report)["outcome"]["consecutive_errors"], 1);
     let (ok, report) = verify_trail(server.dir.path());
     assert!(ok, "{report}");
 }
