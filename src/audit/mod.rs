@@ -3,11 +3,14 @@
 //! removal or reordering is detected by [`verify`].
 
 pub mod chain;
+pub mod key;
 pub mod record;
 pub mod sink;
 pub mod verify;
 pub mod writer;
 
+pub use chain::Sealer;
+pub use key::{AuditKey, KeyError};
 pub use sink::{AuditSink, Sync};
 pub use verify::{Break, BreakAt, Verifier};
 pub use writer::{AuditWriter, rotated_name, trail_files};

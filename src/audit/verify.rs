@@ -1,9 +1,11 @@
-//! Verifying an audit trail: every line sealed, every link intact.
+//! Verifying an audit trail: every line sealed, every link intact, and
+//! with keys, every record authenticated.
 
 use std::fmt;
 use std::io::BufRead;
 
-use super::chain::{GENESIS, link, unseal};
+use super::chain::{Algorithm, GENESIS, Sealer, algorithm, unseal};
+use super::key::AuditKey;
 
 /// Why verification stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +28,15 @@ pub enum Break {
         /// The seq the line has.
         found: u64,
     },
+    /// A plain (`sha256`) record where keys were given: anyone who can
+    /// write the trail could have written it.
+    Unkeyed,
+    /// A keyed record, and no key was given to check it.
+    KeyNeeded,
+    /// The record's MAC matches none of the keys given.
+    UnknownKey,
+    /// The trail moves to a key that was not given.
+    MissingKey(String),
 }
 
 impl fmt::Display for Break {
@@ -39,6 +50,14 @@ impl fmt::Display for Break {
                 f.write_str("record does not link to the one before it (removed, inserted or reordered)")
             }
             Break::Sequence { expected, found } => write!(f, "expected seq {expected}, found {found}"),
+            Break::Unkeyed => f.write_str(
+                "record is not keyed (sha256): anyone who can write the trail could have written it",
+            ),
+            Break::KeyNeeded => f.write_str("record is keyed (hmac-sha256); verify with --key FILE"),
+            Break::UnknownKey => {
+                f.write_str("record's MAC matches none of the keys given (forged, edited, or another key's)")
+            }
+            Break::MissingKey(id) => write!(f, "the trail moves to key {id} here; give its file with --key"),
         }
     }
 }
@@ -59,20 +78,57 @@ pub struct BreakAt {
 pub struct Verifier {
     next_seq: Option<u64>,
     prev: String,
+    /// The keys records may be sealed with; none for a plain trail.
+    keys: Vec<Sealer>,
+    /// The key of the records now (found by the first keyed record, then
+    /// moved by `key_rotated` records).
+    current: Option<usize>,
     /// Records verified.
     pub records: u64,
 }
 
 impl Verifier {
-    /// A verifier for a trail that must start at its beginning (seq 1, genesis).
-    pub fn from_genesis() -> Self {
-        Verifier { next_seq: Some(1), prev: GENESIS.to_owned(), records: 0 }
+    /// A verifier for a trail that must start at its beginning (seq 1,
+    /// genesis). With keys, every record must be sealed with one of them.
+    pub fn from_genesis(keys: Vec<AuditKey>) -> Self {
+        Verifier { next_seq: Some(1), prev: GENESIS.to_owned(), ..Verifier::partial(keys) }
     }
 
     /// A verifier that accepts whatever record comes first as the anchor
-    /// (for checking rotated segments on their own).
-    pub fn partial() -> Self {
-        Verifier { next_seq: None, prev: String::new(), records: 0 }
+    /// (for checking rotated segments on their own, or a trail's tail).
+    pub fn partial(keys: Vec<AuditKey>) -> Self {
+        let keys = keys.into_iter().map(Sealer::Keyed).collect();
+        Verifier { next_seq: None, prev: String::new(), keys, current: None, records: 0 }
+    }
+
+    /// Whether `stated` authenticates `prev` and `body` under the keys.
+    fn authenticate(&mut self, prev: &str, body: &str, stated: &str) -> Result<(), Break> {
+        match (algorithm(stated), self.keys.is_empty()) {
+            (Algorithm::Plain, true) if Sealer::Plain.verifies(prev, body.as_bytes(), stated) => Ok(()),
+            (Algorithm::Plain, true) => Err(Break::HashMismatch),
+            (Algorithm::Plain, false) => Err(Break::Unkeyed),
+            (Algorithm::Keyed, true) => Err(Break::KeyNeeded),
+            (Algorithm::Keyed, false) => match self.current {
+                Some(current) if self.keys[current].verifies(prev, body.as_bytes(), stated) => Ok(()),
+                Some(_) => Err(Break::HashMismatch),
+                None => {
+                    let found = self.keys.iter().position(|k| k.verifies(prev, body.as_bytes(), stated));
+                    self.current = Some(found.ok_or(Break::UnknownKey)?);
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Follows a `key_rotated` record to the key it names.
+    fn rotate(&mut self, record: &serde_json::Value) -> Result<(), Break> {
+        if record["kind"] != "key_rotated" {
+            return Ok(());
+        }
+        let id = record["new_key"].as_str().ok_or(Break::Malformed)?;
+        let next = self.keys.iter().position(|k| matches!(k, Sealer::Keyed(key) if key.id() == id));
+        self.current = Some(next.ok_or_else(|| Break::MissingKey(id.to_owned()))?);
+        Ok(())
     }
 
     /// The hash of the last verified record.
@@ -101,12 +157,11 @@ impl Verifier {
             if !anchoring && prev != self.prev {
                 return Err(at(number, Break::BrokenLink));
             }
-            if link(prev, body.as_bytes()) != stated {
-                return Err(at(number, Break::HashMismatch));
-            }
+            self.authenticate(prev, &body, stated).map_err(|why| at(number, why))?;
             if let Some(expected) = self.next_seq.filter(|e| *e != seq) {
                 return Err(at(number, Break::Sequence { expected, found: seq }));
             }
+            self.rotate(&record).map_err(|why| at(number, why))?;
             self.next_seq = Some(seq + 1);
             self.prev = stated.to_owned();
             self.records += 1;

@@ -7,11 +7,16 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::chain::{GENESIS, seal, unseal};
+use super::chain::{Algorithm, GENESIS, Sealer, algorithm, unseal};
+use super::key::AuditKey;
+use super::verify::Verifier;
 
 /// How much of an existing trail is read at a time, backwards, to find its
 /// last complete record.
 const CHUNK_BYTES: u64 = 64 * 1024;
+
+/// How much of the end of a trail is verified when it is opened.
+const TAIL_BYTES: u64 = 1024 * 1024;
 
 /// An open audit trail.
 #[derive(Debug)]
@@ -28,6 +33,10 @@ pub struct AuditWriter {
     /// write: what a failed write rolls back to.
     written: (u64, u64, String),
     rotate_bytes: Option<u64>,
+    sealer: Sealer,
+    /// `<trail>.lock`, locked exclusively while this writer lives: one
+    /// writer per trail.
+    _lock: File,
 }
 
 /// Opens a trail file for appending, readable by its owner only (records
@@ -38,18 +47,50 @@ fn open_trail(path: &Path) -> std::io::Result<File> {
     crate::state::private::open(path, OpenOptions::new().read(true).append(true).create(true))
 }
 
+/// Takes the trail's lock file, or fails if another writer holds it.
+fn lock_trail(path: &Path) -> std::io::Result<File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = crate::state::private::open(Path::new(&name), OpenOptions::new().write(true).create(true))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!(
+                "another process writes the audit trail `{}` (it holds `{}`); two writers would break its chain",
+                path.display(),
+                Path::new(&name).display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(error)) => Err(error),
+    }
+}
+
+fn invalid(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
+}
+
 impl AuditWriter {
-    /// Opens (or creates) the trail at `path` and continues its chain. A
-    /// last line cut off by a crash is removed first: it was never
-    /// acknowledged, because records are written before answers.
-    pub fn open(path: &Path, rotate_bytes: Option<u64>) -> std::io::Result<AuditWriter> {
+    /// Opens (or creates) the trail at `path` and continues its chain,
+    /// sealing new records with `sealer`.
+    ///
+    /// The trail is locked for this writer alone. Its end is verified
+    /// first: the last records must chain and, for a keyed trail, be
+    /// authenticated by the key, so a server never extends a trail whose
+    /// end was forged or edited, nor mixes plain and keyed records. A last
+    /// line cut off by a crash is removed: it was never acknowledged,
+    /// because records are written before answers.
+    pub fn open(path: &Path, rotate_bytes: Option<u64>, sealer: Sealer) -> std::io::Result<AuditWriter> {
+        let lock = lock_trail(path)?;
         let mut file = open_trail(path)?;
-        let (seq, prev, keep) = last_record(&mut file, path)?;
+        let (seq, prev, keep) = last_record(&mut file, path, &sealer)?;
         let bytes = file.metadata()?.len();
         if keep < bytes {
             file.set_len(keep)?;
         }
         Ok(AuditWriter {
+            sealer,
+            _lock: lock,
             path: path.to_path_buf(),
             file,
             pending: Vec::new(),
@@ -74,7 +115,7 @@ impl AuditWriter {
         record.insert("seq".into(), Value::from(self.seq + 1));
         record.insert("prev".into(), Value::from(self.prev.clone()));
         let body = serde_json::to_string(&record).map_err(std::io::Error::other)?;
-        let (line, hash) = seal(&self.prev, &body);
+        let (line, hash) = self.sealer.seal(&self.prev, &body);
         self.pending.extend_from_slice(line.as_bytes());
         self.seq += 1;
         self.prev = hash;
@@ -140,6 +181,27 @@ impl AuditWriter {
         })
     }
 
+    /// Moves the trail to a new key: a `key_rotated` record naming the new
+    /// key, sealed with the old one, ends the current file; the next file
+    /// starts with a `key_started` record sealed with the new key. So the
+    /// old key vouches for the change and the files written from now on
+    /// verify with the new key alone.
+    pub fn rotate_key(&mut self, key: AuditKey, time: &str) -> std::io::Result<()> {
+        let Sealer::Keyed(old) = &self.sealer else {
+            return Err(invalid(String::from("the trail is not keyed: there is no key to rotate")));
+        };
+        let old = old.id().to_owned();
+        let rotated =
+            serde_json::json!({"time": time, "kind": "key_rotated", "key": old, "new_key": key.id()});
+        self.append(object(rotated))?;
+        self.rotate()?;
+        let started =
+            serde_json::json!({"time": time, "kind": "key_started", "key": key.id(), "previous_key": old});
+        self.sealer = Sealer::Keyed(key);
+        self.append(object(started))?;
+        self.sync()
+    }
+
     /// Renames the full file to `<path>.<last seq>` and starts a new one; the
     /// new file's first record links to the old file's last.
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -183,11 +245,19 @@ pub fn trail_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
 /// The last complete record of an open trail (or of the newest rotated file
 /// when the active one is empty): its seq, its hash, and the length of the
-/// file up to the end of that record. Only an unterminated last line is ever
+/// file up to the end of that record, after verifying the file's last
+/// [`TAIL_BYTES`] with `sealer`. Only an unterminated last line is ever
 /// cut; records of any length are found by reading backwards in chunks.
-fn last_record(file: &mut File, path: &Path) -> std::io::Result<(u64, String, u64)> {
+fn last_record(file: &mut File, path: &Path, sealer: &Sealer) -> std::io::Result<(u64, String, u64)> {
     let len = file.metadata()?.len();
     let keep = match find_newline_before(file, len)? {
         Some(position) => position + 1,
@@ -198,18 +268,44 @@ fn last_record(file: &mut File, path: &Path) -> std::io::Result<(u64, String, u6
         let mut line = vec![0; usize::try_from(keep - 1 - start).map_err(std::io::Error::other)?];
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(&mut line)?;
-        return parse_head(&line).map(|(seq, hash)| (seq, hash, keep));
+        let (seq, hash) = parse_head(&line, sealer)?;
+        verify_tail(file, keep, path, sealer)?;
+        return Ok((seq, hash, keep));
     }
     // No complete record in the active file: continue from the newest rotated file, if any.
     let files = trail_files(path)?;
     match files.iter().rev().find(|p| p.as_path() != path) {
         Some(previous) => {
-            let mut previous = File::open(previous)?;
-            let (seq, hash, _) = last_record(&mut previous, Path::new(""))?;
+            let mut previous_file = File::open(previous)?;
+            let (seq, hash, _) = last_record(&mut previous_file, previous, sealer)?;
             Ok((seq, hash, keep))
         }
         None => Ok((0, GENESIS.to_owned(), keep)),
     }
+}
+
+/// Verifies the complete records in the last [`TAIL_BYTES`] before `end`.
+fn verify_tail(file: &mut File, end: u64, path: &Path, sealer: &Sealer) -> std::io::Result<()> {
+    let start = end.saturating_sub(TAIL_BYTES);
+    let mut tail = vec![0; usize::try_from(end - start).map_err(std::io::Error::other)?];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut tail)?;
+    // A window that starts mid-line starts at the next line.
+    let from =
+        if start == 0 { 0 } else { tail.iter().position(|&b| b == b'\n').map_or(tail.len(), |i| i + 1) };
+    let keys = match sealer {
+        Sealer::Plain => Vec::new(),
+        Sealer::Keyed(key) => vec![key.clone()],
+    };
+    Verifier::partial(keys).verify_file(&path.display().to_string(), &tail[from..]).map_err(|broken| {
+        invalid(format!(
+            "the end of the audit trail `{}` does not verify (record {} of its last {} KiB: {}); a server does not extend a broken or forged trail: run `toolgate audit verify`, keep the trail as evidence and start a new one",
+            path.display(),
+            broken.line,
+            TAIL_BYTES / 1024,
+            broken.why
+        ))
+    })
 }
 
 /// The position of the last newline before byte `end`, reading backwards.
@@ -229,16 +325,39 @@ fn find_newline_before(file: &mut File, end: u64) -> std::io::Result<Option<u64>
     Ok(None)
 }
 
-fn parse_head(line: &[u8]) -> std::io::Result<(u64, String)> {
-    let invalid = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
+/// The seq and hash of a trail's last record, which must be sealed the way
+/// `sealer` seals.
+fn parse_head(line: &[u8], sealer: &Sealer) -> std::io::Result<(u64, String)> {
+    let unsealed = || {
+        invalid(String::from(
             "the audit trail's last record is not a sealed record; run `toolgate audit verify`",
-        )
+        ))
     };
-    let text = std::str::from_utf8(line).map_err(|_| invalid())?;
-    let (body, hash) = unseal(text).ok_or_else(invalid)?;
-    let record: Value = serde_json::from_str(&body).map_err(|_| invalid())?;
-    let seq = record["seq"].as_u64().ok_or_else(invalid)?;
+    let text = std::str::from_utf8(line).map_err(|_| unsealed())?;
+    let (body, hash) = unseal(text).ok_or_else(unsealed)?;
+    match (algorithm(hash), sealer.algorithm()) {
+        (Algorithm::Plain, Algorithm::Keyed) => {
+            return Err(invalid(String::from(
+                "the audit trail's last record is not keyed (sha256): either the trail was never keyed (a keyed server starts a new trail: keep this one as evidence and give another --audit path) or someone without the key appended it (run `toolgate audit verify --key FILE`)",
+            )));
+        }
+        (Algorithm::Keyed, Algorithm::Plain) => {
+            return Err(invalid(String::from(
+                "the audit trail is keyed (hmac-sha256): start the server with --audit-key",
+            )));
+        }
+        _ => {}
+    }
+    let record: Value = serde_json::from_str(&body).map_err(|_| unsealed())?;
+    let (Some(seq), Some(prev)) = (record["seq"].as_u64(), record["prev"].as_str()) else {
+        return Err(unsealed());
+    };
+    // The last record itself, whatever its length (the tail window may
+    // start inside it).
+    if !sealer.verifies(prev, body.as_bytes(), hash) {
+        return Err(invalid(String::from(
+            "the audit trail's last record does not verify (forged, edited, or sealed with another key); a server does not extend a broken or forged trail: run `toolgate audit verify`, keep the trail as evidence and start a new one",
+        )));
+    }
     Ok((seq, hash.to_owned()))
 }

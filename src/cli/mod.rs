@@ -146,6 +146,28 @@ struct KillArgs {
 enum AuditCommand {
     /// Check an audit trail's hash chain; report the first broken record.
     Verify(VerifyArgs),
+    /// Write a new random audit key to a new file (mode 0600).
+    NewKey(NewKeyArgs),
+    /// Move a stopped server's keyed trail to a new key (the old key vouches for the change).
+    RotateKey(RotateKeyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NewKeyArgs {
+    /// The file to create; never overwritten.
+    file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct RotateKeyArgs {
+    /// The trail (the server writing it must be stopped).
+    trail: PathBuf,
+    /// The key the trail is sealed with now.
+    #[arg(long)]
+    key: PathBuf,
+    /// The key to seal it with from now on (from `toolgate audit new-key`).
+    #[arg(long)]
+    new_key: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,12 +175,15 @@ struct VerifyArgs {
     /// The trail: one path (its rotated files are found beside it), or several files, oldest first.
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// Accept a trail that starts mid-chain (a rotated file on its own).
+    /// Accept a trail that starts mid-chain (a rotated file on its own; one path is then one file).
     #[arg(long)]
     partial: bool,
     /// The hash the trail must end with (from `status`), to detect records removed from its end.
     #[arg(long)]
     head: Option<String>,
+    /// The key of a keyed trail; repeat for each key it was rotated through.
+    #[arg(long = "key")]
+    keys: Vec<PathBuf>,
 }
 
 /// How diagnostics are printed.
@@ -307,6 +332,10 @@ struct ServeArgs {
     /// Rotate the audit trail when it reaches this many bytes (the chain continues).
     #[arg(long, requires = "audit")]
     audit_rotate_bytes: Option<u64>,
+    /// Key the audit trail's chain (HMAC-SHA-256) with the key in this file: without the
+    /// key, nobody can forge a record or recompute the chain after an edit.
+    #[arg(long, requires = "audit")]
+    audit_key: Option<PathBuf>,
     /// When audit records reach the disk: `always` (fsync before answering) or `os`
     /// (written to the OS before answering; survives a crash of toolgate, not of the machine).
     #[arg(long, value_enum, default_value_t = AuditSync::Always, requires = "audit")]
@@ -404,6 +433,7 @@ pub fn run() -> ExitCode {
             audit: args.audit.map(|path| serve::AuditArgs {
                 path,
                 rotate_bytes: args.audit_rotate_bytes,
+                key: args.audit_key,
                 sync: match args.audit_sync {
                     AuditSync::Always => toolgate::audit::sink::Sync::Always,
                     AuditSync::Os => toolgate::audit::sink::Sync::Os,
@@ -411,7 +441,11 @@ pub fn run() -> ExitCode {
             }),
         }),
         Command::Audit(AuditCommand::Verify(args)) => {
-            audit::verify(&args.files, args.partial, args.head.as_deref())
+            audit::verify(&args.files, args.partial, args.head.as_deref(), &args.keys)
+        }
+        Command::Audit(AuditCommand::NewKey(args)) => audit::new_key(&args.file),
+        Command::Audit(AuditCommand::RotateKey(args)) => {
+            audit::rotate_key(&args.trail, &args.key, &args.new_key)
         }
         Command::Kill(args) => admin::kill(
             &args.scope.socket.admin_socket,

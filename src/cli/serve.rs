@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use toolgate::audit::{AuditKey, Sealer};
 use toolgate::engine::Engine;
 use toolgate::server::{self, socket};
 use toolgate::service::{Service, ServiceConfig, reload};
@@ -33,6 +34,7 @@ pub struct ServeArgs {
 pub struct AuditArgs {
     pub path: PathBuf,
     pub rotate_bytes: Option<u64>,
+    pub key: Option<PathBuf>,
     pub sync: toolgate::audit::Sync,
 }
 
@@ -78,7 +80,11 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
     let engine = Engine::new(policy, State::open(&config).map_err(|e| e.to_string())?);
     let audit = match &args.audit {
         Some(audit) => {
-            let writer = toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes)
+            let sealer = match &audit.key {
+                Some(key) => Sealer::Keyed(AuditKey::load(key).map_err(|e| e.to_string())?),
+                None => Sealer::Plain,
+            };
+            let writer = toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes, sealer)
                 .map_err(|e| format!("cannot open the audit trail `{}`: {e}", audit.path.display()))?;
             Some(toolgate::audit::AuditSink::start(writer, audit.sync))
         }

@@ -1240,3 +1240,82 @@ fn an_operator_change_that_cannot_be_recorded_is_refused() {
     let (ok, report) = verify_trail(server.dir.path());
     assert!(ok, "{report}");
 }
+
+/// Runs `toolgate serve` in `dir` that is expected to refuse to start;
+/// returns its exit code and standard error.
+fn refused_start(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .current_dir(dir)
+        .args(["serve", "--policy", "policy.yaml", "--socket", "other.sock"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve {args:?} started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn a_keyed_trail_is_extended_by_one_server_with_its_key_and_never_after_a_forgery() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    let made = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .current_dir(dir.path())
+        .args(["audit", "new-key", "audit.key"])
+        .status()
+        .expect("new-key");
+    assert!(made.success());
+    let socket = dir.path().join("toolgate.sock");
+    let (trail, key) = (dir.path().join("audit.jsonl"), dir.path().join("audit.key"));
+    let (trail_arg, key_arg) = (trail.display().to_string(), key.display().to_string());
+    let keyed = ["--audit", trail_arg.as_str(), "--audit-key", key_arg.as_str()];
+    let mut server = Server::start_in(dir, socket, &keyed);
+    let path = server.dir.path().to_path_buf();
+    let answer = server.connect().ask(json!({"agent": "bot", "tool": "search", "args": {"q": "x"}}));
+    assert_eq!(answer["decision"], "allow");
+    // A second server on the same trail would fork its chain.
+    let (code, err) = refused_start(&path, &keyed);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("another process writes the audit trail"), "{err}");
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(10)).is_some_and(|s| s.success()));
+    // Whoever can write the trail but not read the key appends a forged
+    // allow, chained the way an unkeyed trail is: the server will not
+    // extend it, and verification names the record.
+    let text = std::fs::read_to_string(&trail).expect("trail");
+    let last = text.lines().last().expect("a record");
+    let (body, head) = toolgate::audit::chain::unseal(last).expect("sealed");
+    let record: Value = serde_json::from_str(&body).expect("json");
+    let seq = record["seq"].as_u64().expect("seq");
+    let forged = format!(
+        r#"{{"kind":"decision","agent":"searchAgent","tool":"delete_everything","decision":"allow","seq":{},"prev":"{head}"}}"#,
+        seq + 1
+    );
+    let (line, _) = toolgate::audit::Sealer::Plain.seal(head, &forged);
+    std::fs::write(&trail, format!("{text}{line}")).expect("forge");
+    let (code, err) = refused_start(&path, &keyed);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("last record is not keyed"), "{err}");
+    let verified = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .current_dir(&path)
+        .args(["audit", "verify", "audit.jsonl", "--key", "audit.key"])
+        .output()
+        .expect("verify");
+    let report = String::from_utf8_lossy(&verified.stderr);
+    assert!(report.contains(&format!(":{}: record is not keyed", seq + 1)), "{report}");
+    // Without its key, a server does not extend a keyed trail either.
+    std::fs::write(&trail, &text).expect("restore");
+    let (code, err) = refused_start(&path, &["--audit", "audit.jsonl"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is keyed (hmac-sha256): start the server with --audit-key"), "{err}");
+}
