@@ -6,6 +6,7 @@ use serde_json::json;
 use super::{Role, Service};
 use crate::engine::OutcomeError;
 use crate::protocol::{CallReport, CallStatus, Reply, WireError, WireErrorCode};
+use crate::state::approval::ApprovalError;
 use crate::state::kill::{Kill, KillScope};
 use crate::state::session::CallOutcome;
 
@@ -108,7 +109,13 @@ impl Service {
             Ok(approval) => approval,
             Err(error) => {
                 self.record("approval_refused", json!({"approval": id, "error": error.to_string()})).await;
-                return Err(WireError::new(WireErrorCode::InvalidRequest, error.to_string()));
+                // A store that cannot save is the server's failure, not the
+                // operator's request: retrying may succeed.
+                let code = match error {
+                    ApprovalError::Storage(_) => WireErrorCode::Unavailable,
+                    _ => WireErrorCode::InvalidRequest,
+                };
+                return Err(WireError::new(code, error.to_string()));
             }
         };
         tracing::warn!(approval = %id, by = %recorded_by, grant, "approval decided");

@@ -1319,3 +1319,41 @@ fn a_keyed_trail_is_extended_by_one_server_with_its_key_and_never_after_a_forger
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("is keyed (hmac-sha256): start the server with --audit-key"), "{err}");
 }
+
+#[test]
+fn an_approval_that_cannot_be_saved_is_unavailable_not_a_bad_request() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), GATED).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let admin_socket = dir.path().join("admin.sock");
+    // Writes beyond the size limit (set below) fail with EFBIG.
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; exec "$0" serve --policy "$1" --socket "$2" --state "$3" --admin-socket "$4""#)
+        .arg(env!("CARGO_BIN_EXE_toolgate"))
+        .arg(dir.path().join("policy.yaml"))
+        .arg(&socket)
+        .arg(dir.path().join("state"))
+        .arg(&admin_socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server");
+    let server = Server { child, dir, socket };
+    server.wait_until_ready();
+    let asked =
+        server.connect().ask(json!({"agent": "bot", "tool": "pay", "session": "s", "args": {"amount": 1}}));
+    let id = asked["approval"]["id"].as_str().expect("an approval").to_owned();
+    let limit = |size: &str| {
+        let status =
+            Command::new("prlimit").arg("--pid").arg(server.child.id().to_string()).arg(size).status();
+        assert!(status.is_ok_and(|s| s.success()), "prlimit {size}");
+    };
+    limit("--fsize=1:unlimited");
+    let mut operator = Client::connect(&admin_socket);
+    let approve = json!({"op": "approve", "approval": id, "as": "finance"});
+    let answer = operator.ask(approve.clone());
+    assert_eq!(answer["error"]["code"], "unavailable", "{answer}");
+    limit("--fsize=unlimited:");
+    let answer = operator.ask(approve);
+    assert_eq!(answer["approve"]["approval"]["state"], "granted", "{answer}");
+}
