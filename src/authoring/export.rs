@@ -196,7 +196,7 @@ impl AgentExporter<'_> {
             }
             for (k, param) in constraint.params.iter().enumerate() {
                 let function = format!("{p}_c{index}_p{k}");
-                self.param_function(&function, &param.name, &param.check);
+                self.param_function(&function, &param.check);
                 let value = format!("input.args[{}]", string(&param.name));
                 let head = format!(
                     "{{\"decision\": \"deny\", \"rule\": {}, \"reason\": reason, \"reason_code\": \"{}\", \"approver\": null, \"counters\": []}}",
@@ -207,7 +207,10 @@ impl AgentExporter<'_> {
                 // undefined call result as defined (0.14.1).
                 chain.push((
                     head,
-                    format!("{applies}; v := {value}; reason := {function}(v); reason != \"\""),
+                    format!(
+                        "{applies}; v := {value}; reason := {function}(v, {}); reason != \"\"",
+                        string(&param.name)
+                    ),
                 ));
             }
             if let Some((condition, rule)) = &constraint.when {
@@ -238,17 +241,21 @@ impl AgentExporter<'_> {
         let mut out = String::new();
         let _ = writeln!(out, "\n# Agent `{}`.", agent.name);
         let _ = writeln!(out, "decision := {p} if input.agent == {}", string(&agent.name));
-        let first = |(value, body): &(String, String)| format!("{value} if {{ {body} }}");
-        match chain.split_first() {
-            Some((head, rest)) => {
-                let _ = write!(out, "{p} := {}", first(head));
-                for step in rest {
-                    let _ = write!(out, "\nelse := {}", first(step));
-                }
-                let _ = writeln!(out, "\nelse := {p}_allow");
-            }
-            None => {
-                let _ = writeln!(out, "{p} := {p}_allow");
+        if chain.len() <= CHAIN_SEGMENT {
+            write_chain(&mut out, &p, &chain, Some(&format!("{p}_allow")));
+        } else {
+            // regorus's VM gives one rule 255 registers, and an `else` chain
+            // uses them all at about 30 steps: long chains are cut into
+            // rules of their own, tried in order.
+            // (`_ = s` tests that a segment is defined: with `x := s`,
+            // regorus's VM (0.14.1) ends the whole chain at the first
+            // undefined segment.)
+            let segments: Vec<(String, String)> = (0..chain.len().div_ceil(CHAIN_SEGMENT))
+                .map(|k| (format!("{p}_s{k}"), format!("_ = {p}_s{k}")))
+                .collect();
+            write_chain(&mut out, &p, &segments, Some(&format!("{p}_allow")));
+            for (k, segment) in chain.chunks(CHAIN_SEGMENT).enumerate() {
+                write_chain(&mut out, &format!("{p}_s{k}"), segment, None);
             }
         }
         out.push_str(&self.allow_rule());
@@ -446,43 +453,46 @@ impl AgentExporter<'_> {
         }
     }
 
-    /// `<name>(x) := reason` for the first rule of `check` that `x` breaks
-    /// (undefined when none does), as the engine reports it.
-    fn param_function(&mut self, name: &str, arg: &str, check: &ParamCheck) {
+    /// `<name>(x, at) := reason` for the first rule of `check` that `x`
+    /// breaks (`""` when none does), as the engine reports it: `at` names
+    /// the argument and the steps to `x` (`files[2].path`). The value's own
+    /// rules come first, then its first bad item, then its `properties` in
+    /// order.
+    fn param_function(&mut self, name: &str, check: &ParamCheck) {
         let mut branches: Vec<(String, String)> = Vec::new(); // (reason expr, body)
         let text = |violation: Violation<'_>| {
-            string(&Reason::Param { name: arg, item: None, violation }.to_string())
+            let format = format!("argument `%s` {}", violation.to_string().replace('%', "%%"));
+            format!("sprintf({}, [at])", string(&format))
         };
         self.violations(check, "x", &text, &mut branches);
         if let Some(items) = &check.items {
-            // The first item that breaks a rule, and its first broken rule.
-            let item_name = format!("{name}_item");
-            let mut item_branches = Vec::new();
-            let item_text = |violation: Violation<'_>| {
-                string(
-                    &Reason::Param { name: arg, item: Some(0), violation }
-                        .to_string()
-                        .replacen("item 0 ", "item %d ", 1),
-                )
-            };
-            self.violations(items, "x", &item_text, &mut item_branches);
-            self.function(&item_name, &item_branches);
+            let item = format!("{name}_i");
+            self.param_function(&item, items);
             branches.push((
-                format!("sprintf({item_name}(x[i]), [i])"),
-                format!("is_array(x); i := min({{j | some j, y in x; {item_name}(y) != \"\"}})"),
+                format!("{item}(x[i], sprintf(\"%s[%d]\", [at, i]))"),
+                format!("is_array(x); i := min({{j | some j, y in x; {item}(y, \"\") != \"\"}})"),
+            ));
+        }
+        for (k, (field, check)) in check.properties.iter().enumerate() {
+            let property = format!("{name}_f{k}");
+            self.param_function(&property, check);
+            let f = string(field);
+            branches.push((
+                format!("{property}(x[{f}], sprintf(\"%s.%s\", [at, {f}]))"),
+                format!("is_object(x); toolgate_has(x, {f}); {property}(x[{f}], \"\") != \"\""),
             ));
         }
         self.function(name, &branches);
     }
 
-    /// `name(x)`: the first branch's reason whose body holds, else `""`.
+    /// `name(x, at)`: the first branch's reason whose body holds, else `""`.
     fn function(&mut self, name: &str, branches: &[(String, String)]) {
         if branches.is_empty() {
-            let _ = writeln!(self.rules, "{name}(_) := \"\"");
+            let _ = writeln!(self.rules, "{name}(_, _) := \"\"");
             return;
         }
         for (i, (reason, body)) in branches.iter().enumerate() {
-            let head = if i == 0 { format!("{name}(x) :=") } else { String::from("else :=") };
+            let head = if i == 0 { format!("{name}(x, at) :=") } else { String::from("else :=") };
             let _ = writeln!(self.rules, "{head} {reason} if {{ {body} }}");
         }
         let _ = writeln!(self.rules, "else := \"\"");
@@ -537,6 +547,49 @@ impl AgentExporter<'_> {
         if let Some(n) = check.max_items {
             out.push((text(Violation::TooManyItems(n)), format!("is_array({x}); count({x}) > {n}")));
         }
+        if let Some(roots) = &check.path_within {
+            let list: Vec<String> = roots.iter().map(|r| string(&r.text)).collect();
+            out.push((
+                text(Violation::NotWithin(roots)),
+                format!("not toolgate_path_within_any({x}, {})", collection('[', &list, ']')),
+            ));
+        }
+        if let Some(dirs) = &check.path_not_within {
+            out.push((text(Violation::NotAPath), format!("not toolgate_path({x})")));
+            for dir in dirs {
+                out.push((
+                    text(Violation::Within(&dir.text)),
+                    format!("toolgate_path_within({x}, {})", string(&dir.text)),
+                ));
+            }
+        }
+    }
+}
+
+/// The most steps of one `else` chain.
+const CHAIN_SEGMENT: usize = 16;
+
+/// `name := value if { body } else := ...` for each step, ending with
+/// `else := otherwise` (or undefined when no step holds and there is none).
+fn write_chain(out: &mut String, name: &str, steps: &[(String, String)], otherwise: Option<&str>) {
+    let step = |(value, body): &(String, String)| format!("{value} if {{ {body} }}");
+    match (steps.split_first(), otherwise) {
+        (Some((head, rest)), _) => {
+            let _ = write!(out, "{name} := {}", step(head));
+            for next in rest {
+                let _ = write!(out, "\nelse := {}", step(next));
+            }
+            match otherwise {
+                Some(otherwise) => {
+                    let _ = writeln!(out, "\nelse := {otherwise}");
+                }
+                None => out.push('\n'),
+            }
+        }
+        (None, Some(otherwise)) => {
+            let _ = writeln!(out, "{name} := {otherwise}");
+        }
+        (None, None) => {}
     }
 }
 

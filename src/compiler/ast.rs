@@ -185,6 +185,12 @@ pub struct ParamSchema {
     pub min_items: Option<Spanned<u64>>,
     /// `maxItems`.
     pub max_items: Option<Spanned<u64>>,
+    /// `pathWithin`: the roots a path must be within.
+    pub path_within: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `pathNotWithin`: the directories a path must not be within.
+    pub path_not_within: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `properties`: rules for fields of an object.
+    pub properties: Option<Vec<ParamDecl>>,
 }
 
 /// A JSON Schema primitive type.

@@ -17,6 +17,7 @@ pub mod files;
 pub mod load;
 pub mod names;
 pub mod params;
+pub mod path;
 pub mod pattern;
 pub mod rego_vm;
 pub mod yaml;

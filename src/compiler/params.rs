@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::ast::JsonType;
 use super::condition::Type;
+use super::path::PathRoot;
 
 /// The compiled rules for one argument value.
 #[derive(Clone, Debug, Default)]
@@ -23,6 +24,34 @@ pub struct ParamCheck {
     pub(crate) items: Option<Box<ParamCheck>>,
     pub(crate) min_items: Option<u64>,
     pub(crate) max_items: Option<u64>,
+    pub(crate) path_within: Option<Vec<PathRoot>>,
+    pub(crate) path_not_within: Option<Vec<PathRoot>>,
+    pub(crate) properties: Vec<(Box<str>, ParamCheck)>,
+}
+
+/// A step from an argument's value to the part of it that broke a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step<'p> {
+    /// An item of a list.
+    Item(usize),
+    /// A field of an object.
+    Field(&'p str),
+}
+
+/// The steps from an argument's value to the part that broke a rule
+/// (empty: the value itself).
+pub type Steps<'p> = Vec<Step<'p>>;
+
+/// Writes `name` followed by `steps`: `files[2].path`.
+pub fn write_steps(f: &mut impl std::fmt::Write, name: &str, steps: &[Step<'_>]) -> std::fmt::Result {
+    f.write_str(name)?;
+    for step in steps {
+        match step {
+            Step::Item(i) => write!(f, "[{i}]")?,
+            Step::Field(field) => write!(f, ".{field}")?,
+        }
+    }
+    Ok(())
 }
 
 /// Why an argument value breaks its rules.
@@ -52,6 +81,13 @@ pub enum Violation<'p> {
     TooFewItems(u64),
     /// It has more than `maxItems` items.
     TooManyItems(u64),
+    /// It is not a path within any `pathWithin` root.
+    NotWithin(&'p [PathRoot]),
+    /// It is a path within a `pathNotWithin` directory.
+    Within(&'p str),
+    /// A `pathNotWithin` rule applies, and it is not a path whose place can
+    /// be told.
+    NotAPath,
 }
 
 impl std::fmt::Display for Violation<'_> {
@@ -72,6 +108,14 @@ impl std::fmt::Display for Violation<'_> {
             Violation::PatternMismatch(p) => write!(f, "does not match the pattern `{p}`"),
             Violation::TooFewItems(n) => write!(f, "has fewer than {n} items"),
             Violation::TooManyItems(n) => write!(f, "has more than {n} items"),
+            Violation::NotWithin(roots) => {
+                let roots: Vec<String> = roots.iter().map(|r| format!("`{}`", r.text)).collect();
+                write!(f, "is not a path within {}", roots.join(" or "))
+            }
+            Violation::Within(dir) => write!(f, "is a path within `{dir}`"),
+            Violation::NotAPath => f.write_str(
+                "is not a path that can be placed (a string without NUL, not climbing above its start)",
+            ),
         }
     }
 }
@@ -91,13 +135,21 @@ impl ParamCheck {
         }
     }
 
-    /// Checks one value; `Err` carries the first broken rule and, inside a
-    /// list, the index of the offending item.
-    pub fn validate<'p>(&'p self, value: &Value) -> Result<(), (Option<usize>, Violation<'p>)> {
-        self.validate_here(value).map_err(|v| (None, v))?;
+    /// Checks one value; `Err` carries the first broken rule and the steps
+    /// to the part of the value that broke it. The value's own rules come
+    /// first, then its items in order, then its `properties` in order.
+    pub fn validate<'p>(&'p self, value: &Value) -> Result<(), (Steps<'p>, Violation<'p>)> {
+        self.validate_here(value).map_err(|v| (Vec::new(), v))?;
         if let (Some(items), Value::Array(values)) = (&self.items, value) {
             for (i, item) in values.iter().enumerate() {
-                items.validate(item).map_err(|(_, v)| (Some(i), v))?;
+                items.validate(item).map_err(|(steps, v)| (prepend(Step::Item(i), steps), v))?;
+            }
+        }
+        if let Value::Object(fields) = value {
+            for (name, check) in &self.properties {
+                if let Some(field) = fields.get(&**name) {
+                    check.validate(field).map_err(|(steps, v)| (prepend(Step::Field(name), steps), v))?;
+                }
             }
         }
         Ok(())
@@ -167,8 +219,34 @@ impl ParamCheck {
             }
             _ => {}
         }
+        self.validate_path(value)
+    }
+
+    /// `pathWithin` and `pathNotWithin`, which, unlike the JSON Schema
+    /// keywords, fail for a value that is not a string: a path rule must
+    /// not be passed by sending a number or a list instead.
+    fn validate_path<'p>(&'p self, value: &Value) -> Result<(), Violation<'p>> {
+        let path = value.as_str();
+        if let Some(roots) = &self.path_within
+            && !path.is_some_and(|p| roots.iter().any(|root| root.contains(p)))
+        {
+            return Err(Violation::NotWithin(roots));
+        }
+        if let Some(dirs) = &self.path_not_within {
+            let Some(path) = path.filter(|p| super::path::normalize(p).is_some()) else {
+                return Err(Violation::NotAPath);
+            };
+            if let Some(dir) = dirs.iter().find(|dir| dir.contains(path)) {
+                return Err(Violation::Within(&dir.text));
+            }
+        }
         Ok(())
     }
+}
+
+fn prepend<'p>(step: Step<'p>, mut steps: Steps<'p>) -> Steps<'p> {
+    steps.insert(0, step);
+    steps
 }
 
 /// JSON equality where `1` and `1.0` are the same number, as in JSON Schema.

@@ -132,6 +132,8 @@ codes! {
     RedundantDeny = ("TL004", "redundant-deny", Warning),
     /// A list entry that another entry of the same list already covers.
     ShadowedPattern = ("TL005", "shadowed-pattern", Warning),
+    /// A path confined by comparing strings (a prefix or an anchored pattern).
+    PathPrefix = ("TL006", "path-prefix", Warning),
 }
 
 impl Code {

@@ -162,9 +162,9 @@ impl<'e> Decider<'e> {
         }
         for param in &constraint.params {
             if let Some(value) = args.get(&param.name)
-                && let Err((item, violation)) = param.check.validate(value)
+                && let Err((at, violation)) = param.check.validate(value)
             {
-                return Err(self.deny(param.rule, Reason::Param { name: &param.name, item, violation }));
+                return Err(self.deny(param.rule, Reason::Param { name: &param.name, at, violation }));
             }
         }
         if let Some((condition, rule)) = &constraint.when {

@@ -6,7 +6,7 @@ use super::table::AgentTable;
 use crate::compiler::ast::AuditLevel;
 use crate::compiler::checked::CheckedGate;
 use crate::compiler::condition::EvalError;
-use crate::compiler::params::Violation;
+use crate::compiler::params::{Steps, Violation, write_steps};
 
 /// The three answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -121,8 +121,9 @@ pub enum Reason<'e> {
     Param {
         /// The argument.
         name: &'e str,
-        /// The offending item, inside a list.
-        item: Option<usize>,
+        /// The steps to the offending part of the value (`files[2].path`);
+        /// empty for the value itself.
+        at: Steps<'e>,
         /// The broken rule.
         violation: Violation<'e>,
     },
@@ -379,9 +380,10 @@ impl fmt::Display for Reason<'_> {
             }
             Reason::NotAllowed => f.write_str("tool is not in `allowedTools`"),
             Reason::MissingField(field) => write!(f, "required argument `{field}` is missing"),
-            Reason::Param { name, item: None, violation } => write!(f, "argument `{name}` {violation}"),
-            Reason::Param { name, item: Some(i), violation } => {
-                write!(f, "item {i} of argument `{name}` {violation}")
+            Reason::Param { name, at, violation } => {
+                f.write_str("argument `")?;
+                write_steps(f, name, at)?;
+                write!(f, "` {violation}")
             }
             Reason::ConditionFalse => f.write_str("`when` condition is false"),
             Reason::ConditionFailed(e) => {

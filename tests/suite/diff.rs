@@ -17,6 +17,8 @@ agentPolicies:
         params:
           category: {type: string, enum: [billing, shipping]}
           description: {type: string, maxLength: 2000}
+          attachment: {pathWithin: /srv/uploads}
+          files: {type: array, items: {properties: {path: {pathNotWithin: [.git]}}}}
       getOrderHistory:
         when: \"args.limit <= 50\"
     approvalGates:
@@ -88,6 +90,21 @@ const EDITS: &[(&str, &str, &str, &[&str])] = &[
         "maxLength: 2000",
         "maxLength: 200",
         &["narrowed createSupportTicket: argument `description`: maxLength lowered from 2000 to 200"],
+    ),
+    ("a path root spelt differently", "pathWithin: /srv/uploads", "pathWithin: [\"//srv/./uploads/\"]", &[]),
+    (
+        "a path root added",
+        "pathWithin: /srv/uploads",
+        "pathWithin: [/srv/uploads, /tmp]",
+        &["widened createSupportTicket: argument `attachment`: pathWithin: added /tmp"],
+    ),
+    (
+        "an excluded directory added inside a list's objects",
+        "pathNotWithin: [.git]",
+        "pathNotWithin: [.git, .github/workflows]",
+        &[
+            "narrowed createSupportTicket: argument `files`: items: field `path`: pathNotWithin: added .github/workflows",
+        ],
     ),
     (
         "a required field dropped",

@@ -8,20 +8,47 @@ use toolgate::engine::{Engine, Request};
 
 use crate::util::{compile_examples, root};
 
-/// (decision, rule, reason code, approver) of the engine.
-fn native(engine: &Engine, request: &Request) -> (String, String, String, Option<String>) {
+/// (decision, rule, reason code, approver) of a decision, and its reason
+/// when the reason is an argument's (`argument \`files[2].path\` is ...`),
+/// which both must word alike.
+type Compared = (String, String, String, Option<String>, Option<String>);
+
+fn compared(
+    decision: String,
+    rule: String,
+    code: String,
+    approver: Option<String>,
+    reason: String,
+) -> Compared {
+    let reason = (code == "invalid_argument").then_some(reason);
+    (decision, rule, code, approver, reason)
+}
+
+fn native(engine: &Engine, request: &Request) -> Compared {
     let d = engine.decide(request);
     let code = d.reason.code().as_str().to_owned();
-    (d.outcome.as_str().to_owned(), d.rule.to_owned(), code, d.approver.map(str::to_owned))
+    compared(
+        d.outcome.as_str().to_owned(),
+        d.rule.to_owned(),
+        code,
+        d.approver.map(str::to_owned),
+        d.reason.to_string(),
+    )
 }
 
 /// The same of the exported policy: the reasons' codes must agree (their
 /// text may say more in the engine: which evaluation error, the schema's
 /// message).
-fn exported(gateway: &mut Gateway, request: &Request) -> (String, String, String, Option<String>) {
+fn exported(gateway: &mut Gateway, request: &Request) -> Compared {
     let d = gateway.decide(request).unwrap_or_else(|e| panic!("regorus: {e}"));
     let text = |key: &str| d[key].as_str().unwrap_or_default().to_owned();
-    (text("decision"), text("rule"), text("reason_code"), d["approver"].as_str().map(str::to_owned))
+    compared(
+        text("decision"),
+        text("rule"),
+        text("reason_code"),
+        d["approver"].as_str().map(str::to_owned),
+        text("reason"),
+    )
 }
 
 /// Decides every case of the policy in `dir` (its `*.test.yaml` files) on

@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::Direction;
 use crate::compiler::ast::JsonType;
 use crate::compiler::params::ParamCheck;
+use crate::compiler::path::PathRoot;
 
 /// How each keyword of an argument's rules changed from `old` to `new`,
 /// described for people.
@@ -38,29 +39,38 @@ pub(super) fn compare(old: &ParamCheck, new: &ParamCheck) -> Vec<(Direction, Str
     lower("exclusiveMinimum", old.exclusive_minimum, new.exclusive_minimum);
     lower("minLength", count(old.min_length), count(new.min_length));
     lower("minItems", count(old.min_items), count(new.min_items));
-    let mut set = |name: &str, old: Option<Vec<String>>, new: Option<Vec<String>>| match (old, new) {
-        (Some(o), Some(n)) if o != n => {
-            let added: Vec<&String> = n.iter().filter(|v| !o.contains(v)).collect();
-            let removed: Vec<&String> = o.iter().filter(|v| !n.contains(v)).collect();
-            let direction = match (added.is_empty(), removed.is_empty()) {
-                (false, true) => Widened,
-                (true, false) => Narrowed,
-                _ => Changed,
-            };
-            let join = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-            let mut text = format!("{name}:");
-            if !added.is_empty() {
-                text.push_str(&format!(" added {}", join(&added)));
+    // A set of allowed values (`excluding`: of excluded ones, where more
+    // values admit less).
+    let mut set_of =
+        |name: &str, old: Option<Vec<String>>, new: Option<Vec<String>>, excluding: bool| match (old, new) {
+            (Some(o), Some(n)) if o != n => {
+                let added: Vec<&String> = n.iter().filter(|v| !o.contains(v)).collect();
+                let removed: Vec<&String> = o.iter().filter(|v| !n.contains(v)).collect();
+                let (more, fewer) = if excluding { (Narrowed, Widened) } else { (Widened, Narrowed) };
+                let direction = match (added.is_empty(), removed.is_empty()) {
+                    (false, true) => more,
+                    (true, false) => fewer,
+                    _ => Changed,
+                };
+                let join = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+                let mut text = format!("{name}:");
+                if !added.is_empty() {
+                    text.push_str(&format!(" added {}", join(&added)));
+                }
+                if !removed.is_empty() {
+                    text.push_str(&format!(" removed {}", join(&removed)));
+                }
+                out.push((direction, text));
             }
-            if !removed.is_empty() {
-                text.push_str(&format!(" removed {}", join(&removed)));
-            }
-            out.push((direction, text));
-        }
-        (Some(_), None) => out.push((Widened, format!("{name} removed"))),
-        (None, Some(_)) => out.push((Narrowed, format!("{name} added"))),
-        _ => {}
-    };
+            (Some(_), None) => out.push((Widened, format!("{name} removed"))),
+            (None, Some(_)) => out.push((Narrowed, format!("{name} added"))),
+            _ => {}
+        };
+    let roots = |r: &Option<Vec<PathRoot>>| r.as_ref().map(|r| r.iter().map(PathRoot::normal).collect());
+    set_of("pathWithin", roots(&old.path_within), roots(&new.path_within), false);
+    set_of("pathNotWithin", roots(&old.path_not_within), roots(&new.path_not_within), true);
+    let mut set =
+        |name: &str, old: Option<Vec<String>>, new: Option<Vec<String>>| set_of(name, old, new, false);
     let texts =
         |values: &Option<Vec<Value>>| values.as_ref().map(|v| v.iter().map(Value::to_string).collect());
     set("enum", texts(&old.enumeration), texts(&new.enumeration));
@@ -78,6 +88,19 @@ pub(super) fn compare(old: &ParamCheck, new: &ParamCheck) -> Vec<(Direction, Str
         (Some(_), None) => out.push((Widened, String::from("rules for items removed"))),
         (None, Some(_)) => out.push((Narrowed, String::from("rules for items added"))),
         (None, None) => {}
+    }
+    for (field, o) in &old.properties {
+        match new.properties.iter().find(|(f, _)| f == field) {
+            Some((_, n)) => {
+                out.extend(
+                    compare(o, n).into_iter().map(|(d, text)| (d, format!("field `{field}`: {text}"))),
+                );
+            }
+            None => out.push((Widened, format!("rules for field `{field}` removed"))),
+        }
+    }
+    for (field, _) in new.properties.iter().filter(|(f, _)| !old.properties.iter().any(|(o, _)| o == f)) {
+        out.push((Narrowed, format!("rules for field `{field}` added")));
     }
     out
 }

@@ -8,6 +8,7 @@
 
 mod gate_without_approver;
 mod no_session_cap;
+mod path_prefix;
 mod redundant_deny;
 mod shadowed_pattern;
 mod unguarded_destructive;
@@ -38,7 +39,7 @@ impl Rule {
 }
 
 /// Every rule, in code order.
-pub static RULES: [Rule; 5] = [
+pub static RULES: [Rule; 6] = [
     Rule {
         code: Code::UnguardedDestructive,
         source: include_str!("unguarded_destructive.rs"),
@@ -64,6 +65,7 @@ pub static RULES: [Rule; 5] = [
         source: include_str!("shadowed_pattern.rs"),
         check: shadowed_pattern::check,
     },
+    Rule { code: Code::PathPrefix, source: include_str!("path_prefix.rs"), check: path_prefix::check },
 ];
 
 /// The rule with this name (`no-session-cap`) or code (`TL003`).

@@ -4,6 +4,7 @@ use regex::RegexBuilder;
 
 use crate::compiler::ast::{ParamSchema, Spanned};
 use crate::compiler::params::{ParamCheck, json_equal};
+use crate::compiler::path::PathRoot;
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 
 /// Compiles a schema, reporting invalid patterns and unsatisfiable rules.
@@ -37,9 +38,59 @@ pub fn compile(schema: &ParamSchema, arg: &str, diagnostics: &mut Diagnostics) -
         items: schema.items.as_ref().map(|items| Box::new(compile(items, arg, diagnostics))),
         min_items: count(&schema.min_items),
         max_items: count(&schema.max_items),
+        path_within: roots(&schema.path_within, "pathWithin", arg, diagnostics),
+        path_not_within: roots(&schema.path_not_within, "pathNotWithin", arg, diagnostics),
+        properties: schema
+            .properties
+            .iter()
+            .flatten()
+            .map(|field| {
+                let name = format!("{arg}.{}", field.name.value);
+                (field.name.value.as_str().into(), compile(&field.schema, &name, diagnostics))
+            })
+            .collect(),
     };
     satisfiable(schema, &check, arg, diagnostics);
     check
+}
+
+/// The roots of a path rule; each must be a path with a normal form.
+fn roots(
+    list: &Option<Spanned<Vec<Spanned<String>>>>,
+    key: &str,
+    arg: &str,
+    diagnostics: &mut Diagnostics,
+) -> Option<Vec<PathRoot>> {
+    let list = list.as_ref()?;
+    if list.value.is_empty() {
+        diagnostics.push(
+            Diagnostic::new(
+                Code::UnsatisfiableParams,
+                format!("`{key}` of argument `{arg}` is empty"),
+                list.location,
+            )
+            .with_help("list the directories, e.g. `/srv/docs`"),
+        );
+    }
+    let roots = list
+        .value
+        .iter()
+        .filter_map(|root| match PathRoot::new(&root.value) {
+            Some(normal) => Some(normal),
+            None => {
+                diagnostics.push(
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        format!("`{}` in `{key}` of argument `{arg}` is not a path toolgate can place", root.value),
+                        root.location,
+                    )
+                    .with_help("write a directory without `..` above its start, e.g. `/srv/docs` or `.github/workflows`"),
+                );
+                None
+            }
+        })
+        .collect();
+    Some(roots)
 }
 
 /// Reports rules that no value can meet.

@@ -61,6 +61,9 @@ pub enum EvalError {
     Overflow,
     /// Division or remainder by zero.
     DivisionByZero,
+    /// A path cannot be placed: it is empty, has a NUL byte, or its `..`
+    /// climb above its start.
+    NotAPath,
 }
 
 impl EvalError {
@@ -71,6 +74,7 @@ impl EvalError {
             EvalError::Type => "a value has the wrong type",
             EvalError::Overflow => "integer overflow",
             EvalError::DivisionByZero => "division by zero",
+            EvalError::NotAPath => "a path cannot be placed",
         }
     }
 }
@@ -181,6 +185,12 @@ fn eval<'a>(ir: &'a Ir, scope: &Scope<'a>) -> Result<Val<'a>> {
         }
         Ir::Matches(target, regex) => match eval(target, scope)? {
             Val::Str(s) => Val::Bool(regex.is_match(&s)),
+            _ => return Err(EvalError::Type),
+        },
+        Ir::PathWithin(target, root) => match eval(target, scope)? {
+            Val::Str(s) => {
+                Val::Bool(root.holds(&crate::compiler::path::normalize(&s).ok_or(EvalError::NotAPath)?))
+            }
             _ => return Err(EvalError::Type),
         },
         Ir::Not(operand) => match eval(operand, scope)? {

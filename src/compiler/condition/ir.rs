@@ -36,6 +36,8 @@ pub enum Ir {
     StrMethod(StrMethod, Box<Ir>, Box<Ir>),
     /// `x.matches('re')`.
     Matches(Box<Ir>, Box<Regex>),
+    /// `pathWithin(x, 'root')`.
+    PathWithin(Box<Ir>, Box<crate::compiler::path::PathRoot>),
     /// `!x`.
     Not(Box<Ir>),
     /// `-x`.

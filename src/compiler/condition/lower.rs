@@ -75,7 +75,7 @@ pub struct TypeEnv {
 }
 
 const VARIABLES: [&str; 6] = ["args", "agent", "tool", "session", "principal", "context"];
-const FUNCTIONS: [&str; 2] = ["has", "size"];
+const FUNCTIONS: [&str; 3] = ["has", "size", "pathWithin"];
 const METHODS: [&str; 5] = ["startsWith", "endsWith", "contains", "matches", "size"];
 
 /// Checks an expression and lowers it; the result must be a boolean.
@@ -328,6 +328,31 @@ impl Lowerer<'_> {
                     return (Ir::Const(Const::Null), Type::Int);
                 }
                 self.size(&args[0])
+            }
+            "pathWithin" => {
+                if !self.arity(name, args, 2, expr) {
+                    return (Ir::Const(Const::Null), Type::Bool);
+                }
+                let target = self.expect(&args[0], Type::String, "the path of `pathWithin`");
+                let ExprKind::Str(root) = &args[1].kind else {
+                    return self.error(
+                        ConditionError::new(
+                            Code::ConditionType,
+                            "`pathWithin` needs a directory in quotes",
+                            args[1].span,
+                        )
+                        .with_help(
+                            "the directory is fixed by the policy, e.g. `pathWithin(args.path, '/srv/docs')`",
+                        ),
+                    );
+                };
+                match crate::compiler::path::PathRoot::new(root) {
+                    Some(root) => (Ir::PathWithin(Box::new(target), Box::new(root)), Type::Bool),
+                    None => self.error(
+                        ConditionError::new(Code::InvalidValue, format!("`{root}` is not a directory toolgate can place"), args[1].span)
+                            .with_help("write a directory without `..` above its start, e.g. `/srv/docs` or `.github/workflows`"),
+                    ),
+                }
             }
             _ => {
                 let mut error = ConditionError::new(

@@ -62,6 +62,11 @@ pub struct Condition {
     text: Box<str>,
 }
 
+/// Whether a regular expression is anchored at a path: `^/srv/docs/`.
+pub fn looks_like_path_pattern(pattern: &str) -> bool {
+    pattern.starts_with("^/") || pattern.starts_with("^\\./") || pattern.starts_with("^\\.\\./")
+}
+
 impl Condition {
     /// Parses and checks a condition.
     pub fn compile(text: &str, env: &TypeEnv) -> Result<Condition, Vec<ConditionError>> {
@@ -90,6 +95,42 @@ impl Condition {
         eval::eval_bool(&self.ir, scope)
     }
 
+    /// The string comparisons that look like confining a path: the
+    /// literals of `startsWith` calls that contain a `/`, and `matches`
+    /// patterns anchored at a `/` (`^/srv/`), as written.
+    pub fn path_prefixes(&self) -> Vec<String> {
+        fn walk(ir: &ir::Ir, found: &mut Vec<String>) {
+            use ir::Ir::*;
+            match ir {
+                StrMethod(ir::StrMethod::StartsWith, target, prefix) => {
+                    if let Const(ir::Const::Str(text)) = &**prefix
+                        && text.contains('/')
+                    {
+                        found.push(format!("startsWith('{text}')"));
+                    }
+                    walk(target, found);
+                }
+                Matches(target, regex) => {
+                    if looks_like_path_pattern(regex.as_str()) {
+                        found.push(format!("matches('{}')", regex.as_str()));
+                    }
+                    walk(target, found);
+                }
+                SessionCalls | Const(_) | Path(..) | Has(..) | Agent | Tool => {}
+                SessionCallsOf(a) => walk(a, found),
+                List(items) => items.iter().for_each(|i| walk(i, found)),
+                HasField(a, _) | Field(a, _) | Size(a) | PathWithin(a, _) | Not(a) | Neg(a) => walk(a, found),
+                Index(a, b) | StrMethod(_, a, b) | And(a, b) | Or(a, b) | Binary(_, a, b) => {
+                    walk(a, found);
+                    walk(b, found);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(&self.ir, &mut found);
+        found
+    }
+
     /// Whether the condition reads the session's counters.
     pub fn reads_session(&self) -> bool {
         fn walk(ir: &ir::Ir) -> bool {
@@ -98,7 +139,13 @@ impl Condition {
                 SessionCalls | SessionCallsOf(_) => true,
                 Const(_) | Path(..) | Has(..) | Agent | Tool => false,
                 List(items) => items.iter().any(walk),
-                HasField(a, _) | Field(a, _) | Size(a) | Matches(a, _) | Not(a) | Neg(a) => walk(a),
+                HasField(a, _)
+                | Field(a, _)
+                | Size(a)
+                | Matches(a, _)
+                | PathWithin(a, _)
+                | Not(a)
+                | Neg(a) => walk(a),
                 Index(a, b) | StrMethod(_, a, b) | And(a, b) | Or(a, b) | Binary(_, a, b) => {
                     walk(a) || walk(b)
                 }

@@ -138,6 +138,15 @@ impl Translator<'_> {
                     "{n} := true if {{ is_string({t}); regex.match({r}, {t}) }} else := false if {{ is_string({t}) }}"
                 ));
             }
+            Ir::PathWithin(target, root) => {
+                let t = self.node(target);
+                let r = string(&root.text);
+                // Undefined (an evaluation error) for a value that is not a
+                // path that can be placed, as in the engine.
+                self.rule(format!(
+                    "{n} := true if {{ toolgate_path_within({t}, {r}) }} else := false if {{ toolgate_path({t}) }}"
+                ));
+            }
             Ir::Not(operand) => {
                 let o = self.node(operand);
                 self.rule(format!("{n} := false if {{ {o} == true }} else := true if {{ {o} == false }}"));
@@ -243,4 +252,10 @@ toolgate_in_range(a, b, _) if { not toolgate_integer(a) }
 toolgate_in_range(a, b, _) if { not toolgate_integer(b) }
 toolgate_in_range(_, _, v) if { v >= -9223372036854775808; v <= 9223372036854775807 }
 toolgate_valid_name(name) if { is_string(name); regex.match(`^[A-Za-z0-9_./-]{1,256}$`, name) }
+toolgate_path_dotdots(parts) := count([s | some s in parts; s == \"..\"])
+toolgate_path_climbs(raw) if { some j, _ in raw; prefix := array.slice(raw, 0, j + 1); 2 * toolgate_path_dotdots(prefix) > count(prefix) }
+toolgate_path_popped(raw, i) if { some j, _ in raw; j > i; after := array.slice(raw, i + 1, j + 1); 2 * toolgate_path_dotdots(after) > count(after) }
+toolgate_path(p) := {\"absolute\": startswith(p, \"/\"), \"parts\": [s | some i, s in raw; s != \"..\"; not toolgate_path_popped(raw, i)]} if { is_string(p); p != \"\"; not contains(p, \"\\u0000\"); raw := [s | some s in split(p, \"/\"); s != \"\"; s != \".\"]; not toolgate_path_climbs(raw) }
+toolgate_path_within(p, root) if { n := toolgate_path(p); r := toolgate_path(root); n.absolute == r.absolute; count(n.parts) >= count(r.parts); array.slice(n.parts, 0, count(r.parts)) == r.parts }
+toolgate_path_within_any(p, roots) if { some root in roots; toolgate_path_within(p, root) }
 ";

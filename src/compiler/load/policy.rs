@@ -47,6 +47,9 @@ const PARAM_KEYS: &[&str] = &[
     "items",
     "minItems",
     "maxItems",
+    "properties",
+    "pathWithin",
+    "pathNotWithin",
     "description",
 ];
 
@@ -340,6 +343,27 @@ fn decode_schema(decoder: &mut Decoder<'_>, node: &Node, what: &str) -> Option<P
     if let Some(n) = fields.get("items") {
         schema.items = decode_schema(decoder, n, "`items`").map(Box::new);
     }
+    if let Some(n) = fields.get("properties") {
+        schema.properties = decoder.map(n, "`properties`").map(|entries| {
+            entries
+                .into_iter()
+                .filter_map(|(name, n)| {
+                    let what = format!("the rules of field `{}`", name.value);
+                    decode_schema(decoder, n, &what).map(|schema| ParamDecl { name, schema })
+                })
+                .collect()
+        });
+    }
+    let paths = |decoder: &mut Decoder<'_>, key: &str| {
+        let n = fields.get(key)?;
+        let roots = match &n.value {
+            Value::Str(_) => vec![decoder.string(n, &format!("`{key}`"))?],
+            _ => decoder.string_list(n, &format!("`{key}`")),
+        };
+        Some(Spanned::new(roots, decoder.at(n.span)))
+    };
+    schema.path_within = paths(decoder, "pathWithin");
+    schema.path_not_within = paths(decoder, "pathNotWithin");
     if let Some(description) = fields.get("description") {
         decoder.string(description, "`description`");
     }
