@@ -392,11 +392,34 @@ pub fn effective(decl: &AgentDecl, lineage: &[usize], own: &[OwnRules], rules: &
 fn parse_rate(text: &str) -> Option<(u64, u64)> {
     let (count, unit) = text.split_once('/')?;
     let count: u64 = count.trim().parse().ok().filter(|n| *n > 0)?;
-    let window_ms = match unit.trim().trim_end_matches('s') {
-        "" | "sec" | "second" => 1_000,
-        "min" | "minute" => 60_000,
-        "h" | "hour" => 3_600_000,
+    let window_ms = match unit.trim() {
+        "s" | "sec" | "secs" | "second" | "seconds" => 1_000,
+        "min" | "mins" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
         _ => return None,
     };
     Some((count, window_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_are_a_positive_count_per_named_unit() {
+        for (text, rate) in [
+            ("100/min", Some((100, 60_000))),
+            (" 5 / s ", Some((5, 1_000))),
+            ("2/seconds", Some((2, 1_000))),
+            ("3/hours", Some((3, 3_600_000))),
+            ("5/", None),
+            ("5/ss", None),
+            ("5/hs", None),
+            ("0/min", None),
+            ("5/day", None),
+            ("min", None),
+        ] {
+            assert_eq!(parse_rate(text), rate, "{text:?}");
+        }
+    }
 }
