@@ -24,8 +24,12 @@ generation, so the book never shows an error as if it were the example.
 
 One part of the output is random by design and masked as it is pasted: the
 keyed tag of a decision id (`"decision_id":"1.9f2c..."` becomes `"1.…"`).
+
+Approvers are Unix users, so an example needs the user who runs it: in a file
+block, {user} is that user's name, shown as `alice`; in output, that user as
+toolgate names them (`root (uid 0)`) is shown as `alice (uid 1000)`.
 """
-import difflib, os, re, shlex, subprocess, sys, tempfile
+import difflib, os, pwd, re, shlex, subprocess, sys, tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("TOOLGATE_BIN", os.path.join(REPO, "target", "debug", "toolgate"))
@@ -50,6 +54,8 @@ def expected_status(command):
     return (command[: m.start()], int(m.group(1))) if m else (command, 0)
 
 
+USER = pwd.getpwuid(os.getuid()).pw_name
+USER_AS_NAMED = re.compile(re.escape(USER) + r" \(uid " + str(os.getuid()) + r"\)")
 DECISION_TAG = re.compile(r'("decision_id":\s*"[0-9a-f]+\.)[0-9a-f]{16}"')
 
 
@@ -78,7 +84,8 @@ def run_block(cwd, commands, places):
         shown, wanted = expected_status(command)
         if got != wanted:
             FAILURES.append(f"in {cwd}:\n$ {shown}\nexited {got}, not {wanted}; it printed:\n{output}")
-        outputs.append(DECISION_TAG.sub(r'\1…"', output))
+        output = DECISION_TAG.sub(r'\1…"', output)
+        outputs.append(USER_AS_NAMED.sub("alice (uid 1000)", output))
     return outputs
 
 
@@ -110,9 +117,9 @@ def expand(src, places):
         elif "file" in a:
             os.makedirs(os.path.dirname(a["file"]), exist_ok=True)
             with open(a["file"], "w") as f:
-                f.write("\n".join(body) + "\n")
+                f.write("\n".join(body).replace("{user}", USER) + "\n")
             if "hidden" not in a:
-                out += [f"```{lang}", *body, "```"]
+                out += [f"```{lang}", *[line.replace("{user}", "alice") for line in body], "```"]
         elif lang in ("run", "setup"):
             os.makedirs(a.get("cwd", places["work"]), exist_ok=True)
             commands = [line[2:] for line in body if line.startswith("$ ")]

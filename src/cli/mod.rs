@@ -103,9 +103,10 @@ struct DecideArgs {
     socket: AdminSocketArg,
     /// The approval id (from the `require_approval` answer or `toolgate approvals`).
     approval: String,
-    /// Who you are: must be the gate's `approver` when it names one.
+    /// The approver you act as; optional (who you are is what the kernel reports, and you
+    /// must be a member of the gate's approver), and if given must be the gate's `approver`.
     #[arg(long = "as")]
-    by: String,
+    by: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -290,6 +291,9 @@ struct ServeArgs {
     /// Permissions of the socket, in octal (e.g. 660 to let the group connect).
     #[arg(long, default_value = "600", value_parser = parse_mode)]
     socket_mode: u32,
+    /// The group that owns the socket (a name or id; this user must be in it), for `--socket-mode 660`.
+    #[arg(long)]
+    socket_group: Option<String>,
     /// The most connections served at once; more are refused with an error line.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
@@ -313,14 +317,23 @@ struct ServeArgs {
     /// across crashes; without it they are in memory and lost when the server stops.
     #[arg(long)]
     state: Option<PathBuf>,
-    /// Also listen on this admin socket for kill switch operations (owner-only).
+    /// Also listen on this admin socket: kills, revivals and reloads for operators,
+    /// approvals for the members of the approvers the policy declares.
     #[arg(long)]
     admin_socket: Option<PathBuf>,
-    /// A user id allowed on the admin socket, besides the server's own (and root); repeatable.
+    /// Permissions of the admin socket, in octal (660 lets its group connect: approvers
+    /// who are not the server's user need that, with `--admin-socket-group`).
+    #[arg(long, default_value = "600", value_parser = parse_mode, requires = "admin_socket")]
+    admin_socket_mode: u32,
+    /// The group that owns the admin socket (a name or id; this user must be in it).
+    #[arg(long, requires = "admin_socket")]
+    admin_socket_group: Option<String>,
+    /// A user id that operates the server on the admin socket, besides its own (and root); repeatable.
     #[arg(long = "admin-uid", requires = "admin_socket")]
     admin_uids: Vec<u32>,
-    /// A group id whose members may use the admin socket (widen the socket's mode to
-    /// let them connect, e.g. with a group-owned directory); repeatable.
+    /// A group id whose members operate the server on the admin socket (primary or
+    /// supplementary membership); repeatable. They must be able to connect: see
+    /// `--admin-socket-mode`.
     #[arg(long = "admin-gid", requires = "admin_socket")]
     admin_gids: Vec<u32>,
     /// Seconds an approval stays valid after the `require_approval` answer that opened it.
@@ -423,6 +436,9 @@ pub fn run() -> ExitCode {
             },
             socket: args.socket,
             socket_mode: args.socket_mode,
+            socket_group: args.socket_group,
+            admin_socket_mode: args.admin_socket_mode,
+            admin_socket_group: args.admin_socket_group,
             watch: !args.no_watch,
             workers: args.workers.unwrap_or_else(serve::default_workers).max(1),
             state: args.state,

@@ -21,6 +21,9 @@ pub struct ServeArgs {
     pub service: ServiceConfig,
     pub socket: PathBuf,
     pub socket_mode: u32,
+    pub socket_group: Option<String>,
+    pub admin_socket_mode: u32,
+    pub admin_socket_group: Option<String>,
     pub watch: bool,
     pub workers: usize,
     pub audit: Option<AuditArgs>,
@@ -64,11 +67,19 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
     // Sockets first, while this is the only thread: binding sets the
     // process umask. The admin socket first, so that a connectable decision
     // socket means the server is fully ready.
+    let group = |name: &Option<String>| match name {
+        Some(name) => server::peer::group_id(name).map(Some).ok_or_else(|| format!("no group `{name}`")),
+        None => Ok(None),
+    };
     let mut admin_bound = match &args.admin_socket {
-        Some(path) => Some(socket::bind(path, 0o600).map_err(|e| e.to_string())?),
+        Some(path) => Some(
+            socket::bind(path, args.admin_socket_mode, group(&args.admin_socket_group)?)
+                .map_err(|e| e.to_string())?,
+        ),
         None => None,
     };
-    let mut bound = socket::bind(&args.socket, args.socket_mode).map_err(|e| e.to_string())?;
+    let mut bound = socket::bind(&args.socket, args.socket_mode, group(&args.socket_group)?)
+        .map_err(|e| e.to_string())?;
     let listener = bound.take_listener().ok_or("the socket was already taken")?;
     let mut admin_uids = args.admin_uids.clone();
     admin_uids.push(rustix::process::getuid().as_raw());

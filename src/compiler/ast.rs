@@ -40,6 +40,20 @@ pub struct PolicyFile {
     pub catalogs: Vec<CatalogDecl>,
     /// `lintIgnore`: lint rules silenced for the whole file.
     pub lint_ignore: Vec<Spanned<String>>,
+    /// `approvers`: who may decide the approvals of gates naming them.
+    pub approvers: Vec<ApproverDecl>,
+}
+
+/// `approvers.<name>`: the Unix users and groups who may decide approvals
+/// for gates whose `approver` is this name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApproverDecl {
+    /// The name gates use (the mapping key).
+    pub name: Spanned<String>,
+    /// `users`: user names, or numeric user ids.
+    pub users: Vec<Spanned<String>>,
+    /// `groups`: group names, or numeric group ids.
+    pub groups: Vec<Spanned<String>>,
 }
 
 /// `catalogs[i]`: one MCP `tools/list` result the policy names.
@@ -266,6 +280,8 @@ pub struct GateDecl {
     pub amount_field: Option<Spanned<String>>,
     /// `rego`: a Rego rule (`data.<package>.<rule>`); approval is required when it is true.
     pub rego: Option<Spanned<String>>,
+    /// `description`: what the gate is for, shown to approvers.
+    pub description: Option<Spanned<String>>,
 }
 
 /// `session`: limits over a whole session.

@@ -2,6 +2,7 @@
 //! representation every later stage reads (the decision table, lint, diff,
 //! the Rego export). Only the checker builds one, and only without errors.
 
+use super::approvers::Approver;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -71,6 +72,7 @@ pub struct CheckedPolicySet {
     pub(crate) agents: Vec<CheckedAgent>,
     pub(crate) rules: Rules,
     pub(crate) catalogs: Catalogs,
+    approvers: Vec<Approver>,
     hash: String,
 }
 
@@ -80,9 +82,26 @@ impl CheckedPolicySet {
         agents: Vec<CheckedAgent>,
         rules: Rules,
         catalogs: Catalogs,
+        approvers: Vec<Approver>,
         hash: String,
     ) -> CheckedPolicySet {
-        CheckedPolicySet { agents, rules, catalogs, hash }
+        CheckedPolicySet { agents, rules, catalogs, approvers, hash }
+    }
+
+    /// The declared approver of this name.
+    pub fn approver(&self, name: &str) -> Option<&Approver> {
+        self.approvers.iter().find(|a| a.name == name)
+    }
+
+    /// Every declared approver.
+    pub fn approvers(&self) -> &[Approver] {
+        &self.approvers
+    }
+
+    /// Each gate's rule id with its `description`, for the gates that have one.
+    pub fn gate_descriptions(&self) -> impl Iterator<Item = (&str, &str)> {
+        let gates = self.agents.iter().flat_map(|a| &a.gates);
+        gates.filter_map(|g| Some((self.rules.id(g.rule), g.description.as_deref()?)))
     }
 
     /// The names of all agents, in source order.
@@ -210,6 +229,8 @@ pub(crate) struct CheckedGate {
     pub rule: RuleId,
     pub trigger: GateTrigger,
     pub approver: Option<String>,
+    /// `description`: what the gate is for, shown to its approvers.
+    pub description: Option<String>,
     pub ceiling: Option<AmountCeiling>,
 }
 

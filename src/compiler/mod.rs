@@ -8,6 +8,7 @@
 //! No stage does I/O except through the [`FileReader`] the caller hands to
 //! [`compile`]; nothing here knows about decisions, state or transports.
 
+pub mod approvers;
 pub mod ast;
 pub mod catalog;
 pub mod check;

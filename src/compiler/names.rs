@@ -21,7 +21,7 @@ pub fn name_problem(what: Name, name: &str) -> Option<String> {
         return Some(format!("{} is longer than {MAX_NAME_BYTES} bytes", what.as_str()));
     }
     match what {
-        Name::Tool | Name::Agent => name
+        Name::Tool | Name::Agent | Name::Approver => name
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')))
             .map(|c| {
@@ -77,6 +77,8 @@ pub enum Name {
     Tool,
     /// A session id.
     Session,
+    /// An approver's name.
+    Approver,
 }
 
 impl Name {
@@ -86,6 +88,7 @@ impl Name {
             Name::Agent => "`agent`",
             Name::Tool => "`tool`",
             Name::Session => "`session`",
+            Name::Approver => "`approver`",
         }
     }
 }

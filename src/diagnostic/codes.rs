@@ -86,6 +86,10 @@ codes! {
     UnknownParent = ("TG021", "unknown-parent", Error),
     /// `extends` forms a cycle.
     ExtendsCycle = ("TG022", "extends-cycle", Error),
+    /// A gate names an approver the policy set does not declare.
+    UnknownApprover = ("TG023", "unknown-approver", Error),
+    /// An approver is declared twice.
+    DuplicateApprover = ("TG024", "duplicate-approver", Error),
     /// A condition does not parse.
     ConditionSyntax = ("TG030", "condition-syntax", Error),
     /// A condition calls a function that does not exist.

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
+use crate::compiler::approvers::Approver;
 use crate::compiler::ast::AuditLevel;
 use crate::compiler::catalog::Catalogs;
 use crate::compiler::checked::{
@@ -26,6 +27,10 @@ pub struct DecisionTable {
     /// The tool catalogs: a name under a catalog's server that the catalog
     /// does not list is refused.
     pub(crate) catalogs: Catalogs,
+    /// Who may decide the approvals of gates naming them.
+    approvers: Vec<Approver>,
+    /// The gates' descriptions, by rule id, shown to approvers.
+    gate_descriptions: std::collections::HashMap<Box<str>, Box<str>>,
 }
 
 /// One agent's part of the table.
@@ -161,12 +166,30 @@ impl DecisionTable {
     /// Lays out a checked policy set for lookup.
     pub fn build(policy: CheckedPolicySet) -> DecisionTable {
         let hash = policy.hash().into();
+        let gate_descriptions =
+            policy.gate_descriptions().map(|(rule, text)| (rule.into(), text.into())).collect();
+        let approvers = policy.approvers().to_vec();
         let CheckedPolicySet { agents, rules, catalogs, .. } = policy;
         let agents = agents
             .into_iter()
             .map(|agent| (agent.name.as_str().into(), AgentTable::build(agent, &rules, &catalogs)))
             .collect();
-        DecisionTable { agents, rules, hash, catalogs }
+        DecisionTable { agents, rules, hash, catalogs, approvers, gate_descriptions }
+    }
+
+    /// The declared approver of this name.
+    pub fn approver(&self, name: &str) -> Option<&Approver> {
+        self.approvers.iter().find(|a| a.name == name)
+    }
+
+    /// Every declared approver.
+    pub fn approvers(&self) -> &[Approver] {
+        &self.approvers
+    }
+
+    /// The `description` of the gate whose rule id is `rule`, if it has one.
+    pub fn gate_description(&self, rule: &str) -> Option<&str> {
+        self.gate_descriptions.get(rule).map(|text| &**text)
     }
 
     /// Whether a catalog covers the tool's server but does not list it.

@@ -54,8 +54,14 @@ pub enum Reply<'e> {
     },
     /// `kills`: every kill in force.
     Kills(Vec<(KillScope, Kill)>),
-    /// `approvals`: the pending approvals.
-    Approvals(Vec<Approval>),
+    /// `approvals`: the pending approvals, at `now` (seconds since the
+    /// Unix epoch).
+    Approvals {
+        /// The approvals.
+        approvals: Vec<Approval>,
+        /// The time of the answer.
+        now: u64,
+    },
     /// `approve` or `reject`: the decided approval.
     ApprovalDecided {
         /// Granted (`approve`) or rejected.
@@ -194,7 +200,23 @@ pub fn write_reply(out: &mut Vec<u8>, id: &Value, reply: &Reply<'_>) {
                 kills.iter().map(|(scope, kill)| json!({"scope": scope, "kill": kill})).collect();
             json!({"id": id, "kills": kills})
         }
-        Reply::Approvals(approvals) => json!({"id": id, "approvals": approvals}),
+        Reply::Approvals { approvals, now } => {
+            let approvals: Vec<Value> = approvals
+                .iter()
+                .map(|approval| {
+                    let mut shown = json!(approval);
+                    if let Some(object) = shown.as_object_mut() {
+                        object.insert("age_secs".into(), json!(now.saturating_sub(approval.opened_at)));
+                        object.insert(
+                            "expires_in_secs".into(),
+                            json!(approval.expires_at.saturating_sub(*now)),
+                        );
+                    }
+                    shown
+                })
+                .collect();
+            json!({"id": id, "approvals": approvals})
+        }
         Reply::ApprovalDecided { grant, approval } => {
             let op = if *grant { "approve" } else { "reject" };
             json!({"id": id, op: {"ok": true, "approval": approval}})

@@ -63,6 +63,9 @@ pub enum WireErrorCode {
     /// The server could not answer (connection limit, state or audit
     /// trail unavailable, internal error).
     Unavailable,
+    /// The peer may not do this (not a member of the approver the gate
+    /// names, or not an operator).
+    Forbidden,
 }
 
 impl WireErrorCode {
@@ -78,6 +81,7 @@ impl WireErrorCode {
             WireErrorCode::UnknownOp => "unknown_op",
             WireErrorCode::LineTooLong => "line_too_long",
             WireErrorCode::Unavailable => "unavailable",
+            WireErrorCode::Forbidden => "forbidden",
         }
     }
 }
@@ -186,8 +190,9 @@ pub enum Op {
     DecideApproval {
         /// The approval id.
         approval: String,
-        /// Who decides (must be the gate's approver when it names one).
-        by: String,
+        /// The approver the decider acts as (`as`); optional, and if
+        /// given, must be the gate's approver.
+        by: Option<String>,
         /// Grant (`approve`) or reject (`reject`).
         grant: bool,
     },

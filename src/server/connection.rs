@@ -48,9 +48,9 @@ impl From<&super::Config> for Settings {
 }
 
 /// Tells an excess client why it is being closed, then closes.
-pub async fn refuse(mut stream: UnixStream, why: &str) {
+pub async fn refuse(mut stream: UnixStream, code: WireErrorCode, why: &str) {
     let mut out = Vec::new();
-    let error = WireError::new(WireErrorCode::Unavailable, why);
+    let error = WireError::new(code, why);
     write_error(&mut out, &Value::Null, &error);
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
 }
@@ -117,7 +117,7 @@ pub async fn serve(
                     },
                 };
                 let engine = service.engine();
-                let reply = service.handle(&engine, &parsed, role, &mut batch).await;
+                let reply = service.handle(&engine, &parsed, &role, &mut batch).await;
                 write_reply(&mut out, &parsed.id, &reply);
                 drop(reply);
                 ids.push(parsed.id);

@@ -5,6 +5,7 @@
 //! answered by the service.
 
 pub mod connection;
+pub mod peer;
 pub mod socket;
 
 use std::future::Future;
@@ -14,22 +15,28 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::service::{Role, Service};
+use crate::protocol::WireErrorCode;
+use crate::service::Identity;
+use crate::service::{Peer, Role, Service};
 
-/// Who may use the admin socket, by the credentials the kernel reports for
-/// a connection (`SO_PEERCRED`). Root is always allowed.
+/// Who operates the server through the admin socket (kills, revivals,
+/// reloads and approvals), by who the kernel says a peer is. Root is
+/// always an operator. Other peers are admitted only as members of a
+/// declared approver, for approvals.
 #[derive(Clone, Debug, Default)]
 pub struct AdminPeers {
-    /// Allowed user ids.
+    /// Operators' user ids.
     pub uids: Vec<u32>,
-    /// Allowed primary group ids.
+    /// Groups (primary or supplementary) whose members are operators.
     pub gids: Vec<u32>,
 }
 
 impl AdminPeers {
-    /// Whether a peer with these ids may use the admin socket.
-    pub fn allows(&self, uid: u32, gid: u32) -> bool {
-        uid == 0 || self.uids.contains(&uid) || self.gids.contains(&gid)
+    /// Whether `who` is an operator.
+    pub fn operator(&self, who: &Identity) -> bool {
+        who.uid == 0
+            || self.uids.contains(&who.uid)
+            || who.groups.iter().any(|(gid, _)| self.gids.contains(gid))
     }
 }
 
@@ -87,22 +94,25 @@ pub async fn run(
                         continue;
                     }
                 };
-                let peer = stream.peer_cred().ok();
-                let uid = peer.map(|c| c.uid());
-                match uid.filter(|_| peer.is_some_and(|p| admin_peers.allows(p.uid(), p.gid()))) {
-                    Some(uid) => {
-                        let service = Arc::clone(&service);
-                        let stopped = stopped.clone();
-                        connections.spawn(async move {
-                            let (read, write) = stream.into_split();
-                            let _ = connection::serve(read, write, &service, settings, Role::Admin { uid }, Some(stopped)).await;
-                        });
+                let (service, operators, stopped) = (Arc::clone(&service), admin_peers.clone(), stopped.clone());
+                connections.spawn(async move {
+                    let Ok(credentials) = stream.peer_cred() else {
+                        return connection::refuse(stream, WireErrorCode::Forbidden, "the peer's credentials cannot be read").await;
+                    };
+                    let (uid, gid) = (credentials.uid(), credentials.gid());
+                    // The user database may be remote (NSS): off the async threads.
+                    let identity = tokio::task::spawn_blocking(move || peer::identify(uid, gid))
+                        .await
+                        .unwrap_or(Identity { uid, user: None, groups: vec![(gid, None)] });
+                    let operator = operators.operator(&identity);
+                    if !operator && !service.is_approver(&identity) {
+                        tracing::warn!(%identity, "admin connection refused: neither an operator nor an approver");
+                        return connection::refuse(stream, WireErrorCode::Forbidden, "this user may not use the admin socket").await;
                     }
-                    None => {
-                        tracing::warn!(?uid, "admin connection refused: peer is not an allowed user");
-                        connections.spawn(connection::refuse(stream, "this user may not use the admin socket"));
-                    }
-                }
+                    let role = Role::Admin(Peer { identity, operator });
+                    let (read, write) = stream.into_split();
+                    let _ = connection::serve(read, write, &service, settings, role, Some(stopped)).await;
+                });
             }
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -117,7 +127,7 @@ pub async fn run(
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
                     service.metrics().refused();
                     tracing::warn!(limit = config.max_connections, "connection refused: too many connections");
-                    connections.spawn(connection::refuse(stream, "too many connections; try again later"));
+                    connections.spawn(connection::refuse(stream, WireErrorCode::Unavailable, "too many connections; try again later"));
                     continue;
                 };
                 let service = Arc::clone(&service);
@@ -159,15 +169,20 @@ async fn accept_admin(listener: Option<&UnixListener>) -> std::io::Result<tokio:
 
 #[cfg(test)]
 mod tests {
-    use super::AdminPeers;
+    use super::{AdminPeers, Identity};
 
     #[test]
-    fn admin_peers_are_root_listed_users_and_listed_groups() {
+    fn operators_are_root_listed_users_and_members_of_listed_groups() {
+        let who = |uid, groups: &[u32]| Identity {
+            uid,
+            user: None,
+            groups: groups.iter().map(|g| (*g, None)).collect(),
+        };
         let peers = AdminPeers { uids: vec![1000], gids: vec![50] };
-        assert!(peers.allows(0, 0));
-        assert!(peers.allows(1000, 1000));
-        assert!(peers.allows(1001, 50));
-        assert!(!peers.allows(1001, 1001));
-        assert!(!AdminPeers::default().allows(1000, 1000));
+        assert!(peers.operator(&who(0, &[0])));
+        assert!(peers.operator(&who(1000, &[1000])));
+        assert!(peers.operator(&who(1001, &[1001, 50])), "a supplementary group");
+        assert!(!peers.operator(&who(1001, &[1001])));
+        assert!(!AdminPeers::default().operator(&who(1000, &[1000])));
     }
 }

@@ -61,14 +61,16 @@ impl Drop for BoundSocket {
     }
 }
 
-/// Binds `path` with permissions `mode` (e.g. `0o600`).
+/// Binds `path` with permissions `mode` (e.g. `0o600`), owned by the group
+/// `group` if one is given (this user must be a member).
 ///
 /// A socket file nobody answers on (left by a crash) is removed first; a
 /// live one, or anything that is not a socket, is left alone and refused.
-/// The socket is created under a restrictive umask, so it is never reachable
-/// with wider permissions than `mode`, not even for an instant. Call this
-/// before other threads start: the umask is process-wide.
-pub fn bind(path: &Path, mode: u32) -> Result<BoundSocket, BindError> {
+/// The socket is created under a restrictive umask and given its group
+/// before its mode is widened, so it is never reachable with wider
+/// permissions than `mode`, nor by another group, not even for an instant.
+/// Call this before other threads start: the umask is process-wide.
+pub fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<BoundSocket, BindError> {
     match std::fs::symlink_metadata(path) {
         Ok(metadata) if metadata.file_type().is_socket() => {
             if UnixStream::connect(path).is_ok() {
@@ -85,6 +87,9 @@ pub fn bind(path: &Path, mode: u32) -> Result<BoundSocket, BindError> {
     rustix::process::umask(previous);
     let listener = bound.map_err(|e| BindError::Io(path.to_path_buf(), e))?;
     let io = |e| BindError::Io(path.to_path_buf(), e);
+    if let Some(gid) = group {
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid))).map_err(|e| io(e.into()))?;
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o777)).map_err(io)?;
     let inode = std::fs::symlink_metadata(path).map_err(io)?.ino();
     Ok(BoundSocket { listener: Some(listener), path: path.to_path_buf(), inode })

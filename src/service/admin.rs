@@ -3,24 +3,30 @@
 
 use serde_json::json;
 
-use super::{Role, Service};
-use crate::engine::OutcomeError;
+use super::{Peer, Role, Service};
+use crate::engine::{Engine, OutcomeError};
 use crate::protocol::{CallReport, CallStatus, Reply, WireError, WireErrorCode};
+use crate::state::approval::Approval;
 use crate::state::approval::ApprovalError;
 use crate::state::kill::{Kill, KillScope};
 use crate::state::session::CallOutcome;
 
-/// The name an admin is recorded under: their own name if they gave one,
-/// always with the user id the kernel reported.
-fn operator(by: Option<&str>, role: Role) -> String {
-    let uid = match role {
-        Role::Admin { uid } => uid.to_string(),
-        _ => String::from("?"),
+/// The name an admin is recorded under: the name they gave, if any, with
+/// who the kernel says they are (`oncall (alice, uid 1000)`).
+fn operator(by: Option<&str>, role: &Role) -> String {
+    let Role::Admin(peer) = role else {
+        return by.unwrap_or("?").to_owned();
     };
-    match by {
-        Some(name) => format!("{name} (uid {uid})"),
-        None => format!("uid {uid}"),
+    let who = &peer.identity;
+    match (by, &who.user) {
+        (Some(name), Some(user)) => format!("{name} ({user}, uid {})", who.uid),
+        (Some(name), None) => format!("{name} (uid {})", who.uid),
+        (None, _) => who.to_string(),
     }
+}
+
+fn forbidden(message: String) -> WireError {
+    WireError::new(WireErrorCode::Forbidden, message)
 }
 
 fn unavailable(what: &str, error: impl std::fmt::Display) -> WireError {
@@ -43,7 +49,7 @@ impl Service {
         scope: &KillScope,
         reason: &str,
         by: Option<&str>,
-        role: Role,
+        role: &Role,
     ) -> Result<Reply<'static>, WireError> {
         let kill = Kill {
             reason: reason.to_owned(),
@@ -66,7 +72,7 @@ impl Service {
 
     /// `revive`: a revived session also gets a fresh error streak (its cost
     /// stays: raising `maxCost` is how a session gets more budget).
-    pub(super) async fn revive(&self, scope: &KillScope, role: Role) -> Result<Reply<'static>, WireError> {
+    pub(super) async fn revive(&self, scope: &KillScope, role: &Role) -> Result<Reply<'static>, WireError> {
         let by = operator(None, role);
         self.record_first("revive", json!({"scope": scope, "by": by})).await?;
         let (kills, saved_scope) = (self.state.kills.clone(), scope.clone());
@@ -88,21 +94,86 @@ impl Service {
         Ok(Reply::Revive { scope: scope.clone(), was_killed })
     }
 
-    /// `approve` or `reject`, as `by` (recorded with the user id).
+    /// Whether `peer` may decide `approval`: a member of the approver the
+    /// gate names, as the policy in force declares it; for a gate that
+    /// names no approver, an operator.
+    fn may_decide(&self, engine: &Engine, peer: &Peer, approval: &Approval) -> Result<(), WireError> {
+        let Some(name) = approval.approver.as_deref() else {
+            return match peer.operator {
+                true => Ok(()),
+                false => Err(forbidden(format!(
+                    "approval `{}` is for a gate that names no approver: only operators decide it",
+                    approval.id
+                ))),
+            };
+        };
+        let Some(approver) = engine.table().approver(name) else {
+            return Err(forbidden(format!("approver `{name}` is not declared by the policy in force")));
+        };
+        if approver.admits(&peer.identity) {
+            Ok(())
+        } else {
+            Err(forbidden(format!("{} is not approver `{name}` ({})", peer.identity, approver.members())))
+        }
+    }
+
+    /// `approvals`: the pending approvals `role` may decide (all of them,
+    /// for an operator), soonest expiry first.
+    pub(super) fn approvals(&self, engine: &Engine, role: &Role) -> Reply<'static> {
+        let Role::Admin(peer) = role else {
+            return Reply::Approvals { approvals: Vec::new(), now: 0 };
+        };
+        let pending = self.state.approvals.pending();
+        let visible = pending
+            .into_iter()
+            .filter(|a| peer.operator || self.may_decide(engine, peer, a).is_ok())
+            .collect();
+        Reply::Approvals { approvals: visible, now: self.state.clock.now_secs() }
+    }
+
+    /// `approve` or `reject`: only by a member of the gate's approver, as
+    /// the kernel identifies the peer; `as`, if given, must name that
+    /// approver. Recorded before it takes effect, with who decided.
     pub(super) async fn decide_approval(
         &self,
         id: &str,
-        by: &str,
+        named: Option<&str>,
         grant: bool,
-        role: Role,
+        role: &Role,
     ) -> Result<Reply<'static>, WireError> {
-        let recorded_by = operator(Some(by), role);
-        self.record_first("approval", json!({"approval": id, "granted": grant, "by": recorded_by})).await?;
+        let Role::Admin(peer) = role else {
+            return Err(forbidden(String::from("approvals are decided on the admin socket")));
+        };
+        let refused = |error: WireError| async move {
+            self.record(
+                "approval_refused",
+                json!({"approval": id, "by": operator(None, role), "error": error.message}),
+            )
+            .await;
+            Err(error)
+        };
+        let Some(approval) = self.state.approvals.get(id) else {
+            return refused(WireError::new(WireErrorCode::InvalidRequest, format!("no approval `{id}`")))
+                .await;
+        };
+        let approver = approval.approver.clone();
+        if let (Some(named), Some(gate)) = (named, approver.as_deref())
+            && named != gate
+        {
+            let message = format!("this approval is for approver `{gate}`, not `{named}`");
+            return refused(WireError::new(WireErrorCode::InvalidRequest, message)).await;
+        }
+        if let Err(error) = self.may_decide(&self.engine.load_full(), peer, &approval) {
+            return refused(error).await;
+        }
+        let recorded_by = operator(None, role);
+        let record = json!({"approval": id, "granted": grant, "by": recorded_by, "approver": approver});
+        self.record_first("approval", record).await?;
         let approvals = self.state.approvals.clone();
-        let (decided_id, decided_by) = (id.to_owned(), by.to_owned());
+        let (decided_id, decided_by) = (id.to_owned(), recorded_by.clone());
         let decided = self
             .blocking("the approvals cannot be saved", move || {
-                approvals.decide(&decided_id, &decided_by, grant)
+                approvals.decide(&decided_id, approver.as_deref(), &decided_by, grant)
             })
             .await?;
         let approval = match decided {

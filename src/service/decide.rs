@@ -10,7 +10,7 @@ use super::{AuditBatch, Service};
 use crate::audit::record;
 use crate::engine::{Decision, Engine, Outcome, Reason, Request};
 use crate::protocol::{Answer, ApprovalRef, Reply, WireError, WireErrorCode};
-use crate::state::approval::{ApprovalStatus, Binding};
+use crate::state::approval::{ApprovalStatus, Binding, Shown};
 
 impl Service {
     /// Decides a request: the engine's decision, the approval it opens or
@@ -99,7 +99,15 @@ impl Service {
                 // A `require_approval` decision's rule is the gate's.
                 let binding =
                     Binding::new(request.call(), decision.rule, decision.approver, engine.policy_hash());
-                match self.state.approvals.open(binding) {
+                // Approvers see the call's arguments, as the audit trail
+                // would keep them in full: sensitive ones redacted.
+                let mut args = request.args.clone();
+                for path in decision.sensitive_args {
+                    record::redact(&mut args, path);
+                }
+                let description = engine.table().gate_description(decision.rule).map(str::to_owned);
+                let shown = Shown { args: Value::Object(args), description };
+                match self.state.approvals.open(binding, shown) {
                     Ok(approval) => Some(ApprovalRef {
                         id: approval.id,
                         state: ApprovalStatus::Pending,

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use crate::audit::AuditSink;
 use crate::audit::record::{self, Record};
+pub use crate::compiler::approvers::Identity;
 use crate::engine::Engine;
 use crate::protocol::{Op, OpKind, PROTOCOL_VERSION, ParsedLine, Reply, WireError, WireErrorCode};
 use crate::state::State;
@@ -41,45 +42,58 @@ pub struct ServiceConfig {
 }
 
 /// Who is asking, and so what they may ask for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// The decision socket: decisions, outcomes, health, status.
     Decisions,
-    /// The admin socket, from an allowed peer: kills, approvals, health,
-    /// status, reload.
-    Admin {
-        /// The peer's user id, as the kernel reports it.
-        uid: u32,
-    },
+    /// The admin socket, from a peer the server admitted.
+    Admin(Peer),
     /// `toolgate eval`: decisions only.
     Eval,
 }
 
+/// Someone on the admin socket: who the kernel says they are, and whether
+/// they operate the server or only decide approvals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The user, as the kernel reported the peer, with the user database's
+    /// names and groups.
+    pub identity: Identity,
+    /// An operator (root, the server's user, `--admin-uid`, `--admin-gid`):
+    /// kills, revivals and reloads besides approvals. Others are admitted
+    /// only as members of a declared approver, for approvals alone.
+    pub operator: bool,
+}
+
 impl Role {
     /// Whether this role may ask for `kind`.
-    pub fn permits(self, kind: OpKind) -> bool {
+    pub fn permits(&self, kind: OpKind) -> bool {
         use OpKind::*;
         match self {
             // Reloading costs a compilation: an operator's call, not a client's.
             Role::Decisions => matches!(kind, Decide | Outcome | Health | Status),
-            Role::Admin { .. } => {
+            Role::Admin(peer) if peer.operator => {
                 matches!(
                     kind,
                     Kill | Revive | Kills | Approvals | Approve | Reject | Health | Status | Reload
                 )
             }
+            Role::Admin(_) => matches!(kind, Approvals | Approve | Reject | Health | Status),
             Role::Eval => kind == Decide,
         }
     }
 
     /// Why an operation is refused here (`what`), and what is offered instead.
-    fn refusal(self, what: &str) -> WireError {
+    fn refusal(&self, what: &str) -> WireError {
         let offer = match self {
             Role::Decisions => {
                 "the operations here are decide, outcome, health, status (kills, approvals and reload are on the admin socket)"
             }
-            Role::Admin { .. } => {
+            Role::Admin(peer) if peer.operator => {
                 "the operations here are kill, revive, kills, approvals, approve, reject, health, status, reload (decisions are on the decision socket)"
+            }
+            Role::Admin(_) => {
+                "an approver may use approvals, approve, reject, health and status (kills and reloads are for operators)"
             }
             Role::Eval => "`eval` answers only `decide`",
         };
@@ -160,6 +174,12 @@ impl Service {
         &self.state
     }
 
+    /// Whether `who` is a member of an approver the policy in force
+    /// declares (and so may use the admin socket for approvals).
+    pub fn is_approver(&self, who: &Identity) -> bool {
+        self.engine().table().approvers().iter().any(|approver| approver.admits(who))
+    }
+
     /// The counters behind `status`.
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.metrics
@@ -177,7 +197,7 @@ impl Service {
         &self,
         engine: &'e Engine,
         line: &'e ParsedLine,
-        role: Role,
+        role: &Role,
         batch: &mut AuditBatch,
     ) -> Reply<'e> {
         let id = &line.id;
@@ -214,9 +234,9 @@ impl Service {
             Op::Kill { scope, reason, by } => self.kill(scope, reason, by.as_deref(), role).await,
             Op::Revive { scope } => self.revive(scope, role).await,
             Op::Kills => Ok(Reply::Kills(self.state.kills.list())),
-            Op::Approvals => Ok(Reply::Approvals(self.state.approvals.pending())),
+            Op::Approvals => Ok(self.approvals(engine, role)),
             Op::DecideApproval { approval, by, grant } => {
-                self.decide_approval(approval, by, *grant, role).await
+                self.decide_approval(approval, by.as_deref(), *grant, role).await
             }
         };
         reply.unwrap_or_else(|error| self.refuse(id, error, batch))
@@ -319,7 +339,7 @@ mod tests {
             assert_eq!(outcome, "require_approval");
             let (id, state) = approval.expect("an approval is opened");
             assert_eq!(state, ApprovalStatus::Pending);
-            service.state().approvals.decide(&id, "anyone", true).expect("granted");
+            service.state().approvals.decide(&id, None, "anyone", true).expect("granted");
             ids.push(id);
         }
         let (outcome, code, approval) = ask(&service, pay(Some(&ids[0])));
@@ -336,12 +356,12 @@ mod tests {
         let line = ParsedLine {
             id: Value::Null,
             kind: Some(OpKind::Decide),
-            op: Ok(Op::DecideApproval { approval: "apr_1".into(), by: "me".into(), grant: true }),
+            op: Ok(Op::DecideApproval { approval: "apr_1".into(), by: Some("me".into()), grant: true }),
         };
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let engine = service.engine();
         for role in [Role::Decisions, Role::Eval] {
-            let reply = runtime.block_on(service.handle(&engine, &line, role, &mut AuditBatch::default()));
+            let reply = runtime.block_on(service.handle(&engine, &line, &role, &mut AuditBatch::default()));
             assert!(matches!(&reply, Reply::Error(e) if e.code == WireErrorCode::UnknownOp), "{reply:?}");
         }
     }

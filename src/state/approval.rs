@@ -160,6 +160,16 @@ impl ApprovalStatus {
     }
 }
 
+/// What an approver is shown of the call an approval is for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shown {
+    /// The arguments, with the agent's `sensitiveArgs` redacted.
+    pub args: Value,
+    /// The gate's `description`, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
 /// One approval.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
@@ -169,6 +179,12 @@ pub struct Approval {
     pub binding: Binding,
     /// Who must approve (from the gate's `approver`), if the gate names one.
     pub approver: Option<String>,
+    /// What the approver is shown of the call.
+    #[serde(default)]
+    pub shown: Shown,
+    /// Seconds since the Unix epoch when it was opened.
+    #[serde(default)]
+    pub opened_at: u64,
     /// Seconds since the Unix epoch after which it is void.
     pub expires_at: u64,
     /// Where it stands.
@@ -204,7 +220,7 @@ pub enum ApprovalError {
     Used,
     /// Granted or rejected a second time.
     AlreadyDecided(ApprovalStatus),
-    /// Someone other than the named approver tried to decide it.
+    /// It was decided for another approver than the gate's.
     WrongApprover {
         /// Who must approve.
         expected: String,
@@ -269,11 +285,23 @@ impl std::fmt::Display for ApprovalError {
 /// Where approvals live.
 pub trait ApprovalStore: Send + Sync {
     /// Opens a pending approval for a gated call (to be decided by the
-    /// binding's approver, if it names one); returns it.
-    fn open(&self, binding: Binding) -> Result<Approval, ApprovalError>;
+    /// binding's approver, if it names one), showing approvers `shown`;
+    /// returns it.
+    fn open(&self, binding: Binding, shown: Shown) -> Result<Approval, ApprovalError>;
 
-    /// Grants (`grant: true`) or rejects a pending approval as `by`.
-    fn decide(&self, id: &str, by: &str, grant: bool) -> Result<Approval, ApprovalError>;
+    /// Grants (`grant: true`) or rejects a pending approval, for the
+    /// approver `approver` (which must be the gate's, when the gate names
+    /// one), recording `by` as who did.
+    fn decide(
+        &self,
+        id: &str,
+        approver: Option<&str>,
+        by: &str,
+        grant: bool,
+    ) -> Result<Approval, ApprovalError>;
+
+    /// The approval with this id, as it is now.
+    fn get(&self, id: &str) -> Option<Approval>;
 
     /// Uses a granted approval for exactly the call it was granted for.
     fn redeem(&self, id: &str, call: &Binding) -> Result<(), ApprovalError>;
@@ -429,7 +457,7 @@ impl Ledger {
 }
 
 impl ApprovalStore for Ledger {
-    fn open(&self, binding: Binding) -> Result<Approval, ApprovalError> {
+    fn open(&self, binding: Binding, shown: Shown) -> Result<Approval, ApprovalError> {
         let approver = binding.approver.clone();
         let id = new_id()?;
         self.change(|approvals, now| {
@@ -440,6 +468,8 @@ impl ApprovalStore for Ledger {
                 id,
                 binding,
                 approver,
+                shown,
+                opened_at: now,
                 expires_at: now.saturating_add(self.ttl.as_secs().max(1)),
                 state: ApprovalState::Pending,
             };
@@ -448,10 +478,16 @@ impl ApprovalStore for Ledger {
         })
     }
 
-    fn decide(&self, id: &str, by: &str, grant: bool) -> Result<Approval, ApprovalError> {
+    fn decide(
+        &self,
+        id: &str,
+        approver: Option<&str>,
+        by: &str,
+        grant: bool,
+    ) -> Result<Approval, ApprovalError> {
         self.change(|approvals, now| {
             let approval = approvals.get_mut(id).ok_or(ApprovalError::Unknown)?;
-            if let Some(expected) = approval.approver.as_ref().filter(|a| a.as_str() != by) {
+            if let Some(expected) = approval.approver.as_ref().filter(|a| Some(a.as_str()) != approver) {
                 return Err(ApprovalError::WrongApprover { expected: expected.clone() });
             }
             match approval.status(now) {
@@ -495,6 +531,10 @@ impl ApprovalStore for Ledger {
             approvals.values().filter(|a| a.status(now) == ApprovalStatus::Pending).cloned().collect();
         pending.sort_by_key(|a| a.expires_at);
         pending
+    }
+
+    fn get(&self, id: &str) -> Option<Approval> {
+        self.approvals.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
     }
 
     fn status(&self, id: &str) -> Option<ApprovalStatus> {

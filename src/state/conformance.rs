@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::approval::{ApprovalError, ApprovalStatus, ApprovalStore, Binding, Call, canonical_digest};
+use super::approval::{ApprovalError, ApprovalStatus, ApprovalStore, Binding, Call, Shown, canonical_digest};
 use super::clock::{Clock, ManualClock};
 use super::kill::{Kill, KillScope, KillStore};
 use super::session::{Admission, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore};
@@ -236,11 +236,25 @@ pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Res
     let call = binding(args.clone(), Some("finance"));
     let open = |binding: &Binding| {
         store
-            .open(binding.clone())
+            .open(
+                binding.clone(),
+                Shown { args: json!({"amount": 10}), description: Some(String::from("Payments")) },
+            )
             .map_err(|e| Failure { property: "an approval opens", detail: e.to_string() })
     };
     let approval = open(&call)?;
     expect("an approval's approver is its gate's", approval.approver.as_deref(), Some("finance"))?;
+    expect(
+        "an approval keeps what its approvers are shown",
+        approval.shown.description.as_deref(),
+        Some("Payments"),
+    )?;
+    expect("an approval knows when it was opened", approval.opened_at, clock.now_secs())?;
+    expect(
+        "an approval is found by its id",
+        store.get(&approval.id).map(|a| a.id),
+        Some(approval.id.clone()),
+    )?;
     expect("an id is unguessable (128 bits of hex)", approval.id.len(), "apr_".len() + 32)?;
     expect("an id is new", open(&call)?.id == approval.id, false)?;
     expect("an approval is pending", store.pending().iter().any(|a| a.id == approval.id), true)?;
@@ -249,17 +263,22 @@ pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Res
         store.redeem(&approval.id, &call),
         Err(ApprovalError::Pending),
     )?;
-    let wrong = store.decide(&approval.id, "mallory", true).map(|_| ());
+    let wrong = store.decide(&approval.id, Some("clerk"), "mallory (uid 1003)", true).map(|_| ());
     let expected = Err(ApprovalError::WrongApprover { expected: "finance".into() });
-    expect("only the named approver decides", wrong, expected)?;
-    let granted = store.decide(&approval.id, "finance", true).map(|a| a.status(clock.now_secs()));
+    expect("an approval is decided for its gate's approver only", wrong, expected)?;
+    let unnamed = store.decide(&approval.id, None, "root (uid 0)", true).map(|_| ());
+    let expected = Err(ApprovalError::WrongApprover { expected: "finance".into() });
+    expect("a named approver cannot be skipped", unnamed, expected)?;
+    let granted = store
+        .decide(&approval.id, Some("finance"), "alice (uid 1000)", true)
+        .map(|a| a.status(clock.now_secs()));
     expect("the named approver grants", granted, Ok(ApprovalStatus::Granted))?;
     expect(
         "a granted approval is no longer pending",
         store.pending().iter().any(|a| a.id == approval.id),
         false,
     )?;
-    let twice = store.decide(&approval.id, "finance", false).map(|_| ());
+    let twice = store.decide(&approval.id, Some("finance"), "bob (uid 1001)", false).map(|_| ());
     expect(
         "an approval is decided once",
         twice,
@@ -297,8 +316,8 @@ pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Res
     expect("an unknown id is refused", store.redeem("apr_nope", &call), Err(ApprovalError::Unknown))?;
     let open_to_anyone = binding(args, None);
     let rejected = open(&open_to_anyone)?;
-    let by_anyone = store.decide(&rejected.id, "anyone", false).map(|a| a.status(clock.now_secs()));
-    expect("anyone may decide a gate without approver", by_anyone, Ok(ApprovalStatus::Rejected))?;
+    let by_anyone = store.decide(&rejected.id, None, "anyone", false).map(|a| a.status(clock.now_secs()));
+    expect("a gate without approver is decided for no approver", by_anyone, Ok(ApprovalStatus::Rejected))?;
     expect(
         "a rejected approval is refused",
         store.redeem(&rejected.id, &open_to_anyone),
@@ -307,11 +326,11 @@ pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Res
     let late = open(&open_to_anyone)?;
     let granted_late = open(&open_to_anyone)?;
     store
-        .decide(&granted_late.id, "anyone", true)
+        .decide(&granted_late.id, None, "anyone", true)
         .map_err(|e| Failure { property: "an approval is granted", detail: e.to_string() })?;
     clock.advance(Duration::from_secs(61));
     expect("an expired approval is not pending", store.pending().iter().any(|a| a.id == late.id), false)?;
-    let expired = store.decide(&late.id, "anyone", true).map(|_| ());
+    let expired = store.decide(&late.id, None, "anyone", true).map(|_| ());
     expect("an expired approval cannot be decided", expired, Err(ApprovalError::Expired))?;
     expect(
         "an expired grant is refused",

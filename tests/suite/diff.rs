@@ -27,6 +27,8 @@ agentPolicies:
         approver: supervisor
         maxAmount: 500
     session: {maxToolCalls: 40}
+approvers:
+  supervisor: {groups: [supervisors]}
 ";
 
 /// (edit, from, to, expected `direction tool: change` lines).

@@ -162,6 +162,7 @@ fn policy() -> impl Strategy<Value = String> {
             if let Some(max) = session {
                 text.push_str(&format!("    session: {{maxToolCalls: {max}}}\n"));
             }
+            text.push_str("approvers:\n  leads: {groups: [leads]}\n");
             text
         })
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::util::tempdir::TempDir;
 
-const POLICY: &str = r#"
+const POLICY_TEXT: &str = r#"
 agentPolicies:
   bot:
     allowedTools: [search, "files/*"]
@@ -22,6 +22,27 @@ agentPolicies:
         when: "args.q == 'sensitive'"
         approver: reviewer
 "#;
+
+/// `approvers:` declaring each of `names` as this test's user, who may
+/// then decide their approvals.
+fn approvers(names: &[&str]) -> String {
+    let uid = rustix::process::getuid().as_raw();
+    let mut text = String::from("approvers:\n");
+    for name in names {
+        text.push_str(&format!("  {name}: {{users: [\"{uid}\"]}}\n"));
+    }
+    text
+}
+
+/// The common test policy, its approver being this test's user.
+fn policy() -> String {
+    format!("{POLICY_TEXT}{}", approvers(&["reviewer"]))
+}
+
+/// One gated tool, `pay`, whose approver `finance` is this test's user.
+fn gated() -> String {
+    format!("{GATED_TEXT}{}", approvers(&["finance"]))
+}
 
 /// A running `toolgate serve`, killed on drop.
 struct Server {
@@ -162,7 +183,7 @@ fn case(i: usize) -> (Value, &'static str) {
 
 #[test]
 fn concurrent_pipelining_clients_get_exactly_their_answers() {
-    let server = Server::start(POLICY, &[]);
+    let server = Server::start(&policy(), &[]);
     let clients: Vec<_> = (0..32)
         .map(|c| {
             let socket = server.socket.clone();
@@ -193,8 +214,10 @@ fn concurrent_pipelining_clients_get_exactly_their_answers() {
 
 #[test]
 fn hostile_clients_do_not_wedge_the_server() {
-    let server =
-        Server::start(POLICY, &["--max-line-bytes", "1024", "--idle-timeout", "1", "--max-connections", "8"]);
+    let server = Server::start(
+        &policy(),
+        &["--max-line-bytes", "1024", "--idle-timeout", "1", "--max-connections", "8"],
+    );
     let mut client = server.connect();
     // Bad lines get errors, and the connection stays usable.
     client.send("{not json");
@@ -281,7 +304,7 @@ const DENY_SEARCH: &str = "agentPolicies:\n  bot:\n    allowedTools: [\"files/*\
 
 #[test]
 fn a_reload_under_load_answers_each_request_wholly_by_one_policy() {
-    let server = Server::start(POLICY, &[]);
+    let server = Server::start(&policy(), &[]);
     let first = policy_hash(&mut server.connect());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
@@ -317,7 +340,7 @@ fn a_reload_under_load_answers_each_request_wholly_by_one_policy() {
     std::thread::sleep(Duration::from_millis(300));
     server.replace_policy(DENY_SEARCH);
     let second = wait_for_hash_change(&server, &first);
-    server.replace_policy(POLICY);
+    server.replace_policy(&policy());
     let third = wait_for_hash_change(&server, &second);
     assert_eq!(third, first, "the same text hashes the same");
     std::thread::sleep(Duration::from_millis(300));
@@ -338,7 +361,7 @@ fn a_reload_under_load_answers_each_request_wholly_by_one_policy() {
 fn a_broken_edit_keeps_the_last_good_policy_serving() {
     let admin_dir = TempDir::new();
     let admin_socket = admin_dir.path().join("admin.sock");
-    let server = Server::start(POLICY, &["--admin-socket", &admin_socket.display().to_string()]);
+    let server = Server::start(&policy(), &["--admin-socket", &admin_socket.display().to_string()]);
     let good = policy_hash(&mut server.connect());
     server.replace_policy("agentPolicies:\n  bot:\n    alowedTools: [search]\n");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -369,7 +392,7 @@ fn a_broken_edit_keeps_the_last_good_policy_serving() {
 
 #[test]
 fn sigterm_answers_what_was_sent_then_exits_and_removes_the_socket() {
-    let mut server = Server::start(POLICY, &["--no-watch"]);
+    let mut server = Server::start(&policy(), &["--no-watch"]);
     let mut client = server.connect();
     // One round trip first: a connection still in the listen backlog when
     // the signal arrives was never accepted, and is reset, not drained.
@@ -388,7 +411,7 @@ fn sigterm_answers_what_was_sent_then_exits_and_removes_the_socket() {
 #[test]
 fn socket_hygiene() {
     // Owner-only by default.
-    let server = Server::start(POLICY, &[]);
+    let server = Server::start(&policy(), &[]);
     let mode = std::fs::metadata(&server.socket).expect("socket").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // A second server on the same path refuses to start.
@@ -405,7 +428,7 @@ fn socket_hygiene() {
 
     // A stale socket left by a crash is replaced; the group mode is honoured.
     let dir = TempDir::new();
-    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), policy()).expect("policy");
     let socket = dir.path().join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
     assert!(socket.exists());
@@ -429,7 +452,7 @@ fn socket_hygiene() {
 
 #[test]
 fn query_exit_status_reflects_the_decision() {
-    let server = Server::start(POLICY, &[]);
+    let server = Server::start(&policy(), &[]);
     let query = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_toolgate"))
             .arg("query")
@@ -463,7 +486,7 @@ fn query_exit_status_reflects_the_decision() {
 /// forever (and, for a broken edit, a warning every 200 ms).
 #[test]
 fn one_edit_causes_one_reload_not_a_reload_loop() {
-    let server = Server::start(POLICY, &[]);
+    let server = Server::start(&policy(), &[]);
     let first = policy_hash(&mut server.connect());
     server.replace_policy(DENY_SEARCH);
     wait_for_hash_change(&server, &first);
@@ -502,7 +525,7 @@ fn verify_trail(dir: &Path) -> (bool, String) {
 fn the_audit_trail_records_every_answer_before_it_is_sent() {
     let dir = TempDir::new();
     let audit = dir.path().join("audit.jsonl");
-    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), policy()).expect("policy");
     let socket = dir.path().join("toolgate.sock");
     let audit_arg = audit.display().to_string();
     let admin_socket = audit.with_file_name("admin.sock");
@@ -538,7 +561,7 @@ fn the_audit_trail_records_every_answer_before_it_is_sent() {
 #[test]
 fn after_kill_9_every_answered_decision_is_in_a_trail_that_still_verifies() {
     let dir = TempDir::new();
-    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), policy()).expect("policy");
     let socket = dir.path().join("toolgate.sock");
     let audit_arg = dir.path().join("audit.jsonl").display().to_string();
     let mut server = Server::start_in(dir, socket.clone(), &["--audit", &audit_arg]);
@@ -630,7 +653,7 @@ fn admin(args: &[&str], admin_socket: &Path) -> (Option<i32>, Value) {
 #[test]
 fn the_kill_switch_stops_a_session_an_agent_or_everything_and_survives_a_restart() {
     let dir = TempDir::new();
-    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), policy()).expect("policy");
     let socket = dir.path().join("toolgate.sock");
     let admin_socket = dir.path().join("admin.sock");
     let state = dir.path().join("state").display().to_string();
@@ -705,7 +728,7 @@ fn the_kill_switch_stops_a_session_an_agent_or_everything_and_survives_a_restart
 #[test]
 fn a_failed_audit_write_denies_its_answers_and_leaves_the_trail_consistent() {
     let dir = TempDir::new();
-    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), policy()).expect("policy");
     let socket = dir.path().join("toolgate.sock");
     let audit = dir.path().join("audit.jsonl");
     // The trail may grow to 4 KiB; writes beyond fail with EFBIG.
@@ -763,7 +786,7 @@ fn a_failed_audit_write_denies_its_answers_and_leaves_the_trail_consistent() {
 /// of them locked every gateway out.
 #[test]
 fn clients_that_never_read_their_answers_are_closed() {
-    let server = Server::start(POLICY, &["--idle-timeout", "1", "--max-connections", "2"]);
+    let server = Server::start(&policy(), &["--idle-timeout", "1", "--max-connections", "2"]);
     let payload: String = (0..4000).map(|i| format!("{}\n", case(i).0)).collect();
     let stalled: Vec<Client> = (0..2)
         .map(|_| {
@@ -898,12 +921,12 @@ fn sensitive_arguments_are_redacted_in_the_audit_trail() {
     assert!(!text.contains("hunter2") && !text.contains("4111111111111111"));
 }
 
-const GATED: &str = "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    constraints:\n      pay:\n        maxPerSession: 5\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n";
+const GATED_TEXT: &str = "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    constraints:\n      pay:\n        maxPerSession: 5\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n";
 
 #[test]
 fn an_approval_allows_exactly_its_call_once() {
     let dir = TempDir::new();
-    std::fs::write(dir.path().join("policy.yaml"), GATED).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), gated()).expect("policy");
     let socket = dir.path().join("toolgate.sock");
     let admin_socket = dir.path().join("admin.sock");
     let admin_arg = admin_socket.display().to_string();
@@ -990,6 +1013,7 @@ fn a_durable_rate_limit_survives_kill_9() {
 #[test]
 fn an_approval_opens_only_the_gate_and_the_call_it_was_granted_for() {
     let policy = "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        when: \"context.risk > 5\"\n        approver: security-team\n      \"pa*\":\n        required: true\n        approver: clerk\n";
+    let policy = format!("{policy}{}", approvers(&["security-team", "clerk"]));
     let dir = TempDir::new();
     std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
     let socket = dir.path().join("toolgate.sock");
@@ -1101,7 +1125,7 @@ fn planted_state_and_links_are_refused_and_state_files_are_private() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let root = rustix::process::geteuid().is_root();
     let dir = TempDir::new();
-    std::fs::write(dir.path().join("policy.yaml"), GATED).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), gated()).expect("policy");
     let victim = dir.path().join("victim.txt");
     std::fs::write(&victim, "precious\n").expect("victim");
 
@@ -1170,7 +1194,7 @@ fn planted_state_and_links_are_refused_and_state_files_are_private() {
 #[test]
 fn an_operator_change_that_cannot_be_recorded_is_refused() {
     let dir = TempDir::new();
-    std::fs::write(dir.path().join("policy.yaml"), GATED.replace("[pay]", "[pay, look]")).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), gated().replace("[pay]", "[pay, look]")).expect("policy");
     let socket = dir.path().join("toolgate.sock");
     let admin_socket = dir.path().join("admin.sock");
     let audit = dir.path().join("audit.jsonl");
@@ -1268,7 +1292,7 @@ fn refused_start(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
 #[test]
 fn a_keyed_trail_is_extended_by_one_server_with_its_key_and_never_after_a_forgery() {
     let dir = TempDir::new();
-    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), policy()).expect("policy");
     let made = Command::new(env!("CARGO_BIN_EXE_toolgate"))
         .current_dir(dir.path())
         .args(["audit", "new-key", "audit.key"])
@@ -1323,7 +1347,7 @@ fn a_keyed_trail_is_extended_by_one_server_with_its_key_and_never_after_a_forger
 #[test]
 fn an_approval_that_cannot_be_saved_is_unavailable_not_a_bad_request() {
     let dir = TempDir::new();
-    std::fs::write(dir.path().join("policy.yaml"), GATED).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), gated()).expect("policy");
     let socket = dir.path().join("toolgate.sock");
     let admin_socket = dir.path().join("admin.sock");
     // Writes beyond the size limit (set below) fail with EFBIG.
@@ -1356,4 +1380,125 @@ fn an_approval_that_cannot_be_saved_is_unavailable_not_a_bad_request() {
     limit("--fsize=unlimited:");
     let answer = operator.ask(approve);
     assert_eq!(answer["approve"]["approval"]["state"], "granted", "{answer}");
+}
+
+/// Runs `toolgate ARGS` as the user `nobody` (uid 65534, no groups), the
+/// way a second local user would; returns the exit code and the JSON it printed.
+fn as_nobody(args: &[&str]) -> (Option<i32>, Value) {
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_toolgate")])
+        .args(args)
+        .output()
+        .expect("setpriv runs");
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code(), json)
+}
+
+/// Approvers are who the kernel says the peer is, not who `--as` says: a
+/// second local user who may connect to the admin socket cannot approve a
+/// gate unless the policy names them, cannot approve another approver's
+/// gate when it does, and cannot use the operators' operations; an operator
+/// who is not a gate's approver cannot approve it either.
+#[test]
+fn only_the_declared_approver_decides_as_the_kernel_identifies_them() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: a second user (nobody) cannot be played; skipped");
+        return;
+    }
+    let dir = TempDir::new();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let with = |approvers: &str| {
+        format!(
+            "agentPolicies:\n  bot:\n    allowedTools: [pay, wire]\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n      wire:\n        required: true\n        approver: treasury\napprovers:\n{approvers}"
+        )
+    };
+    let me = rustix::process::getuid().as_raw();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        with(&format!("  finance: {{users: [\"{me}\"]}}\n  treasury: {{users: [\"{me}\"]}}\n")),
+    )
+    .expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let admin_socket = dir.path().join("admin.sock");
+    let admin_arg = admin_socket.display().to_string();
+    let server = Server::start_in(dir, socket, &["--admin-socket", &admin_arg, "--admin-socket-mode", "666"]);
+    let mut gateway = server.connect();
+    let open = |gateway: &mut Client, tool: &str| {
+        let asked = gateway.ask(json!({"agent": "bot", "tool": tool, "session": "s"}));
+        asked["approval"]["id"].as_str().expect("an approval").to_owned()
+    };
+    let pay = open(&mut gateway, "pay");
+    // Not an approver, not an operator: the admin socket turns nobody away,
+    // whatever name they claim.
+    let (code, answer) = as_nobody(&["approve", &pay, "--as", "finance", "--admin-socket", &admin_arg]);
+    assert_eq!((code, answer["error"]["code"].as_str()), (Some(1), Some("forbidden")), "{answer}");
+    let (_, listing) = as_nobody(&["approvals", "--admin-socket", &admin_arg]);
+    assert_eq!(listing["error"]["code"], "forbidden", "{listing}");
+    // Now nobody is `finance`, and only `finance`.
+    server.replace_policy(&with(&format!(
+        "  finance: {{users: [nobody]}}\n  treasury: {{users: [\"{me}\"]}}\n"
+    )));
+    let mut operator = Client::connect(&admin_socket);
+    let reloaded = operator.ask(json!({"op": "reload"}));
+    assert_eq!(reloaded["reload"]["ok"], true, "{reloaded}");
+    let (pay, wire) = (open(&mut gateway, "pay"), open(&mut gateway, "wire"));
+    let (_, listing) = as_nobody(&["approvals", "--admin-socket", &admin_arg]);
+    let ids: Vec<&str> =
+        listing["approvals"].as_array().expect("a listing").iter().filter_map(|a| a["id"].as_str()).collect();
+    assert!(
+        ids.contains(&pay.as_str()) && !ids.contains(&wire.as_str()),
+        "an approver sees the approvals it may decide: {listing}"
+    );
+    let (code, answer) = as_nobody(&["approve", &wire, "--admin-socket", &admin_arg]);
+    assert_eq!((code, answer["error"]["code"].as_str()), (Some(1), Some("forbidden")), "{answer}");
+    let (code, answer) = as_nobody(&["approve", &wire, "--as", "treasury", "--admin-socket", &admin_arg]);
+    assert_eq!((code, answer["error"]["code"].as_str()), (Some(1), Some("forbidden")), "{answer}");
+    let (code, answer) = as_nobody(&["kill", "--all", "--reason", "spite", "--admin-socket", &admin_arg]);
+    assert_eq!((code, answer["error"]["code"].as_str()), (Some(1), Some("unknown_op")), "{answer}");
+    // The operator (root) is not `finance`: an operator cannot approve a gate for its approver.
+    let refused = operator.ask(json!({"op": "approve", "approval": pay}));
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    assert!(
+        refused["error"]["message"].as_str().is_some_and(|m| m.contains("is not approver `finance`")),
+        "{refused}"
+    );
+    // nobody, as themselves, grants `pay`; the grant names them.
+    let (code, answer) = as_nobody(&["approve", &pay, "--admin-socket", &admin_arg]);
+    assert_eq!(code, Some(0), "{answer}");
+    assert_eq!(answer["approve"]["approval"]["by"], "nobody (uid 65534)", "{answer}");
+    let allowed = gateway.ask(json!({"agent": "bot", "tool": "pay", "session": "s", "approval": pay}));
+    assert_eq!(allowed["decision"], "allow", "{allowed}");
+}
+
+/// An approver sees what they approve: the call's arguments (sensitive ones
+/// redacted, as in the trail), the gate's description and rule, its age and
+/// expiry.
+#[test]
+fn the_approvals_listing_shows_the_call_with_sensitive_arguments_redacted() {
+    let policy = format!(
+        "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    sensitiveArgs: [card.number]\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n        description: Payments above the daily float.\n{}",
+        approvers(&["finance"])
+    );
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let admin_socket = dir.path().join("admin.sock");
+    let admin_arg = admin_socket.display().to_string();
+    let server = Server::start_in(dir, socket, &["--admin-socket", &admin_arg]);
+    let args = json!({"amount": 120, "card": {"number": "4111111111111111", "holder": "A. Smith"}});
+    let asked = server.connect().ask(json!({"agent": "bot", "tool": "pay", "session": "s", "args": args}));
+    let id = asked["approval"]["id"].as_str().expect("an approval");
+    let (_, listing) = admin(&["approvals"], &admin_socket);
+    let shown = &listing["approvals"][0];
+    assert_eq!(shown["id"], id);
+    assert_eq!(
+        shown["shown"]["args"],
+        json!({"amount": 120, "card": {"number": "[redacted]", "holder": "A. Smith"}})
+    );
+    assert_eq!(shown["shown"]["description"], "Payments above the daily float.");
+    assert_eq!(shown["binding"]["gate"], "bot.approvalGates.pay");
+    assert!(shown["age_secs"].as_u64().is_some_and(|a| a < 60), "{shown}");
+    assert!(shown["expires_in_secs"].as_u64().is_some_and(|e| e > 800), "{shown}");
+    assert!(!listing.to_string().contains("4111111111111111"), "{listing}");
 }

@@ -246,6 +246,7 @@ fn gate(
             rule: gate_rule,
             trigger: GateTrigger::Rego(rule),
             approver: decl.approver.as_ref().map(|a| a.value.clone()),
+            description: decl.description.as_ref().map(|d| d.value.clone()),
             ceiling: decl.max_amount.as_ref().map(|max| AmountCeiling {
                 max: max.value,
                 field: decl.amount_field.as_ref().map_or_else(|| String::from("amount"), |f| f.value.clone()),
@@ -305,6 +306,7 @@ fn gate(
         rule,
         trigger,
         approver: decl.approver.as_ref().map(|a| a.value.clone()),
+        description: decl.description.as_ref().map(|d| d.value.clone()),
         ceiling,
     })
 }

@@ -6,6 +6,7 @@
 //! if there were no errors, and only this module can build one.
 
 mod agent;
+mod approvers;
 mod catalog;
 mod inherit;
 mod params;
@@ -40,6 +41,8 @@ pub fn check(loaded: Loaded, reader: &dyn FileReader) -> CheckResult {
     let (catalogs, catalog_bytes) = catalog::load(&files, &sources, reader, &mut diagnostics);
     let mut rules = Rules::default();
     let decls = inherit::unique_agents(&files, &mut diagnostics);
+    let approvers = approvers::declared(&files, &mut diagnostics);
+    approvers::check_gates(&decls, &approvers, &mut diagnostics);
     let mut rego = rego_refs::RegoModules::new(reader, &sources);
     let own: Vec<agent::OwnRules> =
         decls.iter().map(|d| agent::compile(d, &catalogs, &mut rego, &mut rules, &mut diagnostics)).collect();
@@ -72,7 +75,8 @@ pub fn check(loaded: Loaded, reader: &dyn FileReader) -> CheckResult {
     }
     diagnostics.sort_by_location();
     let policy = (!diagnostics.has_errors()).then(|| {
-        CheckedPolicySet::new(agents, rules, catalogs, hash_sources(&sources, &catalog_bytes, &rego_texts))
+        let hash = hash_sources(&sources, &catalog_bytes, &rego_texts);
+        CheckedPolicySet::new(agents, rules, catalogs, approvers, hash)
     });
     CheckResult { sources, diagnostics, policy }
 }

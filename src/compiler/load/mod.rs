@@ -53,8 +53,9 @@ pub fn load(inputs: Vec<PolicySource>) -> Loaded {
             continue;
         };
         let mut decoder = decode::Decoder::new(id, file.text(), &mut diagnostics);
-        let policy::FileDecls { agents, catalogs, lint_ignore } = policy::decode_file(&mut decoder, &root);
-        files.push(PolicyFile { source: id, agents, catalogs, lint_ignore });
+        let policy::FileDecls { agents, catalogs, lint_ignore, approvers } =
+            policy::decode_file(&mut decoder, &root);
+        files.push(PolicyFile { source: id, agents, catalogs, lint_ignore, approvers });
     }
     Loaded { sources, files, diagnostics }
 }

@@ -5,7 +5,8 @@ use crate::compiler::ast::*;
 use crate::compiler::yaml::{Node, Value};
 use crate::diagnostic::{Code, Diagnostic};
 
-const ROOT_KEYS: &[&str] = &["agentPolicies", "catalogs", "lintIgnore"];
+const ROOT_KEYS: &[&str] = &["agentPolicies", "catalogs", "approvers", "lintIgnore"];
+const APPROVER_KEYS: &[&str] = &["users", "groups", "description"];
 const CATALOG_KEYS: &[&str] = &["file", "server"];
 const AGENT_KEYS: &[&str] = &[
     "description",
@@ -59,6 +60,7 @@ pub struct FileDecls {
     pub agents: Vec<AgentDecl>,
     pub catalogs: Vec<CatalogDecl>,
     pub lint_ignore: Vec<Spanned<String>>,
+    pub approvers: Vec<ApproverDecl>,
 }
 
 /// Decodes a whole file; `root` is its top-level node.
@@ -72,8 +74,61 @@ pub fn decode_file(decoder: &mut Decoder<'_>, root: &Node) -> FileDecls {
     };
     let lint_ignore =
         fields.get("lintIgnore").map(|n| decoder.string_list(n, "`lintIgnore`")).unwrap_or_default();
-    let agents = decode_agents(decoder, root, fields.get("agentPolicies"));
-    FileDecls { agents, catalogs, lint_ignore }
+    let approvers = fields.get("approvers").map(|n| decode_approvers(decoder, n));
+    // A file may declare only approvers (one file the security team owns).
+    let agents = match (fields.get("agentPolicies"), &approvers) {
+        (None, Some(_)) => Vec::new(),
+        (policies, _) => decode_agents(decoder, root, policies),
+    };
+    let approvers = approvers.unwrap_or_default();
+    FileDecls { agents, catalogs, lint_ignore, approvers }
+}
+
+fn decode_approvers(decoder: &mut Decoder<'_>, node: &Node) -> Vec<ApproverDecl> {
+    let Some(entries) = decoder.map(node, "`approvers`") else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .filter_map(|(name, node)| {
+            if let Some(problem) =
+                crate::compiler::names::name_problem(crate::compiler::names::Name::Approver, &name.value)
+            {
+                decoder.report(
+                    Diagnostic::new(
+                        Code::InvalidName,
+                        format!("invalid approver name `{}`", name.value.escape_debug()),
+                        name.location,
+                    )
+                    .with_label(problem)
+                    .with_help("approver names are 1 to 256 ASCII letters, digits and `_ - . /`"),
+                );
+            }
+            let what = format!("approver `{}`", name.value);
+            let fields = decoder.fields(node, &what, APPROVER_KEYS)?;
+            let list = |decoder: &mut Decoder<'_>, key: &str| {
+                fields.get(key).map(|n| decoder.string_list(n, &format!("`{key}`"))).unwrap_or_default()
+            };
+            let (users, groups) = (list(decoder, "users"), list(decoder, "groups"));
+            if let Some(description) = fields.get("description") {
+                decoder.string(description, "`description`");
+            }
+            if users.is_empty() && groups.is_empty() {
+                decoder.report(
+                    Diagnostic::new(
+                        Code::MissingKey,
+                        format!(
+                            "approver `{}` names no `users` or `groups`: nobody could approve",
+                            name.value
+                        ),
+                        name.location,
+                    )
+                    .with_help("list who approves: `users: [alice]` or `groups: [finance]`"),
+                );
+            }
+            Some(ApproverDecl { name, users, groups })
+        })
+        .collect()
 }
 
 fn decode_catalogs(decoder: &mut Decoder<'_>, node: &Node) -> Vec<CatalogDecl> {
@@ -220,10 +275,8 @@ fn decode_constraint(
 fn decode_gate(decoder: &mut Decoder<'_>, tool: Spanned<String>, node: &Node) -> Option<GateDecl> {
     let what = format!("the approval gate on `{}`", tool.value);
     let fields = decoder.fields(node, &what, GATE_KEYS)?;
-    if let Some(description) = fields.get("description") {
-        decoder.string(description, "`description`");
-    }
     Some(GateDecl {
+        description: fields.get("description").and_then(|n| decoder.string(n, "`description`")),
         location: decoder.at(node.span),
         required: fields.get("required").and_then(|n| decoder.boolean(n, "`required`")),
         when: fields.get("when").and_then(|n| decode_condition(decoder, n)),
