@@ -3,6 +3,7 @@
 //! writer adds `seq`, `prev` and `hash`. Times are given by the caller
 //! (from the state's clock).
 
+use crate::compiler::privacy::Source;
 use serde_json::{Map, Value, json};
 
 use crate::compiler::ast::AuditLevel;
@@ -53,38 +54,35 @@ pub fn decision(
     if let Some((approval, state)) = approval {
         record.insert("approval".into(), json!({"id": approval, "state": state}));
     }
+    let privacy = decision.privacy;
+    let value = |source: Source| match source {
+        Source::Args => Value::Object(request.args.clone()),
+        Source::Principal => request.principal.clone().unwrap_or(Value::Null),
+        Source::Context => request.context.clone().unwrap_or(Value::Null),
+    };
     match decision.audit {
         AuditLevel::Full => {
-            let mut args = request.args.clone();
-            for path in decision.sensitive_args {
-                redact(&mut args, path);
+            for source in [Source::Args, Source::Principal, Source::Context] {
+                record.insert(source.as_str().into(), privacy.redacted(source, &value(source)));
             }
-            record.insert("args".into(), Value::Object(args));
-            record.insert("principal".into(), request.principal.clone().unwrap_or(Value::Null));
-            record.insert("context".into(), request.context.clone().unwrap_or(Value::Null));
         }
         AuditLevel::Metadata => {
+            // Names, not values: `principal` and `context` are free-form (an
+            // e-mail, an SSN, a prompt); `auditFields` asks for values.
             record.insert("arg_names".into(), request.args.keys().cloned().collect());
-            record.insert("principal".into(), request.principal.clone().unwrap_or(Value::Null));
+            let keys = |object: &Option<Value>| match object {
+                Some(Value::Object(map)) => map.keys().cloned().collect(),
+                _ => Value::Null,
+            };
+            record.insert("principal_keys".into(), keys(&request.principal));
+            record.insert("context_keys".into(), keys(&request.context));
+            if !privacy.recorded.is_empty() {
+                record.insert("fields".into(), Value::Object(privacy.recorded_fields(value)));
+            }
         }
         AuditLevel::None => {}
     }
     record
-}
-
-/// Replaces the value at `path` (object keys) with `"[redacted]"`, if present.
-pub fn redact(object: &mut Map<String, Value>, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else { return };
-    let mut current = object;
-    for key in parents {
-        match current.get_mut(key) {
-            Some(Value::Object(inner)) => current = inner,
-            _ => return,
-        }
-    }
-    if let Some(value) = current.get_mut(last) {
-        *value = Value::from("[redacted]");
-    }
 }
 
 /// The record of a request line refused with an error (never an allow).

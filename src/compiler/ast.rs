@@ -106,8 +106,11 @@ pub struct AgentDecl {
     pub session: Option<SessionDecl>,
     /// `auditLevel`.
     pub audit_level: Option<Spanned<AuditLevel>>,
-    /// `sensitiveArgs`: argument names or dotted paths redacted in the audit trail.
+    /// `sensitiveArgs`: paths (`card.number`, `principal.email`,
+    /// `files[].content`) redacted wherever the call is recorded or shown.
     pub sensitive_args: Vec<Spanned<String>>,
+    /// `auditFields`: paths whose values are recorded even at `metadata`.
+    pub audit_fields: Vec<Spanned<String>>,
     /// `validateArgs`: schema validation of every allowed call's arguments.
     pub validate_args: Option<Spanned<ArgValidation>>,
     /// `lintIgnore`: lint rules silenced for this agent.

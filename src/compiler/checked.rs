@@ -3,6 +3,7 @@
 //! the Rego export). Only the checker builds one, and only without errors.
 
 use super::approvers::Approver;
+use super::privacy::Privacy;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -161,8 +162,8 @@ pub(crate) struct CheckedAgent {
     pub gates: Vec<CheckedGate>,
     pub session: SessionLimits,
     pub audit: AuditLevel,
-    /// Argument paths redacted in the audit trail (own and inherited).
-    pub sensitive_args: Vec<Vec<String>>,
+    /// `sensitiveArgs` and `auditFields` (own and inherited).
+    pub privacy: Privacy,
     /// `validateArgs`, the strictest of the lineage.
     pub validation: Option<(ArgValidation, RuleId)>,
     /// The schema check of each catalog tool whose calls are validated.

@@ -20,6 +20,7 @@ pub mod names;
 pub mod params;
 pub mod path;
 pub mod pattern;
+pub mod privacy;
 pub mod rego_vm;
 pub mod yaml;
 

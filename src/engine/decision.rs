@@ -7,6 +7,7 @@ use crate::compiler::ast::AuditLevel;
 use crate::compiler::checked::CheckedGate;
 use crate::compiler::condition::EvalError;
 use crate::compiler::params::{Steps, Violation, write_steps};
+use crate::compiler::privacy::{NO_PRIVACY, Privacy};
 
 /// The three answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,9 +44,9 @@ pub struct Decision<'e> {
     pub approver: Option<&'e str>,
     /// How much of this call the audit trail must record.
     pub audit: AuditLevel,
-    /// Argument paths the audit trail records as `"[redacted]"`
-    /// (`sensitiveArgs` of the agent's policy).
-    pub sensitive_args: &'e [Vec<String>],
+    /// What of the call may be recorded or shown (`sensitiveArgs` and
+    /// `auditFields` of the agent's policy).
+    pub privacy: &'e Privacy,
 }
 
 impl<'e> Decision<'e> {
@@ -57,14 +58,7 @@ impl<'e> Decision<'e> {
         rule: &'e str,
         reason: Reason<'e>,
     ) -> Decision<'e> {
-        Decision {
-            outcome,
-            rule,
-            reason,
-            approver: None,
-            audit: agent.audit,
-            sensitive_args: &agent.sensitive_args,
-        }
+        Decision { outcome, rule, reason, approver: None, audit: agent.audit, privacy: &agent.privacy }
     }
 
     /// A denial no agent's policy shaped (an unknown agent, the kill
@@ -78,7 +72,7 @@ impl<'e> Decision<'e> {
             reason,
             approver: None,
             audit: AuditLevel::Full,
-            sensitive_args: &[],
+            privacy: &NO_PRIVACY,
         }
     }
 
@@ -94,7 +88,7 @@ impl<'e> Decision<'e> {
 
     /// The same decision, recorded with `agent`'s sensitive arguments redacted.
     pub(crate) fn redacted_for(self, agent: &'e AgentTable) -> Decision<'e> {
-        Decision { sensitive_args: &agent.sensitive_args, ..self }
+        Decision { privacy: &agent.privacy, ..self }
     }
 
     /// The same decision, naming the approver the gate requires.

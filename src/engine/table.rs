@@ -15,6 +15,7 @@ use crate::compiler::checked::{
     CheckedAgent, CheckedConstraint, CheckedGate, CheckedPolicySet, RuleId, Rules, SchemaCheck, ToolRule,
 };
 use crate::compiler::pattern::{PatternIndex, ToolPattern};
+use crate::compiler::privacy::Privacy;
 use crate::hash::FastMap;
 use crate::state::session::Cap;
 
@@ -48,8 +49,8 @@ pub(crate) struct AgentTable {
     pub audit: AuditLevel,
     /// `session.maxConsecutiveErrors` and `session.maxCost`, fed by outcomes.
     pub limits: OutcomeLimits,
-    /// Argument paths redacted in the audit trail.
-    pub sensitive_args: Vec<Vec<String>>,
+    /// `sensitiveArgs` and `auditFields`.
+    pub privacy: Privacy,
     pub default_deny: RuleId,
     /// The cap counters of `session.maxToolCalls`, shared by every plan.
     pub session_cap: Option<(Cap, RuleId)>,
@@ -225,7 +226,7 @@ impl AgentTable {
             constraint_globs: GlobIndex::build(agent.constraints.iter().zip(0..).map(|(c, i)| (&c.tool, i))),
             gate_globs: GlobIndex::build(agent.gates.iter().zip(0..).map(|(g, i)| (&g.tool, i))),
             audit: agent.audit,
-            sensitive_args: agent.sensitive_args.clone(),
+            privacy: agent.privacy.clone(),
             limits: OutcomeLimits {
                 max_consecutive_errors: agent.session.max_consecutive_errors,
                 max_cost: agent.session.max_cost,

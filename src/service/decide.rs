@@ -101,12 +101,8 @@ impl Service {
                     Binding::new(request.call(), decision.rule, decision.approver, engine.policy_hash());
                 // Approvers see the call's arguments, as the audit trail
                 // would keep them in full: sensitive ones redacted.
-                let mut args = request.args.clone();
-                for path in decision.sensitive_args {
-                    record::redact(&mut args, path);
-                }
                 let description = engine.table().gate_description(decision.rule).map(str::to_owned);
-                let shown = Shown { args: Value::Object(args), description };
+                let shown = Shown { args: decision.privacy.redacted_args(&request.args), description };
                 match self.state.approvals.open(binding, shown) {
                     Ok(approval) => Some(ApprovalRef {
                         id: approval.id,

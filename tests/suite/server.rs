@@ -885,7 +885,7 @@ fn reported_outcomes_trip_the_error_and_cost_limits_and_kill_the_session() {
 
 #[test]
 fn sensitive_arguments_are_redacted_in_the_audit_trail() {
-    let policy = "agentPolicies:\n  base:\n    sensitiveArgs: [password]\n  bot:\n    extends: [base]\n    allowedTools: [login]\n    auditLevel: full\n    sensitiveArgs: [card.number]\n";
+    let policy = "agentPolicies:\n  base:\n    sensitiveArgs: [password]\n  bot:\n    extends: [base]\n    allowedTools: [login]\n    constraints:\n      login:\n        params:\n          password: {type: string}\n          card: {type: object}\n    auditLevel: full\n    sensitiveArgs: [card.number]\n";
     let dir = TempDir::new();
     std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
     let socket = dir.path().join("toolgate.sock");
@@ -1477,7 +1477,7 @@ fn only_the_declared_approver_decides_as_the_kernel_identifies_them() {
 #[test]
 fn the_approvals_listing_shows_the_call_with_sensitive_arguments_redacted() {
     let policy = format!(
-        "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    sensitiveArgs: [card.number]\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n        description: Payments above the daily float.\n{}",
+        "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    sensitiveArgs: [card.number]\n    constraints:\n      pay:\n        requiresFields: [card]\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n        description: Payments above the daily float.\n{}",
         approvers(&["finance"])
     );
     let dir = TempDir::new();
@@ -1501,4 +1501,41 @@ fn the_approvals_listing_shows_the_call_with_sensitive_arguments_redacted() {
     assert!(shown["age_secs"].as_u64().is_some_and(|a| a < 60), "{shown}");
     assert!(shown["expires_in_secs"].as_u64().is_some_and(|e| e > 800), "{shown}");
     assert!(!listing.to_string().contains("4111111111111111"), "{listing}");
+}
+
+/// `principal` and `context` are free-form: at `metadata` only their field
+/// names are recorded unless `auditFields` asks for values, and at `full`
+/// their sensitive fields are redacted like arguments.
+#[test]
+fn principal_and_context_values_stay_out_of_the_trail_unless_asked_for() {
+    let policy = "agentPolicies:\n  meta:\n    allowedTools: [search]\n    auditLevel: metadata\n    auditFields: [principal.user, context.channel]\n  full:\n    allowedTools: [search]\n    auditLevel: full\n    sensitiveArgs: [principal.ssn, context.prompt]\n";
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let audit = dir.path().join("audit.jsonl");
+    let audit_arg = audit.display().to_string();
+    let server = Server::start_in(dir, socket, &["--audit", &audit_arg]);
+    let mut client = server.connect();
+    let principal = json!({"user": "u-17", "email": "ann@example.com", "ssn": "078-05-1120"});
+    let context = json!({"channel": "chat", "prompt": "my card is 4111 1111 1111 1111"});
+    for agent in ["meta", "full"] {
+        let call = json!({"agent": agent, "tool": "search", "args": {"q": "x"}, "principal": principal, "context": context});
+        assert_eq!(client.ask(call)["decision"], "allow");
+    }
+    let text = std::fs::read_to_string(&audit).expect("trail");
+    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let meta = records.iter().find(|r| r["agent"] == "meta").expect("meta's record");
+    assert_eq!(meta["principal_keys"], json!(["email", "ssn", "user"]), "{meta}");
+    assert_eq!(meta["context_keys"], json!(["channel", "prompt"]), "{meta}");
+    assert_eq!(meta["fields"], json!({"principal.user": "u-17", "context.channel": "chat"}), "{meta}");
+    assert!(meta.get("principal").is_none() && meta.get("context").is_none(), "{meta}");
+    let full = records.iter().find(|r| r["agent"] == "full").expect("full's record");
+    assert_eq!(
+        full["principal"],
+        json!({"user": "u-17", "email": "ann@example.com", "ssn": "[redacted]"}),
+        "{full}"
+    );
+    assert_eq!(full["context"], json!({"channel": "chat", "prompt": "[redacted]"}), "{full}");
+    assert!(!text.contains("078-05-1120") && !text.contains("4111 1111"), "{text}");
+    assert_eq!(text.matches("ann@example.com").count(), 1, "only the full record has the e-mail");
 }

@@ -97,12 +97,21 @@ fn compare_agent(old: &AgentTable, new: &AgentTable) -> Vec<(Direction, String)>
             if (new.audit as u8) < (old.audit as u8) { Direction::Widened } else { Direction::Narrowed };
         out.push((direction, format!("auditLevel {} → {}", old.audit.as_str(), new.audit.as_str())));
     }
-    let redacted = |t: &AgentTable| t.sensitive_args.iter().map(|p| p.join(".")).collect::<BTreeSet<_>>();
+    let redacted =
+        |t: &AgentTable| t.privacy.sensitive.iter().map(|p| p.text.clone()).collect::<BTreeSet<_>>();
     for path in redacted(old).difference(&redacted(new)) {
         out.push((Direction::Widened, format!("`{path}` no longer redacted in the audit trail")));
     }
     for path in redacted(new).difference(&redacted(old)) {
         out.push((Direction::Narrowed, format!("`{path}` now redacted in the audit trail")));
+    }
+    let recorded =
+        |t: &AgentTable| t.privacy.recorded.iter().map(|p| p.text.clone()).collect::<BTreeSet<_>>();
+    for path in recorded(new).difference(&recorded(old)) {
+        out.push((Direction::Widened, format!("`{path}` now recorded at the metadata level")));
+    }
+    for path in recorded(old).difference(&recorded(new)) {
+        out.push((Direction::Narrowed, format!("`{path}` no longer recorded at the metadata level")));
     }
     out
 }

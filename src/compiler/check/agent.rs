@@ -1,5 +1,6 @@
 //! Compiling one agent's own declarations, then its effective policy.
 
+use crate::compiler::privacy::{FieldPath, Privacy};
 use std::collections::HashMap;
 
 use super::catalog;
@@ -23,7 +24,7 @@ pub struct OwnRules {
     pub gates: Vec<CheckedGate>,
     pub session: SessionLimits,
     pub audit: Option<AuditLevel>,
-    pub sensitive_args: Vec<Vec<String>>,
+    pub privacy: Privacy,
     pub validation: Option<(ArgValidation, RuleId)>,
 }
 
@@ -93,8 +94,30 @@ pub fn compile(
             rule: rules.add(format!("{agent}.session.maxConsecutiveErrors"), m.location),
         }),
     });
-    let sensitive_args =
-        decl.sensitive_args.iter().map(|p| p.value.split('.').map(str::to_owned).collect()).collect();
+    let paths = |entries: &[Spanned<String>], key: &str, diagnostics: &mut Diagnostics| -> Vec<FieldPath> {
+        entries
+            .iter()
+            .filter_map(|entry| match FieldPath::parse(&entry.value) {
+                Ok(path) => Some(path),
+                Err(problem) => {
+                    diagnostics.push(
+                        Diagnostic::new(
+                            Code::InvalidValue,
+                            format!("`{}` in `{key}` is not a path", entry.value),
+                            entry.location,
+                        )
+                        .with_label(problem)
+                        .with_help("name an argument (`card.number`, `files[].content`), or `principal.<field>` or `context.<field>`"),
+                    );
+                    None
+                }
+            })
+            .collect()
+    };
+    let privacy = Privacy {
+        sensitive: paths(&decl.sensitive_args, "sensitiveArgs", diagnostics),
+        recorded: paths(&decl.audit_fields, "auditFields", diagnostics),
+    };
     OwnRules {
         allow,
         deny,
@@ -102,7 +125,7 @@ pub fn compile(
         gates,
         session,
         audit: decl.audit_level.as_ref().map(|a| a.value),
-        sensitive_args,
+        privacy,
         validation,
     }
 }
@@ -375,12 +398,15 @@ pub fn effective(decl: &AgentDecl, lineage: &[usize], own: &[OwnRules], rules: &
         gates: parts.iter().flat_map(|p| p.gates.iter().cloned()).collect(),
         session,
         audit,
-        sensitive_args: {
-            let mut paths: Vec<Vec<String>> =
-                parts.iter().flat_map(|p| p.sensitive_args.iter().cloned()).collect();
-            paths.sort();
-            paths.dedup();
-            paths
+        privacy: {
+            let union = |of: fn(&Privacy) -> &Vec<FieldPath>| {
+                let mut paths: Vec<FieldPath> =
+                    parts.iter().flat_map(|p| of(&p.privacy).iter().cloned()).collect();
+                paths.sort_by(|a, b| a.text.cmp(&b.text));
+                paths.dedup_by(|a, b| a.text == b.text);
+                paths
+            };
+            Privacy { sensitive: union(|p| &p.sensitive), recorded: union(|p| &p.recorded) }
         },
         validation,
         validators: HashMap::new(),

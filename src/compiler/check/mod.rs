@@ -10,6 +10,7 @@ mod approvers;
 mod catalog;
 mod inherit;
 mod params;
+mod privacy;
 mod reach;
 mod rego_refs;
 
@@ -55,6 +56,15 @@ pub fn check(loaded: Loaded, reader: &dyn FileReader) -> CheckResult {
         .zip(&lineages)
         .map(|(decl, lineage)| agent::effective(decl, lineage, &own, &mut rules))
         .collect();
+    for (index, decl) in decls.iter().enumerate() {
+        let heirs: Vec<&CheckedAgent> = agents
+            .iter()
+            .zip(&lineages)
+            .filter(|(_, lineage)| lineage.contains(&index))
+            .map(|(a, _)| a)
+            .collect();
+        privacy::check(decl, &heirs, &catalogs, &mut diagnostics);
+    }
     for (agent, decl) in agents.iter_mut().zip(&decls) {
         let file = files.iter().find(|f| f.source == decl.name.location.source);
         let names = decl.lint_ignore.iter().chain(file.into_iter().flat_map(|f| &f.lint_ignore));

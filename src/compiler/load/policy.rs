@@ -18,6 +18,7 @@ const AGENT_KEYS: &[&str] = &[
     "session",
     "auditLevel",
     "sensitiveArgs",
+    "auditFields",
     "validateArgs",
     "lintIgnore",
 ];
@@ -215,6 +216,7 @@ fn decode_agent(decoder: &mut Decoder<'_>, name: Spanned<String>, node: &Node) -
     let session = fields.get("session").and_then(|n| decode_session(decoder, n));
     let audit_level = fields.get("auditLevel").and_then(|n| decode_audit_level(decoder, n));
     let sensitive_args = strings(decoder, "sensitiveArgs");
+    let audit_fields = strings(decoder, "auditFields");
     let validate_args = fields.get("validateArgs").and_then(|n| decode_validation(decoder, n));
     let lint_ignore = strings(decoder, "lintIgnore");
     Some(AgentDecl {
@@ -228,6 +230,7 @@ fn decode_agent(decoder: &mut Decoder<'_>, name: Spanned<String>, node: &Node) -
         session,
         audit_level,
         sensitive_args,
+        audit_fields,
         validate_args,
         lint_ignore,
     })
