@@ -22,8 +22,9 @@ fn object(value: Value) -> Record {
 /// The record of a decision (and of the approval it opened or used, as
 /// id and state), with as much of the request as its audit
 /// level asks for: `full` keeps arguments, principal and context;
-/// `metadata` keeps the argument names and the principal; `none` neither.
-/// Arguments the decision marks sensitive are recorded as `"[redacted]"`.
+/// `metadata` keeps the names of arguments and of principal and context
+/// fields, and the values its `auditFields` name; `none` none of it.
+/// Values the decision's `sensitiveArgs` name are recorded as `"[redacted]"`.
 pub fn decision(
     time: &str,
     id: &Value,
