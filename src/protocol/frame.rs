@@ -13,6 +13,9 @@ pub enum ReadLine {
     Eof,
 }
 
+/// The line buffer a connection keeps between lines.
+pub const KEPT_LINE_BYTES: usize = 16 * 1024;
+
 /// A request line being read. It keeps its state between reads, so a read
 /// that is cancelled (by a timeout or a shutdown signal) resumes where it
 /// stopped, also in the middle of skipping an over-long line.
@@ -29,9 +32,12 @@ impl LineBuffer {
         &self.bytes
     }
 
-    /// Makes room for the next line.
+    /// Makes room for the next line. After a long line the buffer gives
+    /// its memory back: an idle connection holds at most
+    /// [`KEPT_LINE_BYTES`], whatever its longest line was.
     pub fn clear(&mut self) {
         self.bytes.clear();
+        self.bytes.shrink_to(KEPT_LINE_BYTES);
         self.too_long = false;
         self.started = false;
     }

@@ -4,8 +4,10 @@
 //!
 //! Lines are answered as they arrive; the answers are flushed whenever no
 //! further request is already buffered, so a client that pipelines gets
-//! batched writes and a client that waits gets its answer at once. No
-//! answer leaves before its audit record is written.
+//! batched writes and a client that waits gets its answer at once. A writer
+//! runs beside the reader, so a client that writes many requests before it
+//! reads is still read from. No answer leaves before its audit record is
+//! written.
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::protocol::{
     self, LineBuffer, ParsedLine, ReadLine, WireError, WireErrorCode, read_line, write_error, write_reply,
@@ -60,13 +62,59 @@ pub async fn refuse(mut stream: UnixStream, code: WireErrorCode, why: &str) {
 /// already sent are still answered then. An error says the stream could not
 /// be read or written (or the client stopped reading); whatever was
 /// decided before is recorded all the same.
+///
+/// Reading and writing run side by side: while answers wait for a client
+/// that is still writing its requests, the server goes on reading (and
+/// answering) up to [`MAX_QUEUED_BYTES`] of unsent answers, so a client may
+/// pipeline thousands of requests before it reads one answer.
 pub async fn serve(
     read: impl AsyncRead + Unpin,
     mut write: impl AsyncWrite + Unpin,
     service: &Service,
     settings: Settings,
     role: Role,
+    stopped: Option<watch::Receiver<bool>>,
+) -> std::io::Result<()> {
+    let queued = Semaphore::new(MAX_QUEUED_BYTES);
+    let (answers, mut to_write) = mpsc::unbounded_channel::<(Vec<u8>, u32)>();
+    // The reader owns the sender: when it is done, the writer drains the
+    // rest and stops.
+    let reading = read_and_answer(read, service, settings, &role, stopped, answers, &queued);
+    let writing = async {
+        while let Some((chunk, permits)) = to_write.recv().await {
+            // A client that does not read its answers is closed like one
+            // that does not send: it must not hold a connection forever.
+            let written = flush(&mut write, &chunk, settings.idle_timeout).await;
+            queued.add_permits(permits as usize);
+            if let Err(error) = written {
+                // Stops the reader at its next answer.
+                queued.close();
+                to_write.close();
+                return Err(error);
+            }
+        }
+        Ok(())
+    };
+    let (read_result, write_result) = tokio::join!(reading, writing);
+    let _ = write.shutdown().await;
+    write_result.and(read_result)
+}
+
+/// The most bytes of answers a connection holds for a client that has not
+/// read them yet; past that, it stops reading requests until the client
+/// reads.
+pub const MAX_QUEUED_BYTES: usize = 16 << 20;
+
+/// The reading half of [`serve`]: reads lines, has them answered, commits
+/// their audit records, and queues the answers for the writer.
+async fn read_and_answer(
+    read: impl AsyncRead + Unpin,
+    service: &Service,
+    settings: Settings,
+    role: &Role,
     mut stopped: Option<watch::Receiver<bool>>,
+    answers: mpsc::UnboundedSender<(Vec<u8>, u32)>,
+    queued: &Semaphore,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let mut line = LineBuffer::default();
@@ -117,7 +165,7 @@ pub async fn serve(
                     },
                 };
                 let engine = service.engine();
-                let reply = service.handle(&engine, &parsed, &role, &mut batch).await;
+                let reply = service.handle(&engine, &parsed, role, &mut batch).await;
                 write_reply(&mut out, &parsed.id, &reply);
                 drop(reply);
                 ids.push(parsed.id);
@@ -134,18 +182,30 @@ pub async fn serve(
         let full = out.len() >= FLUSH_BYTES || batch.len() >= MAX_PENDING_RECORDS;
         if (reader.buffer().is_empty() || full) && !out.is_empty() {
             commit(service, &mut out, &mut ids, &mut batch).await;
-            // A client that does not read its answers is closed like one
-            // that does not send: it must not hold a connection forever.
-            flush(&mut write, &out, settings.idle_timeout).await?;
-            out.clear();
+            if !queue(&answers, queued, std::mem::take(&mut out)).await {
+                // The writer gave up on the client: nothing more to answer.
+                break;
+            }
         }
     }
     if !out.is_empty() {
         commit(service, &mut out, &mut ids, &mut batch).await;
-        flush(&mut write, &out, settings.idle_timeout).await?;
+        queue(&answers, queued, out).await;
     }
-    let _ = write.shutdown().await;
     failure.map_or(Ok(()), Err)
+}
+
+/// Hands answers to the writer once there is room for them; `false` if the
+/// writer has stopped.
+async fn queue(answers: &mpsc::UnboundedSender<(Vec<u8>, u32)>, queued: &Semaphore, chunk: Vec<u8>) -> bool {
+    let permits = u32::try_from(chunk.len().min(MAX_QUEUED_BYTES)).unwrap_or(u32::MAX);
+    match queued.acquire_many(permits).await {
+        Ok(permit) => {
+            permit.forget();
+            answers.send((chunk, permits)).is_ok()
+        }
+        Err(_closed) => false,
+    }
 }
 
 /// Writes the answers, giving up after `wait`.

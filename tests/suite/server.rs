@@ -181,6 +181,35 @@ fn case(i: usize) -> (Value, &'static str) {
     }
 }
 
+/// The protocol promises clients may pipeline as many requests as they like
+/// before reading: a naive client that writes everything first, from
+/// several connections at once, gets every answer, in order. (The server
+/// used to stop reading while its answers were unread, and both sides
+/// waited: 1,066 answers of 5,000, then a broken pipe.)
+#[test]
+fn a_client_that_writes_everything_before_reading_gets_every_answer() {
+    let server = Server::start(&policy(), &[]);
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let socket = server.socket.clone();
+            std::thread::spawn(move || {
+                let mut client = Client::connect(&socket);
+                let ids: Vec<usize> = (0..10_000).map(|i| c * 100_000 + i).collect();
+                let payload: String = ids.iter().map(|&i| format!("{}\n", case(i).0)).collect();
+                client.writer.write_all(payload.as_bytes()).expect("all requests written before any read");
+                for &i in &ids {
+                    let answer = client.receive();
+                    assert_eq!(answer["id"], i, "answers come back in order");
+                    assert_eq!(answer["decision"], case(i).1, "{answer}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client");
+    }
+}
+
 #[test]
 fn concurrent_pipelining_clients_get_exactly_their_answers() {
     let server = Server::start(&policy(), &[]);
