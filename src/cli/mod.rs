@@ -313,7 +313,7 @@ struct ServeArgs {
     /// same machine need the rest].
     #[arg(long)]
     workers: Option<usize>,
-    /// Keep session counters and kills in this directory (created if missing), durable
+    /// Keep session counters, kills and approvals in this directory (created if missing, private), durable
     /// across crashes; without it they are in memory and lost when the server stops.
     #[arg(long)]
     state: Option<PathBuf>,

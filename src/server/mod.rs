@@ -107,6 +107,7 @@ pub async fn run(
                     let operator = operators.operator(&identity);
                     if !operator && !service.is_approver(&identity) {
                         tracing::warn!(%identity, "admin connection refused: neither an operator nor an approver");
+                        service.record_refused_peer(&identity).await;
                         return connection::refuse(stream, WireErrorCode::Forbidden, "this user may not use the admin socket").await;
                     }
                     let role = Role::Admin(Peer { identity, operator });

@@ -7,7 +7,7 @@ use super::{Peer, Role, Service};
 use crate::engine::{Engine, OutcomeError};
 use crate::protocol::{CallReport, CallStatus, Reply, WireError, WireErrorCode};
 use crate::state::approval::Approval;
-use crate::state::approval::ApprovalError;
+use crate::state::approval::{ApprovalError, ApprovalStatus};
 use crate::state::kill::{Kill, KillScope};
 use crate::state::session::CallOutcome;
 
@@ -166,6 +166,18 @@ impl Service {
         if let Err(error) = self.may_decide(&self.engine.load_full(), peer, &approval) {
             return refused(error).await;
         }
+        // Refused before anything is recorded as decided: an approval that
+        // is no longer pending gets no `approval` record.
+        let now = self.state.clock.now_secs();
+        let not_pending = match approval.status(now) {
+            ApprovalStatus::Pending => None,
+            ApprovalStatus::Expired => Some(ApprovalError::Expired),
+            ApprovalStatus::Used => Some(ApprovalError::Used),
+            status => Some(ApprovalError::AlreadyDecided(status)),
+        };
+        if let Some(error) = not_pending {
+            return refused(WireError::new(WireErrorCode::InvalidRequest, error.to_string())).await;
+        }
         let recorded_by = operator(None, role);
         let record = json!({"approval": id, "granted": grant, "by": recorded_by, "approver": approver});
         self.record_first("approval", record).await?;
@@ -179,7 +191,8 @@ impl Service {
         let approval = match decided {
             Ok(approval) => approval,
             Err(error) => {
-                self.record("approval_refused", json!({"approval": id, "error": error.to_string()})).await;
+                let record = json!({"approval": id, "by": recorded_by, "error": error.to_string()});
+                self.record("approval_refused", record).await;
                 // A store that cannot save is the server's failure, not the
                 // operator's request: retrying may succeed.
                 let code = match error {

@@ -286,6 +286,12 @@ impl Service {
         }
     }
 
+    /// Records that the admin socket turned `who` away (neither an
+    /// operator nor a member of a declared approver).
+    pub async fn record_refused_peer(&self, who: &Identity) {
+        self.record("admin_refused", json!({"by": who.to_string()})).await;
+    }
+
     /// The `status` report.
     pub fn status(&self) -> Value {
         let reload = self.reloads.lock().unwrap_or_else(PoisonError::into_inner).to_json();

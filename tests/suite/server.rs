@@ -1451,7 +1451,13 @@ fn only_the_declared_approver_decides_as_the_kernel_identifies_them() {
     let socket = dir.path().join("toolgate.sock");
     let admin_socket = dir.path().join("admin.sock");
     let admin_arg = admin_socket.display().to_string();
-    let server = Server::start_in(dir, socket, &["--admin-socket", &admin_arg, "--admin-socket-mode", "666"]);
+    let audit = dir.path().join("audit.jsonl");
+    let audit_arg = audit.display().to_string();
+    let server = Server::start_in(
+        dir,
+        socket,
+        &["--admin-socket", &admin_arg, "--admin-socket-mode", "666", "--audit", &audit_arg],
+    );
     let mut gateway = server.connect();
     let open = |gateway: &mut Client, tool: &str| {
         let asked = gateway.ask(json!({"agent": "bot", "tool": tool, "session": "s"}));
@@ -1498,6 +1504,21 @@ fn only_the_declared_approver_decides_as_the_kernel_identifies_them() {
     assert_eq!(answer["approve"]["approval"]["by"], "nobody (uid 65534)", "{answer}");
     let allowed = gateway.ask(json!({"agent": "bot", "tool": "pay", "session": "s", "approval": pay}));
     assert_eq!(allowed["decision"], "allow", "{allowed}");
+    // A second grant is refused before anything is recorded as decided.
+    let (code, _) = as_nobody(&["approve", &pay, "--admin-socket", &admin_arg]);
+    assert_eq!(code, Some(1));
+    // The trail names who was turned away, who was refused and who decided.
+    let records: Vec<Value> = std::fs::read_to_string(&audit)
+        .expect("trail")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let of = |kind: &str| records.iter().filter(|r| r["kind"] == kind).collect::<Vec<_>>();
+    assert!(of("admin_refused").iter().any(|r| r["by"] == "nobody (uid 65534)"), "{records:?}");
+    assert!(of("approval_refused").iter().any(|r| r["by"] == "nobody (uid 65534)"));
+    let grants: Vec<_> = of("approval").into_iter().filter(|r| r["approval"] == pay.as_str()).collect();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0]["by"], "nobody (uid 65534)");
 }
 
 /// An approver sees what they approve: the call's arguments (sensitive ones
