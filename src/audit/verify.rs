@@ -137,17 +137,22 @@ impl Verifier {
     }
 
     /// Verifies the lines of one file, continuing the chain.
-    pub fn verify_file(&mut self, name: &str, reader: impl BufRead) -> Result<(), BreakAt> {
+    pub fn verify_file(&mut self, name: &str, mut reader: impl BufRead) -> Result<(), BreakAt> {
         let at = |line: usize, why: Break| BreakAt { file: name.to_owned(), line, why };
-        let mut lines = reader.split(b'\n').enumerate().peekable();
-        while let Some((index, line)) = lines.next() {
-            let number = index + 1;
-            let line = line.map_err(|_| at(number, Break::Malformed))?;
-            let text = std::str::from_utf8(&line).map_err(|_| at(number, Break::Malformed))?;
-            let (body, stated) = unseal(text).ok_or_else(|| {
-                let cut = lines.peek().is_none();
-                at(number, if cut { Break::Truncated } else { Break::Unsealed })
-            })?;
+        let mut line = Vec::new();
+        for number in 1.. {
+            line.clear();
+            let read = reader.read_until(b'\n', &mut line).map_err(|_| at(number, Break::Malformed))?;
+            if read == 0 {
+                break;
+            }
+            // Only a last line without its newline was cut; an ended line
+            // without a seal was written or edited that way.
+            let ended = line.last() == Some(&b'\n');
+            let text = std::str::from_utf8(line.strip_suffix(b"\n").unwrap_or(&line))
+                .map_err(|_| at(number, Break::Malformed))?;
+            let (body, stated) = unseal(text)
+                .ok_or_else(|| at(number, if ended { Break::Unsealed } else { Break::Truncated }))?;
             let record: serde_json::Value =
                 serde_json::from_str(&body).map_err(|_| at(number, Break::Malformed))?;
             let (Some(seq), Some(prev)) = (record["seq"].as_u64(), record["prev"].as_str()) else {

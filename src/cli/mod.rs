@@ -294,9 +294,11 @@ struct ServeArgs {
     /// The group that owns the socket (a name or id; this user must be in it), for `--socket-mode 660`.
     #[arg(long)]
     socket_group: Option<String>,
-    /// The most connections served at once; more are refused with an error line.
-    #[arg(long, default_value_t = 1024)]
-    max_connections: usize,
+    /// The most decision connections served at once; more are refused with an error line
+    /// [default: 4096, or fewer if the open-file limit (raised to its hard limit) less 64
+    /// descriptors kept for the admin socket, the state store and the audit trail is lower].
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Seconds a connection may go without sending a complete line.
     #[arg(long, default_value_t = 30)]
     idle_timeout: u64,
@@ -336,8 +338,9 @@ struct ServeArgs {
     /// `--admin-socket-mode`.
     #[arg(long = "admin-gid", requires = "admin_socket")]
     admin_gids: Vec<u32>,
-    /// Seconds an approval stays valid after the `require_approval` answer that opened it.
-    #[arg(long, default_value_t = 900)]
+    /// Seconds an approval stays valid after the `require_approval` answer that opened it
+    /// (1 to 2592000, 30 days).
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     approval_ttl: u64,
     /// Append every decision, refused line and reload to this hash-chained audit trail.
     #[arg(long)]
@@ -424,7 +427,7 @@ pub fn run() -> ExitCode {
         },
         Command::Serve(args) => serve::run(serve::ServeArgs {
             server: toolgate::server::Config {
-                max_connections: args.max_connections.max(1),
+                max_connections: serve::connection_budget(args.max_connections),
                 idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
                 max_line_bytes: args.max_line_bytes,
                 ..toolgate::server::Config::default()

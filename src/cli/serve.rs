@@ -41,6 +41,41 @@ pub struct AuditArgs {
     pub sync: toolgate::audit::Sync,
 }
 
+/// Descriptors kept free of decision connections: the admin socket's
+/// connections, the state store, the audit trail, the policy watcher.
+pub const RESERVED_DESCRIPTORS: usize = 64;
+
+/// How many decision connections fit in the open-file limit, after raising
+/// the soft limit to the hard one and keeping [`RESERVED_DESCRIPTORS`]: the
+/// default for `--max-connections`, and its ceiling (a connection beyond
+/// the descriptors would leave the kill switch unable to accept).
+pub fn connection_budget(asked: Option<usize>) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            limit = raised;
+        }
+    }
+    let open_files = limit.current.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let budget = open_files.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+    match asked {
+        None => budget.min(DEFAULT_MAX_CONNECTIONS),
+        Some(asked) if asked > budget => {
+            eprintln!(
+                "warning: --max-connections {asked} is more than the {open_files} open files allow with {RESERVED_DESCRIPTORS} kept for the admin socket, state and trail; serving at most {budget}"
+            );
+            budget
+        }
+        Some(asked) => asked.max(1),
+    }
+}
+
+/// The default ceiling on decision connections when the open-file limit
+/// allows more: each connection holds its buffers (about 40 KiB idle).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
 /// Half the cores, at least one: gateways on the same machine need the rest
 /// (the book's performance chapter has the measurements).
 pub fn default_workers() -> usize {

@@ -62,6 +62,9 @@ pub enum FilesErrorKind {
     Io(std::io::Error),
     /// A directory without any policy file.
     NoPolicies,
+    /// Not a regular file (a FIFO, a socket, a device): reading it could
+    /// block forever.
+    NotAFile,
 }
 
 impl fmt::Display for FilesError {
@@ -71,6 +74,11 @@ impl fmt::Display for FilesError {
             FilesErrorKind::NoPolicies => {
                 write!(f, "no policy files (*.yaml, *.yml) in `{}`", self.path.display())
             }
+            FilesErrorKind::NotAFile => write!(
+                f,
+                "`{}` is not a regular file (a FIFO, socket or device); toolgate reads only regular files",
+                self.path.display()
+            ),
         }
     }
 }
@@ -140,8 +148,13 @@ fn read_selected(
     files
         .into_iter()
         .map(|path| {
-            let bytes = read_bounded(&path)
-                .map_err(|e| FilesError { path: path.clone(), kind: FilesErrorKind::Io(e) })?;
+            let bytes = read_bounded(&path).map_err(|e| {
+                let kind = match e.kind() {
+                    std::io::ErrorKind::InvalidInput => FilesErrorKind::NotAFile,
+                    _ => FilesErrorKind::Io(e),
+                };
+                FilesError { path: path.clone(), kind }
+            })?;
             Ok(PolicySource { name: path.display().to_string(), bytes })
         })
         .collect()
@@ -153,8 +166,24 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let limit = crate::compiler::yaml::MAX_FILE_BYTES as u64 + 1;
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?.take(limit).read_to_end(&mut bytes)?;
+    open_regular(path)?.take(limit).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// Opens a regular file for reading, following links (a ConfigMap's files
+/// are links). Anything else — a FIFO, a socket, a device — is refused with
+/// `InvalidInput` before a read could block on it (it is opened
+/// non-blocking, and checked once open).
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    Ok(file)
 }
 
 fn walk_matching(
@@ -220,7 +249,7 @@ fn directory_of(policy: &str) -> &Path {
 /// Reads a referenced file whole, refusing one above [`MAX_FILE_BYTES`].
 fn read_referenced(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let opened = std::fs::File::open(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let opened = open_regular(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let mut bytes = Vec::new();
     opened
         .take(MAX_FILE_BYTES + 1)

@@ -29,6 +29,10 @@ const FLUSH_BYTES: usize = 64 * 1024;
 /// pipelining, so records (which hold the arguments) cannot pile up.
 const MAX_PENDING_RECORDS: usize = 64;
 
+/// The read buffer of a connection (a line longer than this is read in
+/// pieces into its line buffer).
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// After shutdown starts, how long a connection waits for a request that is
 /// already on its way.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
@@ -49,13 +53,33 @@ impl From<&super::Config> for Settings {
     }
 }
 
-/// Tells an excess client why it is being closed, then closes.
+/// Tells an excess client why it is being closed, then closes. What the
+/// client already sent is read and dropped for up to a second first:
+/// closing a socket with unread input would reset it, and the client would
+/// see a reset instead of the reason.
 pub async fn refuse(mut stream: UnixStream, code: WireErrorCode, why: &str) {
+    use tokio::io::AsyncReadExt;
     let mut out = Vec::new();
     let error = WireError::new(code, why);
     write_error(&mut out, &Value::Null, &error);
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(&out).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < REFUSED_INPUT_BYTES {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
+
+/// The most a refused client's input is read before its connection closes.
+const REFUSED_INPUT_BYTES: usize = 1 << 20;
 
 /// Serves one stream until the client closes it, goes idle, stops reading
 /// its answers, or the server shuts down (`stopped` turns true); requests
@@ -116,7 +140,7 @@ async fn read_and_answer(
     answers: mpsc::UnboundedSender<(Vec<u8>, u32)>,
     queued: &Semaphore,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::with_capacity(64 * 1024, read);
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, read);
     let mut line = LineBuffer::default();
     let mut out = Vec::with_capacity(4096);
     let mut ids = Vec::new();

@@ -40,6 +40,11 @@ impl AdminPeers {
     }
 }
 
+/// The most admin connections served at once: with the descriptors the
+/// server keeps free of decision connections, the kill switch always
+/// accepts.
+pub const MAX_ADMIN_CONNECTIONS: usize = 16;
+
 /// Transport settings.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -79,6 +84,7 @@ pub async fn run(
         None => (None, AdminPeers::default()),
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
+    let admin_limit = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     let settings = connection::Settings::from(&config);
     let (stop, stopped) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -94,8 +100,13 @@ pub async fn run(
                         continue;
                     }
                 };
+                let Ok(permit) = Arc::clone(&admin_limit).try_acquire_owned() else {
+                    connections.spawn(connection::refuse(stream, WireErrorCode::Unavailable, "too many admin connections; try again later"));
+                    continue;
+                };
                 let (service, operators, stopped) = (Arc::clone(&service), admin_peers.clone(), stopped.clone());
                 connections.spawn(async move {
+                    let _permit = permit;
                     let Ok(credentials) = stream.peer_cred() else {
                         return connection::refuse(stream, WireErrorCode::Forbidden, "the peer's credentials cannot be read").await;
                     };

@@ -211,6 +211,7 @@ fn completes_a_change(kind: &notify::EventKind) -> bool {
 /// changes within `debounce` causes one reload.
 pub fn watch(service: Arc<Service>, debounce: Duration) -> Result<WatchGuard, notify::Error> {
     let (sender, mut receiver) = mpsc::channel::<()>(1);
+    let sender_for_poll = sender.clone();
     let policies: Vec<PathBuf> = service.config.policies.clone();
     let filter = policies.clone();
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
@@ -230,26 +231,105 @@ pub fn watch(service: Arc<Service>, debounce: Duration) -> Result<WatchGuard, no
         let (target, mode) = watch_target(policy);
         watcher.watch(&target, mode)?;
     }
+    // The files as the last reload (or the start) saw them: the poller asks
+    // for a reload only when they differ, so an edit the events saw is not
+    // reloaded twice.
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(fingerprint(&policies)));
+    let (seen_by_task, paths) = (Arc::clone(&seen), policies.clone());
     let task = tokio::spawn(async move {
         while receiver.recv().await.is_some() {
             // Let the burst settle, then take everything it queued as one.
             tokio::time::sleep(debounce).await;
+            let paths = paths.clone();
+            if let Ok(now) = tokio::task::spawn_blocking(move || fingerprint(&paths)).await {
+                seen_by_task.store(now, std::sync::atomic::Ordering::Relaxed);
+            }
+            // Whatever the events or the poller asked for until now, this
+            // reload reads.
             while receiver.try_recv().is_ok() {}
             let _ = service.reload(Trigger::FileChange).await;
         }
     });
-    Ok(WatchGuard { _watcher: Box::new(watcher), task })
+    let poller = tokio::spawn(poll(policies, seen, sender_for_poll));
+    Ok(WatchGuard { _watcher: Box::new(watcher), task, poller })
+}
+
+/// How often the policy files are looked at besides the events: a policy
+/// that is a link to a file elsewhere, a directory deleted and made again,
+/// a ConfigMap's `..data` link swapped — changes the watches do not see.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Asks for a reload whenever the policy files' fingerprint differs from
+/// the one the last reload saw (`seen`).
+async fn poll(mut policies: Vec<PathBuf>, seen: Arc<std::sync::atomic::AtomicU64>, reload: mpsc::Sender<()>) {
+    loop {
+        tokio::time::sleep(POLL_INTERVAL).await;
+        let Ok((now, back)) = tokio::task::spawn_blocking(move || (fingerprint(&policies), policies)).await
+        else {
+            return;
+        };
+        policies = back;
+        if now != seen.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = reload.try_send(());
+        }
+    }
+}
+
+/// What the policy set's files are, as the file system says (following
+/// links): each one's path, identity, size and modification time. Cheap
+/// next to a compilation; a change means a reload may be due.
+fn fingerprint(policies: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    fn visit(path: &Path, depth: usize, hasher: &mut std::collections::hash_map::DefaultHasher) {
+        let Ok(metadata) = std::fs::metadata(path) else {
+            path.hash(hasher);
+            return;
+        };
+        if !metadata.is_dir() {
+            (path, metadata.dev(), metadata.ino(), metadata.len(), metadata.mtime(), metadata.mtime_nsec())
+                .hash(hasher);
+            return;
+        }
+        // A directory by identity only: its time changes with any file made
+        // in it (a socket, a trail), and its policy files are listed below.
+        (path, metadata.dev(), metadata.ino()).hash(hasher);
+        if depth < 16 {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .map(|list| list.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            entries.sort();
+            for entry in entries {
+                let extension = entry.extension().and_then(|e| e.to_str());
+                if entry.is_dir() || matches!(extension, Some("yaml" | "yml" | "rego" | "json")) {
+                    visit(&entry, depth + 1, hasher);
+                }
+            }
+        }
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for policy in policies {
+        visit(policy, 0, &mut hasher);
+        // Catalogs and Rego modules beside a policy file.
+        if let Some(parent) = policy.parent().filter(|_| !policy.is_dir()) {
+            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            visit(parent, 15, &mut hasher);
+        }
+    }
+    hasher.finish()
 }
 
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct WatchGuard {
     _watcher: Box<dyn notify::Watcher + Send>,
     task: tokio::task::JoinHandle<()>,
+    poller: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         self.task.abort();
+        self.poller.abort();
     }
 }
 

@@ -105,6 +105,15 @@ fn every_kind_of_tampering_is_detected_at_its_line() {
             ":8: record's hash does not match",
         ),
         (
+            "an unsealed line appended (with its newline: not a cut)",
+            {
+                let mut l = original.clone();
+                l.push(String::from("{\"kind\":\"decision\",\"decision\":\"allow\"}"));
+                l
+            },
+            ":11: record has no valid hash field",
+        ),
+        (
             "not sealed",
             {
                 let mut l = original.clone();

@@ -1589,3 +1589,101 @@ fn principal_and_context_values_stay_out_of_the_trail_unless_asked_for() {
     assert!(!text.contains("078-05-1120") && !text.contains("4111 1111"), "{text}");
     assert_eq!(text.matches("ann@example.com").count(), 1, "only the full record has the e-mail");
 }
+
+/// Decision connections cannot take the descriptors the kill switch needs:
+/// with 200 open files, a server asked for 1,024 connections serves at
+/// most 136 (64 descriptors kept), and the admin socket still answers
+/// while 300 clients hold connections open. (With --max-connections equal
+/// to the open-file limit, held connections made the admin socket deaf.)
+#[test]
+fn held_decision_connections_leave_room_for_the_kill_switch() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), policy()).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let admin_socket = dir.path().join("admin.sock");
+    let child = Command::new("prlimit")
+        .arg("--nofile=200")
+        .arg(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["serve", "--max-connections", "1024", "--policy"])
+        .arg(dir.path().join("policy.yaml"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--admin-socket")
+        .arg(&admin_socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server");
+    let server = Server { child, dir, socket };
+    server.wait_until_ready();
+    let held: Vec<UnixStream> = (0..300).filter_map(|_| UnixStream::connect(&server.socket).ok()).collect();
+    assert!(held.len() >= 136, "{} connections", held.len());
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, answer) = admin(&["kill", "--all", "--reason", "runaway"], &admin_socket);
+    assert_eq!(code, Some(0), "{answer}");
+    let (_, kills) = admin(&["kills"], &admin_socket);
+    assert_eq!(kills["kills"].as_array().map(Vec::len), Some(1), "{kills}");
+    drop(held);
+}
+
+/// Reload follows the files wherever they are: a policy that is a link to a
+/// file in another directory (which the watches do not see), and a policy
+/// directory deleted and made again (ConfigMap-style swaps). (Reload used
+/// to stop silently in both.)
+#[test]
+fn reload_follows_linked_policies_and_recreated_directories() {
+    let dir = TempDir::new();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("dir");
+    std::fs::write(elsewhere.join("real.yaml"), policy()).expect("policy");
+    std::os::unix::fs::symlink(elsewhere.join("real.yaml"), dir.path().join("policy.yaml")).expect("link");
+    let socket = dir.path().join("toolgate.sock");
+    let server = Server::start_in(dir, socket, &[]);
+    let first = policy_hash(&mut server.connect());
+    let aside = elsewhere.join(".real.yaml.tmp");
+    std::fs::write(&aside, DENY_SEARCH).expect("write");
+    std::fs::rename(&aside, elsewhere.join("real.yaml")).expect("rename");
+    wait_for_hash_change(&server, &first);
+    let second = policy_hash(&mut server.connect());
+
+    let dir = TempDir::new();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("dir");
+    std::fs::write(policies.join("a.yaml"), policy()).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .arg("serve")
+        .arg("--policy")
+        .arg(&policies)
+        .arg("--socket")
+        .arg(&socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server");
+    let recreated = Server { child, dir, socket };
+    recreated.wait_until_ready();
+    let before = policy_hash(&mut recreated.connect());
+    std::fs::remove_dir_all(&policies).expect("delete");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::create_dir(&policies).expect("recreate");
+    std::fs::write(policies.join("a.yaml"), DENY_SEARCH).expect("policy");
+    wait_for_hash_change(&recreated, &before);
+    assert_ne!(policy_hash(&mut recreated.connect()), before);
+    assert_ne!(second, first);
+}
+
+/// A client refused for the connection limit reads why, even when it wrote
+/// its request before reading (closing on its unread input reset the
+/// connection instead).
+#[test]
+fn a_refused_client_that_wrote_first_reads_the_reason() {
+    let server = Server::start(&policy(), &["--max-connections", "1"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut held = server.connect();
+    assert_eq!(held.ask(case(1).0)["id"], 1, "the one connection is served");
+    let mut refused = UnixStream::connect(&server.socket).expect("connects");
+    refused.write_all(format!("{}\n", case(1).0).repeat(200).as_bytes()).expect("writes");
+    let mut answer = String::new();
+    BufReader::new(refused).read_line(&mut answer).expect("reads the reason, not a reset");
+    let answer: Value = serde_json::from_str(&answer).expect("json");
+    assert_eq!(answer["error"]["code"], "unavailable", "{answer}");
+}
