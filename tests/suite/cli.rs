@@ -267,3 +267,29 @@ cases:
         assert!(said.contains(expected), "missing {expected:?} in:\n{said}");
     }
 }
+
+/// A FIFO named like a policy is refused at once; reading it would block
+/// `check` (and a reload) forever.
+#[test]
+fn a_fifo_among_the_policies_is_refused_not_waited_on() {
+    let dir = scratch(&[("a.yaml", "agentPolicies:\n  bot:\n    allowedTools: [t]\n")]);
+    let made = std::process::Command::new("mkfifo").arg(dir.path().join("b.yaml")).status().expect("mkfifo");
+    assert!(made.success());
+    let mut child = toolgate(dir.path())
+        .args(["check", "."])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("check blocked on the FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    assert_eq!(output.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("is not a regular file"), "{said}");
+}
