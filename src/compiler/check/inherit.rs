@@ -61,20 +61,49 @@ pub fn resolve(agents: &[&AgentDecl], diagnostics: &mut Diagnostics) -> Vec<Vec<
         parents.push(list);
     }
     report_cycles(agents, &mut parents, diagnostics);
-    (0..agents.len()).map(|i| lineage(i, &parents)).collect()
+    let lineages: Vec<Option<Vec<usize>>> = (0..agents.len()).map(|i| lineage(i, &parents)).collect();
+    // Reported where the limit is first crossed: at an agent whose own
+    // parents are within it (not at every agent below it in a long chain).
+    for (agent, found) in lineages.iter().enumerate() {
+        if found.is_none() && parents[agent].iter().all(|p| lineages[*p].is_some()) {
+            let decl = agents[agent];
+            let at = decl.extends.first().map_or(decl.name.location, |e| e.location);
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::ResourceLimit,
+                    format!("agent `{}` inherits from more than {MAX_ANCESTORS} agents", decl.name.value),
+                    at,
+                )
+                .with_help("flatten the `extends` chain: a deep chain makes every agent below it carry every rule above it"),
+            );
+        }
+    }
+    lineages.into_iter().enumerate().map(|(i, found)| found.unwrap_or_else(|| vec![i])).collect()
 }
 
-fn lineage(start: usize, parents: &[Vec<usize>]) -> Vec<usize> {
+/// The most ancestors an agent may have (all of them, through every
+/// `extends`): each agent's effective rules are its ancestors' too, so a
+/// bound keeps a policy set's size, and its compile time, linear in the
+/// number of agents.
+pub const MAX_ANCESTORS: usize = 64;
+
+/// The agent followed by its ancestors, depth first, each once; `None` past
+/// [`MAX_ANCESTORS`].
+fn lineage(start: usize, parents: &[Vec<usize>]) -> Option<Vec<usize>> {
     let mut order = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut stack = vec![start];
     while let Some(agent) = stack.pop() {
-        if order.contains(&agent) {
+        if !seen.insert(agent) {
             continue;
+        }
+        if order.len() > MAX_ANCESTORS {
+            return None;
         }
         order.push(agent);
         stack.extend(parents[agent].iter().rev());
     }
-    order
+    Some(order)
 }
 
 /// Finds each cycle once, reports it at the `extends` entry that closes it,
