@@ -4,13 +4,22 @@
 //! Group commit: every batch queued while the writer was busy is written and
 //! made durable together, with one `fsync` when `--audit-sync always`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use super::AuditWriter;
+use crate::state::clock::Clock;
+use crate::state::condition::{Condition, ConditionCell};
+
+/// The most batches waiting for the writer: a connection finding the queue
+/// full is answered at once (its requests denied) instead of queueing
+/// without bound behind a stuck disk.
+pub const QUEUE_CAPACITY: usize = 4096;
 
 /// When records reach the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,44 +36,140 @@ struct Submission {
     done: oneshot::Sender<Result<(), String>>,
 }
 
+/// How the trail stands, shared with the writer thread.
+#[derive(Default)]
+struct Health {
+    condition: ConditionCell,
+    /// When the write under way began (ms since the epoch; 0: none).
+    writing_since_ms: AtomicU64,
+}
+
+/// The writer thread: group commit of every batch queued.
+struct WriterThread {
+    writer: AuditWriter,
+    sync: Sync,
+    head: Arc<Mutex<(u64, String)>>,
+    health: Arc<Health>,
+    clock: Arc<dyn Clock>,
+}
+
+impl WriterThread {
+    fn run(mut self, receiver: &mpsc::Receiver<Submission>) {
+        while let Ok(first) = receiver.recv() {
+            let mut batches = vec![first];
+            batches.extend(receiver.try_iter());
+            let started = self.clock.now_ms().max(1);
+            self.health.writing_since_ms.store(started, Ordering::Release);
+            let mut seqs = Vec::with_capacity(batches.len());
+            let written = self.write(&mut batches, &mut seqs);
+            self.health.writing_since_ms.store(0, Ordering::Release);
+            match &written {
+                Ok(()) => self.health.condition.heal(),
+                Err(error) => {
+                    self.writer.discard();
+                    self.health.condition.fail(error, started);
+                    tracing::error!(%error, "audit trail write failed; the affected requests are denied");
+                }
+            }
+            self.publish_head();
+            let mut unanswered = Vec::new();
+            for (batch, seqs) in batches.into_iter().zip(seqs) {
+                if batch.done.send(written.clone()).is_err() && written.is_ok() {
+                    unanswered.push(seqs);
+                }
+            }
+            self.record_unanswered(&unanswered);
+        }
+        if let Err(error) = self.writer.sync() {
+            tracing::error!(%error, "audit trail sync failed at shutdown");
+        }
+    }
+
+    /// Appends every batch's records and makes them durable per [`Sync`];
+    /// `seqs` gets each batch's first and last sequence number.
+    fn write(&mut self, batches: &mut [Submission], seqs: &mut Vec<(u64, u64)>) -> Result<(), String> {
+        for batch in batches.iter_mut() {
+            let first = self.writer.head().0 + 1;
+            for record in batch.records.drain(..) {
+                self.writer.append(record).map_err(|e| e.to_string())?;
+            }
+            seqs.push((first, self.writer.head().0));
+        }
+        let synced = if self.sync == Sync::Always { self.writer.sync() } else { self.writer.flush() };
+        synced.map_err(|e| e.to_string())
+    }
+
+    /// Records that these records were written after their requests were
+    /// answered with an error (the deadline passed while the disk was slow):
+    /// the trail must not let them pass for answers that left.
+    fn record_unanswered(&mut self, ranges: &[(u64, u64)]) {
+        let ranges: Vec<_> = ranges.iter().filter(|(first, last)| first <= last).collect();
+        if ranges.is_empty() {
+            return;
+        }
+        let time = self.clock.rfc3339_micros();
+        let fields = serde_json::json!({
+            "records": ranges.iter().map(|(first, last)| [first, last]).collect::<Vec<_>>(),
+            "why": "written after the deadline: their requests were answered decision_timeout",
+        });
+        let record = super::record::event(&time, "unanswered", fields);
+        let written = self
+            .writer
+            .append(record)
+            .and_then(|()| if self.sync == Sync::Always { self.writer.sync() } else { self.writer.flush() });
+        if let Err(error) = written {
+            self.writer.discard();
+            tracing::error!(%error, "cannot record unanswered requests in the audit trail");
+        }
+        self.publish_head();
+    }
+
+    fn publish_head(&self) {
+        let (seq, hash) = self.writer.head();
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = (seq, hash.to_owned());
+    }
+}
+
 /// A handle to the writer thread.
 pub struct AuditSink {
-    sender: Mutex<Option<mpsc::Sender<Submission>>>,
+    sender: Mutex<Option<mpsc::SyncSender<Submission>>>,
     head: Arc<Mutex<(u64, String)>>,
+    health: Arc<Health>,
+    clock: Arc<dyn Clock>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl AuditSink {
     /// Starts the writer thread for an opened trail.
-    pub fn start(mut writer: AuditWriter, sync: Sync) -> AuditSink {
-        let (sender, receiver) = mpsc::channel::<Submission>();
+    pub fn start(writer: AuditWriter, sync: Sync, clock: Arc<dyn Clock>) -> AuditSink {
+        let (sender, receiver) = mpsc::sync_channel::<Submission>(QUEUE_CAPACITY);
         let (seq, hash) = writer.head();
         let head = Arc::new(Mutex::new((seq, hash.to_owned())));
-        let shared_head = Arc::clone(&head);
-        let thread = std::thread::spawn(move || {
-            while let Ok(first) = receiver.recv() {
-                let mut batches = vec![first];
-                batches.extend(receiver.try_iter());
-                let written = batches
-                    .iter_mut()
-                    .try_for_each(|b| b.records.drain(..).try_for_each(|r| writer.append(r)))
-                    .and_then(|()| if sync == Sync::Always { writer.sync() } else { writer.flush() })
-                    .map_err(|e| e.to_string());
-                if let Err(error) = &written {
-                    writer.discard();
-                    tracing::error!(%error, "audit trail write failed; the affected requests are denied");
-                }
-                let (seq, hash) = writer.head();
-                *shared_head.lock().unwrap_or_else(PoisonError::into_inner) = (seq, hash.to_owned());
-                for batch in batches {
-                    let _ = batch.done.send(written.clone());
-                }
-            }
-            if let Err(error) = writer.sync() {
-                tracing::error!(%error, "audit trail sync failed at shutdown");
-            }
-        });
-        AuditSink { sender: Mutex::new(Some(sender)), head, thread: Mutex::new(Some(thread)) }
+        let health = Arc::new(Health::default());
+        let thread = WriterThread {
+            writer,
+            sync,
+            head: Arc::clone(&head),
+            health: Arc::clone(&health),
+            clock: Arc::clone(&clock),
+        };
+        let thread = std::thread::spawn(move || thread.run(&receiver));
+        AuditSink { sender: Mutex::new(Some(sender)), head, health, clock, thread: Mutex::new(Some(thread)) }
+    }
+
+    /// How the trail stands: degraded after a failed write until one
+    /// succeeds, or while a write has been under way for `stuck_after`.
+    pub fn condition(&self, stuck_after: Duration) -> Condition {
+        let since = self.health.writing_since_ms.load(Ordering::Acquire);
+        let now = self.clock.now_ms();
+        let stuck_ms = u64::try_from(stuck_after.as_millis()).unwrap_or(u64::MAX);
+        match self.health.condition.get() {
+            Condition::Ok if since != 0 && now.saturating_sub(since) >= stuck_ms => Condition::Degraded {
+                error: format!("a write has not finished for {} ms", now.saturating_sub(since)),
+                since_ms: since,
+            },
+            condition => condition,
+        }
     }
 
     /// Writes records; resolves once they are written (and synced, per
@@ -76,10 +181,13 @@ impl AuditSink {
         let (done, wait) = oneshot::channel();
         let sent = {
             let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
-            sender.as_ref().map(|s| s.send(Submission { records, done }))
+            sender.as_ref().map(|s| s.try_send(Submission { records, done }))
         };
         match sent {
             Some(Ok(())) => wait.await.unwrap_or_else(|_| Err(String::from("the audit writer stopped"))),
+            Some(Err(mpsc::TrySendError::Full(_))) => {
+                Err(format!("{QUEUE_CAPACITY} batches are waiting for the audit writer"))
+            }
             _ => Err(String::from("the audit trail is closed")),
         }
     }

@@ -77,7 +77,7 @@ enum Command {
     /// Translate a policy set into another policy language (Rego).
     Export(ExportArgs),
     /// Serve decisions on a Unix socket, reloading the policy when it changes.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Ask a running server; exit 0 if allowed, 1 if denied, 3 if approval is required.
     Query(QueryArgs),
     /// Work with audit trails.
@@ -342,6 +342,18 @@ struct ServeArgs {
     /// (1 to 2592000, 30 days).
     #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     approval_ttl: u64,
+    /// Seconds a session may go without a call before its counters are dropped (its
+    /// per-session caps start again): 1 to 31536000 (a year).
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    session_idle: u64,
+    /// The most live sessions (an agent's session id; for rate limits alone, the agent):
+    /// a call that would open one more is denied `session_limit` until idle ones expire.
+    #[arg(long, default_value_t = toolgate::state::session::DEFAULT_MAX_SESSIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
+    max_sessions: usize,
+    /// Milliseconds a decision may wait for the state store or the audit trail (a slow or
+    /// frozen disk) before it is denied `decision_timeout`: 1 to 60000.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    decision_timeout: u64,
     /// Append every decision, refused line and reload to this hash-chained audit trail.
     #[arg(long)]
     audit: Option<PathBuf>,
@@ -425,40 +437,7 @@ pub fn run() -> ExitCode {
             Some(rule) => lint::explain(&rule),
             None => lint::run(&args.paths, args.format, args.exit_zero),
         },
-        Command::Serve(args) => serve::run(serve::ServeArgs {
-            server: toolgate::server::Config {
-                max_connections: serve::connection_budget(args.max_connections),
-                idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
-                max_line_bytes: args.max_line_bytes,
-                ..toolgate::server::Config::default()
-            },
-            service: toolgate::service::ServiceConfig {
-                policies: args.policies,
-                serving: true,
-                log_decisions: args.log_decisions,
-            },
-            socket: args.socket,
-            socket_mode: args.socket_mode,
-            socket_group: args.socket_group,
-            admin_socket_mode: args.admin_socket_mode,
-            admin_socket_group: args.admin_socket_group,
-            watch: !args.no_watch,
-            workers: args.workers.unwrap_or_else(serve::default_workers).max(1),
-            state: args.state,
-            admin_socket: args.admin_socket,
-            admin_uids: args.admin_uids,
-            admin_gids: args.admin_gids,
-            approval_ttl: std::time::Duration::from_secs(args.approval_ttl.max(1)),
-            audit: args.audit.map(|path| serve::AuditArgs {
-                path,
-                rotate_bytes: args.audit_rotate_bytes,
-                key: args.audit_key,
-                sync: match args.audit_sync {
-                    AuditSync::Always => toolgate::audit::sink::Sync::Always,
-                    AuditSync::Os => toolgate::audit::sink::Sync::Os,
-                },
-            }),
-        }),
+        Command::Serve(args) => serve_command(*args),
         Command::Audit(AuditCommand::Verify(args)) => {
             audit::verify(&args.files, args.partial, args.head.as_deref(), &args.keys)
         }
@@ -495,4 +474,47 @@ pub fn run() -> ExitCode {
         }),
     };
     exit.into()
+}
+
+/// `serve`'s settings from its arguments.
+fn serve_command(args: ServeArgs) -> Exit {
+    serve::run(serve::ServeArgs {
+        server: toolgate::server::Config {
+            max_connections: serve::connection_budget(args.max_connections),
+            idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
+            max_line_bytes: args.max_line_bytes,
+            ..toolgate::server::Config::default()
+        },
+        service: toolgate::service::ServiceConfig {
+            policies: args.policies,
+            serving: true,
+            log_decisions: args.log_decisions,
+            decision_timeout: std::time::Duration::from_millis(args.decision_timeout),
+        },
+        socket: args.socket,
+        socket_mode: args.socket_mode,
+        socket_group: args.socket_group,
+        admin_socket_mode: args.admin_socket_mode,
+        admin_socket_group: args.admin_socket_group,
+        watch: !args.no_watch,
+        workers: args.workers.unwrap_or_else(serve::default_workers).max(1),
+        state: args.state,
+        admin_socket: args.admin_socket,
+        admin_uids: args.admin_uids,
+        admin_gids: args.admin_gids,
+        approval_ttl: std::time::Duration::from_secs(args.approval_ttl.max(1)),
+        sessions: toolgate::state::SessionLimits {
+            idle: std::time::Duration::from_secs(args.session_idle),
+            max_sessions: args.max_sessions,
+        },
+        audit: args.audit.map(|path| serve::AuditArgs {
+            path,
+            rotate_bytes: args.audit_rotate_bytes,
+            key: args.audit_key,
+            sync: match args.audit_sync {
+                AuditSync::Always => toolgate::audit::sink::Sync::Always,
+                AuditSync::Os => toolgate::audit::sink::Sync::Os,
+            },
+        }),
+    })
 }

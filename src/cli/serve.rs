@@ -32,6 +32,7 @@ pub struct ServeArgs {
     pub admin_uids: Vec<u32>,
     pub admin_gids: Vec<u32>,
     pub approval_ttl: Duration,
+    pub sessions: toolgate::state::SessionLimits,
 }
 
 pub struct AuditArgs {
@@ -121,9 +122,16 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
     let allowed = server::AdminPeers { uids: admin_uids, gids: args.admin_gids.clone() };
     let admin = admin_bound.as_mut().and_then(|b| b.take_listener()).map(|l| (l, allowed));
 
-    let config =
-        StateConfig { dir: args.state.clone(), approval_ttl: args.approval_ttl, ..StateConfig::default() };
-    let engine = Engine::new(policy, State::open(&config).map_err(|e| e.to_string())?);
+    let config = StateConfig {
+        dir: args.state.clone(),
+        approval_ttl: args.approval_ttl,
+        sessions: args.sessions,
+        answer_within: args.service.decision_timeout,
+        ..StateConfig::default()
+    };
+    let state = State::open(&config).map_err(|e| e.to_string())?;
+    let clock = Arc::clone(&state.clock);
+    let engine = Engine::new(policy, state);
     let audit = match &args.audit {
         Some(audit) => {
             let sealer = match &audit.key {
@@ -132,7 +140,7 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
             };
             let writer = toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes, sealer)
                 .map_err(|e| format!("cannot open the audit trail `{}`: {e}", audit.path.display()))?;
-            Some(toolgate::audit::AuditSink::start(writer, audit.sync))
+            Some(toolgate::audit::AuditSink::start(writer, audit.sync, clock))
         }
         None => None,
     };

@@ -299,11 +299,10 @@ impl<'e> Decider<'e> {
         if caps.is_empty() {
             // If counting fails the call is denied all the same.
             return match key {
-                Some(key)
-                    if !pending && sessions.admit(key, &self.request.tool, &[]) == Admission::Unavailable =>
-                {
-                    Err(self.state_unavailable())
-                }
+                Some(key) if !pending => match sessions.admit(key, &self.request.tool, &[]) {
+                    Admission::Admitted | Admission::Refused(_) => Ok(()),
+                    failed => Err(self.store_failed(failed)),
+                },
                 _ => Ok(()),
             };
         }
@@ -319,8 +318,18 @@ impl<'e> Decider<'e> {
                 let (cap, rule) = caps.get(index).zip(cap_rules.get(index)).ok_or_else(|| self.internal())?;
                 Err(self.deny(*rule, Reason::CapReached { limit: cap.limit, window_ms: cap.window_ms }))
             }
-            Admission::Unavailable => Err(self.state_unavailable()),
+            failed => Err(self.store_failed(failed)),
         }
+    }
+
+    /// Denied because the store could not admit the call.
+    fn store_failed(&self, admission: Admission) -> Decision<'e> {
+        let decision = match admission {
+            Admission::SessionLimit => Decision::session_limit(),
+            Admission::TimedOut => Decision::timed_out(),
+            _ => Decision::state_unavailable(),
+        };
+        decision.redacted_for(self.agent)
     }
 
     /// Denied because session state could not be read or written.

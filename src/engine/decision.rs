@@ -81,6 +81,16 @@ impl<'e> Decision<'e> {
         Decision::deny_outright(super::STATE_RULE, Reason::StateUnavailable)
     }
 
+    /// Denied because the store holds as many sessions as it may.
+    pub fn session_limit() -> Decision<'e> {
+        Decision::deny_outright(super::SESSION_LIMIT_RULE, Reason::SessionLimit)
+    }
+
+    /// Denied because the state store did not answer in time.
+    pub fn timed_out() -> Decision<'e> {
+        Decision::deny_outright(super::TIMEOUT_RULE, Reason::DecisionTimeout)
+    }
+
     /// Denied because the compiled table is inconsistent.
     pub fn internal() -> Decision<'e> {
         Decision::deny_outright(super::INTERNAL_RULE, Reason::Internal)
@@ -158,6 +168,11 @@ pub enum Reason<'e> {
     Internal,
     /// Session state could not be read or written; denied to be safe.
     StateUnavailable,
+    /// The store holds as many sessions as it may (or the session counts
+    /// as many tools as a session may): a new one is denied.
+    SessionLimit,
+    /// The state store did not answer within the decision deadline.
+    DecisionTimeout,
     /// The session's error streak reached `maxConsecutiveErrors`.
     ErrorStreak {
         /// The limit.
@@ -310,6 +325,10 @@ reason_codes! {
     Killed = "killed",
     /// Session state could not be read or written: denied to be safe.
     StateUnavailable = "state_unavailable",
+    /// The server holds `--max-sessions` live sessions (or this session counts 64 tools): a new one is denied until idle ones expire.
+    SessionLimit = "session_limit",
+    /// The state store or the audit trail did not answer within `--decision-timeout`: denied to be safe.
+    DecisionTimeout = "decision_timeout",
     /// The compiled table is inconsistent: denied to be safe.
     InternalError = "internal_error",
 }
@@ -337,6 +356,8 @@ impl Reason<'_> {
             Reason::Allowed => ReasonCode::Allowed,
             Reason::Internal => ReasonCode::InternalError,
             Reason::StateUnavailable => ReasonCode::StateUnavailable,
+            Reason::SessionLimit => ReasonCode::SessionLimit,
+            Reason::DecisionTimeout => ReasonCode::DecisionTimeout,
             Reason::ErrorStreak { .. } => ReasonCode::ErrorStreak,
             Reason::CostCeiling { .. } => ReasonCode::CostCeiling,
             Reason::Approved => ReasonCode::Approved,
@@ -433,6 +454,12 @@ impl fmt::Display for Reason<'_> {
             }
             Reason::Internal => f.write_str("internal error while deciding; failing closed"),
             Reason::StateUnavailable => f.write_str("session state is unavailable; failing closed"),
+            Reason::SessionLimit => f.write_str(
+                "the server holds as many sessions as it may (or this session counts as many tools as a session may); failing closed",
+            ),
+            Reason::DecisionTimeout => {
+                f.write_str("session state did not answer within the decision deadline; failing closed")
+            }
             Reason::Approved => f.write_str("allowed by a granted approval"),
             Reason::ApprovalInvalid(error) => write!(f, "approval refused: {error}"),
             Reason::ErrorStreak { limit } => write!(f, "{limit} tool calls in a row failed in this session"),

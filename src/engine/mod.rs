@@ -44,6 +44,10 @@ pub const APPROVAL_RULE: &str = "toolgate.approval";
 pub const KILL_RULE: &str = "toolgate.killSwitch";
 /// The rule id of denials because session state could not be read or written.
 pub const STATE_RULE: &str = "toolgate.stateUnavailable";
+/// The rule id of denials of a session the state store has no room for.
+pub const SESSION_LIMIT_RULE: &str = "toolgate.sessionLimit";
+/// The rule id of denials because state did not answer within the deadline.
+pub const TIMEOUT_RULE: &str = "toolgate.decisionTimeout";
 /// The rule id of denials caused by an inconsistent table.
 pub const INTERNAL_RULE: &str = "toolgate.internal";
 /// The rule id of denials of tool names that break the rules for names.

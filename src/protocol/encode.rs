@@ -15,10 +15,15 @@ pub enum Reply<'e> {
     Decision(Answer<'e>),
     /// The line could not be answered as asked; a deny.
     Error(WireError),
-    /// `health`: up, serving `policy`.
+    /// `health`: up, serving `policy`; `ok` unless the state store or
+    /// the audit trail is degraded.
     Health {
         /// The policy hash.
         policy: String,
+        /// How the state store stands.
+        state: crate::state::Condition,
+        /// How the audit trail stands, if there is one.
+        audit: Option<crate::state::Condition>,
     },
     /// `status`: the server's report.
     Status(Value),
@@ -174,8 +179,19 @@ pub fn write_reply(out: &mut Vec<u8>, id: &Value, reply: &Reply<'_>) {
     let value = match reply {
         Reply::Decision(answer) => return write_answer(out, id, answer),
         Reply::Error(error) => return write_error(out, id, error),
-        Reply::Health { policy } => {
-            json!({"id": id, "health": "ok", "protocol": PROTOCOL_VERSION, "policy": policy})
+        Reply::Health { policy, state, audit } => {
+            let ok = state.is_ok() && audit.as_ref().is_none_or(crate::state::Condition::is_ok);
+            let mut health = json!({
+                "id": id,
+                "health": if ok { "ok" } else { "degraded" },
+                "protocol": PROTOCOL_VERSION,
+                "policy": policy,
+                "state": state.to_json(),
+            });
+            if let (Some(audit), Some(object)) = (audit, health.as_object_mut()) {
+                object.insert(String::from("audit"), audit.to_json());
+            }
+            health
         }
         Reply::Status(status) => json!({"id": id, "status": status}),
         Reply::Reload { ok, policy, errors } => {

@@ -63,6 +63,9 @@ pub enum WireErrorCode {
     /// The server could not answer (connection limit, state or audit
     /// trail unavailable, internal error).
     Unavailable,
+    /// The audit trail (or the state store) did not answer within the
+    /// server's `--decision-timeout`: a deny.
+    DecisionTimeout,
     /// The peer may not do this (not a member of the approver the gate
     /// names, or not an operator).
     Forbidden,
@@ -81,6 +84,7 @@ impl WireErrorCode {
             WireErrorCode::UnknownOp => "unknown_op",
             WireErrorCode::LineTooLong => "line_too_long",
             WireErrorCode::Unavailable => "unavailable",
+            WireErrorCode::DecisionTimeout => "decision_timeout",
             WireErrorCode::Forbidden => "forbidden",
         }
     }

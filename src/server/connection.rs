@@ -253,10 +253,9 @@ async fn flush(
 /// without its record.
 async fn commit(service: &Service, out: &mut Vec<u8>, ids: &mut Vec<Value>, batch: &mut AuditBatch) {
     let answered = std::mem::take(ids);
-    if let Err(reason) = service.commit(batch).await {
+    if let Err(failure) = service.commit(batch).await {
         out.clear();
-        let message = format!("the audit trail cannot be written ({reason}); denied");
-        let error = WireError::new(WireErrorCode::Unavailable, message);
+        let error = failure.wire_error();
         for id in &answered {
             write_error(out, id, &error);
         }

@@ -15,7 +15,7 @@ pub mod reload;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
@@ -25,10 +25,10 @@ use crate::audit::record::{self, Record};
 pub use crate::compiler::approvers::Identity;
 use crate::engine::Engine;
 use crate::protocol::{Op, OpKind, PROTOCOL_VERSION, ParsedLine, Reply, WireError, WireErrorCode};
-use crate::state::State;
+use crate::state::{DEFAULT_DECISION_TIMEOUT, State};
 
 /// Service settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ServiceConfig {
     /// The policy paths, for reloads.
     pub policies: Vec<PathBuf>,
@@ -39,6 +39,47 @@ pub struct ServiceConfig {
     pub serving: bool,
     /// Log every decision (off by default: it is the hot path).
     pub log_decisions: bool,
+    /// How long an answer may wait for the audit trail before it is
+    /// replaced by a `decision_timeout` error (the state store's wait is
+    /// set where the state is opened).
+    pub decision_timeout: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            policies: Vec::new(),
+            serving: false,
+            log_decisions: false,
+            decision_timeout: DEFAULT_DECISION_TIMEOUT,
+        }
+    }
+}
+
+/// Why a batch's records could not be committed: none of its answers may
+/// leave as given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitError {
+    /// The trail could not be written.
+    Failed(String),
+    /// The trail did not confirm the write within the decision deadline.
+    TimedOut(Duration),
+}
+
+impl CommitError {
+    /// The error every answer of the batch becomes (a deny).
+    pub fn wire_error(&self) -> WireError {
+        match self {
+            CommitError::Failed(reason) => WireError::new(
+                WireErrorCode::Unavailable,
+                format!("the audit trail cannot be written ({reason}); denied"),
+            ),
+            CommitError::TimedOut(after) => WireError::new(
+                WireErrorCode::DecisionTimeout,
+                format!("the audit trail did not confirm the record within {} ms; denied", after.as_millis()),
+            ),
+        }
+    }
 }
 
 /// Who is asking, and so what they may ask for.
@@ -220,7 +261,11 @@ impl Service {
         };
         let reply = match op {
             Op::Decide(request) => return self.decide_guarded(engine, id, request, batch).await,
-            Op::Health => Ok(Reply::Health { policy: engine.policy_hash().to_owned() }),
+            Op::Health => Ok(Reply::Health {
+                policy: engine.policy_hash().to_owned(),
+                state: self.state.sessions.condition(),
+                audit: self.audit.as_ref().map(|a| a.condition(self.config.decision_timeout)),
+            }),
             Op::Status => Ok(Reply::Status(self.status())),
             Op::Reload => Ok(match self.reload(reload::Trigger::Request).await {
                 Ok(policy) => Reply::Reload { ok: true, policy, errors: None },
@@ -253,14 +298,24 @@ impl Service {
         Reply::Error(error)
     }
 
-    /// Writes the batch's records to the audit trail (nothing without one).
-    /// On an error, none of the batch's answers may leave as given: the
-    /// transport answers them with `unavailable` instead.
-    pub async fn commit(&self, batch: &mut AuditBatch) -> Result<(), String> {
+    /// Writes the batch's records to the audit trail (nothing without one),
+    /// waiting at most the decision deadline. On an error, none of the
+    /// batch's answers may leave as given: the transport answers each with
+    /// [`CommitError::wire_error`] instead. (Records written after the
+    /// deadline are followed in the trail by an `unanswered` record.)
+    pub async fn commit(&self, batch: &mut AuditBatch) -> Result<(), CommitError> {
         let records = std::mem::take(&mut batch.records);
-        match &self.audit {
-            Some(audit) => audit.write(records).await,
-            None => Ok(()),
+        let Some(audit) = &self.audit else { return Ok(()) };
+        let deadline = self.config.decision_timeout;
+        match tokio::time::timeout(deadline, audit.write(records)).await {
+            Ok(written) => written.map_err(CommitError::Failed),
+            Err(_elapsed) => {
+                tracing::error!(
+                    deadline_ms = deadline.as_millis(),
+                    "the audit trail did not confirm in time; denying"
+                );
+                Err(CommitError::TimedOut(deadline))
+            }
         }
     }
 
@@ -269,7 +324,11 @@ impl Service {
     async fn record_first(&self, kind: &str, fields: Value) -> Result<(), WireError> {
         let Some(audit) = &self.audit else { return Ok(()) };
         let record = record::event(&self.state.clock.rfc3339_micros(), kind, fields);
-        audit.write(vec![record]).await.map_err(|error| {
+        let deadline = self.config.decision_timeout;
+        let written = tokio::time::timeout(deadline, audit.write(vec![record])).await;
+        let written =
+            written.unwrap_or_else(|_| Err(format!("no confirmation within {} ms", deadline.as_millis())));
+        written.map_err(|error| {
             tracing::error!(%error, kind, "cannot record in the audit trail; the change is refused");
             let message = format!("the change was not made: the audit trail cannot be written ({error})");
             WireError::new(WireErrorCode::Unavailable, message)
@@ -301,7 +360,16 @@ impl Service {
             "uptime_s": self.started.elapsed().as_secs(),
             "reload": reload,
             "kills": crate::state::kill::summary(&self.state.kills.list()),
-            "audit": self.audit.as_ref().map(|a| { let (seq, hash) = a.head(); json!({"seq": seq, "head": hash}) }),
+            "state": self.state.sessions.condition().to_json(),
+            "audit": self.audit.as_ref().map(|a| {
+                let (seq, hash) = a.head();
+                let mut audit = a.condition(self.config.decision_timeout).to_json();
+                if let Some(object) = audit.as_object_mut() {
+                    object.insert(String::from("seq"), json!(seq));
+                    object.insert(String::from("head"), json!(hash));
+                }
+                audit
+            }),
             "metrics": self.metrics.to_json(),
         })
     }

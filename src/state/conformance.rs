@@ -14,7 +14,10 @@ use serde_json::json;
 use super::approval::{ApprovalError, ApprovalStatus, ApprovalStore, Binding, Call, Shown, canonical_digest};
 use super::clock::{Clock, ManualClock};
 use super::kill::{Kill, KillScope, KillStore};
-use super::session::{Admission, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore};
+use super::session::{
+    Admission, CallOutcome, Cap, Counter, MAX_TOOLS_PER_SESSION, OutcomeTotals, SessionKey, SessionLimits,
+    SessionStore,
+};
 
 /// A property a store does not have.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,12 +51,23 @@ fn expect<T: PartialEq + std::fmt::Debug>(
 
 const KEY: SessionKey<'static> = SessionKey { agent: "a", session: "s" };
 
-/// Checks a session store. `make` builds an empty store on the given clock.
-pub fn sessions(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn SessionStore>) -> Result<(), Failure> {
-    let fresh = || {
+/// Checks a session store. `make` builds an empty store on the given
+/// clock, within the given limits.
+pub fn sessions(
+    make: &dyn Fn(Arc<dyn Clock>, SessionLimits) -> Arc<dyn SessionStore>,
+) -> Result<(), Failure> {
+    let within = |limits: SessionLimits| {
         let clock = Arc::new(ManualClock::default());
-        (make(Arc::clone(&clock) as Arc<dyn Clock>), clock)
+        (make(Arc::clone(&clock) as Arc<dyn Clock>, limits), clock)
     };
+    let fresh = || within(SessionLimits::default());
+    let small = SessionLimits { idle: Duration::from_secs(60), max_sessions: 3 };
+    let (store, clock) = within(small);
+    idle_sessions_start_again(store.as_ref(), &clock)?;
+    let (store, clock) = within(small);
+    a_full_store_refuses_new_sessions_and_keeps_live_ones(store.as_ref(), &clock)?;
+    let (store, _) = fresh();
+    a_session_counts_a_bounded_number_of_tools(store.as_ref())?;
     let (store, _) = fresh();
     admits_only_when_every_cap_has_room(store.as_ref())?;
     let (store, _) = fresh();
@@ -64,6 +78,58 @@ pub fn sessions(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn SessionStore>) -> Resul
     records_outcomes(store.as_ref())?;
     let (store, _) = fresh();
     never_exceeds_a_cap_under_concurrency(store)
+}
+
+fn idle_sessions_start_again(store: &dyn SessionStore, clock: &ManualClock) -> Result<(), Failure> {
+    let property = "a session idle for the idle time starts again";
+    let caps = [Cap::count("a.t.max", 1)];
+    expect(property, store.admit(KEY, "t", &caps), Admission::Admitted)?;
+    clock.advance(Duration::from_secs(59));
+    expect(property, store.admit(KEY, "t", &caps), Admission::Refused(0))?;
+    // The refused call used the session: idle time counts from it.
+    clock.advance(Duration::from_secs(59));
+    expect(property, store.admit(KEY, "t", &caps), Admission::Refused(0))?;
+    clock.advance(Duration::from_secs(60));
+    expect(property, store.admit(KEY, "t", &caps), Admission::Admitted)?;
+    expect(property, store.count(KEY, Counter::Total), Some(1))
+}
+
+fn a_full_store_refuses_new_sessions_and_keeps_live_ones(
+    store: &dyn SessionStore,
+    clock: &ManualClock,
+) -> Result<(), Failure> {
+    let property = "a full store refuses a new session and resets no live one";
+    let caps = [Cap::count("a.t.max", 1)];
+    fn key(session: &str) -> SessionKey<'_> {
+        SessionKey { agent: "a", session }
+    }
+    for session in ["s0", "s1", "s2"] {
+        expect(property, store.admit(key(session), "t", &caps), Admission::Admitted)?;
+    }
+    for attempt in 0..5 {
+        let fresh = format!("new-{attempt}");
+        expect(property, store.admit(key(&fresh), "t", &caps), Admission::SessionLimit)?;
+        expect(property, store.check(key(&fresh), &caps), Admission::SessionLimit)?;
+        clock.advance(Duration::from_secs(2));
+    }
+    for session in ["s0", "s1", "s2"] {
+        expect(property, store.admit(key(session), "t", &caps), Admission::Refused(0))?;
+    }
+    // Once the others are idle long enough, there is room again.
+    clock.advance(Duration::from_secs(61));
+    expect(property, store.admit(key("late"), "t", &caps), Admission::Admitted)?;
+    expect(property, store.admit(key("s0"), "t", &caps), Admission::Admitted)
+}
+
+fn a_session_counts_a_bounded_number_of_tools(store: &dyn SessionStore) -> Result<(), Failure> {
+    let property = "a session counts at most MAX_TOOLS_PER_SESSION tools";
+    for n in 0..MAX_TOOLS_PER_SESSION {
+        expect(property, store.admit(KEY, &format!("db/t{n}"), &[]), Admission::Admitted)?;
+    }
+    expect(property, store.admit(KEY, "db/one-more", &[]), Admission::SessionLimit)?;
+    expect(property, store.admit(KEY, "db/t0", &[]), Admission::Admitted)?;
+    expect(property, store.count(KEY, Counter::Tool("db/t0")), Some(2))?;
+    expect(property, store.count(KEY, Counter::Total), Some(MAX_TOOLS_PER_SESSION as u64 + 1))
 }
 
 fn admits_only_when_every_cap_has_room(store: &dyn SessionStore) -> Result<(), Failure> {

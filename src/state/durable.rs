@@ -7,25 +7,67 @@
 //! engine returns is always counted on disk: a crash may lose calls that
 //! were never answered (over-counting nothing), and can never let a cap be
 //! exceeded after a restart.
+//!
+//! The store heals: a failed commit (a full disk, an I/O error) leaves
+//! redb refusing every later transaction, so the committer drops the
+//! database and reopens it (at most every [`REOPEN_EVERY`]) until a commit
+//! succeeds; meanwhile calls are denied and [`SessionStore::condition`]
+//! says why. A caller waits for the committer at most
+//! [`DurableOptions::answer_within`]; the queue holds at most
+//! [`QUEUE_CAPACITY`] jobs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use arc_swap::ArcSwapOption;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::clock::{Clock, SystemClock};
+use super::condition::{Condition, ConditionCell};
 use super::session::{
-    Admission, Bucket, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionStore, Tally, admit,
-    apply_outcome, check,
+    Admission, Bucket, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionLimits, SessionStore,
+    Tally, admit, apply_outcome, check,
 };
 
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// Rate-limit buckets per agent and rule: (millionths of a call left, ms updated).
 const BUCKETS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("buckets");
+/// Live sessions, by the prefix of their counters' keys: (ms last used, tools counted).
+const SESSIONS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("sessions");
 
 /// The most admissions committed in one transaction.
 const MAX_BATCH: usize = 4096;
+/// The most jobs waiting for the committer; a caller finding the queue full
+/// is answered at once ([`Admission::TimedOut`]).
+pub const QUEUE_CAPACITY: usize = 65_536;
+/// How often a failed database is reopened.
+pub const REOPEN_EVERY: Duration = Duration::from_millis(250);
+/// The most expired sessions one sweep drops (the rest wait for the next).
+const SWEEP_BATCH: usize = 10_000;
+
+/// How a [`DurableSessions`] store behaves.
+#[derive(Clone, Debug)]
+pub struct DurableOptions {
+    /// Where "now" comes from (buckets refill, sessions expire by it).
+    pub clock: Arc<dyn Clock>,
+    /// How many sessions, for how long.
+    pub limits: SessionLimits,
+    /// How long a caller waits for its commit before the call is denied.
+    pub answer_within: Duration,
+}
+
+impl Default for DurableOptions {
+    fn default() -> Self {
+        DurableOptions {
+            clock: Arc::new(SystemClock),
+            limits: SessionLimits::default(),
+            answer_within: Duration::from_secs(1),
+        }
+    }
+}
 
 /// One job for the committer: an admission to check and count, or an
 /// outcome to record.
@@ -49,22 +91,40 @@ struct Queued {
     job: Job,
 }
 
+/// What the committer and the readers share.
+struct Shared {
+    path: PathBuf,
+    /// The open database; `None` after a failure, until it is reopened.
+    db: ArcSwapOption<Database>,
+    condition: ConditionCell,
+    /// When the commit under way began (ms since the epoch; 0: none).
+    committing_since_ms: AtomicU64,
+}
+
 /// Session counters in a redb database file.
 pub struct DurableSessions {
-    db: Arc<Database>,
-    queue: Mutex<Option<mpsc::Sender<Queued>>>,
+    shared: Arc<Shared>,
+    queue: Mutex<Option<mpsc::SyncSender<Queued>>>,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    answer_within: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for DurableSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DurableSessions").finish_non_exhaustive()
+        f.debug_struct("DurableSessions").field("path", &self.shared.path).finish_non_exhaustive()
     }
 }
 
-/// The key of one counter: length-prefixed parts, so that no session, agent
-/// or tool name can be crafted to collide with another's counter.
-fn counter_key(session: &str, agent: &str, counter: Counter<'_>) -> String {
+/// The prefix of every counter key of one session: length-prefixed parts,
+/// so that no session or agent name can be crafted to collide with another's.
+fn session_prefix(session: &str, agent: &str) -> String {
+    format!("{}:{session}|{}:{agent}|", session.len(), agent.len())
+}
+
+/// The key of one counter: the session's prefix, the kind, the
+/// length-prefixed name.
+fn counter_key(prefix: &str, counter: Counter<'_>) -> String {
     let (kind, name) = match counter {
         Counter::Total => ("t", ""),
         Counter::Tool(tool) => ("o", tool),
@@ -72,34 +132,73 @@ fn counter_key(session: &str, agent: &str, counter: Counter<'_>) -> String {
         Counter::ConsecutiveErrors => ("e", ""),
         Counter::CostMicros => ("$", ""),
     };
-    format!("{}:{session}|{}:{agent}|{kind}|{}:{name}", session.len(), agent.len(), name.len())
+    format!("{prefix}{kind}|{}:{name}", name.len())
+}
+
+/// The first key after every key starting with `prefix` (which ends in `|`).
+fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.trim_end_matches('|').to_owned();
+    end.push('}');
+    end
+}
+
+/// Opens the database at `path`, creating the tables.
+fn open_database(path: &Path) -> Result<Database, redb::Error> {
+    let db = Database::create(path)?;
+    // Create the tables up front, so readers never meet a missing one.
+    let txn = db.begin_write()?;
+    txn.open_table(COUNTERS)?;
+    txn.open_table(BUCKETS)?;
+    txn.open_table(SESSIONS)?;
+    txn.commit()?;
+    Ok(db)
 }
 
 impl DurableSessions {
     /// Opens (or creates) the database at `path` and starts the committer,
-    /// on the system clock.
+    /// with the default options.
     pub fn open(path: &Path) -> Result<DurableSessions, redb::Error> {
-        DurableSessions::open_with_clock(path, Arc::new(SystemClock))
+        DurableSessions::open_with(path, DurableOptions::default())
     }
 
-    /// As [`DurableSessions::open`], with rate-limit buckets refilling by `clock`.
-    pub fn open_with_clock(path: &Path, clock: Arc<dyn Clock>) -> Result<DurableSessions, redb::Error> {
-        let db = Arc::new(Database::create(path)?);
-        {
-            // Create the table up front, so readers never meet a missing one.
-            let txn = db.begin_write()?;
-            txn.open_table(COUNTERS)?;
-            txn.open_table(BUCKETS)?;
-            txn.commit()?;
-        }
-        let (queue, receiver) = mpsc::channel::<Queued>();
-        let committer_db = Arc::clone(&db);
+    /// Opens (or creates) the database at `path` and starts the committer.
+    pub fn open_with(path: &Path, options: DurableOptions) -> Result<DurableSessions, redb::Error> {
+        let db = open_database(path)?;
+        let live = count_sessions(&db)?;
+        let shared = Arc::new(Shared {
+            path: path.to_owned(),
+            db: ArcSwapOption::from_pointee(db),
+            condition: ConditionCell::default(),
+            committing_since_ms: AtomicU64::new(0),
+        });
+        let (queue, receiver) = mpsc::sync_channel::<Queued>(QUEUE_CAPACITY);
+        let committer = Committer {
+            shared: Arc::clone(&shared),
+            clock: Arc::clone(&options.clock),
+            limits: options.limits,
+            live,
+            swept_ms: 0,
+            swept_all_ms: 0,
+            reopen_after: None,
+        };
         let committer = std::thread::Builder::new()
             .name("toolgate-state".into())
-            .spawn(move || commit_loop(&committer_db, &receiver, clock.as_ref()))
+            .spawn(move || committer.run(&receiver))
             .map_err(redb::Error::Io)?;
-        Ok(DurableSessions { db, queue: Mutex::new(Some(queue)), committer: Mutex::new(Some(committer)) })
+        Ok(DurableSessions {
+            shared,
+            queue: Mutex::new(Some(queue)),
+            committer: Mutex::new(Some(committer)),
+            answer_within: options.answer_within,
+            clock: options.clock,
+        })
     }
+}
+
+fn count_sessions(db: &Database) -> Result<usize, redb::Error> {
+    let txn = db.begin_read()?;
+    let len = txn.open_table(SESSIONS)?.len()?;
+    Ok(usize::try_from(len).unwrap_or(usize::MAX))
 }
 
 impl Drop for DurableSessions {
@@ -112,30 +211,193 @@ impl Drop for DurableSessions {
     }
 }
 
-fn commit_loop(db: &Database, receiver: &mpsc::Receiver<Queued>, clock: &dyn Clock) {
-    while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        batch.extend(receiver.try_iter().take(MAX_BATCH - 1));
-        match commit_batch(db, &batch, clock) {
-            Ok(answers) => {
-                for (queued, answer) in batch.iter().zip(answers) {
-                    answer.send(&queued.job);
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "session state commit failed; denying the batch");
+/// The committer thread's own state.
+struct Committer {
+    shared: Arc<Shared>,
+    clock: Arc<dyn Clock>,
+    limits: SessionLimits,
+    /// Live sessions in the database (recounted on every reopen).
+    live: usize,
+    /// When expired sessions were last dropped.
+    swept_ms: u64,
+    /// When a new session at the bound last forced a sweep.
+    swept_all_ms: u64,
+    /// After a failure: not before this instant is the database reopened.
+    reopen_after: Option<Instant>,
+}
+
+impl Committer {
+    fn run(mut self, receiver: &mpsc::Receiver<Queued>) {
+        while let Ok(first) = receiver.recv() {
+            let mut batch = vec![first];
+            batch.extend(receiver.try_iter().take(MAX_BATCH - 1));
+            let Some(db) = self.database() else {
                 for queued in &batch {
                     Answer::Failed.send(&queued.job);
+                }
+                continue;
+            };
+            let now = self.clock.now_ms();
+            self.shared.committing_since_ms.store(now.max(1), Ordering::Release);
+            let committed = self.commit_batch(&db, &batch, now);
+            self.shared.committing_since_ms.store(0, Ordering::Release);
+            match committed {
+                Ok(answers) => {
+                    self.shared.condition.heal();
+                    for (queued, answer) in batch.iter().zip(answers) {
+                        answer.send(&queued.job);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "session state commit failed; denying the batch and reopening the database");
+                    self.shared.condition.fail(&error, now);
+                    // redb refuses every transaction after an I/O error until reopened.
+                    self.shared.db.store(None);
+                    drop(db);
+                    self.reopen_after = Some(Instant::now());
+                    for queued in &batch {
+                        Answer::Failed.send(&queued.job);
+                    }
                 }
             }
         }
     }
+
+    /// The open database, reopening it after a failure (at most every
+    /// [`REOPEN_EVERY`]); `None` while it cannot be opened.
+    fn database(&mut self) -> Option<Arc<Database>> {
+        if let Some(db) = self.shared.db.load_full() {
+            return Some(db);
+        }
+        if self.reopen_after.is_some_and(|after| Instant::now() < after) {
+            return None;
+        }
+        let reopened = open_database(&self.shared.path).and_then(|db| Ok((count_sessions(&db)?, db)));
+        match reopened {
+            Ok((live, db)) => {
+                tracing::info!(path = %self.shared.path.display(), "session state reopened");
+                self.live = live;
+                self.reopen_after = None;
+                let db = Arc::new(db);
+                self.shared.db.store(Some(Arc::clone(&db)));
+                Some(db)
+            }
+            Err(error) => {
+                self.shared.condition.fail(format!("cannot reopen: {error}"), self.clock.now_ms());
+                self.reopen_after = Some(Instant::now() + REOPEN_EVERY);
+                None
+            }
+        }
+    }
+
+    fn commit_batch(
+        &mut self,
+        db: &Database,
+        batch: &[Queued],
+        now: u64,
+    ) -> Result<Vec<Answer>, redb::Error> {
+        let txn = db.begin_write()?;
+        let mut answers = Vec::with_capacity(batch.len());
+        {
+            let mut tables = Tables {
+                counters: txn.open_table(COUNTERS)?,
+                buckets: txn.open_table(BUCKETS)?,
+                sessions: txn.open_table(SESSIONS)?,
+            };
+            if now.saturating_sub(self.swept_ms) >= self.limits.sweep_every_ms() {
+                self.sweep(&mut tables, now)?;
+            }
+            for queued in batch {
+                answers.push(self.run_job(&mut tables, queued, now)?);
+            }
+        }
+        txn.commit()?;
+        Ok(answers)
+    }
+
+    fn run_job(&mut self, tables: &mut Tables<'_>, queued: &Queued, now: u64) -> Result<Answer, redb::Error> {
+        let prefix = session_prefix(&queued.session, &queued.agent);
+        let Some(tools) = self.open_session(tables, &prefix, now)? else {
+            return Ok(Answer::SessionLimit);
+        };
+        let clock = self.clock.as_ref();
+        let mut tally = RedbTally { tables, prefix: &prefix, agent: &queued.agent, tools };
+        let answer = match &queued.job {
+            Job::Admit { tool: Some(tool), caps, .. } => {
+                Answer::Admission(admit(&mut tally, tool, caps, clock)?)
+            }
+            Job::Admit { tool: None, caps, .. } => Answer::Admission(check(&mut tally, caps, clock)?),
+            Job::Outcome { outcome, .. } => Answer::Totals(apply_outcome(&mut tally, *outcome)?),
+        };
+        let tools = tally.tools;
+        tables.sessions.insert(prefix.as_str(), (now, tools))?;
+        Ok(answer)
+    }
+
+    /// The number of tools a session counts, after making sure it is live:
+    /// an expired one starts again, a new one takes a place if one is left
+    /// (`None` if not).
+    fn open_session(
+        &mut self,
+        tables: &mut Tables<'_>,
+        prefix: &str,
+        now: u64,
+    ) -> Result<Option<u64>, redb::Error> {
+        let stored = tables.sessions.get(prefix)?.map(|v| v.value());
+        match stored {
+            Some((last_used, tools)) if !self.limits.expired(last_used, now) => Ok(Some(tools)),
+            Some(_) => {
+                drop_counters(tables, prefix)?;
+                Ok(Some(0))
+            }
+            None => {
+                if self.live >= self.limits.max_sessions && now.saturating_sub(self.swept_all_ms) >= 1_000 {
+                    self.swept_all_ms = now;
+                    self.sweep(tables, now)?;
+                }
+                if self.live >= self.limits.max_sessions {
+                    return Ok(None);
+                }
+                self.live += 1;
+                Ok(Some(0))
+            }
+        }
+    }
+
+    /// Drops sessions idle for too long, with their counters.
+    fn sweep(&mut self, tables: &mut Tables<'_>, now: u64) -> Result<(), redb::Error> {
+        self.swept_ms = now;
+        let mut expired = Vec::new();
+        for entry in tables.sessions.iter()? {
+            let (key, value) = entry?;
+            if self.limits.expired(value.value().0, now) {
+                expired.push(key.value().to_owned());
+                if expired.len() == SWEEP_BATCH {
+                    break;
+                }
+            }
+        }
+        for prefix in &expired {
+            tables.sessions.remove(prefix.as_str())?;
+            drop_counters(tables, prefix)?;
+        }
+        self.live = self.live.saturating_sub(expired.len());
+        Ok(())
+    }
+}
+
+/// Removes every counter of the session with `prefix`.
+fn drop_counters(tables: &mut Tables<'_>, prefix: &str) -> Result<(), redb::Error> {
+    let end = prefix_end(prefix);
+    tables.counters.retain_in(prefix..end.as_str(), |_, _| false)?;
+    Ok(())
 }
 
 /// What the committer answers, sent only after the commit.
 enum Answer {
     Admission(Admission),
     Totals(OutcomeTotals),
+    SessionLimit,
     Failed,
 }
 
@@ -148,6 +410,9 @@ impl Answer {
             (Job::Outcome { reply, .. }, Answer::Totals(totals)) => {
                 let _ = reply.send(Some(totals));
             }
+            (Job::Admit { reply, .. }, Answer::SessionLimit) => {
+                let _ = reply.send(Admission::SessionLimit);
+            }
             (Job::Admit { reply, .. }, _) => {
                 let _ = reply.send(Admission::Unavailable);
             }
@@ -158,12 +423,20 @@ impl Answer {
     }
 }
 
+/// The tables of the committer's write transaction.
+struct Tables<'txn> {
+    counters: redb::Table<'txn, &'static str, u64>,
+    buckets: redb::Table<'txn, &'static str, (u64, u64)>,
+    sessions: redb::Table<'txn, &'static str, (u64, u64)>,
+}
+
 /// One session's counters inside the committer's write transaction.
 struct RedbTally<'t, 'txn> {
-    counters: &'t mut redb::Table<'txn, &'static str, u64>,
-    buckets: &'t mut redb::Table<'txn, &'static str, (u64, u64)>,
-    session: &'t str,
+    tables: &'t mut Tables<'txn>,
+    prefix: &'t str,
     agent: &'t str,
+    /// How many tools the session counts.
+    tools: u64,
 }
 
 impl RedbTally<'_, '_> {
@@ -176,19 +449,22 @@ impl Tally for RedbTally<'_, '_> {
     type Error = redb::Error;
 
     fn get(&mut self, counter: Counter<'_>) -> Result<u64, redb::Error> {
-        let key = counter_key(self.session, self.agent, counter);
-        Ok(self.counters.get(key.as_str())?.map_or(0, |v| v.value()))
+        let key = counter_key(self.prefix, counter);
+        Ok(self.tables.counters.get(key.as_str())?.map_or(0, |v| v.value()))
     }
 
     fn set(&mut self, counter: Counter<'_>, value: u64) -> Result<(), redb::Error> {
-        let key = counter_key(self.session, self.agent, counter);
-        self.counters.insert(key.as_str(), value)?;
+        let key = counter_key(self.prefix, counter);
+        let new = self.tables.counters.insert(key.as_str(), value)?.is_none();
+        if new && matches!(counter, Counter::Tool(_)) {
+            self.tools += 1;
+        }
         Ok(())
     }
 
     fn bucket(&mut self, counter: &str) -> Result<Option<Bucket>, redb::Error> {
         let key = self.bucket_key(counter);
-        Ok(self.buckets.get(key.as_str())?.map(|v| {
+        Ok(self.tables.buckets.get(key.as_str())?.map(|v| {
             let (tokens, updated_ms) = v.value();
             Bucket { tokens, updated_ms }
         }))
@@ -196,63 +472,59 @@ impl Tally for RedbTally<'_, '_> {
 
     fn set_bucket(&mut self, counter: &str, bucket: Bucket) -> Result<(), redb::Error> {
         let key = self.bucket_key(counter);
-        self.buckets.insert(key.as_str(), (bucket.tokens, bucket.updated_ms))?;
+        self.tables.buckets.insert(key.as_str(), (bucket.tokens, bucket.updated_ms))?;
         Ok(())
     }
-}
 
-fn commit_batch(db: &Database, batch: &[Queued], clock: &dyn Clock) -> Result<Vec<Answer>, redb::Error> {
-    let txn = db.begin_write()?;
-    let mut answers = Vec::with_capacity(batch.len());
-    {
-        let mut counters = txn.open_table(COUNTERS)?;
-        let mut buckets = txn.open_table(BUCKETS)?;
-        for queued in batch {
-            let mut tally = RedbTally {
-                counters: &mut counters,
-                buckets: &mut buckets,
-                session: &queued.session,
-                agent: &queued.agent,
-            };
-            answers.push(match &queued.job {
-                Job::Admit { tool: Some(tool), caps, .. } => {
-                    Answer::Admission(admit(&mut tally, tool, caps, clock)?)
-                }
-                Job::Admit { tool: None, caps, .. } => Answer::Admission(check(&mut tally, caps, clock)?),
-                Job::Outcome { outcome, .. } => Answer::Totals(apply_outcome(&mut tally, *outcome)?),
-            });
-        }
+    fn counts_tool(&mut self, tool: &str) -> Result<bool, redb::Error> {
+        let key = counter_key(self.prefix, Counter::Tool(tool));
+        Ok(self.tables.counters.get(key.as_str())?.is_some())
     }
-    txn.commit()?;
-    Ok(answers)
+
+    fn tools(&mut self) -> Result<usize, redb::Error> {
+        Ok(usize::try_from(self.tools).unwrap_or(usize::MAX))
+    }
 }
 
 impl DurableSessions {
+    /// Queues a job and waits for its answer, at most
+    /// [`DurableOptions::answer_within`]; `Err(true)` if that passed (or the
+    /// queue is full), `Err(false)` if the committer is gone.
+    fn ask<T>(&self, key: SessionKey<'_>, job: impl FnOnce(mpsc::SyncSender<T>) -> Job) -> Result<T, bool> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let queued = Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), job: job(reply) };
+        let sent = {
+            let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.as_ref().map(|q| q.try_send(queued))
+        };
+        match sent {
+            Some(Ok(())) => {}
+            Some(Err(mpsc::TrySendError::Full(_))) => return Err(true),
+            _ => return Err(false),
+        }
+        answer.recv_timeout(self.answer_within).map_err(|e| e == mpsc::RecvTimeoutError::Timeout)
+    }
+
     /// Has the committer check (and, with a tool, count) a call; waits for
     /// the commit.
     fn admission(&self, key: SessionKey<'_>, tool: Option<&str>, caps: &[Cap]) -> Admission {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let job = Job::Admit { tool: tool.map(str::to_owned), caps: caps.to_vec(), reply };
-        if !self.submit(Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), job }) {
-            return Admission::Unavailable;
+        let job = |reply| Job::Admit { tool: tool.map(str::to_owned), caps: caps.to_vec(), reply };
+        match self.ask(key, job) {
+            Ok(admission) => admission,
+            Err(true) => Admission::TimedOut,
+            Err(false) => Admission::Unavailable,
         }
-        answer.recv().unwrap_or(Admission::Unavailable)
-    }
-
-    fn submit(&self, queued: Queued) -> bool {
-        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        matches!(queue.as_ref().map(|q| q.send(queued)), Some(Ok(())))
     }
 }
 
 impl SessionStore for DurableSessions {
     fn count(&self, key: SessionKey<'_>, counter: Counter<'_>) -> Option<u64> {
+        let db = self.shared.db.load_full()?;
         let read = || -> Result<u64, redb::Error> {
-            let txn = self.db.begin_read()?;
+            let txn = db.begin_read()?;
             let table = txn.open_table(COUNTERS)?;
-            let count =
-                table.get(counter_key(key.session, key.agent, counter).as_str())?.map_or(0, |v| v.value());
-            Ok(count)
+            let key = counter_key(&session_prefix(key.session, key.agent), counter);
+            Ok(table.get(key.as_str())?.map_or(0, |v| v.value()))
         };
         read().ok()
     }
@@ -266,16 +538,24 @@ impl SessionStore for DurableSessions {
     }
 
     fn record_outcome(&self, key: SessionKey<'_>, outcome: CallOutcome) -> Option<OutcomeTotals> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let job = Job::Outcome { outcome, reply };
-        if !self.submit(Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), job }) {
-            return None;
-        }
-        answer.recv().ok().flatten()
+        self.ask(key, |reply| Job::Outcome { outcome, reply }).ok().flatten()
     }
 
     fn may_block(&self) -> bool {
         true
+    }
+
+    fn condition(&self) -> Condition {
+        let since = self.shared.committing_since_ms.load(Ordering::Acquire);
+        let now = self.clock.now_ms();
+        let stuck_ms = u64::try_from(self.answer_within.as_millis()).unwrap_or(u64::MAX);
+        match self.shared.condition.get() {
+            Condition::Ok if since != 0 && now.saturating_sub(since) >= stuck_ms => Condition::Degraded {
+                error: format!("a commit has not finished for {} ms", now.saturating_sub(since)),
+                since_ms: since,
+            },
+            condition => condition,
+        }
     }
 }
 

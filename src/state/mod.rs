@@ -10,6 +10,7 @@
 pub mod approval;
 pub mod atomic_file;
 pub mod clock;
+pub mod condition;
 pub mod conformance;
 pub mod durable;
 pub mod kill;
@@ -23,10 +24,11 @@ use std::time::Duration;
 
 pub use approval::{ApprovalStore, DEFAULT_APPROVAL_TTL, Ledger};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use durable::DurableSessions;
+pub use condition::Condition;
+pub use durable::{DurableOptions, DurableSessions};
 pub use kill::{KillStore, KillSwitch};
 pub use memory::MemorySessions;
-pub use session::SessionStore;
+pub use session::{SessionLimits, SessionStore};
 
 /// Everything a decision reads and writes besides the policy. Cheap to
 /// clone: every part is shared.
@@ -55,10 +57,15 @@ impl State {
         State::in_memory_with(Arc::new(SystemClock), DEFAULT_APPROVAL_TTL)
     }
 
-    /// Empty state in memory on `clock`.
+    /// Empty state in memory on `clock`, sessions within the default limits.
     pub fn in_memory_with(clock: Arc<dyn Clock>, approval_ttl: Duration) -> State {
+        State::in_memory_within(clock, approval_ttl, SessionLimits::default())
+    }
+
+    /// Empty state in memory on `clock`, sessions within `limits`.
+    pub fn in_memory_within(clock: Arc<dyn Clock>, approval_ttl: Duration, limits: SessionLimits) -> State {
         State {
-            sessions: Arc::new(MemorySessions::with_clock(Arc::clone(&clock))),
+            sessions: Arc::new(MemorySessions::with_limits(Arc::clone(&clock), limits)),
             kills: Arc::new(KillSwitch::in_memory()),
             approvals: Arc::new(Ledger::with_clock(approval_ttl, Arc::clone(&clock))),
             clock,
@@ -70,7 +77,7 @@ impl State {
     pub fn open(config: &StateConfig) -> Result<State, OpenError> {
         let clock = Arc::clone(&config.clock);
         let Some(dir) = &config.dir else {
-            return Ok(State::in_memory_with(clock, config.approval_ttl));
+            return Ok(State::in_memory_within(clock, config.approval_ttl, config.sessions));
         };
         let failed = |error: String| OpenError { dir: dir.clone(), error };
         private::directory(dir).map_err(|e| failed(e.to_string()))?;
@@ -83,8 +90,15 @@ impl State {
             .map_err(|e| failed(e.to_string()))?;
         Ok(State {
             sessions: Arc::new(
-                DurableSessions::open_with_clock(&at(STATE_FILE), Arc::clone(&clock))
-                    .map_err(|e| failed(e.to_string()))?,
+                DurableSessions::open_with(
+                    &at(STATE_FILE),
+                    DurableOptions {
+                        clock: Arc::clone(&clock),
+                        limits: config.sessions,
+                        answer_within: config.answer_within,
+                    },
+                )
+                .map_err(|e| failed(e.to_string()))?,
             ),
             kills: Arc::new(KillSwitch::persistent(at(KILLS_FILE)).map_err(|e| failed(e.to_string()))?),
             approvals: Arc::new(
@@ -116,13 +130,27 @@ pub struct StateConfig {
     pub dir: Option<PathBuf>,
     /// How long an approval stays valid after it is opened.
     pub approval_ttl: Duration,
+    /// How many sessions are kept, and for how long.
+    pub sessions: SessionLimits,
+    /// How long a decision waits for a store that may block (a disk
+    /// commit) before it is denied.
+    pub answer_within: Duration,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
 }
 
+/// How long a decision waits for the state store or the audit trail, by default.
+pub const DEFAULT_DECISION_TIMEOUT: Duration = Duration::from_millis(500);
+
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { dir: None, approval_ttl: DEFAULT_APPROVAL_TTL, clock: Arc::new(SystemClock) }
+        StateConfig {
+            dir: None,
+            approval_ttl: DEFAULT_APPROVAL_TTL,
+            sessions: SessionLimits::default(),
+            answer_within: DEFAULT_DECISION_TIMEOUT,
+            clock: Arc::new(SystemClock),
+        }
     }
 }
 

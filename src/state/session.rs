@@ -7,7 +7,58 @@
 //! counts is decided once, here ([`admit`], [`apply_outcome`]); a store only
 //! provides the atomic section it runs in (a [`Tally`]).
 
+use std::time::Duration;
+
 use super::clock::Clock;
+
+/// How long a session may go without an admission before its counters
+/// are dropped (its caps start again), by default.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(24 * 60 * 60);
+/// How many sessions a store holds at most, by default.
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+/// How many distinct tools one session counts (`session.calls("tool")`):
+/// a call of one more tool is denied, so that one session cannot grow
+/// without bound by calling ever new names its globs allow.
+pub const MAX_TOOLS_PER_SESSION: usize = 64;
+
+/// Bounds on what clients can make a session store hold: a session is an
+/// agent's session id (and, for rate limits alone, the agent).
+///
+/// A session idle for `idle` is dropped; a new session beyond
+/// `max_sessions` live ones is refused ([`Admission::SessionLimit`]), never
+/// made room for by dropping a live one, so that nobody can reset another
+/// session's caps by opening sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// How long a session lives after its last admission or outcome.
+    pub idle: Duration,
+    /// The most live sessions.
+    pub max_sessions: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits { idle: DEFAULT_SESSION_IDLE, max_sessions: DEFAULT_MAX_SESSIONS }
+    }
+}
+
+impl SessionLimits {
+    /// The idle time in milliseconds.
+    pub fn idle_ms(&self) -> u64 {
+        u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// Whether a session last used at `last_used_ms` has expired by `now_ms`.
+    pub fn expired(&self, last_used_ms: u64, now_ms: u64) -> bool {
+        now_ms.saturating_sub(last_used_ms) >= self.idle_ms()
+    }
+
+    /// How often a store looks for expired sessions: a tenth of the idle
+    /// time, at most a minute.
+    pub fn sweep_every_ms(&self) -> u64 {
+        (self.idle_ms() / 10).clamp(1, 60_000)
+    }
+}
 
 /// Which session: counters are kept per agent within a session id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -115,9 +166,16 @@ pub enum Admission {
     Admitted,
     /// The cap at this index is reached; nothing was counted.
     Refused(usize),
+    /// The session would be one more than the store may hold (a new
+    /// session beyond [`SessionLimits::max_sessions`], or a tool beyond
+    /// [`MAX_TOOLS_PER_SESSION`]); nothing was counted.
+    SessionLimit,
     /// The store could not check or count (a storage error); the call must
     /// be denied.
     Unavailable,
+    /// The store did not answer within the decision deadline; the call must
+    /// be denied (it may still be counted: over-counting, never under).
+    TimedOut,
 }
 
 /// Where session counters live.
@@ -145,6 +203,11 @@ pub trait SessionStore: Send + Sync {
     fn may_block(&self) -> bool {
         false
     }
+
+    /// Whether the store works (what `health` reports).
+    fn condition(&self) -> super::condition::Condition {
+        super::condition::Condition::Ok
+    }
 }
 
 /// One session's counters (and its agent's rate-limit buckets), open for
@@ -166,6 +229,12 @@ pub trait Tally {
     /// Stores the bucket of the agent's rate limit `counter`.
     fn set_bucket(&mut self, counter: &str, bucket: Bucket) -> Result<(), Self::Error>;
 
+    /// Whether the session already counts calls of `tool`.
+    fn counts_tool(&mut self, tool: &str) -> Result<bool, Self::Error>;
+
+    /// How many tools the session counts calls of.
+    fn tools(&mut self) -> Result<usize, Self::Error>;
+
     /// Adds one to a counter.
     fn bump(&mut self, counter: Counter<'_>) -> Result<(), Self::Error> {
         let value = self.get(counter)?;
@@ -175,8 +244,9 @@ pub trait Tally {
 
 /// The admission algorithm every store runs: checks every cap (a count cap
 /// against its counter, a rate limit against its token bucket refilled to
-/// now) and, only if all have room, counts the call: the total, the tool,
-/// each count cap, and a token from each bucket. The clock is read only
+/// now) and, only if all have room and the tool is one the session counts
+/// or may start counting, counts the call: the total, the tool, each count
+/// cap, and a token from each bucket. The clock is read only
 /// for a call under a rate limit.
 pub fn admit<T: Tally>(
     tally: &mut T,
@@ -188,6 +258,9 @@ pub fn admit<T: Tally>(
         Ok(buckets) => buckets,
         Err(index) => return Ok(Admission::Refused(index)),
     };
+    if !tally.counts_tool(tool)? && tally.tools()? >= MAX_TOOLS_PER_SESSION {
+        return Ok(Admission::SessionLimit);
+    }
     tally.bump(Counter::Total)?;
     tally.bump(Counter::Tool(tool))?;
     for cap in caps.iter().filter(|cap| cap.window_ms.is_none()) {

@@ -15,6 +15,7 @@ mod policies;
 mod properties;
 mod rego;
 mod regression;
+mod resilience;
 mod schema;
 mod server;
 mod state;

@@ -25,7 +25,7 @@ agentPolicies:
 
 /// `approvers:` declaring each of `names` as this test's user, who may
 /// then decide their approvals.
-fn approvers(names: &[&str]) -> String {
+pub(crate) fn approvers(names: &[&str]) -> String {
     let uid = rustix::process::getuid().as_raw();
     let mut text = String::from("approvers:\n");
     for name in names {
@@ -45,21 +45,21 @@ fn gated() -> String {
 }
 
 /// A running `toolgate serve`, killed on drop.
-struct Server {
-    child: Child,
-    dir: TempDir,
-    socket: PathBuf,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) dir: TempDir,
+    pub(crate) socket: PathBuf,
 }
 
 impl Server {
-    fn start(policy: &str, extra: &[&str]) -> Server {
+    pub(crate) fn start(policy: &str, extra: &[&str]) -> Server {
         let dir = TempDir::new();
         std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
         let socket = dir.path().join("toolgate.sock");
         Server::start_in(dir, socket, extra)
     }
 
-    fn start_in(dir: TempDir, socket: PathBuf, extra: &[&str]) -> Server {
+    pub(crate) fn start_in(dir: TempDir, socket: PathBuf, extra: &[&str]) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
             .arg("serve")
             .arg("--policy")
@@ -77,7 +77,7 @@ impl Server {
         server
     }
 
-    fn wait_until_ready(&self) {
+    pub(crate) fn wait_until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if UnixStream::connect(&self.socket).is_ok() {
@@ -88,7 +88,7 @@ impl Server {
         panic!("server did not start");
     }
 
-    fn connect(&self) -> Client {
+    pub(crate) fn connect(&self) -> Client {
         Client::connect(&self.socket)
     }
 
@@ -103,13 +103,13 @@ impl Server {
         std::fs::rename(&aside, self.policy_path()).expect("rename");
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status =
             Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status().expect("kill");
         assert!(status.success());
     }
 
-    fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -128,25 +128,25 @@ impl Drop for Server {
     }
 }
 
-struct Client {
+pub(crate) struct Client {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
 }
 
 impl Client {
-    fn connect(socket: &Path) -> Client {
+    pub(crate) fn connect(socket: &Path) -> Client {
         let stream = UnixStream::connect(socket).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
         Client { writer: stream.try_clone().expect("clone"), reader: BufReader::new(stream) }
     }
 
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         self.writer.write_all(line.as_bytes()).expect("send");
         self.writer.write_all(b"\n").expect("send");
     }
 
     #[track_caller]
-    fn receive(&mut self) -> Value {
+    pub(crate) fn receive(&mut self) -> Value {
         let mut line = String::new();
         let n = self.reader.read_line(&mut line).expect("receive");
         assert!(n > 0, "connection closed at {}", std::panic::Location::caller());
@@ -154,13 +154,13 @@ impl Client {
     }
 
     #[track_caller]
-    fn ask(&mut self, request: Value) -> Value {
+    pub(crate) fn ask(&mut self, request: Value) -> Value {
         self.send(&request.to_string());
         self.receive()
     }
 
     /// Whether the server closes this connection within `timeout`.
-    fn closed_within(&mut self, timeout: Duration) -> bool {
+    pub(crate) fn closed_within(&mut self, timeout: Duration) -> bool {
         self.reader.get_ref().set_read_timeout(Some(timeout)).expect("timeout");
         let mut rest = Vec::new();
         self.reader.read_to_end(&mut rest).is_ok()
@@ -538,7 +538,7 @@ fn audit_kinds(path: &Path) -> std::collections::HashMap<String, usize> {
     kinds
 }
 
-fn verify_trail(dir: &Path) -> (bool, String) {
+pub(crate) fn verify_trail(dir: &Path) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_toolgate"))
         .current_dir(dir)
         .args(["audit", "verify", "audit.jsonl"])
@@ -668,7 +668,7 @@ fn with_durable_state_kill_9_never_lets_a_cap_be_exceeded() {
     assert_eq!(last["rule"], "bot.constraints.t.maxPerSession");
 }
 
-fn admin(args: &[&str], admin_socket: &Path) -> (Option<i32>, Value) {
+pub(crate) fn admin(args: &[&str], admin_socket: &Path) -> (Option<i32>, Value) {
     let output = Command::new(env!("CARGO_BIN_EXE_toolgate"))
         .args(args)
         .arg("--admin-socket")

@@ -6,15 +6,18 @@ use std::time::Duration;
 
 use toolgate::state::conformance;
 use toolgate::state::{
-    ApprovalStore, DurableSessions, KillStore, KillSwitch, Ledger, MemorySessions, SessionStore,
+    ApprovalStore, DurableOptions, DurableSessions, KillStore, KillSwitch, Ledger, MemorySessions,
+    SessionStore,
 };
 
 use crate::util::tempdir::TempDir;
 
 #[test]
 fn memory_stores_conform() {
-    conformance::sessions(&|clock| Arc::new(MemorySessions::with_clock(clock)) as Arc<dyn SessionStore>)
-        .unwrap();
+    conformance::sessions(&|clock, limits| {
+        Arc::new(MemorySessions::with_limits(clock, limits)) as Arc<dyn SessionStore>
+    })
+    .unwrap();
     conformance::kills(&|| Arc::new(KillSwitch::in_memory()) as Arc<dyn KillStore>).unwrap();
     conformance::approvals(&|clock| {
         Arc::new(Ledger::with_clock(Duration::from_secs(60), clock)) as Arc<dyn ApprovalStore>
@@ -30,9 +33,9 @@ fn durable_stores_conform() {
         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         dir.path().join(format!("{n}-{name}"))
     };
-    conformance::sessions(&|clock| {
-        Arc::new(DurableSessions::open_with_clock(&fresh("state.redb"), clock).unwrap())
-            as Arc<dyn SessionStore>
+    conformance::sessions(&|clock, limits| {
+        let options = DurableOptions { clock, limits, ..DurableOptions::default() };
+        Arc::new(DurableSessions::open_with(&fresh("state.redb"), options).unwrap()) as Arc<dyn SessionStore>
     })
     .unwrap();
     conformance::kills(&|| {

@@ -112,3 +112,104 @@ pub fn engine_fixtures() -> Vec<PathBuf> {
     dirs.sort();
     dirs
 }
+
+/// Small filesystems for disk-fault tests: a tmpfs that fills up, an ext4
+/// on a loop device that can be frozen. Mounting needs root (the suite
+/// runs as root in `.ci/run`); without it these tests fail, unless
+/// `TOOLGATE_TESTS_WITHOUT_MOUNT=1` says to skip them.
+pub mod mount {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// A mounted filesystem, unmounted (lazily) on drop.
+    pub struct Mount {
+        path: PathBuf,
+        image: Option<PathBuf>,
+    }
+
+    fn mounting_allowed() -> bool {
+        if std::env::var_os("TOOLGATE_TESTS_WITHOUT_MOUNT").is_some_and(|v| v == "1") {
+            eprintln!("skipped: TOOLGATE_TESTS_WITHOUT_MOUNT=1");
+            return false;
+        }
+        true
+    }
+
+    fn run(program: &str, args: &[&str]) {
+        let status = Command::new(program).args(args).status().unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            status.success(),
+            "{program} {args:?} failed (these tests need root; TOOLGATE_TESTS_WITHOUT_MOUNT=1 skips them)"
+        );
+    }
+
+    impl Mount {
+        /// A tmpfs of `mib` MiB at `path` (created); `None` if skipped.
+        pub fn tmpfs(path: &Path, mib: u32) -> Option<Mount> {
+            if !mounting_allowed() {
+                return None;
+            }
+            std::fs::create_dir_all(path).expect("mount point");
+            let size = format!("size={mib}m");
+            run("mount", &["-t", "tmpfs", "-o", &size, "tmpfs", &path.to_string_lossy()]);
+            Some(Mount { path: path.to_owned(), image: None })
+        }
+
+        /// An ext4 filesystem of `mib` MiB on a loop device at `path`.
+        pub fn ext4(path: &Path, mib: u32) -> Option<Mount> {
+            if !mounting_allowed() {
+                return None;
+            }
+            std::fs::create_dir_all(path).expect("mount point");
+            let image = path.with_extension("img");
+            let file = std::fs::File::create(&image).expect("image");
+            file.set_len(u64::from(mib) << 20).expect("image size");
+            run("mkfs.ext4", &["-q", &image.to_string_lossy()]);
+            run("mount", &["-o", "loop", &image.to_string_lossy(), &path.to_string_lossy()]);
+            Some(Mount { path: path.to_owned(), image: Some(image) })
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.path
+        }
+
+        /// Freezes the filesystem: every write to it blocks until the guard
+        /// is dropped. Drop the guard before anything that waits for a
+        /// process writing there.
+        pub fn freeze(&self) -> Frozen {
+            run("fsfreeze", &["-f", &self.path.to_string_lossy()]);
+            Frozen(self.path.clone())
+        }
+
+        /// Fills the filesystem with a file, until it is full.
+        pub fn fill(&self) -> PathBuf {
+            use std::io::Write;
+            let filler = self.path.join("filler");
+            let mut file = std::fs::File::create(&filler).expect("filler");
+            let block = vec![0xA5u8; 64 << 10];
+            while file.write_all(&block).is_ok() {}
+            let _ = file.sync_all();
+            filler
+        }
+    }
+
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let path = self.path.to_string_lossy().into_owned();
+            let _ = Command::new("fsfreeze").args(["-u", &path]).stderr(std::process::Stdio::null()).status();
+            let _ = Command::new("umount").args(["-l", &path]).status();
+            if let Some(image) = &self.image {
+                let _ = std::fs::remove_file(image);
+            }
+        }
+    }
+
+    /// A frozen filesystem, thawed on drop.
+    pub struct Frozen(PathBuf);
+
+    impl Drop for Frozen {
+        fn drop(&mut self) {
+            let _ = Command::new("fsfreeze").args(["-u", &self.0.to_string_lossy()]).status();
+        }
+    }
+}

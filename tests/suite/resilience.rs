@@ -1,0 +1,203 @@
+//! Attacks on the server's resources, driven as a hostile client and a
+//! failing disk would: client-chosen ids, a full disk, a frozen disk. The
+//! server must stay within its bounds, answer every request, deny what it
+//! cannot decide, and heal when the cause is gone.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::server::{Client, Server, admin, verify_trail};
+use crate::util::mount::Mount;
+use crate::util::tempdir::TempDir;
+
+const CAPPED: &str =
+    "agentPolicies:\n  bot:\n    allowedTools: [t]\n    constraints:\n      t:\n        maxPerSession: 2\n";
+
+fn call(session: &str) -> Value {
+    json!({"agent": "bot", "tool": "t", "session": session, "args": {}})
+}
+
+/// A session id of 256 bytes (the longest allowed), distinct for each `n`.
+fn long_session(n: usize) -> String {
+    format!("{n:0>256}")
+}
+
+fn sessions_are_bounded(extra: &[&str]) {
+    let mut args = vec!["--max-sessions", "100"];
+    args.extend_from_slice(extra);
+    let server = Server::start(CAPPED, &args);
+    let mut client = server.connect();
+    for _ in 0..2 {
+        assert_eq!(client.ask(call("victim"))["decision"], "allow");
+    }
+    assert_eq!(client.ask(call("victim"))["reason_code"], "cap_reached");
+    let mut limited = 0;
+    for n in 0..500 {
+        let answer = client.ask(call(&long_session(n)));
+        match answer["reason_code"].as_str() {
+            Some("allowed") => {}
+            Some("session_limit") => {
+                assert_eq!(answer["decision"], "deny");
+                limited += 1;
+            }
+            other => panic!("unexpected answer {other:?}: {answer}"),
+        }
+    }
+    // The victim holds one of the 100 places.
+    assert_eq!(limited, 500 - 99, "every session beyond --max-sessions is denied");
+    // Opening sessions reset nobody's cap.
+    assert_eq!(client.ask(call("victim"))["reason_code"], "cap_reached");
+    assert_eq!(client.ask(call(&long_session(0)))["decision"], "allow");
+    assert_eq!(client.ask(call(&long_session(0)))["reason_code"], "cap_reached");
+}
+
+/// Client-chosen session ids were stored forever: 1,000 requests with
+/// 1 MB ids grew the server by 0.95 GiB and filled a 256 MiB state disk.
+#[test]
+fn client_chosen_sessions_are_bounded_and_cannot_reset_another_sessions_cap() {
+    sessions_are_bounded(&[]);
+    let state = TempDir::new();
+    sessions_are_bounded(&["--state", &state.path().join("state").to_string_lossy()]);
+    let size = std::fs::metadata(state.path().join("state/state.redb")).expect("state file").len();
+    assert!(size < 8 << 20, "the state file stays small: {size} bytes");
+}
+
+fn health(client: &mut Client) -> Value {
+    client.ask(json!({"op": "health"}))
+}
+
+/// Waits until `check` holds for a fresh answer, at most `within`.
+fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// After the state disk was filled and freed, every call stayed denied
+/// until a restart ("Previous I/O error occurred"), while `health` said ok.
+#[test]
+fn a_full_state_disk_denies_calls_then_heals_when_space_returns() {
+    let dir = TempDir::new();
+    let Some(disk) = Mount::tmpfs(&dir.path().join("disk"), 8) else { return };
+    let state = disk.path().join("state");
+    let server = Server::start(CAPPED, &["--state", &state.to_string_lossy()]);
+    let mut client = server.connect();
+    assert_eq!(client.ask(call("first"))["decision"], "allow");
+    assert_eq!(health(&mut client)["health"], "ok");
+    let filler = disk.fill();
+    let mut failed = None;
+    for n in 0..20_000 {
+        let answer = client.ask(call(&long_session(n)));
+        if answer["reason_code"] == "state_unavailable" {
+            failed = Some(n);
+            break;
+        }
+        assert_eq!(answer["decision"], "allow", "{answer}");
+    }
+    assert!(failed.is_some(), "a full disk makes commits fail");
+    let report = health(&mut client);
+    assert_eq!(report["health"], "degraded", "{report}");
+    assert_eq!(report["state"]["condition"], "degraded", "{report}");
+    assert!(report["state"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{report}");
+    // Still full: still denied, never allowed uncounted.
+    assert_eq!(client.ask(call("during"))["decision"], "deny");
+    std::fs::remove_file(filler).expect("free the disk");
+    let healed = eventually(Duration::from_secs(5), || client.ask(call("after"))["decision"] == "allow");
+    assert!(healed, "the store reopens once there is space again");
+    assert_eq!(health(&mut client)["health"], "ok");
+    // What was counted before the failure is still counted.
+    assert_eq!(client.ask(call("first"))["decision"], "allow");
+    assert_eq!(client.ask(call("first"))["reason_code"], "cap_reached");
+}
+
+/// With the state or audit disk frozen, decisions hung with no answer and
+/// `health` said ok.
+#[test]
+fn a_frozen_disk_gets_a_decision_timeout_and_the_trail_says_which_answers_were_withheld() {
+    let dir = TempDir::new();
+    let Some(disk) = Mount::ext4(&dir.path().join("disk"), 32) else { return };
+    let admin_socket = dir.path().join("admin.sock");
+    let server = Server::start(
+        CAPPED,
+        &[
+            "--state",
+            &disk.path().join("state").to_string_lossy(),
+            "--audit",
+            &disk.path().join("audit.jsonl").to_string_lossy(),
+            "--admin-socket",
+            &admin_socket.to_string_lossy(),
+            "--decision-timeout",
+            "300",
+        ],
+    );
+    let mut client = server.connect();
+    assert_eq!(client.ask(call("s1"))["decision"], "allow");
+    let frozen = disk.freeze();
+    let asked = Instant::now();
+    let answer = client.ask(call("s2"));
+    let took = asked.elapsed();
+    assert_eq!(answer["decision"], "deny", "{answer}");
+    assert_eq!(answer["error"]["code"], "decision_timeout", "{answer}");
+    assert!(took < Duration::from_secs(3), "answered in {took:?}");
+    let report = health(&mut client);
+    assert_eq!(report["health"], "degraded", "{report}");
+    // The operator still gets an answer: the change cannot be recorded, so
+    // it is refused (and the refusal's own record times out too).
+    let asked = Instant::now();
+    let (_, killed) = admin(&["kill", "--agent", "bot", "--reason", "frozen"], &admin_socket);
+    assert!(asked.elapsed() < Duration::from_secs(5), "the kill switch answers");
+    assert_eq!(killed["error"]["code"], "decision_timeout", "{killed}");
+    drop(frozen);
+    let healed = eventually(Duration::from_secs(5), || client.ask(call("s3"))["decision"] == "allow");
+    assert!(healed, "decisions are answered again once the disk thaws");
+    assert!(eventually(Duration::from_secs(5), || health(&mut client)["health"] == "ok"));
+    let (_, kills) = admin(&["kills"], &admin_socket);
+    assert_eq!(kills["kills"], json!([]), "a refused kill is not in force: {kills}");
+    let (ok, report) = verify_trail(disk.path());
+    assert!(ok, "{report}");
+    let trail = std::fs::read_to_string(disk.path().join("audit.jsonl")).expect("trail");
+    let records: Vec<Value> = trail.lines().map(|l| serde_json::from_str(l).expect("record")).collect();
+    let unanswered = records.iter().find(|r| r["kind"] == "unanswered").expect("an unanswered record");
+    let ranges = unanswered["records"].as_array().expect("ranges");
+    let withheld: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            let seq = r["seq"].as_u64().unwrap_or(0);
+            ranges.iter().any(|range| range[0].as_u64() <= Some(seq) && Some(seq) <= range[1].as_u64())
+        })
+        .collect();
+    assert!(withheld.iter().any(|r| r["session"] == "s2"), "the timed-out decision is named: {unanswered}");
+    drop(server);
+}
+
+/// The state store's own deadline: without a trail, the answer is a
+/// decision, denied with `reason_code` `decision_timeout`.
+#[test]
+fn a_frozen_state_disk_denies_with_decision_timeout() {
+    let dir = TempDir::new();
+    let Some(disk) = Mount::ext4(&dir.path().join("disk"), 32) else { return };
+    let state = disk.path().join("state");
+    let server = Server::start(CAPPED, &["--state", &state.to_string_lossy(), "--decision-timeout", "200"]);
+    let mut client = server.connect();
+    assert_eq!(client.ask(call("s1"))["decision"], "allow");
+    let frozen = disk.freeze();
+    for session in ["s1", "s2"] {
+        let asked = Instant::now();
+        let answer = client.ask(call(session));
+        assert_eq!(answer["reason_code"], "decision_timeout", "{answer}");
+        assert_eq!(answer["rule"], "toolgate.decisionTimeout", "{answer}");
+        assert!(asked.elapsed() < Duration::from_secs(2), "answered in {:?}", asked.elapsed());
+    }
+    assert!(eventually(Duration::from_secs(3), || health(&mut client)["state"]["condition"] == "degraded"));
+    drop(frozen);
+    assert!(eventually(Duration::from_secs(5), || client.ask(call("s3"))["decision"] == "allow"));
+    // Timed-out calls may still have been counted (over-counting, never under).
+    assert_eq!(client.ask(call("s1"))["decision"], "deny");
+    drop(server);
+}
