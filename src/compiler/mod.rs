@@ -21,6 +21,7 @@ pub mod params;
 pub mod path;
 pub mod pattern;
 pub mod privacy;
+pub mod rego_bounds;
 pub mod rego_vm;
 pub mod yaml;
 

@@ -118,6 +118,9 @@ codes! {
     RegoModule = ("TG060", "rego-module", Error),
     /// A `rego:` reference names no rule of the Rego modules.
     UnknownRegoRule = ("TG061", "unknown-rego-rule", Error),
+    /// A Rego module calls a builtin, or holds a number, that regorus
+    /// would evaluate without bound.
+    RegoUnbounded = ("TG062", "rego-unbounded", Error),
     /// A tool is both allowed and denied; the allow never takes effect.
     AllowShadowedByDeny = ("TG100", "allow-shadowed-by-deny", Warning),
     /// A constraint or gate on a tool the agent can never call.

@@ -201,3 +201,43 @@ fn a_frozen_state_disk_denies_with_decision_timeout() {
     assert_eq!(client.ask(call("s1"))["decision"], "deny");
     drop(server);
 }
+
+/// `numbers.range(1, 1e8)` ran 2.9 s and 2.35 GB against the 50 ms limit,
+/// and a server under a memory limit aborted on reloading such a policy.
+/// Now the module is refused before it is parsed; the last good policy
+/// keeps serving.
+#[test]
+fn a_rego_module_that_would_allocate_without_bound_is_refused_and_the_last_good_policy_serves() {
+    const POLICY: &str = "agentPolicies:\n  bot:\n    allowedTools: [t]\n    constraints:\n      t:\n        rego: data.limits.ok\n";
+    const GOOD: &str = "package limits\n\nimport rego.v1\n\nok if input.args.n <= 10\n";
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    std::fs::write(dir.path().join("limits.rego"), GOOD).expect("module");
+    let admin_socket = dir.path().join("admin.sock");
+    let socket = dir.path().join("toolgate.sock");
+    let server =
+        Server::start_in(dir, socket, &["--no-watch", "--admin-socket", &admin_socket.to_string_lossy()]);
+    let mut client = server.connect();
+    let ask =
+        |client: &mut Client, n: u64| client.ask(json!({"agent": "bot", "tool": "t", "args": {"n": n}}));
+    assert_eq!(ask(&mut client, 5)["decision"], "allow");
+    for hostile in [
+        "ok if count(numbers.range(1, 100000000)) > input.args.n\n",
+        "ok if units.parse(input.args.size) > 0\n",
+        "ok if input.args.n < 1e2000000000\n",
+        "ok if sprintf(\"%0999999999d\", [input.args.n]) != \"\"\n",
+    ] {
+        let module = format!("package limits\n\nimport rego.v1\n\n{hostile}");
+        std::fs::write(server.dir.path().join("limits.rego"), module).expect("module");
+        let started = Instant::now();
+        let reply = Client::connect(&admin_socket).ask(json!({"op": "reload"}));
+        assert!(started.elapsed() < Duration::from_secs(2), "refused at once");
+        assert_eq!(reply["reload"]["ok"], false, "{reply}");
+        assert!(reply["reload"]["errors"].to_string().contains("TG062"), "{reply}");
+        assert_eq!(ask(&mut client, 5)["decision"], "allow", "the last good policy serves");
+        assert_eq!(ask(&mut client, 50)["decision"], "deny");
+    }
+    let check =
+        crate::util::toolgate(server.dir.path()).args(["check", "policy.yaml"]).output().expect("runs");
+    assert_eq!(check.status.code(), Some(1));
+}

@@ -94,6 +94,27 @@ impl<'a> RegoModules<'a> {
                 return None;
             }
         };
+        let unbounded: Vec<String> = modules
+            .iter()
+            .flat_map(|(name, text)| {
+                crate::compiler::rego_bounds::scan(text)
+                    .into_iter()
+                    .map(move |u| format!("{name}:{}:{}: {}", u.line, u.column, u.what))
+            })
+            .collect();
+        if let Some(first) = unbounded.first() {
+            let more = match unbounded.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            diagnostics.push(error(
+                Code::RegoUnbounded,
+                format!("the Rego modules for `{entry}` use what regorus cannot bound"),
+                format!("{first}{more}"),
+                "regorus checks its time limit only between steps, so one such call can take seconds and gigabytes; compute the value another way (a comprehension over the input, `concat`, a smaller literal)",
+            ));
+            return None;
+        }
         match RegoRule::new(modules.clone(), entry) {
             Ok(rule) => {
                 let rule = Arc::new(rule);
