@@ -5,7 +5,11 @@
 //! `--requests N` per client (default 50000), `--window W` requests in
 //! flight per client (default 2), `--clients 1,8,32`, `--audit always|os`
 //! (keep an audit trail with that `--audit-sync`), `--state` (durable
-//! session counters).
+//! session counters and approvals), `--naive` (each client writes all its
+//! requests before reading any answer), `--approvals` (every request is a
+//! gated call that opens an approval: 16 agents, 4,096 sessions, approvals
+//! expiring after `--approval-ttl` seconds, default 2, so that about
+//! rate × TTL approvals are open at any time).
 //!
 //! `TOOLGATE_BENCH_WRAPPER` prefixes the server command (a profiler).
 //!
@@ -27,11 +31,18 @@ struct Options {
     clients: Vec<usize>,
     audit: Option<String>,
     state: bool,
+    approvals: Option<u64>,
 }
 
 fn options() -> Options {
-    let mut options =
-        Options { requests: 50_000, window: 2, clients: vec![1, 8, 32], audit: None, state: false };
+    let mut options = Options {
+        requests: 50_000,
+        window: 2,
+        clients: vec![1, 8, 32],
+        audit: None,
+        state: false,
+        approvals: None,
+    };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     if let Some(n) = value("--requests") {
@@ -45,7 +56,39 @@ fn options() -> Options {
     if let Some(c) = value("--clients") {
         options.clients = c.split(',').map(|n| n.parse().expect("--clients 1,8,32")).collect();
     }
+    if args.iter().any(|a| a == "--naive") {
+        options.window = options.requests;
+    }
+    if args.iter().any(|a| a == "--approvals") {
+        options.approvals =
+            Some(value("--approval-ttl").map_or(2, |t| t.parse().expect("--approval-ttl SECS")));
+    }
     options
+}
+
+/// The approvals workload's policy: 16 agents, each calling a gated tool.
+fn gated_policy() -> String {
+    let mut text = String::from("agentPolicies:\n");
+    for agent in 0..16 {
+        text.push_str(&format!(
+            "  a{agent}:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        required: true\n"
+        ));
+    }
+    text
+}
+
+/// Gated calls, spread over 16 agents and 4,096 sessions, each distinct.
+fn gated_requests(client: usize) -> Vec<String> {
+    (0..65_536)
+        .map(|i| {
+            let n = client * 65_536 + i;
+            format!(
+                "{{\"agent\":\"a{}\",\"tool\":\"pay\",\"session\":\"s{}\",\"args\":{{\"n\":{n}}}}}\n",
+                n % 16,
+                (n / 16) % 4096
+            )
+        })
+        .collect()
 }
 
 fn requests() -> Vec<String> {
@@ -53,14 +96,16 @@ fn requests() -> Vec<String> {
     std::fs::read_to_string(path).expect("examples").lines().map(|l| format!("{l}\n")).collect()
 }
 
-/// One client's run: latencies in nanoseconds.
-fn client(socket: &Path, lines: &[String], requests: usize, window: usize) -> Vec<u64> {
+/// One client's run: latencies in nanoseconds, and how many answers
+/// required approval.
+fn client(socket: &Path, lines: &[String], requests: usize, window: usize) -> (Vec<u64>, usize) {
     let stream = UnixStream::connect(socket).expect("connect");
     let mut writer = stream.try_clone().expect("clone");
     let mut reader = BufReader::with_capacity(1 << 16, stream);
     let mut sent = Vec::with_capacity(requests);
     let mut latencies = Vec::with_capacity(requests);
     let mut answer = String::new();
+    let mut gated = 0;
     let mut send = |i: usize, sent: &mut Vec<Instant>| {
         sent.push(Instant::now());
         writer.write_all(lines[i % lines.len()].as_bytes()).expect("send");
@@ -72,12 +117,13 @@ fn client(socket: &Path, lines: &[String], requests: usize, window: usize) -> Ve
         answer.clear();
         reader.read_line(&mut answer).expect("answer");
         assert!(answer.contains("\"decision\""), "{answer}");
+        gated += usize::from(answer.contains("\"decision\":\"require_approval\""));
         latencies.push(sent[i].elapsed().as_nanos() as u64);
         if i + window < requests {
             send(i + window, &mut sent);
         }
     }
-    latencies
+    (latencies, gated)
 }
 
 fn percentile(sorted: &[u64], q: f64) -> f64 {
@@ -103,7 +149,18 @@ fn main() {
         }
         None => Command::new(env!("CARGO_BIN_EXE_toolgate")),
     };
+    let policies = match options.approvals {
+        Some(_) => {
+            let file = dir.join("gated.yaml");
+            std::fs::write(&file, gated_policy()).expect("policy");
+            file
+        }
+        None => policies,
+    };
     server.args(["serve", "--no-watch", "--policy"]).arg(&policies).arg("--socket").arg(&socket);
+    if let Some(ttl) = options.approvals {
+        server.args(["--approval-ttl", &ttl.to_string()]);
+    }
     if options.state {
         server.arg("--state").arg(dir.join("state"));
     }
@@ -117,37 +174,50 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let lines = requests();
+    let workload = options.approvals.map_or_else(
+        || String::from("the example requests"),
+        |ttl| format!("gated calls opening approvals (16 agents, 4,096 sessions, --approval-ttl {ttl})"),
+    );
     let audit = options
         .audit
         .as_deref()
         .map_or_else(|| String::from("no audit trail"), |s| format!("audit trail, --audit-sync {s}"));
     let state = if options.state { "durable state" } else { "state in memory" };
     println!(
-        "toolgate serve: {} requests per client, window {}, {state}, {audit}",
+        "toolgate serve: {workload}, {} requests per client, window {}, {state}, {audit}",
         options.requests, options.window
     );
     println!("{:>8} {:>14} {:>10} {:>10} {:>10}", "clients", "decisions/s", "p50 µs", "p99 µs", "p99.9 µs");
     for &clients in &options.clients {
         // Warm up: one short run so the server's allocator and caches settle.
-        client(&socket, &lines, 2_000, options.window);
+        let lines_of =
+            |client: usize| if options.approvals.is_some() { gated_requests(client) } else { lines.clone() };
+        client(&socket, &lines_of(usize::MAX / 65_536 - 1), 2_000, options.window.min(2_000));
         let start = Instant::now();
         let threads: Vec<_> = (0..clients)
-            .map(|_| {
+            .map(|n| {
                 let socket = socket.clone();
-                let lines = lines.clone();
+                let lines = lines_of(n + clients * 64);
                 let (requests, window) = (options.requests, options.window);
                 std::thread::spawn(move || client(&socket, &lines, requests, window))
             })
             .collect();
-        let mut latencies: Vec<u64> = threads.into_iter().flat_map(|t| t.join().expect("client")).collect();
+        let mut latencies = Vec::new();
+        let mut gated = 0;
+        for thread in threads {
+            let (mine, opened) = thread.join().expect("client");
+            latencies.extend(mine);
+            gated += opened;
+        }
         let elapsed = start.elapsed();
         latencies.sort_unstable();
         let rate = latencies.len() as f64 / elapsed.as_secs_f64();
         println!(
-            "{clients:>8} {rate:>14.0} {:>10.1} {:>10.1} {:>10.1}",
+            "{clients:>8} {rate:>14.0} {:>10.1} {:>10.1} {:>10.1}{}",
             percentile(&latencies, 0.50),
             percentile(&latencies, 0.99),
-            percentile(&latencies, 0.999)
+            percentile(&latencies, 0.999),
+            if options.approvals.is_some() { format!("   {gated} approvals opened") } else { String::new() }
         );
     }
     // SIGTERM first: the server drains and exits, and a profiler wrapping

@@ -342,6 +342,13 @@ struct ServeArgs {
     /// (1 to 2592000, 30 days).
     #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     approval_ttl: u64,
+    /// The most approvals one agent may have waiting for an approver; a gated call beyond is
+    /// denied `approval_unavailable` until some are decided or expire.
+    #[arg(long, default_value_t = toolgate::state::approval::MAX_PENDING_PER_AGENT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    max_pending_per_agent: usize,
+    /// The most approvals one session of an agent may have waiting.
+    #[arg(long, default_value_t = toolgate::state::approval::MAX_PENDING_PER_SESSION, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    max_pending_per_session: usize,
     /// Seconds a session may go without a call before its counters are dropped (its
     /// per-session caps start again): 1 to 31536000 (a year).
     #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
@@ -503,6 +510,10 @@ fn serve_command(args: ServeArgs) -> Exit {
         admin_uids: args.admin_uids,
         admin_gids: args.admin_gids,
         approval_ttl: std::time::Duration::from_secs(args.approval_ttl.max(1)),
+        approvals: toolgate::state::ApprovalLimits {
+            per_agent: args.max_pending_per_agent,
+            per_session: args.max_pending_per_session,
+        },
         sessions: toolgate::state::SessionLimits {
             idle: std::time::Duration::from_secs(args.session_idle),
             max_sessions: args.max_sessions,

@@ -33,6 +33,7 @@ pub struct ServeArgs {
     pub admin_gids: Vec<u32>,
     pub approval_ttl: Duration,
     pub sessions: toolgate::state::SessionLimits,
+    pub approvals: toolgate::state::ApprovalLimits,
 }
 
 pub struct AuditArgs {
@@ -126,6 +127,7 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
         dir: args.state.clone(),
         approval_ttl: args.approval_ttl,
         sessions: args.sessions,
+        approvals: args.approvals,
         answer_within: args.service.decision_timeout,
         ..StateConfig::default()
     };

@@ -371,7 +371,7 @@ impl Reason<'_> {
                 E::AlreadyDecided(_)
                 | E::WrongApprover { .. }
                 | E::Storage(_)
-                | E::TooMany
+                | E::TooMany(_)
                 | E::NoRandomness(_) => ReasonCode::ApprovalUnavailable,
             },
             Reason::Killed(_) => ReasonCode::Killed,

@@ -10,7 +10,7 @@ use super::{AuditBatch, Service};
 use crate::audit::record;
 use crate::engine::{Decision, Engine, Outcome, Reason, Request};
 use crate::protocol::{Answer, ApprovalRef, Reply, WireError, WireErrorCode};
-use crate::state::approval::{ApprovalStatus, Binding, Shown};
+use crate::state::approval::{ApprovalError, ApprovalStatus, Binding, Shown};
 
 impl Service {
     /// Decides a request: the engine's decision, the approval it opens or
@@ -110,7 +110,12 @@ impl Service {
                         expires_at: Some(approval.expires_at),
                     }),
                     Err(error) => {
-                        tracing::error!(%error, "cannot open an approval; denying");
+                        // A bound a client reached is its business, not the log's.
+                        if matches!(error, ApprovalError::TooMany(_)) {
+                            tracing::debug!(%error, "cannot open an approval; denying");
+                        } else {
+                            tracing::error!(%error, "cannot open an approval; denying");
+                        }
                         decision.outcome = Outcome::Deny;
                         decision.reason = Reason::ApprovalInvalid(error);
                         None

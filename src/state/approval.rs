@@ -7,21 +7,36 @@
 //! socket); the gateway then asks again with the id and gets an allow
 //! exactly once, and only for the same call.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::clock::{Clock, SystemClock};
-
-/// The most approvals kept at once (pending, granted, or finished within the
-/// last hour): a client cannot make the ledger grow without bound.
+/// The most approvals kept at once (open, or finished within the last
+/// hour): a client cannot make the ledger grow without bound. At the bound,
+/// finished approvals are forgotten first; a new one is refused only when
+/// this many are open.
 pub const MAX_APPROVALS: usize = 100_000;
+/// The most approvals one agent may have waiting for an approver, by default.
+pub const MAX_PENDING_PER_AGENT: usize = 1_000;
+/// The most approvals one session of an agent may have waiting, by default.
+pub const MAX_PENDING_PER_SESSION: usize = 32;
+
+/// How many approvals may wait for an approver at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApprovalLimits {
+    /// For one agent.
+    pub per_agent: usize,
+    /// For one session of an agent.
+    pub per_session: usize,
+}
+
+impl Default for ApprovalLimits {
+    fn default() -> Self {
+        ApprovalLimits { per_agent: MAX_PENDING_PER_AGENT, per_session: MAX_PENDING_PER_SESSION }
+    }
+}
 
 /// How long an approval stays valid unless configured otherwise.
 pub const DEFAULT_APPROVAL_TTL: Duration = Duration::from_secs(15 * 60);
@@ -94,7 +109,7 @@ impl Binding {
     }
 
     /// What differs between this (approved) call and `call`, if anything.
-    fn mismatch(&self, call: &Binding) -> Option<&'static str> {
+    pub(super) fn mismatch(&self, call: &Binding) -> Option<&'static str> {
         let parts: [(&'static str, bool); 9] = [
             ("agent", self.agent == call.agent),
             ("session", self.session == call.session),
@@ -230,8 +245,9 @@ pub enum ApprovalError {
     Mismatch(&'static str),
     /// The approvals could not be read or saved.
     Storage(String),
-    /// Too many approvals are open; the call is denied until some finish.
-    TooMany,
+    /// Too many approvals are open (for the session, the agent or the
+    /// server); the call is denied until some are decided or expire.
+    TooMany(&'static str),
     /// No unguessable id could be made (the operating system's random
     /// source failed).
     NoRandomness(String),
@@ -252,7 +268,7 @@ impl ApprovalError {
             ApprovalError::Unknown
             | ApprovalError::WrongApprover { .. }
             | ApprovalError::Storage(_)
-            | ApprovalError::TooMany
+            | ApprovalError::TooMany(_)
             | ApprovalError::NoRandomness(_) => None,
         }
     }
@@ -272,8 +288,11 @@ impl std::fmt::Display for ApprovalError {
             }
             ApprovalError::Mismatch(what) => write!(f, "the call differs from the approved one ({what})"),
             ApprovalError::Storage(error) => write!(f, "the approvals cannot be saved: {error}"),
-            ApprovalError::TooMany => {
-                write!(f, "more than {MAX_APPROVALS} approvals are open; denied until some finish")
+            ApprovalError::TooMany(whose) => {
+                write!(
+                    f,
+                    "{whose} has as many approvals waiting as it may; denied until some are decided or expire"
+                )
             }
             ApprovalError::NoRandomness(error) => {
                 write!(f, "no approval id can be made (the random source failed: {error})")
@@ -389,165 +408,11 @@ pub fn args_digest(args: &Map<String, Value>) -> String {
 /// A new approval id: 128 bits from the operating system's random source,
 /// as hex. Ids are bearer tokens only together with the admin socket; they
 /// must be unguessable.
-fn new_id() -> Result<String, ApprovalError> {
+pub(super) fn new_id() -> Result<String, ApprovalError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| ApprovalError::NoRandomness(e.to_string()))?;
     let mut id = String::with_capacity(4 + 32);
     id.push_str("apr_");
     crate::hash::push_hex(&mut id, &bytes);
     Ok(id)
-}
-
-/// The approvals of a server: in memory, optionally saved to a file.
-#[derive(Debug)]
-pub struct Ledger {
-    approvals: Mutex<HashMap<String, Approval>>,
-    /// When finished approvals are next forgotten (seconds since the epoch).
-    next_prune: AtomicU64,
-    file: Option<PathBuf>,
-    ttl: Duration,
-    clock: Arc<dyn Clock>,
-}
-
-impl Ledger {
-    /// A ledger kept in memory; approvals expire after `ttl`.
-    pub fn in_memory(ttl: Duration) -> Ledger {
-        Ledger::with_clock(ttl, Arc::new(SystemClock))
-    }
-
-    /// A ledger kept in memory, on `clock`.
-    pub fn with_clock(ttl: Duration, clock: Arc<dyn Clock>) -> Ledger {
-        Ledger { approvals: Mutex::new(HashMap::new()), next_prune: 0.into(), file: None, ttl, clock }
-    }
-
-    /// A ledger saved in `file` (loaded if it exists), on `clock`.
-    pub fn persistent(file: PathBuf, ttl: Duration, clock: Arc<dyn Clock>) -> std::io::Result<Ledger> {
-        let approvals: Vec<Approval> = super::atomic_file::read_json(&file)?.unwrap_or_default();
-        let approvals = approvals.into_iter().map(|a| (a.id.clone(), a)).collect();
-        Ok(Ledger { approvals: Mutex::new(approvals), next_prune: 0.into(), file: Some(file), ttl, clock })
-    }
-
-    /// Applies a change and, for a persistent ledger, saves the result
-    /// before answering; a change that cannot be saved is undone. Finished
-    /// approvals (used, rejected, expired) are forgotten an hour after expiry.
-    fn change<T>(
-        &self,
-        f: impl FnOnce(&mut HashMap<String, Approval>, u64) -> Result<T, ApprovalError>,
-    ) -> Result<T, ApprovalError> {
-        let mut approvals = self.approvals.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = self.file.as_ref().map(|_| approvals.clone());
-        let now = self.clock.now_secs();
-        let result = f(&mut approvals, now)?;
-        // Forgetting scans every approval: at most once a minute, not on
-        // every change (which made opening approvals quadratic).
-        if now >= self.next_prune.load(Ordering::Relaxed) {
-            let horizon = now.saturating_sub(3600);
-            approvals.retain(|_, a| a.expires_at > horizon);
-            self.next_prune.store(now + 60, Ordering::Relaxed);
-        }
-        if let (Some(file), Some(before)) = (&self.file, before) {
-            let list: Vec<&Approval> = approvals.values().collect();
-            if let Err(error) = save(file, &list) {
-                *approvals = before;
-                return Err(ApprovalError::Storage(error.to_string()));
-            }
-        }
-        Ok(result)
-    }
-}
-
-impl ApprovalStore for Ledger {
-    fn open(&self, binding: Binding, shown: Shown) -> Result<Approval, ApprovalError> {
-        let approver = binding.approver.clone();
-        let id = new_id()?;
-        self.change(|approvals, now| {
-            if approvals.len() >= MAX_APPROVALS {
-                return Err(ApprovalError::TooMany);
-            }
-            let approval = Approval {
-                id,
-                binding,
-                approver,
-                shown,
-                opened_at: now,
-                expires_at: now.saturating_add(self.ttl.as_secs().max(1)),
-                state: ApprovalState::Pending,
-            };
-            approvals.insert(approval.id.clone(), approval.clone());
-            Ok(approval)
-        })
-    }
-
-    fn decide(
-        &self,
-        id: &str,
-        approver: Option<&str>,
-        by: &str,
-        grant: bool,
-    ) -> Result<Approval, ApprovalError> {
-        self.change(|approvals, now| {
-            let approval = approvals.get_mut(id).ok_or(ApprovalError::Unknown)?;
-            if let Some(expected) = approval.approver.as_ref().filter(|a| Some(a.as_str()) != approver) {
-                return Err(ApprovalError::WrongApprover { expected: expected.clone() });
-            }
-            match approval.status(now) {
-                ApprovalStatus::Pending => {
-                    approval.state = if grant {
-                        ApprovalState::Granted { by: by.to_owned() }
-                    } else {
-                        ApprovalState::Rejected { by: by.to_owned() }
-                    };
-                    Ok(approval.clone())
-                }
-                ApprovalStatus::Expired => Err(ApprovalError::Expired),
-                ApprovalStatus::Used => Err(ApprovalError::Used),
-                status => Err(ApprovalError::AlreadyDecided(status)),
-            }
-        })
-    }
-
-    fn redeem(&self, id: &str, call: &Binding) -> Result<(), ApprovalError> {
-        self.change(|approvals, now| {
-            let approval = approvals.get_mut(id).ok_or(ApprovalError::Unknown)?;
-            match approval.status(now) {
-                ApprovalStatus::Granted => {}
-                ApprovalStatus::Pending => return Err(ApprovalError::Pending),
-                ApprovalStatus::Rejected => return Err(ApprovalError::Rejected),
-                ApprovalStatus::Expired => return Err(ApprovalError::Expired),
-                ApprovalStatus::Used => return Err(ApprovalError::Used),
-            }
-            if let Some(what) = approval.binding.mismatch(call) {
-                return Err(ApprovalError::Mismatch(what));
-            }
-            approval.state = ApprovalState::Used;
-            Ok(())
-        })
-    }
-
-    fn pending(&self) -> Vec<Approval> {
-        let approvals = self.approvals.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = self.clock.now_secs();
-        let mut pending: Vec<Approval> =
-            approvals.values().filter(|a| a.status(now) == ApprovalStatus::Pending).cloned().collect();
-        pending.sort_by_key(|a| a.expires_at);
-        pending
-    }
-
-    fn get(&self, id: &str) -> Option<Approval> {
-        self.approvals.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
-    }
-
-    fn status(&self, id: &str) -> Option<ApprovalStatus> {
-        let approvals = self.approvals.lock().unwrap_or_else(PoisonError::into_inner);
-        approvals.get(id).map(|approval| approval.status(self.clock.now_secs()))
-    }
-
-    fn may_block(&self) -> bool {
-        self.file.is_some()
-    }
-}
-
-fn save(file: &std::path::Path, approvals: &[&Approval]) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(approvals).map_err(std::io::Error::other)?;
-    super::atomic_file::replace(file, &bytes)
 }

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::approval::{ApprovalError, ApprovalStatus, ApprovalStore, Binding, Call, Shown, canonical_digest};
+use super::approval::{
+    ApprovalError, ApprovalStatus, ApprovalStore, Binding, Call, MAX_PENDING_PER_AGENT,
+    MAX_PENDING_PER_SESSION, Shown, canonical_digest,
+};
 use super::clock::{Clock, ManualClock};
 use super::kill::{Kill, KillScope, KillStore};
 use super::session::{
@@ -402,5 +405,51 @@ pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Res
         "an expired grant is refused",
         store.redeem(&granted_late.id, &open_to_anyone),
         Err(ApprovalError::Expired),
+    )?;
+    let clock = Arc::new(ManualClock::default());
+    pending_approvals_are_bounded_per_session_and_agent(
+        make(Arc::clone(&clock) as Arc<dyn Clock>).as_ref(),
+        &clock,
     )
+}
+
+/// The binding of a call of `agent` in `session`.
+fn call_of(agent: &str, session: &str) -> Binding {
+    let args = serde_json::Map::new();
+    let call =
+        Call { agent, session: Some(session), tool: "pay", args: &args, principal: None, context: None };
+    Binding::new(call, "bot.approvalGates.pay", None, "sha256:p")
+}
+
+fn pending_approvals_are_bounded_per_session_and_agent(
+    store: &dyn ApprovalStore,
+    clock: &ManualClock,
+) -> Result<(), Failure> {
+    let open = |binding: Binding| store.open(binding, Shown::default()).map(|a| a.id);
+    let property = "an agent's pending approvals are bounded per session and per agent";
+    for _ in 0..MAX_PENDING_PER_SESSION {
+        open(call_of("bot", "s")).map_err(|e| Failure { property, detail: e.to_string() })?;
+    }
+    expect(property, open(call_of("bot", "s")), Err(ApprovalError::TooMany("the session")))?;
+    // Another agent, and another session, are not held up.
+    let other = open(call_of("other", "s")).map_err(|e| Failure { property, detail: e.to_string() })?;
+    let freed = open(call_of("bot", "s2")).map_err(|e| Failure { property, detail: e.to_string() })?;
+    // Deciding one makes room.
+    store.decide(&freed, None, "anyone", false).map_err(|e| Failure { property, detail: e.to_string() })?;
+    let _ = other;
+    let mut sessions = 1;
+    let mut opened = MAX_PENDING_PER_SESSION;
+    while opened < MAX_PENDING_PER_AGENT {
+        let session = format!("s{}", 100 + sessions);
+        for _ in 0..MAX_PENDING_PER_SESSION.min(MAX_PENDING_PER_AGENT - opened) {
+            open(call_of("bot", &session)).map_err(|e| Failure { property, detail: e.to_string() })?;
+            opened += 1;
+        }
+        sessions += 1;
+    }
+    expect(property, open(call_of("bot", "fresh")), Err(ApprovalError::TooMany("the agent")))?;
+    // Pending approvals stop counting the moment they expire.
+    clock.advance(Duration::from_secs(60));
+    expect(property, open(call_of("bot", "s")).is_ok(), true)?;
+    expect(property, store.pending().len(), 1)
 }

@@ -8,12 +8,14 @@
 //! decisions.
 
 pub mod approval;
+pub mod approval_log;
 pub mod atomic_file;
 pub mod clock;
 pub mod condition;
 pub mod conformance;
 pub mod durable;
 pub mod kill;
+pub mod ledger;
 pub mod memory;
 pub mod private;
 pub mod session;
@@ -22,11 +24,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use approval::{ApprovalStore, DEFAULT_APPROVAL_TTL, Ledger};
+pub use approval::{ApprovalLimits, ApprovalStore, DEFAULT_APPROVAL_TTL};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use condition::Condition;
 pub use durable::{DurableOptions, DurableSessions};
 pub use kill::{KillStore, KillSwitch};
+pub use ledger::Ledger;
 pub use memory::MemorySessions;
 pub use session::{SessionLimits, SessionStore};
 
@@ -57,17 +60,22 @@ impl State {
         State::in_memory_with(Arc::new(SystemClock), DEFAULT_APPROVAL_TTL)
     }
 
-    /// Empty state in memory on `clock`, sessions within the default limits.
+    /// Empty state in memory on `clock`, within the default limits.
     pub fn in_memory_with(clock: Arc<dyn Clock>, approval_ttl: Duration) -> State {
-        State::in_memory_within(clock, approval_ttl, SessionLimits::default())
+        State::in_memory_within(clock, approval_ttl, SessionLimits::default(), ApprovalLimits::default())
     }
 
-    /// Empty state in memory on `clock`, sessions within `limits`.
-    pub fn in_memory_within(clock: Arc<dyn Clock>, approval_ttl: Duration, limits: SessionLimits) -> State {
+    /// Empty state in memory on `clock`, sessions and approvals within limits.
+    pub fn in_memory_within(
+        clock: Arc<dyn Clock>,
+        approval_ttl: Duration,
+        limits: SessionLimits,
+        approvals: ApprovalLimits,
+    ) -> State {
         State {
             sessions: Arc::new(MemorySessions::with_limits(Arc::clone(&clock), limits)),
             kills: Arc::new(KillSwitch::in_memory()),
-            approvals: Arc::new(Ledger::with_clock(approval_ttl, Arc::clone(&clock))),
+            approvals: Arc::new(Ledger::with_clock(approval_ttl, Arc::clone(&clock)).within(approvals)),
             clock,
         }
     }
@@ -77,12 +85,17 @@ impl State {
     pub fn open(config: &StateConfig) -> Result<State, OpenError> {
         let clock = Arc::clone(&config.clock);
         let Some(dir) = &config.dir else {
-            return Ok(State::in_memory_within(clock, config.approval_ttl, config.sessions));
+            return Ok(State::in_memory_within(
+                clock,
+                config.approval_ttl,
+                config.sessions,
+                config.approvals,
+            ));
         };
         let failed = |error: String| OpenError { dir: dir.clone(), error };
         private::directory(dir).map_err(|e| failed(e.to_string()))?;
         let at = |name: &str| dir.join(name);
-        for name in [STATE_FILE, KILLS_FILE, APPROVALS_FILE] {
+        for name in [STATE_FILE, KILLS_FILE, APPROVALS_FILE, LEGACY_APPROVALS_FILE] {
             private::existing_file(&at(name)).map_err(|e| failed(e.to_string()))?;
         }
         // redb creates its file with the process's umask: create it first, private.
@@ -102,7 +115,7 @@ impl State {
             ),
             kills: Arc::new(KillSwitch::persistent(at(KILLS_FILE)).map_err(|e| failed(e.to_string()))?),
             approvals: Arc::new(
-                Ledger::persistent(at(APPROVALS_FILE), config.approval_ttl, Arc::clone(&clock))
+                open_ledger(dir, config.approval_ttl, Arc::clone(&clock))
                     .map_err(|e| failed(e.to_string()))?,
             ),
             clock,
@@ -120,8 +133,22 @@ impl State {
 pub const STATE_FILE: &str = "state.redb";
 /// The kills in a state directory.
 pub const KILLS_FILE: &str = "kills.json";
-/// The approvals in a state directory.
-pub const APPROVALS_FILE: &str = "approvals.json";
+/// The approvals in a state directory: an append log of JSON lines.
+pub const APPROVALS_FILE: &str = "approvals.log";
+/// Where earlier versions kept the approvals, as one JSON array: read once
+/// into the log, then removed.
+pub const LEGACY_APPROVALS_FILE: &str = "approvals.json";
+
+/// Opens the approvals' log in `dir`, taking in a legacy `approvals.json`.
+fn open_ledger(dir: &std::path::Path, ttl: Duration, clock: Arc<dyn Clock>) -> std::io::Result<Ledger> {
+    let ledger = Ledger::persistent(&dir.join(APPROVALS_FILE), ttl, clock)?;
+    let legacy = dir.join(LEGACY_APPROVALS_FILE);
+    if let Some(approvals) = atomic_file::read_json(&legacy)? {
+        ledger.import(approvals)?;
+        std::fs::remove_file(&legacy)?;
+    }
+    Ok(ledger)
+}
 
 /// Where state lives.
 #[derive(Clone, Debug)]
@@ -132,6 +159,8 @@ pub struct StateConfig {
     pub approval_ttl: Duration,
     /// How many sessions are kept, and for how long.
     pub sessions: SessionLimits,
+    /// How many approvals may wait for an approver.
+    pub approvals: ApprovalLimits,
     /// How long a decision waits for a store that may block (a disk
     /// commit) before it is denied.
     pub answer_within: Duration,
@@ -148,6 +177,7 @@ impl Default for StateConfig {
             dir: None,
             approval_ttl: DEFAULT_APPROVAL_TTL,
             sessions: SessionLimits::default(),
+            approvals: ApprovalLimits::default(),
             answer_within: DEFAULT_DECISION_TIMEOUT,
             clock: Arc::new(SystemClock),
         }

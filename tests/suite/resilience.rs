@@ -241,3 +241,48 @@ fn a_rego_module_that_would_allocate_without_bound_is_refused_and_the_last_good_
         crate::util::toolgate(server.dir.path()).args(["check", "policy.yaml"]).output().expect("runs");
     assert_eq!(check.status.code(), Some(1));
 }
+
+/// One agent opened the server's 100,000 approvals in 0.6 s, and every
+/// other agent's gated calls were denied for 75 minutes.
+#[test]
+fn one_agent_cannot_take_every_approval_and_pending_ones_expire_at_their_ttl() {
+    const GATED: &str = "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        required: true\n  other:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        required: true\n";
+    let state = TempDir::new();
+    let server = Server::start(
+        GATED,
+        &["--state", &state.path().join("state").to_string_lossy(), "--approval-ttl", "2"],
+    );
+    let mut client = server.connect();
+    let gated = |agent: &str, session: &str, n: usize| {
+        json!({"agent": agent, "tool": "pay", "session": session, "args": {"n": n}}).to_string()
+    };
+    // 3,000 gated calls from one agent, pipelined, over 300 sessions.
+    for n in 0..3_000 {
+        client.send(&gated("bot", &format!("s{}", n % 300), n));
+    }
+    let mut opened = 0;
+    for _ in 0..3_000 {
+        let answer = client.receive();
+        match answer["reason_code"].as_str() {
+            Some("approval_required") => opened += 1,
+            Some("approval_unavailable") => {
+                assert!(answer["reason"].as_str().is_some_and(|r| r.contains("agent")), "{answer}");
+            }
+            other => panic!("unexpected {other:?}: {answer}"),
+        }
+    }
+    assert_eq!(opened, 1_000, "an agent has at most --max-pending-per-agent approvals waiting");
+    // Another agent is not held up; one session of it is bounded on its own.
+    let mut other = 0;
+    for n in 0..40 {
+        let answer = client.ask(serde_json::from_str(&gated("other", "one", n)).expect("json"));
+        other += usize::from(answer["decision"] == "require_approval");
+    }
+    assert_eq!(other, 32, "a session has at most --max-pending-per-session approvals waiting");
+    // Pending approvals stop counting when they expire, not an hour later.
+    std::thread::sleep(Duration::from_millis(2_100));
+    let answer = client.ask(serde_json::from_str(&gated("bot", "s0", 99_999)).expect("json"));
+    assert_eq!(answer["decision"], "require_approval", "{answer}");
+    let log = std::fs::metadata(state.path().join("state/approvals.log")).expect("log").len();
+    assert!(log > 0, "the approvals are saved");
+}

@@ -188,7 +188,7 @@ fn case(i: usize) -> (Value, &'static str) {
 /// waited: 1,066 answers of 5,000, then a broken pipe.)
 #[test]
 fn a_client_that_writes_everything_before_reading_gets_every_answer() {
-    let server = Server::start(&policy(), &[]);
+    let server = Server::start(&policy(), &["--max-pending-per-agent", "100000"]);
     let clients: Vec<_> = (0..4)
         .map(|c| {
             let socket = server.socket.clone();
@@ -212,7 +212,8 @@ fn a_client_that_writes_everything_before_reading_gets_every_answer() {
 
 #[test]
 fn concurrent_pipelining_clients_get_exactly_their_answers() {
-    let server = Server::start(&policy(), &[]);
+    // Every fifth request opens an approval: thousands wait at once.
+    let server = Server::start(&policy(), &["--max-pending-per-agent", "100000"]);
     let clients: Vec<_> = (0..32)
         .map(|c| {
             let socket = server.socket.clone();
@@ -815,7 +816,10 @@ fn a_failed_audit_write_denies_its_answers_and_leaves_the_trail_consistent() {
 /// of them locked every gateway out.
 #[test]
 fn clients_that_never_read_their_answers_are_closed() {
-    let server = Server::start(&policy(), &["--idle-timeout", "1", "--max-connections", "2"]);
+    let server = Server::start(
+        &policy(),
+        &["--idle-timeout", "1", "--max-connections", "2", "--max-pending-per-agent", "100000"],
+    );
     let payload: String = (0..4000).map(|i| format!("{}\n", case(i).0)).collect();
     let stalled: Vec<Client> = (0..2)
         .map(|_| {

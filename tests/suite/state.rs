@@ -43,8 +43,62 @@ fn durable_stores_conform() {
     })
     .unwrap();
     conformance::approvals(&|clock| {
-        let file = fresh("approvals.json");
-        Arc::new(Ledger::persistent(file, Duration::from_secs(60), clock).unwrap()) as Arc<dyn ApprovalStore>
+        let file = fresh("approvals.log");
+        Arc::new(Ledger::persistent(&file, Duration::from_secs(60), clock).unwrap()) as Arc<dyn ApprovalStore>
     })
     .unwrap();
+}
+
+/// The approvals' log: every change is one appended line, read back after
+/// a crash (a torn last line dropped), and compacted once it is mostly
+/// changes long superseded.
+#[test]
+fn the_approvals_log_survives_a_torn_line_and_stays_compact() {
+    use std::io::Write;
+    use toolgate::state::approval::{ApprovalStatus, Binding, Call, Shown};
+    let dir = TempDir::new();
+    let file = dir.path().join("approvals.log");
+    let args = serde_json::Map::new();
+    let call = |session: &'static str| {
+        let call = Call {
+            agent: "bot",
+            session: Some(session),
+            tool: "pay",
+            args: &args,
+            principal: None,
+            context: None,
+        };
+        Binding::new(call, "bot.approvalGates.pay", None, "sha256:p")
+    };
+    let ttl = Duration::from_secs(600);
+    let (used, granted, pending) = {
+        let ledger = Ledger::persistent(&file, ttl, Arc::new(toolgate::state::SystemClock)).unwrap();
+        let used = ledger.open(call("a"), Shown::default()).unwrap().id;
+        ledger.decide(&used, None, "ann", true).unwrap();
+        ledger.redeem(&used, &call("a")).unwrap();
+        let granted = ledger.open(call("b"), Shown::default()).unwrap().id;
+        ledger.decide(&granted, None, "ann", true).unwrap();
+        let pending = ledger.open(call("c"), Shown::default()).unwrap().id;
+        (used, granted, pending)
+    };
+    // A crash in the middle of appending a line.
+    std::fs::OpenOptions::new().append(true).open(&file).unwrap().write_all(b"{\"id\":\"apr_").unwrap();
+    let ledger = Ledger::persistent(&file, ttl, Arc::new(toolgate::state::SystemClock)).unwrap();
+    assert_eq!(ledger.status(&used), Some(ApprovalStatus::Used), "a used approval stays used");
+    assert_eq!(ledger.status(&granted), Some(ApprovalStatus::Granted));
+    assert_eq!(ledger.status(&pending), Some(ApprovalStatus::Pending));
+    assert!(ledger.redeem(&used, &call("a")).is_err(), "and cannot be used again");
+    // 30,000 changes to a handful of approvals: the log is compacted.
+    let mut sessions = Vec::new();
+    for n in 0..10_000 {
+        let session: &'static str = Box::leak(format!("s{}", n % 16).into_boxed_str());
+        let id = ledger.open(call(session), Shown::default()).unwrap().id;
+        ledger.decide(&id, None, "ann", true).unwrap();
+        ledger.redeem(&id, &call(session)).unwrap();
+        sessions.push(id);
+    }
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size < 16 << 20, "the log is compacted: {size} bytes");
+    let reopened = Ledger::persistent(&file, ttl, Arc::new(toolgate::state::SystemClock)).unwrap();
+    assert!(sessions.iter().all(|id| reopened.status(id) == Some(ApprovalStatus::Used)));
 }

@@ -1,0 +1,319 @@
+//! The approvals of a server: in memory, where every change is decided,
+//! and with `--state`, saved change by change to an append log
+//! ([`ApprovalLog`]) before the answer.
+//!
+//! Bounds: an agent may have at most [`ApprovalLimits::per_agent`]
+//! approvals waiting, a session [`ApprovalLimits::per_session`]; a pending
+//! approval stops
+//! counting the moment it expires. The ledger keeps at most
+//! [`MAX_APPROVALS`]: finished approvals are forgotten an hour after they
+//! expire, or sooner, oldest first, to make room; open ones never are.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::approval::{
+    Approval, ApprovalError, ApprovalLimits, ApprovalState, ApprovalStatus, ApprovalStore, Binding,
+    MAX_APPROVALS, Shown, new_id,
+};
+use super::approval_log::{Appended, ApprovalLog};
+use super::clock::{Clock, SystemClock};
+
+/// How long a finished approval is kept after it expires, so that a
+/// re-asked call still learns where it stands.
+const KEEP_FINISHED_SECS: u64 = 3600;
+
+/// The approvals of a server.
+#[derive(Debug)]
+pub struct Ledger {
+    book: Mutex<Book>,
+    ttl: Duration,
+    limits: ApprovalLimits,
+    clock: Arc<dyn Clock>,
+}
+
+/// The approvals and their indexes, under the ledger's lock.
+#[derive(Debug, Default)]
+struct Book {
+    approvals: HashMap<String, Approval>,
+    /// Every approval, by expiry: finished ones are forgotten from the front.
+    by_expiry: BTreeSet<(u64, String)>,
+    /// Approvals counted as pending, by expiry: they stop counting when they expire.
+    pending: BTreeSet<(u64, String)>,
+    pending_per_agent: HashMap<String, usize>,
+    pending_per_session: HashMap<(String, String), usize>,
+    log: Option<ApprovalLog>,
+}
+
+impl Book {
+    /// Puts `approval` in place of whatever had its id (`None`: removes
+    /// it), keeping every index right.
+    fn set(&mut self, id: &str, approval: Option<Approval>, now: u64) {
+        if let Some(old) = self.approvals.remove(id) {
+            self.by_expiry.remove(&(old.expires_at, old.id.clone()));
+            if self.pending.remove(&(old.expires_at, old.id.clone())) {
+                self.uncount(&old.binding);
+            }
+        }
+        let Some(approval) = approval else { return };
+        self.by_expiry.insert((approval.expires_at, approval.id.clone()));
+        if approval.status(now) == ApprovalStatus::Pending {
+            self.pending.insert((approval.expires_at, approval.id.clone()));
+            *self.pending_per_agent.entry(approval.binding.agent.clone()).or_default() += 1;
+            if let Some(session) = &approval.binding.session {
+                let key = (approval.binding.agent.clone(), session.clone());
+                *self.pending_per_session.entry(key).or_default() += 1;
+            }
+        }
+        self.approvals.insert(approval.id.clone(), approval);
+    }
+
+    fn uncount(&mut self, binding: &Binding) {
+        fn down<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K) {
+            if let Some(count) = map.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+        down(&mut self.pending_per_agent, binding.agent.clone());
+        if let Some(session) = &binding.session {
+            down(&mut self.pending_per_session, (binding.agent.clone(), session.clone()));
+        }
+    }
+
+    /// Stops counting the pending approvals that have expired, and forgets
+    /// the approvals that expired more than an hour ago.
+    fn tidy(&mut self, now: u64) {
+        while let Some((expires_at, id)) = self.pending.first().cloned().filter(|(at, _)| *at <= now) {
+            self.pending.remove(&(expires_at, id.clone()));
+            if let Some(binding) = self.approvals.get(&id).map(|a| a.binding.clone()) {
+                self.uncount(&binding);
+            }
+        }
+        let horizon = now.saturating_sub(KEEP_FINISHED_SECS);
+        while let Some((_, id)) = self.by_expiry.first().cloned().filter(|(at, _)| *at <= horizon) {
+            self.set(&id, None, now);
+        }
+    }
+
+    /// Room for one more approval of `binding`'s call, or why not.
+    fn room_for(&mut self, binding: &Binding, now: u64, limits: ApprovalLimits) -> Result<(), ApprovalError> {
+        let agent = self.pending_per_agent.get(&binding.agent).copied().unwrap_or(0);
+        if agent >= limits.per_agent {
+            return Err(ApprovalError::TooMany("the agent"));
+        }
+        if let Some(session) = &binding.session {
+            let key = (binding.agent.clone(), session.clone());
+            if self.pending_per_session.get(&key).copied().unwrap_or(0) >= limits.per_session {
+                return Err(ApprovalError::TooMany("the session"));
+            }
+        }
+        // Forget finished approvals, oldest first, until one fits.
+        while self.approvals.len() >= MAX_APPROVALS {
+            match self.by_expiry.first().cloned().filter(|(at, _)| *at <= now) {
+                Some((_, id)) => self.set(&id, None, now),
+                None => return Err(ApprovalError::TooMany("the server")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the approval with `id` as it now stands: appended to the log,
+    /// or the whole ledger rewritten when the log needs it. `None` without
+    /// a log.
+    fn save(&mut self, id: &str) -> Option<std::io::Result<Appended>> {
+        let log = self.log.as_mut()?;
+        if log.needs_rewrite(self.approvals.len()) {
+            let live: Vec<&Approval> = self.approvals.values().collect();
+            return Some(log.rewrite(&live));
+        }
+        let approval = self.approvals.get(id)?;
+        Some(log.append(approval))
+    }
+}
+
+impl Ledger {
+    /// A ledger kept in memory; approvals expire after `ttl`.
+    pub fn in_memory(ttl: Duration) -> Ledger {
+        Ledger::with_clock(ttl, Arc::new(SystemClock))
+    }
+
+    /// A ledger kept in memory, on `clock`, with the default limits.
+    pub fn with_clock(ttl: Duration, clock: Arc<dyn Clock>) -> Ledger {
+        Ledger { book: Mutex::new(Book::default()), ttl, limits: ApprovalLimits::default(), clock }
+    }
+
+    /// The same ledger within `limits`.
+    pub fn within(self, limits: ApprovalLimits) -> Ledger {
+        Ledger { limits, ..self }
+    }
+
+    /// A ledger saved in the log `file` (read if it exists), on `clock`.
+    pub fn persistent(file: &Path, ttl: Duration, clock: Arc<dyn Clock>) -> std::io::Result<Ledger> {
+        let (log, approvals) = ApprovalLog::open(file)?;
+        let now = clock.now_secs();
+        let mut book = Book::default();
+        for approval in approvals {
+            let id = approval.id.clone();
+            book.set(&id, Some(approval), now);
+        }
+        book.tidy(now);
+        book.log = Some(log);
+        Ok(Ledger { book: Mutex::new(book), ttl, limits: ApprovalLimits::default(), clock })
+    }
+
+    /// Takes in approvals kept elsewhere (an earlier version's file), an
+    /// approval already here winning, and saves the result.
+    pub fn import(&self, approvals: Vec<Approval>) -> std::io::Result<()> {
+        let mut book = self.lock();
+        let now = self.clock.now_secs();
+        for approval in approvals {
+            if !book.approvals.contains_key(&approval.id) {
+                let id = approval.id.clone();
+                book.set(&id, Some(approval), now);
+            }
+        }
+        book.tidy(now);
+        let live: Vec<Approval> = book.approvals.values().cloned().collect();
+        match book.log.as_mut() {
+            Some(log) => log.rewrite(&live.iter().collect::<Vec<_>>())?.wait_durable(),
+            None => Ok(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes a change: `change` returns its answer, the id of the approval
+    /// it changed and what that id held before. The change is saved
+    /// (waiting for the disk outside the lock, so that concurrent changes
+    /// share one sync) before the answer; one that cannot be saved is
+    /// undone.
+    fn change<T>(
+        &self,
+        change: impl FnOnce(&mut Book, u64) -> Result<Changed<T>, ApprovalError>,
+    ) -> Result<T, ApprovalError> {
+        let (changed, after, ticket) = {
+            let mut book = self.lock();
+            let now = self.clock.now_secs();
+            book.tidy(now);
+            let changed = change(&mut book, now)?;
+            let after = book.approvals.get(&changed.id).cloned();
+            match book.save(&changed.id) {
+                None => return Ok(changed.answer),
+                Some(Ok(ticket)) => (changed, after, ticket),
+                Some(Err(error)) => {
+                    book.set(&changed.id, changed.before, now);
+                    return Err(ApprovalError::Storage(error.to_string()));
+                }
+            }
+        };
+        match ticket.wait_durable() {
+            Ok(()) => Ok(changed.answer),
+            Err(error) => {
+                let mut book = self.lock();
+                // Undo, unless a later change already replaced it.
+                if book.approvals.get(&changed.id) == after.as_ref() {
+                    book.set(&changed.id, changed.before, self.clock.now_secs());
+                }
+                Err(ApprovalError::Storage(error.to_string()))
+            }
+        }
+    }
+}
+
+/// What a change did: its answer, the approval it changed, and what that
+/// approval was before (`None`: it is new).
+struct Changed<T> {
+    answer: T,
+    id: String,
+    before: Option<Approval>,
+}
+
+impl ApprovalStore for Ledger {
+    fn open(&self, binding: Binding, shown: Shown) -> Result<Approval, ApprovalError> {
+        let id = new_id()?;
+        self.change(|book, now| {
+            book.room_for(&binding, now, self.limits)?;
+            let approval = Approval {
+                id: id.clone(),
+                approver: binding.approver.clone(),
+                binding,
+                shown,
+                opened_at: now,
+                expires_at: now.saturating_add(self.ttl.as_secs().max(1)),
+                state: ApprovalState::Pending,
+            };
+            book.set(&id, Some(approval.clone()), now);
+            Ok(Changed { answer: approval, id, before: None })
+        })
+    }
+
+    fn decide(
+        &self,
+        id: &str,
+        approver: Option<&str>,
+        by: &str,
+        grant: bool,
+    ) -> Result<Approval, ApprovalError> {
+        self.change(|book, now| {
+            let before = book.approvals.get(id).cloned().ok_or(ApprovalError::Unknown)?;
+            if let Some(expected) = before.approver.as_ref().filter(|a| Some(a.as_str()) != approver) {
+                return Err(ApprovalError::WrongApprover { expected: expected.clone() });
+            }
+            match before.status(now) {
+                ApprovalStatus::Pending => {}
+                ApprovalStatus::Expired => return Err(ApprovalError::Expired),
+                ApprovalStatus::Used => return Err(ApprovalError::Used),
+                status => return Err(ApprovalError::AlreadyDecided(status)),
+            }
+            let by = by.to_owned();
+            let state = if grant { ApprovalState::Granted { by } } else { ApprovalState::Rejected { by } };
+            let decided = Approval { state, ..before.clone() };
+            book.set(id, Some(decided.clone()), now);
+            Ok(Changed { answer: decided, id: id.to_owned(), before: Some(before) })
+        })
+    }
+
+    fn redeem(&self, id: &str, call: &Binding) -> Result<(), ApprovalError> {
+        self.change(|book, now| {
+            let before = book.approvals.get(id).cloned().ok_or(ApprovalError::Unknown)?;
+            match before.status(now) {
+                ApprovalStatus::Granted => {}
+                ApprovalStatus::Pending => return Err(ApprovalError::Pending),
+                ApprovalStatus::Rejected => return Err(ApprovalError::Rejected),
+                ApprovalStatus::Expired => return Err(ApprovalError::Expired),
+                ApprovalStatus::Used => return Err(ApprovalError::Used),
+            }
+            if let Some(what) = before.binding.mismatch(call) {
+                return Err(ApprovalError::Mismatch(what));
+            }
+            book.set(id, Some(Approval { state: ApprovalState::Used, ..before.clone() }), now);
+            Ok(Changed { answer: (), id: id.to_owned(), before: Some(before) })
+        })
+    }
+
+    fn pending(&self) -> Vec<Approval> {
+        let mut book = self.lock();
+        book.tidy(self.clock.now_secs());
+        // `pending` is ordered by expiry already.
+        book.pending.iter().filter_map(|(_, id)| book.approvals.get(id).cloned()).collect()
+    }
+
+    fn get(&self, id: &str) -> Option<Approval> {
+        self.lock().approvals.get(id).cloned()
+    }
+
+    fn status(&self, id: &str) -> Option<ApprovalStatus> {
+        self.lock().approvals.get(id).map(|approval| approval.status(self.clock.now_secs()))
+    }
+
+    fn may_block(&self) -> bool {
+        self.lock().log.is_some()
+    }
+}
