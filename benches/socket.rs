@@ -7,8 +7,8 @@
 //! (keep an audit trail with that `--audit-sync`), `--state` (durable
 //! session counters and approvals), `--naive` (each client writes all its
 //! requests before reading any answer), `--approvals` (every request is a
-//! gated call that opens an approval: 16 agents, 4,096 sessions, approvals
-//! expiring after `--approval-ttl` seconds, default 2, so that about
+//! gated call that opens an approval: 64 agents, 4,096 sessions, approvals
+//! expiring after `--approval-ttl` seconds, default 1, so that about
 //! rate × TTL approvals are open at any time).
 //!
 //! `TOOLGATE_BENCH_WRAPPER` prefixes the server command (a profiler).
@@ -61,15 +61,15 @@ fn options() -> Options {
     }
     if args.iter().any(|a| a == "--approvals") {
         options.approvals =
-            Some(value("--approval-ttl").map_or(2, |t| t.parse().expect("--approval-ttl SECS")));
+            Some(value("--approval-ttl").map_or(1, |t| t.parse().expect("--approval-ttl SECS")));
     }
     options
 }
 
-/// The approvals workload's policy: 16 agents, each calling a gated tool.
+/// The approvals workload's policy: 64 agents, each calling a gated tool.
 fn gated_policy() -> String {
     let mut text = String::from("agentPolicies:\n");
-    for agent in 0..16 {
+    for agent in 0..64 {
         text.push_str(&format!(
             "  a{agent}:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        required: true\n"
         ));
@@ -77,15 +77,15 @@ fn gated_policy() -> String {
     text
 }
 
-/// Gated calls, spread over 16 agents and 4,096 sessions, each distinct.
+/// Gated calls, spread over 64 agents and 4,096 sessions, each distinct.
 fn gated_requests(client: usize) -> Vec<String> {
     (0..65_536)
         .map(|i| {
             let n = client * 65_536 + i;
             format!(
                 "{{\"agent\":\"a{}\",\"tool\":\"pay\",\"session\":\"s{}\",\"args\":{{\"n\":{n}}}}}\n",
-                n % 16,
-                (n / 16) % 4096
+                n % 64,
+                (n / 64) % 4096
             )
         })
         .collect()
@@ -124,6 +124,19 @@ fn client(socket: &Path, lines: &[String], requests: usize, window: usize) -> (V
         }
     }
     (latencies, gated)
+}
+
+/// How many approvals are waiting, from the server's `status`.
+fn pending(socket: &Path) -> String {
+    let mut stream = UnixStream::connect(socket).expect("connect");
+    stream.write_all(b"{\"op\":\"status\"}\n").expect("send");
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).expect("status");
+    let key = "\"pending\":";
+    answer.find(key).map_or_else(
+        || String::from("?"),
+        |at| answer[at + key.len()..].chars().take_while(char::is_ascii_digit).collect(),
+    )
 }
 
 fn percentile(sorted: &[u64], q: f64) -> f64 {
@@ -176,7 +189,7 @@ fn main() {
     let lines = requests();
     let workload = options.approvals.map_or_else(
         || String::from("the example requests"),
-        |ttl| format!("gated calls opening approvals (16 agents, 4,096 sessions, --approval-ttl {ttl})"),
+        |ttl| format!("gated calls opening approvals (64 agents, 4,096 sessions, --approval-ttl {ttl})"),
     );
     let audit = options
         .audit
@@ -217,7 +230,11 @@ fn main() {
             percentile(&latencies, 0.50),
             percentile(&latencies, 0.99),
             percentile(&latencies, 0.999),
-            if options.approvals.is_some() { format!("   {gated} approvals opened") } else { String::new() }
+            if options.approvals.is_some() {
+                format!("   {gated} approvals opened, {} pending at the end", pending(&socket))
+            } else {
+                String::new()
+            }
         );
     }
     // SIGTERM first: the server drains and exits, and a profiler wrapping

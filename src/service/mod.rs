@@ -360,6 +360,7 @@ impl Service {
             "uptime_s": self.started.elapsed().as_secs(),
             "reload": reload,
             "kills": crate::state::kill::summary(&self.state.kills.list()),
+            "approvals": {"pending": self.state.approvals.pending_count()},
             "state": self.state.sessions.condition().to_json(),
             "audit": self.audit.as_ref().map(|a| {
                 let (seq, hash) = a.head();

@@ -328,6 +328,11 @@ pub trait ApprovalStore: Send + Sync {
     /// Approvals waiting for a decision, soonest expiry first.
     fn pending(&self) -> Vec<Approval>;
 
+    /// How many approvals are waiting for a decision.
+    fn pending_count(&self) -> usize {
+        self.pending().len()
+    }
+
     /// Where an approval stands now; `None` if no approval has this id.
     fn status(&self, id: &str) -> Option<ApprovalStatus>;
 

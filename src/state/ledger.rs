@@ -9,7 +9,7 @@
 //! [`MAX_APPROVALS`]: finished approvals are forgotten an hour after they
 //! expire, or sooner, oldest first, to make room; open ones never are.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use super::approval::{
 };
 use super::approval_log::{Appended, ApprovalLog};
 use super::clock::{Clock, SystemClock};
+use crate::hash::FastMap;
 
 /// How long a finished approval is kept after it expires, so that a
 /// re-asked call still learns where it stands.
@@ -37,30 +38,39 @@ pub struct Ledger {
 /// The approvals and their indexes, under the ledger's lock.
 #[derive(Debug, Default)]
 struct Book {
-    approvals: HashMap<String, Approval>,
+    approvals: FastMap<String, Approval>,
+    /// Each approval's place in the indexes: its expiry, then the order it was set in.
+    keys: FastMap<String, Key>,
+    next: u64,
     /// Every approval, by expiry: finished ones are forgotten from the front.
-    by_expiry: BTreeSet<(u64, String)>,
+    by_expiry: BTreeMap<Key, String>,
     /// Approvals counted as pending, by expiry: they stop counting when they expire.
-    pending: BTreeSet<(u64, String)>,
-    pending_per_agent: HashMap<String, usize>,
-    pending_per_session: HashMap<(String, String), usize>,
+    pending: BTreeMap<Key, String>,
+    pending_per_agent: FastMap<String, usize>,
+    pending_per_session: FastMap<(String, String), usize>,
     log: Option<ApprovalLog>,
 }
+
+/// An index key: expiry (seconds since the epoch), then a sequence number.
+type Key = (u64, u64);
 
 impl Book {
     /// Puts `approval` in place of whatever had its id (`None`: removes
     /// it), keeping every index right.
     fn set(&mut self, id: &str, approval: Option<Approval>, now: u64) {
-        if let Some(old) = self.approvals.remove(id) {
-            self.by_expiry.remove(&(old.expires_at, old.id.clone()));
-            if self.pending.remove(&(old.expires_at, old.id.clone())) {
+        if let (Some(old), Some(key)) = (self.approvals.remove(id), self.keys.remove(id)) {
+            self.by_expiry.remove(&key);
+            if self.pending.remove(&key).is_some() {
                 self.uncount(&old.binding);
             }
         }
         let Some(approval) = approval else { return };
-        self.by_expiry.insert((approval.expires_at, approval.id.clone()));
+        self.next += 1;
+        let key = (approval.expires_at, self.next);
+        self.keys.insert(approval.id.clone(), key);
+        self.by_expiry.insert(key, approval.id.clone());
         if approval.status(now) == ApprovalStatus::Pending {
-            self.pending.insert((approval.expires_at, approval.id.clone()));
+            self.pending.insert(key, approval.id.clone());
             *self.pending_per_agent.entry(approval.binding.agent.clone()).or_default() += 1;
             if let Some(session) = &approval.binding.session {
                 let key = (approval.binding.agent.clone(), session.clone());
@@ -71,7 +81,7 @@ impl Book {
     }
 
     fn uncount(&mut self, binding: &Binding) {
-        fn down<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K) {
+        fn down<K: std::hash::Hash + Eq>(map: &mut FastMap<K, usize>, key: K) {
             if let Some(count) = map.get_mut(&key) {
                 *count -= 1;
                 if *count == 0 {
@@ -88,14 +98,16 @@ impl Book {
     /// Stops counting the pending approvals that have expired, and forgets
     /// the approvals that expired more than an hour ago.
     fn tidy(&mut self, now: u64) {
-        while let Some((expires_at, id)) = self.pending.first().cloned().filter(|(at, _)| *at <= now) {
-            self.pending.remove(&(expires_at, id.clone()));
+        while let Some(entry) = self.pending.first_entry().filter(|e| e.key().0 <= now) {
+            let id = entry.remove();
             if let Some(binding) = self.approvals.get(&id).map(|a| a.binding.clone()) {
                 self.uncount(&binding);
             }
         }
         let horizon = now.saturating_sub(KEEP_FINISHED_SECS);
-        while let Some((_, id)) = self.by_expiry.first().cloned().filter(|(at, _)| *at <= horizon) {
+        while let Some(id) =
+            self.by_expiry.first_key_value().filter(|(key, _)| key.0 <= horizon).map(|(_, id)| id.clone())
+        {
             self.set(&id, None, now);
         }
     }
@@ -114,8 +126,8 @@ impl Book {
         }
         // Forget finished approvals, oldest first, until one fits.
         while self.approvals.len() >= MAX_APPROVALS {
-            match self.by_expiry.first().cloned().filter(|(at, _)| *at <= now) {
-                Some((_, id)) => self.set(&id, None, now),
+            match self.by_expiry.first_key_value().filter(|(key, _)| key.0 <= now).map(|(_, id)| id.clone()) {
+                Some(id) => self.set(&id, None, now),
                 None => return Err(ApprovalError::TooMany("the server")),
             }
         }
@@ -302,7 +314,13 @@ impl ApprovalStore for Ledger {
         let mut book = self.lock();
         book.tidy(self.clock.now_secs());
         // `pending` is ordered by expiry already.
-        book.pending.iter().filter_map(|(_, id)| book.approvals.get(id).cloned()).collect()
+        book.pending.values().filter_map(|id| book.approvals.get(id).cloned()).collect()
+    }
+
+    fn pending_count(&self) -> usize {
+        let mut book = self.lock();
+        book.tidy(self.clock.now_secs());
+        book.pending.len()
     }
 
     fn get(&self, id: &str) -> Option<Approval> {
