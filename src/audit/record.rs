@@ -4,6 +4,7 @@
 //! (from the state's clock).
 
 use crate::compiler::privacy::Source;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::compiler::ast::AuditLevel;
@@ -19,71 +20,140 @@ fn object(value: Value) -> Record {
     }
 }
 
+/// A record as the writer takes it: the JSON text of an object,
+/// serialised on the caller's thread.
+pub type Encoded = Vec<u8>;
+
+/// Serialises a record.
+pub fn encode(record: &Record) -> Encoded {
+    // A map of strings to JSON values always serialises.
+    serde_json::to_vec(record).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// A decision record, serialised straight from the decision and the
+/// request (no intermediate map: the trail is on the hot path).
+#[derive(Serialize)]
+struct DecisionRecord<'a> {
+    time: &'a str,
+    kind: &'static str,
+    id: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision_id: Option<&'a str>,
+    agent: &'a str,
+    tool: &'a str,
+    session: Option<&'a str>,
+    decision: &'static str,
+    rule: &'a str,
+    reason: String,
+    reason_code: &'static str,
+    approver: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<ApprovalCited<'a>>,
+    audit: &'static str,
+    policy: &'a str,
+    latency_us: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arg_names: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal_keys: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context_keys: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<Value>,
+}
+
+/// The approval a decision opened or used: it links the answer to the
+/// approval's grant in the trail.
+#[derive(Serialize)]
+struct ApprovalCited<'a> {
+    id: &'a str,
+    state: &'a str,
+}
+
+/// What a decision record says besides the request and the decision.
+#[derive(Clone, Copy, Debug)]
+pub struct DecisionContext<'a> {
+    /// When (RFC 3339).
+    pub time: &'a str,
+    /// The request line's `id`.
+    pub id: &'a Value,
+    /// The decision's id, for its `outcome`.
+    pub decision_id: Option<&'a str>,
+    /// The approval opened or used, as id and state.
+    pub approval: Option<(&'a str, &'a str)>,
+    /// The policy hash.
+    pub policy: &'a str,
+    /// How long deciding took.
+    pub latency_us: f64,
+}
+
 /// The record of a decision (and of the approval it opened or used, as
 /// id and state), with as much of the request as its audit
 /// level asks for: `full` keeps arguments, principal and context;
 /// `metadata` keeps the names of arguments and of principal and context
 /// fields, and the values its `auditFields` name; `none` none of it.
 /// Values the decision's `sensitiveArgs` name are recorded as `"[redacted]"`.
-pub fn decision(
-    time: &str,
-    id: &Value,
-    request: &Request,
-    decision: &Decision<'_>,
-    approval: Option<(&str, &str)>,
-    policy: &str,
-    latency_us: f64,
-) -> Record {
-    let mut record = object(json!({
-        "time": time,
-        "kind": "decision",
-        "id": id,
-        "agent": request.agent,
-        "tool": request.tool,
-        "session": request.session,
-        "decision": decision.outcome.as_str(),
-        "rule": decision.rule,
-        "reason": decision.reason.to_string(),
-        "reason_code": decision.reason.code().as_str(),
-        "approver": decision.approver,
-        "audit": decision.audit.as_str(),
-        "policy": policy,
-        "latency_us": latency_us,
-    }));
-    // The approval this answer opened or used: it links the answer to the
-    // approval's grant in the trail.
-    if let Some((approval, state)) = approval {
-        record.insert("approval".into(), json!({"id": approval, "state": state}));
-    }
+pub fn decision(context: DecisionContext<'_>, request: &Request, decision: &Decision<'_>) -> Encoded {
     let privacy = decision.privacy;
     let value = |source: Source| match source {
         Source::Args => Value::Object(request.args.clone()),
         Source::Principal => request.principal.clone().unwrap_or(Value::Null),
         Source::Context => request.context.clone().unwrap_or(Value::Null),
     };
+    let keys = |object: &Option<Value>| match object {
+        Some(Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Value::Null,
+    };
+    let mut record = DecisionRecord {
+        time: context.time,
+        kind: "decision",
+        id: context.id,
+        decision_id: context.decision_id,
+        agent: &request.agent,
+        tool: &request.tool,
+        session: request.session.as_deref(),
+        decision: decision.outcome.as_str(),
+        rule: decision.rule,
+        reason: decision.reason.to_string(),
+        reason_code: decision.reason.code().as_str(),
+        approver: decision.approver,
+        approval: context.approval.map(|(id, state)| ApprovalCited { id, state }),
+        audit: decision.audit.as_str(),
+        policy: context.policy,
+        latency_us: context.latency_us,
+        args: None,
+        principal: None,
+        context: None,
+        arg_names: None,
+        principal_keys: None,
+        context_keys: None,
+        fields: None,
+    };
     match decision.audit {
         AuditLevel::Full => {
-            for source in [Source::Args, Source::Principal, Source::Context] {
-                record.insert(source.as_str().into(), privacy.redacted(source, &value(source)));
-            }
+            record.args = Some(privacy.redacted(Source::Args, &value(Source::Args)));
+            record.principal = Some(privacy.redacted(Source::Principal, &value(Source::Principal)));
+            record.context = Some(privacy.redacted(Source::Context, &value(Source::Context)));
         }
         AuditLevel::Metadata => {
             // Names, not values: `principal` and `context` are free-form (an
             // e-mail, an SSN, a prompt); `auditFields` asks for values.
-            record.insert("arg_names".into(), request.args.keys().cloned().collect());
-            let keys = |object: &Option<Value>| match object {
-                Some(Value::Object(map)) => map.keys().cloned().collect(),
-                _ => Value::Null,
-            };
-            record.insert("principal_keys".into(), keys(&request.principal));
-            record.insert("context_keys".into(), keys(&request.context));
+            record.arg_names = Some(request.args.keys().map(String::as_str).collect());
+            record.principal_keys = Some(keys(&request.principal));
+            record.context_keys = Some(keys(&request.context));
             if !privacy.recorded.is_empty() {
-                record.insert("fields".into(), Value::Object(privacy.recorded_fields(value)));
+                record.fields = Some(Value::Object(privacy.recorded_fields(value)));
             }
         }
         AuditLevel::None => {}
     }
-    record
+    serde_json::to_vec(&record).unwrap_or_else(|_| b"{}".to_vec())
 }
 
 /// The record of a request line refused with an error (never an allow).

@@ -9,7 +9,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use super::AuditWriter;
@@ -32,7 +31,8 @@ pub enum Sync {
 }
 
 struct Submission {
-    records: Vec<Map<String, Value>>,
+    /// Records as JSON objects, serialised by the submitter.
+    records: Vec<Vec<u8>>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -91,7 +91,7 @@ impl WriterThread {
         for batch in batches.iter_mut() {
             let first = self.writer.head().0 + 1;
             for record in batch.records.drain(..) {
-                self.writer.append(record).map_err(|e| e.to_string())?;
+                self.writer.append_encoded(&record).map_err(|e| e.to_string())?;
             }
             seqs.push((first, self.writer.head().0));
         }
@@ -172,9 +172,11 @@ impl AuditSink {
         }
     }
 
-    /// Writes records; resolves once they are written (and synced, per
-    /// [`Sync`]). An error means they may not be in the trail.
-    pub async fn write(&self, records: Vec<Map<String, Value>>) -> Result<(), String> {
+    /// Writes records, serialised by the caller ([`super::record::encode`]),
+    /// so that the one writer thread only frames, seals and writes them;
+    /// resolves once they are written (and synced, per [`Sync`]). An error
+    /// means they may not be in the trail.
+    pub async fn write(&self, records: Vec<super::record::Encoded>) -> Result<(), String> {
         if records.is_empty() {
             return Ok(());
         }

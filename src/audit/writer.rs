@@ -111,13 +111,35 @@ impl AuditWriter {
     /// sealed. It reaches the operating system at the next
     /// [`AuditWriter::flush`] (or [`AuditWriter::sync`]), so that a batch of
     /// records costs one write.
-    pub fn append(&mut self, mut record: Map<String, Value>) -> std::io::Result<()> {
-        record.insert("seq".into(), Value::from(self.seq + 1));
-        record.insert("prev".into(), Value::from(self.prev.clone()));
-        let body = serde_json::to_string(&record).map_err(std::io::Error::other)?;
+    pub fn append(&mut self, record: Map<String, Value>) -> std::io::Result<()> {
+        let body = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+        self.append_encoded(&body)
+    }
+
+    /// Appends a record given as the JSON text of an object (serialised by
+    /// the caller, so that the one writer only frames, seals and writes):
+    /// the line is `{"seq":…,"prev":…,` then the object's fields, then
+    /// the hash.
+    pub fn append_encoded(&mut self, record: &[u8]) -> std::io::Result<()> {
+        let fields = record
+            .strip_prefix(b"{")
+            .and_then(|r| r.strip_suffix(b"}"))
+            .ok_or_else(|| invalid(String::from("an audit record must be a JSON object")))?;
+        let seq = self.seq + 1;
+        let mut body = String::with_capacity(record.len() + self.prev.len() + 32);
+        body.push_str("{\"seq\":");
+        body.push_str(&seq.to_string());
+        body.push_str(",\"prev\":\"");
+        body.push_str(&self.prev);
+        body.push('"');
+        if !fields.is_empty() {
+            body.push(',');
+            body.push_str(std::str::from_utf8(fields).map_err(std::io::Error::other)?);
+        }
+        body.push('}');
         let (line, hash) = self.sealer.seal(&self.prev, &body);
         self.pending.extend_from_slice(line.as_bytes());
-        self.seq += 1;
+        self.seq = seq;
         self.prev = hash;
         self.bytes += line.len() as u64;
         if self.rotate_bytes.is_some_and(|limit| self.bytes >= limit) {

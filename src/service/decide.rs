@@ -32,13 +32,16 @@ impl Service {
         let policy = engine.policy_hash();
         if self.audit.is_some() {
             let time = self.state.clock.rfc3339_micros();
-            let latency_us = start.elapsed().as_secs_f64() * 1e6;
-            let cited = approval.as_ref().map(|a| (a.id.as_str(), a.state.as_str()));
-            let mut record = record::decision(&time, id, request, &decision, cited, policy, latency_us);
-            if let Some(decision_id) = decision_id {
-                record.insert(String::from("decision_id"), serde_json::Value::from(decision_id.to_string()));
-            }
-            batch.records.push(record);
+            let decision_id = decision_id.map(|id| id.to_string());
+            let context = record::DecisionContext {
+                time: &time,
+                id,
+                decision_id: decision_id.as_deref(),
+                approval: approval.as_ref().map(|a| (a.id.as_str(), a.state.as_str())),
+                policy,
+                latency_us: start.elapsed().as_secs_f64() * 1e6,
+            };
+            batch.records.push(record::decision(context, request, &decision));
         }
         self.metrics.decision(decision.outcome, start.elapsed());
         if self.config.log_decisions {

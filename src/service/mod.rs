@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
 use crate::audit::AuditSink;
-use crate::audit::record::{self, Record};
+use crate::audit::record;
 pub use crate::compiler::approvers::Identity;
 use crate::engine::Engine;
 use crate::protocol::{Op, OpKind, PROTOCOL_VERSION, ParsedLine, Reply, WireError, WireErrorCode};
@@ -146,7 +146,7 @@ impl Role {
 /// [`Service::commit`] before the answers leave.
 #[derive(Debug, Default)]
 pub struct AuditBatch {
-    records: Vec<Record>,
+    records: Vec<record::Encoded>,
 }
 
 impl AuditBatch {
@@ -293,7 +293,12 @@ impl Service {
         self.metrics.error();
         if self.audit.is_some() {
             let time = self.state.clock.rfc3339_micros();
-            batch.records.push(record::error(&time, id, error.code.as_str(), &error.message));
+            batch.records.push(record::encode(&record::error(
+                &time,
+                id,
+                error.code.as_str(),
+                &error.message,
+            )));
         }
         Reply::Error(error)
     }
@@ -325,7 +330,7 @@ impl Service {
         let Some(audit) = &self.audit else { return Ok(()) };
         let record = record::event(&self.state.clock.rfc3339_micros(), kind, fields);
         let deadline = self.config.decision_timeout;
-        let written = tokio::time::timeout(deadline, audit.write(vec![record])).await;
+        let written = tokio::time::timeout(deadline, audit.write(vec![record::encode(&record)])).await;
         let written =
             written.unwrap_or_else(|_| Err(format!("no confirmation within {} ms", deadline.as_millis())));
         written.map_err(|error| {
@@ -340,7 +345,7 @@ impl Service {
     async fn record(&self, kind: &str, fields: Value) {
         let Some(audit) = &self.audit else { return };
         let record = record::event(&self.state.clock.rfc3339_micros(), kind, fields);
-        if let Err(error) = audit.write(vec![record]).await {
+        if let Err(error) = audit.write(vec![record::encode(&record)]).await {
             tracing::error!(%error, kind, "cannot record in the audit trail");
         }
     }

@@ -130,7 +130,7 @@ impl Service {
             };
             let time = self.state.clock.rfc3339_micros();
             let record = crate::audit::record::reload(&time, trigger.as_str(), ok, &policy, &errors);
-            if let Err(error) = audit.write(vec![record]).await {
+            if let Err(error) = audit.write(vec![crate::audit::record::encode(&record)]).await {
                 tracing::error!(%error, "cannot record the reload in the audit trail; keeping the current policy");
                 return Err(LoadError::Files(format!(
                     "the reload could not be recorded in the audit trail: {error}"
