@@ -15,6 +15,13 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
         since_epoch(self.now()).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// Milliseconds since the Unix epoch, from a clock that may lag by a
+    /// few milliseconds but is cheaper to read: for session expiry, read
+    /// on every admission.
+    fn coarse_now_ms(&self) -> u64 {
+        self.now_ms()
+    }
+
     /// Seconds since the Unix epoch (0 before it).
     fn now_secs(&self) -> u64 {
         since_epoch(self.now()).map_or(0, |d| d.as_secs())
@@ -42,6 +49,14 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    fn coarse_now_ms(&self) -> u64 {
+        // The kernel's last tick (CLOCK_REALTIME_COARSE): no clock read.
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+        let millis = u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000_000;
+        secs.saturating_mul(1000).saturating_add(millis)
     }
 }
 

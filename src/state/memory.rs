@@ -24,6 +24,9 @@ pub struct MemorySessions {
     buckets: Mutex<Buckets>,
     clock: Arc<dyn Clock>,
     limits: SessionLimits,
+    /// `limits.idle` and how often a shard is swept, in milliseconds.
+    idle_ms: u64,
+    sweep_every_ms: u64,
     /// Live sessions, in every shard.
     live: AtomicUsize,
     /// When a new session at the bound last swept every shard.
@@ -139,6 +142,8 @@ impl MemorySessions {
             hasher: ahash::RandomState::new(),
             buckets: Mutex::new(HashMap::new()),
             clock,
+            idle_ms: limits.idle_ms(),
+            sweep_every_ms: limits.sweep_every_ms(),
             limits,
             live: AtomicUsize::new(0),
             swept_all_ms: AtomicU64::new(0),
@@ -161,10 +166,15 @@ impl MemorySessions {
     /// session is created if there is room for it (`None` if not), an
     /// expired one starts again.
     fn with_tally<R>(&self, key: SessionKey<'_>, f: impl FnOnce(&mut MemoryTally<'_>) -> R) -> Option<R> {
-        let now = self.clock.now_ms();
+        let now = self.clock.coarse_now_ms();
         let mut shard = self.shard(key.session);
         self.sweep_if_due(&mut shard, now);
-        if !shard.contains(key) && !self.reserve() {
+        // The common case first: a live session, found with one lookup each.
+        if let Some(counts) = shard.sessions.get_mut(key.session).and_then(|agents| agents.get_mut(key.agent))
+        {
+            return Some(self.run(counts, key, now, f));
+        }
+        if !self.reserve() {
             // At the bound: expired sessions elsewhere may make room.
             drop(shard);
             self.sweep_all(now);
@@ -173,20 +183,26 @@ impl MemorySessions {
                 return None;
             }
         }
-        let agents = match shard.sessions.get_mut(key.session) {
-            Some(agents) => agents,
-            None => shard.sessions.entry(key.session.into()).or_default(),
-        };
-        let counts = match agents.get_mut(key.agent) {
-            Some(counts) => counts,
-            None => agents.entry(key.agent.into()).or_default(),
-        };
-        if self.limits.expired(counts.last_used_ms, now) {
+        let agents = shard.sessions.entry(key.session.into()).or_default();
+        let counts = agents.entry(key.agent.into()).or_default();
+        Some(self.run(counts, key, now, f))
+    }
+
+    /// Runs `f` on a session's counts, starting them again if the session
+    /// has expired.
+    fn run<R>(
+        &self,
+        counts: &mut SessionCounts,
+        key: SessionKey<'_>,
+        now: u64,
+        f: impl FnOnce(&mut MemoryTally<'_>) -> R,
+    ) -> R {
+        if now.saturating_sub(counts.last_used_ms) >= self.idle_ms {
             *counts = SessionCounts::default();
         }
         counts.last_used_ms = now;
         let mut tally = MemoryTally { counts, agent: key.agent, buckets: &self.buckets, locked: None };
-        Some(f(&mut tally))
+        f(&mut tally)
     }
 
     /// Takes a place for a new session, if one is left.
@@ -198,7 +214,7 @@ impl MemorySessions {
     }
 
     fn sweep_if_due(&self, shard: &mut Shard, now_ms: u64) {
-        if now_ms.saturating_sub(shard.swept_ms) >= self.limits.sweep_every_ms() {
+        if now_ms.saturating_sub(shard.swept_ms) >= self.sweep_every_ms {
             let dropped = shard.sweep(now_ms, &self.limits);
             self.live.fetch_sub(dropped, Ordering::AcqRel);
         }
