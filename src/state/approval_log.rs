@@ -74,7 +74,13 @@ impl ApprovalLog {
         let mut approvals: Vec<Approval> = Vec::new();
         let mut index = std::collections::HashMap::new();
         let mut bytes = 0;
-        if let Ok(file) = super::private::open(path, File::options().read(true)) {
+        let existing = match super::private::open(path, File::options().read(true)) {
+            Ok(file) => Some(file),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            // Anything else must not be taken for an empty ledger (and rewritten as one).
+            Err(error) => return Err(error),
+        };
+        if let Some(file) = existing {
             let mut lines = BufReader::new(file).split(b'\n').peekable();
             let mut number = 0;
             while let Some(line) = lines.next() {
