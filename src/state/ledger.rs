@@ -134,6 +134,16 @@ impl Book {
         Ok(())
     }
 
+    /// Rewrites the log from memory (best effort: if it fails, the next
+    /// change tries again, the log being poisoned).
+    fn rewrite(&mut self) {
+        let Some(log) = self.log.as_mut() else { return };
+        let live: Vec<&Approval> = self.approvals.values().collect();
+        if let Err(error) = log.rewrite(&live).and_then(|ticket| ticket.wait_durable()) {
+            tracing::error!(%error, "the approvals cannot be rewritten; the next change tries again");
+        }
+    }
+
     /// Saves the approval with `id` as it now stands: appended to the log,
     /// or the whole ledger rewritten when the log needs it. `None` without
     /// a log.
@@ -215,7 +225,7 @@ impl Ledger {
             let now = self.clock.now_secs();
             book.tidy(now);
             let changed = change(&mut book, now)?;
-            let after = book.approvals.get(&changed.id).cloned();
+            let after = book.log.as_ref().and_then(|_| book.approvals.get(&changed.id).cloned());
             match book.save(&changed.id) {
                 None => return Ok(changed.answer),
                 Some(Ok(ticket)) => (changed, after, ticket),
@@ -229,10 +239,13 @@ impl Ledger {
             Ok(()) => Ok(changed.answer),
             Err(error) => {
                 let mut book = self.lock();
-                // Undo, unless a later change already replaced it.
+                // Undo, unless a later change already replaced it, and
+                // rewrite the file from memory at once: the line may be on
+                // disk after all, and must not come back after a crash.
                 if book.approvals.get(&changed.id) == after.as_ref() {
                     book.set(&changed.id, changed.before, self.clock.now_secs());
                 }
+                book.rewrite();
                 Err(ApprovalError::Storage(error.to_string()))
             }
         }

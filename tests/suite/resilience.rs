@@ -286,3 +286,37 @@ fn one_agent_cannot_take_every_approval_and_pending_ones_expire_at_their_ttl() {
     let log = std::fs::metadata(state.path().join("state/approvals.log")).expect("log").len();
     assert!(log > 0, "the approvals are saved");
 }
+
+/// The approvals' log on a full disk: a gated call whose approval cannot
+/// be saved is denied (no approval id is handed out that a restart would
+/// forget), and the log heals once there is space.
+#[test]
+fn approvals_on_a_full_disk_are_refused_then_heal() {
+    const GATED: &str = "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        required: true\n";
+    let dir = TempDir::new();
+    let Some(disk) = Mount::tmpfs(&dir.path().join("disk"), 8) else { return };
+    let state = disk.path().join("state");
+    let server = Server::start(GATED, &["--state", &state.to_string_lossy()]);
+    let mut client = server.connect();
+    let gated = |n: usize| json!({"agent": "bot", "tool": "pay", "args": {"n": n, "pad": "x".repeat(2000)}});
+    assert_eq!(client.ask(gated(0))["decision"], "require_approval");
+    let filler = disk.fill();
+    let mut refused = None;
+    for n in 1..5_000 {
+        let answer = client.ask(gated(n));
+        if answer["decision"] == "deny" {
+            assert_eq!(answer["reason_code"], "approval_unavailable", "{answer}");
+            assert!(answer.get("approval").is_none(), "no approval id is handed out: {answer}");
+            refused = Some(n);
+            break;
+        }
+        assert_eq!(answer["decision"], "require_approval", "{answer}");
+    }
+    assert!(refused.is_some(), "a full disk refuses to save an approval");
+    std::fs::remove_file(filler).expect("free the disk");
+    assert!(eventually(Duration::from_secs(5), || client.ask(gated(9_999))["decision"] == "require_approval"));
+    drop(server);
+    // Every approval handed out is still there after a restart.
+    let text = std::fs::read_to_string(state.join("approvals.log")).expect("log");
+    assert!(text.lines().all(|line| serde_json::from_str::<Value>(line).is_ok()), "no torn or partial line");
+}
