@@ -130,6 +130,9 @@ impl WriterThread {
     }
 }
 
+/// Resolves once submitted records are written (or failed to be).
+pub type Written = oneshot::Receiver<Result<(), String>>;
+
 /// A handle to the writer thread.
 pub struct AuditSink {
     sender: Mutex<Option<mpsc::SyncSender<Submission>>>,
@@ -177,8 +180,18 @@ impl AuditSink {
     /// resolves once they are written (and synced, per [`Sync`]). An error
     /// means they may not be in the trail.
     pub async fn write(&self, records: Vec<super::record::Encoded>) -> Result<(), String> {
+        match self.submit(records)? {
+            Some(written) => written.await.unwrap_or_else(|_| Err(String::from("the audit writer stopped"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands records to the writer without waiting: the receiver resolves
+    /// once they are written (`None`: nothing to write). A connection can
+    /// go on deciding while its previous records are being synced.
+    pub fn submit(&self, records: Vec<super::record::Encoded>) -> Result<Option<Written>, String> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let (done, wait) = oneshot::channel();
         let sent = {
@@ -186,7 +199,7 @@ impl AuditSink {
             sender.as_ref().map(|s| s.try_send(Submission { records, done }))
         };
         match sent {
-            Some(Ok(())) => wait.await.unwrap_or_else(|_| Err(String::from("the audit writer stopped"))),
+            Some(Ok(())) => Ok(Some(wait)),
             Some(Err(mpsc::TrySendError::Full(_))) => {
                 Err(format!("{QUEUE_CAPACITY} batches are waiting for the audit writer"))
             }

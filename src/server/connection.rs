@@ -101,9 +101,23 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let queued = Semaphore::new(MAX_QUEUED_BYTES);
     let (answers, mut to_write) = mpsc::unbounded_channel::<(Vec<u8>, u32)>();
-    // The reader owns the sender: when it is done, the writer drains the
-    // rest and stops.
-    let reading = read_and_answer(read, service, settings, &role, stopped, answers, &queued);
+    let (committing, mut to_confirm) = mpsc::channel::<Decided>(MAX_BATCHES_COMMITTING);
+    // The reader owns the first sender, the confirmer the second: when the
+    // reader is done, the confirmer and then the writer drain the rest and stop.
+    // Without a trail nothing waits: answers go straight to the writer.
+    let direct = service.audit().is_none().then(|| (answers.clone(), &queued));
+    let reading = read_and_answer(read, service, settings, &role, stopped, committing, direct);
+    let queued_ref = &queued;
+    let confirming = async move {
+        while let Some(decided) = to_confirm.recv().await {
+            let out = decided.confirmed().await;
+            if !queue(&answers, queued_ref, out).await {
+                // The writer gave up on the client; the reader stops at its next batch.
+                to_confirm.close();
+                break;
+            }
+        }
+    };
     let writing = async {
         while let Some((chunk, permits)) = to_write.recv().await {
             // A client that does not read its answers is closed like one
@@ -119,7 +133,7 @@ pub async fn serve(
         }
         Ok(())
     };
-    let (read_result, write_result) = tokio::join!(reading, writing);
+    let (read_result, (), write_result) = tokio::join!(reading, confirming, writing);
     let _ = write.shutdown().await;
     write_result.and(read_result)
 }
@@ -129,6 +143,38 @@ pub async fn serve(
 /// reads.
 pub const MAX_QUEUED_BYTES: usize = 16 << 20;
 
+/// Where the writer takes answers from: chunks of answer lines, with the
+/// permits of [`MAX_QUEUED_BYTES`] they hold.
+type Answers = mpsc::UnboundedSender<(Vec<u8>, u32)>;
+
+/// How many batches of a connection may wait for their audit records at
+/// once: the connection goes on deciding while earlier records are synced.
+const MAX_BATCHES_COMMITTING: usize = 4;
+
+/// Answers whose audit records were handed to the trail: they leave only
+/// once the records are confirmed written.
+struct Decided {
+    committing: crate::service::Committing,
+    out: Vec<u8>,
+    ids: Vec<Value>,
+}
+
+impl Decided {
+    /// The answers, or, if the records may not be in the trail, an error
+    /// (a deny) for each of them.
+    async fn confirmed(self) -> Vec<u8> {
+        let Decided { committing, mut out, ids } = self;
+        if let Err(failure) = committing.confirmed().await {
+            out.clear();
+            let error = failure.wire_error();
+            for id in &ids {
+                write_error(&mut out, id, &error);
+            }
+        }
+        out
+    }
+}
+
 /// The reading half of [`serve`]: reads lines, has them answered, commits
 /// their audit records, and queues the answers for the writer.
 async fn read_and_answer(
@@ -137,8 +183,8 @@ async fn read_and_answer(
     settings: Settings,
     role: &Role,
     mut stopped: Option<watch::Receiver<bool>>,
-    answers: mpsc::UnboundedSender<(Vec<u8>, u32)>,
-    queued: &Semaphore,
+    committing: mpsc::Sender<Decided>,
+    direct: Option<(Answers, &Semaphore)>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, read);
     let mut line = LineBuffer::default();
@@ -205,23 +251,35 @@ async fn read_and_answer(
         line.clear();
         let full = out.len() >= FLUSH_BYTES || batch.len() >= MAX_PENDING_RECORDS;
         if (reader.buffer().is_empty() || full) && !out.is_empty() {
-            commit(service, &mut out, &mut ids, &mut batch).await;
-            if !queue(&answers, queued, std::mem::take(&mut out)).await {
+            let handed = match &direct {
+                Some((answers, queued)) => {
+                    ids.clear();
+                    queue(answers, queued, std::mem::take(&mut out)).await
+                }
+                None => committing.send(hand_over(service, &mut out, &mut ids, &mut batch)).await.is_ok(),
+            };
+            if !handed {
                 // The writer gave up on the client: nothing more to answer.
                 break;
             }
         }
     }
     if !out.is_empty() {
-        commit(service, &mut out, &mut ids, &mut batch).await;
-        queue(&answers, queued, out).await;
+        match &direct {
+            Some((answers, queued)) => {
+                queue(answers, queued, out).await;
+            }
+            None => {
+                let _ = committing.send(hand_over(service, &mut out, &mut ids, &mut batch)).await;
+            }
+        }
     }
     failure.map_or(Ok(()), Err)
 }
 
 /// Hands answers to the writer once there is room for them; `false` if the
 /// writer has stopped.
-async fn queue(answers: &mpsc::UnboundedSender<(Vec<u8>, u32)>, queued: &Semaphore, chunk: Vec<u8>) -> bool {
+async fn queue(answers: &Answers, queued: &Semaphore, chunk: Vec<u8>) -> bool {
     let permits = u32::try_from(chunk.len().min(MAX_QUEUED_BYTES)).unwrap_or(u32::MAX);
     match queued.acquire_many(permits).await {
         Ok(permit) => {
@@ -248,18 +306,11 @@ async fn flush(
     })
 }
 
-/// Writes the batch's audit records; if that fails, every answer of the
-/// batch is replaced by an `unavailable` error (a deny): no answer leaves
-/// without its record.
-async fn commit(service: &Service, out: &mut Vec<u8>, ids: &mut Vec<Value>, batch: &mut AuditBatch) {
-    let answered = std::mem::take(ids);
-    if let Err(failure) = service.commit(batch).await {
-        out.clear();
-        let error = failure.wire_error();
-        for id in &answered {
-            write_error(out, id, &error);
-        }
-    }
+/// Hands the batch's audit records to the trail and its answers to the
+/// confirmer, which lets them leave only once the records are written: no
+/// answer leaves without its record.
+fn hand_over(service: &Service, out: &mut Vec<u8>, ids: &mut Vec<Value>, batch: &mut AuditBatch) -> Decided {
+    Decided { committing: service.submit(batch), out: std::mem::take(out), ids: std::mem::take(ids) }
 }
 
 /// `future`, given at most `wait` (forever without one).

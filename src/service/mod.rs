@@ -56,6 +56,33 @@ impl Default for ServiceConfig {
     }
 }
 
+/// Records handed to the audit trail, not yet confirmed written.
+#[derive(Debug)]
+pub struct Committing {
+    written: Result<Option<crate::audit::sink::Written>, CommitError>,
+    deadline: Duration,
+    by: tokio::time::Instant,
+}
+
+impl Committing {
+    /// Resolves once the records are written (and synced, per the trail's
+    /// setting), or with why they may not be, at the latest at the deadline.
+    pub async fn confirmed(self) -> Result<(), CommitError> {
+        let Some(written) = self.written? else { return Ok(()) };
+        match tokio::time::timeout_at(self.by, written).await {
+            Ok(Ok(result)) => result.map_err(CommitError::Failed),
+            Ok(Err(_stopped)) => Err(CommitError::Failed(String::from("the audit writer stopped"))),
+            Err(_elapsed) => {
+                tracing::error!(
+                    deadline_ms = self.deadline.as_millis(),
+                    "the audit trail did not confirm in time; denying"
+                );
+                Err(CommitError::TimedOut(self.deadline))
+            }
+        }
+    }
+}
+
 /// Why a batch's records could not be committed: none of its answers may
 /// leave as given.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -309,21 +336,22 @@ impl Service {
     /// [`CommitError::wire_error`] instead. (Records written after the
     /// deadline are followed in the trail by an `unanswered` record.)
     pub async fn commit(&self, batch: &mut AuditBatch) -> Result<(), CommitError> {
-        let records = std::mem::take(&mut batch.records);
-        let Some(audit) = &self.audit else { return Ok(()) };
-        let deadline = self.config.decision_timeout;
-        match tokio::time::timeout(deadline, audit.write(records)).await {
-            Ok(written) => written.map_err(CommitError::Failed),
-            Err(_elapsed) => {
-                tracing::error!(
-                    deadline_ms = deadline.as_millis(),
-                    "the audit trail did not confirm in time; denying"
-                );
-                Err(CommitError::TimedOut(deadline))
-            }
-        }
+        self.submit(batch).confirmed().await
     }
 
+    /// Hands the batch's records to the audit trail without waiting for
+    /// them: a transport goes on deciding, and lets the answers leave only
+    /// once [`Committing::confirmed`] says the records are written. The
+    /// deadline runs from now.
+    pub fn submit(&self, batch: &mut AuditBatch) -> Committing {
+        let records = std::mem::take(&mut batch.records);
+        let deadline = self.config.decision_timeout;
+        let written = match &self.audit {
+            Some(audit) => audit.submit(records).map_err(CommitError::Failed),
+            None => Ok(None),
+        };
+        Committing { written, deadline, by: tokio::time::Instant::now() + deadline }
+    }
     /// Records a change before it is made: a change that cannot be recorded
     /// is refused (nothing in force that the trail does not show).
     async fn record_first(&self, kind: &str, fields: Value) -> Result<(), WireError> {
