@@ -4,7 +4,6 @@
 //! Group commit: every batch queued while the writer was busy is written and
 //! made durable together, with one `fsync` when `--audit-sync always`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -13,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::AuditWriter;
 use crate::state::clock::Clock;
-use crate::state::condition::{Condition, ConditionCell};
+use crate::state::condition::{Condition, Health};
 
 /// The most batches waiting for the writer: a connection finding the queue
 /// full is answered at once (its requests denied) instead of queueing
@@ -36,14 +35,6 @@ struct Submission {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// How the trail stands, shared with the writer thread.
-#[derive(Default)]
-struct Health {
-    condition: ConditionCell,
-    /// When the write under way began (ms since the epoch; 0: none).
-    writing_since_ms: AtomicU64,
-}
-
 /// The writer thread: group commit of every batch queued.
 struct WriterThread {
     writer: AuditWriter,
@@ -58,16 +49,16 @@ impl WriterThread {
         while let Ok(first) = receiver.recv() {
             let mut batches = vec![first];
             batches.extend(receiver.try_iter());
-            let started = self.clock.now_ms().max(1);
-            self.health.writing_since_ms.store(started, Ordering::Release);
+            let started = self.clock.now_ms();
+            self.health.begin(started);
             let mut seqs = Vec::with_capacity(batches.len());
             let written = self.write(&mut batches, &mut seqs);
-            self.health.writing_since_ms.store(0, Ordering::Release);
+            self.health.end();
             match &written {
-                Ok(()) => self.health.condition.heal(),
+                Ok(()) => self.health.heal(),
                 Err(error) => {
                     self.writer.discard();
-                    self.health.condition.fail(error, started);
+                    self.health.fail(error, started);
                     tracing::error!(%error, "audit trail write failed; the affected requests are denied");
                 }
             }
@@ -95,8 +86,12 @@ impl WriterThread {
             }
             seqs.push((first, self.writer.head().0));
         }
-        let synced = if self.sync == Sync::Always { self.writer.sync() } else { self.writer.flush() };
-        synced.map_err(|e| e.to_string())
+        self.make_durable().map_err(|e| e.to_string())
+    }
+
+    /// Hands what was appended to the disk per [`Sync`].
+    fn make_durable(&mut self) -> std::io::Result<()> {
+        if self.sync == Sync::Always { self.writer.sync() } else { self.writer.flush() }
     }
 
     /// Records that these records were written after their requests were
@@ -113,10 +108,7 @@ impl WriterThread {
             "why": "written after the deadline: their requests were answered decision_timeout",
         });
         let record = super::record::event(&time, "unanswered", fields);
-        let written = self
-            .writer
-            .append(record)
-            .and_then(|()| if self.sync == Sync::Always { self.writer.sync() } else { self.writer.flush() });
+        let written = self.writer.append(record).and_then(|()| self.make_durable());
         if let Err(error) = written {
             self.writer.discard();
             tracing::error!(%error, "cannot record unanswered requests in the audit trail");
@@ -163,32 +155,15 @@ impl AuditSink {
     /// How the trail stands: degraded after a failed write until one
     /// succeeds, or while a write has been under way for `stuck_after`.
     pub fn condition(&self, stuck_after: Duration) -> Condition {
-        let since = self.health.writing_since_ms.load(Ordering::Acquire);
-        let now = self.clock.now_ms();
-        let stuck_ms = u64::try_from(stuck_after.as_millis()).unwrap_or(u64::MAX);
-        match self.health.condition.get() {
-            Condition::Ok if since != 0 && now.saturating_sub(since) >= stuck_ms => Condition::Degraded {
-                error: format!("a write has not finished for {} ms", now.saturating_sub(since)),
-                since_ms: since,
-            },
-            condition => condition,
-        }
+        self.health.get(self.clock.now_ms(), stuck_after, "a write")
     }
 
-    /// Writes records, serialised by the caller ([`super::record::encode`]),
-    /// so that the one writer thread only frames, seals and writes them;
-    /// resolves once they are written (and synced, per [`Sync`]). An error
-    /// means they may not be in the trail.
-    pub async fn write(&self, records: Vec<super::record::Encoded>) -> Result<(), String> {
-        match self.submit(records)? {
-            Some(written) => written.await.unwrap_or_else(|_| Err(String::from("the audit writer stopped"))),
-            None => Ok(()),
-        }
-    }
-
-    /// Hands records to the writer without waiting: the receiver resolves
-    /// once they are written (`None`: nothing to write). A connection can
-    /// go on deciding while its previous records are being synced.
+    /// Hands records, serialised by the caller ([`super::record::encode`]),
+    /// to the writer, which only frames, seals and writes them; the
+    /// receiver resolves once they are written and synced per [`Sync`]
+    /// (`None`: nothing to write). An error means they may not be in the
+    /// trail. A connection can go on deciding while its previous records
+    /// are being synced.
     pub fn submit(&self, records: Vec<super::record::Encoded>) -> Result<Option<Written>, String> {
         if records.is_empty() {
             return Ok(None);

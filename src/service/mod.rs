@@ -93,6 +93,15 @@ pub enum CommitError {
     TimedOut(Duration),
 }
 
+impl std::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommitError::Failed(reason) => f.write_str(reason),
+            CommitError::TimedOut(after) => write!(f, "no confirmation within {} ms", after.as_millis()),
+        }
+    }
+}
+
 impl CommitError {
     /// The error every answer of the batch becomes (a deny).
     pub fn wire_error(&self) -> WireError {
@@ -330,21 +339,18 @@ impl Service {
         Reply::Error(error)
     }
 
-    /// Writes the batch's records to the audit trail (nothing without one),
-    /// waiting at most the decision deadline. On an error, none of the
-    /// batch's answers may leave as given: the transport answers each with
-    /// [`CommitError::wire_error`] instead. (Records written after the
-    /// deadline are followed in the trail by an `unanswered` record.)
-    pub async fn commit(&self, batch: &mut AuditBatch) -> Result<(), CommitError> {
-        self.submit(batch).confirmed().await
-    }
-
     /// Hands the batch's records to the audit trail without waiting for
     /// them: a transport goes on deciding, and lets the answers leave only
     /// once [`Committing::confirmed`] says the records are written. The
     /// deadline runs from now.
     pub fn submit(&self, batch: &mut AuditBatch) -> Committing {
-        let records = std::mem::take(&mut batch.records);
+        self.submit_records(std::mem::take(&mut batch.records))
+    }
+
+    /// Hands records to the audit trail; the deadline runs from now.
+    /// Records written after it are followed in the trail by an
+    /// `unanswered` record.
+    pub(super) fn submit_records(&self, records: Vec<record::Encoded>) -> Committing {
         let deadline = self.config.decision_timeout;
         let written = match &self.audit {
             Some(audit) => audit.submit(records).map_err(CommitError::Failed),
@@ -355,13 +361,11 @@ impl Service {
     /// Records a change before it is made: a change that cannot be recorded
     /// is refused (nothing in force that the trail does not show).
     async fn record_first(&self, kind: &str, fields: Value) -> Result<(), WireError> {
-        let Some(audit) = &self.audit else { return Ok(()) };
+        if self.audit.is_none() {
+            return Ok(());
+        }
         let record = record::event(&self.state.clock.rfc3339_micros(), kind, fields);
-        let deadline = self.config.decision_timeout;
-        let written = tokio::time::timeout(deadline, audit.write(vec![record::encode(&record)])).await;
-        let written =
-            written.unwrap_or_else(|_| Err(format!("no confirmation within {} ms", deadline.as_millis())));
-        written.map_err(|error| {
+        self.submit_records(vec![record::encode(&record)]).confirmed().await.map_err(|error| {
             tracing::error!(%error, kind, "cannot record in the audit trail; the change is refused");
             let message = format!("the change was not made: the audit trail cannot be written ({error})");
             WireError::new(WireErrorCode::Unavailable, message)
@@ -371,9 +375,11 @@ impl Service {
     /// Records an event (what followed a recorded change) in the audit
     /// trail; a failure is logged.
     async fn record(&self, kind: &str, fields: Value) {
-        let Some(audit) = &self.audit else { return };
+        if self.audit.is_none() {
+            return;
+        }
         let record = record::event(&self.state.clock.rfc3339_micros(), kind, fields);
-        if let Err(error) = audit.write(vec![record::encode(&record)]).await {
+        if let Err(error) = self.submit_records(vec![record::encode(&record)]).confirmed().await {
             tracing::error!(%error, kind, "cannot record in the audit trail");
         }
     }

@@ -123,14 +123,15 @@ impl Service {
         let result = tokio::task::spawn_blocking(move || compile_table(&paths))
             .await
             .unwrap_or_else(|e| Err(LoadError::Files(format!("policy compilation failed: {e}"))));
-        if let Some(audit) = &self.audit {
+        if self.audit.is_some() {
             let (ok, policy, errors) = match &result {
                 Ok(table) => (true, table.hash().to_owned(), Vec::new()),
                 Err(error) => (false, self.engine().policy_hash().to_owned(), error.lines()),
             };
             let time = self.state.clock.rfc3339_micros();
             let record = crate::audit::record::reload(&time, trigger.as_str(), ok, &policy, &errors);
-            if let Err(error) = audit.write(vec![crate::audit::record::encode(&record)]).await {
+            let records = vec![crate::audit::record::encode(&record)];
+            if let Err(error) = self.submit_records(records).confirmed().await {
                 tracing::error!(%error, "cannot record the reload in the audit trail; keeping the current policy");
                 return Err(LoadError::Files(format!(
                     "the reload could not be recorded in the audit trail: {error}"

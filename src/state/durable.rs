@@ -17,7 +17,6 @@
 //! [`QUEUE_CAPACITY`] jobs.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use arc_swap::ArcSwapOption;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::clock::{Clock, SystemClock};
-use super::condition::{Condition, ConditionCell};
+use super::condition::{Condition, Health};
 use super::session::{
     Admission, Bucket, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionLimits, SessionStore,
     Tally, admit, apply_outcome, check,
@@ -96,9 +95,8 @@ struct Shared {
     path: PathBuf,
     /// The open database; `None` after a failure, until it is reopened.
     db: ArcSwapOption<Database>,
-    condition: ConditionCell,
-    /// When the commit under way began (ms since the epoch; 0: none).
-    committing_since_ms: AtomicU64,
+    /// Failures and the commit under way.
+    health: Health,
 }
 
 /// Session counters in a redb database file.
@@ -168,8 +166,7 @@ impl DurableSessions {
         let shared = Arc::new(Shared {
             path: path.to_owned(),
             db: ArcSwapOption::from_pointee(db),
-            condition: ConditionCell::default(),
-            committing_since_ms: AtomicU64::new(0),
+            health: Health::default(),
         });
         let (queue, receiver) = mpsc::sync_channel::<Queued>(QUEUE_CAPACITY);
         let committer = Committer {
@@ -238,19 +235,19 @@ impl Committer {
                 continue;
             };
             let now = self.clock.now_ms();
-            self.shared.committing_since_ms.store(now.max(1), Ordering::Release);
+            self.shared.health.begin(now);
             let committed = self.commit_batch(&db, &batch, now);
-            self.shared.committing_since_ms.store(0, Ordering::Release);
+            self.shared.health.end();
             match committed {
                 Ok(answers) => {
-                    self.shared.condition.heal();
+                    self.shared.health.heal();
                     for (queued, answer) in batch.iter().zip(answers) {
                         answer.send(&queued.job);
                     }
                 }
                 Err(error) => {
                     tracing::error!(%error, "session state commit failed; denying the batch and reopening the database");
-                    self.shared.condition.fail(&error, now);
+                    self.shared.health.fail(&error, now);
                     // redb refuses every transaction after an I/O error until reopened.
                     self.shared.db.store(None);
                     drop(db);
@@ -283,7 +280,7 @@ impl Committer {
                 Some(db)
             }
             Err(error) => {
-                self.shared.condition.fail(format!("cannot reopen: {error}"), self.clock.now_ms());
+                self.shared.health.fail(format!("cannot reopen: {error}"), self.clock.now_ms());
                 self.reopen_after = Some(Instant::now() + REOPEN_EVERY);
                 None
             }
@@ -546,16 +543,7 @@ impl SessionStore for DurableSessions {
     }
 
     fn condition(&self) -> Condition {
-        let since = self.shared.committing_since_ms.load(Ordering::Acquire);
-        let now = self.clock.now_ms();
-        let stuck_ms = u64::try_from(self.answer_within.as_millis()).unwrap_or(u64::MAX);
-        match self.shared.condition.get() {
-            Condition::Ok if since != 0 && now.saturating_sub(since) >= stuck_ms => Condition::Degraded {
-                error: format!("a commit has not finished for {} ms", now.saturating_sub(since)),
-                since_ms: since,
-            },
-            condition => condition,
-        }
+        self.shared.health.get(self.clock.now_ms(), self.answer_within, "a commit")
     }
 }
 

@@ -153,6 +153,11 @@ fn a_frozen_disk_gets_a_decision_timeout_and_the_trail_says_which_answers_were_w
     let (_, killed) = admin(&["kill", "--agent", "bot", "--reason", "frozen"], &admin_socket);
     assert!(asked.elapsed() < Duration::from_secs(5), "the kill switch answers");
     assert_eq!(killed["error"]["code"], "decision_timeout", "{killed}");
+    // So does a reload, which is recorded first too: the policy stays.
+    let asked = Instant::now();
+    let reloaded = Client::connect(&admin_socket).ask(json!({"op": "reload"}));
+    assert!(asked.elapsed() < Duration::from_secs(5), "the reload answers");
+    assert_eq!(reloaded["reload"]["ok"], false, "{reloaded}");
     drop(frozen);
     let healed = eventually(Duration::from_secs(5), || client.ask(call("s3"))["decision"] == "allow");
     assert!(healed, "decisions are answered again once the disk thaws");
