@@ -43,6 +43,7 @@ pub mod diagnostic;
 pub mod engine;
 pub mod hash;
 pub mod protocol;
+pub mod proxy;
 pub mod server;
 pub mod service;
 pub mod source;

@@ -9,6 +9,7 @@ mod eval;
 mod export;
 mod lint;
 mod output;
+mod proxy;
 mod query;
 mod serve;
 mod test;
@@ -34,6 +35,8 @@ pub enum Exit {
     Denied,
     /// `query`: a request needs approval and none was denied (3).
     ApprovalRequired,
+    /// `proxy`: the MCP server could not be started, or exited first (4).
+    Upstream,
 }
 
 impl Exit {
@@ -44,6 +47,7 @@ impl Exit {
             Exit::Invalid | Exit::Denied => 1,
             Exit::Usage => 2,
             Exit::Findings | Exit::ApprovalRequired => 3,
+            Exit::Upstream => 4,
         }
     }
 }
@@ -80,6 +84,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Ask a running server; exit 0 if allowed, 1 if denied, 3 if approval is required.
     Query(QueryArgs),
+    /// Run an MCP server behind the policy: launched by an MCP client in the server's place,
+    /// relay its stdio, deciding every tool call; exit 4 if the server exits first.
+    Proxy(Box<ProxyArgs>),
     /// Work with audit trails.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -377,6 +384,59 @@ struct ServeArgs {
     audit_sync: AuditSync,
 }
 
+#[derive(Debug, clap::Args)]
+struct ProxyArgs {
+    /// Policy file or directory; may be given more than once.
+    #[arg(long = "policy", required = true)]
+    policies: Vec<PathBuf>,
+    /// The agent whose policy decides the calls.
+    #[arg(long)]
+    agent: String,
+    /// The server's name in the policy: tool `t` is decided as `NAME/t` (the client keeps
+    /// seeing `t`).
+    #[arg(long)]
+    server: Option<String>,
+    /// The toolgate session for caps and approvals [default: a new random id, logged at start].
+    #[arg(long)]
+    session: Option<String>,
+    /// Who the agent acts for, as a JSON object (a request's `principal`).
+    #[arg(long)]
+    principal: Option<String>,
+    /// Anything else the policy may read, as a JSON object (a request's `context`).
+    #[arg(long)]
+    context: Option<String>,
+    /// Keep session counters, kills and approvals in this directory, durable across crashes.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Append every decision and outcome to this hash-chained audit trail.
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    /// Key the audit trail's chain with the key in this file.
+    #[arg(long, requires = "audit")]
+    audit_key: Option<PathBuf>,
+    /// When audit records reach the disk: `always` (fsync before answering) or `os`.
+    #[arg(long, value_enum, default_value_t = AuditSync::Always, requires = "audit")]
+    audit_sync: AuditSync,
+    /// Listen on this admin socket: approvals (for the policy's approvers), kills, revivals.
+    #[arg(long)]
+    admin_socket: Option<PathBuf>,
+    /// Seconds an approval stays valid after the call that opened it.
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    approval_ttl: u64,
+    /// Milliseconds a decision may wait for the state store or the audit trail.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    decision_timeout: u64,
+    /// The longest message relayed in either direction, in bytes.
+    #[arg(long, default_value_t = toolgate::proxy::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Seconds the server gets to exit after its stdin closes, and again after SIGTERM.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=600))]
+    shutdown_grace: u64,
+    /// The MCP server's command and its arguments, after `--`.
+    #[arg(last = true, required = true, num_args = 1..)]
+    command: Vec<String>,
+}
+
 /// The choices of `--audit-sync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum AuditSync {
@@ -445,6 +505,7 @@ pub fn run() -> ExitCode {
             None => lint::run(&args.paths, args.format, args.exit_zero),
         },
         Command::Serve(args) => serve_command(*args),
+        Command::Proxy(args) => proxy_command(*args),
         Command::Audit(AuditCommand::Verify(args)) => {
             audit::verify(&args.files, args.partial, args.head.as_deref(), &args.keys)
         }
@@ -481,6 +542,53 @@ pub fn run() -> ExitCode {
         }),
     };
     exit.into()
+}
+
+/// `proxy`'s settings from its arguments.
+fn proxy_command(args: ProxyArgs) -> Exit {
+    let object = |flag: &str, text: Option<String>| match text {
+        None => Ok(None),
+        Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(value) if value.is_object() => Ok(Some(value)),
+            _ => Err(format!("{flag} must be a JSON object")),
+        },
+    };
+    let (principal, context) =
+        match (object("--principal", args.principal), object("--context", args.context)) {
+            (Ok(principal), Ok(context)) => (principal, context),
+            (Err(message), _) | (_, Err(message)) => {
+                output::error(&message);
+                return Exit::Usage;
+            }
+        };
+    proxy::run(proxy::ProxyArgs {
+        policies: args.policies,
+        agent: args.agent,
+        server: args.server,
+        session: args.session,
+        principal,
+        context,
+        state: args.state,
+        audit: args.audit.map(|path| serve::AuditArgs {
+            path,
+            rotate_bytes: None,
+            key: args.audit_key,
+            sync: audit_sync(args.audit_sync),
+        }),
+        admin_socket: args.admin_socket,
+        approval_ttl: std::time::Duration::from_secs(args.approval_ttl),
+        decision_timeout: std::time::Duration::from_millis(args.decision_timeout),
+        max_message_bytes: args.max_message_bytes.max(1024),
+        grace: std::time::Duration::from_secs(args.shutdown_grace),
+        command: args.command,
+    })
+}
+
+fn audit_sync(sync: AuditSync) -> toolgate::audit::sink::Sync {
+    match sync {
+        AuditSync::Always => toolgate::audit::sink::Sync::Always,
+        AuditSync::Os => toolgate::audit::sink::Sync::Os,
+    }
 }
 
 /// `serve`'s settings from its arguments.
@@ -522,10 +630,7 @@ fn serve_command(args: ServeArgs) -> Exit {
             path,
             rotate_bytes: args.audit_rotate_bytes,
             key: args.audit_key,
-            sync: match args.audit_sync {
-                AuditSync::Always => toolgate::audit::sink::Sync::Always,
-                AuditSync::Os => toolgate::audit::sink::Sync::Os,
-            },
+            sync: audit_sync(args.audit_sync),
         }),
     })
 }

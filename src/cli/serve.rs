@@ -134,18 +134,7 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
     let state = State::open(&config).map_err(|e| e.to_string())?;
     let clock = Arc::clone(&state.clock);
     let engine = Engine::new(policy, state);
-    let audit = match &args.audit {
-        Some(audit) => {
-            let sealer = match &audit.key {
-                Some(key) => Sealer::Keyed(AuditKey::load(key).map_err(|e| e.to_string())?),
-                None => Sealer::Plain,
-            };
-            let writer = toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes, sealer)
-                .map_err(|e| format!("cannot open the audit trail `{}`: {e}", audit.path.display()))?;
-            Some(toolgate::audit::AuditSink::start(writer, audit.sync, clock))
-        }
-        None => None,
-    };
+    let audit = open_audit(args.audit.as_ref(), clock)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers)
         .enable_all()
@@ -163,6 +152,21 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
     drop(bound);
     drop(admin_bound);
     result
+}
+
+/// Opens the audit trail, if one is asked for, behind its writer thread.
+pub(super) fn open_audit(
+    audit: Option<&AuditArgs>,
+    clock: Arc<dyn toolgate::state::Clock>,
+) -> Result<Option<toolgate::audit::AuditSink>, String> {
+    let Some(audit) = audit else { return Ok(None) };
+    let sealer = match &audit.key {
+        Some(key) => Sealer::Keyed(AuditKey::load(key).map_err(|e| e.to_string())?),
+        None => Sealer::Plain,
+    };
+    let writer = toolgate::audit::AuditWriter::open(&audit.path, audit.rotate_bytes, sealer)
+        .map_err(|e| format!("cannot open the audit trail `{}`: {e}", audit.path.display()))?;
+    Ok(Some(toolgate::audit::AuditSink::start(writer, audit.sync, clock)))
 }
 
 async fn serve(
@@ -207,13 +211,13 @@ async fn serve(
             _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
     };
-    server::run(listener, admin, service, config, shutdown).await;
+    server::run(Some(listener), admin, service, config, shutdown).await;
     hangups.abort();
     tracing::info!("stopped");
     Ok(())
 }
 
-fn init_logging() {
+pub(super) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOOLGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -116,6 +116,20 @@ impl Engine {
         }
     }
 
+    /// Whether `agent` may ever call `tool`: its plan allows the tool,
+    /// before arguments, gates, caps and kills. A proxy hides the tools for
+    /// which this is false; every call is decided all the same.
+    pub fn may_call(&self, agent: &str, tool: &str) -> bool {
+        let Some(table) = self.table.agents.get(agent) else { return false };
+        if !table.exact.contains_key(tool)
+            && (crate::compiler::names::name_problem(crate::compiler::names::Name::Tool, tool).is_some()
+                || self.table.uncatalogued(tool))
+        {
+            return false;
+        }
+        matches!(&*table.plan(tool, &self.table.rules), ToolPlan::Allowed { .. })
+    }
+
     /// `sha256:<hex>` of the policy sources.
     pub fn policy_hash(&self) -> &str {
         self.table.hash()

@@ -69,11 +69,13 @@ impl Default for Config {
     }
 }
 
-/// Serves connections from `listener` until `shutdown` completes, then stops
-/// accepting, lets open connections answer what they have already received,
-/// and returns once they are closed (or the drain timeout passes).
+/// Serves connections from `listener` (decisions) and `admin` until
+/// `shutdown` completes, then stops accepting, lets open connections answer
+/// what they have already received, and returns once they are closed (or
+/// the drain timeout passes). Either listener may be absent: `toolgate
+/// proxy` serves only an admin socket.
 pub async fn run(
-    listener: UnixListener,
+    listener: Option<UnixListener>,
     admin: Option<(UnixListener, AdminPeers)>,
     service: Arc<Service>,
     config: Config,
@@ -91,7 +93,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = accept_admin(admin_listener.as_ref()) => {
+            accepted = accept(admin_listener.as_ref()) => {
                 let stream = match accepted {
                     Ok(stream) => stream,
                     Err(error) => {
@@ -126,9 +128,9 @@ pub async fn run(
                     let _ = connection::serve(read, write, &service, settings, role, Some(stopped)).await;
                 });
             }
-            accepted = listener.accept() => {
+            accepted = accept(listener.as_ref()) => {
                 let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(stream) => stream,
                     Err(error) => {
                         // Out of file descriptors and the like: back off, keep serving.
                         tracing::error!(%error, "accept failed");
@@ -171,8 +173,8 @@ pub async fn run(
     }
 }
 
-/// Accepts from the admin listener, or waits forever when there is none.
-async fn accept_admin(listener: Option<&UnixListener>) -> std::io::Result<tokio::net::UnixStream> {
+/// Accepts from a listener, or waits forever when there is none.
+async fn accept(listener: Option<&UnixListener>) -> std::io::Result<tokio::net::UnixStream> {
     match listener {
         Some(listener) => listener.accept().await.map(|(stream, _)| stream),
         None => std::future::pending().await,

@@ -1,0 +1,167 @@
+//! `toolgate proxy`: an MCP server behind the policy, on stdio.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use toolgate::engine::Engine;
+use toolgate::proxy::calls::Caller;
+use toolgate::proxy::gate::Gate;
+use toolgate::proxy::upstream::Upstream;
+use toolgate::proxy::{self, Ended};
+use toolgate::server::{self, socket};
+use toolgate::service::{Service, ServiceConfig};
+use toolgate::state::{State, StateConfig};
+
+use super::serve::{AuditArgs, init_logging, open_audit};
+use super::{Exit, output};
+
+/// `proxy`'s resolved settings.
+pub struct ProxyArgs {
+    pub policies: Vec<PathBuf>,
+    pub agent: String,
+    pub server: Option<String>,
+    pub session: Option<String>,
+    pub principal: Option<Value>,
+    pub context: Option<Value>,
+    pub state: Option<PathBuf>,
+    pub audit: Option<AuditArgs>,
+    pub admin_socket: Option<PathBuf>,
+    pub approval_ttl: Duration,
+    pub decision_timeout: Duration,
+    pub max_message_bytes: usize,
+    pub grace: Duration,
+    pub command: Vec<String>,
+}
+
+pub fn run(args: ProxyArgs) -> Exit {
+    init_logging();
+    let policy = match output::compile_or_report(&args.policies) {
+        Ok(policy) => policy,
+        Err(exit) => return exit,
+    };
+    match start(args, policy) {
+        Ok(exit) => exit,
+        Err(message) => {
+            output::error(&message);
+            Exit::Usage
+        }
+    }
+}
+
+fn start(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> Result<Exit, String> {
+    if !policy.agent_names().any(|agent| agent == args.agent) {
+        return Err(format!("no policy names the agent `{}`: every call would be denied", args.agent));
+    }
+    let mut admin_bound = match &args.admin_socket {
+        Some(path) => Some(socket::bind(path, 0o600, None).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let session = match args.session {
+        Some(session) => session,
+        None => {
+            let session = new_session_id()?;
+            tracing::info!(%session, "no --session given: this proxy's session");
+            session
+        }
+    };
+    let config = StateConfig {
+        dir: args.state.clone(),
+        approval_ttl: args.approval_ttl,
+        answer_within: args.decision_timeout,
+        ..StateConfig::default()
+    };
+    let state = State::open(&config).map_err(|e| e.to_string())?;
+    let audit = open_audit(args.audit.as_ref(), Arc::clone(&state.clock))?;
+    let engine = Engine::new(policy, state);
+    let service_config = ServiceConfig {
+        policies: args.policies.clone(),
+        serving: true,
+        log_decisions: false,
+        decision_timeout: args.decision_timeout,
+    };
+    let service = Arc::new(Service::new(engine, service_config, audit));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let caller = Caller {
+        agent: args.agent,
+        server: args.server,
+        session,
+        principal: args.principal,
+        context: args.context,
+    };
+    let admin = admin_bound.as_mut().and_then(|bound| bound.take_listener());
+    let (command, command_args) = args.command.split_first().ok_or("no MCP server command after `--`")?;
+    let exit = runtime.block_on(async {
+        let admin_server = match admin {
+            Some(listener) => Some(spawn_admin(listener, Arc::clone(&service))?),
+            None => None,
+        };
+        let mut upstream = Upstream::spawn(command, command_args).map_err(|e| e.to_string())?;
+        let (server_in, server_out) = upstream.pipes().ok_or("the MCP server's pipes are missing")?;
+        tracing::info!(server = %command, agent = %caller.agent, "relaying");
+        let ended = proxy::relay(
+            caller,
+            Gate::in_process(Arc::clone(&service)),
+            args.max_message_bytes,
+            tokio::io::BufReader::new(tokio::io::stdin()),
+            tokio::io::stdout(),
+            server_in,
+            tokio::io::BufReader::new(server_out),
+        )
+        .await;
+        let status = upstream.stop(args.grace).await;
+        if let Some((stop, task)) = admin_server {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+        Ok::<_, String>(match ended {
+            Ended::ClientClosed => Exit::Ok,
+            Ended::UpstreamClosed => {
+                let status = status.map_or_else(|| String::from("unknown status"), |s| s.to_string());
+                output::error(&format!("the MCP server `{command}` exited ({status})"));
+                Exit::Upstream
+            }
+        })
+    })?;
+    drop(runtime);
+    if let Some(audit) = service.audit() {
+        audit.close();
+    }
+    drop(admin_bound);
+    Ok(exit)
+}
+
+type AdminTask = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+
+/// Serves the admin socket (approvals, kills) until told to stop.
+fn spawn_admin(
+    listener: std::os::unix::net::UnixListener,
+    service: Arc<Service>,
+) -> Result<AdminTask, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
+    let peers = server::AdminPeers { uids: vec![rustix::process::getuid().as_raw()], gids: Vec::new() };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = server::Config { drain_timeout: Duration::from_secs(1), ..server::Config::default() };
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        server::run(None, Some((listener, peers)), service, config, shutdown).await;
+    });
+    Ok((stop, task))
+}
+
+/// A fresh, unguessable session id.
+fn new_session_id() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a session id: {e}"))?;
+    Ok(bytes.iter().fold(String::from("proxy-"), |mut id, byte| {
+        id.push_str(&format!("{byte:02x}"));
+        id
+    }))
+}

@@ -1,0 +1,292 @@
+//! `tools/call` through the gate: the decision request, what the model sees
+//! when a call is denied or waits for a human, and the approvals the proxy
+//! holds so that retrying the identical call uses the one granted.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::{Map, Value, json};
+
+use super::jsonrpc;
+
+/// The `_meta` key of a decision.
+pub const DECISION_META: &str = "dev.toolgate/decision";
+/// The `_meta` key of an approval.
+pub const APPROVAL_META: &str = "dev.toolgate/approval";
+
+/// Who calls, as every decision request names them.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The agent's name in the policy.
+    pub agent: String,
+    /// The upstream server's name: tool `t` is decided as `NAME/t`.
+    pub server: Option<String>,
+    /// The toolgate session.
+    pub session: String,
+    /// Who the agent acts for (a JSON object), if given.
+    pub principal: Option<Value>,
+    /// Anything else known about the call (a JSON object), if given.
+    pub context: Option<Value>,
+}
+
+impl Caller {
+    /// The tool's name as the policy names it.
+    pub fn qualified(&self, tool: &str) -> String {
+        match &self.server {
+            Some(server) => format!("{server}/{tool}"),
+            None => tool.to_owned(),
+        }
+    }
+
+    /// The decision protocol's `decide` line for a call.
+    pub fn decide_line(&self, tool: &str, args: &Map<String, Value>, approval: Option<&str>) -> Value {
+        let mut line = Map::new();
+        line.insert("id".into(), json!(0));
+        line.insert("op".into(), json!("decide"));
+        line.insert("agent".into(), json!(self.agent));
+        line.insert("tool".into(), json!(tool));
+        line.insert("args".into(), Value::Object(args.clone()));
+        line.insert("session".into(), json!(self.session));
+        for (key, value) in [("principal", &self.principal), ("context", &self.context)] {
+            if let Some(value) = value {
+                line.insert(key.into(), value.clone());
+            }
+        }
+        if let Some(approval) = approval {
+            line.insert("approval".into(), json!(approval));
+        }
+        Value::Object(line)
+    }
+
+    /// The decision protocol's `outcome` line for a call that was made.
+    pub fn outcome_line(
+        &self,
+        decision_id: &str,
+        tool: &str,
+        error: bool,
+        latency_ms: f64,
+        bytes: u64,
+    ) -> Value {
+        json!({
+            "id": 0, "op": "outcome", "decision_id": decision_id, "agent": self.agent,
+            "session": self.session, "tool": tool, "status": if error { "error" } else { "ok" },
+            "latency_ms": latency_ms, "output_bytes": bytes,
+        })
+    }
+}
+
+/// What becomes of a call.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Forward it upstream; report its outcome under this decision id.
+    Forward {
+        /// The allow's id, when the gate issued one.
+        decision_id: Option<String>,
+    },
+    /// Answer the client with this `tools/call` result instead.
+    Answer(Value),
+}
+
+/// The approvals this proxy opened, by the call they are bound to: MCP
+/// clients cannot send an approval id, so the proxy presents the one it
+/// holds when the identical call comes again.
+#[derive(Debug, Default)]
+pub struct HeldApprovals {
+    by_call: HashMap<String, String>,
+    order: VecDeque<String>,
+}
+
+/// The most approvals a proxy holds; the oldest is forgotten first (its
+/// call then opens a new approval).
+pub const MAX_HELD_APPROVALS: usize = 1024;
+
+impl HeldApprovals {
+    /// The key of a call: its tool and the digest of its canonical arguments.
+    pub fn key(tool: &str, args: &Map<String, Value>) -> String {
+        format!("{tool}\n{}", crate::state::approval::args_digest(args))
+    }
+
+    /// The approval held for the call keyed `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.by_call.get(key).map(String::as_str)
+    }
+
+    fn hold(&mut self, key: String, approval: String) {
+        if self.by_call.insert(key.clone(), approval).is_none() {
+            self.order.push_back(key);
+        }
+        while self.by_call.len() > MAX_HELD_APPROVALS {
+            let Some(oldest) = self.order.pop_front() else { break };
+            self.by_call.remove(&oldest);
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        if self.by_call.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+        }
+    }
+}
+
+/// Judges the gate's `answer` to the call of `name` (as the client named
+/// it) keyed `key`, updating the approvals held. `None`: the approval the
+/// call `presented` can no longer be used; decide the call afresh.
+pub fn judge(
+    answer: &Value,
+    name: &str,
+    key: &str,
+    held: &mut HeldApprovals,
+    presented: bool,
+) -> Option<Verdict> {
+    let field = |name: &str| answer.get(name).and_then(Value::as_str);
+    if let Some(error) = answer.get("error") {
+        let code = error.get("code").and_then(Value::as_str).unwrap_or("unavailable");
+        let message = error.get("message").and_then(Value::as_str).unwrap_or("no answer");
+        let text = format!(
+            "toolgate could not decide this call to `{name}` ({code}: {message}), so it was not made. Retrying later may succeed."
+        );
+        let meta = json!({DECISION_META: {"decision": "deny", "reason_code": code, "reason": message}});
+        return Some(Verdict::Answer(tool_error(text, meta)));
+    }
+    let code = field("reason_code").unwrap_or("internal_error");
+    let reason = field("reason").unwrap_or("no reason given");
+    let decision_meta = json!({
+        "decision": field("decision"), "rule": field("rule"), "reason_code": code, "reason": reason,
+        "decision_id": field("decision_id"), "policy": field("policy"),
+    });
+    match field("decision") {
+        Some("allow") => {
+            if code == "approved" {
+                held.forget(key);
+            }
+            let decision_id = field("decision_id").map(str::to_owned);
+            Some(Verdict::Forward { decision_id })
+        }
+        Some("require_approval") => {
+            let approval = answer.get("approval");
+            let id = approval.and_then(|a| a.get("id")).and_then(Value::as_str);
+            if let Some(id) = id {
+                held.hold(key.to_owned(), id.to_owned());
+            }
+            Some(Verdict::Answer(pending(name, answer, reason, decision_meta)))
+        }
+        _ if code == "approval_pending" => {
+            Some(Verdict::Answer(pending(name, answer, reason, decision_meta)))
+        }
+        // The approval held for this call cannot be used again: decide the
+        // call afresh (which opens a new approval), once.
+        _ if presented
+            && matches!(
+                code,
+                "approval_used" | "approval_expired" | "approval_unknown" | "approval_mismatch"
+            ) =>
+        {
+            held.forget(key);
+            None
+        }
+        _ => {
+            if code == "approval_rejected" {
+                held.forget(key);
+            }
+            let rule = field("rule").unwrap_or("(none)");
+            let text =
+                format!("toolgate denied this call to `{name}`: {reason} (rule {rule}). {}", hint(code));
+            Some(Verdict::Answer(tool_error(text, json!({DECISION_META: decision_meta}))))
+        }
+    }
+}
+
+/// The result of a call that waits for a human.
+fn pending(name: &str, answer: &Value, reason: &str, decision_meta: Value) -> Value {
+    let approval = answer.get("approval");
+    let get = |key: &str| approval.and_then(|a| a.get(key));
+    let id = get("id").and_then(Value::as_str).unwrap_or("(none)");
+    let approver = answer.get("approver").and_then(Value::as_str);
+    let expires_at = get("expires_at").and_then(Value::as_u64).map(rfc3339);
+    let who = approver.map_or_else(|| String::from("an approver"), |a| format!("the approver `{a}`"));
+    let until = expires_at.as_deref().map_or_else(String::new, |at| format!(" until {at}"));
+    let text = format!(
+        "This call to `{name}` needs a human approval: {reason}. Approval {id} is waiting for {who}{until}. \
+         It was not made. Once it is approved, make exactly the same call again (same tool, same arguments) \
+         and it will run once; until then the same call gets this answer."
+    );
+    let meta = json!({
+        APPROVAL_META: {"id": id, "status": get("state"), "approver": approver, "expiresAt": expires_at},
+        DECISION_META: decision_meta,
+    });
+    tool_error(text, meta)
+}
+
+/// A `tools/call` result the model reads as a failed call.
+fn tool_error(text: String, meta: Value) -> Value {
+    json!({"content": [{"type": "text", "text": text}], "isError": true, "_meta": meta})
+}
+
+/// Seconds since the epoch as an RFC 3339 time.
+fn rfc3339(seconds: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// What retrying can do, by reason code: the model's next step.
+pub fn hint(code: &str) -> &'static str {
+    match code {
+        "tool_denied" | "tool_not_allowed" | "unknown_tool" | "unknown_agent" | "invalid_name" => {
+            "This tool is not available to this agent; retrying will not help."
+        }
+        "schema_violation"
+        | "missing_argument"
+        | "invalid_argument"
+        | "condition_false"
+        | "rego_false"
+        | "amount_above_ceiling"
+        | "amount_unreadable" => {
+            "The same call will be denied again; a call whose arguments satisfy the rule may be allowed."
+        }
+        "cap_reached" => "This session's limit is used up; retrying in this session will not help.",
+        "rate_limited" => "The rate limit frees up as its window passes; retrying later may succeed.",
+        "error_streak" | "cost_ceiling" | "killed" => {
+            "This agent or session is stopped; retrying will not help until an operator revives it."
+        }
+        "approval_rejected" => "An approver rejected this call; do not retry it unchanged.",
+        _ => "toolgate could not decide safely, so the call was denied; retrying later may succeed.",
+    }
+}
+
+/// The JSON-RPC error for a tool the agent may never call: the same error
+/// an MCP server gives for a tool it does not have, so the tool's
+/// existence is not revealed.
+pub fn unknown_tool(id: &Value, name: &str) -> Value {
+    jsonrpc::error(Some(id), jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_approval_is_forgotten_once_used_and_the_oldest_goes_first() {
+        let mut held = HeldApprovals::default();
+        let allow = json!({"decision": "allow", "reason_code": "approved", "decision_id": "d1"});
+        held.hold("k".into(), "apr_1".into());
+        let judged = judge(&allow, "pay", "k", &mut held, true);
+        assert!(matches!(judged, Some(Verdict::Forward { decision_id: Some(ref id) }) if id == "d1"));
+        assert_eq!(held.get("k"), None);
+        for n in 0..=MAX_HELD_APPROVALS {
+            held.hold(format!("k{n}"), format!("apr_{n}"));
+        }
+        assert_eq!(held.by_call.len(), MAX_HELD_APPROVALS);
+        assert_eq!(held.get("k0"), None);
+        assert_eq!(held.get(&format!("k{MAX_HELD_APPROVALS}")), Some(&*format!("apr_{MAX_HELD_APPROVALS}")));
+    }
+
+    #[test]
+    fn a_used_approval_sends_the_call_to_be_decided_afresh() {
+        let mut held = HeldApprovals::default();
+        held.hold("k".into(), "apr_1".into());
+        let used = json!({"decision": "deny", "reason_code": "approval_used", "reason": "used"});
+        assert!(judge(&used, "pay", "k", &mut held, true).is_none());
+        assert_eq!(held.get("k"), None);
+        // Without a presented approval the same answer is a denial.
+        assert!(matches!(judge(&used, "pay", "k", &mut held, false), Some(Verdict::Answer(_))));
+    }
+}

@@ -1,0 +1,421 @@
+//! `toolgate proxy`: an MCP intermediary on stdio. An MCP client launches
+//! the proxy in place of a server; the proxy launches the real server and
+//! relays every message both ways, deciding each `tools/call` before it
+//! reaches the server and hiding from `tools/list` the tools the agent may
+//! never call.
+//!
+//! ```text
+//!  client ──stdin──▶ from_client ──(decide tools/call)──▶ to_upstream ──▶ server stdin
+//!  client ◀─stdout── to_client ◀──(filter tools/list, report outcomes)── from_upstream ◀── server stdout
+//! ```
+//!
+//! Requests in both directions travel under ids the proxy issues
+//! ([`jsonrpc::Routes`]), so ids never collide and cancellations find their
+//! request. stdout carries only MCP messages; everything else goes to stderr.
+
+pub mod calls;
+pub mod gate;
+pub mod jsonrpc;
+pub mod upstream;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::protocol::{LineBuffer, ReadLine, read_line};
+use calls::{Caller, HeldApprovals, Verdict};
+use gate::Gate;
+use jsonrpc::{Envelope, EnvelopeError, Message, RouteError, Routes};
+
+/// The default longest message, in bytes, in either direction (results may
+/// carry images and files).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Messages waiting to be written to one side before the other side's
+/// reader waits too (the pipe's own backpressure, carried through).
+const QUEUE: usize = 256;
+
+/// What the proxy does with the answer to a request it forwarded upstream.
+#[derive(Debug)]
+enum Purpose {
+    /// Pass it back as it is.
+    Relay,
+    /// Remove the tools the agent may never call.
+    List,
+    /// Report the call's outcome, then pass it back.
+    Call { tool: String, decision_id: Option<String>, started: Instant },
+}
+
+/// How the relay ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The client closed its end: a normal stop.
+    ClientClosed,
+    /// The server closed its stdout (exited or crashed) first.
+    UpstreamClosed,
+}
+
+/// The relay's shared state.
+struct Relay {
+    caller: Caller,
+    gate: Gate,
+    max_message: usize,
+    next_id: AtomicU64,
+    /// Client requests in flight upstream.
+    upstream: Mutex<Routes<Purpose>>,
+    /// Server requests in flight to the client.
+    client: Mutex<Routes<()>>,
+    held: Mutex<HeldApprovals>,
+    to_client: mpsc::Sender<Vec<u8>>,
+    to_upstream: mpsc::Sender<Vec<u8>>,
+}
+
+/// Relays between the client (`client_in`, `client_out`) and the server
+/// (`server_in`, `server_out`) until either side closes. In-flight client
+/// requests get an error if the server goes first.
+pub async fn relay(
+    caller: Caller,
+    gate: Gate,
+    max_message: usize,
+    client_in: impl AsyncBufRead + Unpin,
+    client_out: impl AsyncWrite + Unpin + Send + 'static,
+    server_in: impl AsyncWrite + Unpin + Send + 'static,
+    server_out: impl AsyncBufRead + Unpin,
+) -> Ended {
+    let (to_client, client_queue) = mpsc::channel(QUEUE);
+    let (to_upstream, upstream_queue) = mpsc::channel(QUEUE);
+    let client_writer = tokio::spawn(write_messages(client_queue, client_out));
+    let upstream_writer = tokio::spawn(write_messages(upstream_queue, server_in));
+    let relay = Relay {
+        caller,
+        gate,
+        max_message,
+        next_id: AtomicU64::new(1),
+        upstream: Mutex::default(),
+        client: Mutex::default(),
+        held: Mutex::default(),
+        to_client,
+        to_upstream,
+    };
+    let ended = tokio::select! {
+        () = relay.read_client(client_in) => Ended::ClientClosed,
+        () = relay.read_upstream(server_out) => Ended::UpstreamClosed,
+    };
+    if ended == Ended::UpstreamClosed {
+        let orphans = lock(&relay.upstream).drain();
+        for (id, _) in orphans {
+            let message = "the MCP server exited before answering";
+            relay.answer_client(jsonrpc::error(Some(&id), jsonrpc::INTERNAL_ERROR, message)).await;
+        }
+    }
+    // Dropping the senders ends the writers once their queues are written;
+    // the server's stdin closes with its writer.
+    drop(relay);
+    let _ = upstream_writer.await;
+    let _ = client_writer.await;
+    ended
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Writes each message as one line.
+async fn write_messages(mut queue: mpsc::Receiver<Vec<u8>>, mut out: impl AsyncWrite + Unpin) {
+    while let Some(mut line) = queue.recv().await {
+        line.push(b'\n');
+        if out.write_all(&line).await.is_err() {
+            break;
+        }
+        if queue.is_empty() && out.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = out.shutdown().await;
+}
+
+impl Relay {
+    /// Sends a message the proxy wrote to the client.
+    async fn answer_client(&self, message: Value) {
+        let _ = self.to_client.send(message.to_string().into_bytes()).await;
+    }
+
+    /// Sends a message the proxy wrote to the server.
+    async fn answer_upstream(&self, message: Value) {
+        let _ = self.to_upstream.send(message.to_string().into_bytes()).await;
+    }
+
+    /// Relays a message to the client.
+    async fn send_client(&self, message: &Envelope) {
+        let _ = self.to_client.send(message.to_bytes()).await;
+    }
+
+    /// Relays a message to the server.
+    async fn send_upstream(&self, message: &Envelope) {
+        let _ = self.to_upstream.send(message.to_bytes()).await;
+    }
+
+    fn issue_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Reads the client's messages until it closes stdin.
+    async fn read_client(&self, mut input: impl AsyncBufRead + Unpin) {
+        let mut line = LineBuffer::default();
+        loop {
+            line.clear();
+            match read_line(&mut input, &mut line, self.max_message).await {
+                Err(_) | Ok(ReadLine::Eof) => return,
+                Ok(ReadLine::TooLong) => {
+                    let message = format!("message longer than {} bytes; skipped", self.max_message);
+                    self.answer_client(jsonrpc::error(None, jsonrpc::INVALID_REQUEST, &message)).await;
+                }
+                Ok(ReadLine::Line) if line.bytes().iter().all(u8::is_ascii_whitespace) => {}
+                Ok(ReadLine::Line) => match Envelope::parse(line.bytes()) {
+                    Ok(message) => self.client_message(message).await,
+                    Err(EnvelopeError::NotJson(error)) => {
+                        let message = format!("not JSON: {error}");
+                        self.answer_client(jsonrpc::error(None, jsonrpc::PARSE_ERROR, &message)).await;
+                    }
+                    Err(EnvelopeError::NotAnObject(why)) => {
+                        self.answer_client(jsonrpc::error(None, jsonrpc::INVALID_REQUEST, why)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    async fn client_message(&self, mut message: Envelope) {
+        match jsonrpc::classify(&message) {
+            Message::Request { method, id } if method == "tools/call" => self.call(id, message).await,
+            Message::Request { method, id } => {
+                let purpose = if method == "tools/list" { Purpose::List } else { Purpose::Relay };
+                self.forward_request(id, message, purpose).await;
+            }
+            Message::Notification { method } if method == "notifications/cancelled" => {
+                let mapped = remap_cancelled(&mut message, |id| lock(&self.upstream).proxy_id(id));
+                if mapped {
+                    self.send_upstream(&message).await;
+                }
+            }
+            Message::Notification { .. } => self.send_upstream(&message).await,
+            Message::Response { id } => {
+                let Some((server_id, ())) = lock(&self.client).take(&id) else {
+                    tracing::warn!(%id, "the client answered a request that is not in flight; dropped");
+                    return;
+                };
+                message.set_value("id", &server_id);
+                self.send_upstream(&message).await;
+            }
+            Message::Invalid { id } => {
+                let why = "not a JSON-RPC 2.0 request, notification or response";
+                self.answer_client(jsonrpc::error(id.as_ref(), jsonrpc::INVALID_REQUEST, why)).await;
+            }
+        }
+    }
+
+    /// Forwards a client request under a proxy id.
+    async fn forward_request(&self, id: Value, mut message: Envelope, purpose: Purpose) {
+        let proxy_id = self.issue_id();
+        let routed = lock(&self.upstream).insert(proxy_id, &id, purpose);
+        if let Err(error) = routed {
+            return self.refuse(&id, error).await;
+        }
+        message.set_value("id", &proxy_id);
+        self.send_upstream(&message).await;
+    }
+
+    async fn refuse(&self, id: &Value, error: RouteError) {
+        self.answer_client(jsonrpc::error(Some(id), jsonrpc::INVALID_REQUEST, error.message())).await;
+    }
+
+    /// A `tools/call`: decided, then forwarded or answered here.
+    async fn call(&self, id: Value, message: Envelope) {
+        let params = message.raw("params").and_then(|raw| Envelope::parse(raw.get().as_bytes()).ok());
+        let Some(name) = params.as_ref().and_then(|p| p.get::<String>("name")) else {
+            let answer = jsonrpc::error(Some(&id), jsonrpc::INVALID_PARAMS, "tools/call needs a tool `name`");
+            return self.answer_client(answer).await;
+        };
+        let name = name.as_str();
+        let args = match params.as_ref().and_then(|p| p.get::<Value>("arguments")) {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(args)) => args,
+            Some(_) => {
+                let answer = jsonrpc::error(
+                    Some(&id),
+                    jsonrpc::INVALID_PARAMS,
+                    "tools/call `arguments` must be an object",
+                );
+                return self.answer_client(answer).await;
+            }
+        };
+        let tool = self.caller.qualified(name);
+        if !self.gate.may_call(&self.caller.agent, &tool) {
+            return self.answer_client(calls::unknown_tool(&id, name)).await;
+        }
+        let key = HeldApprovals::key(&tool, &args);
+        let mut verdict = None;
+        for _ in 0..2 {
+            let presented = lock(&self.held).get(&key).map(str::to_owned);
+            let line = self.caller.decide_line(&tool, &args, presented.as_deref());
+            let answer = self.gate.ask(&line).await;
+            verdict = calls::judge(&answer, name, &key, &mut lock(&self.held), presented.is_some());
+            if verdict.is_some() {
+                break;
+            }
+        }
+        match verdict {
+            Some(Verdict::Forward { decision_id }) => {
+                let purpose = Purpose::Call { tool, decision_id, started: Instant::now() };
+                self.forward_request(id, message, purpose).await;
+            }
+            Some(Verdict::Answer(result)) => self.answer_client(jsonrpc::result(&id, result)).await,
+            None => {
+                let answer =
+                    jsonrpc::error(Some(&id), jsonrpc::INTERNAL_ERROR, "the call could not be decided");
+                self.answer_client(answer).await;
+            }
+        }
+    }
+
+    /// Reads the server's messages until it closes stdout.
+    async fn read_upstream(&self, mut input: impl AsyncBufRead + Unpin) {
+        let mut line = LineBuffer::default();
+        loop {
+            line.clear();
+            match read_line(&mut input, &mut line, self.max_message).await {
+                Err(_) | Ok(ReadLine::Eof) => return,
+                Ok(ReadLine::TooLong) => {
+                    tracing::warn!(
+                        limit = self.max_message,
+                        "the MCP server sent a message too long to relay; dropped"
+                    );
+                }
+                Ok(ReadLine::Line) if line.bytes().iter().all(u8::is_ascii_whitespace) => {}
+                Ok(ReadLine::Line) => match Envelope::parse(line.bytes()) {
+                    Ok(message) => self.upstream_message(message, line.bytes().len()).await,
+                    Err(error) => tracing::warn!(
+                        ?error,
+                        "the MCP server wrote a line that is not a JSON object; dropped"
+                    ),
+                },
+            }
+        }
+    }
+
+    async fn upstream_message(&self, mut message: Envelope, bytes: usize) {
+        match jsonrpc::classify(&message) {
+            Message::Response { id } => {
+                let Some((client_id, purpose)) = lock(&self.upstream).take(&id) else {
+                    tracing::warn!(%id, "the MCP server answered a request that is not in flight; dropped");
+                    return;
+                };
+                match purpose {
+                    Purpose::Relay => {}
+                    Purpose::List => self.filter_tools(&mut message),
+                    Purpose::Call { tool, decision_id, started } => {
+                        if let Some(decision_id) = decision_id {
+                            self.report(&tool, &decision_id, &message, started, bytes).await;
+                        }
+                    }
+                }
+                message.set_value("id", &client_id);
+                self.send_client(&message).await;
+            }
+            Message::Request { id, .. } => {
+                let proxy_id = self.issue_id();
+                let routed = lock(&self.client).insert(proxy_id, &id, ());
+                if let Err(error) = routed {
+                    let answer = jsonrpc::error(Some(&id), jsonrpc::INVALID_REQUEST, error.message());
+                    return self.answer_upstream(answer).await;
+                }
+                message.set_value("id", &proxy_id);
+                self.send_client(&message).await;
+            }
+            Message::Notification { method } if method == "notifications/cancelled" => {
+                let mapped = remap_cancelled(&mut message, |id| lock(&self.client).proxy_id(id));
+                if mapped {
+                    self.send_client(&message).await;
+                }
+            }
+            Message::Notification { .. } => self.send_client(&message).await,
+            Message::Invalid { .. } => {
+                tracing::warn!("the MCP server sent a message that is not JSON-RPC 2.0; dropped");
+            }
+        }
+    }
+
+    /// Removes from a `tools/list` result the tools the agent may never
+    /// call; the page's cursor stays, and a cacheable page becomes private.
+    fn filter_tools(&self, message: &mut Envelope) {
+        let Some(mut result) =
+            message.raw("result").and_then(|raw| Envelope::parse(raw.get().as_bytes()).ok())
+        else {
+            return;
+        };
+        let tools = result.get::<Vec<Box<RawValue>>>("tools").unwrap_or_default();
+        let visible: Vec<&RawValue> = tools
+            .iter()
+            .map(|tool| &**tool)
+            .filter(|tool| {
+                let name = Envelope::parse(tool.get().as_bytes()).ok().and_then(|t| t.get::<String>("name"));
+                name.is_some_and(|name| self.gate.may_call(&self.caller.agent, &self.caller.qualified(&name)))
+            })
+            .collect();
+        result.set_value("tools", &visible);
+        if result.has("ttlMs") || result.has("cacheScope") {
+            result.set_value("cacheScope", &"private");
+        }
+        if let Some(raw) = result.to_raw() {
+            message.set("result", raw);
+        }
+    }
+
+    /// Reports a call's outcome to the gate before its result leaves, so
+    /// that an error streak or a cost ceiling stops the very next call.
+    async fn report(
+        &self,
+        tool: &str,
+        decision_id: &str,
+        message: &Envelope,
+        started: Instant,
+        bytes: usize,
+    ) {
+        let is_error = |result: &RawValue| {
+            Envelope::parse(result.get().as_bytes()).ok().and_then(|r| r.get::<bool>("isError")) == Some(true)
+        };
+        let error = message.has("error") || message.raw("result").is_some_and(is_error);
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        let line = self.caller.outcome_line(decision_id, tool, error, latency_ms, bytes as u64);
+        let answer = self.gate.ask(&line).await;
+        if let Some(error) = answer.get("error") {
+            tracing::warn!(%error, tool, "the call's outcome could not be recorded");
+        } else if answer.pointer("/outcome/killed").and_then(Value::as_bool) == Some(true) {
+            tracing::warn!(tool, session = %self.caller.session, "the session was stopped by its outcome limits");
+        }
+    }
+}
+
+/// Rewrites a `notifications/cancelled`'s `requestId` to the proxy id of the
+/// request it names; false if that request is not in flight (it was
+/// answered already, or never sent): the notification is then dropped.
+fn remap_cancelled(message: &mut Envelope, proxy_id: impl Fn(&Value) -> Option<u64>) -> bool {
+    let Some(mut params) = message.raw("params").and_then(|raw| Envelope::parse(raw.get().as_bytes()).ok())
+    else {
+        return false;
+    };
+    let Some(mapped) = params.get::<Value>("requestId").and_then(|id| proxy_id(&id)) else { return false };
+    params.set_value("requestId", &mapped);
+    match params.to_raw() {
+        Some(raw) => {
+            message.set("params", raw);
+            true
+        }
+        None => false,
+    }
+}

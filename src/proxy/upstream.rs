@@ -1,0 +1,67 @@
+//! The real MCP server, as a child process: started with piped stdin and
+//! stdout (its stderr is the proxy's), and stopped the way the MCP stdio
+//! transport says — close its stdin, wait, SIGTERM, wait, SIGKILL.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// A started server.
+pub struct Upstream {
+    child: Child,
+}
+
+/// Why the server could not be started.
+#[derive(Debug)]
+pub struct SpawnError {
+    /// The command.
+    pub command: String,
+    /// The operating system's error.
+    pub error: std::io::Error,
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot start the MCP server `{}`: {}", self.command, self.error)
+    }
+}
+
+impl Upstream {
+    /// Starts `command` with `args`; the pipes are taken with [`Upstream::pipes`].
+    pub fn spawn(command: &str, args: &[String]) -> Result<Upstream, SpawnError> {
+        let child = Command::new(command)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            // If the proxy itself dies, the server does not outlive it.
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| SpawnError { command: command.to_owned(), error })?;
+        Ok(Upstream { child })
+    }
+
+    /// The server's stdin and stdout (once).
+    pub fn pipes(&mut self) -> Option<(ChildStdin, ChildStdout)> {
+        Some((self.child.stdin.take()?, self.child.stdout.take()?))
+    }
+
+    /// Stops the server (its stdin must already be closed): waits `grace`
+    /// for it to exit, then sends SIGTERM, waits `grace` again, then kills it.
+    pub async fn stop(mut self, grace: Duration) -> Option<ExitStatus> {
+        if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
+            return status.ok();
+        }
+        if let Some(pid) =
+            self.child.id().and_then(|pid| rustix::process::Pid::from_raw(i32::try_from(pid).ok()?))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
+            return status.ok();
+        }
+        let _ = self.child.start_kill();
+        self.child.wait().await.ok()
+    }
+}
