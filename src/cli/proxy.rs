@@ -127,7 +127,9 @@ fn start(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
             }
         })
     })?;
-    drop(runtime);
+    // The blocking read of stdin may never return (the client keeps it
+    // open after the server died): do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
     if let Some(audit) = service.audit() {
         audit.close();
     }

@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::protocol::strict::StrictValue;
 use crate::protocol::{LineBuffer, ReadLine, read_line};
 use calls::{Caller, HeldApprovals, Verdict};
 use gate::Gate;
@@ -242,14 +243,19 @@ impl Relay {
             return self.answer_client(answer).await;
         };
         let name = name.as_str();
-        let args = match params.as_ref().and_then(|p| p.get::<Value>("arguments")) {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(args)) => args,
+        // Arguments that cannot be read are refused, never decided as
+        // absent, and so are arguments naming a key twice: either way the
+        // server could act on other arguments than the policy saw.
+        let arguments = params.as_ref().and_then(|p| p.raw("arguments"));
+        let strict = |raw: &RawValue| serde_json::from_str::<StrictValue>(raw.get()).map(|v| v.0);
+        let args = match arguments.map(strict) {
+            None | Some(Ok(Value::Null)) => Map::new(),
+            Some(Ok(Value::Object(args))) => args,
             Some(_) => {
                 let answer = jsonrpc::error(
                     Some(&id),
                     jsonrpc::INVALID_PARAMS,
-                    "tools/call `arguments` must be an object",
+                    "tools/call `arguments` must be an object naming each key once, with numbers within ±1.8e308",
                 );
                 return self.answer_client(answer).await;
             }

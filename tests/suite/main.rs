@@ -13,6 +13,7 @@ mod layers;
 mod lint;
 mod policies;
 mod properties;
+mod proxy;
 mod rego;
 mod regression;
 mod resilience;

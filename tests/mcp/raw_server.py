@@ -1,0 +1,75 @@
+"""A raw JSON-RPC MCP server for exact wire checks of `toolgate proxy`:
+it appends every line it receives to LOG, and answers by the tool called.
+
+    python3 raw_server.py LOG [--stubborn]
+
+tools/call by name: `echo` answers at once; `hang` never answers; `ask`
+first sends the client a `roots/list` request with id 1 (the id the
+client's own requests use) and answers once the client has replied;
+`crash` exits at once. With --stubborn the server ignores SIGTERM and the
+end of its input (to be killed).
+"""
+
+import json
+import os
+import signal
+import sys
+
+LOG = sys.argv[1]
+STUBBORN = "--stubborn" in sys.argv
+TOOLS = [
+    {"name": "echo", "inputSchema": {"type": "object"}, "x-unknown": "__RAW__"},
+    {"name": "hang", "inputSchema": {"type": "object"}},
+    {"name": "ask", "inputSchema": {"type": "object"}},
+    {"name": "crash", "inputSchema": {"type": "object"}},
+    {"name": "secret_admin", "inputSchema": {"type": "object"}},
+]
+
+with open(LOG + ".pid", "w") as f:
+    f.write(str(os.getpid()))
+if STUBBORN:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+# Members a proxy must pass byte for byte: numbers no JSON library reproduces.
+RAW = '{"kept":[1.50,1e400,123456789012345678901234567890]}'
+
+
+def send(message):
+    sys.stdout.write(json.dumps(message, separators=(",", ":")).replace('"__RAW__"', RAW) + "\n")
+    sys.stdout.flush()
+
+
+waiting = {}  # our request id -> the tools/call id to answer
+for line in sys.stdin:
+    with open(LOG, "a") as log:
+        log.write(line)
+    message = json.loads(line)
+    method, id_ = message.get("method"), message.get("id")
+    if method == "initialize":
+        send({"jsonrpc": "2.0", "id": id_, "result": {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                                                     "serverInfo": {"name": "raw", "version": "1"}}})
+    elif method == "tools/list":
+        cursor = (message.get("params") or {}).get("cursor")
+        page = TOOLS[:3] if cursor is None else TOOLS[3:]
+        result = {"tools": page, "ttlMs": 60000, "cacheScope": "public"}
+        if cursor is None:
+            result["nextCursor"] = "page-2"
+        send({"jsonrpc": "2.0", "id": id_, "result": result})
+    elif method == "tools/call":
+        name = message["params"]["name"]
+        if name == "echo":
+            result = {"content": [{"type": "text", "text": "echo"}]}
+            if (message["params"].get("arguments") or {}).get("raw"):
+                result["x-extra"] = "__RAW__"
+            send({"jsonrpc": "2.0", "id": id_, "result": result})
+        elif name == "ask":
+            waiting[1] = id_
+            send({"jsonrpc": "2.0", "id": 1, "method": "roots/list"})
+        elif name == "crash":
+            os._exit(3)
+    elif method is None and id_ in waiting:
+        send({"jsonrpc": "2.0", "id": waiting.pop(id_), "result": {"content": [{"type": "text", "text": "asked"}]}})
+
+if STUBBORN:
+    signal.pause()

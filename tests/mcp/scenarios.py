@@ -1,0 +1,263 @@
+"""End-to-end scenarios of `toolgate proxy`, driven by the official MCP
+Python SDK as a real client, against real MCP servers.
+
+    python scenarios.py NAME
+
+Environment: TOOLGATE (the binary), WORK (a scratch directory). Each
+scenario raises on the first thing that is not as it must be; the Rust
+test (tests/suite/proxy.rs) runs one scenario per test.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+from mcp import ClientSession, StdioServerParameters
+from mcp import types
+from mcp.client.stdio import stdio_client
+from mcp.shared.exceptions import MCPError
+
+HERE = Path(__file__).resolve().parent
+TOOLGATE = os.environ["TOOLGATE"]
+WORK = Path(os.environ["WORK"])
+BIN = HERE / "node_modules" / ".bin"
+EVERYTHING = [str(BIN / "mcp-server-everything"), "stdio"]
+FIXTURE = [sys.executable, str(HERE / "fixture_server.py")]
+ADMIN = WORK / "admin.sock"
+
+
+def proxy(agent, server, command, policy, *extra):
+    """The proxy's command line, as an MCP client's configuration has it."""
+    args = ["proxy", "--policy", str(HERE / "policies" / policy), "--agent", agent, "--server", server]
+    args += ["--admin-socket", str(ADMIN), *extra, "--", *command]
+    return StdioServerParameters(command=TOOLGATE, args=args, env=dict(os.environ))
+
+
+def direct(command):
+    return StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
+
+
+@asynccontextmanager
+async def session(params, era="handshake", **callbacks):
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write, **callbacks) as client:
+            if era == "handshake":
+                await client.initialize()
+            else:
+                await client.discover()
+            yield client
+
+
+def dump(result):
+    """A result as the model would get it, without the era's own stamp."""
+    data = result.model_dump(mode="json", exclude_none=True, by_alias=True)
+    meta = data.get("_meta") or {}
+    meta.pop("io.modelcontextprotocol/serverInfo", None)
+    if not meta:
+        data.pop("_meta", None)
+    return data
+
+
+def toolgate(*args):
+    """Runs the toolgate CLI as an operator would; returns its JSON answer."""
+    done = subprocess.run([TOOLGATE, *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def expect(condition, what, got=None):
+    if not condition:
+        raise AssertionError(f"{what}; got {json.dumps(got, indent=1) if got is not None else '(nothing)'}")
+
+
+def decision(result):
+    return (result.meta or {}).get("dev.toolgate/decision", {})
+
+
+async def allowed_results_equal_direct_results():
+    calls = [
+        ("echo", {"message": "hello"}),
+        ("get-sum", {"a": 2, "b": 3}),
+        ("get-structured-content", {"location": "New York"}),
+        ("get-tiny-image", {}),
+        ("get-resource-links", {"count": 3}),
+    ]
+    async with session(direct(EVERYTHING)) as plain:
+        expected = [dump(await plain.call_tool(name, args)) for name, args in calls]
+        all_tools = {tool.name for tool in (await plain.list_tools()).tools}
+    async with session(proxy("assistant", "everything", EVERYTHING, "everything.yaml")) as proxied:
+        got = [dump(await proxied.call_tool(name, args)) for name, args in calls]
+        listed = {tool.name for tool in (await proxied.list_tools()).tools}
+    for (name, _), want, have in zip(calls, expected, got):
+        expect(want == have, f"`{name}` through the proxy differs from direct", {"direct": want, "proxied": have})
+    kinds = {item["type"] for result in got for item in result["content"]}
+    expect({"text", "image", "resource_link"} <= kinds, "text, image and resource links came through", sorted(kinds))
+    expect(any("structuredContent" in result for result in got), "structured content came through", got[2])
+    allowed = {"echo", "get-sum", "get-structured-content", "get-tiny-image", "get-resource-links",
+               "trigger-long-running-operation"}
+    expect(listed == allowed & all_tools, "the list holds exactly the allowed tools", sorted(listed))
+    expect("get-env" in all_tools and "get-env" not in listed, "get-env is hidden", sorted(listed))
+
+
+async def denials_say_why_and_hidden_tools_do_not_exist():
+    async with session(proxy("assistant", "everything", EVERYTHING, "everything.yaml")) as client:
+        try:
+            await client.call_tool("get-env", {})
+            raise AssertionError("a hidden tool was called")
+        except MCPError as error:
+            expect(error.code == -32602 and error.message == "Unknown tool: get-env",
+                   "a hidden tool is unknown", [error.code, error.message])
+        denied = await client.call_tool("echo", {"message": "x" * 41})
+        expect(denied.is_error, "an argument denial is an error result", dump(denied))
+        meta = decision(denied)
+        expect(meta.get("decision") == "deny" and meta.get("reason_code") == "invalid_argument",
+               "the denial's _meta", meta)
+        expect(meta.get("rule") == "assistant.constraints.everything/echo.params.message", "the rule", meta)
+        expect(meta.get("decision_id") and meta.get("policy", "").startswith("sha256:"), "ids", meta)
+        text = denied.content[0].text
+        expect("longer than 40" in text and "arguments" in text, "the text says what and what to do", text)
+        # maxPerSession 6: the denied call did not count; six pass, the seventh is capped.
+        for n in range(6):
+            ok = await client.call_tool("echo", {"message": f"call {n}"})
+            expect(not ok.is_error, "an allowed call", dump(ok))
+        capped = await client.call_tool("echo", {"message": "one too many"})
+        expect(decision(capped).get("reason_code") == "cap_reached", "the cap", dump(capped))
+        expect("will not help" in capped.content[0].text, "the cap's text says retrying will not help",
+               capped.content[0].text)
+
+
+async def kill_switch_stops_the_next_call():
+    async with session(proxy("assistant", "everything", EVERYTHING, "everything.yaml")) as client:
+        ok = await client.call_tool("echo", {"message": "before"})
+        expect(not ok.is_error, "allowed before the kill", dump(ok))
+        toolgate("kill", "--admin-socket", str(ADMIN), "--agent", "assistant", "--reason", "incident 42")
+        stopped = await client.call_tool("echo", {"message": "after"})
+        expect(decision(stopped).get("reason_code") == "killed", "killed", dump(stopped))
+        expect("incident 42" in stopped.content[0].text, "the reason reaches the model", stopped.content[0].text)
+        toolgate("revive", "--admin-socket", str(ADMIN), "--agent", "assistant")
+        again = await client.call_tool("echo", {"message": "revived"})
+        expect(not again.is_error, "allowed after revival", dump(again))
+
+
+async def approval_loop():
+    big = {"a": 1000, "b": 1}
+    async with session(proxy("assistant", "everything", EVERYTHING, "everything.yaml")) as client:
+        first = await client.call_tool("get-sum", big)
+        approval = (first.meta or {}).get("dev.toolgate/approval", {})
+        expect(first.is_error and approval.get("status") == "pending", "a gated call waits", dump(first))
+        expect(approval.get("approver") == "ops" and approval.get("expiresAt"), "who and until when", approval)
+        expect(approval["id"] in first.content[0].text and "same call again" in first.content[0].text,
+               "the text says how to go on", first.content[0].text)
+        again = await client.call_tool("get-sum", big)
+        still = (again.meta or {}).get("dev.toolgate/approval", {})
+        expect(still.get("id") == approval["id"], "retrying before approval shows the same approval", still)
+        other = await client.call_tool("get-sum", {"a": 1000, "b": 2})
+        expect((other.meta or {}).get("dev.toolgate/approval", {}).get("id") not in (None, approval["id"]),
+               "other arguments are another approval", dump(other))
+        toolgate("approve", "--admin-socket", str(ADMIN), approval["id"])
+        done = await client.call_tool("get-sum", big)
+        expect(not done.is_error and "1001" in done.content[0].text, "the approved call runs", dump(done))
+        expect(decision(done) == {}, "an allowed result carries no toolgate _meta", dump(done))
+        next_time = await client.call_tool("get-sum", big)
+        renewed = (next_time.meta or {}).get("dev.toolgate/approval", {})
+        expect(renewed.get("status") == "pending" and renewed.get("id") != approval["id"],
+               "the approval was used once; the next identical call waits again", dump(next_time))
+
+
+async def both_eras_relay_through_the_proxy():
+    for era in ["handshake", "modern"]:
+        async with session(proxy("bot", "fixture", FIXTURE, "fixture.yaml"), era=era) as client:
+            listed = sorted(tool.name for tool in (await client.list_tools()).tools)
+            expect(listed == ["add", "crash", "echo", "fail", "slow"], f"{era}: the list", listed)
+            added = await client.call_tool("add", {"a": 20, "b": 22})
+            expect(not added.is_error and added.content[0].text == "42", f"{era}: add", dump(added))
+            try:
+                await client.call_tool("delete_everything", {"confirm": True})
+                raise AssertionError(f"{era}: a hidden tool was called")
+            except MCPError as error:
+                expect(error.code == -32602, f"{era}: hidden", error.message)
+
+
+async def errors_in_a_row_stop_the_session():
+    async with session(proxy("bot", "fixture", FIXTURE, "fixture.yaml")) as client:
+        for _ in range(2):
+            failed = await client.call_tool("fail", {})
+            expect(failed.is_error and decision(failed) == {}, "the tool's own error passes through", dump(failed))
+        stopped = await client.call_tool("echo", {"message": "hi"})
+        expect(decision(stopped).get("reason_code") == "killed", "two errors in a row stop the session",
+               dump(stopped))
+
+
+async def progress_notifications_pass_through():
+    seen = []
+
+    async def on_progress(progress, total, message):
+        seen.append((progress, total))
+
+    async with session(proxy("bot", "fixture", FIXTURE, "fixture.yaml")) as client:
+        done = await client.call_tool("slow", {"steps": 3}, progress_callback=on_progress)
+        expect(not done.is_error, "the slow call", dump(done))
+    expect(seen == [(1, 3), (2, 3), (3, 3)], "every progress notification", seen)
+
+
+async def cancelled_calls_release_and_the_session_goes_on():
+    async with session(proxy("bot", "fixture", FIXTURE, "fixture.yaml")) as client:
+        with anyio.move_on_after(0.3) as scope:
+            await client.call_tool("slow", {"steps": 50})
+        expect(scope.cancelled_caught, "the call was abandoned")
+        with anyio.fail_after(2):
+            added = await client.call_tool("add", {"a": 1, "b": 1})
+        expect(added.content[0].text == "2", "the next call is answered at once", dump(added))
+
+
+async def roots_requests_reach_the_client():
+    allowed = WORK / "granted"
+    allowed.mkdir(exist_ok=True)
+    (allowed / "note.txt").write_text("from the granted root")
+    started = WORK / "started"
+    started.mkdir(exist_ok=True)
+    asked = []
+
+    async def list_roots(context):
+        asked.append(True)
+        return types.ListRootsResult(roots=[types.Root(uri=allowed.as_uri(), name="granted")])
+
+    command = [str(BIN / "mcp-server-filesystem"), str(started)]
+    async with session(proxy("reader", "filesystem", command, "filesystem.yaml"), list_roots_callback=list_roots) as client:
+        with anyio.fail_after(10):
+            while True:
+                dirs = await client.call_tool("list_allowed_directories", {})
+                if str(allowed) in dirs.content[0].text:
+                    break
+                await anyio.sleep(0.1)
+        read = await client.call_tool("read_text_file", {"path": str(allowed / "note.txt")})
+        expect(read.content[0].text == "from the granted root", "the server uses the client's root", dump(read))
+    expect(asked, "the server's roots/list reached the client through the proxy")
+
+
+SCENARIOS = {
+    fn.__name__: fn
+    for fn in [
+        allowed_results_equal_direct_results,
+        denials_say_why_and_hidden_tools_do_not_exist,
+        kill_switch_stops_the_next_call,
+        approval_loop,
+        both_eras_relay_through_the_proxy,
+        errors_in_a_row_stop_the_session,
+        progress_notifications_pass_through,
+        cancelled_calls_release_and_the_session_goes_on,
+        roots_requests_reach_the_client,
+    ]
+}
+
+if __name__ == "__main__":
+    name = sys.argv[1]
+    if name == "--list":
+        print("\n".join(SCENARIOS))
+    else:
+        anyio.run(SCENARIOS[name])
+        print(f"{name}: ok")

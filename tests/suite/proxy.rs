@@ -1,0 +1,389 @@
+//! `toolgate proxy` on real MCP traffic: the official Python SDK as the
+//! client against the reference MCP servers from npm and a Python SDK
+//! server (tests/mcp/scenarios.py), and a raw JSON-RPC driver against
+//! tests/mcp/raw_server.py for exact wire checks and attacks.
+//!
+//! The peers are installed by `tests/mcp/install` (which `.ci/run` runs);
+//! these tests never download anything.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::util::{root, tempdir::TempDir};
+
+fn peers() -> PathBuf {
+    let mcp = root().join("tests/mcp");
+    let python = root().join("target/mcp-venv/bin/python");
+    assert!(
+        mcp.join("node_modules/.bin/mcp-server-everything").exists() && python.exists(),
+        "the MCP peers are not installed: run tests/mcp/install (.ci/run does)"
+    );
+    mcp
+}
+
+/// Runs one scenario of tests/mcp/scenarios.py.
+fn scenario(name: &str) {
+    let mcp = peers();
+    let work = TempDir::new();
+    let output = Command::new(root().join("target/mcp-venv/bin/python"))
+        .arg(mcp.join("scenarios.py"))
+        .arg(name)
+        .env("TOOLGATE", env!("CARGO_BIN_EXE_toolgate"))
+        .env("WORK", work.path())
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "scenario {name} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn allowed_results_equal_direct_results() {
+    scenario("allowed_results_equal_direct_results");
+}
+
+#[test]
+fn denials_say_why_and_hidden_tools_do_not_exist() {
+    scenario("denials_say_why_and_hidden_tools_do_not_exist");
+}
+
+#[test]
+fn kill_switch_stops_the_next_call() {
+    scenario("kill_switch_stops_the_next_call");
+}
+
+#[test]
+fn approval_loop() {
+    scenario("approval_loop");
+}
+
+#[test]
+fn both_eras_relay_through_the_proxy() {
+    scenario("both_eras_relay_through_the_proxy");
+}
+
+#[test]
+fn errors_in_a_row_stop_the_session() {
+    scenario("errors_in_a_row_stop_the_session");
+}
+
+#[test]
+fn progress_notifications_pass_through() {
+    scenario("progress_notifications_pass_through");
+}
+
+#[test]
+fn cancelled_calls_release_and_the_session_goes_on() {
+    scenario("cancelled_calls_release_and_the_session_goes_on");
+}
+
+#[test]
+fn roots_requests_reach_the_client() {
+    scenario("roots_requests_reach_the_client");
+}
+
+/// A proxy in front of tests/mcp/raw_server.py, driven line by line.
+struct Raw {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Raw {
+    fn start(extra: &[&str], server_args: &[&str]) -> Raw {
+        let mcp = peers();
+        let dir = TempDir::new();
+        let log = dir.path().join("server.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_toolgate"));
+        command
+            .args(["proxy", "--policy"])
+            .arg(mcp.join("policies/raw.yaml"))
+            .args(["--agent", "bot", "--server", "raw"])
+            .args(extra)
+            .args(["--", "python3"])
+            .arg(mcp.join("raw_server.py"))
+            .arg(&log)
+            .args(server_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("proxy starts");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Raw { child, stdin, lines, log, _dir: dir }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).expect("write");
+        stdin.write_all(b"\n").expect("write");
+        stdin.flush().expect("flush");
+    }
+
+    /// The next line on stdout: it must be one JSON-RPC 2.0 message.
+    fn recv(&self) -> Value {
+        let line = self.lines.recv_timeout(Duration::from_secs(10)).expect("an answer within 10 s");
+        let message: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout not JSON: {line}: {e}"));
+        assert_eq!(message["jsonrpc"], "2.0", "{line}");
+        message
+    }
+
+    fn recv_line(&self) -> String {
+        self.lines.recv_timeout(Duration::from_secs(10)).expect("an answer within 10 s")
+    }
+
+    fn initialize(&mut self) {
+        self.send(r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#);
+        assert_eq!(self.recv()["id"], "init");
+        self.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    }
+
+    /// What the server received, one message a line.
+    fn received(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).expect("logged JSON")).collect()
+    }
+
+    fn server_pid(&self) -> i32 {
+        let pid = std::fs::read_to_string(self.log.with_extension("log.pid")).expect("pid file");
+        pid.trim().parse().expect("pid")
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    fn wait(&mut self, within: Duration) -> (std::process::ExitStatus, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let mut stderr = String::new();
+                if let Some(mut err) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
+                }
+                return (status, stderr);
+            }
+            assert!(start.elapsed() < within, "the proxy did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < within, "{what} within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ids_are_mapped_both_ways_and_cancellations_find_their_request() {
+    let mut proxy = Raw::start(&[], &[]);
+    proxy.initialize();
+    // The client's id 1 and the server's own request id 1 must not meet.
+    proxy.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ask","arguments":{}}}"#);
+    let asked = proxy.recv();
+    assert_eq!(asked["method"], "roots/list");
+    assert_ne!(asked["id"], json!(1), "the server's request travels under a proxy id: {asked}");
+    proxy.send(&json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"roots": []}}).to_string());
+    let answered = proxy.recv();
+    assert_eq!(
+        (answered["id"].clone(), answered["result"]["content"][0]["text"].clone()),
+        (json!(1), json!("asked"))
+    );
+    let to_server = proxy.received();
+    let reply =
+        to_server.iter().find(|m| m.get("result").is_some()).expect("the client's reply reached the server");
+    assert_eq!(reply["id"], json!(1), "the server got its own id back");
+
+    // A call that hangs, then its cancellation: the server sees the id it was sent.
+    proxy.send(
+        r#"{"jsonrpc":"2.0","id":"c-7","method":"tools/call","params":{"name":"hang","arguments":{}}}"#,
+    );
+    proxy.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c-7","reason":"user"}}"#);
+    // A cancellation of nothing in flight is dropped, not passed on.
+    proxy.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"never"}}"#);
+    proxy.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}"#);
+    assert_eq!(proxy.recv()["id"], json!(2));
+    let to_server = proxy.received();
+    let hang = to_server.iter().find(|m| m["params"]["name"] == "hang").expect("hang forwarded");
+    let cancels: Vec<&Value> =
+        to_server.iter().filter(|m| m["method"] == "notifications/cancelled").collect();
+    assert_eq!(cancels.len(), 1, "{cancels:?}");
+    assert_eq!(cancels[0]["params"]["requestId"], hang["id"]);
+    assert_eq!(cancels[0]["params"]["reason"], "user");
+}
+
+#[test]
+fn members_the_proxy_does_not_know_pass_byte_for_byte() {
+    let mut proxy = Raw::start(&[], &[]);
+    proxy.initialize();
+    proxy.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"n":1.50,"raw":true}},"x-client":1e400}"#);
+    let line = proxy.recv_line();
+    assert!(line.contains(r#""x-extra":{"kept":[1.50,1e400,123456789012345678901234567890]}"#), "{line}");
+    let log = std::fs::read_to_string(&proxy.log).expect("log");
+    assert!(log.contains(r#""arguments":{"n":1.50,"raw":true}},"x-client":1e400"#), "{log}");
+}
+
+#[test]
+fn lists_hide_tools_on_every_page_and_become_private() {
+    let mut proxy = Raw::start(&[], &[]);
+    proxy.initialize();
+    proxy.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    let line = proxy.recv_line();
+    assert!(line.contains(r#""x-unknown":{"kept":[1.50,1e400,123456789012345678901234567890]}"#), "{line}");
+    let first: Value = serde_json::from_str(&line.replace("1e400", "0")).expect("JSON");
+    let names = |page: &Value| -> Vec<String> {
+        page["result"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .map(|t| t["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    assert_eq!(names(&first), ["echo", "hang", "ask"]);
+    assert_eq!(first["result"]["nextCursor"], "page-2");
+    assert_eq!(first["result"]["cacheScope"], "private", "a filtered list must not be cached for others");
+    proxy.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"cursor":"page-2"}}"#);
+    assert_eq!(names(&proxy.recv()), ["crash"], "secret_admin is hidden on the second page too");
+    proxy.send(
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"secret_admin","arguments":{}}}"#,
+    );
+    let hidden = proxy.recv();
+    assert_eq!(hidden["error"], json!({"code": -32602, "message": "Unknown tool: secret_admin"}));
+    assert!(
+        !proxy.received().iter().any(|m| m["params"]["name"] == "secret_admin"),
+        "never reached the server"
+    );
+}
+
+#[test]
+fn hostile_lines_are_answered_and_never_reach_the_server() {
+    let mut proxy = Raw::start(&["--max-message-bytes", "2048"], &[]);
+    proxy.initialize();
+    let cases: &[(&str, i64)] = &[
+        ("this is not json", -32700),
+        (r#"[{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"secret_admin"}}]"#, -32600),
+        (
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/list","method":"tools/call","params":{"name":"secret_admin"}}"#,
+            -32600,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","name":"secret_admin"}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":[1]}}"#,
+            -32602,
+        ),
+        (r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":7}}"#, -32602),
+        (r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"secret_admin"}}"#, -32600),
+        (r#"{"id":9,"method":"tools/call","params":{"name":"secret_admin"}}"#, -32600),
+        // Arguments the policy cannot read are refused, not decided as absent
+        // (`path` must be within /srv).
+        (
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"path":"/etc/shadow","n":1e400}}}"#,
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"path":"/srv/a","path":"/etc/shadow"}}}"#,
+            -32602,
+        ),
+    ];
+    for (line, code) in cases {
+        proxy.send(line);
+        let answer = proxy.recv();
+        assert_eq!(answer["error"]["code"], json!(code), "{line} → {answer}");
+    }
+    let long = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"echo","arguments":{{"x":"{}"}}}}}}"#,
+        "a".repeat(4096)
+    );
+    proxy.send(&long);
+    assert!(proxy.recv()["error"]["message"].as_str().expect("message").contains("longer than 2048"));
+    // A request id already in flight is refused, not sent twice.
+    proxy.send(r#"{"jsonrpc":"2.0","id":"dup","method":"tools/call","params":{"name":"hang"}}"#);
+    proxy.send(r#"{"jsonrpc":"2.0","id":"dup","method":"tools/call","params":{"name":"hang"}}"#);
+    assert_eq!(proxy.recv()["error"]["code"], -32600);
+    proxy.send(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"path":"/etc/shadow"}}}"#);
+    assert_eq!(proxy.recv()["result"]["_meta"]["dev.toolgate/decision"]["reason_code"], "invalid_argument");
+    // The stream goes on.
+    proxy.send(r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"echo"}}"#);
+    assert_eq!(proxy.recv()["id"], 10);
+    let calls: Vec<Value> = proxy.received().into_iter().filter(|m| m["method"] == "tools/call").collect();
+    let names: Vec<&Value> = calls.iter().map(|m| &m["params"]["name"]).collect();
+    assert_eq!(names, [&json!("hang"), &json!("echo")], "only the valid calls reached the server");
+}
+
+#[test]
+fn a_crashing_server_fails_the_calls_in_flight_and_the_proxy_exits_4() {
+    let mut proxy = Raw::start(&[], &[]);
+    proxy.initialize();
+    proxy.send(r#"{"jsonrpc":"2.0","id":"waiting","method":"tools/call","params":{"name":"hang"}}"#);
+    proxy.send(r#"{"jsonrpc":"2.0","id":"boom","method":"tools/call","params":{"name":"crash"}}"#);
+    let mut failed = [proxy.recv(), proxy.recv()];
+    failed.sort_by_key(|m| m["id"].as_str().unwrap_or_default().to_owned());
+    for (message, id) in failed.iter().zip(["boom", "waiting"]) {
+        assert_eq!(message["id"], id);
+        assert_eq!(message["error"]["code"], -32603, "{message}");
+    }
+    let (status, stderr) = proxy.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("exited (exit status: 3)"), "{stderr}");
+}
+
+#[test]
+fn a_client_that_leaves_takes_the_server_with_it() {
+    let mut proxy = Raw::start(&[], &[]);
+    proxy.initialize();
+    let pid = proxy.server_pid();
+    assert!(alive(pid));
+    proxy.close_stdin();
+    let (status, stderr) = proxy.wait(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    wait_until("the server is gone", Duration::from_secs(5), || !alive(pid));
+}
+
+#[test]
+fn a_server_that_ignores_its_stdin_and_sigterm_is_killed() {
+    let mut proxy = Raw::start(&["--shutdown-grace", "1"], &["--stubborn"]);
+    proxy.initialize();
+    let pid = proxy.server_pid();
+    proxy.close_stdin();
+    let (status, stderr) = proxy.wait(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    wait_until("the stubborn server is killed", Duration::from_secs(5), || !alive(pid));
+}
