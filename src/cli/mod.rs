@@ -387,8 +387,13 @@ struct ServeArgs {
 #[derive(Debug, clap::Args)]
 struct ProxyArgs {
     /// Policy file or directory; may be given more than once.
-    #[arg(long = "policy", required = true)]
+    #[arg(long = "policy", required_unless_present = "decision_socket")]
     policies: Vec<PathBuf>,
+    /// Decide through the `toolgate serve` listening on this socket (its policy, counters,
+    /// approvals, kills and audit trail, shared by every proxy that uses it) instead of in
+    /// this process.
+    #[arg(long, conflicts_with_all = ["policies", "state", "audit", "admin_socket"])]
+    decision_socket: Option<PathBuf>,
     /// The agent whose policy decides the calls.
     #[arg(long)]
     agent: String,
@@ -563,6 +568,7 @@ fn proxy_command(args: ProxyArgs) -> Exit {
         };
     proxy::run(proxy::ProxyArgs {
         policies: args.policies,
+        decision_socket: args.decision_socket,
         agent: args.agent,
         server: args.server,
         session: args.session,

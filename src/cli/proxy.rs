@@ -20,6 +20,7 @@ use super::{Exit, output};
 /// `proxy`'s resolved settings.
 pub struct ProxyArgs {
     pub policies: Vec<PathBuf>,
+    pub decision_socket: Option<PathBuf>,
     pub agent: String,
     pub server: Option<String>,
     pub session: Option<String>,
@@ -37,34 +38,32 @@ pub struct ProxyArgs {
 
 pub fn run(args: ProxyArgs) -> Exit {
     init_logging();
-    let policy = match output::compile_or_report(&args.policies) {
-        Ok(policy) => policy,
-        Err(exit) => return exit,
-    };
-    match start(args, policy) {
-        Ok(exit) => exit,
-        Err(message) => {
-            output::error(&message);
-            Exit::Usage
+    let result = match args.decision_socket.clone() {
+        Some(socket) => {
+            // The server's own deadline, plus a second for the socket.
+            let gate = Gate::remote(socket, args.decision_timeout + Duration::from_secs(1));
+            relay(args, gate, None)
         }
-    }
+        None => match output::compile_or_report(&args.policies) {
+            Ok(policy) => in_process(args, policy),
+            Err(exit) => return exit,
+        },
+    };
+    result.unwrap_or_else(|message| {
+        output::error(&message);
+        Exit::Usage
+    })
 }
 
-fn start(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> Result<Exit, String> {
+/// Decides in this process: opens the state, the audit trail and the
+/// admin socket.
+fn in_process(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> Result<Exit, String> {
     if !policy.agent_names().any(|agent| agent == args.agent) {
         return Err(format!("no policy names the agent `{}`: every call would be denied", args.agent));
     }
     let mut admin_bound = match &args.admin_socket {
         Some(path) => Some(socket::bind(path, 0o600, None).map_err(|e| e.to_string())?),
         None => None,
-    };
-    let session = match args.session {
-        Some(session) => session,
-        None => {
-            let session = new_session_id()?;
-            tracing::info!(%session, "no --session given: this proxy's session");
-            session
-        }
     };
     let config = StateConfig {
         dir: args.state.clone(),
@@ -82,10 +81,29 @@ fn start(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
         decision_timeout: args.decision_timeout,
     };
     let service = Arc::new(Service::new(engine, service_config, audit));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let admin = admin_bound.as_mut().and_then(|bound| bound.take_listener());
+    let exit = relay(args, Gate::in_process(Arc::clone(&service)), admin.map(|l| (l, Arc::clone(&service))));
+    if let Some(audit) = service.audit() {
+        audit.close();
+    }
+    drop(admin_bound);
+    exit
+}
+
+/// Starts the server and relays until the client or the server leaves.
+fn relay(
+    args: ProxyArgs,
+    gate: Gate,
+    admin: Option<(std::os::unix::net::UnixListener, Arc<Service>)>,
+) -> Result<Exit, String> {
+    let session = match args.session {
+        Some(session) => session,
+        None => {
+            let session = new_session_id()?;
+            tracing::info!(%session, "no --session given: this proxy's session");
+            session
+        }
+    };
     let caller = Caller {
         agent: args.agent,
         server: args.server,
@@ -93,11 +111,14 @@ fn start(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
         principal: args.principal,
         context: args.context,
     };
-    let admin = admin_bound.as_mut().and_then(|bound| bound.take_listener());
     let (command, command_args) = args.command.split_first().ok_or("no MCP server command after `--`")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let exit = runtime.block_on(async {
         let admin_server = match admin {
-            Some(listener) => Some(spawn_admin(listener, Arc::clone(&service))?),
+            Some((listener, service)) => Some(spawn_admin(listener, service)?),
             None => None,
         };
         let mut upstream = Upstream::spawn(command, command_args).map_err(|e| e.to_string())?;
@@ -105,8 +126,8 @@ fn start(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
         tracing::info!(server = %command, agent = %caller.agent, "relaying");
         let ended = proxy::relay(
             caller,
-            Gate::in_process(Arc::clone(&service)),
-            args.max_message_bytes,
+            gate,
+            proxy::Limits { max_message: args.max_message_bytes, drain: args.grace },
             tokio::io::BufReader::new(tokio::io::stdin()),
             tokio::io::stdout(),
             server_in,
@@ -126,15 +147,11 @@ fn start(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
                 Exit::Upstream
             }
         })
-    })?;
+    });
     // The blocking read of stdin may never return (the client keeps it
     // open after the server died): do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(100));
-    if let Some(audit) = service.audit() {
-        audit.close();
-    }
-    drop(admin_bound);
-    Ok(exit)
+    exit
 }
 
 type AdminTask = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);

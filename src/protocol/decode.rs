@@ -161,6 +161,7 @@ fn fields_of(kind: OpKind) -> &'static [&'static str] {
         OpKind::Kill => &["scope", "agent", "session", "reason", "by"],
         OpKind::Revive => &["scope", "agent", "session"],
         OpKind::Approve | OpKind::Reject => &["approval", "as"],
+        OpKind::Visible => &["agent", "tools"],
         OpKind::Health | OpKind::Status | OpKind::Reload | OpKind::Kills | OpKind::Approvals => &[],
     }
 }
@@ -231,8 +232,15 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
             by: fields.string("as")?,
             grant: kind == OpKind::Approve,
         },
+        OpKind::Visible => Op::Visible {
+            agent: fields.required_string("agent")?,
+            tools: fields.strings("tools", MAX_VISIBLE)?,
+        },
     })
 }
+
+/// The most tool names one `visible` may ask about.
+pub const MAX_VISIBLE: usize = 10_000;
 
 /// A line's fields, checked against the operation's.
 struct Fields {
@@ -269,6 +277,22 @@ impl Fields {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Object(object)) => Ok(Some(object)),
             Some(_) => Err(invalid_field(format!("`{key}` must be an object"))),
+        }
+    }
+
+    /// A list of at most `max` strings (required).
+    fn strings(&mut self, key: &str, max: usize) -> Result<Vec<String>, WireError> {
+        let invalid = || invalid_field(format!("`{key}` must be a list of at most {max} strings"));
+        match self.object.remove(key) {
+            None | Some(Value::Null) => Err(missing_field(format!("`{key}` is required"))),
+            Some(Value::Array(items)) if items.len() <= max => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s),
+                    _ => Err(invalid()),
+                })
+                .collect(),
+            Some(_) => Err(invalid()),
         }
     }
 

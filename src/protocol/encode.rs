@@ -57,6 +57,8 @@ pub enum Reply<'e> {
         /// Whether it was killed.
         was_killed: bool,
     },
+    /// `visible`: the tools, of those asked, the agent may ever call.
+    Visible(Vec<String>),
     /// `kills`: every kill in force.
     Kills(Vec<(KillScope, Kill)>),
     /// `approvals`: the pending approvals, at `now` (seconds since the
@@ -194,6 +196,7 @@ pub fn write_reply(out: &mut Vec<u8>, id: &Value, reply: &Reply<'_>) {
             health
         }
         Reply::Status(status) => json!({"id": id, "status": status}),
+        Reply::Visible(tools) => json!({"id": id, "visible": tools}),
         Reply::Reload { ok, policy, errors } => {
             let mut reload = json!({"ok": ok, "policy": policy});
             if let (Some(errors), Some(object)) = (errors, reload.as_object_mut()) {

@@ -115,11 +115,13 @@ pub enum OpKind {
     Approve,
     /// Reject an approval.
     Reject,
+    /// Which of some tools an agent may ever call.
+    Visible,
 }
 
 impl OpKind {
     /// Every operation.
-    pub const ALL: [OpKind; 11] = [
+    pub const ALL: [OpKind; 12] = [
         OpKind::Decide,
         OpKind::Outcome,
         OpKind::Health,
@@ -131,6 +133,7 @@ impl OpKind {
         OpKind::Approvals,
         OpKind::Approve,
         OpKind::Reject,
+        OpKind::Visible,
     ];
 
     /// The name sent in `op`.
@@ -147,6 +150,7 @@ impl OpKind {
             OpKind::Approvals => "approvals",
             OpKind::Approve => "approve",
             OpKind::Reject => "reject",
+            OpKind::Visible => "visible",
         }
     }
 
@@ -200,6 +204,14 @@ pub enum Op {
         /// Grant (`approve`) or reject (`reject`).
         grant: bool,
     },
+    /// Which of `tools` `agent` may ever call (a proxy hides the others
+    /// from the tool lists it relays).
+    Visible {
+        /// The agent.
+        agent: String,
+        /// The tool names, server-qualified as the policy names them.
+        tools: Vec<String>,
+    },
 }
 
 impl Op {
@@ -217,6 +229,7 @@ impl Op {
             Op::Approvals => OpKind::Approvals,
             Op::DecideApproval { grant: true, .. } => OpKind::Approve,
             Op::DecideApproval { grant: false, .. } => OpKind::Reject,
+            Op::Visible { .. } => OpKind::Visible,
         }
     }
 }

@@ -84,6 +84,9 @@ pub enum Verdict {
     },
     /// Answer the client with this `tools/call` result instead.
     Answer(Value),
+    /// The agent may never call this tool: answer as a server does for a
+    /// tool it does not have.
+    Hidden,
 }
 
 /// The approvals this proxy opened, by the call they are bound to: MCP
@@ -169,6 +172,9 @@ pub fn judge(
             }
             Some(Verdict::Answer(pending(name, answer, reason, decision_meta)))
         }
+        // The decision is recorded; the client learns only that there is no
+        // such tool (its name may exist, for other agents).
+        Some("deny") if HIDDEN.contains(&code) => Some(Verdict::Hidden),
         _ if code == "approval_pending" => {
             Some(Verdict::Answer(pending(name, answer, reason, decision_meta)))
         }
@@ -194,6 +200,10 @@ pub fn judge(
         }
     }
 }
+
+/// The reason codes of a tool the agent may never call: the tools hidden
+/// from its lists.
+const HIDDEN: &[&str] = &["unknown_agent", "unknown_tool", "invalid_name", "tool_denied", "tool_not_allowed"];
 
 /// The result of a call that waits for a human.
 fn pending(name: &str, answer: &Value, reason: &str, decision_meta: Value) -> Value {

@@ -20,12 +20,12 @@ pub mod upstream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::protocol::strict::StrictValue;
 use crate::protocol::{LineBuffer, ReadLine, read_line};
@@ -76,26 +76,38 @@ struct Relay {
     to_upstream: mpsc::Sender<Vec<u8>>,
 }
 
+/// The relay's limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The longest message relayed in either direction, in bytes.
+    pub max_message: usize,
+    /// After the client closes its end, how long the server's answers to
+    /// requests already sent are still relayed (the server's stdin is
+    /// closed at once, so a well-behaved server answers and exits).
+    pub drain: Duration,
+}
+
 /// Relays between the client (`client_in`, `client_out`) and the server
 /// (`server_in`, `server_out`) until either side closes. In-flight client
 /// requests get an error if the server goes first.
 pub async fn relay(
     caller: Caller,
     gate: Gate,
-    max_message: usize,
+    limits: Limits,
     client_in: impl AsyncBufRead + Unpin,
     client_out: impl AsyncWrite + Unpin + Send + 'static,
     server_in: impl AsyncWrite + Unpin + Send + 'static,
-    server_out: impl AsyncBufRead + Unpin,
+    mut server_out: impl AsyncBufRead + Unpin,
 ) -> Ended {
     let (to_client, client_queue) = mpsc::channel(QUEUE);
     let (to_upstream, upstream_queue) = mpsc::channel(QUEUE);
-    let client_writer = tokio::spawn(write_messages(client_queue, client_out));
-    let upstream_writer = tokio::spawn(write_messages(upstream_queue, server_in));
+    let (close_upstream, upstream_closed) = watch::channel(false);
+    let client_writer = tokio::spawn(write_messages(client_queue, client_out, None));
+    let upstream_writer = tokio::spawn(write_messages(upstream_queue, server_in, Some(upstream_closed)));
     let relay = Relay {
         caller,
         gate,
-        max_message,
+        max_message: limits.max_message,
         next_id: AtomicU64::new(1),
         upstream: Mutex::default(),
         client: Mutex::default(),
@@ -105,13 +117,19 @@ pub async fn relay(
     };
     let ended = tokio::select! {
         () = relay.read_client(client_in) => Ended::ClientClosed,
-        () = relay.read_upstream(server_out) => Ended::UpstreamClosed,
+        () = relay.read_upstream(&mut server_out) => Ended::UpstreamClosed,
     };
-    if ended == Ended::UpstreamClosed {
-        let orphans = lock(&relay.upstream).drain();
-        for (id, _) in orphans {
-            let message = "the MCP server exited before answering";
-            relay.answer_client(jsonrpc::error(Some(&id), jsonrpc::INTERNAL_ERROR, message)).await;
+    match ended {
+        Ended::ClientClosed => {
+            let _ = close_upstream.send(true);
+            let _ = tokio::time::timeout(limits.drain, relay.read_upstream(&mut server_out)).await;
+        }
+        Ended::UpstreamClosed => {
+            let orphans = lock(&relay.upstream).drain();
+            for (id, _) in orphans {
+                let message = "the MCP server exited before answering";
+                relay.answer_client(jsonrpc::error(Some(&id), jsonrpc::INTERNAL_ERROR, message)).await;
+            }
         }
     }
     // Dropping the senders ends the writers once their queues are written;
@@ -126,9 +144,23 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Writes each message as one line.
-async fn write_messages(mut queue: mpsc::Receiver<Vec<u8>>, mut out: impl AsyncWrite + Unpin) {
-    while let Some(mut line) = queue.recv().await {
+/// Writes each message as one line, until the queue ends or `closed` says
+/// so (then what is queued is written first).
+async fn write_messages(
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    mut out: impl AsyncWrite + Unpin,
+    mut closed: Option<watch::Receiver<bool>>,
+) {
+    loop {
+        let next = match closed.as_mut() {
+            Some(closed) => tokio::select! {
+                biased;
+                line = queue.recv() => line,
+                _ = closed.wait_for(|closed| *closed) => queue.try_recv().ok(),
+            },
+            None => queue.recv().await,
+        };
+        let Some(mut line) = next else { break };
         line.push(b'\n');
         if out.write_all(&line).await.is_err() {
             break;
@@ -261,9 +293,6 @@ impl Relay {
             }
         };
         let tool = self.caller.qualified(name);
-        if !self.gate.may_call(&self.caller.agent, &tool) {
-            return self.answer_client(calls::unknown_tool(&id, name)).await;
-        }
         let key = HeldApprovals::key(&tool, &args);
         let mut verdict = None;
         for _ in 0..2 {
@@ -281,6 +310,7 @@ impl Relay {
                 self.forward_request(id, message, purpose).await;
             }
             Some(Verdict::Answer(result)) => self.answer_client(jsonrpc::result(&id, result)).await,
+            Some(Verdict::Hidden) => self.answer_client(calls::unknown_tool(&id, name)).await,
             None => {
                 let answer =
                     jsonrpc::error(Some(&id), jsonrpc::INTERNAL_ERROR, "the call could not be decided");
@@ -323,7 +353,7 @@ impl Relay {
                 };
                 match purpose {
                     Purpose::Relay => {}
-                    Purpose::List => self.filter_tools(&mut message),
+                    Purpose::List => self.filter_tools(&mut message).await,
                     Purpose::Call { tool, decision_id, started } => {
                         if let Some(decision_id) = decision_id {
                             self.report(&tool, &decision_id, &message, started, bytes).await;
@@ -358,22 +388,28 @@ impl Relay {
 
     /// Removes from a `tools/list` result the tools the agent may never
     /// call; the page's cursor stays, and a cacheable page becomes private.
-    fn filter_tools(&self, message: &mut Envelope) {
+    async fn filter_tools(&self, message: &mut Envelope) {
         let Some(mut result) =
             message.raw("result").and_then(|raw| Envelope::parse(raw.get().as_bytes()).ok())
         else {
             return;
         };
         let tools = result.get::<Vec<Box<RawValue>>>("tools").unwrap_or_default();
-        let visible: Vec<&RawValue> = tools
+        let named: Vec<(Option<String>, &RawValue)> = tools
             .iter()
-            .map(|tool| &**tool)
-            .filter(|tool| {
+            .map(|tool| {
                 let name = Envelope::parse(tool.get().as_bytes()).ok().and_then(|t| t.get::<String>("name"));
-                name.is_some_and(|name| self.gate.may_call(&self.caller.agent, &self.caller.qualified(&name)))
+                (name.map(|name| self.caller.qualified(&name)), &**tool)
             })
             .collect();
-        result.set_value("tools", &visible);
+        let asked = named.iter().filter_map(|(name, _)| name.clone()).collect();
+        let visible = self.gate.visible(&self.caller.agent, asked).await;
+        let kept: Vec<&RawValue> = named
+            .into_iter()
+            .filter(|(name, _)| name.as_ref().is_some_and(|name| visible.contains(name)))
+            .map(|(_, tool)| tool)
+            .collect();
+        result.set_value("tools", &kept);
         if result.has("ttlMs") || result.has("cacheScope") {
             result.set_value("cacheScope", &"private");
         }

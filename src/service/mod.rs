@@ -148,7 +148,7 @@ impl Role {
         use OpKind::*;
         match self {
             // Reloading costs a compilation: an operator's call, not a client's.
-            Role::Decisions => matches!(kind, Decide | Outcome | Health | Status),
+            Role::Decisions => matches!(kind, Decide | Outcome | Visible | Health | Status),
             Role::Admin(peer) if peer.operator => {
                 matches!(
                     kind,
@@ -164,7 +164,7 @@ impl Role {
     fn refusal(&self, what: &str) -> WireError {
         let offer = match self {
             Role::Decisions => {
-                "the operations here are decide, outcome, health, status (kills, approvals and reload are on the admin socket)"
+                "the operations here are decide, outcome, visible, health, status (kills, approvals and reload are on the admin socket)"
             }
             Role::Admin(peer) if peer.operator => {
                 "the operations here are kill, revive, kills, approvals, approve, reject, health, status, reload (decisions are on the decision socket)"
@@ -315,6 +315,9 @@ impl Service {
             Op::Kill { scope, reason, by } => self.kill(scope, reason, by.as_deref(), role).await,
             Op::Revive { scope } => self.revive(scope, role).await,
             Op::Kills => Ok(Reply::Kills(self.state.kills.list())),
+            Op::Visible { agent, tools } => Ok(Reply::Visible(
+                tools.iter().filter(|tool| engine.may_call(agent, tool)).cloned().collect(),
+            )),
             Op::Approvals => Ok(self.approvals(engine, role)),
             Op::DecideApproval { approval, by, grant } => {
                 self.decide_approval(approval, by.as_deref(), *grant, role).await

@@ -239,6 +239,54 @@ async def roots_requests_reach_the_client():
     expect(asked, "the server's roots/list reached the client through the proxy")
 
 
+async def one_server_for_many_proxies():
+    socket, admin, trail = WORK / "toolgate.sock", WORK / "serve-admin.sock", WORK / "audit.jsonl"
+    policy = str(HERE / "policies" / "everything.yaml")
+    serve = subprocess.Popen([TOOLGATE, "serve", "--policy", policy, "--socket", str(socket),
+                              "--admin-socket", str(admin), "--audit", str(trail)], stderr=subprocess.DEVNULL)
+    try:
+        with anyio.fail_after(10):
+            while not socket.exists():
+                await anyio.sleep(0.05)
+
+        def shared(session):
+            args = ["proxy", "--decision-socket", str(socket), "--agent", "assistant", "--server", "everything",
+                    "--session", session, "--", *EVERYTHING]
+            return StdioServerParameters(command=TOOLGATE, args=args, env=dict(os.environ))
+
+        async with session(shared("team-1")) as first, session(shared("team-1")) as second:
+            listed = sorted(tool.name for tool in (await second.list_tools()).tools)
+            expect("get-env" not in listed and "echo" in listed, "the server's policy filters the list", listed)
+            # maxPerSession 6 on echo, counted by the server across both proxies.
+            for n in range(6):
+                client = first if n % 2 else second
+                ok = await client.call_tool("echo", {"message": f"call {n}"})
+                expect(not ok.is_error, f"call {n}", dump(ok))
+            capped = await first.call_tool("echo", {"message": "seventh"})
+            expect(decision(capped).get("reason_code") == "cap_reached", "one cap for both proxies", dump(capped))
+            # An approval opened through one proxy is granted on the server's admin socket.
+            pending = await first.call_tool("get-sum", {"a": 500, "b": 5})
+            approval = (pending.meta or {})["dev.toolgate/approval"]["id"]
+            toolgate("approve", "--admin-socket", str(admin), approval)
+            done = await first.call_tool("get-sum", {"a": 500, "b": 5})
+            expect("505" in done.content[0].text, "the approved call runs", dump(done))
+            try:
+                await second.call_tool("get-env", {})
+                raise AssertionError("a hidden tool was called")
+            except MCPError as error:
+                expect(error.code == -32602, "hidden through the server too", error.message)
+        records = [json.loads(line) for line in trail.read_text().splitlines()]
+        decided = [r for r in records if r.get("kind") == "decision"]
+        expect(len(decided) >= 10, "the server's trail holds every proxy's decisions", len(decided))
+        expect(any(r.get("tool") == "everything/get-env" and r.get("decision") == "deny" for r in decided),
+               "the hidden call is audited", [r.get("tool") for r in decided])
+        outcomes = [r for r in records if r.get("kind") == "outcome"]
+        expect(len(outcomes) >= 7, "every forwarded call's outcome is recorded", len(outcomes))
+    finally:
+        serve.terminate()
+        serve.wait(timeout=10)
+
+
 SCENARIOS = {
     fn.__name__: fn
     for fn in [
@@ -251,6 +299,7 @@ SCENARIOS = {
         progress_notifications_pass_through,
         cancelled_calls_release_and_the_session_goes_on,
         roots_requests_reach_the_client,
+        one_server_for_many_proxies,
     ]
 }
 

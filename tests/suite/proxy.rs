@@ -101,13 +101,19 @@ struct Raw {
 
 impl Raw {
     fn start(extra: &[&str], server_args: &[&str]) -> Raw {
+        let policy = peers().join("policies/raw.yaml");
+        let mut args = vec![String::from("--policy"), policy.to_string_lossy().into_owned()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Raw::start_with(&args, server_args)
+    }
+
+    fn start_with(extra: &[String], server_args: &[&str]) -> Raw {
         let mcp = peers();
         let dir = TempDir::new();
         let log = dir.path().join("server.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_toolgate"));
         command
-            .args(["proxy", "--policy"])
-            .arg(mcp.join("policies/raw.yaml"))
+            .arg("proxy")
             .args(["--agent", "bot", "--server", "raw"])
             .args(extra)
             .args(["--", "python3"])
@@ -386,4 +392,51 @@ fn a_server_that_ignores_its_stdin_and_sigterm_is_killed() {
     let (status, stderr) = proxy.wait(Duration::from_secs(10));
     assert!(status.success(), "{stderr}");
     wait_until("the stubborn server is killed", Duration::from_secs(5), || !alive(pid));
+}
+
+#[test]
+fn one_server_for_many_proxies() {
+    scenario("one_server_for_many_proxies");
+}
+
+#[test]
+fn answers_to_requests_sent_before_the_client_left_still_arrive() {
+    let mut proxy = Raw::start(&[], &[]);
+    proxy.initialize();
+    proxy.send(r#"{"jsonrpc":"2.0","id":"last","method":"tools/call","params":{"name":"echo"}}"#);
+    proxy.close_stdin();
+    assert_eq!(proxy.recv()["id"], "last");
+    let (status, stderr) = proxy.wait(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn without_its_decision_server_the_proxy_denies_everything_and_lists_nothing() {
+    let dir = TempDir::new();
+    let socket = dir.path().join("toolgate.sock");
+    let mut proxy =
+        Raw::start_with(&["--decision-socket".into(), socket.to_string_lossy().into_owned()], &[]);
+    proxy.initialize();
+    proxy.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    assert_eq!(proxy.recv()["result"]["tools"], json!([]));
+    proxy.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}"#);
+    let denied = proxy.recv();
+    assert_eq!(denied["result"]["isError"], true, "{denied}");
+    assert_eq!(denied["result"]["_meta"]["dev.toolgate/decision"]["reason_code"], "unavailable", "{denied}");
+    assert!(!proxy.received().iter().any(|m| m["method"] == "tools/call"), "nothing reached the server");
+
+    // Once a server listens, the next call is decided there.
+    let policy = std::fs::read_to_string(peers().join("policies/raw.yaml")).expect("policy");
+    let server = crate::server::Server::start_in(
+        {
+            let served = TempDir::new();
+            std::fs::write(served.path().join("policy.yaml"), policy).expect("policy");
+            served
+        },
+        socket,
+        &[],
+    );
+    proxy.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}}"#);
+    assert_eq!(proxy.recv()["result"]["content"][0]["text"], "echo");
+    drop(server);
 }

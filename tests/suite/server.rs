@@ -1691,3 +1691,20 @@ fn a_refused_client_that_wrote_first_reads_the_reason() {
     let answer: Value = serde_json::from_str(&answer).expect("json");
     assert_eq!(answer["error"]["code"], "unavailable", "{answer}");
 }
+
+#[test]
+fn visible_names_the_tools_an_agent_may_ever_call_and_nothing_else() {
+    let policy = "agentPolicies:\n  bot:\n    allowedTools: [files/*]\n    deniedTools: [files/delete]\n    constraints:\n      files/write:\n        maxPerSession: 1\n";
+    let server = Server::start(policy, &[]);
+    let mut client = server.connect();
+    let asked = json!(["files/read", "files/write", "files/delete", "mail/send", "bad name", "files/read"]);
+    let answer = client.ask(json!({"op": "visible", "agent": "bot", "tools": asked}));
+    assert_eq!(answer["visible"], json!(["files/read", "files/write", "files/read"]), "{answer}");
+    let nobody = client.ask(json!({"op": "visible", "agent": "nobody", "tools": ["files/read"]}));
+    assert_eq!(nobody["visible"], json!([]), "{nobody}");
+    let too_many: Vec<String> = (0..10_001).map(|n| format!("t{n}")).collect();
+    let refused = client.ask(json!({"op": "visible", "agent": "bot", "tools": too_many}));
+    assert_eq!(refused["error"]["code"], "invalid_field", "{refused}");
+    let missing = client.ask(json!({"op": "visible", "agent": "bot"}));
+    assert_eq!(missing["error"]["code"], "missing_field", "{missing}");
+}
