@@ -11,7 +11,7 @@ use crate::compiler::checked::{CheckedConstraint, CheckedGate, GateTrigger, Rule
 use crate::compiler::condition::{Scope, SessionView};
 use crate::compiler::names::{self, Name};
 use crate::state::State;
-use crate::state::approval::Binding;
+use crate::state::approval::{ApprovalStatus, Binding};
 use crate::state::session::{Admission, Cap, Counter, SessionKey, SessionStore};
 
 /// A phase's result: go on with `T`, or stop with a decision.
@@ -31,8 +31,9 @@ enum Gated<'e> {
     Open,
     /// A gate applies: the call waits for a human.
     Pending(Decision<'e>),
-    /// A gate applied and a granted approval for this call satisfied it.
-    Approved(RuleId),
+    /// A gate applied and a granted approval for this call (this id)
+    /// satisfied it.
+    Approved(RuleId, String),
     /// A ceiling was broken, or the request's approval cannot be used.
     Denied(Decision<'e>),
 }
@@ -86,7 +87,9 @@ impl<'e> Decider<'e> {
         pass!(self.admit(key, caps, cap_rules, &gated));
         match gated {
             Gated::Pending(decision) | Gated::Denied(decision) => decision,
-            Gated::Approved(gate) => self.answer(Outcome::Allow, gate, Reason::Approved),
+            Gated::Approved(gate, approval) => {
+                self.answer(Outcome::Allow, gate, Reason::Approved { approval })
+            }
             Gated::Open => self.answer(Outcome::Allow, *allow, Reason::Allowed),
         }
     }
@@ -201,14 +204,17 @@ impl<'e> Decider<'e> {
             }
             let Some(reason) = self.trigger(gate, scope) else { continue };
             gated = match &self.request.approval {
-                None => Gated::Pending(
-                    self.answer(Outcome::RequireApproval, gate.rule, reason).with_approver(gate),
-                ),
+                None => match self.granted(gate) {
+                    Some(approval) => Gated::Approved(gate.rule, approval),
+                    None => Gated::Pending(
+                        self.answer(Outcome::RequireApproval, gate.rule, reason).with_approver(gate),
+                    ),
+                },
                 // A granted approval for exactly this call satisfies the
                 // gate, once; anything else about it denies. Later gates'
                 // ceilings are still checked.
                 Some(id) => match self.state.approvals.redeem(id, &self.binding(gate)) {
-                    Ok(()) => Gated::Approved(gate.rule),
+                    Ok(()) => Gated::Approved(gate.rule, id.clone()),
                     Err(error) => {
                         let denial = Reason::ApprovalInvalid(error);
                         return Gated::Denied(
@@ -220,6 +226,19 @@ impl<'e> Decider<'e> {
             };
         }
         gated
+    }
+
+    /// A granted approval for exactly this call, found without the request
+    /// naming it, and used: a call of a session asked again after its
+    /// approval was granted goes through once. (A call without a session
+    /// must name its approval.)
+    fn granted(&self, gate: &CheckedGate) -> Option<String> {
+        self.request.session.as_ref()?;
+        let binding = self.binding(gate);
+        match self.state.approvals.find(&binding)? {
+            (id, ApprovalStatus::Granted) => self.state.approvals.redeem(&id, &binding).is_ok().then_some(id),
+            _ => None,
+        }
     }
 
     /// The call as an approval through `gate` is bound to it.

@@ -184,7 +184,10 @@ pub enum Reason<'e> {
         max: f64,
     },
     /// A granted approval satisfied the gate.
-    Approved,
+    Approved {
+        /// The approval used.
+        approval: String,
+    },
     /// The request carried an approval that cannot be used for it.
     ApprovalInvalid(crate::state::approval::ApprovalError),
     /// An operator (or a tripped limit) killed this call's scope.
@@ -360,7 +363,7 @@ impl Reason<'_> {
             Reason::DecisionTimeout => ReasonCode::DecisionTimeout,
             Reason::ErrorStreak { .. } => ReasonCode::ErrorStreak,
             Reason::CostCeiling { .. } => ReasonCode::CostCeiling,
-            Reason::Approved => ReasonCode::Approved,
+            Reason::Approved { .. } => ReasonCode::Approved,
             Reason::ApprovalInvalid(error) => match error {
                 E::Unknown => ReasonCode::ApprovalUnknown,
                 E::Expired => ReasonCode::ApprovalExpired,
@@ -460,7 +463,7 @@ impl fmt::Display for Reason<'_> {
             Reason::DecisionTimeout => {
                 f.write_str("session state did not answer within the decision deadline; failing closed")
             }
-            Reason::Approved => f.write_str("allowed by a granted approval"),
+            Reason::Approved { .. } => f.write_str("allowed by a granted approval"),
             Reason::ApprovalInvalid(error) => write!(f, "approval refused: {error}"),
             Reason::ErrorStreak { limit } => write!(f, "{limit} tool calls in a row failed in this session"),
             Reason::CostCeiling { max } => write!(f, "this session's cost reached its ceiling of {max}"),

@@ -1,8 +1,7 @@
-//! `tools/call` through the gate: the decision request, what the model sees
-//! when a call is denied or waits for a human, and the approvals the proxy
-//! holds so that retrying the identical call uses the one granted.
-
-use std::collections::{HashMap, VecDeque};
+//! `tools/call` through the gate: the decision request, and what the model
+//! sees when a call is denied or waits for a human. The proxy holds no
+//! approvals: the identical call asked again in the same session finds its
+//! approval at the gate (pending, or granted and used once).
 
 use serde_json::{Map, Value, json};
 
@@ -38,7 +37,7 @@ impl Caller {
     }
 
     /// The decision protocol's `decide` line for a call.
-    pub fn decide_line(&self, tool: &str, args: &Map<String, Value>, approval: Option<&str>) -> Value {
+    pub fn decide_line(&self, tool: &str, args: &Map<String, Value>) -> Value {
         let mut line = Map::new();
         line.insert("id".into(), json!(0));
         line.insert("op".into(), json!("decide"));
@@ -50,9 +49,6 @@ impl Caller {
             if let Some(value) = value {
                 line.insert(key.into(), value.clone());
             }
-        }
-        if let Some(approval) = approval {
-            line.insert("approval".into(), json!(approval));
         }
         Value::Object(line)
     }
@@ -89,57 +85,8 @@ pub enum Verdict {
     Hidden,
 }
 
-/// The approvals this proxy opened, by the call they are bound to: MCP
-/// clients cannot send an approval id, so the proxy presents the one it
-/// holds when the identical call comes again.
-#[derive(Debug, Default)]
-pub struct HeldApprovals {
-    by_call: HashMap<String, String>,
-    order: VecDeque<String>,
-}
-
-/// The most approvals a proxy holds; the oldest is forgotten first (its
-/// call then opens a new approval).
-pub const MAX_HELD_APPROVALS: usize = 1024;
-
-impl HeldApprovals {
-    /// The key of a call: its tool and the digest of its canonical arguments.
-    pub fn key(tool: &str, args: &Map<String, Value>) -> String {
-        format!("{tool}\n{}", crate::state::approval::args_digest(args))
-    }
-
-    /// The approval held for the call keyed `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.by_call.get(key).map(String::as_str)
-    }
-
-    fn hold(&mut self, key: String, approval: String) {
-        if self.by_call.insert(key.clone(), approval).is_none() {
-            self.order.push_back(key);
-        }
-        while self.by_call.len() > MAX_HELD_APPROVALS {
-            let Some(oldest) = self.order.pop_front() else { break };
-            self.by_call.remove(&oldest);
-        }
-    }
-
-    fn forget(&mut self, key: &str) {
-        if self.by_call.remove(key).is_some() {
-            self.order.retain(|k| k != key);
-        }
-    }
-}
-
-/// Judges the gate's `answer` to the call of `name` (as the client named
-/// it) keyed `key`, updating the approvals held. `None`: the approval the
-/// call `presented` can no longer be used; decide the call afresh.
-pub fn judge(
-    answer: &Value,
-    name: &str,
-    key: &str,
-    held: &mut HeldApprovals,
-    presented: bool,
-) -> Option<Verdict> {
+/// Judges the gate's `answer` to the call of `name` (as the client named it).
+pub fn judge(answer: &Value, name: &str) -> Verdict {
     let field = |name: &str| answer.get(name).and_then(Value::as_str);
     if let Some(error) = answer.get("error") {
         let code = error.get("code").and_then(Value::as_str).unwrap_or("unavailable");
@@ -148,7 +95,7 @@ pub fn judge(
             "toolgate could not decide this call to `{name}` ({code}: {message}), so it was not made. Retrying later may succeed."
         );
         let meta = json!({DECISION_META: {"decision": "deny", "reason_code": code, "reason": message}});
-        return Some(Verdict::Answer(tool_error(text, meta)));
+        return Verdict::Answer(tool_error(text, meta));
     }
     let code = field("reason_code").unwrap_or("internal_error");
     let reason = field("reason").unwrap_or("no reason given");
@@ -157,46 +104,16 @@ pub fn judge(
         "decision_id": field("decision_id"), "policy": field("policy"),
     });
     match field("decision") {
-        Some("allow") => {
-            if code == "approved" {
-                held.forget(key);
-            }
-            let decision_id = field("decision_id").map(str::to_owned);
-            Some(Verdict::Forward { decision_id })
-        }
-        Some("require_approval") => {
-            let approval = answer.get("approval");
-            let id = approval.and_then(|a| a.get("id")).and_then(Value::as_str);
-            if let Some(id) = id {
-                held.hold(key.to_owned(), id.to_owned());
-            }
-            Some(Verdict::Answer(pending(name, answer, reason, decision_meta)))
-        }
+        Some("allow") => Verdict::Forward { decision_id: field("decision_id").map(str::to_owned) },
+        Some("require_approval") => Verdict::Answer(pending(name, answer, reason, decision_meta)),
         // The decision is recorded; the client learns only that there is no
         // such tool (its name may exist, for other agents).
-        Some("deny") if HIDDEN.contains(&code) => Some(Verdict::Hidden),
-        _ if code == "approval_pending" => {
-            Some(Verdict::Answer(pending(name, answer, reason, decision_meta)))
-        }
-        // The approval held for this call cannot be used again: decide the
-        // call afresh (which opens a new approval), once.
-        _ if presented
-            && matches!(
-                code,
-                "approval_used" | "approval_expired" | "approval_unknown" | "approval_mismatch"
-            ) =>
-        {
-            held.forget(key);
-            None
-        }
+        Some("deny") if HIDDEN.contains(&code) => Verdict::Hidden,
         _ => {
-            if code == "approval_rejected" {
-                held.forget(key);
-            }
             let rule = field("rule").unwrap_or("(none)");
             let text =
                 format!("toolgate denied this call to `{name}`: {reason} (rule {rule}). {}", hint(code));
-            Some(Verdict::Answer(tool_error(text, json!({DECISION_META: decision_meta}))))
+            Verdict::Answer(tool_error(text, json!({DECISION_META: decision_meta})))
         }
     }
 }
@@ -274,29 +191,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_held_approval_is_forgotten_once_used_and_the_oldest_goes_first() {
-        let mut held = HeldApprovals::default();
+    fn each_answer_becomes_what_the_model_can_act_on() {
         let allow = json!({"decision": "allow", "reason_code": "approved", "decision_id": "d1"});
-        held.hold("k".into(), "apr_1".into());
-        let judged = judge(&allow, "pay", "k", &mut held, true);
-        assert!(matches!(judged, Some(Verdict::Forward { decision_id: Some(ref id) }) if id == "d1"));
-        assert_eq!(held.get("k"), None);
-        for n in 0..=MAX_HELD_APPROVALS {
-            held.hold(format!("k{n}"), format!("apr_{n}"));
-        }
-        assert_eq!(held.by_call.len(), MAX_HELD_APPROVALS);
-        assert_eq!(held.get("k0"), None);
-        assert_eq!(held.get(&format!("k{MAX_HELD_APPROVALS}")), Some(&*format!("apr_{MAX_HELD_APPROVALS}")));
-    }
-
-    #[test]
-    fn a_used_approval_sends_the_call_to_be_decided_afresh() {
-        let mut held = HeldApprovals::default();
-        held.hold("k".into(), "apr_1".into());
-        let used = json!({"decision": "deny", "reason_code": "approval_used", "reason": "used"});
-        assert!(judge(&used, "pay", "k", &mut held, true).is_none());
-        assert_eq!(held.get("k"), None);
-        // Without a presented approval the same answer is a denial.
-        assert!(matches!(judge(&used, "pay", "k", &mut held, false), Some(Verdict::Answer(_))));
+        assert!(matches!(judge(&allow, "pay"), Verdict::Forward { decision_id: Some(ref id) } if id == "d1"));
+        let hidden = json!({"decision": "deny", "reason_code": "tool_not_allowed", "reason": "no"});
+        assert!(matches!(judge(&hidden, "pay"), Verdict::Hidden));
+        let capped =
+            json!({"decision": "deny", "reason_code": "cap_reached", "reason": "3 of 3", "rule": "r"});
+        let Verdict::Answer(result) = judge(&capped, "pay") else { panic!("an answer") };
+        assert_eq!(result["isError"], true);
+        assert_eq!(result["_meta"][DECISION_META]["rule"], "r");
+        let text = result["content"][0]["text"].as_str().unwrap_or_default();
+        assert!(text.contains("3 of 3") && text.contains("will not help"), "{text}");
+        let error = json!({"decision": "deny", "error": {"code": "unavailable", "message": "down"}});
+        let Verdict::Answer(result) = judge(&error, "pay") else { panic!("an answer") };
+        assert_eq!(result["_meta"][DECISION_META]["reason_code"], "unavailable");
     }
 }

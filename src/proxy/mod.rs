@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::protocol::strict::StrictValue;
 use crate::protocol::{LineBuffer, ReadLine, read_line};
-use calls::{Caller, HeldApprovals, Verdict};
+use calls::{Caller, Verdict};
 use gate::Gate;
 use jsonrpc::{Envelope, EnvelopeError, Message, RouteError, Routes};
 
@@ -71,7 +71,6 @@ struct Relay {
     upstream: Mutex<Routes<Purpose>>,
     /// Server requests in flight to the client.
     client: Mutex<Routes<()>>,
-    held: Mutex<HeldApprovals>,
     to_client: mpsc::Sender<Vec<u8>>,
     to_upstream: mpsc::Sender<Vec<u8>>,
 }
@@ -111,7 +110,6 @@ pub async fn relay(
         next_id: AtomicU64::new(1),
         upstream: Mutex::default(),
         client: Mutex::default(),
-        held: Mutex::default(),
         to_client,
         to_upstream,
     };
@@ -293,29 +291,14 @@ impl Relay {
             }
         };
         let tool = self.caller.qualified(name);
-        let key = HeldApprovals::key(&tool, &args);
-        let mut verdict = None;
-        for _ in 0..2 {
-            let presented = lock(&self.held).get(&key).map(str::to_owned);
-            let line = self.caller.decide_line(&tool, &args, presented.as_deref());
-            let answer = self.gate.ask(&line).await;
-            verdict = calls::judge(&answer, name, &key, &mut lock(&self.held), presented.is_some());
-            if verdict.is_some() {
-                break;
-            }
-        }
-        match verdict {
-            Some(Verdict::Forward { decision_id }) => {
+        let answer = self.gate.ask(&self.caller.decide_line(&tool, &args)).await;
+        match calls::judge(&answer, name) {
+            Verdict::Forward { decision_id } => {
                 let purpose = Purpose::Call { tool, decision_id, started: Instant::now() };
                 self.forward_request(id, message, purpose).await;
             }
-            Some(Verdict::Answer(result)) => self.answer_client(jsonrpc::result(&id, result)).await,
-            Some(Verdict::Hidden) => self.answer_client(calls::unknown_tool(&id, name)).await,
-            None => {
-                let answer =
-                    jsonrpc::error(Some(&id), jsonrpc::INTERNAL_ERROR, "the call could not be decided");
-                self.answer_client(answer).await;
-            }
+            Verdict::Answer(result) => self.answer_client(jsonrpc::result(&id, result)).await,
+            Verdict::Hidden => self.answer_client(calls::unknown_tool(&id, name)).await,
         }
     }
 

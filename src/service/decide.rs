@@ -102,6 +102,14 @@ impl Service {
                 // A `require_approval` decision's rule is the gate's.
                 let binding =
                     Binding::new(request.call(), decision.rule, decision.approver, engine.policy_hash());
+                // The same call asked again finds the approval it opened
+                // (one approval a call, however often a model retries).
+                if request.session.is_some()
+                    && let Some((id, state)) = self.state.approvals.find(&binding)
+                {
+                    let expires_at = self.state.approvals.get(&id).map(|approval| approval.expires_at);
+                    return Some(ApprovalRef { id, state, expires_at });
+                }
                 // Approvers see the call's arguments, as the audit trail
                 // would keep them in full: sensitive ones redacted.
                 let description = engine.table().gate_description(decision.rule).map(str::to_owned);
@@ -125,7 +133,9 @@ impl Service {
                     }
                 }
             }
-            Reason::Approved => presented(ApprovalStatus::Used),
+            Reason::Approved { approval } => {
+                Some(ApprovalRef { id: approval.clone(), state: ApprovalStatus::Used, expires_at: None })
+            }
             Reason::ApprovalInvalid(error) => error.status().and_then(presented),
             // Decided before the approval was consulted, or after it was
             // used (a cap refused the call): say where it stands now.

@@ -449,22 +449,61 @@ mod tests {
         let service = service(
             "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    constraints:\n      pay:\n        maxPerSession: 1\n    approvalGates:\n      pay:\n        required: true\n",
         );
-        let pay = |approval: Option<&str>| serde_json::json!({"agent": "bot", "tool": "pay", "session": "s", "args": {"amount": 1}, "approval": approval});
+        let pay = |amount: u64, approval: Option<&str>| serde_json::json!({"agent": "bot", "tool": "pay", "session": "s", "args": {"amount": amount}, "approval": approval});
         let mut ids = Vec::new();
-        for _ in 0..2 {
-            let (outcome, _, approval) = ask(&service, pay(None));
+        for amount in [1, 2] {
+            let (outcome, _, approval) = ask(&service, pay(amount, None));
             assert_eq!(outcome, "require_approval");
             let (id, state) = approval.expect("an approval is opened");
             assert_eq!(state, ApprovalStatus::Pending);
             service.state().approvals.decide(&id, None, "anyone", true).expect("granted");
             ids.push(id);
         }
-        let (outcome, code, approval) = ask(&service, pay(Some(&ids[0])));
+        let (outcome, code, approval) = ask(&service, pay(1, Some(&ids[0])));
         assert_eq!((outcome.as_str(), code.as_str()), ("allow", "approved"));
         assert_eq!(approval, Some((ids[0].clone(), ApprovalStatus::Used)));
-        let (outcome, code, approval) = ask(&service, pay(Some(&ids[1])));
+        let (outcome, code, approval) = ask(&service, pay(2, Some(&ids[1])));
         assert_eq!((outcome.as_str(), code.as_str()), ("deny", "cap_reached"));
         assert_eq!(approval, Some((ids[1].clone(), ApprovalStatus::Used)));
+    }
+
+    #[test]
+    fn a_call_asked_again_finds_its_approval_and_a_granted_one_goes_through_once() {
+        let service = service(
+            "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        required: true\n",
+        );
+        let pay = |session: &str, amount: u64| serde_json::json!({"agent": "bot", "tool": "pay", "session": session, "args": {"amount": amount}});
+        let (outcome, _, first) = ask(&service, pay("s", 1));
+        assert_eq!(outcome, "require_approval");
+        let (id, _) = first.expect("an approval is opened");
+        let (outcome, _, again) = ask(&service, pay("s", 1));
+        assert_eq!(outcome, "require_approval");
+        assert_eq!(again, Some((id.clone(), ApprovalStatus::Pending)), "the same approval, not a second one");
+        for other in [pay("t", 1), pay("s", 2)] {
+            let (_, _, opened) = ask(&service, other);
+            assert_ne!(opened.map(|(other, _)| other), Some(id.clone()), "another session or arguments");
+        }
+        service.state().approvals.decide(&id, None, "anyone", true).expect("granted");
+        let (outcome, code, used) = ask(&service, pay("s", 1));
+        assert_eq!((outcome.as_str(), code.as_str()), ("allow", "approved"));
+        assert_eq!(used, Some((id.clone(), ApprovalStatus::Used)));
+        let (outcome, _, next) = ask(&service, pay("s", 1));
+        assert_eq!(outcome, "require_approval");
+        assert_ne!(next.map(|(next, _)| next), Some(id), "used once; the next call waits again");
+    }
+
+    #[test]
+    fn without_a_session_a_call_must_name_its_approval() {
+        let service = service(
+            "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        required: true\n",
+        );
+        let pay = serde_json::json!({"agent": "bot", "tool": "pay", "args": {"amount": 1}});
+        let (_, _, first) = ask(&service, pay.clone());
+        let (id, _) = first.expect("an approval is opened");
+        service.state().approvals.decide(&id, None, "anyone", true).expect("granted");
+        let (outcome, _, second) = ask(&service, pay);
+        assert_eq!(outcome, "require_approval", "not found without a session");
+        assert_ne!(second.map(|(second, _)| second), Some(id));
     }
 
     #[test]

@@ -108,6 +108,32 @@ impl Binding {
         }
     }
 
+    /// A digest of every bound field: equal for exactly the same call
+    /// through the same gate under the same policy.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let optional =
+            |value: &Option<String>| value.as_deref().map_or(String::from("\u{0}none"), str::to_owned);
+        let session = optional(&self.session);
+        let approver = optional(&self.approver);
+        for field in [
+            self.agent.as_str(),
+            &session,
+            &self.tool,
+            &self.args_digest,
+            &self.principal_digest,
+            &self.context_digest,
+            &self.gate,
+            &approver,
+            &self.policy,
+        ] {
+            hasher.update((field.len() as u64).to_le_bytes());
+            hasher.update(field.as_bytes());
+        }
+        hasher.finalize().into()
+    }
+
     /// What differs between this (approved) call and `call`, if anything.
     pub(super) fn mismatch(&self, call: &Binding) -> Option<&'static str> {
         let parts: [(&'static str, bool); 9] = [
@@ -324,6 +350,11 @@ pub trait ApprovalStore: Send + Sync {
 
     /// Uses a granted approval for exactly the call it was granted for.
     fn redeem(&self, id: &str, call: &Binding) -> Result<(), ApprovalError>;
+
+    /// The open approval (pending, or granted and not yet used) for exactly
+    /// this call, with where it stands: a call asked again finds its
+    /// approval without naming it.
+    fn find(&self, call: &Binding) -> Option<(String, ApprovalStatus)>;
 
     /// Approvals waiting for a decision, soonest expiry first.
     fn pending(&self) -> Vec<Approval>;

@@ -407,10 +407,60 @@ pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Res
         Err(ApprovalError::Expired),
     )?;
     let clock = Arc::new(ManualClock::default());
+    an_open_approval_is_found_by_its_call(make(Arc::clone(&clock) as Arc<dyn Clock>).as_ref(), &clock)?;
+    let clock = Arc::new(ManualClock::default());
     pending_approvals_are_bounded_per_session_and_agent(
         make(Arc::clone(&clock) as Arc<dyn Clock>).as_ref(),
         &clock,
     )
+}
+
+/// `find`: the pending or granted approval of exactly this call, and no
+/// other; none once used, rejected or expired.
+fn an_open_approval_is_found_by_its_call(
+    store: &dyn ApprovalStore,
+    clock: &ManualClock,
+) -> Result<(), Failure> {
+    let property = "an open approval is found by its call";
+    let call = binding(json!({"amount": 10}), Some("finance"));
+    let shown = || Shown { args: json!({}), description: None };
+    let opened =
+        store.open(call.clone(), shown()).map_err(|e| Failure { property, detail: e.to_string() })?;
+    expect(property, store.find(&call), Some((opened.id.clone(), ApprovalStatus::Pending)))?;
+    let reordered = binding(json!({"amount": 10}), Some("finance"));
+    expect(
+        "the same call in another key order finds it",
+        store.find(&reordered).map(|f| f.0),
+        Some(opened.id.clone()),
+    )?;
+    for other in [
+        binding(json!({"amount": 11}), Some("finance")),
+        Binding { session: Some("t".into()), ..call.clone() },
+        Binding { session: None, ..call.clone() },
+        Binding { policy: "sha256:q".into(), ..call.clone() },
+        Binding { gate: "bot.approvalGates.pa*".into(), ..call.clone() },
+    ] {
+        expect("another call finds nothing", store.find(&other), None)?;
+    }
+    store
+        .decide(&opened.id, Some("finance"), "alice", true)
+        .map_err(|e| Failure { property, detail: e.to_string() })?;
+    expect(
+        "a granted approval is found",
+        store.find(&call),
+        Some((opened.id.clone(), ApprovalStatus::Granted)),
+    )?;
+    expect("the found approval is used", store.redeem(&opened.id, &call), Ok(()))?;
+    expect("a used approval is not found", store.find(&call), None)?;
+    let rejected =
+        store.open(call.clone(), shown()).map_err(|e| Failure { property, detail: e.to_string() })?;
+    store
+        .decide(&rejected.id, Some("finance"), "alice", false)
+        .map_err(|e| Failure { property, detail: e.to_string() })?;
+    expect("a rejected approval is not found", store.find(&call), None)?;
+    store.open(call.clone(), shown()).map_err(|e| Failure { property, detail: e.to_string() })?;
+    clock.advance(Duration::from_secs(61));
+    expect("an expired approval is not found", store.find(&call), None)
 }
 
 /// The binding of a call of `agent` in `session`.

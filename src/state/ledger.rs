@@ -48,6 +48,8 @@ struct Book {
     pending: BTreeMap<Key, String>,
     pending_per_agent: FastMap<String, usize>,
     pending_per_session: FastMap<(String, String), usize>,
+    /// Open approvals (pending or granted), by the digest of their binding.
+    open: FastMap<[u8; 32], String>,
     log: Option<ApprovalLog>,
 }
 
@@ -63,8 +65,15 @@ impl Book {
             if self.pending.remove(&key).is_some() {
                 self.uncount(&old.binding);
             }
+            let digest = old.binding.digest();
+            if self.open.get(&digest).is_some_and(|open| open == id) {
+                self.open.remove(&digest);
+            }
         }
         let Some(approval) = approval else { return };
+        if matches!(approval.state, ApprovalState::Pending | ApprovalState::Granted { .. }) {
+            self.open.insert(approval.binding.digest(), approval.id.clone());
+        }
         self.next += 1;
         let key = (approval.expires_at, self.next);
         self.keys.insert(approval.id.clone(), key);
@@ -321,6 +330,18 @@ impl ApprovalStore for Ledger {
             book.set(id, Some(Approval { state: ApprovalState::Used, ..before.clone() }), now);
             Ok(Changed { answer: (), id: id.to_owned(), before: Some(before) })
         })
+    }
+
+    fn find(&self, call: &Binding) -> Option<(String, ApprovalStatus)> {
+        let book = self.lock();
+        let id = book.open.get(&call.digest())?;
+        let approval = book.approvals.get(id)?;
+        match approval.status(self.clock.now_secs()) {
+            status @ (ApprovalStatus::Pending | ApprovalStatus::Granted) if approval.binding == *call => {
+                Some((id.clone(), status))
+            }
+            _ => None,
+        }
     }
 
     fn pending(&self) -> Vec<Approval> {
