@@ -16,14 +16,18 @@ In a template, a fenced block can carry attributes:
 directory of the toolgate binary (where cargo also puts `examples/`). Commands see
 `toolgate` as the binary named by $TOOLGATE_BIN (default target/debug/toolgate)
 and run with NO_COLOR=1 and `pipefail`; `toolgate` is on PATH (a link to that
-binary), so `toolgate serve ... & echo $! > server.pid` records the server's own pid.
+binary), so `toolgate serve ... & echo $! > server.pid` records the server's own pid;
+so are the MCP servers that tests/mcp/install puts in tests/mcp/node_modules/.bin
+(`mcp-server-everything`, `mcp-server-filesystem`, `mcp-server-memory`).
 
 Every command must exit 0, or the status it ends with (`$ cmd  # exit 1`; the
 marker is not shown): an example whose command fails unexpectedly fails the
 generation, so the book never shows an error as if it were the example.
 
-One part of the output is random by design and masked as it is pasted: the
-keyed tag of a decision id (`"decision_id":"1.9f2c..."` becomes `"1.…"`).
+Parts of the output are random or depend on the hour, and are masked as they
+are pasted: the keyed tag of a decision id (`"decision_id":"1.9f2c..."` becomes
+`"1.…"`), approval ids (`apr_…`) and times to the second
+(`YYYY-MM-DDTHH:MM:SSZ`).
 
 Approvers are Unix users, so an example needs the user who runs it: in a file
 block, {user} is that user's name, shown as `alice`; in output, that user as
@@ -57,6 +61,8 @@ def expected_status(command):
 USER = pwd.getpwuid(os.getuid()).pw_name
 USER_AS_NAMED = re.compile(re.escape(USER) + r" \(uid " + str(os.getuid()) + r"\)")
 DECISION_TAG = re.compile(r'("decision_id":\s*"[0-9a-f]+\.)[0-9a-f]{16}"')
+APPROVAL_ID = re.compile(r"\bapr_[0-9a-f]{32}\b")
+SECONDS_TIME = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 def run_block(cwd, commands, places):
@@ -85,6 +91,8 @@ def run_block(cwd, commands, places):
         if got != wanted:
             FAILURES.append(f"in {cwd}:\n$ {shown}\nexited {got}, not {wanted}; it printed:\n{output}")
         output = DECISION_TAG.sub(r'\1…"', output)
+        output = APPROVAL_ID.sub("apr_…", output)
+        output = SECONDS_TIME.sub("YYYY-MM-DDTHH:MM:SSZ", output)
         outputs.append(USER_AS_NAMED.sub("alice (uid 1000)", output))
     return outputs
 
@@ -158,6 +166,11 @@ def main():
         path = os.path.join(work, ".bin")
         os.makedirs(path)
         os.symlink(os.path.abspath(BIN), os.path.join(path, "toolgate"))
+        # The MCP servers tests/mcp/install put in place, as `npm install -g` would.
+        servers = os.path.join(REPO, "tests", "mcp", "node_modules", ".bin")
+        for name in sorted(os.listdir(servers)) if os.path.isdir(servers) else []:
+            if name.startswith("mcp-server-"):
+                os.symlink(os.path.join(servers, name), os.path.join(path, name))
         pages = build(templates, work, path)
     if FAILURES:
         sys.exit("an example's command failed unexpectedly:\n\n" + "\n".join(FAILURES))
