@@ -128,8 +128,8 @@ fn relay(
             caller,
             gate,
             proxy::Limits { max_message: args.max_message_bytes, drain: args.grace },
-            tokio::io::BufReader::new(tokio::io::stdin()),
-            tokio::io::stdout(),
+            tokio::io::BufReader::new(proxy::stdio::stdin()),
+            proxy::stdio::stdout(),
             server_in,
             tokio::io::BufReader::new(server_out),
         )

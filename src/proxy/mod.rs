@@ -16,6 +16,7 @@
 pub mod calls;
 pub mod gate;
 pub mod jsonrpc;
+pub mod stdio;
 pub mod upstream;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -34,12 +34,17 @@ fn unavailable(what: &str, error: impl std::fmt::Display) -> WireError {
 }
 
 impl Service {
-    /// Runs a store operation that may block (an fsync) off the async threads.
+    /// Runs a store operation off the async threads when the state may
+    /// block (an fsync); in place when it is all in memory (a thread hop
+    /// would cost more than the operation).
     async fn blocking<T: Send + 'static>(
         &self,
         what: &'static str,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, WireError> {
+        if !self.may_block {
+            return Ok(f());
+        }
         tokio::task::spawn_blocking(f).await.map_err(|e| unavailable(what, e))
     }
 
