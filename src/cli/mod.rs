@@ -87,6 +87,9 @@ enum Command {
     /// Run an MCP server behind the policy: launched by an MCP client in the server's place,
     /// relay its stdio, deciding every tool call; exit 4 if the server exits first.
     Proxy(Box<ProxyArgs>),
+    /// Fetch a live MCP server's tools (every page of `tools/list`) as a catalog file;
+    /// exit 4 if the server cannot be started or does not answer.
+    Catalog(CatalogArgs),
     /// Work with audit trails.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -442,6 +445,19 @@ struct ProxyArgs {
     command: Vec<String>,
 }
 
+#[derive(Debug, clap::Args)]
+struct CatalogArgs {
+    /// Write the catalog to this file (atomically) instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Seconds the server has to start and list its tools.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
+    /// The MCP server's command and its arguments, after `--`.
+    #[arg(last = true, required = true, num_args = 1..)]
+    command: Vec<String>,
+}
+
 /// The choices of `--audit-sync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum AuditSync {
@@ -511,6 +527,7 @@ pub fn run() -> ExitCode {
         },
         Command::Serve(args) => serve_command(*args),
         Command::Proxy(args) => proxy_command(*args),
+        Command::Catalog(args) => proxy::catalog(&args.command, args.output.as_deref(), args.timeout),
         Command::Audit(AuditCommand::Verify(args)) => {
             audit::verify(&args.files, args.partial, args.head.as_deref(), &args.keys)
         }

@@ -184,3 +184,43 @@ fn new_session_id() -> Result<String, String> {
         id
     }))
 }
+
+/// `toolgate catalog`: prints or writes a live server's tools.
+pub fn catalog(command: &[String], output: Option<&std::path::Path>, timeout: u64) -> Exit {
+    let Some((program, args)) = command.split_first() else { return Exit::Usage };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            output::error(&format!("cannot start the runtime: {error}"));
+            return Exit::Usage;
+        }
+    };
+    let fetched = runtime.block_on(proxy::catalog::fetch(program, args, Duration::from_secs(timeout)));
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    let catalog = match fetched {
+        Ok(catalog) => catalog,
+        Err(error) => {
+            output::error(&error.to_string());
+            return Exit::Upstream;
+        }
+    };
+    let mut text = serde_json::to_string_pretty(&catalog).unwrap_or_default();
+    text.push('\n');
+    let tools = catalog["tools"].as_array().map_or(0, Vec::len);
+    match output {
+        None => {
+            print!("{text}");
+            Exit::Ok
+        }
+        Some(path) => match toolgate::state::atomic_file::replace(path, text.as_bytes()) {
+            Ok(()) => {
+                eprintln!("wrote {tools} tools to {}", path.display());
+                Exit::Ok
+            }
+            Err(error) => {
+                output::error(&format!("cannot write {}: {error}", path.display()));
+                Exit::Usage
+            }
+        },
+    }
+}

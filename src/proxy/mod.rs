@@ -14,6 +14,7 @@
 //! request. stdout carries only MCP messages; everything else goes to stderr.
 
 pub mod calls;
+pub mod catalog;
 pub mod gate;
 pub mod jsonrpc;
 pub mod stdio;

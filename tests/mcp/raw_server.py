@@ -1,7 +1,7 @@
 """A raw JSON-RPC MCP server for exact wire checks of `toolgate proxy`:
 it appends every line it receives to LOG, and answers by the tool called.
 
-    python3 raw_server.py LOG [--stubborn]
+    python3 raw_server.py LOG [--stubborn] [--plain]
 
 tools/call by name: `echo` answers at once; `hang` never answers; `ask`
 first sends the client a `roots/list` request with id 1 (the id the
@@ -17,6 +17,7 @@ import sys
 
 LOG = sys.argv[1]
 STUBBORN = "--stubborn" in sys.argv
+PLAIN = "--plain" in sys.argv  # no member that only a byte-for-byte relay keeps
 TOOLS = [
     {"name": "echo", "inputSchema": {"type": "object"}, "x-unknown": "__RAW__"},
     {"name": "hang", "inputSchema": {"type": "object"}},
@@ -36,7 +37,8 @@ RAW = '{"kept":[1.50,1e400,123456789012345678901234567890]}'
 
 
 def send(message):
-    sys.stdout.write(json.dumps(message, separators=(",", ":")).replace('"__RAW__"', RAW) + "\n")
+    text = json.dumps(message, separators=(",", ":"))
+    sys.stdout.write(text.replace('"__RAW__"', "0" if PLAIN else RAW) + "\n")
     sys.stdout.flush()
 
 

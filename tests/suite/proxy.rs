@@ -440,3 +440,76 @@ fn without_its_decision_server_the_proxy_denies_everything_and_lists_nothing() {
     assert_eq!(proxy.recv()["result"]["content"][0]["text"], "echo");
     drop(server);
 }
+
+#[test]
+fn catalog_fetches_every_tool_a_live_server_lists() {
+    let mcp = peers();
+    let dir = TempDir::new();
+    let file = dir.path().join("filesystem.tools.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["catalog", "--output"])
+        .arg(&file)
+        .arg("--")
+        .arg(mcp.join("node_modules/.bin/mcp-server-filesystem"))
+        .arg(dir.path())
+        .output()
+        .expect("toolgate runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("wrote 14 tools"));
+    let fetched: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("written")).expect("JSON");
+    let shipped: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("policies/catalogs/filesystem.tools.json")).expect("shipped"),
+    )
+    .expect("JSON");
+    assert_eq!(fetched, shipped, "the shipped catalog is what the pinned server lists");
+
+    // Every page: raw_server.py lists its tools on two pages.
+    let log = dir.path().join("raw.log");
+    let output = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["catalog", "--", "python3"])
+        .arg(mcp.join("raw_server.py"))
+        .arg(&log)
+        .arg("--plain")
+        .output()
+        .expect("toolgate runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let listed: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["echo", "hang", "ask", "crash", "secret_admin"]);
+}
+
+/// A server whose tool list holds a number beyond ±1.8e308.
+const RAW_LIST: &str = r#"
+import sys
+for line in sys.stdin:
+    if '"initialize"' in line:
+        print('{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{}}}', flush=True)
+    if '"tools/list"' in line:
+        print('{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"a","inputSchema":{"maximum":1e400}}]}}', flush=True)
+"#;
+
+#[test]
+fn catalog_says_why_when_a_server_cannot_be_listed() {
+    for (args, why) in [
+        (&["/nonexistent/mcp-server"][..], "cannot start the MCP server `/nonexistent/mcp-server`"),
+        (&["sleep", "30"][..], "did not answer within 1 s"),
+        (&["true"][..], "closed its output before answering"),
+        (&["python3", "-c", RAW_LIST][..], "answered tools/list with a result toolgate cannot read"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+            .args(["catalog", "--timeout", "1", "--"])
+            .args(args)
+            .output()
+            .expect("toolgate runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "nothing on stdout");
+    }
+}
