@@ -124,7 +124,7 @@ fn relay(
         let mut upstream = Upstream::spawn(command, command_args).map_err(|e| e.to_string())?;
         let (server_in, server_out) = upstream.pipes().ok_or("the MCP server's pipes are missing")?;
         tracing::info!(server = %command, agent = %caller.agent, "relaying");
-        let ended = proxy::relay(
+        let relayed = proxy::relay(
             caller,
             gate,
             proxy::Limits { max_message: args.max_message_bytes, drain: args.grace },
@@ -132,9 +132,16 @@ fn relay(
             proxy::stdio::stdout(),
             server_in,
             tokio::io::BufReader::new(server_out),
-        )
-        .await;
-        let status = upstream.stop(args.grace).await;
+        );
+        // A client that stops the proxy with a signal (as MCP clients do
+        // after closing stdin) stops the server first.
+        let (ended, status) = tokio::select! {
+            ended = relayed => (ended, upstream.stop(args.grace).await),
+            signal = stop_signal() => {
+                tracing::info!(signal, "stopping the MCP server");
+                (Ended::ClientClosed, upstream.terminate(args.grace.min(Duration::from_secs(1))).await)
+            }
+        };
         if let Some((stop, task)) = admin_server {
             let _ = stop.send(());
             let _ = task.await;
@@ -152,6 +159,21 @@ fn relay(
     // open after the server died): do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(100));
     exit
+}
+
+/// Resolves on SIGTERM, SIGINT or SIGHUP (never, if they cannot be caught).
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+    }
 }
 
 type AdminTask = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);

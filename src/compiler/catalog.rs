@@ -196,6 +196,74 @@ impl Catalogs {
     }
 }
 
+/// How a server's live tools differ from its catalog.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Drift {
+    /// Tools the server lists that the catalog does not (policy names).
+    pub added: Vec<String>,
+    /// Catalogued tools the server no longer lists.
+    pub removed: Vec<String>,
+    /// Tools whose `inputSchema` or annotations changed, with what changed.
+    pub changed: Vec<Changed>,
+}
+
+/// One changed tool.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Changed {
+    /// The tool, as policies name it.
+    pub name: String,
+    /// `inputSchema`, `annotations`, or both.
+    pub what: Vec<&'static str>,
+}
+
+impl Drift {
+    /// Whether the live tools are the catalog's.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+impl Catalogs {
+    /// How `live` (a `server`'s whole `tools/list`, parsed with the same
+    /// server) differs from the catalog for that server; `None` when no
+    /// catalog describes the server.
+    pub fn drift(&self, server: Option<&str>, live: &[CatalogTool]) -> Option<Drift> {
+        if !self.servers.iter().any(|s| s.as_deref() == server) {
+            return None;
+        }
+        let mut drift = Drift::default();
+        for tool in live {
+            match self.tools.get(&tool.name) {
+                None => drift.added.push(tool.name.clone()),
+                Some(known) => {
+                    let mut what = Vec::new();
+                    if known.input_schema != tool.input_schema {
+                        what.push("inputSchema");
+                    }
+                    if known.hints != tool.hints {
+                        what.push("annotations");
+                    }
+                    if !what.is_empty() {
+                        drift.changed.push(Changed { name: tool.name.clone(), what });
+                    }
+                }
+            }
+        }
+        let prefix = server.map(|server| format!("{server}/"));
+        let of_server = |name: &str| match &prefix {
+            Some(prefix) => name.starts_with(prefix.as_str()),
+            None => !name.contains('/'),
+        };
+        drift.removed = self
+            .tools
+            .keys()
+            .filter(|name| of_server(name) && !live.iter().any(|tool| &tool.name == *name))
+            .cloned()
+            .collect();
+        Some(drift)
+    }
+}
+
 /// A tool selector: `<glob> where [not] <hint> [and [not] <hint>]...`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Selector<'a> {
@@ -231,6 +299,36 @@ pub fn parse_selector(text: &str) -> Option<Result<Selector<'_>, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_names_added_removed_and_changed_tools_of_the_server_only() {
+        let catalog = br#"{"tools": [
+            {"name": "read", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+            {"name": "write", "inputSchema": {"type": "object"}},
+            {"name": "gone", "inputSchema": {"type": "object"}}]}"#;
+        let mut catalogs = Catalogs::default();
+        catalogs.add(Some("fs"), parse(catalog, Some("fs")).expect("catalog"));
+        catalogs.add(
+            Some("gh"),
+            parse(br#"{"tools": [{"name": "x", "inputSchema": {}}]}"#, Some("gh")).expect("catalog"),
+        );
+        let live = br#"{"tools": [
+            {"name": "read", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": false}},
+            {"name": "write", "inputSchema": {"type": "object", "required": ["path"]}},
+            {"name": "new", "inputSchema": {"type": "object"}}]}"#;
+        let drift = catalogs.drift(Some("fs"), &parse(live, Some("fs")).expect("live")).expect("catalogued");
+        assert_eq!(drift.added, ["fs/new"]);
+        assert_eq!(drift.removed, ["fs/gone"], "not gh/x: another server's tool");
+        let changed: Vec<(&str, &[&str])> =
+            drift.changed.iter().map(|c| (c.name.as_str(), &c.what[..])).collect();
+        assert_eq!(changed, [("fs/read", &["annotations"][..]), ("fs/write", &["inputSchema"][..])]);
+        assert_eq!(catalogs.drift(Some("mail"), &[]), None, "no catalog for this server");
+        let same = catalogs.drift(
+            Some("gh"),
+            &parse(br#"{"tools": [{"name": "x", "inputSchema": {}}]}"#, Some("gh")).expect("live"),
+        );
+        assert_eq!(same.map(|d| d.is_empty()), Some(true));
+    }
 
     #[test]
     fn annotations_take_the_mcp_defaults() {

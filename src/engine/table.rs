@@ -183,6 +183,16 @@ impl DecisionTable {
         self.approvers.iter().find(|a| a.name == name)
     }
 
+    /// How a server's live tools differ from the policy's catalog for it;
+    /// `None` when no catalog describes the server.
+    pub fn drift(
+        &self,
+        server: Option<&str>,
+        live: &[crate::compiler::catalog::CatalogTool],
+    ) -> Option<crate::compiler::catalog::Drift> {
+        self.catalogs.drift(server, live)
+    }
+
     /// Every declared approver.
     pub fn approvers(&self) -> &[Approver] {
         &self.approvers

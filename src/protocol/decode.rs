@@ -162,6 +162,7 @@ fn fields_of(kind: OpKind) -> &'static [&'static str] {
         OpKind::Revive => &["scope", "agent", "session"],
         OpKind::Approve | OpKind::Reject => &["approval", "as"],
         OpKind::Visible => &["agent", "tools"],
+        OpKind::Drift => &["server", "tools"],
         OpKind::Health | OpKind::Status | OpKind::Reload | OpKind::Kills | OpKind::Approvals => &[],
     }
 }
@@ -236,10 +237,14 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
             agent: fields.required_string("agent")?,
             tools: fields.strings("tools", MAX_VISIBLE)?,
         },
+        OpKind::Drift => {
+            Op::Drift { server: fields.string("server")?, tools: fields.list("tools", MAX_VISIBLE)? }
+        }
     })
 }
 
-/// The most tool names one `visible` may ask about.
+/// The most tool names one `visible` may ask about, and tools one `drift`
+/// may report.
 pub const MAX_VISIBLE: usize = 10_000;
 
 /// A line's fields, checked against the operation's.
@@ -293,6 +298,15 @@ impl Fields {
                 })
                 .collect(),
             Some(_) => Err(invalid()),
+        }
+    }
+
+    /// A list of at most `max` values (required).
+    fn list(&mut self, key: &str, max: usize) -> Result<Vec<Value>, WireError> {
+        match self.object.remove(key) {
+            None | Some(Value::Null) => Err(missing_field(format!("`{key}` is required"))),
+            Some(Value::Array(items)) if items.len() <= max => Ok(items),
+            Some(_) => Err(invalid_field(format!("`{key}` must be a list of at most {max} values"))),
         }
     }
 

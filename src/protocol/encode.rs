@@ -59,6 +59,9 @@ pub enum Reply<'e> {
     },
     /// `visible`: the tools, of those asked, the agent may ever call.
     Visible(Vec<String>),
+    /// `drift`: how the live tools differ from the catalog (`None`: no
+    /// catalog describes the server).
+    Drift(Option<crate::compiler::catalog::Drift>),
     /// `kills`: every kill in force.
     Kills(Vec<(KillScope, Kill)>),
     /// `approvals`: the pending approvals, at `now` (seconds since the
@@ -197,6 +200,10 @@ pub fn write_reply(out: &mut Vec<u8>, id: &Value, reply: &Reply<'_>) {
         }
         Reply::Status(status) => json!({"id": id, "status": status}),
         Reply::Visible(tools) => json!({"id": id, "visible": tools}),
+        Reply::Drift(None) => json!({"id": id, "drift": {"catalogued": false}}),
+        Reply::Drift(Some(drift)) => json!({"id": id, "drift": {
+            "catalogued": true, "added": drift.added, "removed": drift.removed, "changed": drift.changed,
+        }}),
         Reply::Reload { ok, policy, errors } => {
             let mut reload = json!({"ok": ok, "policy": policy});
             if let (Some(errors), Some(object)) = (errors, reload.as_object_mut()) {

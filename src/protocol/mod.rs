@@ -117,11 +117,13 @@ pub enum OpKind {
     Reject,
     /// Which of some tools an agent may ever call.
     Visible,
+    /// How a server's live tools differ from their catalog.
+    Drift,
 }
 
 impl OpKind {
     /// Every operation.
-    pub const ALL: [OpKind; 12] = [
+    pub const ALL: [OpKind; 13] = [
         OpKind::Decide,
         OpKind::Outcome,
         OpKind::Health,
@@ -134,6 +136,7 @@ impl OpKind {
         OpKind::Approve,
         OpKind::Reject,
         OpKind::Visible,
+        OpKind::Drift,
     ];
 
     /// The name sent in `op`.
@@ -151,6 +154,7 @@ impl OpKind {
             OpKind::Approve => "approve",
             OpKind::Reject => "reject",
             OpKind::Visible => "visible",
+            OpKind::Drift => "drift",
         }
     }
 
@@ -212,6 +216,14 @@ pub enum Op {
         /// The tool names, server-qualified as the policy names them.
         tools: Vec<String>,
     },
+    /// A server's whole live `tools/list`, to compare with its catalog (a
+    /// proxy reports it; a difference is recorded).
+    Drift {
+        /// The server's name in the policy, if its catalog has one.
+        server: Option<String>,
+        /// The tools, as the server listed them.
+        tools: Vec<serde_json::Value>,
+    },
 }
 
 impl Op {
@@ -230,6 +242,7 @@ impl Op {
             Op::DecideApproval { grant: true, .. } => OpKind::Approve,
             Op::DecideApproval { grant: false, .. } => OpKind::Reject,
             Op::Visible { .. } => OpKind::Visible,
+            Op::Drift { .. } => OpKind::Drift,
         }
     }
 }

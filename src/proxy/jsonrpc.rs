@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 /// A JSON object's members in order, each value as its exact JSON text.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Envelope {
     members: Vec<(String, Box<RawValue>)>,
 }
@@ -30,8 +30,10 @@ pub enum EnvelopeError {
 }
 
 impl Envelope {
-    /// Reads one JSON object.
+    /// Reads one JSON object, in [`single_line`] form.
     pub fn parse(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let bytes = single_line(bytes);
+        let bytes = &*bytes;
         match serde_json::from_slice::<Envelope>(bytes) {
             Ok(envelope) => Ok(envelope),
             Err(error) if error.is_data() => {
@@ -44,6 +46,11 @@ impl Envelope {
             }
             Err(error) => Err(EnvelopeError::NotJson(error)),
         }
+    }
+
+    /// A message the proxy wrote itself.
+    pub fn from_value(value: &Value) -> Envelope {
+        Envelope::parse(value.to_string().as_bytes()).unwrap_or_default()
     }
 
     /// A member's JSON text.
@@ -131,6 +138,42 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// Internal JSON-RPC error.
 pub const INTERNAL_ERROR: i64 = -32603;
 
+/// A line in a form every line reader reads as one line, with the same
+/// meaning: carriage returns removed (in JSON text a raw CR can only be
+/// whitespace, but Python's text streams and Node's `readline` end a line
+/// there, so a CR inside a message would let a second, undecided message
+/// reach the server), and the characters some readers also take for line
+/// ends (U+0085, U+2028, U+2029, which can only stand inside strings)
+/// written as escapes.
+pub fn single_line(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let breaks = |window: &[u8]| matches!(window, [0xC2, 0x85, ..] | [0xE2, 0x80, 0xA8 | 0xA9]);
+    let clean = !bytes.contains(&b'\r') && !bytes.windows(3).any(breaks) && !bytes.ends_with(&[0xC2, 0x85]);
+    if clean {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    let mut i = 0;
+    while i < bytes.len() {
+        match &bytes[i..] {
+            [b'\r', ..] => i += 1,
+            [0xC2, 0x85, ..] => {
+                out.extend_from_slice(b"\\u0085");
+                i += 2;
+            }
+            [0xE2, 0x80, last @ (0xA8 | 0xA9), ..] => {
+                out.extend_from_slice(if *last == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+                i += 3;
+            }
+            [byte, ..] => {
+                out.push(*byte);
+                i += 1;
+            }
+            [] => break,
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// What one message is.
 #[derive(Debug)]
 pub enum Message {
@@ -173,9 +216,14 @@ pub fn classify(message: &Envelope) -> Message {
     }
 }
 
-/// MCP ids are strings or integers (never null).
+/// The longest string id accepted: ids are remembered while their request
+/// is in flight.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// MCP ids are strings (here of at most [`MAX_ID_BYTES`]) or integers
+/// (never null).
 fn is_valid_id(id: &Value) -> bool {
-    id.is_string() || id.as_i64().is_some() || id.as_u64().is_some()
+    id.as_str().is_some_and(|id| id.len() <= MAX_ID_BYTES) || id.as_i64().is_some() || id.as_u64().is_some()
 }
 
 /// A JSON-RPC error response.
@@ -255,6 +303,13 @@ impl<T> Routes<T> {
         self.by_sender_id.get(&id.to_string()).copied()
     }
 
+    /// Forgets the sender's request `id` (it was cancelled); its proxy id.
+    pub fn forget(&mut self, id: &Value) -> Option<u64> {
+        let proxy_id = self.by_sender_id.remove(&id.to_string())?;
+        self.by_proxy_id.remove(&proxy_id);
+        Some(proxy_id)
+    }
+
     /// Every request in flight, forgotten (the other side is gone).
     pub fn drain(&mut self) -> Vec<(Value, T)> {
         self.by_sender_id.clear();
@@ -298,6 +353,28 @@ mod tests {
         envelope.set_value("id", &7);
         let expected = text.replacen(r#""id":"x""#, r#""id":7"#, 1);
         assert_eq!(String::from_utf8(envelope.to_bytes()).expect("utf-8"), expected);
+    }
+
+    #[test]
+    fn a_message_stays_one_line_for_every_reader() {
+        let smuggled =
+            b"{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"ping\",\"params\":{\"x\":\r{\"a\":1}\r}}";
+        let envelope = Envelope::parse(smuggled).expect("valid JSON: the CRs are whitespace");
+        let out = envelope.to_bytes();
+        assert!(!out.contains(&b'\r'), "{}", String::from_utf8_lossy(&out));
+        let text = "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":{\"s\":\"a\u{2028}b\u{2029}c\u{85}d\"}}";
+        let out = Envelope::parse(text.as_bytes()).expect("valid").to_bytes();
+        let out = String::from_utf8(out).expect("utf-8");
+        assert!(out.contains(r"a\u2028b\u2029c\u0085d"), "{out}");
+        let same: Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(same["params"]["s"], "a\u{2028}b\u{2029}c\u{85}d", "the same string");
+    }
+
+    #[test]
+    fn an_id_too_long_to_remember_is_refused() {
+        let long = format!(r#"{{"jsonrpc":"2.0","id":"{}","method":"ping"}}"#, "x".repeat(MAX_ID_BYTES + 1));
+        let envelope = Envelope::parse(long.as_bytes()).expect("object");
+        assert!(matches!(classify(&envelope), Message::Invalid { id: None }));
     }
 
     #[test]

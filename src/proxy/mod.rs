@@ -39,6 +39,9 @@ use jsonrpc::{Envelope, EnvelopeError, Message, RouteError, Routes};
 /// carry images and files).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
 
+/// The most tools of one listing compared with a catalog.
+const MAX_LISTED: usize = crate::protocol::decode::MAX_VISIBLE;
+
 /// Messages waiting to be written to one side before the other side's
 /// reader waits too (the pipe's own backpressure, carried through).
 const QUEUE: usize = 256;
@@ -48,8 +51,12 @@ const QUEUE: usize = 256;
 enum Purpose {
     /// Pass it back as it is.
     Relay,
-    /// Remove the tools the agent may never call.
-    List,
+    /// Remove the tools the agent may never call (and compare the whole
+    /// list, once its last page is in, with the server's catalog).
+    List {
+        /// The request asked for the first page (no cursor).
+        first_page: bool,
+    },
     /// Report the call's outcome, then pass it back.
     Call { tool: String, decision_id: Option<String>, started: Instant },
 }
@@ -73,6 +80,8 @@ struct Relay {
     upstream: Mutex<Routes<Purpose>>,
     /// Server requests in flight to the client.
     client: Mutex<Routes<()>>,
+    /// The pages of a `tools/list` so far, until its last page is in.
+    listing: Mutex<Option<Vec<Value>>>,
     to_client: mpsc::Sender<Vec<u8>>,
     to_upstream: mpsc::Sender<Vec<u8>>,
 }
@@ -112,6 +121,7 @@ pub async fn relay(
         next_id: AtomicU64::new(1),
         upstream: Mutex::default(),
         client: Mutex::default(),
+        listing: Mutex::default(),
         to_client,
         to_upstream,
     };
@@ -133,10 +143,14 @@ pub async fn relay(
         }
     }
     // Dropping the senders ends the writers once their queues are written;
-    // the server's stdin closes with its writer.
+    // the server's stdin closes with its writer. A side that does not read
+    // does not hold the proxy up past the drain time.
     drop(relay);
-    let _ = upstream_writer.await;
-    let _ = client_writer.await;
+    for mut writer in [upstream_writer, client_writer] {
+        if tokio::time::timeout(limits.drain, &mut writer).await.is_err() {
+            writer.abort();
+        }
+    }
     ended
 }
 
@@ -227,14 +241,27 @@ impl Relay {
         match jsonrpc::classify(&message) {
             Message::Request { method, id } if method == "tools/call" => self.call(id, message).await,
             Message::Request { method, id } => {
-                let purpose = if method == "tools/list" { Purpose::List } else { Purpose::Relay };
+                let purpose = if method == "tools/list" {
+                    let cursor =
+                        message.raw("params").and_then(|raw| Envelope::parse(raw.get().as_bytes()).ok());
+                    Purpose::List { first_page: cursor.is_none_or(|params| !params.has("cursor")) }
+                } else {
+                    Purpose::Relay
+                };
                 self.forward_request(id, message, purpose).await;
             }
             Message::Notification { method } if method == "notifications/cancelled" => {
-                let mapped = remap_cancelled(&mut message, |id| lock(&self.upstream).proxy_id(id));
-                if mapped {
+                // The request is forgotten: a server does not answer a
+                // cancelled request, and its id may be used again.
+                let cancelled = remap_cancelled(&mut message, |id| lock(&self.upstream).forget(id));
+                if cancelled {
                     self.send_upstream(&message).await;
                 }
+            }
+            // Only notifications go through as notifications: a `tools/call`
+            // without an id is not answered, but a server may still act on it.
+            Message::Notification { method } if !method.starts_with("notifications/") => {
+                tracing::warn!(%method, "the client sent a request without an id; dropped");
             }
             Message::Notification { .. } => self.send_upstream(&message).await,
             Message::Response { id } => {
@@ -338,7 +365,7 @@ impl Relay {
                 };
                 match purpose {
                     Purpose::Relay => {}
-                    Purpose::List => self.filter_tools(&mut message).await,
+                    Purpose::List { first_page } => self.filter_tools(&mut message, first_page).await,
                     Purpose::Call { tool, decision_id, started } => {
                         if let Some(decision_id) = decision_id {
                             self.report(&tool, &decision_id, &message, started, bytes).await;
@@ -359,8 +386,8 @@ impl Relay {
                 self.send_client(&message).await;
             }
             Message::Notification { method } if method == "notifications/cancelled" => {
-                let mapped = remap_cancelled(&mut message, |id| lock(&self.client).proxy_id(id));
-                if mapped {
+                let cancelled = remap_cancelled(&mut message, |id| lock(&self.client).forget(id));
+                if cancelled {
                     self.send_client(&message).await;
                 }
             }
@@ -373,13 +400,23 @@ impl Relay {
 
     /// Removes from a `tools/list` result the tools the agent may never
     /// call; the page's cursor stays, and a cacheable page becomes private.
-    async fn filter_tools(&self, message: &mut Envelope) {
+    async fn filter_tools(&self, message: &mut Envelope, first_page: bool) {
+        if message.has("error") {
+            return;
+        }
+        // A list that cannot be read is not passed on: it could hold anything.
         let Some(mut result) =
             message.raw("result").and_then(|raw| Envelope::parse(raw.get().as_bytes()).ok())
         else {
+            let error =
+                jsonrpc::error(None, jsonrpc::INTERNAL_ERROR, "the MCP server's tool list cannot be read");
+            *message = Envelope::from_value(&error);
             return;
         };
         let tools = result.get::<Vec<Box<RawValue>>>("tools").unwrap_or_default();
+        if let Some(listing) = self.collect_listing(&tools, first_page, result.has("nextCursor")) {
+            self.report_drift(listing).await;
+        }
         let named: Vec<(Option<String>, &RawValue)> = tools
             .iter()
             .map(|tool| {
@@ -400,6 +437,37 @@ impl Relay {
         }
         if let Some(raw) = result.to_raw() {
             message.set("result", raw);
+        }
+    }
+
+    /// Adds a page to the listing being collected; the whole listing once
+    /// its last page is in.
+    fn collect_listing(&self, page: &[Box<RawValue>], first_page: bool, more: bool) -> Option<Vec<Value>> {
+        let mut listing = lock(&self.listing);
+        if first_page {
+            *listing = Some(Vec::new());
+        }
+        let tools = listing.as_mut()?;
+        for tool in page {
+            match serde_json::from_str(tool.get()) {
+                Ok(tool) if tools.len() < MAX_LISTED => tools.push(tool),
+                // Too many, or a tool toolgate cannot read: no comparison.
+                _ => {
+                    *listing = None;
+                    return None;
+                }
+            }
+        }
+        if more { None } else { listing.take() }
+    }
+
+    /// Has the gate compare a server's whole listing with its catalog (it
+    /// logs and records a difference).
+    async fn report_drift(&self, tools: Vec<Value>) {
+        let line = serde_json::json!({"id": 0, "op": "drift", "server": self.caller.server, "tools": tools});
+        let answer = self.gate.ask(&line).await;
+        if let Some(error) = answer.get("error") {
+            tracing::warn!(%error, "the tool list could not be compared with its catalog");
         }
     }
 

@@ -35,6 +35,9 @@ impl Upstream {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            // Its own process group, so that stopping it stops what it
+            // started too (`npx` runs the server as its child).
+            .process_group(0)
             // If the proxy itself dies, the server does not outlive it.
             .kill_on_drop(true)
             .spawn()
@@ -48,20 +51,33 @@ impl Upstream {
     }
 
     /// Stops the server (its stdin must already be closed): waits `grace`
-    /// for it to exit, then sends SIGTERM, waits `grace` again, then kills it.
+    /// for it to exit, then [`Upstream::terminate`]s it.
     pub async fn stop(mut self, grace: Duration) -> Option<ExitStatus> {
         if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
             return status.ok();
         }
-        if let Some(pid) =
-            self.child.id().and_then(|pid| rustix::process::Pid::from_raw(i32::try_from(pid).ok()?))
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
+        self.terminate(grace).await
+    }
+
+    /// Sends SIGTERM to the server's process group, waits `grace`, then
+    /// SIGKILL.
+    pub async fn terminate(mut self, grace: Duration) -> Option<ExitStatus> {
+        self.signal(rustix::process::Signal::TERM);
         if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
+            // What it started may linger in the group; it goes too.
+            self.signal(rustix::process::Signal::KILL);
             return status.ok();
         }
+        self.signal(rustix::process::Signal::KILL);
         let _ = self.child.start_kill();
         self.child.wait().await.ok()
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(group) =
+            self.child.id().and_then(|pid| rustix::process::Pid::from_raw(i32::try_from(pid).ok()?))
+        {
+            let _ = rustix::process::kill_process_group(group, signal);
+        }
     }
 }

@@ -148,7 +148,7 @@ impl Role {
         use OpKind::*;
         match self {
             // Reloading costs a compilation: an operator's call, not a client's.
-            Role::Decisions => matches!(kind, Decide | Outcome | Visible | Health | Status),
+            Role::Decisions => matches!(kind, Decide | Outcome | Visible | Drift | Health | Status),
             Role::Admin(peer) if peer.operator => {
                 matches!(
                     kind,
@@ -164,7 +164,7 @@ impl Role {
     fn refusal(&self, what: &str) -> WireError {
         let offer = match self {
             Role::Decisions => {
-                "the operations here are decide, outcome, visible, health, status (kills, approvals and reload are on the admin socket)"
+                "the operations here are decide, outcome, visible, drift, health, status (kills, approvals and reload are on the admin socket)"
             }
             Role::Admin(peer) if peer.operator => {
                 "the operations here are kill, revive, kills, approvals, approve, reject, health, status, reload (decisions are on the decision socket)"
@@ -315,6 +315,7 @@ impl Service {
             Op::Kill { scope, reason, by } => self.kill(scope, reason, by.as_deref(), role).await,
             Op::Revive { scope } => self.revive(scope, role).await,
             Op::Kills => Ok(Reply::Kills(self.state.kills.list())),
+            Op::Drift { server, tools } => self.drift(engine, server.as_deref(), tools).await,
             Op::Visible { agent, tools } => Ok(Reply::Visible(
                 tools.iter().filter(|tool| engine.may_call(agent, tool)).cloned().collect(),
             )),
@@ -385,6 +386,29 @@ impl Service {
         if let Err(error) = self.submit_records(vec![record::encode(&record)]).confirmed().await {
             tracing::error!(%error, kind, "cannot record in the audit trail");
         }
+    }
+
+    /// `drift`: compares a server's live tools with the policy's catalog
+    /// for it, and records a difference in the audit trail.
+    async fn drift(
+        &self,
+        engine: &Engine,
+        server: Option<&str>,
+        tools: &[Value],
+    ) -> Result<Reply<'static>, WireError> {
+        let listed = serde_json::to_vec(&json!({ "tools": tools })).unwrap_or_default();
+        let live = crate::compiler::catalog::parse(&listed, server)
+            .map_err(|error| WireError::new(WireErrorCode::InvalidField, format!("`tools`: {}", error.0)))?;
+        let drift = engine.table().drift(server, &live);
+        if let Some(drift) = drift.as_ref().filter(|drift| !drift.is_empty()) {
+            tracing::warn!(server, added = ?drift.added, removed = ?drift.removed, changed = drift.changed.len(), "the server's tools differ from its catalog");
+            self.record(
+                "tool_drift",
+                json!({"server": server, "policy": engine.policy_hash(), "drift": drift}),
+            )
+            .await;
+        }
+        Ok(Reply::Drift(drift))
     }
 
     /// Records that the admin socket turned `who` away (neither an

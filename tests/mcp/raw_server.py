@@ -6,7 +6,8 @@ it appends every line it receives to LOG, and answers by the tool called.
 tools/call by name: `echo` answers at once; `hang` never answers; `ask`
 first sends the client a `roots/list` request with id 1 (the id the
 client's own requests use) and answers once the client has replied;
-`crash` exits at once. With --stubborn the server ignores SIGTERM and the
+`crash` exits at once. `tools/list` with cursor `dup` answers a list that
+names `tools` twice. With --stubborn the server ignores SIGTERM and the
 end of its input (to be killed).
 """
 
@@ -51,6 +52,10 @@ for line in sys.stdin:
     if method == "initialize":
         send({"jsonrpc": "2.0", "id": id_, "result": {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
                                                      "serverInfo": {"name": "raw", "version": "1"}}})
+    elif method == "tools/list" and (message.get("params") or {}).get("cursor") == "dup":
+        # A list whose `tools` is given twice: a reader may take either.
+        sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"secret_admin"}],"tools":[]}}\n' % json.dumps(id_))
+        sys.stdout.flush()
     elif method == "tools/list":
         cursor = (message.get("params") or {}).get("cursor")
         page = TOOLS[:3] if cursor is None else TOOLS[3:]

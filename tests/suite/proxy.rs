@@ -513,3 +513,155 @@ fn catalog_says_why_when_a_server_cannot_be_listed() {
         assert!(output.stdout.is_empty(), "nothing on stdout");
     }
 }
+
+#[test]
+fn a_listing_that_drifted_from_its_catalog_is_logged_and_audited() {
+    let policy = peers().join("policies/raw-catalog.yaml").to_string_lossy().into_owned();
+    let dir = TempDir::new();
+    let trail = dir.path().join("audit.jsonl");
+    let args = ["--policy".into(), policy, "--audit".into(), trail.to_string_lossy().into_owned()];
+    let mut proxy = Raw::start_with(&args, &["--plain"]);
+    proxy.initialize();
+    proxy.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    proxy.recv();
+    // Nothing is compared before the last page.
+    let records = || -> Vec<Value> {
+        std::fs::read_to_string(&trail)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("record"))
+            .collect()
+    };
+    assert!(!records().iter().any(|r| r["kind"] == "tool_drift"));
+    proxy.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"cursor":"page-2"}}"#);
+    let last = proxy.recv();
+    let names: Vec<&Value> =
+        last["result"]["tools"].as_array().expect("tools").iter().map(|t| &t["name"]).collect();
+    assert_eq!(names, [&json!("crash")], "an added tool is not in the catalog, so never callable: hidden");
+    let drift: Vec<Value> = records().into_iter().filter(|r| r["kind"] == "tool_drift").collect();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(
+        drift[0]["drift"],
+        json!({"added": ["raw/secret_admin"], "removed": ["raw/old_tool"], "changed": [{"name": "raw/crash", "what": ["inputSchema"]}]}),
+        "{drift:?}"
+    );
+    assert_eq!(drift[0]["server"], "raw");
+    proxy.close_stdin();
+    let (status, stderr) = proxy.wait(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("the server's tools differ from its catalog"), "{stderr}");
+}
+
+#[test]
+fn a_carriage_return_cannot_smuggle_a_second_message_past_the_gate() {
+    let mut proxy = Raw::start(&[], &["--plain"]);
+    proxy.initialize();
+    // Python's text streams end a line at a bare CR: the server would read
+    // three messages where the proxy decided one.
+    proxy.send("{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"ping\",\"params\":{\"x\":\r{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"secret_admin\",\"arguments\":{}}}\r}}");
+    proxy.send("{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"s\":\"a\u{2028}b\"}}}");
+    assert_eq!(proxy.recv()["id"], 3);
+    let log = std::fs::read_to_string(&proxy.log).expect("log");
+    assert!(!log.contains('\r') && !log.contains('\u{2028}'), "{log:?}");
+    assert!(!proxy.received().iter().any(|m| m["params"]["name"] == "secret_admin"), "{log}");
+}
+
+#[test]
+fn a_tool_call_without_an_id_is_not_forwarded() {
+    let mut proxy = Raw::start(&[], &["--plain"]);
+    proxy.initialize();
+    proxy.send(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo","arguments":{"path":"/etc/shadow"}}}"#);
+    proxy.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#);
+    assert_eq!(proxy.recv()["id"], 1);
+    let calls = proxy.received().into_iter().filter(|m| m["method"] == "tools/call").count();
+    assert_eq!(calls, 1, "only the call with an id, decided");
+}
+
+#[test]
+fn a_cancelled_request_is_forgotten_and_its_id_may_be_used_again() {
+    let mut proxy = Raw::start(&[], &["--plain"]);
+    proxy.initialize();
+    proxy.send(r#"{"jsonrpc":"2.0","id":"L","method":"tools/call","params":{"name":"hang"}}"#);
+    proxy.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"L"}}"#);
+    proxy.send(r#"{"jsonrpc":"2.0","id":"L","method":"tools/call","params":{"name":"echo"}}"#);
+    let answer = proxy.recv();
+    assert_eq!(
+        (answer["id"].clone(), answer["result"]["content"][0]["text"].clone()),
+        (json!("L"), json!("echo")),
+        "{answer}"
+    );
+    let long = format!(
+        r#"{{"jsonrpc":"2.0","id":"{}","method":"tools/call","params":{{"name":"hang"}}}}"#,
+        "x".repeat(257)
+    );
+    proxy.send(&long);
+    assert_eq!(proxy.recv()["error"]["code"], -32600, "an id too long to remember");
+}
+
+#[test]
+fn a_tool_list_the_proxy_cannot_read_is_not_passed_on() {
+    let mut proxy = Raw::start(&[], &["--plain"]);
+    proxy.initialize();
+    proxy.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"dup"}}"#);
+    let line = proxy.recv_line();
+    assert!(!line.contains("secret_admin"), "{line}");
+    let answer: Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(
+        (answer["id"].clone(), answer["error"]["code"].clone()),
+        (json!(1), json!(-32603)),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_server_that_reads_nothing_does_not_hold_the_proxy_or_outlive_it() {
+    let dir = TempDir::new();
+    let pid_file = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 1000", pid_file.display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["proxy", "--policy"])
+        .arg(peers().join("policies/raw.yaml"))
+        .args(["--agent", "bot", "--shutdown-grace", "1", "--", "sh", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("proxy starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let notification = format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"data":"{}"}}}}"#,
+        "x".repeat(1000)
+    );
+    for _ in 0..200 {
+        // The pipe to the server fills: writes here may block once the proxy stops reading.
+        if writeln!(stdin, "{notification}").is_err() {
+            break;
+        }
+    }
+    wait_until("the server started", Duration::from_secs(5), || pid_file.exists());
+    let pid: i32 = std::fs::read_to_string(&pid_file).expect("pid").trim().parse().expect("pid");
+    drop(stdin);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the proxy hangs on a server that reads nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    wait_until("the server is gone", Duration::from_secs(5), || !alive(pid));
+}
+
+#[test]
+fn a_proxy_stopped_by_a_signal_stops_its_server_first() {
+    let mut proxy = Raw::start(&[], &["--stubborn", "--plain"]);
+    proxy.initialize();
+    let pid = proxy.server_pid();
+    std::thread::sleep(Duration::from_millis(200));
+    let proxy_pid = proxy.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &proxy_pid]).status().expect("kill").success());
+    let (status, stderr) = proxy.wait(Duration::from_secs(10));
+    assert!(status.success(), "{status}: {stderr}");
+    wait_until("the stubborn server is gone", Duration::from_secs(5), || !alive(pid));
+}
