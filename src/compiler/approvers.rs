@@ -4,6 +4,11 @@
 //! the server admits a decision only from a peer the declaration names, as
 //! the kernel reports the peer, never as the peer says it is.
 
+/// The approver a gate names to ask the agent's own user, through the MCP
+/// client (`toolgate proxy` asks with an elicitation): reserved, never
+/// declared.
+pub const USER_APPROVER: &str = "user";
+
 /// Someone on the other end of the admin socket: the user id the kernel
 /// reported, with the user's name and groups from the user database.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -121,6 +121,8 @@ codes! {
     /// A Rego module calls a builtin, or holds a number, that regorus
     /// would evaluate without bound.
     RegoUnbounded = ("TG062", "rego-unbounded", Error),
+    /// An approver is declared under the reserved name `user`.
+    ReservedApprover = ("TG063", "reserved-approver", Error),
     /// A tool is both allowed and denied; the allow never takes effect.
     AllowShadowedByDeny = ("TG100", "allow-shadowed-by-deny", Warning),
     /// A constraint or gate on a tool the agent can never call.

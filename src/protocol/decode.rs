@@ -163,6 +163,7 @@ fn fields_of(kind: OpKind) -> &'static [&'static str] {
         OpKind::Approve | OpKind::Reject => &["approval", "as"],
         OpKind::Visible => &["agent", "tools"],
         OpKind::Drift => &["server", "tools"],
+        OpKind::Confirm => &["approval", "accept"],
         OpKind::Health | OpKind::Status | OpKind::Reload | OpKind::Kills | OpKind::Approvals => &[],
     }
 }
@@ -240,6 +241,14 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
         OpKind::Drift => {
             Op::Drift { server: fields.string("server")?, tools: fields.list("tools", MAX_VISIBLE)? }
         }
+        OpKind::Confirm => Op::Confirm {
+            approval: fields.required_string("approval")?,
+            accept: match fields.object.remove("accept") {
+                Some(Value::Bool(accept)) => accept,
+                None | Some(Value::Null) => return Err(missing_field("`accept` is required")),
+                Some(_) => return Err(invalid_field("`accept` must be true or false")),
+            },
+        },
     })
 }
 

@@ -119,11 +119,13 @@ pub enum OpKind {
     Visible,
     /// How a server's live tools differ from their catalog.
     Drift,
+    /// The agent's own user accepted or declined an approval.
+    Confirm,
 }
 
 impl OpKind {
     /// Every operation.
-    pub const ALL: [OpKind; 13] = [
+    pub const ALL: [OpKind; 14] = [
         OpKind::Decide,
         OpKind::Outcome,
         OpKind::Health,
@@ -137,6 +139,7 @@ impl OpKind {
         OpKind::Reject,
         OpKind::Visible,
         OpKind::Drift,
+        OpKind::Confirm,
     ];
 
     /// The name sent in `op`.
@@ -155,6 +158,7 @@ impl OpKind {
             OpKind::Reject => "reject",
             OpKind::Visible => "visible",
             OpKind::Drift => "drift",
+            OpKind::Confirm => "confirm",
         }
     }
 
@@ -224,6 +228,14 @@ pub enum Op {
         /// The tools, as the server listed them.
         tools: Vec<serde_json::Value>,
     },
+    /// The agent's own user answered an approval whose approver is `user`
+    /// (a proxy asked them through the MCP client).
+    Confirm {
+        /// The approval id.
+        approval: String,
+        /// Whether the user accepted.
+        accept: bool,
+    },
 }
 
 impl Op {
@@ -243,6 +255,7 @@ impl Op {
             Op::DecideApproval { grant: false, .. } => OpKind::Reject,
             Op::Visible { .. } => OpKind::Visible,
             Op::Drift { .. } => OpKind::Drift,
+            Op::Confirm { .. } => OpKind::Confirm,
         }
     }
 }

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use super::jsonrpc;
+use crate::compiler::approvers::USER_APPROVER;
 
 /// The `_meta` key of a decision.
 pub const DECISION_META: &str = "dev.toolgate/decision";
@@ -83,6 +84,16 @@ pub enum Verdict {
     /// The agent may never call this tool: answer as a server does for a
     /// tool it does not have.
     Hidden,
+    /// The gate asks the agent's own user (`approver: user`): ask them
+    /// through the client if it can, else answer `pending`.
+    AskUser {
+        /// The approval to confirm.
+        approval: String,
+        /// When it expires (seconds since the epoch), if said.
+        expires_at: Option<u64>,
+        /// The answer when the user cannot be asked.
+        pending: Value,
+    },
 }
 
 /// Judges the gate's `answer` to the call of `name` (as the client named it).
@@ -105,7 +116,19 @@ pub fn judge(answer: &Value, name: &str) -> Verdict {
     });
     match field("decision") {
         Some("allow") => Verdict::Forward { decision_id: field("decision_id").map(str::to_owned) },
-        Some("require_approval") => Verdict::Answer(pending(name, answer, reason, decision_meta)),
+        Some("require_approval") => {
+            let approval = answer.get("approval");
+            let id = approval.and_then(|a| a.get("id")).and_then(Value::as_str);
+            let pending = pending(name, answer, reason, decision_meta);
+            match id {
+                Some(id) if field("approver") == Some(USER_APPROVER) => Verdict::AskUser {
+                    approval: id.to_owned(),
+                    expires_at: approval.and_then(|a| a.get("expires_at")).and_then(Value::as_u64),
+                    pending,
+                },
+                _ => Verdict::Answer(pending),
+            }
+        }
         // The decision is recorded; the client learns only that there is no
         // such tool (its name may exist, for other agents).
         Some("deny") if HIDDEN.contains(&code) => Verdict::Hidden,
@@ -139,6 +162,26 @@ fn pending(name: &str, answer: &Value, reason: &str, decision_meta: Value) -> Va
     let meta = json!({
         APPROVAL_META: {"id": id, "status": get("state"), "approver": approver, "expiresAt": expires_at},
         DECISION_META: decision_meta,
+    });
+    tool_error(text, meta)
+}
+
+/// What the user is asked: the call, exactly.
+pub fn confirmation_text(name: &str, args: &Map<String, Value>) -> String {
+    let shown = serde_json::to_string_pretty(args).unwrap_or_default();
+    format!(
+        "The agent wants to call the tool `{name}` with these arguments:\n{shown}\nAllow this call, once?"
+    )
+}
+
+/// The result of a call the user declined.
+pub fn declined(name: &str, approval: &str, action: &str) -> Value {
+    let text = format!(
+        "The user declined this call to `{name}` ({action}); it was not made. Do not make it again unless the user asks for it."
+    );
+    let meta = json!({
+        APPROVAL_META: {"id": approval, "status": "rejected", "approver": USER_APPROVER},
+        DECISION_META: {"decision": "deny", "reason_code": "approval_rejected", "reason": format!("the user answered `{action}`")},
     });
     tool_error(text, meta)
 }

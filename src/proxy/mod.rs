@@ -20,14 +20,14 @@ pub mod jsonrpc;
 pub mod stdio;
 pub mod upstream;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::protocol::strict::StrictValue;
 use crate::protocol::{LineBuffer, ReadLine, read_line};
@@ -78,8 +78,13 @@ struct Relay {
     next_id: AtomicU64,
     /// Client requests in flight upstream.
     upstream: Mutex<Routes<Purpose>>,
-    /// Server requests in flight to the client.
-    client: Mutex<Routes<()>>,
+    /// Requests in flight to the client: the server's (relayed back), or
+    /// the proxy's own (an elicitation; its answer goes to the waiter).
+    client: Mutex<Routes<Option<oneshot::Sender<Envelope>>>>,
+    /// The client declared that it can ask its user (`elicitation`).
+    elicitation: AtomicBool,
+    /// This relay, for the tasks that ask the user while it reads on.
+    me: Weak<Relay>,
     /// The pages of a `tools/list` so far, until its last page is in.
     listing: Mutex<Option<Vec<Value>>>,
     to_client: mpsc::Sender<Vec<u8>>,
@@ -114,17 +119,19 @@ pub async fn relay(
     let (close_upstream, upstream_closed) = watch::channel(false);
     let client_writer = tokio::spawn(write_messages(client_queue, client_out, None));
     let upstream_writer = tokio::spawn(write_messages(upstream_queue, server_in, Some(upstream_closed)));
-    let relay = Relay {
+    let relay = Arc::new_cyclic(|me| Relay {
         caller,
         gate,
         max_message: limits.max_message,
         next_id: AtomicU64::new(1),
         upstream: Mutex::default(),
         client: Mutex::default(),
+        elicitation: AtomicBool::new(false),
+        me: me.clone(),
         listing: Mutex::default(),
         to_client,
         to_upstream,
-    };
+    });
     let ended = tokio::select! {
         () = relay.read_client(client_in) => Ended::ClientClosed,
         () = relay.read_upstream(&mut server_out) => Ended::UpstreamClosed,
@@ -241,6 +248,9 @@ impl Relay {
         match jsonrpc::classify(&message) {
             Message::Request { method, id } if method == "tools/call" => self.call(id, message).await,
             Message::Request { method, id } => {
+                if method == "initialize" {
+                    self.note_capabilities(&message);
+                }
                 let purpose = if method == "tools/list" {
                     let cursor =
                         message.raw("params").and_then(|raw| Envelope::parse(raw.get().as_bytes()).ok());
@@ -265,12 +275,19 @@ impl Relay {
             }
             Message::Notification { .. } => self.send_upstream(&message).await,
             Message::Response { id } => {
-                let Some((server_id, ())) = lock(&self.client).take(&id) else {
+                let Some((server_id, waiter)) = lock(&self.client).take(&id) else {
                     tracing::warn!(%id, "the client answered a request that is not in flight; dropped");
                     return;
                 };
-                message.set_value("id", &server_id);
-                self.send_upstream(&message).await;
+                match waiter {
+                    Some(waiter) => {
+                        let _ = waiter.send(message);
+                    }
+                    None => {
+                        message.set_value("id", &server_id);
+                        self.send_upstream(&message).await;
+                    }
+                }
             }
             Message::Invalid { id } => {
                 let why = "not a JSON-RPC 2.0 request, notification or response";
@@ -328,6 +345,26 @@ impl Relay {
             }
             Verdict::Answer(result) => self.answer_client(jsonrpc::result(&id, result)).await,
             Verdict::Hidden => self.answer_client(calls::unknown_tool(&id, name)).await,
+            Verdict::AskUser { approval, expires_at, pending } => {
+                match self.me.upgrade().filter(|_| self.elicitation.load(Ordering::Relaxed)) {
+                    // The user answers while the relay reads on (their answer
+                    // arrives on the same stream).
+                    Some(relay) => {
+                        let call = UserCall {
+                            id,
+                            message,
+                            name: name.to_owned(),
+                            tool,
+                            args,
+                            approval,
+                            expires_at,
+                            pending,
+                        };
+                        tokio::spawn(async move { relay.ask_user(call).await });
+                    }
+                    None => self.answer_client(jsonrpc::result(&id, pending)).await,
+                }
+            }
         }
     }
 
@@ -377,7 +414,7 @@ impl Relay {
             }
             Message::Request { id, .. } => {
                 let proxy_id = self.issue_id();
-                let routed = lock(&self.client).insert(proxy_id, &id, ());
+                let routed = lock(&self.client).insert(proxy_id, &id, None);
                 if let Err(error) = routed {
                     let answer = jsonrpc::error(Some(&id), jsonrpc::INVALID_REQUEST, error.message());
                     return self.answer_upstream(answer).await;
@@ -492,6 +529,88 @@ impl Relay {
             tracing::warn!(%error, tool, "the call's outcome could not be recorded");
         } else if answer.pointer("/outcome/killed").and_then(Value::as_bool) == Some(true) {
             tracing::warn!(tool, session = %self.caller.session, "the session was stopped by its outcome limits");
+        }
+    }
+}
+
+/// A call waiting for the agent's own user.
+struct UserCall {
+    id: Value,
+    message: Envelope,
+    name: String,
+    tool: String,
+    args: Map<String, Value>,
+    approval: String,
+    expires_at: Option<u64>,
+    pending: Value,
+}
+
+/// How long the proxy waits for the user when the approval says nothing.
+const USER_WAIT: Duration = Duration::from_secs(900);
+
+impl Relay {
+    /// Remembers what the client said it can do, from its `initialize`.
+    fn note_capabilities(&self, message: &Envelope) {
+        let capabilities = message.get::<Value>("params").and_then(|p| p.get("capabilities").cloned());
+        let elicits = capabilities.is_some_and(|c| c.get("elicitation").is_some_and(Value::is_object));
+        self.elicitation.store(elicits, Ordering::Relaxed);
+    }
+
+    /// Asks the agent's own user to accept a call (an elicitation), records
+    /// their answer at the gate, and then makes the call or says why not.
+    async fn ask_user(&self, call: UserCall) {
+        let UserCall { id, message, name, tool, args, approval, expires_at, pending } = call;
+        let proxy_id = self.issue_id();
+        let (waiter, answer) = oneshot::channel();
+        if lock(&self.client).insert(proxy_id, &Value::from(proxy_id), Some(waiter)).is_err() {
+            return self.answer_client(jsonrpc::result(&id, pending)).await;
+        }
+        let request = serde_json::json!({
+            "jsonrpc": "2.0", "id": proxy_id, "method": "elicitation/create",
+            "params": {"message": calls::confirmation_text(&name, &args), "requestedSchema": {"type": "object", "properties": {}}},
+        });
+        self.answer_client(request).await;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let wait = expires_at.map_or(USER_WAIT, |at| Duration::from_secs(at.saturating_sub(now)));
+        let action = match tokio::time::timeout(wait, answer).await {
+            Ok(Ok(reply)) => reply
+                .get::<Value>("result")
+                .and_then(|r| r.get("action").and_then(Value::as_str).map(str::to_owned)),
+            _ => {
+                lock(&self.client).forget(&Value::from(proxy_id));
+                None
+            }
+        };
+        let Some(action) = action else {
+            // No answer from the user: the approval stays pending.
+            return self.answer_client(jsonrpc::result(&id, pending)).await;
+        };
+        let accept = action == "accept";
+        let confirmed = self
+            .gate
+            .ask(&serde_json::json!({"id": 0, "op": "confirm", "approval": approval, "accept": accept}))
+            .await;
+        if let Some(error) = confirmed.get("error") {
+            tracing::warn!(%error, "the user's answer could not be recorded");
+            return self.answer_client(jsonrpc::result(&id, pending)).await;
+        }
+        if !accept {
+            return self
+                .answer_client(jsonrpc::result(&id, calls::declined(&name, &approval, &action)))
+                .await;
+        }
+        // Granted: the same call now finds its approval and goes through once.
+        let answer = self.gate.ask(&self.caller.decide_line(&tool, &args)).await;
+        match calls::judge(&answer, &name) {
+            Verdict::Forward { decision_id } => {
+                let purpose = Purpose::Call { tool, decision_id, started: Instant::now() };
+                self.forward_request(id, message, purpose).await;
+            }
+            Verdict::Answer(result) | Verdict::AskUser { pending: result, .. } => {
+                self.answer_client(jsonrpc::result(&id, result)).await;
+            }
+            Verdict::Hidden => self.answer_client(calls::unknown_tool(&id, &name)).await,
         }
     }
 }

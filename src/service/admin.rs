@@ -112,6 +112,12 @@ impl Service {
                 ))),
             };
         };
+        if name == crate::compiler::approvers::USER_APPROVER {
+            return Err(forbidden(format!(
+                "approval `{}` is for the agent's own user, who answers through the MCP client, not here",
+                approval.id
+            )));
+        }
         let Some(approver) = engine.table().approver(name) else {
             return Err(forbidden(format!("approver `{name}` is not declared by the policy in force")));
         };
@@ -209,6 +215,48 @@ impl Service {
         };
         tracing::warn!(approval = %id, by = %recorded_by, grant, "approval decided");
         Ok(Reply::ApprovalDecided { grant, approval })
+    }
+
+    /// `confirm`: the agent's own user accepted or declined an approval
+    /// whose approver is `user` (a proxy asked them through the MCP client).
+    /// Only such approvals: the others are for the people the policy names,
+    /// on the admin socket.
+    pub(super) async fn confirm(&self, id: &str, accept: bool) -> Result<Reply<'static>, WireError> {
+        use crate::compiler::approvers::USER_APPROVER;
+        let by = "the agent's user, through the MCP client";
+        let approval = self.state.approvals.get(id).filter(|a| a.approver.as_deref() == Some(USER_APPROVER));
+        let Some(approval) = approval else {
+            let message = format!("no approval `{id}` for the approver `{USER_APPROVER}`");
+            return Err(WireError::new(WireErrorCode::InvalidRequest, message));
+        };
+        if approval.status(self.state.clock.now_secs()) != ApprovalStatus::Pending {
+            let message = format!("approval `{id}` is not pending");
+            return Err(WireError::new(WireErrorCode::InvalidRequest, message));
+        }
+        let record = json!({"approval": id, "granted": accept, "by": by, "approver": USER_APPROVER});
+        self.record_first("approval", record).await?;
+        let approvals = self.state.approvals.clone();
+        let decided_id = id.to_owned();
+        let decided = self
+            .blocking("the approvals cannot be saved", move || {
+                approvals.decide(&decided_id, Some(USER_APPROVER), by, accept)
+            })
+            .await?;
+        match decided {
+            Ok(approval) => Ok(Reply::ApprovalDecided { grant: accept, approval }),
+            Err(error) => {
+                self.record(
+                    "approval_refused",
+                    json!({"approval": id, "by": by, "error": error.to_string()}),
+                )
+                .await;
+                let code = match error {
+                    ApprovalError::Storage(_) => WireErrorCode::Unavailable,
+                    _ => WireErrorCode::InvalidRequest,
+                };
+                Err(WireError::new(code, error.to_string()))
+            }
+        }
     }
 
     /// `outcome`: a gateway reports a call's result; a session whose error

@@ -148,7 +148,7 @@ impl Role {
         use OpKind::*;
         match self {
             // Reloading costs a compilation: an operator's call, not a client's.
-            Role::Decisions => matches!(kind, Decide | Outcome | Visible | Drift | Health | Status),
+            Role::Decisions => matches!(kind, Decide | Outcome | Visible | Drift | Confirm | Health | Status),
             Role::Admin(peer) if peer.operator => {
                 matches!(
                     kind,
@@ -164,7 +164,7 @@ impl Role {
     fn refusal(&self, what: &str) -> WireError {
         let offer = match self {
             Role::Decisions => {
-                "the operations here are decide, outcome, visible, drift, health, status (kills, approvals and reload are on the admin socket)"
+                "the operations here are decide, outcome, visible, drift, confirm, health, status (kills, approvals and reload are on the admin socket)"
             }
             Role::Admin(peer) if peer.operator => {
                 "the operations here are kill, revive, kills, approvals, approve, reject, health, status, reload (decisions are on the decision socket)"
@@ -316,6 +316,7 @@ impl Service {
             Op::Revive { scope } => self.revive(scope, role).await,
             Op::Kills => Ok(Reply::Kills(self.state.kills.list())),
             Op::Drift { server, tools } => self.drift(engine, server.as_deref(), tools).await,
+            Op::Confirm { approval, accept } => self.confirm(approval, *accept).await,
             Op::Visible { agent, tools } => Ok(Reply::Visible(
                 tools.iter().filter(|tool| engine.may_call(agent, tool)).cloned().collect(),
             )),

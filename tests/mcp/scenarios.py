@@ -287,6 +287,39 @@ async def one_server_for_many_proxies():
         serve.wait(timeout=10)
 
 
+async def the_user_is_asked_through_the_client():
+    asked = []
+    answers = ["decline", "accept"]
+
+    async def elicit(context, params):
+        asked.append(params.message)
+        return types.ElicitResult(action=answers.pop(0), content={} if answers == [] else None)
+
+    trail = WORK / "audit.jsonl"
+    params = proxy("bot", "fixture", FIXTURE, "fixture-user.yaml", "--audit", str(trail))
+    async with session(params, elicitation_callback=elicit) as client:
+        small = await client.call_tool("add", {"a": 1, "b": 1})
+        expect(small.content[0].text == "2" and not asked, "no gate, no question", dump(small))
+        declined = await client.call_tool("add", {"a": 1000, "b": 1})
+        expect(len(asked) == 1 and "`add`" in asked[0] and "1000" in asked[0], "the user sees the call", asked)
+        expect(declined.is_error and "declined" in declined.content[0].text, "declined: not made", dump(declined))
+        meta = (declined.meta or {}).get("dev.toolgate/approval", {})
+        expect(meta.get("status") == "rejected" and meta.get("approver") == "user", "the approval's _meta", meta)
+        accepted = await client.call_tool("add", {"a": 1000, "b": 1})
+        expect(len(asked) == 2, "asked again for a new call", asked)
+        expect(not accepted.is_error and accepted.content[0].text == "1001", "accepted: made once", dump(accepted))
+    records = [json.loads(line) for line in trail.read_text().splitlines()]
+    answers = [(r["granted"], r["by"]) for r in records if r.get("kind") == "approval"]
+    expect([granted for granted, _ in answers] == [False, True] and all("user" in by for _, by in answers),
+           "both answers are in the trail", answers)
+
+    # A client that cannot ask its user gets the pending approval instead.
+    async with session(proxy("bot", "fixture", FIXTURE, "fixture-user.yaml")) as client:
+        waiting = await client.call_tool("add", {"a": 1000, "b": 1})
+        approval = (waiting.meta or {}).get("dev.toolgate/approval", {})
+        expect(approval.get("status") == "pending" and approval.get("approver") == "user", "pending", dump(waiting))
+
+
 SCENARIOS = {
     fn.__name__: fn
     for fn in [
@@ -300,6 +333,7 @@ SCENARIOS = {
         cancelled_calls_release_and_the_session_goes_on,
         roots_requests_reach_the_client,
         one_server_for_many_proxies,
+        the_user_is_asked_through_the_client,
     ]
 }
 

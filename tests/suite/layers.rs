@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("protocol", &["diagnostic", "compiler", "engine", "state"]),
     ("service", &["diagnostic", "compiler", "state", "engine", "audit", "protocol"]),
     ("server", &["protocol", "service"]),
-    ("proxy", &["state", "protocol", "service"]),
+    ("proxy", &["compiler", "state", "protocol", "service"]),
     ("authoring", &["source", "diagnostic", "compiler", "state", "engine", "protocol", "service"]),
 ];
 

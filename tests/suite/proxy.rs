@@ -665,3 +665,8 @@ fn a_proxy_stopped_by_a_signal_stops_its_server_first() {
     assert!(status.success(), "{status}: {stderr}");
     wait_until("the stubborn server is gone", Duration::from_secs(5), || !alive(pid));
 }
+
+#[test]
+fn the_user_is_asked_through_the_client() {
+    scenario("the_user_is_asked_through_the_client");
+}

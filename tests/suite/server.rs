@@ -1708,3 +1708,46 @@ fn visible_names_the_tools_an_agent_may_ever_call_and_nothing_else() {
     let missing = client.ask(json!({"op": "visible", "agent": "bot"}));
     assert_eq!(missing["error"]["code"], "missing_field", "{missing}");
 }
+
+#[test]
+fn a_decision_client_confirms_only_the_approvals_of_the_agents_own_user() {
+    let policy = format!(
+        "{}agentPolicies:\n  bot:\n    allowedTools: [pay, add]\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n      add:\n        required: true\n        approver: user\n",
+        approvers(&["finance"])
+    );
+    let admin_socket = TempDir::new();
+    let admin_path = admin_socket.path().join("admin.sock");
+    let server = Server::start(&policy, &["--admin-socket", admin_path.to_str().expect("path")]);
+    let mut client = server.connect();
+    let opened = |client: &mut Client, tool: &str| {
+        let answer = client.ask(json!({"agent": "bot", "tool": tool, "session": "s", "args": {}}));
+        assert_eq!(answer["decision"], "require_approval", "{answer}");
+        answer["approval"]["id"].as_str().expect("approval").to_owned()
+    };
+    // A gateway cannot grant what the policy leaves to `finance`.
+    let pay = opened(&mut client, "pay");
+    let refused = client.ask(json!({"op": "confirm", "approval": pay, "accept": true}));
+    assert_eq!(refused["error"]["code"], "invalid_request", "{refused}");
+    let still = client.ask(json!({"agent": "bot", "tool": "pay", "session": "s", "args": {}}));
+    assert_eq!(
+        (still["decision"].as_str(), still["approval"]["state"].as_str()),
+        (Some("require_approval"), Some("pending"))
+    );
+    // The user's own approval: not for the operator on the admin socket;
+    // confirmed once, then the call goes through once.
+    let add = opened(&mut client, "add");
+    let (code, operator) = admin(&["approve", &add, "--as", "user"], &admin_path);
+    assert_eq!((code, operator["error"]["code"].as_str()), (Some(1), Some("forbidden")), "{operator}");
+    let confirmed = client.ask(json!({"op": "confirm", "approval": add, "accept": true}));
+    assert_eq!(confirmed["approve"]["ok"], true, "{confirmed}");
+    let again = client.ask(json!({"op": "confirm", "approval": add, "accept": false}));
+    assert_eq!(again["error"]["code"], "invalid_request", "decided once: {again}");
+    let allowed = client.ask(json!({"agent": "bot", "tool": "add", "session": "s", "args": {}}));
+    assert_eq!(
+        (allowed["decision"].as_str(), allowed["reason_code"].as_str()),
+        (Some("allow"), Some("approved")),
+        "{allowed}"
+    );
+    let bad = client.ask(json!({"op": "confirm", "approval": add, "accept": "yes"}));
+    assert_eq!(bad["error"]["code"], "invalid_field", "{bad}");
+}

@@ -1,8 +1,9 @@
-//! `approvers`: each declared once, and every gate's `approver` declared.
+//! `approvers`: each declared once, none named `user` (reserved for the
+//! agent's own user), and every gate's `approver` declared or `user`.
 
 use std::collections::HashMap;
 
-use crate::compiler::approvers::Approver;
+use crate::compiler::approvers::{Approver, USER_APPROVER};
 use crate::compiler::ast::{AgentDecl, ApproverDecl, PolicyFile};
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 
@@ -24,6 +25,20 @@ pub fn declared(files: &[PolicyFile], diagnostics: &mut Diagnostics) -> Vec<Appr
             );
             continue;
         }
+        if decl.name.value == USER_APPROVER {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::ReservedApprover,
+                    format!("the approver name `{USER_APPROVER}` is reserved"),
+                    decl.name.location,
+                )
+                .with_label("reserved")
+                .with_help(format!(
+                    "`approver: {USER_APPROVER}` asks the agent's own user through the MCP client; give the people declared here another name"
+                )),
+            );
+            continue;
+        }
         seen.insert(&decl.name.value, decl);
         let users: Vec<&str> = decl.users.iter().map(|u| u.value.as_str()).collect();
         let groups: Vec<&str> = decl.groups.iter().map(|g| g.value.as_str()).collect();
@@ -36,7 +51,7 @@ pub fn declared(files: &[PolicyFile], diagnostics: &mut Diagnostics) -> Vec<Appr
 /// its approvals to nobody.
 pub fn check_gates(agents: &[&AgentDecl], approvers: &[Approver], diagnostics: &mut Diagnostics) {
     for approver in agents.iter().flat_map(|a| &a.approval_gates).filter_map(|g| g.approver.as_ref()) {
-        if approvers.iter().any(|a| a.name == approver.value) {
+        if approver.value == USER_APPROVER || approvers.iter().any(|a| a.name == approver.value) {
             continue;
         }
         let names = approvers.iter().map(|a| a.name.as_str());
