@@ -20,6 +20,7 @@ pub mod jsonrpc;
 pub mod stdio;
 pub mod upstream;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -83,6 +84,9 @@ struct Relay {
     client: Mutex<Routes<Option<oneshot::Sender<Envelope>>>>,
     /// The client declared that it can ask its user (`elicitation`).
     elicitation: AtomicBool,
+    /// Calls waiting for the user, by the client's id (as JSON text): the
+    /// question's proxy id, and the task that asks.
+    asking: Mutex<HashMap<String, (u64, tokio::task::AbortHandle)>>,
     /// This relay, for the tasks that ask the user while it reads on.
     me: Weak<Relay>,
     /// The pages of a `tools/list` so far, until its last page is in.
@@ -127,6 +131,7 @@ pub async fn relay(
         upstream: Mutex::default(),
         client: Mutex::default(),
         elicitation: AtomicBool::new(false),
+        asking: Mutex::default(),
         me: me.clone(),
         listing: Mutex::default(),
         to_client,
@@ -261,6 +266,9 @@ impl Relay {
                 self.forward_request(id, message, purpose).await;
             }
             Message::Notification { method } if method == "notifications/cancelled" => {
+                if self.stop_asking(&message).await {
+                    return;
+                }
                 // The request is forgotten: a server does not answer a
                 // cancelled request, and its id may be used again.
                 let cancelled = remap_cancelled(&mut message, |id| lock(&self.upstream).forget(id));
@@ -350,7 +358,13 @@ impl Relay {
                     // The user answers while the relay reads on (their answer
                     // arrives on the same stream).
                     Some(relay) => {
+                        let key = id.to_string();
+                        if lock(&self.asking).contains_key(&key) {
+                            return self.refuse(&id, RouteError::DuplicateId).await;
+                        }
+                        let question = self.issue_id();
                         let call = UserCall {
+                            question,
                             id,
                             message,
                             name: name.to_owned(),
@@ -360,7 +374,13 @@ impl Relay {
                             expires_at,
                             pending,
                         };
-                        tokio::spawn(async move { relay.ask_user(call).await });
+                        let task = tokio::spawn(async move {
+                            let key = call.id.to_string();
+                            relay.ask_user(call).await;
+                            lock(&relay.asking).remove(&key);
+                        });
+                        // The task has not run yet (one thread): it finds its entry.
+                        lock(&self.asking).insert(key, (question, task.abort_handle()));
                     }
                     None => self.answer_client(jsonrpc::result(&id, pending)).await,
                 }
@@ -535,6 +555,8 @@ impl Relay {
 
 /// A call waiting for the agent's own user.
 struct UserCall {
+    /// The proxy id of the question to the user.
+    question: u64,
     id: Value,
     message: Envelope,
     name: String,
@@ -556,11 +578,26 @@ impl Relay {
         self.elicitation.store(elicits, Ordering::Relaxed);
     }
 
+    /// A cancelled call that waits for the user: the question is withdrawn
+    /// (the client is told), nothing is made, nothing is answered. False if
+    /// the cancellation names no such call.
+    async fn stop_asking(&self, message: &Envelope) -> bool {
+        let params = message.get::<Value>("params");
+        let Some(id) = params.as_ref().and_then(|p| p.get("requestId")) else { return false };
+        let Some((question, task)) = lock(&self.asking).remove(&id.to_string()) else { return false };
+        task.abort();
+        lock(&self.client).forget(&Value::from(question));
+        let withdrawn = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": question, "reason": "the tool call was cancelled"}});
+        self.answer_client(withdrawn).await;
+        true
+    }
+
     /// Asks the agent's own user to accept a call (an elicitation), records
     /// their answer at the gate, and then makes the call or says why not.
     async fn ask_user(&self, call: UserCall) {
-        let UserCall { id, message, name, tool, args, approval, expires_at, pending } = call;
-        let proxy_id = self.issue_id();
+        let UserCall { question: proxy_id, id, message, name, tool, args, approval, expires_at, pending } =
+            call;
         let (waiter, answer) = oneshot::channel();
         if lock(&self.client).insert(proxy_id, &Value::from(proxy_id), Some(waiter)).is_err() {
             return self.answer_client(jsonrpc::result(&id, pending)).await;

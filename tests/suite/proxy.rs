@@ -670,3 +670,30 @@ fn a_proxy_stopped_by_a_signal_stops_its_server_first() {
 fn the_user_is_asked_through_the_client() {
     scenario("the_user_is_asked_through_the_client");
 }
+
+#[test]
+fn a_call_cancelled_while_its_user_is_asked_withdraws_the_question_and_is_never_made() {
+    let policy = peers().join("policies/raw-user.yaml").to_string_lossy().into_owned();
+    let mut proxy = Raw::start_with(&["--policy".into(), policy], &["--plain"]);
+    proxy.send(r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}"#);
+    assert_eq!(proxy.recv()["id"], "init");
+    proxy.send(r#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"echo","arguments":{"confirm":true}}}"#);
+    let question = proxy.recv();
+    assert_eq!(question["method"], "elicitation/create", "{question}");
+    assert!(question["params"]["message"].as_str().is_some_and(|m| m.contains("`echo`")), "{question}");
+    // The same id again while the first waits is refused.
+    proxy.send(r#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"echo","arguments":{"confirm":true}}}"#);
+    assert_eq!(proxy.recv()["error"]["code"], -32600);
+    proxy.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c1"}}"#);
+    let withdrawn = proxy.recv();
+    assert_eq!(withdrawn["method"], "notifications/cancelled", "{withdrawn}");
+    assert_eq!(withdrawn["params"]["requestId"], question["id"]);
+    // A late answer to the withdrawn question changes nothing.
+    proxy.send(&json!({"jsonrpc": "2.0", "id": question["id"], "result": {"action": "accept"}}).to_string());
+    proxy
+        .send(r#"{"jsonrpc":"2.0","id":"c2","method":"tools/call","params":{"name":"echo","arguments":{}}}"#);
+    let next = proxy.recv();
+    assert_eq!(next["id"], "c2", "no answer for the cancelled call: {next}");
+    let calls: Vec<Value> = proxy.received().into_iter().filter(|m| m["method"] == "tools/call").collect();
+    assert_eq!(calls.len(), 1, "only c2 was made: {calls:?}");
+}
