@@ -232,7 +232,11 @@ impl Catalogs {
             return None;
         }
         let mut drift = Drift::default();
+        let mut listed = std::collections::HashSet::new();
         for tool in live {
+            if !listed.insert(tool.name.as_str()) {
+                continue;
+            }
             match self.tools.get(&tool.name) {
                 None => drift.added.push(tool.name.clone()),
                 Some(known) => {
@@ -257,7 +261,7 @@ impl Catalogs {
         drift.removed = self
             .tools
             .keys()
-            .filter(|name| of_server(name) && !live.iter().any(|tool| &tool.name == *name))
+            .filter(|name| of_server(name) && !listed.contains(name.as_str()))
             .cloned()
             .collect();
         Some(drift)

@@ -119,14 +119,13 @@ pub fn judge(answer: &Value, name: &str) -> Verdict {
         Some("require_approval") => {
             let approval = answer.get("approval");
             let id = approval.and_then(|a| a.get("id")).and_then(Value::as_str);
-            let pending = pending(name, answer, reason, decision_meta);
             match id {
-                Some(id) if field("approver") == Some(USER_APPROVER) => Verdict::AskUser {
-                    approval: id.to_owned(),
-                    expires_at: approval.and_then(|a| a.get("expires_at")).and_then(Value::as_u64),
-                    pending,
-                },
-                _ => Verdict::Answer(pending),
+                Some(id) if field("approver") == Some(USER_APPROVER) => {
+                    let expires_at = approval.and_then(|a| a.get("expires_at")).and_then(Value::as_u64);
+                    let pending = unconfirmed(name, reason, expires_at, decision_meta);
+                    Verdict::AskUser { approval: id.to_owned(), expires_at, pending }
+                }
+                _ => Verdict::Answer(pending(name, answer, reason, decision_meta)),
             }
         }
         // The decision is recorded; the client learns only that there is no
@@ -161,6 +160,21 @@ fn pending(name: &str, answer: &Value, reason: &str, decision_meta: Value) -> Va
     );
     let meta = json!({
         APPROVAL_META: {"id": id, "status": get("state"), "approver": approver, "expiresAt": expires_at},
+        DECISION_META: decision_meta,
+    });
+    tool_error(text, meta)
+}
+
+/// The result of a call that waits for its user's confirmation, when they
+/// cannot be asked or did not answer. The approval's id is not shown: only
+/// the user's answer, through the proxy, may confirm it.
+fn unconfirmed(name: &str, reason: &str, expires_at: Option<u64>, decision_meta: Value) -> Value {
+    let text = format!(
+        "This call to `{name}` needs the confirmation of the agent's user: {reason}. It was not made: \
+         this client cannot ask its user, or they did not answer. Making the same call again asks again."
+    );
+    let meta = json!({
+        APPROVAL_META: {"status": "pending", "approver": USER_APPROVER, "expiresAt": expires_at.map(rfc3339)},
         DECISION_META: decision_meta,
     });
     tool_error(text, meta)

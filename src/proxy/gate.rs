@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -38,7 +39,12 @@ impl Gate {
     /// Decides through the decision socket at `path`; an answer that takes
     /// longer than `deadline` is a denial.
     pub fn remote(path: PathBuf, deadline: Duration) -> Gate {
-        Gate::Remote(Remote { path, deadline, connection: tokio::sync::Mutex::new(None) })
+        Gate::Remote(Remote {
+            path,
+            deadline,
+            connection: tokio::sync::Mutex::new(None),
+            next_id: AtomicU64::new(1),
+        })
     }
 
     /// The answer to one request line of the decision protocol, as JSON.
@@ -93,6 +99,7 @@ pub struct Remote {
     path: PathBuf,
     deadline: Duration,
     connection: tokio::sync::Mutex<Option<Connection>>,
+    next_id: AtomicU64,
 }
 
 struct Connection {
@@ -103,33 +110,36 @@ struct Connection {
 
 impl Remote {
     /// One request and its answer. A broken connection is opened again once
-    /// (the server may have restarted); a connection that does not answer
-    /// within the deadline is dropped, so a late answer cannot be taken for
-    /// the next request's.
+    /// (the server may have restarted). The connection is out of its slot
+    /// while a request is on it, and goes back only once the answer, with
+    /// the request's own id, is read: a request abandoned half-way, or not
+    /// answered within the deadline, takes its connection with it, so a
+    /// late answer can never be taken for the next request's.
     async fn ask(&self, line: &Value) -> Result<Value, String> {
-        let mut text = line.to_string().into_bytes();
-        text.push(b'\n');
         let mut connection = self.connection.lock().await;
         let mut tries = 0;
         loop {
             tries += 1;
-            let open = match connection.take() {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let mut request = line.clone();
+            if let Some(object) = request.as_object_mut() {
+                object.insert(String::from("id"), Value::from(id));
+            }
+            let mut text = request.to_string().into_bytes();
+            text.push(b'\n');
+            let mut open = match connection.take() {
                 Some(open) => open,
                 None => self.connect().await?,
             };
-            let open = connection.insert(open);
             match tokio::time::timeout(self.deadline, open.exchange(&text)).await {
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(error)) => {
-                    *connection = None;
-                    if tries == 2 {
-                        return Err(error);
-                    }
+                Ok(Ok(answer)) if answer.get("id") == Some(&Value::from(id)) => {
+                    *connection = Some(open);
+                    return Ok(answer);
                 }
-                Err(_) => {
-                    *connection = None;
-                    return Err(format!("no answer within {} ms", self.deadline.as_millis()));
-                }
+                Ok(Ok(answer)) => return Err(format!("an answer to another request: {answer}")),
+                Ok(Err(error)) if tries == 2 => return Err(error),
+                Ok(Err(_)) => {}
+                Err(_) => return Err(format!("no answer within {} ms", self.deadline.as_millis())),
             }
         }
     }

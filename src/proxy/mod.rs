@@ -40,8 +40,10 @@ use jsonrpc::{Envelope, EnvelopeError, Message, RouteError, Routes};
 /// carry images and files).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
 
-/// The most tools of one listing compared with a catalog.
+/// The most tools of one listing compared with a catalog, and the most
+/// bytes they may take (a server cannot make the proxy hold more).
 const MAX_LISTED: usize = crate::protocol::decode::MAX_VISIBLE;
+const MAX_LISTED_BYTES: usize = 8 << 20;
 
 /// Messages waiting to be written to one side before the other side's
 /// reader waits too (the pipe's own backpressure, carried through).
@@ -79,18 +81,21 @@ struct Relay {
     next_id: AtomicU64,
     /// Client requests in flight upstream.
     upstream: Mutex<Routes<Purpose>>,
-    /// Requests in flight to the client: the server's (relayed back), or
-    /// the proxy's own (an elicitation; its answer goes to the waiter).
-    client: Mutex<Routes<Option<oneshot::Sender<Envelope>>>>,
+    /// The server's requests in flight to the client.
+    client: Mutex<Routes<()>>,
+    /// The proxy's own questions to the client (elicitations), by their
+    /// proxy id: the answer goes to the waiting task.
+    questions: Mutex<HashMap<u64, oneshot::Sender<Envelope>>>,
     /// The client declared that it can ask its user (`elicitation`).
     elicitation: AtomicBool,
     /// Calls waiting for the user, by the client's id (as JSON text): the
-    /// question's proxy id, and the task that asks.
-    asking: Mutex<HashMap<String, (u64, tokio::task::AbortHandle)>>,
+    /// question's proxy id, and how to tell its task the call was cancelled.
+    asking: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
     /// This relay, for the tasks that ask the user while it reads on.
     me: Weak<Relay>,
-    /// The pages of a `tools/list` so far, until its last page is in.
-    listing: Mutex<Option<Vec<Value>>>,
+    /// The pages of a `tools/list` so far (and their size in bytes), until
+    /// its last page is in.
+    listing: Mutex<Option<(Vec<Value>, usize)>>,
     to_client: mpsc::Sender<Vec<u8>>,
     to_upstream: mpsc::Sender<Vec<u8>>,
 }
@@ -130,6 +135,7 @@ pub async fn relay(
         next_id: AtomicU64::new(1),
         upstream: Mutex::default(),
         client: Mutex::default(),
+        questions: Mutex::default(),
         elicitation: AtomicBool::new(false),
         asking: Mutex::default(),
         me: me.clone(),
@@ -283,19 +289,17 @@ impl Relay {
             }
             Message::Notification { .. } => self.send_upstream(&message).await,
             Message::Response { id } => {
-                let Some((server_id, waiter)) = lock(&self.client).take(&id) else {
+                let question = id.as_u64().and_then(|id| lock(&self.questions).remove(&id));
+                if let Some(waiter) = question {
+                    let _ = waiter.send(message);
+                    return;
+                }
+                let Some((server_id, ())) = lock(&self.client).take(&id) else {
                     tracing::warn!(%id, "the client answered a request that is not in flight; dropped");
                     return;
                 };
-                match waiter {
-                    Some(waiter) => {
-                        let _ = waiter.send(message);
-                    }
-                    None => {
-                        message.set_value("id", &server_id);
-                        self.send_upstream(&message).await;
-                    }
-                }
+                message.set_value("id", &server_id);
+                self.send_upstream(&message).await;
             }
             Message::Invalid { id } => {
                 let why = "not a JSON-RPC 2.0 request, notification or response";
@@ -363,8 +367,11 @@ impl Relay {
                             return self.refuse(&id, RouteError::DuplicateId).await;
                         }
                         let question = self.issue_id();
+                        let (cancel, cancelled) = oneshot::channel();
+                        lock(&self.asking).insert(key.clone(), (question, cancel));
                         let call = UserCall {
                             question,
+                            cancelled,
                             id,
                             message,
                             name: name.to_owned(),
@@ -374,13 +381,14 @@ impl Relay {
                             expires_at,
                             pending,
                         };
-                        let task = tokio::spawn(async move {
-                            let key = call.id.to_string();
+                        tokio::spawn(async move {
                             relay.ask_user(call).await;
-                            lock(&relay.asking).remove(&key);
+                            // Unless a new call took the id meanwhile.
+                            let mut asking = lock(&relay.asking);
+                            if asking.get(&key).is_some_and(|(asked, _)| *asked == question) {
+                                asking.remove(&key);
+                            }
                         });
-                        // The task has not run yet (one thread): it finds its entry.
-                        lock(&self.asking).insert(key, (question, task.abort_handle()));
                     }
                     None => self.answer_client(jsonrpc::result(&id, pending)).await,
                 }
@@ -434,7 +442,7 @@ impl Relay {
             }
             Message::Request { id, .. } => {
                 let proxy_id = self.issue_id();
-                let routed = lock(&self.client).insert(proxy_id, &id, None);
+                let routed = lock(&self.client).insert(proxy_id, &id, ());
                 if let Err(error) = routed {
                     let answer = jsonrpc::error(Some(&id), jsonrpc::INVALID_REQUEST, error.message());
                     return self.answer_upstream(answer).await;
@@ -502,20 +510,21 @@ impl Relay {
     fn collect_listing(&self, page: &[Box<RawValue>], first_page: bool, more: bool) -> Option<Vec<Value>> {
         let mut listing = lock(&self.listing);
         if first_page {
-            *listing = Some(Vec::new());
+            *listing = Some((Vec::new(), 0));
         }
-        let tools = listing.as_mut()?;
+        let (tools, bytes) = listing.as_mut()?;
         for tool in page {
+            *bytes += tool.get().len();
             match serde_json::from_str(tool.get()) {
-                Ok(tool) if tools.len() < MAX_LISTED => tools.push(tool),
-                // Too many, or a tool toolgate cannot read: no comparison.
+                Ok(tool) if tools.len() < MAX_LISTED && *bytes <= MAX_LISTED_BYTES => tools.push(tool),
+                // Too many, too big, or a tool toolgate cannot read: no comparison.
                 _ => {
                     *listing = None;
                     return None;
                 }
             }
         }
-        if more { None } else { listing.take() }
+        if more { None } else { listing.take().map(|(tools, _)| tools) }
     }
 
     /// Has the gate compare a server's whole listing with its catalog (it
@@ -557,6 +566,8 @@ impl Relay {
 struct UserCall {
     /// The proxy id of the question to the user.
     question: u64,
+    /// Resolves if the client cancels the call.
+    cancelled: oneshot::Receiver<()>,
     id: Value,
     message: Envelope,
     name: String,
@@ -578,51 +589,74 @@ impl Relay {
         self.elicitation.store(elicits, Ordering::Relaxed);
     }
 
-    /// A cancelled call that waits for the user: the question is withdrawn
-    /// (the client is told), nothing is made, nothing is answered. False if
-    /// the cancellation names no such call.
+    /// A cancelled call that waits for the user: its task is told (it
+    /// withdraws the question); false if the cancellation names no such call.
     async fn stop_asking(&self, message: &Envelope) -> bool {
         let params = message.get::<Value>("params");
         let Some(id) = params.as_ref().and_then(|p| p.get("requestId")) else { return false };
-        let Some((question, task)) = lock(&self.asking).remove(&id.to_string()) else { return false };
-        task.abort();
-        lock(&self.client).forget(&Value::from(question));
-        let withdrawn = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-            "params": {"requestId": question, "reason": "the tool call was cancelled"}});
-        self.answer_client(withdrawn).await;
+        let Some((_, cancel)) = lock(&self.asking).remove(&id.to_string()) else { return false };
+        let _ = cancel.send(());
         true
     }
 
+    /// Withdraws a question the user has not answered.
+    async fn withdraw(&self, question: u64, reason: &str) {
+        lock(&self.questions).remove(&question);
+        let withdrawn = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": question, "reason": reason}});
+        self.answer_client(withdrawn).await;
+    }
+
     /// Asks the agent's own user to accept a call (an elicitation), records
-    /// their answer at the gate, and then makes the call or says why not.
+    /// their answer at the gate, and then makes the call or says why not. A
+    /// call cancelled before the user answers is neither made nor answered;
+    /// one cancelled after they accepted is not made, and its approval,
+    /// granted, stays for the same call.
     async fn ask_user(&self, call: UserCall) {
-        let UserCall { question: proxy_id, id, message, name, tool, args, approval, expires_at, pending } =
-            call;
+        let UserCall {
+            question,
+            mut cancelled,
+            id,
+            message,
+            name,
+            tool,
+            args,
+            approval,
+            expires_at,
+            pending,
+        } = call;
         let (waiter, answer) = oneshot::channel();
-        if lock(&self.client).insert(proxy_id, &Value::from(proxy_id), Some(waiter)).is_err() {
-            return self.answer_client(jsonrpc::result(&id, pending)).await;
-        }
+        lock(&self.questions).insert(question, waiter);
         let request = serde_json::json!({
-            "jsonrpc": "2.0", "id": proxy_id, "method": "elicitation/create",
+            "jsonrpc": "2.0", "id": question, "method": "elicitation/create",
             "params": {"message": calls::confirmation_text(&name, &args), "requestedSchema": {"type": "object", "properties": {}}},
         });
         self.answer_client(request).await;
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let wait = expires_at.map_or(USER_WAIT, |at| Duration::from_secs(at.saturating_sub(now)));
-        let action = match tokio::time::timeout(wait, answer).await {
+        let reply = tokio::select! {
+            reply = tokio::time::timeout(wait, answer) => reply,
+            _ = &mut cancelled => return self.withdraw(question, "the tool call was cancelled").await,
+        };
+        let action = match reply {
             Ok(Ok(reply)) => reply
                 .get::<Value>("result")
                 .and_then(|r| r.get("action").and_then(Value::as_str).map(str::to_owned)),
-            _ => {
-                lock(&self.client).forget(&Value::from(proxy_id));
+            Ok(Err(_)) => None,
+            Err(_) => {
+                self.withdraw(question, "the approval expired").await;
                 None
             }
         };
         let Some(action) = action else {
-            // No answer from the user: the approval stays pending.
+            // No answer from the user: the approval stays pending, and the
+            // same call asks again.
             return self.answer_client(jsonrpc::result(&id, pending)).await;
         };
+        if cancelled.try_recv().is_ok() {
+            return;
+        }
         let accept = action == "accept";
         let confirmed = self
             .gate
@@ -636,6 +670,9 @@ impl Relay {
             return self
                 .answer_client(jsonrpc::result(&id, calls::declined(&name, &approval, &action)))
                 .await;
+        }
+        if cancelled.try_recv().is_ok() {
+            return;
         }
         // Granted: the same call now finds its approval and goes through once.
         let answer = self.gate.ask(&self.caller.decide_line(&tool, &args)).await;

@@ -71,9 +71,7 @@ impl Book {
             }
         }
         let Some(approval) = approval else { return };
-        if matches!(approval.state, ApprovalState::Pending | ApprovalState::Granted { .. }) {
-            self.open.insert(approval.binding.digest(), approval.id.clone());
-        }
+        self.index_open(&approval, now);
         self.next += 1;
         let key = (approval.expires_at, self.next);
         self.keys.insert(approval.id.clone(), key);
@@ -87,6 +85,29 @@ impl Book {
             }
         }
         self.approvals.insert(approval.id.clone(), approval);
+    }
+
+    /// Indexes an approval that is open now (pending, or granted and
+    /// unused, and unexpired) by its call — unless another open approval of
+    /// the same call is there and should win: a granted one always, a
+    /// pending one over a pending one. (Loading a log or an import may set
+    /// approvals in any order.)
+    fn index_open(&mut self, approval: &Approval, now: u64) {
+        let status = approval.status(now);
+        if !matches!(status, ApprovalStatus::Pending | ApprovalStatus::Granted) {
+            return;
+        }
+        let digest = approval.binding.digest();
+        let other = self.open.get(&digest).filter(|other| **other != approval.id);
+        let keep =
+            other.and_then(|other| self.approvals.get(other)).is_some_and(|other| match other.status(now) {
+                ApprovalStatus::Granted => true,
+                ApprovalStatus::Pending => status == ApprovalStatus::Pending,
+                _ => false,
+            });
+        if !keep {
+            self.open.insert(digest, approval.id.clone());
+        }
     }
 
     fn uncount(&mut self, binding: &Binding) {
@@ -367,5 +388,54 @@ impl ApprovalStore for Ledger {
 
     fn may_block(&self) -> bool {
         self.lock().log.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::approval::Call;
+
+    fn approval(id: &str, expires_at: u64, state: ApprovalState) -> Approval {
+        let args = serde_json::Map::new();
+        let call = Call {
+            agent: "bot",
+            session: Some("s"),
+            tool: "pay",
+            args: &args,
+            principal: None,
+            context: None,
+        };
+        let binding = Binding::new(call, "bot.approvalGates.pay", Some("user"), "sha256:p");
+        Approval {
+            id: id.into(),
+            approver: binding.approver.clone(),
+            binding,
+            shown: Shown::default(),
+            opened_at: 0,
+            expires_at,
+            state,
+        }
+    }
+
+    #[test]
+    fn a_call_finds_its_granted_approval_whatever_order_the_log_holds_them_in() {
+        let now = 100;
+        let expired = approval("apr_old", 50, ApprovalState::Pending);
+        let granted = approval("apr_new", 200, ApprovalState::Granted { by: "user".into() });
+        let pending = approval("apr_other", 200, ApprovalState::Pending);
+        for order in [
+            [&expired, &granted, &pending],
+            [&granted, &expired, &pending],
+            [&pending, &granted, &expired],
+            [&granted, &pending, &expired],
+        ] {
+            let mut book = Book::default();
+            for approval in order {
+                book.set(&approval.id, Some(approval.clone()), now);
+            }
+            let id = book.open.get(&expired.binding.digest()).cloned();
+            assert_eq!(id.as_deref(), Some("apr_new"), "{:?}", order.map(|a| &a.id));
+        }
     }
 }

@@ -318,6 +318,8 @@ async def the_user_is_asked_through_the_client():
         waiting = await client.call_tool("add", {"a": 1000, "b": 1})
         approval = (waiting.meta or {}).get("dev.toolgate/approval", {})
         expect(approval.get("status") == "pending" and approval.get("approver") == "user", "pending", dump(waiting))
+        # Only the user's answer may confirm it: its id is not shown.
+        expect("id" not in approval and "apr_" not in waiting.content[0].text, "no approval id", dump(waiting))
 
 
 SCENARIOS = {

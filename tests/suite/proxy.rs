@@ -697,3 +697,46 @@ fn a_call_cancelled_while_its_user_is_asked_withdraws_the_question_and_is_never_
     let calls: Vec<Value> = proxy.received().into_iter().filter(|m| m["method"] == "tools/call").collect();
     assert_eq!(calls.len(), 1, "only c2 was made: {calls:?}");
 }
+
+#[test]
+fn a_request_abandoned_half_way_never_lends_its_answer_to_the_next() {
+    // A decision server that takes 20 ms an answer: allow for raw/echo,
+    // deny for anything else, each answer with its request's id.
+    let dir = TempDir::new();
+    let socket = dir.path().join("slow.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().expect("clone");
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let request: Value = serde_json::from_str(&line).expect("JSON");
+                    std::thread::sleep(Duration::from_millis(20));
+                    let allowed = request["tool"] == "raw/echo";
+                    let answer = json!({"id": request["id"], "decision": if allowed { "allow" } else { "deny" },
+                        "reason_code": if allowed { "allowed" } else { "tool_not_allowed" }});
+                    if writeln!(writer, "{answer}").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let gate = toolgate::proxy::gate::Gate::remote(socket, Duration::from_secs(5));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let ask = |tool: &str| json!({"id": 0, "op": "decide", "agent": "bot", "tool": tool, "session": "s"});
+    runtime.block_on(async {
+        for round in 0..3 {
+            let allowed = ask("raw/echo");
+            let abandoned = tokio::time::timeout(Duration::from_millis(5), gate.ask(&allowed)).await;
+            assert!(abandoned.is_err(), "given up before its answer");
+            let answer = gate.ask(&ask("raw/secret_admin")).await;
+            assert_eq!(
+                answer["decision"], "deny",
+                "round {round}: the abandoned request's allow was taken: {answer}"
+            );
+        }
+    });
+}
