@@ -322,6 +322,33 @@ async def the_user_is_asked_through_the_client():
         expect("id" not in approval and "apr_" not in waiting.content[0].text, "no approval id", dump(waiting))
 
 
+async def a_stateful_server_keeps_its_state_through_the_proxy():
+    os.environ["MEMORY_FILE_PATH"] = str(WORK / "memory.jsonl")
+    command = [str(BIN / "mcp-server-memory")]
+    entity = {"name": "toolgate", "entityType": "project", "observations": ["decides tool calls"]}
+    async with session(proxy("notetaker", "memory", command, "memory.yaml")) as client:
+        listed = sorted(tool.name for tool in (await client.list_tools()).tools)
+        expect(listed == ["add_observations", "create_entities", "read_graph", "search_nodes"], "no delete tools", listed)
+        created = await client.call_tool("create_entities", {"entities": [entity]})
+        expect(not created.is_error, "created", dump(created))
+        await client.call_tool("add_observations", {"observations": [{"entityName": "toolgate", "contents": ["in Rust"]}]})
+        graph = await client.call_tool("read_graph", {})
+        expect("in Rust" in graph.content[0].text, "the server kept what the proxy let through", dump(graph))
+        try:
+            await client.call_tool("delete_entities", {"entityNames": ["toolgate"]})
+            raise AssertionError("a denied tool was called")
+        except MCPError as error:
+            expect(error.code == -32602, "a denied tool is unknown", error.message)
+        await client.call_tool("create_entities", {"entities": [{**entity, "name": "second"}]})
+        capped = await client.call_tool("create_entities", {"entities": [{**entity, "name": "third"}]})
+        expect(decision(capped).get("reason_code") == "cap_reached", "two creations a session", dump(capped))
+    # Direct, the graph holds what was allowed and nothing that was refused.
+    async with session(direct(command)) as plain:
+        graph = json.loads((await plain.call_tool("read_graph", {})).content[0].text)
+        names = sorted(entity["name"] for entity in graph["entities"])
+        expect(names == ["second", "toolgate"], "the denied and capped calls never reached the server", names)
+
+
 SCENARIOS = {
     fn.__name__: fn
     for fn in [
@@ -336,6 +363,7 @@ SCENARIOS = {
         roots_requests_reach_the_client,
         one_server_for_many_proxies,
         the_user_is_asked_through_the_client,
+        a_stateful_server_keeps_its_state_through_the_proxy,
     ]
 }
 

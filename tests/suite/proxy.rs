@@ -740,3 +740,8 @@ fn a_request_abandoned_half_way_never_lends_its_answer_to_the_next() {
         }
     });
 }
+
+#[test]
+fn a_stateful_server_keeps_its_state_through_the_proxy() {
+    scenario("a_stateful_server_keeps_its_state_through_the_proxy");
+}
