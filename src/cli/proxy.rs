@@ -11,7 +11,7 @@ use toolgate::proxy::gate::Gate;
 use toolgate::proxy::upstream::Upstream;
 use toolgate::proxy::{self, Ended};
 use toolgate::server::{self, socket};
-use toolgate::service::{Service, ServiceConfig};
+use toolgate::service::{Service, ServiceConfig, reload};
 use toolgate::state::{State, StateConfig};
 
 use super::serve::{AuditArgs, init_logging, open_audit};
@@ -82,7 +82,8 @@ fn in_process(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> 
     };
     let service = Arc::new(Service::new(engine, service_config, audit));
     let admin = admin_bound.as_mut().and_then(|bound| bound.take_listener());
-    let exit = relay(args, Gate::in_process(Arc::clone(&service)), admin.map(|l| (l, Arc::clone(&service))));
+    let local = Local { service: Arc::clone(&service), admin };
+    let exit = relay(args, Gate::in_process(Arc::clone(&service)), Some(local));
     if let Some(audit) = service.audit() {
         audit.close();
     }
@@ -91,11 +92,7 @@ fn in_process(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> 
 }
 
 /// Starts the server and relays until the client or the server leaves.
-fn relay(
-    args: ProxyArgs,
-    gate: Gate,
-    admin: Option<(std::os::unix::net::UnixListener, Arc<Service>)>,
-) -> Result<Exit, String> {
+fn relay(args: ProxyArgs, gate: Gate, mut local: Option<Local>) -> Result<Exit, String> {
     let session = match args.session {
         Some(session) => session,
         None => {
@@ -117,8 +114,18 @@ fn relay(
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let exit = runtime.block_on(async {
-        let admin_server = match admin {
-            Some((listener, service)) => Some(spawn_admin(listener, service)?),
+        let admin_server = match local.as_mut().and_then(|local| Some((local.admin.take()?, &local.service)))
+        {
+            Some((listener, service)) => Some(spawn_admin(listener, Arc::clone(service))?),
+            None => None,
+        };
+        // The policy reloads when its files change, as for `serve`; a
+        // policy with errors leaves the last good one deciding.
+        let _watcher = match &local {
+            Some(local) => Some(
+                reload::watch(Arc::clone(&local.service), DEBOUNCE)
+                    .map_err(|e| format!("cannot watch the policy files: {e}"))?,
+            ),
             None => None,
         };
         let mut upstream = Upstream::spawn(command, command_args).map_err(|e| e.to_string())?;
@@ -177,6 +184,16 @@ async fn stop_signal() -> &'static str {
 }
 
 type AdminTask = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+
+/// What a proxy that decides in-process holds: its service, and the
+/// admin socket's listener if it has one.
+struct Local {
+    service: Arc<Service>,
+    admin: Option<std::os::unix::net::UnixListener>,
+}
+
+/// How long file changes settle before a reload.
+const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// Serves the admin socket (approvals, kills) until told to stop.
 fn spawn_admin(

@@ -745,3 +745,36 @@ fn a_request_abandoned_half_way_never_lends_its_answer_to_the_next() {
 fn a_stateful_server_keeps_its_state_through_the_proxy() {
     scenario("a_stateful_server_keeps_its_state_through_the_proxy");
 }
+
+#[test]
+fn a_proxy_reloads_its_policy_when_the_file_changes() {
+    let dir = TempDir::new();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "agentPolicies:\n  bot:\n    allowedTools: [raw/echo, raw/hang]\n")
+        .expect("policy");
+    let mut proxy =
+        Raw::start_with(&["--policy".into(), policy.to_string_lossy().into_owned()], &["--plain"]);
+    proxy.initialize();
+    proxy.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#);
+    assert_eq!(proxy.recv()["result"]["content"][0]["text"], "echo");
+    // A policy with errors is not taken: echo stays allowed.
+    std::fs::write(&policy, "agentPolicies:\n  bot:\n    alowedTools: [raw/hang]\n").expect("broken");
+    std::thread::sleep(Duration::from_millis(800));
+    proxy.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}"#);
+    assert_eq!(proxy.recv()["result"]["content"][0]["text"], "echo", "the last good policy decides");
+    std::fs::write(&policy, "agentPolicies:\n  bot:\n    allowedTools: [raw/hang]\n").expect("narrowed");
+    let start = Instant::now();
+    let mut n = 3;
+    loop {
+        proxy.send(&format!(
+            r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"echo"}}}}"#
+        ));
+        let answer = proxy.recv();
+        if answer["error"]["code"] == -32602 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "not reloaded: {answer}");
+        std::thread::sleep(Duration::from_millis(100));
+        n += 1;
+    }
+}
