@@ -88,6 +88,8 @@ struct Relay {
     questions: Mutex<HashMap<u64, oneshot::Sender<Envelope>>>,
     /// The client declared that it can ask its user (`elicitation`).
     elicitation: AtomicBool,
+    /// The policy hash of the last decision.
+    policy: Mutex<Option<String>>,
     /// Calls waiting for the user, by the client's id (as JSON text): the
     /// question's proxy id, and how to tell its task the call was cancelled.
     asking: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
@@ -137,6 +139,7 @@ pub async fn relay(
         client: Mutex::default(),
         questions: Mutex::default(),
         elicitation: AtomicBool::new(false),
+        policy: Mutex::default(),
         asking: Mutex::default(),
         me: me.clone(),
         listing: Mutex::default(),
@@ -350,6 +353,7 @@ impl Relay {
         };
         let tool = self.caller.qualified(name);
         let answer = self.gate.ask(&self.caller.decide_line(&tool, &args)).await;
+        self.note_policy(&answer).await;
         match calls::judge(&answer, name) {
             Verdict::Forward { decision_id } => {
                 let purpose = Purpose::Call { tool, decision_id, started: Instant::now() };
@@ -582,6 +586,27 @@ struct UserCall {
 const USER_WAIT: Duration = Duration::from_secs(900);
 
 impl Relay {
+    /// A decision under another policy than the last one (a reload): the
+    /// tools the agent may call may have changed, so the client is told to
+    /// list them again.
+    async fn note_policy(&self, answer: &Value) {
+        let Some(policy) = answer.get("policy").and_then(Value::as_str) else { return };
+        let changed = {
+            let mut last = lock(&self.policy);
+            let changed = last.as_deref().is_some_and(|last| last != policy);
+            if last.as_deref() != Some(policy) {
+                *last = Some(policy.to_owned());
+            }
+            changed
+        };
+        if changed {
+            self.answer_client(
+                serde_json::json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+            )
+            .await;
+        }
+    }
+
     /// Remembers what the client said it can do, from its `initialize`.
     fn note_capabilities(&self, message: &Envelope) {
         let capabilities = message.get::<Value>("params").and_then(|p| p.get("capabilities").cloned());
