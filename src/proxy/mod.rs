@@ -13,6 +13,7 @@
 //! ([`jsonrpc::Routes`]), so ids never collide and cancellations find their
 //! request. stdout carries only MCP messages; everything else goes to stderr.
 
+mod ask;
 pub mod calls;
 pub mod catalog;
 pub mod gate;
@@ -32,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::protocol::strict::StrictValue;
 use crate::protocol::{LineBuffer, ReadLine, read_line};
+use ask::UserCall;
 use calls::{Caller, Verdict};
 use gate::Gate;
 use jsonrpc::{Envelope, EnvelopeError, Message, RouteError, Routes};
@@ -230,6 +232,27 @@ impl Relay {
 
     fn issue_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A decision under another policy than the last one (a reload): the
+    /// tools the agent may call may have changed, so the client is told to
+    /// list them again.
+    async fn note_policy(&self, answer: &Value) {
+        let Some(policy) = answer.get("policy").and_then(Value::as_str) else { return };
+        let changed = {
+            let mut last = lock(&self.policy);
+            let changed = last.as_deref().is_some_and(|last| last != policy);
+            if last.as_deref() != Some(policy) {
+                *last = Some(policy.to_owned());
+            }
+            changed
+        };
+        if changed {
+            self.answer_client(
+                serde_json::json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+            )
+            .await;
+        }
     }
 
     /// Reads the client's messages until it closes stdin.
@@ -562,154 +585,6 @@ impl Relay {
             tracing::warn!(%error, tool, "the call's outcome could not be recorded");
         } else if answer.pointer("/outcome/killed").and_then(Value::as_bool) == Some(true) {
             tracing::warn!(tool, session = %self.caller.session, "the session was stopped by its outcome limits");
-        }
-    }
-}
-
-/// A call waiting for the agent's own user.
-struct UserCall {
-    /// The proxy id of the question to the user.
-    question: u64,
-    /// Resolves if the client cancels the call.
-    cancelled: oneshot::Receiver<()>,
-    id: Value,
-    message: Envelope,
-    name: String,
-    tool: String,
-    args: Map<String, Value>,
-    approval: String,
-    expires_at: Option<u64>,
-    pending: Value,
-}
-
-/// How long the proxy waits for the user when the approval says nothing.
-const USER_WAIT: Duration = Duration::from_secs(900);
-
-impl Relay {
-    /// A decision under another policy than the last one (a reload): the
-    /// tools the agent may call may have changed, so the client is told to
-    /// list them again.
-    async fn note_policy(&self, answer: &Value) {
-        let Some(policy) = answer.get("policy").and_then(Value::as_str) else { return };
-        let changed = {
-            let mut last = lock(&self.policy);
-            let changed = last.as_deref().is_some_and(|last| last != policy);
-            if last.as_deref() != Some(policy) {
-                *last = Some(policy.to_owned());
-            }
-            changed
-        };
-        if changed {
-            self.answer_client(
-                serde_json::json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
-            )
-            .await;
-        }
-    }
-
-    /// Remembers what the client said it can do, from its `initialize`.
-    fn note_capabilities(&self, message: &Envelope) {
-        let capabilities = message.get::<Value>("params").and_then(|p| p.get("capabilities").cloned());
-        let elicits = capabilities.is_some_and(|c| c.get("elicitation").is_some_and(Value::is_object));
-        self.elicitation.store(elicits, Ordering::Relaxed);
-    }
-
-    /// A cancelled call that waits for the user: its task is told (it
-    /// withdraws the question); false if the cancellation names no such call.
-    async fn stop_asking(&self, message: &Envelope) -> bool {
-        let params = message.get::<Value>("params");
-        let Some(id) = params.as_ref().and_then(|p| p.get("requestId")) else { return false };
-        let Some((_, cancel)) = lock(&self.asking).remove(&id.to_string()) else { return false };
-        let _ = cancel.send(());
-        true
-    }
-
-    /// Withdraws a question the user has not answered.
-    async fn withdraw(&self, question: u64, reason: &str) {
-        lock(&self.questions).remove(&question);
-        let withdrawn = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-            "params": {"requestId": question, "reason": reason}});
-        self.answer_client(withdrawn).await;
-    }
-
-    /// Asks the agent's own user to accept a call (an elicitation), records
-    /// their answer at the gate, and then makes the call or says why not. A
-    /// call cancelled before the user answers is neither made nor answered;
-    /// one cancelled after they accepted is not made, and its approval,
-    /// granted, stays for the same call.
-    async fn ask_user(&self, call: UserCall) {
-        let UserCall {
-            question,
-            mut cancelled,
-            id,
-            message,
-            name,
-            tool,
-            args,
-            approval,
-            expires_at,
-            pending,
-        } = call;
-        let (waiter, answer) = oneshot::channel();
-        lock(&self.questions).insert(question, waiter);
-        let request = serde_json::json!({
-            "jsonrpc": "2.0", "id": question, "method": "elicitation/create",
-            "params": {"message": calls::confirmation_text(&name, &args), "requestedSchema": {"type": "object", "properties": {}}},
-        });
-        self.answer_client(request).await;
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-        let wait = expires_at.map_or(USER_WAIT, |at| Duration::from_secs(at.saturating_sub(now)));
-        let reply = tokio::select! {
-            reply = tokio::time::timeout(wait, answer) => reply,
-            _ = &mut cancelled => return self.withdraw(question, "the tool call was cancelled").await,
-        };
-        let action = match reply {
-            Ok(Ok(reply)) => reply
-                .get::<Value>("result")
-                .and_then(|r| r.get("action").and_then(Value::as_str).map(str::to_owned)),
-            Ok(Err(_)) => None,
-            Err(_) => {
-                self.withdraw(question, "the approval expired").await;
-                None
-            }
-        };
-        let Some(action) = action else {
-            // No answer from the user: the approval stays pending, and the
-            // same call asks again.
-            return self.answer_client(jsonrpc::result(&id, pending)).await;
-        };
-        if cancelled.try_recv().is_ok() {
-            return;
-        }
-        let accept = action == "accept";
-        let confirmed = self
-            .gate
-            .ask(&serde_json::json!({"id": 0, "op": "confirm", "approval": approval, "accept": accept}))
-            .await;
-        if let Some(error) = confirmed.get("error") {
-            tracing::warn!(%error, "the user's answer could not be recorded");
-            return self.answer_client(jsonrpc::result(&id, pending)).await;
-        }
-        if !accept {
-            return self
-                .answer_client(jsonrpc::result(&id, calls::declined(&name, &approval, &action)))
-                .await;
-        }
-        if cancelled.try_recv().is_ok() {
-            return;
-        }
-        // Granted: the same call now finds its approval and goes through once.
-        let answer = self.gate.ask(&self.caller.decide_line(&tool, &args)).await;
-        match calls::judge(&answer, &name) {
-            Verdict::Forward { decision_id } => {
-                let purpose = Purpose::Call { tool, decision_id, started: Instant::now() };
-                self.forward_request(id, message, purpose).await;
-            }
-            Verdict::Answer(result) | Verdict::AskUser { pending: result, .. } => {
-                self.answer_client(jsonrpc::result(&id, result)).await;
-            }
-            Verdict::Hidden => self.answer_client(calls::unknown_tool(&id, &name)).await,
         }
     }
 }
