@@ -160,6 +160,8 @@ pub struct ConstraintDecl {
     pub validate_args: Option<Spanned<ArgValidation>>,
     /// `rego`: a Rego rule (`data.<package>.<rule>`) that must be true.
     pub rego: Option<Spanned<String>>,
+    /// `cost`: what one call costs, in the unit of `session.maxCost`.
+    pub cost: Option<Spanned<f64>>,
 }
 
 /// `params.<arg>`: JSON Schema keywords for one argument.

@@ -203,6 +203,9 @@ pub(crate) struct CheckedConstraint {
     pub validation: Option<(ArgValidation, RuleId)>,
     /// `rego`: a Rego rule that must be true.
     pub rego: Option<(Arc<RegoRule>, RuleId)>,
+    /// `cost`: what one call costs (0 or more), counted towards
+    /// `session.maxCost` when a reported outcome gives none.
+    pub cost: Option<f64>,
 }
 
 /// `params.<arg>`.

@@ -130,6 +130,16 @@ impl Engine {
         matches!(&*table.plan(tool, &self.table.rules), ToolPlan::Allowed { .. })
     }
 
+    /// What one call of `tool` by `agent` costs by the policy: the largest
+    /// `cost` of the constraints that apply to the tool; `None` if none
+    /// declares one (or the agent may not call the tool).
+    pub fn call_cost(&self, agent: &str, tool: &str) -> Option<f64> {
+        let table = self.table.agents.get(agent)?;
+        let plan = table.plan(tool, &self.table.rules);
+        let ToolPlan::Allowed { constraints, .. } = &*plan else { return None };
+        constraints.iter().filter_map(|&index| table.constraints.get(index as usize)?.cost).reduce(f64::max)
+    }
+
     /// `sha256:<hex>` of the policy sources.
     pub fn policy_hash(&self) -> &str {
         self.table.hash()

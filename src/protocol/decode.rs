@@ -211,7 +211,7 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
                 Some("error") => CallStatus::Error,
                 _ => return Err(invalid_field("`status` must be `ok` or `error`")),
             },
-            cost: fields.amount("cost")?.unwrap_or(0.0),
+            cost: fields.amount("cost")?,
             latency_ms: fields.amount("latency_ms")?,
             output_bytes: fields.count("output_bytes")?,
             output_sha256: fields.string("output_sha256")?,

@@ -274,8 +274,9 @@ pub struct CallReport {
     pub tool: Option<String>,
     /// `ok` or `error`.
     pub status: CallStatus,
-    /// What the call cost, in the policy's cost unit (0 if not given).
-    pub cost: f64,
+    /// What the call cost, in the policy's cost unit; if not given, the
+    /// tool's `cost` in the policy, else 0.
+    pub cost: Option<f64>,
     /// How long the call took, if given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,

@@ -267,11 +267,22 @@ impl Service {
         self.ids
             .cite(&report.decision_id, &report.agent, &report.session)
             .map_err(|error| WireError::new(WireErrorCode::InvalidField, error.to_string()))?;
+        // A cost the gateway does not report is the one the policy declares
+        // for the tool (`constraints.<tool>.cost`), if any.
+        let cost = report.cost.unwrap_or_else(|| {
+            let declared =
+                report.tool.as_deref().and_then(|tool| self.engine().call_cost(&report.agent, tool));
+            declared.unwrap_or(0.0)
+        });
         let outcome = CallOutcome {
             error: report.status == CallStatus::Error,
-            cost_micros: (report.cost * 1e6).round() as u64,
+            cost_micros: (cost * 1e6).round() as u64,
         };
-        if let Err(error) = self.record_first("outcome", json!(report)).await {
+        let mut record = json!(report);
+        if let Some(object) = record.as_object_mut() {
+            object.insert(String::from("cost"), json!(cost));
+        }
+        if let Err(error) = self.record_first("outcome", record).await {
             self.ids.release(&report.decision_id);
             return Err(error);
         }

@@ -64,6 +64,12 @@ const EDITS: &[(&str, &str, &str, &[&str])] = &[
         &["widened createSupportTicket: maxPerSession raised from 3 to 5"],
     ),
     (
+        "a call made dearer",
+        "maxPerSession: 3",
+        "maxPerSession: 3\n        cost: 0.5",
+        &["narrowed createSupportTicket: cost 0.5 added"],
+    ),
+    (
         "the session cap removed",
         "    session: {maxToolCalls: 40}\n",
         "",

@@ -778,3 +778,36 @@ fn a_proxy_reloads_its_policy_when_the_file_changes() {
         n += 1;
     }
 }
+
+#[test]
+fn the_cost_the_policy_declares_stops_a_session_at_its_ceiling() {
+    let policy = peers().join("policies/raw-cost.yaml").to_string_lossy().into_owned();
+    let dir = TempDir::new();
+    let trail = dir.path().join("audit.jsonl");
+    let args = ["--policy".into(), policy, "--audit".into(), trail.to_string_lossy().into_owned()];
+    let mut proxy = Raw::start_with(&args, &["--plain"]);
+    proxy.initialize();
+    // 0.4 a call (the larger of the two costs that apply): the third call
+    // brings the session to 1.2, past maxCost 1, and the fourth is refused.
+    for n in 1..=3 {
+        proxy.send(&format!(
+            r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"echo"}}}}"#
+        ));
+        assert_eq!(proxy.recv()["result"]["content"][0]["text"], "echo", "call {n}");
+    }
+    proxy.send(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo"}}"#);
+    let stopped = proxy.recv();
+    assert_eq!(stopped["result"]["_meta"]["dev.toolgate/decision"]["reason_code"], "killed", "{stopped}");
+    assert!(
+        stopped["result"]["content"][0]["text"].as_str().is_some_and(|t| t.contains("maxCost")),
+        "{stopped}"
+    );
+    let costs: Vec<Value> = std::fs::read_to_string(&trail)
+        .expect("trail")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("record"))
+        .filter(|r| r["kind"] == "outcome")
+        .map(|r| r["cost"].clone())
+        .collect();
+    assert_eq!(costs, [json!(0.4), json!(0.4), json!(0.4)], "the counted cost is in the trail");
+}

@@ -187,6 +187,8 @@ struct Allowed {
     /// `when` conditions: canonical form → text.
     conditions: BTreeMap<String, String>,
     validation: Option<crate::compiler::ast::ArgValidation>,
+    /// What one call costs towards `session.maxCost` (the largest `cost`).
+    cost: Option<f64>,
 }
 
 fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str) -> Summary {
@@ -205,6 +207,9 @@ fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str) -> Summary {
         };
         if let Some(limit) = constraint.max_per_session {
             cap(String::from("maxPerSession"), limit.max as f64);
+        }
+        if let Some(cost) = constraint.cost {
+            allowed.cost = Some(allowed.cost.map_or(cost, |known: f64| known.max(cost)));
         }
         if let Some((limit, window_ms)) = constraint.rate_limit {
             cap(format!("rateLimit per {}s", window_ms / 1000), limit.max as f64);
@@ -290,6 +295,14 @@ fn compare_allowed(old: &Allowed, new: &Allowed) -> Vec<(Direction, String)> {
     }
     for kind in old.caps.keys().chain(new.caps.keys()).collect::<BTreeSet<_>>() {
         upper(&mut out, kind, old.caps.get(kind).copied(), new.caps.get(kind).copied());
+    }
+    // A dearer call reaches `session.maxCost` sooner: the inverse of a cap.
+    match (old.cost, new.cost) {
+        (Some(o), Some(n)) if n > o => out.push((Narrowed, format!("cost raised from {o} to {n}"))),
+        (Some(o), Some(n)) if n < o => out.push((Widened, format!("cost lowered from {o} to {n}"))),
+        (Some(o), None) => out.push((Widened, format!("cost {o} removed"))),
+        (None, Some(n)) => out.push((Narrowed, format!("cost {n} added"))),
+        _ => {}
     }
     for field in old.requires.difference(&new.requires) {
         out.push((Widened, format!("`{field}` no longer required")));

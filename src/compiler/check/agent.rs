@@ -215,6 +215,16 @@ fn constraint(
         .rego
         .as_ref()
         .and_then(|r| Some((rego.rule(r, diagnostics)?, rules.add(format!("{base}.rego"), r.location))));
+    let cost = decl.cost.as_ref().and_then(|cost| {
+        if cost.value >= 0.0 {
+            return Some(cost.value);
+        }
+        diagnostics.push(
+            Diagnostic::new(Code::InvalidValue, format!("`cost` {} is negative", cost.value), cost.location)
+                .with_help("a call's cost is 0 or more, in the unit of `session.maxCost`"),
+        );
+        None
+    });
     Some(CheckedConstraint {
         tool,
         location: decl.tool.location,
@@ -225,6 +235,7 @@ fn constraint(
         when,
         validation,
         rego,
+        cost,
     })
 }
 

@@ -30,6 +30,7 @@ const CONSTRAINT_KEYS: &[&str] = &[
     "when",
     "rego",
     "validateArgs",
+    "cost",
     "description",
 ];
 const GATE_KEYS: &[&str] =
@@ -263,6 +264,7 @@ fn decode_constraint(
     }
     let validate_args = fields.get("validateArgs").and_then(|n| decode_validation(decoder, n));
     let rego = fields.get("rego").and_then(|n| decoder.string(n, "`rego`"));
+    let cost = fields.get("cost").and_then(|n| decoder.number(n, "`cost`"));
     Some(ConstraintDecl {
         tool,
         max_per_session,
@@ -272,6 +274,7 @@ fn decode_constraint(
         when,
         validate_args,
         rego,
+        cost,
     })
 }
 
