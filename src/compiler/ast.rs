@@ -64,6 +64,9 @@ pub struct CatalogDecl {
     /// `server`: the prefix of the catalog's tools in policies (`github`
     /// makes `create_issue` into `github/create_issue`).
     pub server: Option<Spanned<String>>,
+    /// `onDrift`: `log` (the default) or `deny` (calls to a tool whose live
+    /// description differs from the catalog's are denied).
+    pub on_drift: Option<Spanned<String>>,
 }
 
 /// `validateArgs`: whether calls are checked against the tool's `inputSchema`.

@@ -143,6 +143,8 @@ pub struct Catalogs {
     tools: BTreeMap<String, CatalogTool>,
     /// The servers the catalogs describe; `None` for a catalog without prefix.
     servers: Vec<Option<String>>,
+    /// The servers whose catalogs say `onDrift: deny`.
+    deny_drift: Vec<Option<String>>,
 }
 
 impl Catalogs {
@@ -165,6 +167,16 @@ impl Catalogs {
             }
         }
         clashes
+    }
+
+    /// Marks a server's catalog `onDrift: deny`.
+    pub fn deny_drift(&mut self, server: Option<&str>) {
+        self.deny_drift.push(server.map(str::to_owned));
+    }
+
+    /// Whether calls to a server's drifted tools are denied.
+    pub fn denies_drift(&self, server: Option<&str>) -> bool {
+        self.deny_drift.iter().any(|s| s.as_deref() == server)
     }
 
     /// Whether there is no catalog at all.

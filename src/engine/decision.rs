@@ -183,6 +183,9 @@ pub enum Reason<'e> {
         /// The ceiling.
         max: f64,
     },
+    /// The tool changed since its catalog was reviewed, and the catalog
+    /// denies drifted tools (`onDrift: deny`).
+    ToolDrift,
     /// A granted approval satisfied the gate.
     Approved {
         /// The approval used.
@@ -326,6 +329,8 @@ reason_codes! {
     CostCeiling = "cost_ceiling",
     /// The kill switch stops the call's agent, session or everything.
     Killed = "killed",
+    /// The tool's live description (schema or annotations) differs from its catalog, which says `onDrift: deny`.
+    ToolDrift = "tool_drift",
     /// Session state could not be read or written: denied to be safe.
     StateUnavailable = "state_unavailable",
     /// The server holds `--max-sessions` live sessions (or this session counts 64 tools): a new one is denied until idle ones expire.
@@ -364,6 +369,7 @@ impl Reason<'_> {
             Reason::ErrorStreak { .. } => ReasonCode::ErrorStreak,
             Reason::CostCeiling { .. } => ReasonCode::CostCeiling,
             Reason::Approved { .. } => ReasonCode::Approved,
+            Reason::ToolDrift => ReasonCode::ToolDrift,
             Reason::ApprovalInvalid(error) => match error {
                 E::Unknown => ReasonCode::ApprovalUnknown,
                 E::Expired => ReasonCode::ApprovalExpired,
@@ -464,6 +470,9 @@ impl fmt::Display for Reason<'_> {
                 f.write_str("session state did not answer within the decision deadline; failing closed")
             }
             Reason::Approved { .. } => f.write_str("allowed by a granted approval"),
+            Reason::ToolDrift => f.write_str(
+                "the tool changed since its catalog was reviewed (its schema or annotations differ), and its catalog says onDrift: deny",
+            ),
             Reason::ApprovalInvalid(error) => write!(f, "approval refused: {error}"),
             Reason::ErrorStreak { limit } => write!(f, "{limit} tool calls in a row failed in this session"),
             Reason::CostCeiling { max } => write!(f, "this session's cost reached its ceiling of {max}"),

@@ -42,6 +42,8 @@ pub const NO_SESSION_RULE: &str = "toolgate.noSession";
 pub const APPROVAL_RULE: &str = "toolgate.approval";
 /// The rule id of denials by the kill switch.
 pub const KILL_RULE: &str = "toolgate.killSwitch";
+/// The rule of a denial because the tool drifted from its catalog (`onDrift: deny`).
+pub const DRIFT_RULE: &str = "toolgate.toolDrift";
 /// The rule id of denials because session state could not be read or written.
 pub const STATE_RULE: &str = "toolgate.stateUnavailable";
 /// The rule id of denials of a session the state store has no room for.
@@ -229,6 +231,9 @@ impl Engine {
         let Some(agent) = agent else {
             return Decision::deny_outright(UNKNOWN_AGENT_RULE, Reason::UnknownAgent(&request.agent));
         };
+        if !self.state.drifted.is_empty() && self.state.drifted.contains(table.hash(), &request.tool) {
+            return Decision::deny_outright(DRIFT_RULE, Reason::ToolDrift).redacted_for(agent);
+        }
         decide::Decider { table, state: &self.state, agent, request }.decide()
     }
 }

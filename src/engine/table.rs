@@ -183,6 +183,11 @@ impl DecisionTable {
         self.approvers.iter().find(|a| a.name == name)
     }
 
+    /// Whether the policy's catalog for a server says `onDrift: deny`.
+    pub fn denies_drift(&self, server: Option<&str>) -> bool {
+        self.catalogs.denies_drift(server)
+    }
+
     /// How a server's live tools differ from the policy's catalog for it;
     /// `None` when no catalog describes the server.
     pub fn drift(

@@ -232,6 +232,9 @@ pub fn hint(code: &str) -> &'static str {
             "This agent or session is stopped; retrying will not help until an operator revives it."
         }
         "approval_rejected" => "An approver rejected this call; do not retry it unchanged.",
+        "tool_drift" => {
+            "This tool changed since its description was reviewed; retrying will not help until the policy's catalog is reviewed again."
+        }
         _ => "toolgate could not decide safely, so the call was denied; retrying later may succeed.",
     }
 }

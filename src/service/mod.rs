@@ -401,6 +401,10 @@ impl Service {
         let live = crate::compiler::catalog::parse(&listed, server)
             .map_err(|error| WireError::new(WireErrorCode::InvalidField, format!("`tools`: {}", error.0)))?;
         let drift = engine.table().drift(server, &live);
+        if let Some(drift) = drift.as_ref().filter(|_| engine.table().denies_drift(server)) {
+            let changed = drift.changed.iter().map(|changed| changed.name.clone()).collect();
+            self.state.drifted.replace(engine.policy_hash(), server, changed);
+        }
         if let Some(drift) = drift.as_ref().filter(|drift| !drift.is_empty()) {
             tracing::warn!(server, added = ?drift.added, removed = ?drift.removed, changed = drift.changed.len(), "the server's tools differ from its catalog");
             self.record(

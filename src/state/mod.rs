@@ -13,6 +13,7 @@ pub mod atomic_file;
 pub mod clock;
 pub mod condition;
 pub mod conformance;
+pub mod drift;
 pub mod durable;
 pub mod kill;
 pub mod ledger;
@@ -45,6 +46,8 @@ pub struct State {
     pub approvals: Arc<dyn ApprovalStore>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+    /// Tools that drifted from a catalog that denies drift.
+    pub drifted: Arc<drift::DriftedTools>,
 }
 
 impl std::fmt::Debug for State {
@@ -77,6 +80,7 @@ impl State {
             kills: Arc::new(KillSwitch::in_memory()),
             approvals: Arc::new(Ledger::with_clock(approval_ttl, Arc::clone(&clock)).within(approvals)),
             clock,
+            drifted: Arc::default(),
         }
     }
 
@@ -119,6 +123,7 @@ impl State {
                     .map_err(|e| failed(e.to_string()))?,
             ),
             clock,
+            drifted: Arc::default(),
         })
     }
 

@@ -811,3 +811,34 @@ fn the_cost_the_policy_declares_stops_a_session_at_its_ceiling() {
         .collect();
     assert_eq!(costs, [json!(0.4), json!(0.4), json!(0.4)], "the counted cost is in the trail");
 }
+
+#[test]
+fn a_catalog_that_denies_drift_stops_calls_to_a_tool_that_changed() {
+    let policy = peers().join("policies/raw-catalog-deny.yaml").to_string_lossy().into_owned();
+    let mut proxy = Raw::start_with(&["--policy".into(), policy], &["--plain"]);
+    proxy.initialize();
+    let call = |proxy: &mut Raw, id: u32, tool: &str| {
+        proxy.send(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+        ));
+    };
+    // `crash` changed its inputSchema; the proxy learns it from a listing.
+    proxy.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    proxy.recv();
+    proxy.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"cursor":"page-2"}}"#);
+    proxy.recv();
+    call(&mut proxy, 3, "crash");
+    let denied = proxy.recv();
+    let decision = &denied["result"]["_meta"]["dev.toolgate/decision"];
+    assert_eq!(
+        (decision["reason_code"].as_str(), decision["rule"].as_str()),
+        (Some("tool_drift"), Some("toolgate.toolDrift")),
+        "{denied}"
+    );
+    call(&mut proxy, 4, "echo");
+    assert_eq!(proxy.recv()["result"]["content"][0]["text"], "echo", "an unchanged tool is called");
+    assert!(
+        !proxy.received().iter().any(|m| m["params"]["name"] == "crash"),
+        "the changed tool was never called"
+    );
+}

@@ -46,6 +46,18 @@ pub fn load(
                 );
                 continue;
             }
+            match decl.on_drift.as_ref().map(|d| d.value.as_str()) {
+                None | Some("log") => {}
+                Some("deny") => catalogs.deny_drift(server),
+                Some(other) => diagnostics.push(
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        format!("`onDrift` `{other}` is neither `log` nor `deny`"),
+                        decl.on_drift.as_ref().map_or(decl.file.location, |d| d.location),
+                    )
+                    .with_help("`log` records a tool that changed; `deny` also refuses its calls"),
+                ),
+            }
             let parsed = reader
                 .read(policy, &decl.file.value)
                 .and_then(|bytes| catalog::parse(&bytes, server).map(|t| (t, bytes)).map_err(|e| e.0));

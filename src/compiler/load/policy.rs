@@ -7,7 +7,7 @@ use crate::diagnostic::{Code, Diagnostic};
 
 const ROOT_KEYS: &[&str] = &["agentPolicies", "catalogs", "approvers", "lintIgnore"];
 const APPROVER_KEYS: &[&str] = &["users", "groups", "description"];
-const CATALOG_KEYS: &[&str] = &["file", "server"];
+const CATALOG_KEYS: &[&str] = &["file", "server", "onDrift"];
 const AGENT_KEYS: &[&str] = &[
     "description",
     "extends",
@@ -151,6 +151,7 @@ fn decode_catalogs(decoder: &mut Decoder<'_>, node: &Node) -> Vec<CatalogDecl> {
         .filter_map(|item| {
             let fields = decoder.fields(item, "a catalog", CATALOG_KEYS)?;
             let server = fields.get("server").and_then(|n| decoder.string(n, "`server`"));
+            let on_drift = fields.get("onDrift").and_then(|n| decoder.string(n, "`onDrift`"));
             let Some(file) = fields.get("file") else {
                 let diagnostic =
                     Diagnostic::new(Code::MissingKey, "catalog entry has no `file`", decoder.at(item.span))
@@ -158,7 +159,7 @@ fn decode_catalogs(decoder: &mut Decoder<'_>, node: &Node) -> Vec<CatalogDecl> {
                 decoder.report(diagnostic);
                 return None;
             };
-            Some(CatalogDecl { file: decoder.string(file, "`file`")?, server })
+            Some(CatalogDecl { file: decoder.string(file, "`file`")?, server, on_drift })
         })
         .collect()
 }
