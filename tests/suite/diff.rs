@@ -222,3 +222,33 @@ fn git_revisions_are_read_with_their_catalogs() {
         toolgate(dir.path()).args(["diff", "nosuchrev:p.yaml", "policies/p.yaml"]).output().expect("runs");
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn refusing_drifted_tools_narrows_every_tool_of_the_catalog() {
+    let catalog = r#"{"tools": [{"name": "read", "inputSchema": {"type": "object"}}, {"name": "write", "inputSchema": {"type": "object"}}]}"#;
+    let policy = |on_drift: &str| {
+        format!(
+            "catalogs:\n  - file: fs.tools.json\n    server: fs{on_drift}\nagentPolicies:\n  bot:\n    allowedTools: [fs/read]\n"
+        )
+    };
+    let (old, new) = (policy(""), policy("\n    onDrift: deny"));
+    let dir = scratch(&[("fs.tools.json", catalog), ("old.yaml", &old), ("new.yaml", &new)]);
+    let run = |a: &str, b: &str| {
+        let output = toolgate(dir.path())
+            .args(["diff", "--format", "json", "--fail-on-widen", a, b])
+            .output()
+            .expect("runs");
+        (output.status.code(), lines(&serde_json::from_slice(&output.stdout).expect("JSON")))
+    };
+    assert_eq!(
+        run("old.yaml", "new.yaml"),
+        (
+            Some(0),
+            vec![String::from(
+                "narrowed fs/read: refused if the tool drifts from its catalog (onDrift: deny)"
+            )]
+        )
+    );
+    let (code, widened) = run("new.yaml", "old.yaml");
+    assert_eq!((code, widened.len()), (Some(3), 1), "{widened:?}");
+}

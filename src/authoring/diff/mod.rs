@@ -189,6 +189,8 @@ struct Allowed {
     validation: Option<crate::compiler::ast::ArgValidation>,
     /// What one call costs towards `session.maxCost` (the largest `cost`).
     cost: Option<f64>,
+    /// The tool's catalog says `onDrift: deny`.
+    drift_denied: bool,
 }
 
 fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str) -> Summary {
@@ -199,7 +201,12 @@ fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str) -> Summary {
     let ToolPlan::Allowed { constraints, gates, schema, .. } = &*plan else {
         return if matches!(&*plan, ToolPlan::Denied(_)) { Summary::Denied } else { Summary::NotAllowed };
     };
-    let mut allowed = Allowed { validation: schema.as_ref().map(|s| s.mode), ..Allowed::default() };
+    let server = tool.split_once('/').map(|(server, _)| server);
+    let mut allowed = Allowed {
+        validation: schema.as_ref().map(|s| s.mode),
+        drift_denied: table.denies_drift(server),
+        ..Allowed::default()
+    };
     for constraint in constraints.iter().filter_map(|&i| agent.constraints.get(i as usize)) {
         let mut cap = |kind: String, limit: f64| {
             let entry = allowed.caps.entry(kind).or_insert(limit);
@@ -295,6 +302,15 @@ fn compare_allowed(old: &Allowed, new: &Allowed) -> Vec<(Direction, String)> {
     }
     for kind in old.caps.keys().chain(new.caps.keys()).collect::<BTreeSet<_>>() {
         upper(&mut out, kind, old.caps.get(kind).copied(), new.caps.get(kind).copied());
+    }
+    match (old.drift_denied, new.drift_denied) {
+        (false, true) => {
+            out.push((Narrowed, String::from("refused if the tool drifts from its catalog (onDrift: deny)")))
+        }
+        (true, false) => {
+            out.push((Widened, String::from("no longer refused if the tool drifts from its catalog")))
+        }
+        _ => {}
     }
     // A dearer call reaches `session.maxCost` sooner: the inverse of a cap.
     match (old.cost, new.cost) {
