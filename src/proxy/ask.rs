@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use super::calls::{self, Verdict};
 use super::jsonrpc::{self, Envelope};
+use super::state_seal;
 use super::{Purpose, Relay, lock};
 
 /// A call waiting for the agent's own user.
@@ -32,7 +33,93 @@ pub(super) struct UserCall {
 /// How long the proxy waits for the user when the approval says nothing.
 const USER_WAIT: Duration = Duration::from_secs(900);
 
+/// The key of the proxy's question among a call's `inputRequests`.
+const CONFIRM_KEY: &str = "dev.toolgate/confirm";
+/// Where a 2026-07-28 request says its protocol version and the client's
+/// capabilities.
+const VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+const CAPABILITIES_META: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// The question to the user, as an elicitation's parameters.
+fn question_params(name: &str, args: &Map<String, Value>) -> Value {
+    serde_json::json!({"message": calls::confirmation_text(name, args), "requestedSchema": {"type": "object", "properties": {}}})
+}
+
 impl Relay {
+    /// For a 2026-07-28 request from a client that can ask its user: the
+    /// `input_required` result that asks them, through the client, with a
+    /// sealed `requestState`; `None` for the older protocol.
+    pub(super) fn input_required(
+        &self,
+        params: Option<&Envelope>,
+        name: &str,
+        tool: &str,
+        args: &Map<String, Value>,
+        approval: &str,
+        expires_at: Option<u64>,
+    ) -> Option<Value> {
+        let meta = params?.get::<Value>("_meta")?;
+        let modern = meta.get(VERSION_META).and_then(Value::as_str).is_some_and(|v| v >= "2026-07-28");
+        let elicits =
+            meta.get(CAPABILITIES_META).and_then(|c| c.get("elicitation")).is_some_and(Value::is_object);
+        if !modern || !elicits {
+            return None;
+        }
+        let expires_at = expires_at.unwrap_or_else(|| now_secs() + USER_WAIT.as_secs());
+        let state = self.sealer.as_ref()?.seal(approval, expires_at, tool, args);
+        Some(serde_json::json!({
+            "resultType": "input_required",
+            "inputRequests": {CONFIRM_KEY: {"method": "elicitation/create", "params": question_params(name, args)}},
+            "requestState": state,
+        }))
+    }
+
+    /// A call retried with the user's answer to the proxy's question: the
+    /// proxy's part (its `requestState` and answer) is taken out of the
+    /// message, and the answer recorded at the gate; a declined call's
+    /// result is returned. A state that is not this proxy's, not for this
+    /// call, or expired records nothing: the call is decided as it is.
+    pub(super) async fn answered(
+        &self,
+        mut message: Envelope,
+        params: Option<&Envelope>,
+        name: &str,
+        tool: &str,
+        args: &Map<String, Value>,
+    ) -> (Envelope, Option<Value>) {
+        let Some(params) = params else { return (message, None) };
+        let Some(state) = params.get::<String>("requestState").filter(|s| s.starts_with(state_seal::PREFIX))
+        else {
+            return (message, None);
+        };
+        let mut responses = params.get::<Map<String, Value>>("inputResponses").unwrap_or_default();
+        let action = responses
+            .remove(CONFIRM_KEY)
+            .and_then(|r| r.get("action").and_then(Value::as_str).map(str::to_owned));
+        let mut stripped = Envelope::parse(params.to_bytes().as_slice()).unwrap_or_default();
+        stripped.remove("requestState");
+        if responses.is_empty() {
+            stripped.remove("inputResponses");
+        } else {
+            stripped.set_value("inputResponses", &responses);
+        }
+        if let Some(raw) = stripped.to_raw() {
+            message.set("params", raw);
+        }
+        let approval = self.sealer.as_ref().and_then(|sealer| sealer.open(&state, now_secs(), tool, args));
+        let (Some(approval), Some(action)) = (approval, action) else { return (message, None) };
+        let accept = action == "accept";
+        let confirmed = self
+            .gate
+            .ask(&serde_json::json!({"id": 0, "op": "confirm", "approval": approval, "accept": accept}))
+            .await;
+        if let Some(error) = confirmed.get("error") {
+            tracing::warn!(%error, "the user's answer could not be recorded");
+            return (message, None);
+        }
+        (message, (!accept).then(|| calls::declined(name, &approval, &action)))
+    }
+
     /// Remembers what the client said it can do, from its `initialize`.
     pub(super) fn note_capabilities(&self, message: &Envelope) {
         let capabilities = message.get::<Value>("params").and_then(|p| p.get("capabilities").cloned());
@@ -80,12 +167,10 @@ impl Relay {
         lock(&self.questions).insert(question, waiter);
         let request = serde_json::json!({
             "jsonrpc": "2.0", "id": question, "method": "elicitation/create",
-            "params": {"message": calls::confirmation_text(&name, &args), "requestedSchema": {"type": "object", "properties": {}}},
+            "params": question_params(&name, &args),
         });
         self.answer_client(request).await;
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-        let wait = expires_at.map_or(USER_WAIT, |at| Duration::from_secs(at.saturating_sub(now)));
+        let wait = expires_at.map_or(USER_WAIT, |at| Duration::from_secs(at.saturating_sub(now_secs())));
         let reply = tokio::select! {
             reply = tokio::time::timeout(wait, answer) => reply,
             _ = &mut cancelled => return self.withdraw(question, "the tool call was cancelled").await,
@@ -138,4 +223,9 @@ impl Relay {
             Verdict::Hidden => self.answer_client(calls::unknown_tool(&id, &name)).await,
         }
     }
+}
+
+/// Seconds since the Unix epoch.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()
 }

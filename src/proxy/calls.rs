@@ -200,9 +200,10 @@ pub fn declined(name: &str, approval: &str, action: &str) -> Value {
     tool_error(text, meta)
 }
 
-/// A `tools/call` result the model reads as a failed call.
+/// A `tools/call` result the model reads as a failed call. `resultType`
+/// is required from 2026-07-28 on, and an extra member before.
 fn tool_error(text: String, meta: Value) -> Value {
-    json!({"content": [{"type": "text", "text": text}], "isError": true, "_meta": meta})
+    json!({"resultType": "complete", "content": [{"type": "text", "text": text}], "isError": true, "_meta": meta})
 }
 
 /// Seconds since the epoch as an RFC 3339 time.

@@ -76,6 +76,11 @@ impl Envelope {
         }
     }
 
+    /// Removes a member.
+    pub fn remove(&mut self, key: &str) {
+        self.members.retain(|(k, _)| k != key);
+    }
+
     /// Replaces (or adds) a member with a value.
     pub fn set_value(&mut self, key: &str, value: &impl serde::Serialize) {
         if let Ok(raw) = serde_json::value::to_raw_value(value) {

@@ -18,6 +18,7 @@ pub mod calls;
 pub mod catalog;
 pub mod gate;
 pub mod jsonrpc;
+pub mod state_seal;
 pub mod stdio;
 pub mod upstream;
 
@@ -92,6 +93,9 @@ struct Relay {
     elicitation: AtomicBool,
     /// The policy hash of the last decision.
     policy: Mutex<Option<String>>,
+    /// Seals the 2026-07-28 `requestState` of questions to the user (none
+    /// if the system gave no randomness: the older way to ask is used).
+    sealer: Option<state_seal::Sealer>,
     /// Calls waiting for the user, by the client's id (as JSON text): the
     /// question's proxy id, and how to tell its task the call was cancelled.
     asking: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
@@ -142,6 +146,7 @@ pub async fn relay(
         questions: Mutex::default(),
         elicitation: AtomicBool::new(false),
         policy: Mutex::default(),
+        sealer: state_seal::Sealer::new(),
         asking: Mutex::default(),
         me: me.clone(),
         listing: Mutex::default(),
@@ -375,6 +380,12 @@ impl Relay {
             }
         };
         let tool = self.caller.qualified(name);
+        // A call retried with the user's answer to the proxy's question
+        // (2026-07-28): the answer is recorded, and the call decided anew.
+        let (message, declined) = self.answered(message, params.as_ref(), name, &tool, &args).await;
+        if let Some(declined) = declined {
+            return self.answer_client(jsonrpc::result(&id, declined)).await;
+        }
         let answer = self.gate.ask(&self.caller.decide_line(&tool, &args)).await;
         self.note_policy(&answer).await;
         match calls::judge(&answer, name) {
@@ -385,6 +396,11 @@ impl Relay {
             Verdict::Answer(result) => self.answer_client(jsonrpc::result(&id, result)).await,
             Verdict::Hidden => self.answer_client(calls::unknown_tool(&id, name)).await,
             Verdict::AskUser { approval, expires_at, pending } => {
+                if let Some(question) =
+                    self.input_required(params.as_ref(), name, &tool, &args, &approval, expires_at)
+                {
+                    return self.answer_client(jsonrpc::result(&id, question)).await;
+                }
                 match self.me.upgrade().filter(|_| self.elicitation.load(Ordering::Relaxed)) {
                     // The user answers while the relay reads on (their answer
                     // arrives on the same stream).

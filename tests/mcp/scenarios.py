@@ -180,6 +180,12 @@ async def both_eras_relay_through_the_proxy():
                 raise AssertionError(f"{era}: a hidden tool was called")
             except MCPError as error:
                 expect(error.code == -32602, f"{era}: hidden", error.message)
+            # A result the proxy writes (here: two errors in a row stop the session) is one
+            # the client can read in either era.
+            for _ in range(2):
+                await client.call_tool("fail", {})
+            stopped = await client.call_tool("echo", {"message": "hi"})
+            expect(decision(stopped).get("reason_code") == "killed", f"{era}: stopped", dump(stopped))
 
 
 async def errors_in_a_row_stop_the_session():
@@ -349,6 +355,33 @@ async def a_stateful_server_keeps_its_state_through_the_proxy():
         expect(names == ["second", "toolgate"], "the denied and capped calls never reached the server", names)
 
 
+async def the_user_is_asked_in_the_2026_protocol():
+    async def unused(context, params):
+        raise AssertionError("the 2026 protocol asks through input_required, not a request")
+
+    big = {"a": 1000, "b": 1}
+    params = proxy("bot", "fixture", FIXTURE, "fixture-user.yaml")
+    async with session(params, era="modern", elicitation_callback=unused) as client:
+        first = await client.call_tool("add", big, allow_input_required=True)
+        expect(isinstance(first, types.InputRequiredResult), "an input_required result", dump(first))
+        (key, request), = first.input_requests.items()
+        expect(request.method == "elicitation/create" and "`add`" in request.params.message, "the question", dump(first))
+        no = types.ElicitResult(action="decline")
+        declined = await client.call_tool("add", big, input_responses={key: no}, request_state=first.request_state,
+                                          allow_input_required=True)
+        expect(declined.is_error and "declined" in declined.content[0].text, "declined: not made", dump(declined))
+        second = await client.call_tool("add", big, allow_input_required=True)
+        expect(isinstance(second, types.InputRequiredResult), "asked again", dump(second))
+        yes = types.ElicitResult(action="accept", content={})
+        # The state is sealed to its call: with other arguments it confirms nothing.
+        moved = await client.call_tool("add", {"a": 2000, "b": 1}, input_responses={key: yes},
+                                       request_state=second.request_state, allow_input_required=True)
+        expect(isinstance(moved, types.InputRequiredResult), "a moved state confirms nothing", dump(moved))
+        done = await client.call_tool("add", big, input_responses={key: yes}, request_state=second.request_state,
+                                      allow_input_required=True)
+        expect(not done.is_error and done.content[0].text == "1001", "accepted: made once", dump(done))
+
+
 SCENARIOS = {
     fn.__name__: fn
     for fn in [
@@ -364,6 +397,7 @@ SCENARIOS = {
         one_server_for_many_proxies,
         the_user_is_asked_through_the_client,
         a_stateful_server_keeps_its_state_through_the_proxy,
+        the_user_is_asked_in_the_2026_protocol,
     ]
 }
 

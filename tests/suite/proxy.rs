@@ -842,3 +842,8 @@ fn a_catalog_that_denies_drift_stops_calls_to_a_tool_that_changed() {
         "the changed tool was never called"
     );
 }
+
+#[test]
+fn the_user_is_asked_in_the_2026_protocol() {
+    scenario("the_user_is_asked_in_the_2026_protocol");
+}
