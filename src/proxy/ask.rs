@@ -109,15 +109,22 @@ impl Relay {
         let approval = self.sealer.as_ref().and_then(|sealer| sealer.open(&state, now_secs(), tool, args));
         let (Some(approval), Some(action)) = (approval, action) else { return (message, None) };
         let accept = action == "accept";
-        let confirmed = self
-            .gate
-            .ask(&serde_json::json!({"id": 0, "op": "confirm", "approval": approval, "accept": accept}))
-            .await;
-        if let Some(error) = confirmed.get("error") {
-            tracing::warn!(%error, "the user's answer could not be recorded");
+        if !self.record_answer(&approval, accept).await {
             return (message, None);
         }
         (message, (!accept).then(|| calls::declined(name, &approval, &action)))
+    }
+
+    /// Records the user's answer at the gate; false (logged) if it could
+    /// not be, and the approval then stays pending.
+    async fn record_answer(&self, approval: &str, accept: bool) -> bool {
+        let line = serde_json::json!({"id": 0, "op": "confirm", "approval": approval, "accept": accept});
+        let confirmed = self.gate.ask(&line).await;
+        if let Some(error) = confirmed.get("error") {
+            tracing::warn!(%error, "the user's answer could not be recorded");
+            return false;
+        }
+        true
     }
 
     /// Remembers what the client said it can do, from its `initialize`.
@@ -194,12 +201,7 @@ impl Relay {
             return;
         }
         let accept = action == "accept";
-        let confirmed = self
-            .gate
-            .ask(&serde_json::json!({"id": 0, "op": "confirm", "approval": approval, "accept": accept}))
-            .await;
-        if let Some(error) = confirmed.get("error") {
-            tracing::warn!(%error, "the user's answer could not be recorded");
+        if !self.record_answer(&approval, accept).await {
             return self.answer_client(jsonrpc::result(&id, pending)).await;
         }
         if !accept {
