@@ -44,7 +44,7 @@ impl Module {
     /// Parses `sources` (name, text) and prepares `entry` (`data.pkg.rule`).
     pub fn new(sources: &[(String, String)], entry: &str) -> Result<Module, String> {
         let mut engine = regorus::Engine::new();
-        engine.set_execution_timer_config(timer());
+        engine.set_execution_timer_config(timer(TIME_LIMIT));
         // Exported policies of large catalogs are long; the text is ours.
         engine.set_policy_length_config(regorus::PolicyLengthConfig {
             max_col: std::num::NonZeroU32::new(1 << 16).unwrap_or(std::num::NonZeroU32::MIN),
@@ -72,23 +72,33 @@ impl Module {
 
     /// An evaluation state on a chosen evaluator (the VM only if the module compiled for it).
     pub fn evaluation_with(&self, evaluator: Evaluator) -> Evaluation {
+        self.evaluation_within(evaluator, TIME_LIMIT)
+    }
+
+    /// The same, with another time limit on the VM (the instruction limit
+    /// holds all the same).
+    pub fn evaluation_within(&self, evaluator: Evaluator, limit: std::time::Duration) -> Evaluation {
         match (&self.program, evaluator) {
             (Some(program), Evaluator::Vm) => {
                 let mut vm = RegoVM::new();
                 vm.load_program(program.clone());
                 let _ = vm.set_data(regorus::Value::new_object());
                 vm.set_max_instructions(MAX_INSTRUCTIONS);
-                vm.set_execution_timer_config(Some(timer()));
+                vm.set_execution_timer_config(Some(timer(limit)));
                 Evaluation::Vm(Box::new(vm))
             }
-            _ => Evaluation::Interpreter(Box::new(self.engine.clone()), self.entry.clone()),
+            _ => {
+                let mut engine = self.engine.clone();
+                engine.set_execution_timer_config(timer(limit));
+                Evaluation::Interpreter(Box::new(engine), self.entry.clone())
+            }
         }
     }
 }
 
-fn timer() -> regorus::utils::limits::ExecutionTimerConfig {
+fn timer(limit: std::time::Duration) -> regorus::utils::limits::ExecutionTimerConfig {
     regorus::utils::limits::ExecutionTimerConfig {
-        limit: TIME_LIMIT,
+        limit,
         check_interval: std::num::NonZeroU32::MIN.saturating_add(63),
     }
 }
