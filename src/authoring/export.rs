@@ -49,12 +49,51 @@ pub fn rego(policy: &CheckedPolicySet) -> String {
         "decision := object.union({unknown}, {{\"reason\": sprintf(\"no policy for agent `%v`\", [input.agent])}}) if {{ is_string(input.agent); not input.agent in toolgate_agents }}"
     );
     out.push_str(PRELUDE);
+    let patterns = policy.agents.iter().flat_map(|a| {
+        let lists = a.allow.iter().chain(&a.deny).map(|r| &r.pattern);
+        lists.chain(a.constraints.iter().map(|c| &c.tool)).chain(a.gates.iter().map(|g| &g.tool))
+    });
+    if patterns.into_iter().any(|p| matches!(p, ToolPattern::Annotated { .. })) {
+        out.push_str(ANNOTATIONS);
+    }
     out.push_str(&catalog_rules(policy));
     for (index, agent) in policy.agents.iter().enumerate() {
         let exporter = AgentExporter { policy, agent, prefix: format!("a{index}"), rules: String::new() };
         out.push_str(&exporter.export());
     }
     out
+}
+
+/// `toolgate_annotated`: whether a tool matches a `where` selector by the
+/// annotations the request carries, with the MCP defaults the engine
+/// applies (`crate::compiler::catalog::Hints`).
+const ANNOTATIONS: &str = r#"
+default toolgate_read_only := false
+toolgate_read_only if input.annotations.readOnlyHint == true
+default toolgate_destructive := false
+toolgate_destructive if { not toolgate_read_only; not input.annotations.destructiveHint == false }
+default toolgate_idempotent := false
+toolgate_idempotent if toolgate_read_only
+toolgate_idempotent if input.annotations.idempotentHint == true
+default toolgate_open_world := false
+toolgate_open_world if not input.annotations.openWorldHint == false
+toolgate_hints := {"readOnlyHint": toolgate_read_only, "destructiveHint": toolgate_destructive, "idempotentHint": toolgate_idempotent, "openWorldHint": toolgate_open_world}
+toolgate_annotated(tool, pattern, terms) if {
+	glob.match(pattern, ["/"], tool)
+	every term in terms { toolgate_hints[term[0]] == term[1] }
+}
+"#;
+
+/// A Rego array of a selector's terms: `[["readOnlyHint", true], ...]`.
+fn terms(terms: &[(crate::compiler::catalog::Hint, bool)]) -> String {
+    let items: Vec<String> =
+        terms.iter().map(|(hint, wanted)| format!("[\"{}\", {wanted}]", hint.as_str())).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// The glob of a selector as written (`fs/* where readOnlyHint` → `fs/*`).
+fn selector_glob(text: &str) -> &str {
+    text.split_once(" where ").map_or(text, |(glob, _)| glob.trim())
 }
 
 /// A decision object without counters.
@@ -107,6 +146,9 @@ fn matches(pattern: &ToolPattern) -> String {
             let names: Vec<String> = tools.iter().map(|t| string(t)).collect();
             format!("input.tool in {}", collection('{', &names, '}'))
         }
+        ToolPattern::Annotated { text, terms: t, .. } => {
+            format!("toolgate_annotated(input.tool, {}, {})", string(selector_glob(text)), terms(t))
+        }
     }
 }
 
@@ -123,6 +165,11 @@ fn matches_any_case(pattern: &ToolPattern) -> String {
             let names: Vec<String> = tools.iter().map(|t| string(&t.to_ascii_lowercase())).collect();
             format!("{tool} in {}", collection('{', &names, '}'))
         }
+        ToolPattern::Annotated { text, terms: t, .. } => format!(
+            "toolgate_annotated({tool}, {}, {})",
+            string(&selector_glob(text).to_ascii_lowercase()),
+            terms(t)
+        ),
     }
 }
 

@@ -204,8 +204,7 @@ impl Run {
     /// of the decision.
     fn decide<R>(&self, request: &Request, see: impl FnOnce(&Decision<'_>) -> R) -> (Vec<String>, R) {
         let engine = self.service.engine();
-        let mut rules: Vec<String> =
-            engine.allow_rule(&request.agent, &request.tool).map(str::to_owned).into_iter().collect();
+        let mut rules: Vec<String> = engine.allow_rule(request).map(str::to_owned).into_iter().collect();
         let answer = self.service.decide(&engine, &Value::Null, request, &mut AuditBatch::default());
         rules.push(answer.decision.rule.to_owned());
         (rules, see(&answer.decision))

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 /// An MCP tool annotation that policies can select tools by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Hint {
     /// `readOnlyHint`: the tool does not modify its environment.
     ReadOnly,
@@ -43,7 +43,7 @@ impl Hint {
 /// nothing is not read-only, destructive, not idempotent and open-world;
 /// `destructiveHint` and `idempotentHint` only mean something for tools
 /// that are not read-only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hints {
     read_only: bool,
     destructive: bool,
@@ -52,7 +52,9 @@ pub struct Hints {
 }
 
 impl Hints {
-    fn from_annotations(annotations: Option<&Map<String, Value>>) -> Hints {
+    /// The hints of MCP annotations (`None`, or a missing or non-boolean
+    /// member: its default).
+    pub fn from_annotations(annotations: Option<&Map<String, Value>>) -> Hints {
         let flag = |name: &str| annotations.and_then(|a| a.get(name)).and_then(Value::as_bool);
         let read_only = flag("readOnlyHint").unwrap_or(false);
         Hints {
@@ -61,6 +63,16 @@ impl Hints {
             idempotent: read_only || flag("idempotentHint").unwrap_or(false),
             open_world: flag("openWorldHint").unwrap_or(true),
         }
+    }
+
+    /// The hints of a tool that has no annotations: the MCP defaults.
+    pub fn unannotated() -> Hints {
+        Hints::from_annotations(None)
+    }
+
+    /// The annotations these hints stand for, every member explicit.
+    pub fn to_annotations(self) -> Map<String, Value> {
+        Hint::ALL.iter().map(|(name, hint)| ((*name).to_owned(), Value::Bool(self.has(*hint)))).collect()
     }
 
     /// Whether the tool has the hint.

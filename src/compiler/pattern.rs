@@ -6,6 +6,17 @@
 
 use globset::{Glob, GlobBuilder, GlobMatcher};
 
+use crate::compiler::catalog::{Hint, Hints};
+
+/// The annotation terms of a `where` selector: each hint with whether the
+/// tool must have it (`true`) or lack it.
+pub type HintTerms = Box<[(Hint, bool)]>;
+
+/// Whether annotations satisfy every term.
+pub fn satisfied(terms: &[(Hint, bool)], hints: Hints) -> bool {
+    terms.iter().all(|&(hint, wanted)| hints.has(hint) == wanted)
+}
+
 /// A compiled tool name or glob.
 #[derive(Clone, Debug)]
 pub enum ToolPattern {
@@ -25,6 +36,17 @@ pub enum ToolPattern {
         text: Box<str>,
         /// The tools it selects, sorted.
         tools: Box<[Box<str>]>,
+    },
+    /// Tools of a server no catalog describes, chosen by the annotations
+    /// each call carries (`fs/* where readOnlyHint`): the server's own
+    /// claims, read per call.
+    Annotated {
+        /// The selector as written.
+        text: Box<str>,
+        /// The glob before `where`, compiled.
+        matcher: GlobMatcher,
+        /// The annotations a tool must have or lack.
+        terms: HintTerms,
     },
 }
 
@@ -56,34 +78,69 @@ impl ToolPattern {
         ToolPattern::Selected { text: text.into(), tools: tools.into() }
     }
 
+    /// A selector read per call: the glob and its annotation terms.
+    pub fn annotated(text: &str, glob: &str, terms: Vec<(Hint, bool)>) -> Result<ToolPattern, PatternError> {
+        let matcher = match ToolPattern::new(glob)? {
+            ToolPattern::Glob { matcher, .. } => matcher,
+            _ => GlobBuilder::new(&globset::escape(glob))
+                .build()
+                .map_err(|e| PatternError(e.kind().to_string()))?
+                .compile_matcher(),
+        };
+        Ok(ToolPattern::Annotated { text: text.into(), matcher, terms: terms.into() })
+    }
+
     /// The pattern as written.
     pub fn text(&self) -> &str {
         match self {
             ToolPattern::Exact(name) => name,
-            ToolPattern::Glob { text, .. } | ToolPattern::Selected { text, .. } => text,
+            ToolPattern::Glob { text, .. }
+            | ToolPattern::Selected { text, .. }
+            | ToolPattern::Annotated { text, .. } => text,
         }
     }
 
     /// Whether this is a glob rather than a known set of names.
     pub fn is_glob(&self) -> bool {
-        matches!(self, ToolPattern::Glob { .. })
+        matches!(self, ToolPattern::Glob { .. } | ToolPattern::Annotated { .. })
     }
 
     /// The names this pattern matches when it is not a glob.
     pub fn names(&self) -> &[Box<str>] {
         match self {
             ToolPattern::Exact(name) => std::slice::from_ref(name),
-            ToolPattern::Glob { .. } => &[],
+            ToolPattern::Glob { .. } | ToolPattern::Annotated { .. } => &[],
             ToolPattern::Selected { tools, .. } => tools,
         }
     }
 
-    /// Whether a tool name matches.
+    /// Whether a tool name matches whatever its annotations: an
+    /// annotated selector matches no name by the name alone.
     pub fn matches(&self, tool: &str) -> bool {
         match self {
             ToolPattern::Exact(name) => **name == *tool,
             ToolPattern::Glob { matcher, .. } => matcher.is_match(tool),
             ToolPattern::Selected { tools, .. } => tools.binary_search_by(|t| (**t).cmp(tool)).is_ok(),
+            ToolPattern::Annotated { .. } => false,
+        }
+    }
+
+    /// Whether a tool name matches for some annotations: an annotated
+    /// selector's glob matches it.
+    pub fn may_match(&self, tool: &str) -> bool {
+        match self {
+            ToolPattern::Annotated { matcher, .. } => matcher.is_match(tool),
+            other => other.matches(tool),
+        }
+    }
+
+    /// Whether a tool with these annotations matches.
+    pub fn matches_annotated(&self, tool: &str, hints: Hints) -> bool {
+        match self {
+            ToolPattern::Annotated { matcher, terms, .. } => {
+                matcher.is_match(tool) && satisfied(terms, hints)
+            }
+            other => other.matches(tool),
         }
     }
 
@@ -96,6 +153,12 @@ impl ToolPattern {
     /// Warnings built on it are therefore never false alarms.
     pub fn covers(&self, other: &ToolPattern) -> bool {
         match (self, other) {
+            (ToolPattern::Annotated { text: a, .. }, ToolPattern::Annotated { text: b, .. }) => a == b,
+            (ToolPattern::Annotated { .. }, _) => false,
+            (_, ToolPattern::Annotated { text, .. }) => {
+                let glob = text.split_once(" where ").map_or(&**text, |(glob, _)| glob.trim());
+                ToolPattern::new(glob).is_ok_and(|glob| self.covers(&glob))
+            }
             (_, ToolPattern::Exact(_) | ToolPattern::Selected { .. }) => {
                 // A selector that selects nothing is covered by nothing:
                 // warnings about it would be vacuous.
@@ -126,6 +189,9 @@ impl ToolPattern {
 pub struct PatternIndex {
     exact: crate::hash::FastMap<Box<str>, Vec<u32>>,
     globs: Vec<(u32, GlobMatcher)>,
+    /// Annotated selectors: they match only when a call's annotations
+    /// are given (the `*_annotated` methods).
+    annotated: Vec<(u32, GlobMatcher, HintTerms)>,
 }
 
 impl PatternIndex {
@@ -135,6 +201,9 @@ impl PatternIndex {
         for (position, pattern) in (0u32..).zip(patterns) {
             match pattern {
                 ToolPattern::Glob { matcher, .. } => index.globs.push((position, matcher.clone())),
+                ToolPattern::Annotated { matcher, terms, .. } => {
+                    index.annotated.push((position, matcher.clone(), terms.clone()))
+                }
                 names => {
                     for name in names.names() {
                         index.exact.entry(name.clone()).or_default().push(position);
@@ -145,23 +214,50 @@ impl PatternIndex {
         index
     }
 
-    /// The positions of every pattern that matches `tool`, ascending.
+    /// The positions of every pattern that matches `tool`, ascending
+    /// (annotated selectors left out).
     pub fn matching(&self, tool: &str) -> Vec<u32> {
+        self.matching_annotated(tool, None)
+    }
+
+    /// The positions of every pattern that matches `tool` with these
+    /// annotations (`None`: annotated selectors left out), ascending.
+    pub fn matching_annotated(&self, tool: &str, hints: Option<Hints>) -> Vec<u32> {
         let mut positions: Vec<u32> = self.exact.get(tool).cloned().unwrap_or_default();
         positions.extend(self.globs.iter().filter(|(_, m)| m.is_match(tool)).map(|(p, _)| *p));
+        if let Some(hints) = hints {
+            let annotated =
+                self.annotated.iter().filter(|(_, m, terms)| m.is_match(tool) && satisfied(terms, hints));
+            positions.extend(annotated.map(|(p, ..)| *p));
+        }
         positions.sort_unstable();
         positions.dedup();
         positions
     }
 
-    /// The position of the first pattern that matches `tool`.
+    /// The position of the first pattern that matches `tool` (annotated
+    /// selectors left out).
     pub fn first(&self, tool: &str) -> Option<u32> {
+        self.first_annotated(tool, None)
+    }
+
+    /// The position of the first pattern that matches `tool` with these
+    /// annotations (`None`: annotated selectors left out).
+    pub fn first_annotated(&self, tool: &str, hints: Option<Hints>) -> Option<u32> {
         let exact = self.exact.get(tool).and_then(|p| p.first().copied());
         let glob = self.globs.iter().find(|(_, m)| m.is_match(tool)).map(|(p, _)| *p);
-        match (exact, glob) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let annotated = hints.and_then(|hints| {
+            self.annotated
+                .iter()
+                .find(|(_, m, terms)| m.is_match(tool) && satisfied(terms, hints))
+                .map(|(p, ..)| *p)
+        });
+        [exact, glob, annotated].into_iter().flatten().min()
+    }
+
+    /// Whether the list has annotated selectors.
+    pub fn has_annotated(&self) -> bool {
+        !self.annotated.is_empty()
     }
 
     /// Whether any pattern matches `tool`.

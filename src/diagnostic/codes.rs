@@ -143,6 +143,8 @@ codes! {
     ShadowedPattern = ("TL005", "shadowed-pattern", Warning),
     /// A path confined by comparing strings (a prefix or an anchored pattern).
     PathPrefix = ("TL006", "path-prefix", Warning),
+    /// A `where` selector that reads the annotations a server reports, no catalog pinning them.
+    ServerClaims = ("TL007", "server-claims", Warning),
 }
 
 impl Code {

@@ -116,15 +116,21 @@ impl<'e> Decider<'e> {
         let tool = self.request.tool.as_str();
         let table = self.table;
         if let Some(plan) = self.agent.exact.get(tool) {
-            return Ok(Cow::Borrowed(plan));
+            if self.agent.annotated.is_none() {
+                return Ok(Cow::Borrowed(plan));
+            }
+        } else {
+            if let Some(problem) = names::name_problem(Name::Tool, tool) {
+                return Err(Reason::InvalidName(problem));
+            }
+            if table.uncatalogued(tool) {
+                return Err(Reason::UnknownTool);
+            }
         }
-        if let Some(problem) = names::name_problem(Name::Tool, tool) {
-            return Err(Reason::InvalidName(problem));
-        }
-        if table.uncatalogued(tool) {
-            return Err(Reason::UnknownTool);
-        }
-        Ok(self.agent.plan_by_globs(tool, &table.rules))
+        Ok(match self.agent.annotated {
+            Some(_) => self.agent.plan(tool, self.request.annotations, &table.rules),
+            None => self.agent.plan_by_globs(tool, &table.rules),
+        })
     }
 
     /// The denial of a plan that does not allow the tool.

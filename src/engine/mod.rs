@@ -28,6 +28,7 @@ pub use request::Request;
 
 use std::sync::Arc;
 
+use crate::compiler::catalog::Hints;
 use crate::compiler::checked::CheckedPolicySet;
 use crate::state::State;
 use crate::state::kill::{Kill, KillScope};
@@ -110,9 +111,9 @@ impl Engine {
     /// The `allowedTools` entry through which a call of `tool` by `agent`
     /// passes, if any (before constraints and gates): what a test exercised
     /// even when a gate decided.
-    pub fn allow_rule(&self, agent: &str, tool: &str) -> Option<&str> {
-        let table = self.table.agents.get(agent)?;
-        match &*table.plan(tool, &self.table.rules) {
+    pub fn allow_rule(&self, request: &Request) -> Option<&str> {
+        let table = self.table.agents.get(request.agent.as_str())?;
+        match &*table.plan(&request.tool, request.annotations, &self.table.rules) {
             ToolPlan::Allowed { allow, .. } => Some(self.table.rule_id(*allow)),
             _ => None,
         }
@@ -120,8 +121,9 @@ impl Engine {
 
     /// Whether `agent` may ever call `tool`: its plan allows the tool,
     /// before arguments, gates, caps and kills. A proxy hides the tools for
-    /// which this is false; every call is decided all the same.
-    pub fn may_call(&self, agent: &str, tool: &str) -> bool {
+    /// which this is false; every call is decided all the same. `hints`
+    /// are the tool's annotations as its server lists them, if known.
+    pub fn may_call(&self, agent: &str, tool: &str, hints: Option<Hints>) -> bool {
         let Some(table) = self.table.agents.get(agent) else { return false };
         if !table.exact.contains_key(tool)
             && (crate::compiler::names::name_problem(crate::compiler::names::Name::Tool, tool).is_some()
@@ -129,7 +131,7 @@ impl Engine {
         {
             return false;
         }
-        matches!(&*table.plan(tool, &self.table.rules), ToolPlan::Allowed { .. })
+        matches!(&*table.plan(tool, hints, &self.table.rules), ToolPlan::Allowed { .. })
     }
 
     /// What one call of `tool` by `agent` costs by the policy: the largest
@@ -137,7 +139,7 @@ impl Engine {
     /// declares one (or the agent may not call the tool).
     pub fn call_cost(&self, agent: &str, tool: &str) -> Option<f64> {
         let table = self.table.agents.get(agent)?;
-        let plan = table.plan(tool, &self.table.rules);
+        let plan = table.plan(tool, None, &self.table.rules);
         let ToolPlan::Allowed { constraints, .. } = &*plan else { return None };
         constraints.iter().filter_map(|&index| table.constraints.get(index as usize)?.cost).reduce(f64::max)
     }

@@ -20,6 +20,10 @@ pub struct Request {
     /// A granted approval for exactly this call (from an earlier
     /// `require_approval` answer).
     pub approval: Option<String>,
+    /// The tool's MCP annotations as its server lists them, for `where`
+    /// selectors on servers no catalog describes: the server's claims.
+    /// `None`: the call carries none, and the MCP defaults apply.
+    pub annotations: Option<crate::compiler::catalog::Hints>,
 }
 
 impl Request {
@@ -36,7 +40,8 @@ impl Request {
     }
 
     /// The input a `rego:` rule sees: the request's fields (`agent`, `tool`,
-    /// `args`, and `principal`, `context` and `session` when given).
+    /// `args`, and `principal`, `context`, `session` and `annotations` when
+    /// given; annotations with every member explicit).
     pub fn rego_input(&self) -> Value {
         let mut input = Map::new();
         input.insert(String::from("agent"), Value::from(self.agent.as_str()));
@@ -46,6 +51,7 @@ impl Request {
             ("principal", self.principal.clone()),
             ("context", self.context.clone()),
             ("session", self.session.clone().map(Value::String)),
+            ("annotations", self.annotations.map(|hints| Value::Object(hints.to_annotations()))),
         ];
         for (key, value) in optional {
             if let Some(value) = value {

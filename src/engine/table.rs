@@ -10,11 +10,11 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::compiler::approvers::Approver;
 use crate::compiler::ast::AuditLevel;
-use crate::compiler::catalog::Catalogs;
+use crate::compiler::catalog::{Catalogs, Hints};
 use crate::compiler::checked::{
     CheckedAgent, CheckedConstraint, CheckedGate, CheckedPolicySet, RuleId, Rules, SchemaCheck, ToolRule,
 };
-use crate::compiler::pattern::{PatternIndex, ToolPattern};
+use crate::compiler::pattern::{HintTerms, PatternIndex, ToolPattern, satisfied};
 use crate::compiler::privacy::Privacy;
 use crate::hash::FastMap;
 use crate::state::session::Cap;
@@ -54,6 +54,9 @@ pub(crate) struct AgentTable {
     pub default_deny: RuleId,
     /// The cap counters of `session.maxToolCalls`, shared by every plan.
     pub session_cap: Option<(Cap, RuleId)>,
+    /// For an agent whose lists select tools by the annotations a call
+    /// carries: every call is planned with them.
+    pub annotated: Option<Box<Planner>>,
 }
 
 /// The session limits that reported outcomes feed.
@@ -88,11 +91,12 @@ pub(crate) enum ToolPlan {
     },
 }
 
-/// Globs with, for each, the index of what it belongs to.
+/// Globs with, for each, the index of what it belongs to and, for an
+/// annotated selector, the annotations a tool must have.
 #[derive(Clone, Debug)]
 pub(crate) struct GlobIndex {
     set: GlobSet,
-    targets: Vec<u32>,
+    targets: Vec<(u32, Option<HintTerms>)>,
 }
 
 impl GlobIndex {
@@ -102,7 +106,7 @@ impl GlobIndex {
         for (pattern, target) in patterns {
             if let ToolPattern::Glob { matcher, .. } = pattern {
                 builder.add(matcher.glob().clone());
-                targets.push(target);
+                targets.push((target, None));
             }
         }
         // Every glob was already compiled once, so building the set cannot
@@ -119,9 +123,12 @@ impl GlobIndex {
         let mut builder = GlobSetBuilder::new();
         let mut targets = Vec::new();
         for rule in rules {
-            let texts: Vec<String> = match &rule.pattern {
-                ToolPattern::Glob { text, .. } => vec![text.to_string()],
-                other => other.names().iter().map(|name| globset::escape(name)).collect(),
+            let (texts, terms): (Vec<String>, _) = match &rule.pattern {
+                ToolPattern::Glob { text, .. } => (vec![text.to_string()], None),
+                ToolPattern::Annotated { matcher, terms, .. } => {
+                    (vec![matcher.glob().glob().to_owned()], Some(terms.clone()))
+                }
+                other => (other.names().iter().map(|name| globset::escape(name)).collect(), None),
             };
             for text in texts {
                 let glob = GlobBuilder::new(&text)
@@ -133,7 +140,7 @@ impl GlobIndex {
                 // the plans (which check denies exactly) still hold it.
                 if let Ok(glob) = glob {
                     builder.add(glob);
-                    targets.push(rule.rule.0);
+                    targets.push((rule.rule.0, terms.clone()));
                 }
             }
         }
@@ -145,11 +152,13 @@ impl GlobIndex {
         self.targets.is_empty()
     }
 
-    fn first(&self, tool: &str) -> Option<u32> {
+    /// The first entry that matches a tool with these annotations
+    /// (`None`: annotated selectors left out).
+    fn first(&self, tool: &str, hints: Option<Hints>) -> Option<u32> {
         if self.is_empty() {
             return None;
         }
-        self.set.matches(tool).first().and_then(|&i| self.targets.get(i).copied())
+        self.set.matches(tool).into_iter().find_map(|i| self.target(i, hints))
     }
 
     fn all(&self, tool: &str) -> Vec<u32> {
@@ -157,9 +166,16 @@ impl GlobIndex {
             return Vec::new();
         }
         let mut hits: Vec<u32> =
-            self.set.matches(tool).into_iter().filter_map(|i| self.targets.get(i).copied()).collect();
+            self.set.matches(tool).into_iter().filter_map(|i| self.target(i, None)).collect();
         hits.sort_unstable();
         hits
+    }
+
+    fn target(&self, index: usize, hints: Option<Hints>) -> Option<u32> {
+        match self.targets.get(index)? {
+            (target, None) => Some(*target),
+            (target, Some(terms)) => hints.filter(|&h| satisfied(terms, h)).map(|_| *target),
+        }
     }
 }
 
@@ -234,6 +250,7 @@ impl AgentTable {
         let id = |rule: RuleId| rules.id(rule);
         let session_cap =
             agent.session.max_tool_calls.map(|limit| (Cap::count(id(limit.rule), limit.max), limit.rule));
+        let planner = Planner::new(&agent);
         let mut table = AgentTable {
             exact: FastMap::default(),
             deny_globs: GlobIndex::deny_folded(&agent.deny),
@@ -250,6 +267,7 @@ impl AgentTable {
             session_cap,
             constraints: Vec::new(),
             gates: Vec::new(),
+            annotated: None,
         };
         // Every name the policy writes out, and every catalog tool the
         // agent's lists match, gets its plan now rather than per call.
@@ -262,21 +280,29 @@ impl AgentTable {
             .chain(agent.gates.iter().map(|g| &g.tool))
             .flat_map(|p| p.names().iter().map(|n| &**n));
         let listed = catalogs.tools().map(|t| t.name.as_str());
-        let indexes = Indexes::new(&agent);
+        let indexes = &planner.indexes;
         let listed = listed.filter(|name| indexes.allow.any(name) || indexes.deny.any(name));
         for name in named.chain(listed) {
             if !table.exact.contains_key(name) {
-                let plan = plan_of(&agent, &indexes, name, &table.session_cap, rules);
+                let plan = planner.plan(name, None, &agent.constraints, &table.session_cap, rules);
                 table.exact.insert(name.into(), plan);
             }
+        }
+        if planner.annotated() {
+            table.annotated = Some(Box::new(planner));
         }
         table.constraints = agent.constraints;
         table.gates = agent.gates;
         table
     }
 
-    /// The plan for a tool name.
-    pub fn plan(&self, tool: &str, rules: &Rules) -> Cow<'_, ToolPlan> {
+    /// The plan for a tool name; `hints` are the annotations the call
+    /// carries (`None`: it carries none, and the MCP defaults apply).
+    pub fn plan(&self, tool: &str, hints: Option<Hints>, rules: &Rules) -> Cow<'_, ToolPlan> {
+        if let Some(planner) = &self.annotated {
+            let hints = hints.unwrap_or_else(Hints::unannotated);
+            return Cow::Owned(planner.plan(tool, Some(hints), &self.constraints, &self.session_cap, rules));
+        }
         match self.exact.get(tool) {
             Some(plan) => Cow::Borrowed(plan),
             None => self.plan_by_globs(tool, rules),
@@ -286,10 +312,10 @@ impl AgentTable {
     /// The plan for a tool name the exact map does not hold.
     pub fn plan_by_globs(&self, tool: &str, rules: &Rules) -> Cow<'_, ToolPlan> {
         // Exact names are all in the map, so only globs can match here.
-        if let Some(rule) = self.deny_globs.first(tool) {
+        if let Some(rule) = self.deny_globs.first(tool, None) {
             return Cow::Owned(ToolPlan::Denied(RuleId(rule)));
         }
-        let Some(allow) = self.allow_globs.first(tool) else {
+        let Some(allow) = self.allow_globs.first(tool, None) else {
             return Cow::Owned(ToolPlan::NotAllowed);
         };
         let constraints = self.constraint_globs.all(tool);
@@ -320,6 +346,7 @@ fn any_upper(text: &str) -> bool {
 }
 
 /// An agent's lists indexed by tool name, for planning many names.
+#[derive(Clone, Debug)]
 struct Indexes {
     allow: PatternIndex,
     deny: PatternIndex,
@@ -345,34 +372,66 @@ impl Indexes {
     }
 }
 
-/// The plan of one tool name: the first deny, else the first allow with
-/// every constraint and gate that applies, in list order.
-fn plan_of(
-    agent: &CheckedAgent,
-    indexes: &Indexes,
-    tool: &str,
-    session_cap: &Option<(Cap, RuleId)>,
-    rules: &Rules,
-) -> ToolPlan {
-    if let Some(deny) = indexes.deny.first(tool).and_then(|i| agent.deny.get(i as usize)) {
-        return ToolPlan::Denied(deny.rule);
+/// Plans tool names from an agent's lists: at build time for the names
+/// the policy knows, and per call for an agent with annotated selectors.
+#[derive(Clone, Debug)]
+pub(crate) struct Planner {
+    indexes: Indexes,
+    allow: Box<[RuleId]>,
+    deny: Box<[RuleId]>,
+    validators: std::collections::HashMap<Box<str>, SchemaCheck>,
+}
+
+impl Planner {
+    fn new(agent: &CheckedAgent) -> Planner {
+        Planner {
+            indexes: Indexes::new(agent),
+            allow: agent.allow.iter().map(|r| r.rule).collect(),
+            deny: agent.deny.iter().map(|r| r.rule).collect(),
+            validators: agent.validators.clone(),
+        }
     }
-    // Only names or entries with capitals can differ by case alone.
-    let (folded, upper_entries) = &indexes.deny_folded;
-    if (*upper_entries || any_upper(tool))
-        && let Some(rule) = folded.first(tool)
-    {
-        return ToolPlan::Denied(RuleId(rule));
+
+    /// Whether any list selects tools by their annotations.
+    fn annotated(&self) -> bool {
+        let i = &self.indexes;
+        [&i.allow, &i.deny, &i.constraints, &i.gates].iter().any(|index| index.has_annotated())
     }
-    let Some(allow) = indexes.allow.first(tool).and_then(|i| agent.allow.get(i as usize)) else {
-        return ToolPlan::NotAllowed;
-    };
-    let constraints = indexes.constraints.matching(tool);
-    let gates: Box<[u32]> = indexes.gates.matching(tool).into();
-    let (caps, cap_rules) =
-        caps_of(constraints.iter().filter_map(|&i| agent.constraints.get(i as usize)), session_cap, rules);
-    let schema = agent.validators.get(tool).cloned();
-    ToolPlan::Allowed { allow: allow.rule, constraints: constraints.into(), gates, caps, cap_rules, schema }
+
+    /// The plan of one tool name with these annotations (`None`:
+    /// annotated selectors left out): the first deny, else the first allow
+    /// with every constraint and gate that applies, in list order.
+    fn plan(
+        &self,
+        tool: &str,
+        hints: Option<Hints>,
+        constraints: &[CheckedConstraint],
+        session_cap: &Option<(Cap, RuleId)>,
+        rules: &Rules,
+    ) -> ToolPlan {
+        let indexes = &self.indexes;
+        if let Some(deny) = indexes.deny.first_annotated(tool, hints).and_then(|i| self.deny.get(i as usize))
+        {
+            return ToolPlan::Denied(*deny);
+        }
+        // Only names or entries with capitals can differ by case alone.
+        let (folded, upper_entries) = &indexes.deny_folded;
+        if (*upper_entries || any_upper(tool))
+            && let Some(rule) = folded.first(tool, hints)
+        {
+            return ToolPlan::Denied(RuleId(rule));
+        }
+        let Some(allow) = indexes.allow.first_annotated(tool, hints).and_then(|i| self.allow.get(i as usize))
+        else {
+            return ToolPlan::NotAllowed;
+        };
+        let matching = indexes.constraints.matching_annotated(tool, hints);
+        let gates: Box<[u32]> = indexes.gates.matching_annotated(tool, hints).into();
+        let (caps, cap_rules) =
+            caps_of(matching.iter().filter_map(|&i| constraints.get(i as usize)), session_cap, rules);
+        let schema = self.validators.get(tool).cloned();
+        ToolPlan::Allowed { allow: *allow, constraints: matching.into(), gates, caps, cap_rules, schema }
+    }
 }
 
 /// The caps a call must fit: each constraint's `maxPerSession`, then

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::strict::{self, StrictMap, StrictValue};
 use super::{CallReport, CallStatus, Op, OpKind, WireError, WireErrorCode};
+use crate::compiler::catalog::Hints;
 use crate::compiler::names::{self, Name};
 use crate::engine::Request;
 use crate::state::kill::KillScope;
@@ -44,6 +45,8 @@ struct DecideLine {
     context: Option<StrictValue>,
     #[serde(default)]
     approval: Option<String>,
+    #[serde(default)]
+    annotations: Option<StrictMap>,
 }
 
 /// Parses one request line.
@@ -62,6 +65,7 @@ pub fn parse_line(line: &str) -> ParsedLine {
                 principal: fast.principal.map(|v| v.0),
                 context: fast.context.map(|v| v.0),
                 approval: fast.approval,
+                annotations: fast.annotations.map(|a| Hints::from_annotations(Some(&a.0))),
             };
             let op = checked_names(&request).map(|()| Op::Decide(request));
             return ParsedLine { id: fast.id.0, kind: Some(OpKind::Decide), op };
@@ -146,7 +150,9 @@ fn invalid_field(message: impl Into<String>) -> WireError {
 /// The fields each operation may carry, besides `id` and `op`.
 fn fields_of(kind: OpKind) -> &'static [&'static str] {
     match kind {
-        OpKind::Decide => &["agent", "tool", "args", "session", "principal", "context", "approval"],
+        OpKind::Decide => {
+            &["agent", "tool", "args", "session", "principal", "context", "approval", "annotations"]
+        }
         OpKind::Outcome => &[
             "decision_id",
             "agent",
@@ -161,7 +167,7 @@ fn fields_of(kind: OpKind) -> &'static [&'static str] {
         OpKind::Kill => &["scope", "agent", "session", "reason", "by"],
         OpKind::Revive => &["scope", "agent", "session"],
         OpKind::Approve | OpKind::Reject => &["approval", "as"],
-        OpKind::Visible => &["agent", "tools"],
+        OpKind::Visible => &["agent", "tools", "annotations"],
         OpKind::Drift => &["server", "tools"],
         OpKind::Confirm => &["approval", "accept"],
         OpKind::Health | OpKind::Status | OpKind::Reload | OpKind::Kills | OpKind::Approvals => &[],
@@ -200,6 +206,7 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
             principal: fields.object("principal")?.map(Value::Object),
             context: fields.object("context")?.map(Value::Object),
             approval: fields.string("approval")?,
+            annotations: fields.object("annotations")?.map(|a| Hints::from_annotations(Some(&a))),
         }),
         OpKind::Outcome => Op::Outcome(CallReport {
             decision_id: fields.required_string("decision_id")?,
@@ -237,6 +244,7 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
         OpKind::Visible => Op::Visible {
             agent: fields.required_string("agent")?,
             tools: fields.strings("tools", MAX_VISIBLE)?,
+            annotations: fields.annotations()?,
         },
         OpKind::Drift => {
             Op::Drift { server: fields.string("server")?, tools: fields.list("tools", MAX_VISIBLE)? }
@@ -292,6 +300,25 @@ impl Fields {
             Some(Value::Object(object)) => Ok(Some(object)),
             Some(_) => Err(invalid_field(format!("`{key}` must be an object"))),
         }
+    }
+
+    /// `annotations` of `visible`: an object of annotation objects by
+    /// tool name (optional).
+    fn annotations(&mut self) -> Result<std::collections::HashMap<String, Hints>, WireError> {
+        let invalid = || invalid_field("`annotations` must be an object of annotation objects by tool name");
+        let Some(by_tool) = self.object("annotations").map_err(|_| invalid())? else {
+            return Ok(Default::default());
+        };
+        if by_tool.len() > MAX_VISIBLE {
+            return Err(invalid());
+        }
+        by_tool
+            .into_iter()
+            .map(|(tool, annotations)| match annotations {
+                Value::Object(annotations) => Ok((tool, Hints::from_annotations(Some(&annotations)))),
+                _ => Err(invalid()),
+            })
+            .collect()
     }
 
     /// A list of at most `max` strings (required).

@@ -219,6 +219,9 @@ pub enum Op {
         agent: String,
         /// The tool names, server-qualified as the policy names them.
         tools: Vec<String>,
+        /// The annotations of tools whose server lists them, by name:
+        /// for `where` selectors on servers no catalog describes.
+        annotations: std::collections::HashMap<String, crate::compiler::catalog::Hints>,
     },
     /// A server's whole live `tools/list`, to compare with its catalog (a
     /// proxy reports it; a difference is recorded).

@@ -213,7 +213,7 @@ impl Relay {
             return;
         }
         // Granted: the same call now finds its approval and goes through once.
-        let answer = self.gate.ask(&self.caller.decide_line(&tool, &args)).await;
+        let answer = self.gate.ask(&self.decide_line(&tool, &args)).await;
         match calls::judge(&answer, &name) {
             Verdict::Forward { decision_id } => {
                 let purpose = Purpose::Call { tool, decision_id, started: Instant::now() };

@@ -37,8 +37,9 @@ impl Caller {
         }
     }
 
-    /// The decision protocol's `decide` line for a call.
-    pub fn decide_line(&self, tool: &str, args: &Map<String, Value>) -> Value {
+    /// The decision protocol's `decide` line for a call; `annotations`
+    /// are the tool's as the server last listed them.
+    pub fn decide_line(&self, tool: &str, args: &Map<String, Value>, annotations: Option<&Value>) -> Value {
         let mut line = Map::new();
         line.insert("id".into(), json!(0));
         line.insert("op".into(), json!("decide"));
@@ -46,7 +47,12 @@ impl Caller {
         line.insert("tool".into(), json!(tool));
         line.insert("args".into(), Value::Object(args.clone()));
         line.insert("session".into(), json!(self.session));
-        for (key, value) in [("principal", &self.principal), ("context", &self.context)] {
+        let optional = [
+            ("principal", self.principal.as_ref()),
+            ("context", self.context.as_ref()),
+            ("annotations", annotations),
+        ];
+        for (key, value) in optional {
             if let Some(value) = value {
                 line.insert(key.into(), value.clone());
             }

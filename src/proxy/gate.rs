@@ -3,7 +3,7 @@
 //! deciding in-process and deciding through a running `toolgate serve`
 //! give the same answers in the same shape.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +14,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::compiler::catalog::Hints;
 use crate::protocol::{self, LineBuffer, ReadLine, read_line, write_error, write_reply};
 use crate::service::{AuditBatch, Role, Service};
 
@@ -61,15 +62,25 @@ impl Gate {
 
     /// Which of `tools` `agent` may ever call under the policy in force;
     /// none if that cannot be known.
-    pub async fn visible(&self, agent: &str, tools: Vec<String>) -> HashSet<String> {
+    /// `annotations` are the tools' as their server lists them, by name.
+    pub async fn visible(
+        &self,
+        agent: &str,
+        tools: Vec<String>,
+        annotations: &HashMap<String, Value>,
+    ) -> HashSet<String> {
         match self {
             Gate::InProcess(service) => {
                 let engine = service.engine();
-                tools.into_iter().filter(|tool| engine.may_call(agent, tool)).collect()
+                let hints = |tool: &str| {
+                    let annotations = annotations.get(tool).and_then(Value::as_object);
+                    annotations.map(|a| Hints::from_annotations(Some(a)))
+                };
+                tools.into_iter().filter(|tool| engine.may_call(agent, tool, hints(tool))).collect()
             }
             Gate::Remote(_) => {
-                let answer =
-                    self.ask(&json!({"id": 0, "op": "visible", "agent": agent, "tools": tools})).await;
+                let line = json!({"id": 0, "op": "visible", "agent": agent, "tools": tools, "annotations": annotations});
+                let answer = self.ask(&line).await;
                 let visible = answer.get("visible").and_then(Value::as_array).into_iter().flatten();
                 visible.filter_map(Value::as_str).map(str::to_owned).collect()
             }

@@ -104,6 +104,10 @@ struct Relay {
     /// The pages of a `tools/list` so far (and their size in bytes), until
     /// its last page is in.
     listing: Mutex<Option<(Vec<Value>, usize)>>,
+    /// Each tool's `annotations` as the server last listed them, by the
+    /// name the policy gives it: what `where` selectors on a server no
+    /// catalog describes read.
+    annotations: Mutex<HashMap<String, Value>>,
     to_client: mpsc::Sender<Vec<u8>>,
     to_upstream: mpsc::Sender<Vec<u8>>,
 }
@@ -150,6 +154,7 @@ pub async fn relay(
         asking: Mutex::default(),
         me: me.clone(),
         listing: Mutex::default(),
+        annotations: Mutex::default(),
         to_client,
         to_upstream,
     });
@@ -386,7 +391,7 @@ impl Relay {
         if let Some(declined) = declined {
             return self.answer_client(jsonrpc::result(&id, declined)).await;
         }
-        let answer = self.gate.ask(&self.caller.decide_line(&tool, &args)).await;
+        let answer = self.gate.ask(&self.decide_line(&tool, &args)).await;
         self.note_policy(&answer).await;
         match calls::judge(&answer, name) {
             Verdict::Forward { decision_id } => {
@@ -525,15 +530,24 @@ impl Relay {
         if let Some(listing) = self.collect_listing(&tools, first_page, result.has("nextCursor")) {
             self.report_drift(listing).await;
         }
+        let mut annotated = HashMap::new();
         let named: Vec<(Option<String>, &RawValue)> = tools
             .iter()
             .map(|tool| {
-                let name = Envelope::parse(tool.get().as_bytes()).ok().and_then(|t| t.get::<String>("name"));
-                (name.map(|name| self.caller.qualified(&name)), &**tool)
+                let tool_fields = Envelope::parse(tool.get().as_bytes()).ok();
+                let name = tool_fields.as_ref().and_then(|t| t.get::<String>("name"));
+                let name = name.map(|name| self.caller.qualified(&name));
+                let annotations =
+                    tool_fields.as_ref().and_then(|t| t.get::<Map<String, Value>>("annotations"));
+                if let (Some(name), Some(annotations)) = (&name, annotations) {
+                    annotated.insert(name.clone(), Value::Object(annotations));
+                }
+                (name, &**tool)
             })
             .collect();
+        self.note_annotations(named.iter().filter_map(|(name, _)| name.as_deref()), &annotated);
         let asked = named.iter().filter_map(|(name, _)| name.clone()).collect();
-        let visible = self.gate.visible(&self.caller.agent, asked).await;
+        let visible = self.gate.visible(&self.caller.agent, asked, &annotated).await;
         let kept: Vec<&RawValue> = named
             .into_iter()
             .filter(|(name, _)| name.as_ref().is_some_and(|name| visible.contains(name)))
@@ -546,6 +560,33 @@ impl Relay {
         if let Some(raw) = result.to_raw() {
             message.set("result", raw);
         }
+    }
+
+    /// Remembers the annotations of the tools a page lists (a tool listed
+    /// without any loses those it had), for the calls that follow.
+    fn note_annotations<'a>(
+        &self,
+        listed: impl Iterator<Item = &'a str>,
+        annotated: &HashMap<String, Value>,
+    ) {
+        let mut known = lock(&self.annotations);
+        for name in listed {
+            match annotated.get(name) {
+                Some(annotations) if known.len() < MAX_LISTED || known.contains_key(name) => {
+                    known.insert(name.to_owned(), annotations.clone());
+                }
+                _ => {
+                    known.remove(name);
+                }
+            }
+        }
+    }
+
+    /// The decision protocol's `decide` line for a call, with the tool's
+    /// annotations as last listed.
+    fn decide_line(&self, tool: &str, args: &Map<String, Value>) -> Value {
+        let annotations = lock(&self.annotations).get(tool).cloned();
+        self.caller.decide_line(tool, args, annotations.as_ref())
     }
 
     /// Adds a page to the listing being collected; the whole listing once

@@ -317,8 +317,12 @@ impl Service {
             Op::Kills => Ok(Reply::Kills(self.state.kills.list())),
             Op::Drift { server, tools } => self.drift(engine, server.as_deref(), tools).await,
             Op::Confirm { approval, accept } => self.confirm(approval, *accept).await,
-            Op::Visible { agent, tools } => Ok(Reply::Visible(
-                tools.iter().filter(|tool| engine.may_call(agent, tool)).cloned().collect(),
+            Op::Visible { agent, tools, annotations } => Ok(Reply::Visible(
+                tools
+                    .iter()
+                    .filter(|tool| engine.may_call(agent, tool, annotations.get(tool.as_str()).copied()))
+                    .cloned()
+                    .collect(),
             )),
             Op::Approvals => Ok(self.approvals(engine, role)),
             Op::DecideApproval { approval, by, grant } => {

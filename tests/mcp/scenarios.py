@@ -382,6 +382,44 @@ async def the_user_is_asked_in_the_2026_protocol():
         expect(not done.is_error and done.content[0].text == "1001", "accepted: made once", dump(done))
 
 
+async def selectors_read_the_annotations_the_server_lists():
+    root = WORK / "hinted"
+    root.mkdir(exist_ok=True)
+    (root / "note.txt").write_text("read through a selector")
+    command = [str(BIN / "mcp-server-filesystem"), str(root)]
+    socket = WORK / "hints.sock"
+    policy = str(HERE / "policies" / "filesystem-hints.yaml")
+    serve = subprocess.Popen([TOOLGATE, "serve", "--policy", policy, "--socket", str(socket)],
+                             stderr=subprocess.DEVNULL)
+    remote = StdioServerParameters(command=TOOLGATE, env=dict(os.environ), args=[
+        "proxy", "--decision-socket", str(socket), "--agent", "reader", "--server", "filesystem", "--", *command])
+    try:
+        with anyio.fail_after(10):
+            while not socket.exists():
+                await anyio.sleep(0.05)
+        for params in [proxy("reader", "filesystem", command, "filesystem-hints.yaml"), remote]:
+            async with session(params) as client:
+                listed = {tool.name for tool in (await client.list_tools()).tools}
+                expect({"read_text_file", "list_directory", "create_directory"} <= listed,
+                       "read-only and non-destructive tools are listed", sorted(listed))
+                expect(not listed & {"write_file", "edit_file", "move_file"},
+                       "tools the server calls destructive are hidden", sorted(listed))
+                read = await client.call_tool("read_text_file", {"path": str(root / "note.txt")})
+                expect(read.content[0].text == "read through a selector", "a read-only tool runs", dump(read))
+                made = await client.call_tool("create_directory", {"path": str(root / "new")})
+                expect((made.meta or {}).get("dev.toolgate/approval", {}).get("status") == "pending",
+                       "a tool that is not read-only waits for an approval", dump(made))
+                expect(not (root / "new").exists(), "and is not made")
+                try:
+                    await client.call_tool("write_file", {"path": str(root / "x"), "content": "x"})
+                    raise AssertionError("a destructive tool was called")
+                except MCPError as error:
+                    expect(error.code == -32602, "a destructive tool does not exist for the agent", error.message)
+    finally:
+        serve.terminate()
+        serve.wait(timeout=10)
+
+
 SCENARIOS = {
     fn.__name__: fn
     for fn in [
@@ -398,6 +436,7 @@ SCENARIOS = {
         the_user_is_asked_through_the_client,
         a_stateful_server_keeps_its_state_through_the_proxy,
         the_user_is_asked_in_the_2026_protocol,
+        selectors_read_the_annotations_the_server_lists,
     ]
 }
 

@@ -252,3 +252,33 @@ fn refusing_drifted_tools_narrows_every_tool_of_the_catalog() {
     let (code, widened) = run("new.yaml", "old.yaml");
     assert_eq!((code, widened.len()), (Some(3), 1), "{widened:?}");
 }
+
+#[test]
+fn selectors_on_live_annotations_are_compared_per_combination_of_the_hints_they_read() {
+    let old = "agentPolicies:\n  bot:\n    allowedTools: [\"fs/*\"]\n";
+    let new = "agentPolicies:\n  bot:\n    allowedTools: [\"fs/* where readOnlyHint\"]\n    deniedTools: [\"fs/* where openWorldHint and not readOnlyHint\"]\n";
+    let dir = scratch(&[("old.yaml", old), ("new.yaml", new)]);
+    let run = |a: &str, b: &str| {
+        let output = toolgate(dir.path())
+            .args(["diff", "--format", "json", "--fail-on-widen", a, b])
+            .output()
+            .expect("runs");
+        (output.status.code(), lines(&serde_json::from_slice(&output.stdout).expect("JSON")))
+    };
+    // Read-only tools stay allowed whatever openWorldHint says; the rest are
+    // denied (open world) or no longer allowed (closed world).
+    assert_eq!(
+        run("old.yaml", "new.yaml"),
+        (
+            Some(0),
+            vec![
+                String::from(
+                    "narrowed fs/… where not readOnlyHint and not openWorldHint: allowed → not allowed"
+                ),
+                String::from("narrowed fs/… where not readOnlyHint and openWorldHint: allowed → denied"),
+            ]
+        )
+    );
+    let (code, widened) = run("new.yaml", "old.yaml");
+    assert_eq!((code, widened.len()), (Some(3), 2), "{widened:?}");
+}

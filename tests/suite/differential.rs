@@ -14,7 +14,21 @@ use toolgate::compiler::rego_vm::Evaluator;
 use toolgate::engine::{Engine, Request};
 
 const TOOLS: [&str; 6] = ["a", "b", "c", "srv/x", "srv/y", "srv/z"];
-const PATTERNS: [&str; 9] = ["a", "b", "c", "srv/x", "srv/y", "srv/z", "srv/*", "*", "srv/?"];
+const PATTERNS: [&str; 13] = [
+    "a",
+    "b",
+    "c",
+    "srv/x",
+    "srv/y",
+    "srv/z",
+    "srv/*",
+    "*",
+    "srv/?",
+    "srv/* where readOnlyHint",
+    "srv/? where not destructiveHint",
+    "srv/x where openWorldHint and not idempotentHint",
+    "* where destructiveHint",
+];
 const ARGS: [&str; 3] = ["p", "q", "r"];
 
 fn cases() -> u32 {
@@ -184,11 +198,21 @@ fn request() -> impl Strategy<Value = Value> {
         prop::sample::select(&TOOLS[..]),
         prop::collection::btree_map(prop::sample::select(&ARGS[..]), arg_value(), 0..3),
         prop::option::of(prop::sample::select(vec!["s1", "s2"])),
+        prop::option::of(prop::sample::select(vec![
+            json!({}),
+            json!({"readOnlyHint": true}),
+            json!({"destructiveHint": false}),
+            json!({"readOnlyHint": "yes", "destructiveHint": 0}),
+            json!({"openWorldHint": false, "idempotentHint": true}),
+        ])),
     )
-        .prop_map(|(agent, tool, args, session)| {
+        .prop_map(|(agent, tool, args, session, annotations)| {
             let mut request = json!({"agent": agent, "tool": tool, "args": args});
             if let Some(session) = session {
                 request["session"] = json!(session);
+            }
+            if let Some(annotations) = annotations {
+                request["annotations"] = annotations;
             }
             request
         })

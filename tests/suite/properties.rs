@@ -82,6 +82,7 @@ fn request() -> impl Strategy<Value = Request> {
             principal: None,
             context,
             approval: None,
+            annotations: None,
         })
 }
 

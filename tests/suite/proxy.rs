@@ -847,3 +847,8 @@ fn a_catalog_that_denies_drift_stops_calls_to_a_tool_that_changed() {
 fn the_user_is_asked_in_the_2026_protocol() {
     scenario("the_user_is_asked_in_the_2026_protocol");
 }
+
+#[test]
+fn selectors_read_the_annotations_the_server_lists() {
+    scenario("selectors_read_the_annotations_the_server_lists");
+}

@@ -8,7 +8,10 @@
 //!
 //! The names compared are every name either policy writes out, every tool
 //! of either set's catalogs, and, for a glob no catalog describes, one
-//! stand-in name it matches (`github/get_…` for `github/get_*`).
+//! stand-in name it matches (`github/get_…` for `github/get_*`). Where
+//! either set selects tools by the annotations a call carries (`where`
+//! selectors on servers no catalog describes), each name is compared once
+//! per combination of the annotations those selectors read.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +19,7 @@ use serde::Serialize;
 
 mod params;
 
+use crate::compiler::catalog::{Hint, Hints};
 use crate::compiler::checked::{CheckedPolicySet, GateTrigger};
 use crate::compiler::params::ParamCheck;
 use crate::compiler::pattern::ToolPattern;
@@ -49,6 +53,7 @@ pub struct Change {
 /// Every difference, sorted by agent, tool and direction.
 pub fn diff(old: CheckedPolicySet, new: CheckedPolicySet) -> Vec<Change> {
     let (old_names, new_names) = (tool_names(&old), tool_names(&new));
+    let (old_read, new_read) = (hints_read(&old), hints_read(&new));
     let old = DecisionTable::build(old);
     let new = DecisionTable::build(new);
     let agents: BTreeSet<&str> = old.agents.keys().chain(new.agents.keys()).map(|a| &**a).collect();
@@ -74,9 +79,14 @@ pub fn diff(old: CheckedPolicySet, new: CheckedPolicySet) -> Vec<Change> {
         }
         let none = BTreeSet::new();
         let names = |all: &'_ BTreeMap<String, BTreeSet<String>>| all.get(agent).unwrap_or(&none).clone();
+        let read: BTreeSet<Hint> =
+            [&old_read, &new_read].iter().flat_map(|r| r.get(agent)).flatten().copied().collect();
         for tool in names(&old_names).union(&names(&new_names)) {
-            for (direction, what) in compare_tool(&summarise(&old, a, tool), &summarise(&new, b, tool)) {
-                push(Some(tool), direction, what);
+            for (hints, label) in annotation_cases(&read) {
+                let summaries = (summarise(&old, a, tool, hints), summarise(&new, b, tool, hints));
+                for (direction, what) in compare_tool(&summaries.0, &summaries.1) {
+                    push(Some(&format!("{tool}{label}")), direction, what);
+                }
             }
         }
     }
@@ -131,6 +141,61 @@ fn upper(out: &mut Vec<(Direction, String)>, name: &str, old: Option<f64>, new: 
     }
 }
 
+/// The annotations each agent's `where` selectors read at decision time.
+fn hints_read(policy: &CheckedPolicySet) -> BTreeMap<String, BTreeSet<Hint>> {
+    let mut all = BTreeMap::new();
+    for agent in &policy.agents {
+        let patterns = agent.allow.iter().chain(&agent.deny).map(|r| &r.pattern);
+        let patterns = patterns
+            .chain(agent.constraints.iter().map(|c| &c.tool))
+            .chain(agent.gates.iter().map(|g| &g.tool));
+        let read: BTreeSet<Hint> = patterns
+            .filter_map(|p| match p {
+                ToolPattern::Annotated { terms, .. } => Some(terms.iter().map(|(hint, _)| *hint)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        all.insert(agent.name.clone(), read);
+    }
+    all
+}
+
+/// The annotations to compare a name under, each with the label that
+/// names it (`" where readOnlyHint"`): one case per combination of the
+/// hints read that a tool can have, or the call without annotations when
+/// none is read.
+fn annotation_cases(read: &BTreeSet<Hint>) -> Vec<(Option<Hints>, String)> {
+    if read.is_empty() {
+        return vec![(None, String::new())];
+    }
+    let mut cases: BTreeMap<Vec<bool>, Hints> = BTreeMap::new();
+    for bits in 0u8..16 {
+        let annotations = Hint::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| ((*name).to_owned(), serde_json::Value::Bool(bits & (1 << i) != 0)))
+            .collect();
+        let hints = Hints::from_annotations(Some(&annotations));
+        cases.entry(read.iter().map(|h| hints.has(*h)).collect()).or_insert(hints);
+    }
+    cases
+        .into_iter()
+        .map(|(has, hints)| {
+            let terms: Vec<String> = read
+                .iter()
+                .zip(has)
+                .map(
+                    |(hint, has)| {
+                        if has { hint.as_str().to_owned() } else { format!("not {}", hint.as_str()) }
+                    },
+                )
+                .collect();
+            (Some(hints), format!(" where {}", terms.join(" and ")))
+        })
+        .collect()
+}
+
 /// The names to compare, per agent of one set.
 fn tool_names(policy: &CheckedPolicySet) -> BTreeMap<String, BTreeSet<String>> {
     let catalogs = policy.catalogs();
@@ -143,9 +208,16 @@ fn tool_names(policy: &CheckedPolicySet) -> BTreeMap<String, BTreeSet<String>> {
         let mut names: BTreeSet<String> = catalogs.tools().map(|t| t.name.clone()).collect();
         for pattern in patterns {
             names.extend(pattern.names().iter().map(|n| n.to_string()));
-            if let ToolPattern::Glob { text, .. } = pattern
-                && !catalogs.covers(text)
-                && let Some(stand_in) = stand_in(text)
+            let glob = match pattern {
+                ToolPattern::Glob { text, .. } => Some(&**text),
+                ToolPattern::Annotated { text, .. } => {
+                    text.split_once(" where ").map(|(glob, _)| glob.trim())
+                }
+                _ => None,
+            };
+            if let Some(glob) = glob
+                && !catalogs.covers(glob)
+                && let Some(stand_in) = stand_in(glob)
             {
                 names.insert(stand_in);
             }
@@ -193,11 +265,11 @@ struct Allowed {
     drift_denied: bool,
 }
 
-fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str) -> Summary {
+fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str, hints: Option<Hints>) -> Summary {
     if !agent.exact.contains_key(tool) && table.uncatalogued(tool) {
         return Summary::UnknownTool;
     }
-    let plan = agent.plan(tool, &table.rules);
+    let plan = agent.plan(tool, hints, &table.rules);
     let ToolPlan::Allowed { constraints, gates, schema, .. } = &*plan else {
         return if matches!(&*plan, ToolPlan::Denied(_)) { Summary::Denied } else { Summary::NotAllowed };
     };

@@ -10,6 +10,7 @@ mod gate_without_approver;
 mod no_session_cap;
 mod path_prefix;
 mod redundant_deny;
+mod server_claims;
 mod shadowed_pattern;
 mod unguarded_destructive;
 
@@ -39,7 +40,7 @@ impl Rule {
 }
 
 /// Every rule, in code order.
-pub static RULES: [Rule; 6] = [
+pub static RULES: [Rule; 7] = [
     Rule {
         code: Code::UnguardedDestructive,
         source: include_str!("unguarded_destructive.rs"),
@@ -66,6 +67,7 @@ pub static RULES: [Rule; 6] = [
         check: shadowed_pattern::check,
     },
     Rule { code: Code::PathPrefix, source: include_str!("path_prefix.rs"), check: path_prefix::check },
+    Rule { code: Code::ServerClaims, source: include_str!("server_claims.rs"), check: server_claims::check },
 ];
 
 /// The rule with this name (`no-session-cap`) or code (`TL003`).

@@ -132,8 +132,9 @@ fn selected(
     };
     let glob = compile_glob(entry, selector.glob, diagnostics)?;
     if !catalogs.covers(selector.glob) {
-        diagnostics.push(needs_catalog(entry, "a `where` selector reads tool annotations from a catalog"));
-        return None;
+        // No catalog pins the server's annotations: the selector reads
+        // the ones each call carries (the server's own claims).
+        return ToolPattern::annotated(&entry.value, selector.glob, selector.terms).ok();
     }
     let tools: Vec<Box<str>> = catalogs
         .tools()

@@ -107,10 +107,10 @@ fn unreachable<'a>(agent: &'a CheckedAgent, tool: &ToolPattern) -> Option<Unreac
     if let Some(deny) = agent.deny.iter().find(|d| d.pattern.covers(tool)) {
         return Some(Unreachable::Denied(deny));
     }
-    let may_overlap = |allow: &ToolRule| match (&allow.pattern, tool) {
-        (ToolPattern::Glob { .. }, ToolPattern::Glob { .. }) => true,
-        (ToolPattern::Glob { .. }, names) => names.names().iter().any(|n| allow.pattern.matches(n)),
-        (names, _) => names.names().iter().any(|n| tool.matches(n)),
+    let may_overlap = |allow: &ToolRule| match (allow.pattern.is_glob(), tool.is_glob()) {
+        (true, true) => true,
+        (true, false) => tool.names().iter().any(|n| allow.pattern.may_match(n)),
+        (false, _) => allow.pattern.names().iter().any(|n| tool.may_match(n)),
     };
     (!agent.allow.iter().any(may_overlap)).then_some(Unreachable::NotAllowed)
 }
