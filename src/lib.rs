@@ -42,6 +42,7 @@ pub mod compiler;
 pub mod diagnostic;
 pub mod engine;
 pub mod hash;
+pub mod output;
 pub mod protocol;
 pub mod proxy;
 pub mod server;

@@ -118,6 +118,45 @@ pub struct AgentDecl {
     pub validate_args: Option<Spanned<ArgValidation>>,
     /// `lintIgnore`: lint rules silenced for this agent.
     pub lint_ignore: Vec<Spanned<String>>,
+    /// `output`: what the agent's tool results may carry.
+    pub output: Option<OutputDecl>,
+}
+
+/// `output`: budgets and detector actions for tool results, on an agent or
+/// on a constraint's tools.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct OutputDecl {
+    /// Where the mapping is.
+    pub location: Option<Location>,
+    /// `maxBytes`.
+    pub max_bytes: Option<Spanned<u64>>,
+    /// `maxTokens`.
+    pub max_tokens: Option<Spanned<u64>>,
+    /// `onOversize`: `truncate` or `deny`.
+    pub on_oversize: Option<Spanned<String>>,
+    /// `secrets`: the action of the credential rules.
+    pub secrets: Option<Spanned<String>>,
+    /// `personalData.<kind>`: each kind's action.
+    pub personal_data: Vec<(Spanned<String>, Spanned<String>)>,
+    /// `injection`: the action of the injection heuristics.
+    pub injection: Option<Spanned<String>>,
+    /// `rules.<id>`: one rule's action.
+    pub rules: Vec<(Spanned<String>, Spanned<String>)>,
+    /// `patterns.<id>`: the policy's own rules (agents only).
+    pub patterns: Vec<OutputPatternDecl>,
+}
+
+/// `output.patterns.<id>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputPatternDecl {
+    /// The rule id (the mapping key).
+    pub id: Spanned<String>,
+    /// `regex`.
+    pub regex: Option<Spanned<String>>,
+    /// `action`.
+    pub action: Option<Spanned<String>>,
+    /// `keywords`: words one of which must occur for the rule to run.
+    pub keywords: Vec<Spanned<String>>,
 }
 
 /// How much of a call the audit trail records.
@@ -165,6 +204,8 @@ pub struct ConstraintDecl {
     pub rego: Option<Spanned<String>>,
     /// `cost`: what one call costs, in the unit of `session.maxCost`.
     pub cost: Option<Spanned<f64>>,
+    /// `output`: output rules for these tools, over the agent's.
+    pub output: Option<OutputDecl>,
 }
 
 /// `params.<arg>`: JSON Schema keywords for one argument.

@@ -168,6 +168,9 @@ pub(crate) struct CheckedAgent {
     pub validation: Option<(ArgValidation, RuleId)>,
     /// The schema check of each catalog tool whose calls are validated.
     pub validators: HashMap<Box<str>, SchemaCheck>,
+    /// `output`: the strictest of the lineage, with the scanner of its
+    /// patterns; `None` when nothing in the lineage sets output rules.
+    pub output: Option<AgentOutput>,
     /// Lint rules silenced for this agent (its own `lintIgnore` and its file's).
     pub lint_ignore: Vec<String>,
     pub default_deny: RuleId,
@@ -206,6 +209,16 @@ pub(crate) struct CheckedConstraint {
     /// `cost`: what one call costs (0 or more), counted towards
     /// `session.maxCost` when a reported outcome gives none.
     pub cost: Option<f64>,
+    /// `output`: output rules for these tools, over the agent's.
+    pub output: Option<crate::output::OutputRules>,
+}
+
+/// An agent's output rules and the scanner of its built-in rules and
+/// patterns (shared by agents with the same patterns).
+#[derive(Clone, Debug)]
+pub(crate) struct AgentOutput {
+    pub rules: crate::output::OutputRules,
+    pub scanner: Arc<crate::output::Scanner>,
 }
 
 /// `params.<arg>`.

@@ -144,6 +144,32 @@ impl Engine {
         constraints.iter().filter_map(|&index| table.constraints.get(index as usize)?.cost).reduce(f64::max)
     }
 
+    /// The output rules for a result of `tool` called by `agent`, with the
+    /// scanner to apply them with: the agent's, with those of the
+    /// constraints on the tool over them (the strictest of those);
+    /// `None` when no output rule applies.
+    pub fn output_rules(
+        &self,
+        agent: &str,
+        tool: &str,
+    ) -> Option<(Arc<crate::output::Scanner>, crate::output::OutputRules)> {
+        let table = self.table.agents.get(agent)?;
+        let output = table.output.as_ref()?;
+        let plan = table.plan(tool, None, &self.table.rules);
+        let ToolPlan::Allowed { constraints, .. } = &*plan else { return None };
+        let on_tool = constraints
+            .iter()
+            .filter_map(|&index| table.constraints.get(index as usize)?.output.as_ref())
+            .fold(None, |acc: Option<crate::output::OutputRules>, rules| {
+                Some(acc.map_or_else(|| rules.clone(), |acc| acc.strictest(rules)))
+            });
+        let rules = match on_tool {
+            Some(on_tool) => output.rules.clone().overridden_by(&on_tool),
+            None => output.rules.clone(),
+        };
+        rules.applies().then(|| (output.scanner.clone(), rules))
+    }
+
     /// `sha256:<hex>` of the policy sources.
     pub fn policy_hash(&self) -> &str {
         self.table.hash()

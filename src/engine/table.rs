@@ -57,6 +57,8 @@ pub(crate) struct AgentTable {
     /// For an agent whose lists select tools by the annotations a call
     /// carries: every call is planned with them.
     pub annotated: Option<Box<Planner>>,
+    /// The agent's output rules and their scanner.
+    pub output: Option<crate::compiler::checked::AgentOutput>,
 }
 
 /// The session limits that reported outcomes feed.
@@ -268,6 +270,7 @@ impl AgentTable {
             constraints: Vec::new(),
             gates: Vec::new(),
             annotated: None,
+            output: agent.output.clone(),
         };
         // Every name the policy writes out, and every catalog tool the
         // agent's lists match, gets its plan now rather than per call.

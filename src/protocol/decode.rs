@@ -169,6 +169,7 @@ fn fields_of(kind: OpKind) -> &'static [&'static str] {
         OpKind::Approve | OpKind::Reject => &["approval", "as"],
         OpKind::Visible => &["agent", "tools", "annotations"],
         OpKind::Drift => &["server", "tools"],
+        OpKind::Result => &["decision_id", "agent", "session", "tool", "result", "outputSchema"],
         OpKind::Confirm => &["approval", "accept"],
         OpKind::Health | OpKind::Status | OpKind::Reload | OpKind::Kills | OpKind::Approvals => &[],
     }
@@ -249,6 +250,18 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
         OpKind::Drift => {
             Op::Drift { server: fields.string("server")?, tools: fields.list("tools", MAX_VISIBLE)? }
         }
+        OpKind::Result => Op::Result {
+            decision_id: fields.required_string("decision_id")?,
+            agent: fields.required_string("agent")?,
+            session: fields.string("session")?,
+            tool: fields.required_string("tool")?,
+            result: Value::Object(
+                fields
+                    .object("result")?
+                    .ok_or_else(|| missing_field("`result` (the tool result) is required"))?,
+            ),
+            output_schema: fields.object("outputSchema")?.map(Value::Object),
+        },
         OpKind::Confirm => Op::Confirm {
             approval: fields.required_string("approval")?,
             accept: match fields.object.remove("accept") {

@@ -59,6 +59,19 @@ pub enum Reply<'e> {
     },
     /// `visible`: the tools, of those asked, the agent may ever call.
     Visible(Vec<String>),
+    /// `result`: what the agent may see of a tool result.
+    Output {
+        /// The result as the agent may see it.
+        result: serde_json::Value,
+        /// `passed`, `changed` or `withheld`.
+        verdict: &'static str,
+        /// What withheld it, if it was withheld.
+        rule: Option<String>,
+        /// Whether the session was killed.
+        killed: bool,
+        /// What the rules found (rule ids and counts).
+        findings: Vec<crate::output::Finding>,
+    },
     /// `drift`: how the live tools differ from the catalog (`None`: no
     /// catalog describes the server).
     Drift(Option<crate::compiler::catalog::Drift>),
@@ -94,6 +107,9 @@ pub struct Answer<'e> {
     pub approval: Option<ApprovalRef>,
     /// The decision's id, for an `outcome` to cite (servers give one).
     pub decision_id: Option<DecisionId>,
+    /// What an allowed call is made under (`output`: the output rules its
+    /// result passes through, with the `result` operation).
+    pub obligations: Option<Value>,
 }
 
 /// A decision's id: its sequence number and a keyed hash, as `<seq>.<tag>`
@@ -152,6 +168,8 @@ struct DecisionLine<'a> {
     policy: &'a str,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "display_id")]
     decision_id: Option<DecisionId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    obligations: Option<&'a Value>,
 }
 
 fn display_id<S: serde::Serializer>(id: &Option<DecisionId>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -200,6 +218,18 @@ pub fn write_reply(out: &mut Vec<u8>, id: &Value, reply: &Reply<'_>) {
         }
         Reply::Status(status) => json!({"id": id, "status": status}),
         Reply::Visible(tools) => json!({"id": id, "visible": tools}),
+        Reply::Output { result, verdict, rule, killed, findings } => {
+            let mut output = json!({"verdict": verdict, "findings": findings, "result": result});
+            if let Some(object) = output.as_object_mut() {
+                if let Some(rule) = rule {
+                    object.insert(String::from("rule"), json!(rule));
+                }
+                if *killed {
+                    object.insert(String::from("killed"), json!(true));
+                }
+            }
+            json!({"id": id, "output": output})
+        }
         Reply::Drift(None) => json!({"id": id, "drift": {"catalogued": false}}),
         Reply::Drift(Some(drift)) => json!({"id": id, "drift": {
             "catalogued": true, "added": drift.added, "removed": drift.removed, "changed": drift.changed,
@@ -265,6 +295,7 @@ pub fn write_answer(out: &mut Vec<u8>, id: &Value, answer: &Answer<'_>) {
         audit: decision.audit.as_str(),
         policy: answer.policy,
         decision_id: answer.decision_id,
+        obligations: answer.obligations.as_ref(),
     };
     write_json(out, &line);
 }

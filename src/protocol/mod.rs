@@ -121,11 +121,13 @@ pub enum OpKind {
     Drift,
     /// The agent's own user accepted or declined an approval.
     Confirm,
+    /// A tool result, to pass through the output rules.
+    Result,
 }
 
 impl OpKind {
     /// Every operation.
-    pub const ALL: [OpKind; 14] = [
+    pub const ALL: [OpKind; 15] = [
         OpKind::Decide,
         OpKind::Outcome,
         OpKind::Health,
@@ -140,6 +142,7 @@ impl OpKind {
         OpKind::Visible,
         OpKind::Drift,
         OpKind::Confirm,
+        OpKind::Result,
     ];
 
     /// The name sent in `op`.
@@ -159,6 +162,7 @@ impl OpKind {
             OpKind::Visible => "visible",
             OpKind::Drift => "drift",
             OpKind::Confirm => "confirm",
+            OpKind::Result => "result",
         }
     }
 
@@ -239,6 +243,22 @@ pub enum Op {
         /// Whether the user accepted.
         accept: bool,
     },
+    /// A tool result an allowed call returned: what the agent may see of
+    /// it under the output rules.
+    Result {
+        /// The decision that allowed the call.
+        decision_id: String,
+        /// The agent.
+        agent: String,
+        /// The session, if any (an output rule that kills kills it).
+        session: Option<String>,
+        /// The tool, server-qualified as the policy names it.
+        tool: String,
+        /// The MCP `CallToolResult`.
+        result: serde_json::Value,
+        /// The tool's declared `outputSchema`, if known.
+        output_schema: Option<serde_json::Value>,
+    },
 }
 
 impl Op {
@@ -259,6 +279,7 @@ impl Op {
             Op::Visible { .. } => OpKind::Visible,
             Op::Drift { .. } => OpKind::Drift,
             Op::Confirm { .. } => OpKind::Confirm,
+            Op::Result { .. } => OpKind::Result,
         }
     }
 }

@@ -84,6 +84,8 @@ pub enum Verdict {
     Forward {
         /// The allow's id, when the gate issued one.
         decision_id: Option<String>,
+        /// The result must pass the output rules (`obligations.output`).
+        output: bool,
     },
     /// Answer the client with this `tools/call` result instead.
     Answer(Value),
@@ -121,7 +123,10 @@ pub fn judge(answer: &Value, name: &str) -> Verdict {
         "decision_id": field("decision_id"), "policy": field("policy"),
     });
     match field("decision") {
-        Some("allow") => Verdict::Forward { decision_id: field("decision_id").map(str::to_owned) },
+        Some("allow") => Verdict::Forward {
+            decision_id: field("decision_id").map(str::to_owned),
+            output: answer.pointer("/obligations/output").is_some(),
+        },
         Some("require_approval") => {
             let approval = answer.get("approval");
             let id = approval.and_then(|a| a.get("id")).and_then(Value::as_str);
@@ -260,7 +265,9 @@ mod tests {
     #[test]
     fn each_answer_becomes_what_the_model_can_act_on() {
         let allow = json!({"decision": "allow", "reason_code": "approved", "decision_id": "d1"});
-        assert!(matches!(judge(&allow, "pay"), Verdict::Forward { decision_id: Some(ref id) } if id == "d1"));
+        assert!(
+            matches!(judge(&allow, "pay"), Verdict::Forward { decision_id: Some(ref id), output: false } if id == "d1")
+        );
         let hidden = json!({"decision": "deny", "reason_code": "tool_not_allowed", "reason": "no"});
         assert!(matches!(judge(&hidden, "pay"), Verdict::Hidden));
         let capped =

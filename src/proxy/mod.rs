@@ -18,6 +18,7 @@ pub mod calls;
 pub mod catalog;
 pub mod gate;
 pub mod jsonrpc;
+mod output;
 pub mod state_seal;
 pub mod stdio;
 pub mod upstream;
@@ -63,8 +64,9 @@ enum Purpose {
         /// The request asked for the first page (no cursor).
         first_page: bool,
     },
-    /// Report the call's outcome, then pass it back.
-    Call { tool: String, decision_id: Option<String>, started: Instant },
+    /// Report the call's outcome, pass the result through the output
+    /// rules if `output`, then pass it back.
+    Call { tool: String, decision_id: Option<String>, started: Instant, output: bool },
 }
 
 /// How the relay ended.
@@ -108,6 +110,9 @@ struct Relay {
     /// name the policy gives it: what `where` selectors on a server no
     /// catalog describes read.
     annotations: Mutex<HashMap<String, Value>>,
+    /// Each tool's `outputSchema` as last listed: what a result cut to its
+    /// budget must still conform to.
+    output_schemas: Mutex<HashMap<String, Value>>,
     to_client: mpsc::Sender<Vec<u8>>,
     to_upstream: mpsc::Sender<Vec<u8>>,
 }
@@ -155,6 +160,7 @@ pub async fn relay(
         me: me.clone(),
         listing: Mutex::default(),
         annotations: Mutex::default(),
+        output_schemas: Mutex::default(),
         to_client,
         to_upstream,
     });
@@ -394,8 +400,8 @@ impl Relay {
         let answer = self.gate.ask(&self.decide_line(&tool, &args)).await;
         self.note_policy(&answer).await;
         match calls::judge(&answer, name) {
-            Verdict::Forward { decision_id } => {
-                let purpose = Purpose::Call { tool, decision_id, started: Instant::now() };
+            Verdict::Forward { decision_id, output } => {
+                let purpose = Purpose::Call { tool, decision_id, started: Instant::now(), output };
                 self.forward_request(id, message, purpose).await;
             }
             Verdict::Answer(result) => self.answer_client(jsonrpc::result(&id, result)).await,
@@ -479,9 +485,12 @@ impl Relay {
                 match purpose {
                     Purpose::Relay => {}
                     Purpose::List { first_page } => self.filter_tools(&mut message, first_page).await,
-                    Purpose::Call { tool, decision_id, started } => {
-                        if let Some(decision_id) = decision_id {
-                            self.report(&tool, &decision_id, &message, started, bytes).await;
+                    Purpose::Call { tool, decision_id, started, output } => {
+                        if let Some(decision_id) = &decision_id {
+                            self.report(&tool, decision_id, &message, started, bytes).await;
+                        }
+                        if output {
+                            self.govern_output(&tool, decision_id.as_deref(), &mut message).await;
                         }
                     }
                 }
@@ -531,6 +540,7 @@ impl Relay {
             self.report_drift(listing).await;
         }
         let mut annotated = HashMap::new();
+        let mut schemas = HashMap::new();
         let named: Vec<(Option<String>, &RawValue)> = tools
             .iter()
             .map(|tool| {
@@ -542,10 +552,16 @@ impl Relay {
                 if let (Some(name), Some(annotations)) = (&name, annotations) {
                     annotated.insert(name.clone(), Value::Object(annotations));
                 }
+                let schema = tool_fields.as_ref().and_then(|t| t.get::<Map<String, Value>>("outputSchema"));
+                if let (Some(name), Some(schema)) = (&name, schema) {
+                    schemas.insert(name.clone(), Value::Object(schema));
+                }
                 (name, &**tool)
             })
             .collect();
-        self.note_annotations(named.iter().filter_map(|(name, _)| name.as_deref()), &annotated);
+        let listed: Vec<&str> = named.iter().filter_map(|(name, _)| name.as_deref()).collect();
+        note(&self.annotations, &listed, &annotated);
+        note(&self.output_schemas, &listed, &schemas);
         let asked = named.iter().filter_map(|(name, _)| name.clone()).collect();
         let visible = self.gate.visible(&self.caller.agent, asked, &annotated).await;
         let kept: Vec<&RawValue> = named
@@ -559,26 +575,6 @@ impl Relay {
         }
         if let Some(raw) = result.to_raw() {
             message.set("result", raw);
-        }
-    }
-
-    /// Remembers the annotations of the tools a page lists (a tool listed
-    /// without any loses those it had), for the calls that follow.
-    fn note_annotations<'a>(
-        &self,
-        listed: impl Iterator<Item = &'a str>,
-        annotated: &HashMap<String, Value>,
-    ) {
-        let mut known = lock(&self.annotations);
-        for name in listed {
-            match annotated.get(name) {
-                Some(annotations) if known.len() < MAX_LISTED || known.contains_key(name) => {
-                    known.insert(name.to_owned(), annotations.clone());
-                }
-                _ => {
-                    known.remove(name);
-                }
-            }
         }
     }
 
@@ -642,6 +638,23 @@ impl Relay {
             tracing::warn!(%error, tool, "the call's outcome could not be recorded");
         } else if answer.pointer("/outcome/killed").and_then(Value::as_bool) == Some(true) {
             tracing::warn!(tool, session = %self.caller.session, "the session was stopped by its outcome limits");
+        }
+    }
+}
+
+/// Remembers a member of the tools a page lists (`annotations`,
+/// `outputSchema`), for the calls that follow; a tool listed without it
+/// loses the one it had.
+fn note(known: &Mutex<HashMap<String, Value>>, listed: &[&str], found: &HashMap<String, Value>) {
+    let mut known = lock(known);
+    for &name in listed {
+        match found.get(name) {
+            Some(value) if known.len() < MAX_LISTED || known.contains_key(name) => {
+                known.insert(name.to_owned(), value.clone());
+            }
+            _ => {
+                known.remove(name);
+            }
         }
     }
 }

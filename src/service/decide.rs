@@ -47,7 +47,11 @@ impl Service {
         if self.config.log_decisions {
             tracing::info!(agent = %request.agent, tool = %request.tool, decision = decision.outcome.as_str(), rule = decision.rule, "decision");
         }
-        Answer { decision, policy, approval, decision_id }
+        let obligations = (decision.outcome == crate::engine::Outcome::Allow)
+            .then(|| engine.output_rules(&request.agent, &request.tool))
+            .flatten()
+            .map(|(_, rules)| serde_json::json!({"output": rules.summary()}));
+        Answer { decision, policy, approval, decision_id, obligations }
     }
 
     /// [`Service::decide`] for a transport on an async runtime: a store that

@@ -93,6 +93,12 @@ impl DecisionIds {
         Ok(())
     }
 
+    /// Whether `text` is an allow this service issued to `agent` and
+    /// `session` (cited or not).
+    pub fn issued(&self, text: &str, agent: &str, session: Option<&str>) -> bool {
+        DecisionId::parse(text).is_some_and(|id| id.tag == self.tag(id.seq, agent, session, Outcome::Allow))
+    }
+
     /// Forgets that `text` was cited: its outcome was refused before it
     /// took effect, so the gateway may report it again.
     pub fn release(&self, text: &str) {

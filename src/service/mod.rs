@@ -11,6 +11,7 @@ mod admin;
 mod decide;
 pub mod decision_ids;
 pub mod metrics;
+mod output;
 pub mod reload;
 
 use std::path::PathBuf;
@@ -148,7 +149,9 @@ impl Role {
         use OpKind::*;
         match self {
             // Reloading costs a compilation: an operator's call, not a client's.
-            Role::Decisions => matches!(kind, Decide | Outcome | Visible | Drift | Confirm | Health | Status),
+            Role::Decisions => {
+                matches!(kind, Decide | Outcome | Visible | Drift | Confirm | Result | Health | Status)
+            }
             Role::Admin(peer) if peer.operator => {
                 matches!(
                     kind,
@@ -316,6 +319,10 @@ impl Service {
             Op::Revive { scope } => self.revive(scope, role).await,
             Op::Kills => Ok(Reply::Kills(self.state.kills.list())),
             Op::Drift { server, tools } => self.drift(engine, server.as_deref(), tools).await,
+            Op::Result { decision_id, agent, session, tool, result, output_schema } => {
+                let call = output::Call { decision_id, agent, session: session.as_deref(), tool };
+                self.output(engine, call, result, output_schema.as_ref(), role).await
+            }
             Op::Confirm { approval, accept } => self.confirm(approval, *accept).await,
             Op::Visible { agent, tools, annotations } => Ok(Reply::Visible(
                 tools

@@ -98,7 +98,7 @@ proptest! {
                 prop_assert_eq!(decision.outcome, Outcome::Deny);
             }
             let mut line = Vec::new();
-            let answer = toolgate::protocol::Answer { decision, policy: engine.policy_hash(), approval: None, decision_id: None };
+            let answer = toolgate::protocol::Answer { decision, policy: engine.policy_hash(), approval: None, decision_id: None, obligations: None };
             toolgate::protocol::write_answer(&mut line, &json!(1), &answer);
             prop_assert!(serde_json::from_slice::<Value>(&line).is_ok());
         }

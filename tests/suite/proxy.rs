@@ -852,3 +852,8 @@ fn the_user_is_asked_in_the_2026_protocol() {
 fn selectors_read_the_annotations_the_server_lists() {
     scenario("selectors_read_the_annotations_the_server_lists");
 }
+
+#[test]
+fn output_rules_govern_what_the_model_reads() {
+    scenario("output_rules_govern_what_the_model_reads");
+}

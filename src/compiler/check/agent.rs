@@ -2,6 +2,7 @@
 
 use crate::compiler::privacy::{FieldPath, Privacy};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::catalog;
 use crate::compiler::ast::AuditLevel;
@@ -13,6 +14,7 @@ use crate::compiler::condition::{ConditionError, Type, TypeEnv};
 use crate::compiler::pattern::ToolPattern;
 use crate::diagnostic::Diagnostics;
 use crate::diagnostic::{Code, Diagnostic};
+use crate::output::{OutputRules, PolicyPattern, Scanner};
 use crate::source::Location;
 use crate::source::Span;
 
@@ -26,11 +28,15 @@ pub struct OwnRules {
     pub audit: Option<AuditLevel>,
     pub privacy: Privacy,
     pub validation: Option<(ArgValidation, RuleId)>,
+    /// `output`, and the patterns it declares.
+    pub output: Option<(OutputRules, Vec<PolicyPattern>)>,
 }
 
 /// What compiling a constraint or gate needs to know about its agent.
 struct Context<'a> {
     agent: &'a str,
+    /// The ids of the agent's own output patterns.
+    patterns: Vec<String>,
     envs: &'a HashMap<&'a str, TypeEnv>,
     catalogs: &'a Catalogs,
 }
@@ -64,7 +70,9 @@ pub fn compile(
     let allow = tool_rules(&decl.allowed_tools, "allowedTools", rules, diagnostics);
     let deny = tool_rules(&decl.denied_tools, "deniedTools", rules, diagnostics);
     let arg_types = declared_arg_types(decl);
-    let context = Context { agent, envs: &arg_types, catalogs };
+    let output = decl.output.as_ref().map(|o| super::output::compile(o, &[], diagnostics));
+    let patterns = output.iter().flat_map(|(_, p)| p.iter().map(|p| p.id.clone())).collect();
+    let context = Context { agent, patterns, envs: &arg_types, catalogs };
     let constraints =
         decl.constraints.iter().filter_map(|c| constraint(&context, c, rego, rules, diagnostics)).collect();
     let gates =
@@ -127,6 +135,7 @@ pub fn compile(
         audit: decl.audit_level.as_ref().map(|a| a.value),
         privacy,
         validation,
+        output,
     }
 }
 
@@ -236,6 +245,7 @@ fn constraint(
         validation,
         rego,
         cost,
+        output: decl.output.as_ref().map(|o| super::output::compile(o, &context.patterns, diagnostics).0),
     })
 }
 
@@ -380,7 +390,14 @@ fn condition_diagnostic(text: &crate::compiler::ast::ConditionText, error: Condi
 }
 
 /// An agent's effective policy: its own rules, then its ancestors' in order.
-pub fn effective(decl: &AgentDecl, lineage: &[usize], own: &[OwnRules], rules: &mut Rules) -> CheckedAgent {
+pub fn effective(
+    decl: &AgentDecl,
+    lineage: &[usize],
+    own: &[OwnRules],
+    rules: &mut Rules,
+    scanners: &mut HashMap<Vec<PolicyPattern>, Arc<Scanner>>,
+    diagnostics: &mut Diagnostics,
+) -> CheckedAgent {
     let parts: Vec<&OwnRules> = lineage.iter().map(|&i| &own[i]).collect();
     let collect =
         |f: fn(&OwnRules) -> &Vec<ToolRule>| parts.iter().flat_map(|p| f(p).iter().cloned()).collect();
@@ -401,6 +418,7 @@ pub fn effective(decl: &AgentDecl, lineage: &[usize], own: &[OwnRules], rules: &
     let audit = parts.iter().filter_map(|p| p.audit).max_by_key(|level| *level as u8).unwrap_or_default();
     // The strictest validation anywhere in the lineage; the nearest on ties.
     let validation = parts.iter().filter_map(|p| p.validation).rev().max_by_key(|(mode, _)| *mode);
+    let output = effective_output(decl, &parts, scanners, diagnostics);
     CheckedAgent {
         name: decl.name.value.clone(),
         allow: collect(|p| &p.allow),
@@ -421,9 +439,57 @@ pub fn effective(decl: &AgentDecl, lineage: &[usize], own: &[OwnRules], rules: &
         },
         validation,
         validators: HashMap::new(),
+        output,
         lint_ignore: Vec::new(),
         default_deny: rules.add(format!("{}.defaultDeny", decl.name.value), decl.name.location),
     }
+}
+
+/// The agent's output rules: the strictest of its lineage's, with the
+/// lineage's patterns; `None` when neither the agent nor a constraint of
+/// its lineage says anything about output.
+fn effective_output(
+    decl: &AgentDecl,
+    parts: &[&OwnRules],
+    scanners: &mut HashMap<Vec<PolicyPattern>, Arc<Scanner>>,
+    diagnostics: &mut Diagnostics,
+) -> Option<AgentOutput> {
+    let constrained = parts.iter().flat_map(|p| &p.constraints).any(|c| c.output.is_some());
+    if !constrained && parts.iter().all(|p| p.output.is_none()) {
+        return None;
+    }
+    let mut rules = OutputRules::default();
+    let mut patterns: Vec<PolicyPattern> = Vec::new();
+    for (own_rules, own_patterns) in parts.iter().filter_map(|p| p.output.as_ref()) {
+        rules = rules.strictest(own_rules);
+        for pattern in own_patterns {
+            if !patterns.iter().any(|p| p.id == pattern.id) {
+                patterns.push(pattern.clone());
+            }
+        }
+    }
+    let scanner = match scanners.get(&patterns) {
+        Some(scanner) => scanner.clone(),
+        None => match Scanner::new(&patterns) {
+            Ok(scanner) => {
+                let scanner = Arc::new(scanner);
+                scanners.insert(patterns, scanner.clone());
+                scanner
+            }
+            Err(error) => {
+                diagnostics.push(
+                    Diagnostic::new(
+                        Code::InvalidRegex,
+                        format!("the output rules of agent `{}` cannot be compiled", decl.name.value),
+                        decl.name.location,
+                    )
+                    .with_label(format!("{}: {}", error.id, error.message)),
+                );
+                return None;
+            }
+        },
+    };
+    Some(AgentOutput { rules, scanner })
 }
 
 /// `N/unit` → (N, the unit in milliseconds), for units s, sec, second,

@@ -9,6 +9,7 @@ mod agent;
 mod approvers;
 mod catalog;
 mod inherit;
+mod output;
 mod params;
 mod privacy;
 mod reach;
@@ -51,10 +52,13 @@ pub fn check(loaded: Loaded, reader: &dyn FileReader) -> CheckResult {
     drop(rego);
     check_lint_names(&files, &mut diagnostics);
     let lineages = inherit::resolve(&decls, &mut diagnostics);
+    let mut scanners = HashMap::new();
     let mut agents: Vec<CheckedAgent> = decls
         .iter()
         .zip(&lineages)
-        .map(|(decl, lineage)| agent::effective(decl, lineage, &own, &mut rules))
+        .map(|(decl, lineage)| {
+            agent::effective(decl, lineage, &own, &mut rules, &mut scanners, &mut diagnostics)
+        })
         .collect();
     for (index, decl) in decls.iter().enumerate() {
         let heirs: Vec<&CheckedAgent> = agents

@@ -21,6 +21,7 @@ const AGENT_KEYS: &[&str] = &[
     "auditFields",
     "validateArgs",
     "lintIgnore",
+    "output",
 ];
 const CONSTRAINT_KEYS: &[&str] = &[
     "maxPerSession",
@@ -31,8 +32,14 @@ const CONSTRAINT_KEYS: &[&str] = &[
     "rego",
     "validateArgs",
     "cost",
+    "output",
     "description",
 ];
+const OUTPUT_KEYS: &[&str] =
+    &["maxBytes", "maxTokens", "onOversize", "secrets", "personalData", "injection", "rules", "patterns"];
+const CONSTRAINT_OUTPUT_KEYS: &[&str] =
+    &["maxBytes", "maxTokens", "onOversize", "secrets", "personalData", "injection", "rules"];
+const OUTPUT_PATTERN_KEYS: &[&str] = &["regex", "action", "keywords", "description"];
 const GATE_KEYS: &[&str] =
     &["required", "when", "rego", "approver", "maxAmount", "amountField", "description"];
 const SESSION_KEYS: &[&str] = &["maxToolCalls", "maxCost", "maxConsecutiveErrors"];
@@ -221,6 +228,7 @@ fn decode_agent(decoder: &mut Decoder<'_>, name: Spanned<String>, node: &Node) -
     let audit_fields = strings(decoder, "auditFields");
     let validate_args = fields.get("validateArgs").and_then(|n| decode_validation(decoder, n));
     let lint_ignore = strings(decoder, "lintIgnore");
+    let output = fields.get("output").and_then(|n| decode_output(decoder, n, OUTPUT_KEYS));
     Some(AgentDecl {
         name,
         description,
@@ -235,6 +243,56 @@ fn decode_agent(decoder: &mut Decoder<'_>, name: Spanned<String>, node: &Node) -
         audit_fields,
         validate_args,
         lint_ignore,
+        output,
+    })
+}
+
+fn decode_output(decoder: &mut Decoder<'_>, node: &Node, keys: &[&'static str]) -> Option<OutputDecl> {
+    let fields = decoder.fields(node, "`output`", keys)?;
+    let actions = |decoder: &mut Decoder<'_>, key: &str| -> Vec<(Spanned<String>, Spanned<String>)> {
+        let what = format!("`output.{key}`");
+        let entries = fields.get(key).and_then(|n| decoder.map(n, &what)).unwrap_or_default();
+        entries
+            .into_iter()
+            .filter_map(|(name, n)| {
+                decoder.string(n, &format!("`output.{key}.{}`", name.value)).map(|a| (name, a))
+            })
+            .collect()
+    };
+    let personal_data = actions(decoder, "personalData");
+    let rules = actions(decoder, "rules");
+    let patterns = fields
+        .get("patterns")
+        .and_then(|n| decoder.map(n, "`output.patterns`"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(id, n)| {
+            let what = format!("the output pattern `{}`", id.value);
+            let fields = decoder.fields(n, &what, OUTPUT_PATTERN_KEYS)?;
+            if let Some(description) = fields.get("description") {
+                decoder.string(description, "`description`");
+            }
+            Some(OutputPatternDecl {
+                regex: fields.get("regex").and_then(|n| decoder.string(n, "`regex`")),
+                action: fields.get("action").and_then(|n| decoder.string(n, "`action`")),
+                keywords: fields
+                    .get("keywords")
+                    .map(|n| decoder.string_list(n, "`keywords`"))
+                    .unwrap_or_default(),
+                id,
+            })
+        })
+        .collect();
+    Some(OutputDecl {
+        location: Some(decoder.at(node.span)),
+        max_bytes: fields.get("maxBytes").and_then(|n| decoder.count(n, "`maxBytes`")),
+        max_tokens: fields.get("maxTokens").and_then(|n| decoder.count(n, "`maxTokens`")),
+        on_oversize: fields.get("onOversize").and_then(|n| decoder.string(n, "`onOversize`")),
+        secrets: fields.get("secrets").and_then(|n| decoder.string(n, "`secrets`")),
+        personal_data,
+        injection: fields.get("injection").and_then(|n| decoder.string(n, "`injection`")),
+        rules,
+        patterns,
     })
 }
 
@@ -266,6 +324,7 @@ fn decode_constraint(
     let validate_args = fields.get("validateArgs").and_then(|n| decode_validation(decoder, n));
     let rego = fields.get("rego").and_then(|n| decoder.string(n, "`rego`"));
     let cost = fields.get("cost").and_then(|n| decoder.number(n, "`cost`"));
+    let output = fields.get("output").and_then(|n| decode_output(decoder, n, CONSTRAINT_OUTPUT_KEYS));
     Some(ConstraintDecl {
         tool,
         max_per_session,
@@ -276,6 +335,7 @@ fn decode_constraint(
         validate_args,
         rego,
         cost,
+        output,
     })
 }
 
