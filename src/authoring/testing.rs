@@ -11,6 +11,15 @@
 //!     expect: require_approval        # allow | deny | require_approval
 //!     rule: refundAgent.approvalGates.issueRefund   # optional
 //!     approver: human_supervisor                    # optional
+//!   - name: a key in a file is redacted before the model reads it
+//!     request: {agent: reader, tool: fs/read_file}
+//!     expect: allow
+//!     result: "aws_access_key_id = AKIAZ7EXAMPLEKEY4Q2M"  # or a CallToolResult object
+//!     output:                                         # what the agent receives
+//!       verdict: changed                              # passed | changed | withheld
+//!       findings: [aws-access-key-id]
+//!       text: "aws_access_key_id = [REDACTED:aws-access-key-id]"
+//!       contains: ["[REDACTED"]                       # and `lacks: [...]`
 //! ```
 
 use std::collections::BTreeSet;
@@ -50,6 +59,27 @@ pub struct Case {
     pub rule: Option<String>,
     /// The expected approver, if the case names one.
     pub approver: Option<String>,
+    /// A tool result for the allowed call, and what the agent must
+    /// receive of it under the output rules.
+    pub output: Option<(Value, OutputExpectation)>,
+}
+
+/// What the agent must receive of a case's `result`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputExpectation {
+    /// `passed`, `changed` or `withheld`.
+    pub verdict: Option<String>,
+    /// The ids of the rules that found something, in any order.
+    pub findings: Option<Vec<String>>,
+    /// The text blocks the agent receives, joined.
+    pub text: Option<String>,
+    /// Texts the agent's text must contain.
+    #[serde(default)]
+    pub contains: Vec<String>,
+    /// Texts it must not contain.
+    #[serde(default)]
+    pub lacks: Vec<String>,
 }
 
 /// A test file as written.
@@ -69,6 +99,8 @@ struct RawCase {
     expect: Spanned<String>,
     rule: Option<String>,
     approver: Option<String>,
+    result: Option<Spanned<Value>>,
+    output: Option<Spanned<OutputExpectation>>,
 }
 
 impl TestFile {
@@ -107,12 +139,42 @@ impl TestFile {
                     Err(())
                 }
             };
-            if let (Ok(request), Ok(expect)) = (request, expect) {
-                let RawCase { name, rule, approver, .. } = case;
-                cases.push(Case { name, before, request, expect, rule, approver });
+            let output = match (case.result, case.output) {
+                (None, None) => Ok(None),
+                (Some(result), Some(expected)) => match tool_result(result.value) {
+                    Ok(result) => Ok(Some((result, expected.value))),
+                    Err(problem) => {
+                        problems.push(at(result.referenced.line(), "`result`", problem));
+                        Err(())
+                    }
+                },
+                (Some(result), None) => {
+                    let problem = String::from("say what the agent receives under `output`");
+                    problems.push(at(result.referenced.line(), "`result`", problem));
+                    Err(())
+                }
+                (None, Some(expected)) => {
+                    let problem = String::from("give the tool's `result` the expectation is about");
+                    problems.push(at(expected.referenced.line(), "`output`", problem));
+                    Err(())
+                }
+            };
+            if let (Ok(request), Ok(expect), Ok(output)) = (request, expect, output) {
+                let (name, rule, approver) = (case.name, case.rule, case.approver);
+                cases.push(Case { name, before, request, expect, rule, approver, output });
             }
         }
         if problems.is_empty() { Ok(TestFile { cases }) } else { Err(problems.join("\n")) }
+    }
+}
+
+/// A case's `result`: a `CallToolResult` object, or a string for a result
+/// of one text block.
+fn tool_result(value: Value) -> Result<Value, String> {
+    match value {
+        Value::String(text) => Ok(serde_json::json!({"content": [{"type": "text", "text": text}]})),
+        result @ Value::Object(_) => Ok(result),
+        _ => Err(String::from("a result is a string or a CallToolResult object")),
     }
 }
 
@@ -234,6 +296,48 @@ impl Case {
         }
         failures
     }
+
+    /// What differs between the case's output expectation and what the
+    /// agent receives of its result.
+    fn output_failures(&self, engine: &Engine) -> Vec<String> {
+        let Some((result, expected)) = &self.output else { return Vec::new() };
+        let applied = match engine.output_rules(&self.request.agent, &self.request.tool) {
+            Some((scanner, rules)) => crate::output::apply(result, &scanner, &rules, None),
+            None => crate::output::Applied {
+                result: result.clone(),
+                findings: Vec::new(),
+                verdict: crate::output::Verdict::Passed,
+            },
+        };
+        let mut failures = Vec::new();
+        let verdict = match applied.verdict {
+            crate::output::Verdict::Passed => "passed",
+            crate::output::Verdict::Changed => "changed",
+            crate::output::Verdict::Withheld { .. } => "withheld",
+        };
+        if let Some(want) = expected.verdict.as_deref().filter(|w| *w != verdict) {
+            failures.push(format!("expected output `{want}`, got `{verdict}`"));
+        }
+        if let Some(want) = &expected.findings {
+            let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
+            let got: BTreeSet<&str> = applied.findings.iter().map(|f| f.rule.as_str()).collect();
+            if want != got {
+                failures.push(format!("expected findings {want:?}, got {got:?}"));
+            }
+        }
+        let content = applied.result.get("content").and_then(Value::as_array).into_iter().flatten();
+        let text: String = content.filter_map(|item| item.get("text").and_then(Value::as_str)).collect();
+        if let Some(want) = expected.text.as_ref().filter(|w| **w != text) {
+            failures.push(format!("expected the agent to read {want:?}, got {text:?}"));
+        }
+        for want in expected.contains.iter().filter(|w| !text.contains(w.as_str())) {
+            failures.push(format!("expected the agent's text to contain {want:?}, got {text:?}"));
+        }
+        for unwanted in expected.lacks.iter().filter(|w| text.contains(w.as_str())) {
+            failures.push(format!("expected the agent's text to lack {unwanted:?}"));
+        }
+        failures
+    }
 }
 
 /// Runs every case of `files` (name, parsed file) against the policy's
@@ -249,8 +353,12 @@ pub fn run(table: &Arc<DecisionTable>, files: &[(String, TestFile)]) -> Report {
                     exercised.extend(run.decide(request, |_| ()).0);
                 }
             }
+            let engine = run.service.engine();
             let (rules, result) = run.decide(&case.request, |decision| {
-                let failures = case.failures(decision);
+                let mut failures = case.failures(decision);
+                if decision.outcome == Outcome::Allow {
+                    failures.extend(case.output_failures(&engine));
+                }
                 CaseResult {
                     file: file.clone(),
                     name: case.name.clone(),

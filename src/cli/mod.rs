@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod check;
+mod detectors;
 mod diff;
 mod eval;
 mod export;
@@ -78,6 +79,8 @@ enum Command {
     Lint(LintArgs),
     /// Compare what two policy sets decide: which calls a change widens or narrows.
     Diff(DiffArgs),
+    /// List the built-in output rules (credentials, personal data, prompt injection).
+    Detectors(DetectorsArgs),
     /// Translate a policy set into another policy language (Rego).
     Export(ExportArgs),
     /// Serve decisions on a Unix socket, reloading the policy when it changes.
@@ -262,6 +265,13 @@ struct LintArgs {
     /// Print a rule's documentation, or list every rule.
     #[arg(long, value_name = "RULE", num_args = 0..=1, default_missing_value = "")]
     explain: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct DetectorsArgs {
+    /// Print JSON (with each rule's keywords, pattern and examples) instead of a Markdown table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -521,6 +531,7 @@ pub fn run() -> ExitCode {
         Command::Export(args) => export::run(&args.paths, args.format),
         Command::Test(args) => test::run(&args.paths, args.format, args.min_coverage),
         Command::Diff(args) => diff::run(&args.old, &args.new, args.format, args.fail_on_widen),
+        Command::Detectors(args) => detectors::run(args.json),
         Command::Lint(args) => match args.explain {
             Some(rule) => lint::explain(&rule),
             None => lint::run(&args.paths, args.format, args.exit_zero),

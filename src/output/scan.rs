@@ -43,6 +43,13 @@ pub struct ScanRule {
     validation: Validation,
 }
 
+impl ScanRule {
+    /// The expression as compiled.
+    pub fn pattern(&self) -> &str {
+        self.regex.as_str()
+    }
+}
+
 /// Why a policy pattern cannot be used.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PatternError {

@@ -282,3 +282,26 @@ fn selectors_on_live_annotations_are_compared_per_combination_of_the_hints_they_
     let (code, widened) = run("new.yaml", "old.yaml");
     assert_eq!((code, widened.len()), (Some(3), 2), "{widened:?}");
 }
+
+#[test]
+fn loosening_an_output_rule_widens_and_tightening_it_narrows() {
+    let old = "agentPolicies:\n  bot:\n    allowedTools: [t, u]\n    output:\n      maxBytes: 1000\n      secrets: redact\n      patterns:\n        ticket: {regex: 'T-[0-9]+', action: redact}\n    constraints:\n      u:\n        output: {injection: deny}\n";
+    let new = "agentPolicies:\n  bot:\n    allowedTools: [t, u]\n    output:\n      maxBytes: 5000\n      secrets: flag\n      onOversize: deny\n      patterns:\n        ticket: {regex: 'TK-[0-9]+', action: redact}\n    constraints:\n      u:\n        output: {injection: kill}\n";
+    let dir = scratch(&[("old.yaml", old), ("new.yaml", new)]);
+    let output = toolgate(dir.path())
+        .args(["diff", "--format", "json", "--fail-on-widen", "old.yaml", "new.yaml"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(3), "a widening fails the review");
+    let changes = lines(&serde_json::from_slice(&output.stdout).expect("JSON"));
+    assert_eq!(
+        changes,
+        [
+            "widened (agent): output.maxBytes raised from 1000 to 5000",
+            "widened (agent): output.secrets redact → flag",
+            "narrowed (agent): output.onOversize truncate → deny",
+            "changed (agent): output pattern `ticket`: regex changed",
+            "narrowed u: output for this tool.injection deny → kill",
+        ]
+    );
+}

@@ -20,7 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("service", &["diagnostic", "output", "compiler", "state", "engine", "audit", "protocol"]),
     ("server", &["protocol", "service"]),
     ("proxy", &["output", "compiler", "state", "protocol", "service"]),
-    ("authoring", &["source", "diagnostic", "compiler", "state", "engine", "protocol", "service"]),
+    ("authoring", &["source", "diagnostic", "output", "compiler", "state", "engine", "protocol", "service"]),
 ];
 
 fn imports(path: &Path, found: &mut BTreeSet<String>) {

@@ -123,7 +123,61 @@ fn compare_agent(old: &AgentTable, new: &AgentTable) -> Vec<(Direction, String)>
     for path in recorded(old).difference(&recorded(new)) {
         out.push((Direction::Narrowed, format!("`{path}` no longer recorded at the metadata level")));
     }
+    let rules = |t: &AgentTable| t.output.as_ref().map(|o| o.rules.clone()).unwrap_or_default();
+    compare_output(&mut out, "output", &rules(old), &rules(new));
+    let patterns = |t: &AgentTable| -> BTreeMap<String, String> {
+        let scanner = t.output.as_ref().map(|o| o.scanner.rules()).unwrap_or_default();
+        let own = scanner.iter().filter(|r| r.governed == crate::output::scan::Governed::Policy);
+        own.map(|r| (r.id.to_string(), r.pattern().to_owned())).collect()
+    };
+    let (old_patterns, new_patterns) = (patterns(old), patterns(new));
+    for (id, regex) in &old_patterns {
+        if new_patterns.get(id).is_some_and(|new| new != regex) {
+            out.push((Direction::Changed, format!("output pattern `{id}`: regex changed")));
+        }
+    }
     out
+}
+
+/// Output rules: a budget raised or removed widens; an action weakened
+/// (kill → deny → redact → flag → off) widens; `onOversize: deny` →
+/// `truncate` widens; the opposites narrow.
+fn compare_output(
+    out: &mut Vec<(Direction, String)>,
+    prefix: &str,
+    old: &crate::output::OutputRules,
+    new: &crate::output::OutputRules,
+) {
+    use crate::output::{Action, Oversize};
+    let bytes = |r: &crate::output::OutputRules| r.max_bytes.map(|b| b as f64);
+    upper(out, &format!("{prefix}.maxBytes"), bytes(old), bytes(new));
+    let tokens = |r: &crate::output::OutputRules| r.max_tokens.map(|t| t as f64);
+    upper(out, &format!("{prefix}.maxTokens"), tokens(old), tokens(new));
+    let oversize = |r: &crate::output::OutputRules| r.oversize.unwrap_or(Oversize::Truncate);
+    match (oversize(old), oversize(new)) {
+        (Oversize::Deny, Oversize::Truncate) => {
+            out.push((Direction::Widened, format!("{prefix}.onOversize deny → truncate")))
+        }
+        (Oversize::Truncate, Oversize::Deny) => {
+            out.push((Direction::Narrowed, format!("{prefix}.onOversize truncate → deny")))
+        }
+        _ => {}
+    }
+    let mut actions = |name: String, a: Option<Action>, b: Option<Action>| {
+        let (a, b) = (a.unwrap_or(Action::Off), b.unwrap_or(Action::Off));
+        let direction = match a.cmp(&b) {
+            std::cmp::Ordering::Less => Direction::Narrowed,
+            std::cmp::Ordering::Greater => Direction::Widened,
+            std::cmp::Ordering::Equal => return,
+        };
+        out.push((direction, format!("{prefix}.{name} {} → {}", a.as_str(), b.as_str())));
+    };
+    for class in old.classes.keys().chain(new.classes.keys()).collect::<BTreeSet<_>>() {
+        actions(class.name(), old.classes.get(class).copied(), new.classes.get(class).copied());
+    }
+    for rule in old.rules.keys().chain(new.rules.keys()).collect::<BTreeSet<_>>() {
+        actions(format!("rules.{rule}"), old.rules.get(rule).copied(), new.rules.get(rule).copied());
+    }
 }
 
 /// An upper limit: raised or removed widens, lowered or added narrows.
@@ -242,7 +296,7 @@ enum Summary {
     Denied,
     NotAllowed,
     UnknownTool,
-    Allowed(Allowed),
+    Allowed(Box<Allowed>),
 }
 
 #[derive(Debug, Default)]
@@ -263,6 +317,8 @@ struct Allowed {
     cost: Option<f64>,
     /// The tool's catalog says `onDrift: deny`.
     drift_denied: bool,
+    /// The output rules of the constraints on the tool (over the agent's).
+    output: crate::output::OutputRules,
 }
 
 fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str, hints: Option<Hints>) -> Summary {
@@ -305,6 +361,9 @@ fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str, hints: Optio
         if let Some((rule, _)) = &constraint.rego {
             allowed.conditions.insert(format!("rego {}", rule.entry), rule.entry.clone());
         }
+        if let Some(output) = &constraint.output {
+            allowed.output = std::mem::take(&mut allowed.output).strictest(output);
+        }
     }
     for gate in gates.iter().filter_map(|&i| agent.gates.get(i as usize)) {
         let trigger = match &gate.trigger {
@@ -322,7 +381,7 @@ fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str, hints: Optio
             allowed.ceilings.insert(ceiling.field.clone(), ceiling.max);
         }
     }
-    Summary::Allowed(allowed)
+    Summary::Allowed(Box::new(allowed))
 }
 
 fn compare_tool(old: &Summary, new: &Summary) -> Vec<(Direction, String)> {
@@ -384,6 +443,7 @@ fn compare_allowed(old: &Allowed, new: &Allowed) -> Vec<(Direction, String)> {
         }
         _ => {}
     }
+    compare_output(&mut out, "output for this tool", &old.output, &new.output);
     // A dearer call reaches `session.maxCost` sooner: the inverse of a cap.
     match (old.cost, new.cost) {
         (Some(o), Some(n)) if n > o => out.push((Narrowed, format!("cost raised from {o} to {n}"))),
