@@ -316,8 +316,12 @@ fn sizes_of_content(result: &Value) -> (u64, u64) {
     let mut sizes = (0u64, 0u64);
     let content = result.get("content").and_then(Value::as_array).into_iter().flatten();
     for item in content {
-        let mut item = item.clone();
-        if let Some(text) = text_of(&mut item) {
+        let holder = match item.get("type").and_then(Value::as_str) {
+            Some("text") => Some(item),
+            Some("resource") => item.get("resource"),
+            _ => None,
+        };
+        if let Some(text) = holder.and_then(|h| h.get("text")).and_then(Value::as_str) {
             sizes.0 += text.len() as u64;
             sizes.1 += estimate_tokens(text);
         }

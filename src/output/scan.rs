@@ -5,11 +5,14 @@
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder};
 
-use super::catalogue::{BUILTIN, Class, Validation};
+use super::catalogue::{BUILTIN, Class, Finder, Validation};
 
 /// The largest compiled form of one policy pattern, in bytes: a pattern
 /// that needs more is refused when the policy compiles.
 const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// The shortest base64 run the `Base64Run` finder reports.
+const BASE64_RUN: usize = 256;
 
 /// A rule the policy writes itself (`output.patterns`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -41,6 +44,7 @@ pub struct ScanRule {
     pub governed: Governed,
     regex: Regex,
     validation: Validation,
+    finder: Finder,
 }
 
 impl ScanRule {
@@ -48,6 +52,99 @@ impl ScanRule {
     pub fn pattern(&self) -> &str {
         self.regex.as_str()
     }
+
+    /// Every match's byte range, in order; `starts` are where the rule's
+    /// keywords occur (for `AtKeyword`).
+    fn find(&self, text: &str, starts: &[usize]) -> Vec<(usize, usize)> {
+        match self.finder {
+            Finder::AtKeyword => {
+                let bytes = text.as_bytes();
+                let mut found: Vec<(usize, usize)> = Vec::new();
+                for &at in starts {
+                    let word_start = at == 0 || !bytes[at - 1].is_ascii_alphanumeric();
+                    let after_last = found.last().is_none_or(|&(_, end)| at >= end);
+                    // Keywords are ASCII: `at` starts a character.
+                    if word_start
+                        && after_last
+                        && text.is_char_boundary(at)
+                        && let Some(m) = self.regex.find(&text[at..])
+                    {
+                        found.push((at + m.start(), at + m.end()));
+                    }
+                }
+                found
+            }
+            Finder::Search => self.regex.find_iter(text).map(|m| (m.start(), m.end())).collect(),
+            Finder::CountryCode => {
+                let bytes = text.as_bytes();
+                let mut found = Vec::new();
+                let mut at = 0;
+                while at + 4 <= bytes.len() {
+                    let starts = bytes[at].is_ascii_uppercase()
+                        && bytes[at + 1].is_ascii_uppercase()
+                        && bytes[at + 2].is_ascii_digit()
+                        && bytes[at + 3].is_ascii_digit()
+                        && (at == 0 || !bytes[at - 1].is_ascii_alphanumeric());
+                    // An ASCII capital starts a character: slicing there is sound.
+                    let found_here = if starts { self.regex.find(&text[at..]) } else { None };
+                    match found_here {
+                        Some(m) => {
+                            found.push((at + m.start(), at + m.end()));
+                            at += m.end().max(1);
+                        }
+                        None => at += 1,
+                    }
+                }
+                found
+            }
+            Finder::Base64Run => base64_runs(text.as_bytes()),
+        }
+    }
+}
+
+/// Runs of at least [`BASE64_RUN`] base64 characters, with up to two `=`
+/// after them. A run that long covers any position `BASE64_RUN - 1` after
+/// its start, so the scan probes one byte per window and only walks the
+/// runs it lands in.
+fn base64_runs(bytes: &[u8]) -> Vec<(usize, usize)> {
+    const BASE64: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            table[b] = c.is_ascii_alphanumeric() || c == b'+' || c == b'/';
+            b += 1;
+        }
+        table
+    };
+    let base64 = |b: u8| BASE64[b as usize];
+    let mut found = Vec::new();
+    // Invariant: `at` is 0 or follows a byte that is not base64.
+    let mut at = 0;
+    while at + BASE64_RUN <= bytes.len() {
+        let probe = at + BASE64_RUN - 1;
+        if !base64(bytes[probe]) {
+            at = probe + 1;
+            continue;
+        }
+        let mut start = probe;
+        while start > at && base64(bytes[start - 1]) {
+            start -= 1;
+        }
+        let mut end = probe + 1;
+        while end < bytes.len() && base64(bytes[end]) {
+            end += 1;
+        }
+        let mut padded = end;
+        while padded < bytes.len() && padded - end < 2 && bytes[padded] == b'=' {
+            padded += 1;
+        }
+        if end - start >= BASE64_RUN {
+            found.push((start, padded));
+        }
+        at = padded.max(end + 1);
+    }
+    found
 }
 
 /// Why a policy pattern cannot be used.
@@ -88,14 +185,19 @@ impl Scanner {
         let mut keyword_list: Vec<(String, usize)> = Vec::new();
         let mut always = Vec::new();
         for rule in BUILTIN {
-            let regex =
-                compile(rule.pattern).map_err(|message| PatternError { id: rule.id.into(), message })?;
+            let pattern = match rule.finder {
+                // Tried at candidate starts: anchored there.
+                Finder::CountryCode | Finder::AtKeyword => format!("^(?:{})", rule.pattern),
+                Finder::Search | Finder::Base64Run => rule.pattern.to_owned(),
+            };
+            let regex = compile(&pattern).map_err(|message| PatternError { id: rule.id.into(), message })?;
             let index = rules.len();
             rules.push(ScanRule {
                 id: rule.id.into(),
                 governed: Governed::Builtin(rule.class),
                 regex,
                 validation: rule.validation,
+                finder: rule.finder,
             });
             if rule.keywords.is_empty() {
                 always.push(index);
@@ -111,6 +213,7 @@ impl Scanner {
                 governed: Governed::Policy,
                 regex,
                 validation: Validation::None,
+                finder: Finder::Search,
             });
             if pattern.keywords.is_empty() {
                 always.push(index);
@@ -144,11 +247,16 @@ impl Scanner {
         for &index in &self.always {
             run[index] = true;
         }
+        // Where the keywords of rules that start at one occur.
+        let mut starts: Vec<Vec<usize>> = vec![Vec::new(); self.rules.len()];
         // Overlapping keyword matches: every keyword present is found.
         for found in self.keywords.find_overlapping_iter(text) {
             if let Some(rules) = self.woken.get(found.pattern().as_usize()) {
                 for &index in rules {
                     run[index] = true;
+                    if self.rules[index].finder == Finder::AtKeyword {
+                        starts[index].push(found.start());
+                    }
                 }
             }
         }
@@ -157,14 +265,15 @@ impl Scanner {
             if !run[index] || !active.get(index).copied().unwrap_or(false) {
                 continue;
             }
-            for found in rule.regex.find_iter(text) {
+            for (start, end) in rule.find(text, &starts[index]) {
+                let found = &text[start..end];
                 let valid = match rule.validation {
                     Validation::None => true,
-                    Validation::Luhn => super::check::luhn(found.as_str()),
-                    Validation::Iban => super::check::iban(found.as_str()),
+                    Validation::Luhn => super::check::luhn(found),
+                    Validation::Iban => super::check::iban(found),
                 };
                 if valid {
-                    hits.push(Hit { rule: index, start: found.start(), end: found.end() });
+                    hits.push(Hit { rule: index, start, end });
                 }
             }
         }
@@ -213,6 +322,31 @@ mod tests {
     }
 
     #[test]
+    fn candidates_next_to_multibyte_characters_are_sliced_soundly() {
+        let scanner = Scanner::new(&[]).expect("compiles");
+        let active = all(&scanner);
+        let text = "é€DE89 3704 0044 0532 0130 00日本GB82WEST12345698765432 ü";
+        let ids: Vec<&str> =
+            scanner.scan(text, &active).iter().map(|h| &*scanner.rules()[h.rule].id).collect();
+        assert_eq!(ids.iter().filter(|id| **id == "iban").count(), 2, "{ids:?}");
+    }
+
+    #[test]
+    fn base64_runs_are_found_wherever_they_start_and_end() {
+        for (before, len, after) in
+            [(0, 256, 0), (1, 256, 1), (255, 300, 0), (257, 256, 3), (10, 255, 10), (0, 600, 0)]
+        {
+            let text = format!("{}{}{}", " ".repeat(before), "A".repeat(len), ".".repeat(after));
+            let runs = base64_runs(text.as_bytes());
+            let expected = if len >= BASE64_RUN { vec![(before, before + len)] } else { vec![] };
+            assert_eq!(runs, expected, "{before} {len} {after}");
+        }
+        assert_eq!(base64_runs(format!("{}==x", "A".repeat(256)).as_bytes()), [(0, 258)]);
+        let two = format!("{} {}", "A".repeat(300), "B".repeat(256));
+        assert_eq!(base64_runs(two.as_bytes()), [(0, 300), (301, 557)]);
+    }
+
+    #[test]
     fn a_long_encoded_run_is_found_and_a_short_one_is_not() {
         let scanner = Scanner::new(&[]).expect("compiles");
         let active = all(&scanner);
@@ -239,5 +373,23 @@ mod tests {
         let bad =
             PolicyPattern { id: String::from("bad"), regex: String::from("(unclosed"), keywords: vec![] };
         assert_eq!(Scanner::new(&[bad]).expect_err("refused").id, "bad");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scanning_and_applying_never_panic(text in "(?s).{0,400}", extra in "[A-Z0-9 +@=/-]{0,300}") {
+            static SCANNER: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
+            let scanner = SCANNER.get_or_init(|| Scanner::new(&[]).expect("compiles"));
+            let active = all(scanner);
+            let text = format!("{text}{extra}");
+            let _ = scanner.scan(&text, &active);
+            let rules = crate::output::OutputRules {
+                max_bytes: Some(64),
+                classes: [(Class::Secret, crate::output::Action::Redact), (Class::Injection, crate::output::Action::Flag)].into(),
+                ..crate::output::OutputRules::default()
+            };
+            let result = serde_json::json!({"content": [{"type": "text", "text": text}], "structuredContent": {"t": text}});
+            let _ = crate::output::apply(&result, scanner, &rules, None);
+        }
     }
 }
