@@ -128,7 +128,9 @@ fn relay(args: ProxyArgs, gate: Gate, mut local: Option<Local>) -> Result<Exit, 
             ),
             None => None,
         };
-        let mut upstream = Upstream::spawn(command, command_args).map_err(|e| e.to_string())?;
+        let env = credential_scope(caller.server.as_deref(), &gate).await?;
+        let mut upstream =
+            Upstream::spawn(command, command_args, env.as_deref()).map_err(|e| e.to_string())?;
         let (server_in, server_out) = upstream.pipes().ok_or("the MCP server's pipes are missing")?;
         tracing::info!(server = %command, agent = %caller.agent, "relaying");
         let relayed = proxy::relay(
@@ -261,5 +263,37 @@ pub fn catalog(command: &[String], output: Option<&std::path::Path>, timeout: u6
                 Exit::Usage
             }
         },
+    }
+}
+
+/// The environment variables the server may receive: the policy's
+/// `servers.<name>.env`, or, when the policy does not scope the server,
+/// all of the proxy's (said on stderr). A decision server that cannot be
+/// asked stops the start: the server's credentials are not guessed.
+async fn credential_scope(server: Option<&str>, gate: &Gate) -> Result<Option<Vec<String>>, String> {
+    let Some(server) = server else {
+        tracing::warn!("no --server: the MCP server receives all of this proxy's environment");
+        return Ok(None);
+    };
+    let answer = gate.ask(&serde_json::json!({"id": 0, "op": "scope", "server": server})).await;
+    if let Some(error) = answer.get("error") {
+        return Err(format!(
+            "cannot learn what the MCP server `{server}` may receive from the policy: {error}"
+        ));
+    }
+    match answer.pointer("/scope/env").and_then(serde_json::Value::as_array) {
+        Some(names) => {
+            let names: Vec<String> =
+                names.iter().filter_map(serde_json::Value::as_str).map(str::to_owned).collect();
+            tracing::info!(server, env = ?names, "the MCP server receives only these environment variables");
+            Ok(Some(names))
+        }
+        None => {
+            tracing::warn!(
+                server,
+                "the policy does not scope this server's environment (`servers`): it receives all of this proxy's"
+            );
+            Ok(None)
+        }
     }
 }

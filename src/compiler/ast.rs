@@ -42,6 +42,18 @@ pub struct PolicyFile {
     pub lint_ignore: Vec<Spanned<String>>,
     /// `approvers`: who may decide the approvals of gates naming them.
     pub approvers: Vec<ApproverDecl>,
+    /// `servers`: what each MCP server a proxy starts may receive.
+    pub servers: Vec<ServerDecl>,
+}
+
+/// `servers.<name>`: the credential scope of one MCP server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerDecl {
+    /// The server's name, as `--server` and catalogs name it (the key).
+    pub name: Spanned<String>,
+    /// `env`: the environment variables it receives from the proxy's
+    /// environment; every other one is withheld. `None`: not said.
+    pub env: Option<Vec<Spanned<String>>>,
 }
 
 /// `approvers.<name>`: the Unix users and groups who may decide approvals
@@ -206,6 +218,25 @@ pub struct ConstraintDecl {
     pub cost: Option<Spanned<f64>>,
     /// `output`: output rules for these tools, over the agent's.
     pub output: Option<OutputDecl>,
+    /// `timeout`: how long a call may run (`30s`, `500ms`).
+    pub timeout: Option<Spanned<String>>,
+    /// `onFailure`: what the model is told when a call fails.
+    pub on_failure: Option<FailureDecl>,
+}
+
+/// `constraints.<tool>.onFailure`: the failure policy of a tool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailureDecl {
+    /// Where the mapping is.
+    pub location: Location,
+    /// `retries`: how many failed calls in a row the model may retry.
+    pub retries: Option<Spanned<u64>>,
+    /// `retryAfter`: how long to wait before a retry (`2s`).
+    pub retry_after: Option<Spanned<String>>,
+    /// `fallback`: a tool to try instead.
+    pub fallback: Option<Spanned<String>>,
+    /// `userMessage`: what to tell the user if nothing recovers.
+    pub user_message: Option<Spanned<String>>,
 }
 
 /// `params.<arg>`: JSON Schema keywords for one argument.

@@ -74,6 +74,8 @@ pub struct CheckedPolicySet {
     pub(crate) rules: Rules,
     pub(crate) catalogs: Catalogs,
     approvers: Vec<Approver>,
+    /// `servers`: each declared server's environment variables.
+    pub(crate) servers: std::collections::BTreeMap<String, Vec<String>>,
     hash: String,
 }
 
@@ -84,9 +86,15 @@ impl CheckedPolicySet {
         rules: Rules,
         catalogs: Catalogs,
         approvers: Vec<Approver>,
+        servers: std::collections::BTreeMap<String, Vec<String>>,
         hash: String,
     ) -> CheckedPolicySet {
-        CheckedPolicySet { agents, rules, catalogs, approvers, hash }
+        CheckedPolicySet { agents, rules, catalogs, approvers, servers, hash }
+    }
+
+    /// The environment variables a server receives, if the policy scopes it.
+    pub fn server_env(&self, server: &str) -> Option<&[String]> {
+        self.servers.get(server).map(Vec::as_slice)
     }
 
     /// The declared approver of this name.
@@ -211,6 +219,27 @@ pub(crate) struct CheckedConstraint {
     pub cost: Option<f64>,
     /// `output`: output rules for these tools, over the agent's.
     pub output: Option<crate::output::OutputRules>,
+    /// `timeout`, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// `onFailure`.
+    pub on_failure: Option<FailurePolicy>,
+}
+
+/// What the model is told when a call of a tool fails (`onFailure`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailurePolicy {
+    /// How many failed calls in a row the model may retry.
+    pub retries: u64,
+    /// How long to wait before a retry, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    /// A tool to try instead, named as the policy names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// What to tell the user if nothing recovers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_message: Option<String>,
 }
 
 /// An agent's output rules and the scanner of its built-in rules and

@@ -35,6 +35,16 @@ use crate::state::kill::{Kill, KillScope};
 use crate::state::session::{CallOutcome, OutcomeTotals, SessionKey};
 use table::{DecisionTable, ToolPlan};
 
+/// What an allowed call runs under besides output rules (`timeout`,
+/// `onFailure`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallConditions {
+    /// How long the call may run, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// What the model is told when it fails.
+    pub on_failure: Option<crate::compiler::checked::FailurePolicy>,
+}
+
 /// The rule id of decisions about agents no policy names.
 pub const UNKNOWN_AGENT_RULE: &str = "toolgate.unknownAgent";
 /// The rule id of denials of capped agents' requests without a session.
@@ -168,6 +178,25 @@ impl Engine {
             None => output.rules.clone(),
         };
         rules.applies().then(|| (output.scanner.clone(), rules))
+    }
+
+    /// The conditions an allowed call of `tool` by `agent` runs under: the
+    /// shortest `timeout` of the constraints on the tool, and the first
+    /// `onFailure` in list order.
+    pub fn call_conditions(&self, agent: &str, tool: &str) -> CallConditions {
+        let mut conditions = CallConditions::default();
+        let Some(table) = self.table.agents.get(agent).filter(|t| t.conditions) else { return conditions };
+        let plan = table.plan(tool, None, &self.table.rules);
+        let ToolPlan::Allowed { constraints, .. } = &*plan else { return conditions };
+        for constraint in constraints.iter().filter_map(|&index| table.constraints.get(index as usize)) {
+            if let Some(ms) = constraint.timeout_ms {
+                conditions.timeout_ms = Some(conditions.timeout_ms.map_or(ms, |known| known.min(ms)));
+            }
+            if conditions.on_failure.is_none() {
+                conditions.on_failure.clone_from(&constraint.on_failure);
+            }
+        }
+        conditions
     }
 
     /// `sha256:<hex>` of the policy sources.

@@ -32,6 +32,8 @@ pub struct DecisionTable {
     approvers: Vec<Approver>,
     /// The gates' descriptions, by rule id, shown to approvers.
     gate_descriptions: std::collections::HashMap<Box<str>, Box<str>>,
+    /// Each scoped server's environment variables.
+    servers: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// One agent's part of the table.
@@ -59,6 +61,8 @@ pub(crate) struct AgentTable {
     pub annotated: Option<Box<Planner>>,
     /// The agent's output rules and their scanner.
     pub output: Option<crate::compiler::checked::AgentOutput>,
+    /// Whether a constraint sets a `timeout` or an `onFailure`.
+    pub conditions: bool,
 }
 
 /// The session limits that reported outcomes feed.
@@ -188,12 +192,12 @@ impl DecisionTable {
         let gate_descriptions =
             policy.gate_descriptions().map(|(rule, text)| (rule.into(), text.into())).collect();
         let approvers = policy.approvers().to_vec();
-        let CheckedPolicySet { agents, rules, catalogs, .. } = policy;
+        let CheckedPolicySet { agents, rules, catalogs, servers, .. } = policy;
         let agents = agents
             .into_iter()
             .map(|agent| (agent.name.as_str().into(), AgentTable::build(agent, &rules, &catalogs)))
             .collect();
-        DecisionTable { agents, rules, hash, catalogs, approvers, gate_descriptions }
+        DecisionTable { agents, rules, hash, catalogs, approvers, gate_descriptions, servers }
     }
 
     /// The declared approver of this name.
@@ -214,6 +218,17 @@ impl DecisionTable {
         live: &[crate::compiler::catalog::CatalogTool],
     ) -> Option<crate::compiler::catalog::Drift> {
         self.catalogs.drift(server, live)
+    }
+
+    /// The environment variables a server receives (`servers.<name>.env`);
+    /// `None` when the policy does not scope it.
+    pub fn server_env(&self, server: &str) -> Option<&[String]> {
+        self.servers.get(server).map(Vec::as_slice)
+    }
+
+    /// Every scoped server with its environment variables.
+    pub fn servers(&self) -> &std::collections::BTreeMap<String, Vec<String>> {
+        &self.servers
     }
 
     /// Every declared approver.
@@ -271,6 +286,7 @@ impl AgentTable {
             gates: Vec::new(),
             annotated: None,
             output: agent.output.clone(),
+            conditions: agent.constraints.iter().any(|c| c.timeout_ms.is_some() || c.on_failure.is_some()),
         };
         // Every name the policy writes out, and every catalog tool the
         // agent's lists match, gets its plan now rather than per call.

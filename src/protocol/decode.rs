@@ -170,6 +170,7 @@ fn fields_of(kind: OpKind) -> &'static [&'static str] {
         OpKind::Visible => &["agent", "tools", "annotations"],
         OpKind::Drift => &["server", "tools"],
         OpKind::Result => &["decision_id", "agent", "session", "tool", "result", "outputSchema"],
+        OpKind::Scope => &["server"],
         OpKind::Confirm => &["approval", "accept"],
         OpKind::Health | OpKind::Status | OpKind::Reload | OpKind::Kills | OpKind::Approvals => &[],
     }
@@ -262,6 +263,7 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
             ),
             output_schema: fields.object("outputSchema")?.map(Value::Object),
         },
+        OpKind::Scope => Op::Scope { server: fields.required_string("server")? },
         OpKind::Confirm => Op::Confirm {
             approval: fields.required_string("approval")?,
             accept: match fields.object.remove("accept") {

@@ -59,6 +59,8 @@ pub enum Reply<'e> {
     },
     /// `visible`: the tools, of those asked, the agent may ever call.
     Visible(Vec<String>),
+    /// `scope`: a server's environment variables (`None`: not scoped).
+    Scope(Option<Vec<String>>),
     /// `result`: what the agent may see of a tool result.
     Output {
         /// The result as the agent may see it.
@@ -218,6 +220,7 @@ pub fn write_reply(out: &mut Vec<u8>, id: &Value, reply: &Reply<'_>) {
         }
         Reply::Status(status) => json!({"id": id, "status": status}),
         Reply::Visible(tools) => json!({"id": id, "visible": tools}),
+        Reply::Scope(env) => json!({"id": id, "scope": {"env": env}}),
         Reply::Output { result, verdict, rule, killed, findings } => {
             let mut output = json!({"verdict": verdict, "findings": findings, "result": result});
             if let Some(object) = output.as_object_mut() {

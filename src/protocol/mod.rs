@@ -123,11 +123,13 @@ pub enum OpKind {
     Confirm,
     /// A tool result, to pass through the output rules.
     Result,
+    /// What a server a proxy starts may receive.
+    Scope,
 }
 
 impl OpKind {
     /// Every operation.
-    pub const ALL: [OpKind; 15] = [
+    pub const ALL: [OpKind; 16] = [
         OpKind::Decide,
         OpKind::Outcome,
         OpKind::Health,
@@ -143,6 +145,7 @@ impl OpKind {
         OpKind::Drift,
         OpKind::Confirm,
         OpKind::Result,
+        OpKind::Scope,
     ];
 
     /// The name sent in `op`.
@@ -163,6 +166,7 @@ impl OpKind {
             OpKind::Drift => "drift",
             OpKind::Confirm => "confirm",
             OpKind::Result => "result",
+            OpKind::Scope => "scope",
         }
     }
 
@@ -259,6 +263,11 @@ pub enum Op {
         /// The tool's declared `outputSchema`, if known.
         output_schema: Option<serde_json::Value>,
     },
+    /// The environment variables a server receives (`servers.<name>.env`).
+    Scope {
+        /// The server's name in the policy.
+        server: String,
+    },
 }
 
 impl Op {
@@ -280,6 +289,7 @@ impl Op {
             Op::Drift { .. } => OpKind::Drift,
             Op::Confirm { .. } => OpKind::Confirm,
             Op::Result { .. } => OpKind::Result,
+            Op::Scope { .. } => OpKind::Scope,
         }
     }
 }

@@ -215,8 +215,8 @@ impl Relay {
         // Granted: the same call now finds its approval and goes through once.
         let answer = self.gate.ask(&self.decide_line(&tool, &args)).await;
         match calls::judge(&answer, &name) {
-            Verdict::Forward { decision_id, output } => {
-                let purpose = Purpose::Call { tool, decision_id, started: Instant::now(), output };
+            Verdict::Forward { decision_id, obligations } => {
+                let purpose = Purpose::Call { tool, decision_id, started: Instant::now(), obligations };
                 self.forward_request(id, message, purpose).await;
             }
             Verdict::Answer(result) | Verdict::AskUser { pending: result, .. } => {

@@ -77,6 +77,29 @@ impl Caller {
     }
 }
 
+/// What an allowed call is made under (the answer's `obligations`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Obligations {
+    /// The result must pass the output rules.
+    pub output: bool,
+    /// The call is cancelled after this many milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The failure policy (`onFailure`, with `fallbackAvailable`).
+    pub on_failure: Option<Value>,
+}
+
+impl Obligations {
+    /// The obligations of a decision answer.
+    pub fn of(answer: &Value) -> Obligations {
+        let obligations = answer.get("obligations");
+        Obligations {
+            output: obligations.and_then(|o| o.get("output")).is_some(),
+            timeout_ms: obligations.and_then(|o| o.get("timeoutMs")).and_then(Value::as_u64),
+            on_failure: obligations.and_then(|o| o.get("onFailure")).cloned(),
+        }
+    }
+}
+
 /// What becomes of a call.
 #[derive(Debug)]
 pub enum Verdict {
@@ -84,8 +107,8 @@ pub enum Verdict {
     Forward {
         /// The allow's id, when the gate issued one.
         decision_id: Option<String>,
-        /// The result must pass the output rules (`obligations.output`).
-        output: bool,
+        /// What the call is made under.
+        obligations: Obligations,
     },
     /// Answer the client with this `tools/call` result instead.
     Answer(Value),
@@ -125,7 +148,7 @@ pub fn judge(answer: &Value, name: &str) -> Verdict {
     match field("decision") {
         Some("allow") => Verdict::Forward {
             decision_id: field("decision_id").map(str::to_owned),
-            output: answer.pointer("/obligations/output").is_some(),
+            obligations: Obligations::of(answer),
         },
         Some("require_approval") => {
             let approval = answer.get("approval");
@@ -266,7 +289,7 @@ mod tests {
     fn each_answer_becomes_what_the_model_can_act_on() {
         let allow = json!({"decision": "allow", "reason_code": "approved", "decision_id": "d1"});
         assert!(
-            matches!(judge(&allow, "pay"), Verdict::Forward { decision_id: Some(ref id), output: false } if id == "d1")
+            matches!(judge(&allow, "pay"), Verdict::Forward { decision_id: Some(ref id), ref obligations } if id == "d1" && !obligations.output)
         );
         let hidden = json!({"decision": "deny", "reason_code": "tool_not_allowed", "reason": "no"});
         assert!(matches!(judge(&hidden, "pay"), Verdict::Hidden));

@@ -50,7 +50,7 @@ impl std::fmt::Display for CatalogError {
 /// and stops it; the catalog is `{"tools": [...]}`, each tool as the server
 /// described it. The whole exchange must finish within `timeout`.
 pub async fn fetch(command: &str, args: &[String], timeout: Duration) -> Result<Value, CatalogError> {
-    let mut upstream = Upstream::spawn(command, args).map_err(CatalogError::Spawn)?;
+    let mut upstream = Upstream::spawn(command, args, None).map_err(CatalogError::Spawn)?;
     let (stdin, stdout) = upstream.pipes().ok_or(CatalogError::Closed("at start"))?;
     let mut client = Client { stdin, stdout: BufReader::new(stdout), line: LineBuffer::default(), next: 0 };
     let listed = tokio::time::timeout(timeout, client.list_tools()).await;

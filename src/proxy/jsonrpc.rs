@@ -315,6 +315,11 @@ impl<T> Routes<T> {
         Some(proxy_id)
     }
 
+    /// Whether no request is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.by_proxy_id.is_empty()
+    }
+
     /// Every request in flight, forgotten (the other side is gone).
     pub fn drain(&mut self) -> Vec<(Value, T)> {
         self.by_sender_id.clear();

@@ -16,6 +16,7 @@
 mod ask;
 pub mod calls;
 pub mod catalog;
+mod failure;
 pub mod gate;
 pub mod jsonrpc;
 mod output;
@@ -36,7 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::protocol::strict::StrictValue;
 use crate::protocol::{LineBuffer, ReadLine, read_line};
 use ask::UserCall;
-use calls::{Caller, Verdict};
+use calls::{Caller, Obligations, Verdict};
 use gate::Gate;
 use jsonrpc::{Envelope, EnvelopeError, Message, RouteError, Routes};
 
@@ -65,8 +66,8 @@ enum Purpose {
         first_page: bool,
     },
     /// Report the call's outcome, pass the result through the output
-    /// rules if `output`, then pass it back.
-    Call { tool: String, decision_id: Option<String>, started: Instant, output: bool },
+    /// rules and the failure policy its obligations name, then pass it back.
+    Call { tool: String, decision_id: Option<String>, started: Instant, obligations: Obligations },
 }
 
 /// How the relay ended.
@@ -103,6 +104,8 @@ struct Relay {
     asking: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
     /// This relay, for the tasks that ask the user while it reads on.
     me: Weak<Relay>,
+    /// Failed calls in a row, by tool (`onFailure.retries` counts them).
+    failures: Mutex<HashMap<String, u64>>,
     /// The pages of a `tools/list` so far (and their size in bytes), until
     /// its last page is in.
     listing: Mutex<Option<(Vec<Value>, usize)>>,
@@ -160,6 +163,7 @@ pub async fn relay(
         me: me.clone(),
         listing: Mutex::default(),
         annotations: Mutex::default(),
+        failures: Mutex::default(),
         output_schemas: Mutex::default(),
         to_client,
         to_upstream,
@@ -171,7 +175,11 @@ pub async fn relay(
     match ended {
         Ended::ClientClosed => {
             let _ = close_upstream.send(true);
-            let _ = tokio::time::timeout(limits.drain, relay.read_upstream(&mut server_out)).await;
+            // Answers still due are relayed; with none in flight there is
+            // nothing to wait for.
+            if !lock(&relay.upstream).is_empty() {
+                let _ = tokio::time::timeout(limits.drain, relay.read_upstream(&mut server_out)).await;
+            }
         }
         Ended::UpstreamClosed => {
             let orphans = lock(&relay.upstream).drain();
@@ -353,12 +361,19 @@ impl Relay {
     /// Forwards a client request under a proxy id.
     async fn forward_request(&self, id: Value, mut message: Envelope, purpose: Purpose) {
         let proxy_id = self.issue_id();
+        let timeout = match &purpose {
+            Purpose::Call { obligations: Obligations { timeout_ms: Some(ms), .. }, .. } => Some(*ms),
+            _ => None,
+        };
         let routed = lock(&self.upstream).insert(proxy_id, &id, purpose);
         if let Err(error) = routed {
             return self.refuse(&id, error).await;
         }
         message.set_value("id", &proxy_id);
         self.send_upstream(&message).await;
+        if let Some(ms) = timeout {
+            self.cancel_after(proxy_id, ms);
+        }
     }
 
     async fn refuse(&self, id: &Value, error: RouteError) {
@@ -400,8 +415,8 @@ impl Relay {
         let answer = self.gate.ask(&self.decide_line(&tool, &args)).await;
         self.note_policy(&answer).await;
         match calls::judge(&answer, name) {
-            Verdict::Forward { decision_id, output } => {
-                let purpose = Purpose::Call { tool, decision_id, started: Instant::now(), output };
+            Verdict::Forward { decision_id, obligations } => {
+                let purpose = Purpose::Call { tool, decision_id, started: Instant::now(), obligations };
                 self.forward_request(id, message, purpose).await;
             }
             Verdict::Answer(result) => self.answer_client(jsonrpc::result(&id, result)).await,
@@ -485,13 +500,15 @@ impl Relay {
                 match purpose {
                     Purpose::Relay => {}
                     Purpose::List { first_page } => self.filter_tools(&mut message, first_page).await,
-                    Purpose::Call { tool, decision_id, started, output } => {
+                    Purpose::Call { tool, decision_id, started, obligations } => {
+                        let failed = calls_failed(&message);
                         if let Some(decision_id) = &decision_id {
                             self.report(&tool, decision_id, &message, started, bytes).await;
                         }
-                        if output {
+                        if obligations.output {
                             self.govern_output(&tool, decision_id.as_deref(), &mut message).await;
                         }
+                        self.note_outcome(&tool, failed, obligations.on_failure.as_ref(), &mut message);
                     }
                 }
                 message.set_value("id", &client_id);
@@ -627,10 +644,7 @@ impl Relay {
         started: Instant,
         bytes: usize,
     ) {
-        let is_error = |result: &RawValue| {
-            Envelope::parse(result.get().as_bytes()).ok().and_then(|r| r.get::<bool>("isError")) == Some(true)
-        };
-        let error = message.has("error") || message.raw("result").is_some_and(is_error);
+        let error = calls_failed(message);
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         let line = self.caller.outcome_line(decision_id, tool, error, latency_ms, bytes as u64);
         let answer = self.gate.ask(&line).await;
@@ -640,6 +654,15 @@ impl Relay {
             tracing::warn!(tool, session = %self.caller.session, "the session was stopped by its outcome limits");
         }
     }
+}
+
+/// Whether an answer to a `tools/call` says it failed: a JSON-RPC error, or
+/// a result with `isError: true`.
+fn calls_failed(message: &Envelope) -> bool {
+    let is_error = |result: &RawValue| {
+        Envelope::parse(result.get().as_bytes()).ok().and_then(|r| r.get::<bool>("isError")) == Some(true)
+    };
+    message.has("error") || message.raw("result").is_some_and(is_error)
 }
 
 /// Remembers a member of the tools a page lists (`annotations`,

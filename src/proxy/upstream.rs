@@ -29,8 +29,19 @@ impl std::fmt::Display for SpawnError {
 
 impl Upstream {
     /// Starts `command` with `args`; the pipes are taken with [`Upstream::pipes`].
-    pub fn spawn(command: &str, args: &[String]) -> Result<Upstream, SpawnError> {
-        let child = Command::new(command)
+    /// `env`: the only environment variables it receives from this
+    /// process's (`None`: all of them).
+    pub fn spawn(command: &str, args: &[String], env: Option<&[String]>) -> Result<Upstream, SpawnError> {
+        let mut command_line = Command::new(command);
+        if let Some(names) = env {
+            command_line.env_clear();
+            for name in names {
+                if let Some(value) = std::env::var_os(name) {
+                    command_line.env(name, value);
+                }
+            }
+        }
+        let child = command_line
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -48,9 +48,8 @@ impl Service {
             tracing::info!(agent = %request.agent, tool = %request.tool, decision = decision.outcome.as_str(), rule = decision.rule, "decision");
         }
         let obligations = (decision.outcome == crate::engine::Outcome::Allow)
-            .then(|| engine.output_rules(&request.agent, &request.tool))
-            .flatten()
-            .map(|(_, rules)| serde_json::json!({"output": rules.summary()}));
+            .then(|| obligations(engine, request))
+            .flatten();
         Answer { decision, policy, approval, decision_id, obligations }
     }
 
@@ -148,4 +147,28 @@ impl Service {
             }
         }
     }
+}
+
+/// What an allowed call is made under, as the answer's `obligations`: the
+/// output rules of its result, its timeout, and its failure policy (with
+/// whether the agent may call the fallback); `None` when nothing applies.
+fn obligations(engine: &Engine, request: &Request) -> Option<Value> {
+    let mut obligations = serde_json::Map::new();
+    if let Some((_, rules)) = engine.output_rules(&request.agent, &request.tool) {
+        obligations.insert(String::from("output"), rules.summary());
+    }
+    let conditions = engine.call_conditions(&request.agent, &request.tool);
+    if let Some(ms) = conditions.timeout_ms {
+        obligations.insert(String::from("timeoutMs"), Value::from(ms));
+    }
+    if let Some(failure) = conditions.on_failure {
+        let available =
+            failure.fallback.as_deref().is_some_and(|tool| engine.may_call(&request.agent, tool, None));
+        let mut on_failure = serde_json::json!(failure);
+        if let Some(object) = on_failure.as_object_mut() {
+            object.insert(String::from("fallbackAvailable"), Value::from(available));
+        }
+        obligations.insert(String::from("onFailure"), on_failure);
+    }
+    (!obligations.is_empty()).then_some(Value::Object(obligations))
 }

@@ -150,7 +150,10 @@ impl Role {
         match self {
             // Reloading costs a compilation: an operator's call, not a client's.
             Role::Decisions => {
-                matches!(kind, Decide | Outcome | Visible | Drift | Confirm | Result | Health | Status)
+                matches!(
+                    kind,
+                    Decide | Outcome | Visible | Drift | Confirm | Result | Scope | Health | Status
+                )
             }
             Role::Admin(peer) if peer.operator => {
                 matches!(
@@ -319,6 +322,9 @@ impl Service {
             Op::Revive { scope } => self.revive(scope, role).await,
             Op::Kills => Ok(Reply::Kills(self.state.kills.list())),
             Op::Drift { server, tools } => self.drift(engine, server.as_deref(), tools).await,
+            Op::Scope { server } => {
+                Ok(Reply::Scope(engine.table().server_env(server).map(<[String]>::to_vec)))
+            }
             Op::Result { decision_id, agent, session, tool, result, output_schema } => {
                 let call = output::Call { decision_id, agent, session: session.as_deref(), tool };
                 self.output(engine, call, result, output_schema.as_ref(), role).await

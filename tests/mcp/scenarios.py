@@ -456,6 +456,43 @@ async def output_rules_govern_what_the_model_reads():
            "the trail holds rule ids and counts, never the text", outputs)
 
 
+async def a_slow_call_is_cancelled_at_its_timeout_and_the_model_told_what_next():
+    trail = WORK / "failure-audit.jsonl"
+    params = proxy("assistant", "everything", EVERYTHING, "everything-failure.yaml", "--audit", str(trail))
+    async with session(params) as client:
+        started = anyio.current_time()
+        first = await client.call_tool("trigger-long-running-operation", {"duration": 20, "steps": 4})
+        took = anyio.current_time() - started
+        expect(first.is_error and 0.9 < took < 5, "cut at its 1 s timeout", [took, dump(first)])
+        failure = (first.meta or {})["dev.toolgate/failure"]
+        expect(failure == {"status": "error", "errorType": "timeout", "canRetry": True, "retryAfterMs": 2000,
+                           "fallbackAvailable": True, "fallbackToolName": "echo",
+                           "userMessage": "The long operation is not available now."}, "a structured failure", failure)
+        expect("timed out after 1000 ms" in first.content[-1].text and "`echo` instead" in first.content[-1].text,
+               "the model reads what to do next", dump(first))
+        second = await client.call_tool("trigger-long-running-operation", {"duration": 20, "steps": 4})
+        expect((second.meta or {})["dev.toolgate/failure"]["canRetry"] is False, "one retry, then no more", dump(second))
+        echoed = await client.call_tool("echo", {"message": "fallback"})
+        expect(not echoed.is_error and "fallback" in echoed.content[0].text, "the fallback runs", dump(echoed))
+    outcomes = [json.loads(line) for line in trail.read_text().splitlines()]
+    errors = [r for r in outcomes if r.get("kind") == "outcome" and r.get("status") == "error"]
+    expect(len(errors) == 2, "both timeouts are recorded as failed calls", outcomes)
+
+
+async def a_server_receives_only_the_environment_its_policy_names():
+    env = dict(os.environ, TOOLGATE_DEMO_REGION="eu-west-1", TOOLGATE_DEMO_SECRET="s3cr3t-token")
+    args = ["proxy", "--policy", str(HERE / "policies" / "everything-scoped.yaml"), "--agent", "assistant",
+            "--server", "everything", "--", *EVERYTHING]
+    async with session(StdioServerParameters(command=TOOLGATE, args=args, env=env)) as client:
+        shown = json.loads((await client.call_tool("get-env", {})).content[0].text)
+        expect(shown.get("TOOLGATE_DEMO_REGION") == "eu-west-1", "a declared variable reaches the server", shown)
+        expect(set(shown) <= {"PATH", "TOOLGATE_DEMO_REGION"}, "nothing else does", sorted(shown))
+    # The same server without the policy's scope sees the secret: the test can fail.
+    async with session(StdioServerParameters(command=EVERYTHING[0], args=EVERYTHING[1:], env=env)) as client:
+        shown = json.loads((await client.call_tool("get-env", {})).content[0].text)
+        expect(shown.get("TOOLGATE_DEMO_SECRET") == "s3cr3t-token", "unscoped, the server reads it", sorted(shown))
+
+
 SCENARIOS = {
     fn.__name__: fn
     for fn in [
@@ -474,6 +511,8 @@ SCENARIOS = {
         the_user_is_asked_in_the_2026_protocol,
         selectors_read_the_annotations_the_server_lists,
         output_rules_govern_what_the_model_reads,
+        a_slow_call_is_cancelled_at_its_timeout_and_the_model_told_what_next,
+        a_server_receives_only_the_environment_its_policy_names,
     ]
 }
 

@@ -305,3 +305,24 @@ fn loosening_an_output_rule_widens_and_tightening_it_narrows() {
         ]
     );
 }
+
+#[test]
+fn a_variable_a_server_now_receives_widens() {
+    let old = "servers:\n  github: {env: [PATH]}\n  fs: {env: [PATH, HOME]}\nagentPolicies:\n  bot:\n    allowedTools: [t]\n";
+    let new =
+        "servers:\n  github: {env: [PATH, GITHUB_TOKEN]}\nagentPolicies:\n  bot:\n    allowedTools: [t]\n";
+    let dir = scratch(&[("old.yaml", old), ("new.yaml", new)]);
+    let output = toolgate(dir.path())
+        .args(["diff", "--format", "json", "--fail-on-widen", "old.yaml", "new.yaml"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(3));
+    let changes = lines(&serde_json::from_slice(&output.stdout).expect("JSON"));
+    assert_eq!(
+        changes,
+        [
+            "widened fs: no longer scoped: receives all of its proxy's environment",
+            "widened github: now receives `GITHUB_TOKEN`",
+        ]
+    );
+}

@@ -414,31 +414,38 @@ fn answers_to_requests_sent_before_the_client_left_still_arrive() {
 fn without_its_decision_server_the_proxy_denies_everything_and_lists_nothing() {
     let dir = TempDir::new();
     let socket = dir.path().join("toolgate.sock");
-    let mut proxy =
-        Raw::start_with(&["--decision-socket".into(), socket.to_string_lossy().into_owned()], &[]);
+    let socket_arg = || vec!["--decision-socket".to_owned(), socket.to_string_lossy().into_owned()];
+    // A proxy that cannot learn what its server may receive does not start it.
+    let mut refused = Raw::start_with(&socket_arg(), &[]);
+    let (status, stderr) = refused.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot learn what the MCP server `raw` may receive"), "{stderr}");
+
+    let policy = std::fs::read_to_string(peers().join("policies/raw.yaml")).expect("policy");
+    let serve = |socket: &std::path::Path| {
+        let served = TempDir::new();
+        std::fs::write(served.path().join("policy.yaml"), &policy).expect("policy");
+        crate::server::Server::start_in(served, socket.to_path_buf(), &[])
+    };
+    let server = serve(&socket);
+    let mut proxy = Raw::start_with(&socket_arg(), &[]);
     proxy.initialize();
-    proxy.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    proxy.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#);
+    assert_eq!(proxy.recv()["result"]["content"][0]["text"], "echo");
+    // The decision server goes away: every call is denied, lists are empty.
+    drop(server);
+    proxy.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
     assert_eq!(proxy.recv()["result"]["tools"], json!([]));
-    proxy.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}"#);
+    proxy.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}}"#);
     let denied = proxy.recv();
     assert_eq!(denied["result"]["isError"], true, "{denied}");
     assert_eq!(denied["result"]["_meta"]["dev.toolgate/decision"]["reason_code"], "unavailable", "{denied}");
-    assert!(!proxy.received().iter().any(|m| m["method"] == "tools/call"), "nothing reached the server");
-
-    // Once a server listens, the next call is decided there.
-    let policy = std::fs::read_to_string(peers().join("policies/raw.yaml")).expect("policy");
-    let server = crate::server::Server::start_in(
-        {
-            let served = TempDir::new();
-            std::fs::write(served.path().join("policy.yaml"), policy).expect("policy");
-            served
-        },
-        socket,
-        &[],
-    );
-    proxy.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}}"#);
+    let calls = proxy.received().iter().filter(|m| m["method"] == "tools/call").count();
+    assert_eq!(calls, 1, "only the call decided before reached the server");
+    // Once a server listens again, the next call is decided there.
+    let _server = serve(&socket);
+    proxy.send(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo"}}"#);
     assert_eq!(proxy.recv()["result"]["content"][0]["text"], "echo");
-    drop(server);
 }
 
 #[test]
@@ -856,4 +863,14 @@ fn selectors_read_the_annotations_the_server_lists() {
 #[test]
 fn output_rules_govern_what_the_model_reads() {
     scenario("output_rules_govern_what_the_model_reads");
+}
+
+#[test]
+fn a_slow_call_is_cancelled_at_its_timeout_and_the_model_told_what_next() {
+    scenario("a_slow_call_is_cancelled_at_its_timeout_and_the_model_told_what_next");
+}
+
+#[test]
+fn a_server_receives_only_the_environment_its_policy_names() {
+    scenario("a_server_receives_only_the_environment_its_policy_names");
 }

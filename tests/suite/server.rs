@@ -1752,7 +1752,7 @@ fn a_decision_client_confirms_only_the_approvals_of_the_agents_own_user() {
     assert_eq!(bad["error"]["code"], "invalid_field", "{bad}");
 }
 
-const OUTPUT_RULES: &str = "agentPolicies:\n  bot:\n    allowedTools: [t, plain]\n    output:\n      secrets: redact\n      injection: kill\n    constraints:\n      plain:\n        output: {secrets: off, injection: off}\n";
+const OUTPUT_RULES: &str = "servers:\n  files: {env: [PATH, HOME]}\nagentPolicies:\n  bot:\n    allowedTools: [t, plain]\n    output:\n      secrets: redact\n      injection: kill\n    constraints:\n      plain:\n        output: {secrets: off, injection: off}\n";
 
 #[test]
 fn results_are_judged_only_for_the_gateway_that_was_allowed_the_call() {
@@ -1813,4 +1813,11 @@ fn results_are_judged_only_for_the_gateway_that_was_allowed_the_call() {
     assert!(!trail.contains("AKIAZ7EXAMPLEKEY4Q2M") && !trail.contains("Ignore all"), "{trail}");
     let kinds = audit_kinds(&server.dir.path().join("audit.jsonl"));
     assert_eq!(kinds.get("output"), Some(&2), "{kinds:?}");
+    // What a server a proxy starts may receive.
+    assert_eq!(
+        client.ask(json!({"op": "scope", "server": "files"}))["scope"]["env"],
+        json!(["HOME", "PATH"])
+    );
+    assert_eq!(client.ask(json!({"op": "scope", "server": "other"}))["scope"]["env"], Value::Null);
+    assert_eq!(client.ask(json!({"op": "scope"}))["error"]["code"], "missing_field");
 }

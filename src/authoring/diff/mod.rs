@@ -90,7 +90,51 @@ pub fn diff(old: CheckedPolicySet, new: CheckedPolicySet) -> Vec<Change> {
             }
         }
     }
+    changes.extend(compare_servers(old.servers(), new.servers()));
     changes.sort();
+    changes
+}
+
+/// The credential scopes of servers (`servers.<name>.env`), reported under
+/// the agent `(servers)`: a variable a server now receives widens, one it
+/// no longer receives narrows; a server no longer scoped receives all of
+/// its proxy's environment (widened), a newly scoped one only its list.
+fn compare_servers(old: &BTreeMap<String, Vec<String>>, new: &BTreeMap<String, Vec<String>>) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut push = |server: &str, direction, what: String| {
+        changes.push(Change {
+            agent: String::from("(servers)"),
+            tool: Some(server.to_owned()),
+            direction,
+            what,
+        });
+    };
+    for server in old.keys().chain(new.keys()).collect::<BTreeSet<_>>() {
+        match (old.get(server), new.get(server)) {
+            (Some(_), None) => push(
+                server,
+                Direction::Widened,
+                String::from("no longer scoped: receives all of its proxy's environment"),
+            ),
+            (None, Some(env)) => push(
+                server,
+                Direction::Narrowed,
+                format!(
+                    "now receives only {}",
+                    if env.is_empty() { String::from("no variable") } else { env.join(", ") }
+                ),
+            ),
+            (Some(a), Some(b)) => {
+                for variable in b.iter().filter(|v| !a.contains(v)) {
+                    push(server, Direction::Widened, format!("now receives `{variable}`"));
+                }
+                for variable in a.iter().filter(|v| !b.contains(v)) {
+                    push(server, Direction::Narrowed, format!("no longer receives `{variable}`"));
+                }
+            }
+            (None, None) => {}
+        }
+    }
     changes
 }
 
@@ -319,6 +363,10 @@ struct Allowed {
     drift_denied: bool,
     /// The output rules of the constraints on the tool (over the agent's).
     output: crate::output::OutputRules,
+    /// The shortest `timeout`, in milliseconds.
+    timeout_ms: Option<u64>,
+    /// The first `onFailure`: its retries and fallback.
+    on_failure: Option<(u64, Option<String>)>,
 }
 
 fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str, hints: Option<Hints>) -> Summary {
@@ -363,6 +411,12 @@ fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str, hints: Optio
         }
         if let Some(output) = &constraint.output {
             allowed.output = std::mem::take(&mut allowed.output).strictest(output);
+        }
+        if let Some(ms) = constraint.timeout_ms {
+            allowed.timeout_ms = Some(allowed.timeout_ms.map_or(ms, |known| known.min(ms)));
+        }
+        if allowed.on_failure.is_none() {
+            allowed.on_failure = constraint.on_failure.as_ref().map(|f| (f.retries, f.fallback.clone()));
         }
     }
     for gate in gates.iter().filter_map(|&i| agent.gates.get(i as usize)) {
@@ -444,6 +498,16 @@ fn compare_allowed(old: &Allowed, new: &Allowed) -> Vec<(Direction, String)> {
         _ => {}
     }
     compare_output(&mut out, "output for this tool", &old.output, &new.output);
+    let ms = |t: Option<u64>| t.map(|ms| ms as f64);
+    upper(&mut out, "timeout (ms)", ms(old.timeout_ms), ms(new.timeout_ms));
+    let retries = |f: &Option<(u64, Option<String>)>| f.as_ref().map(|(n, _)| *n as f64);
+    upper(&mut out, "onFailure.retries", retries(&old.on_failure), retries(&new.on_failure));
+    let fallback = |f: &Option<(u64, Option<String>)>| f.as_ref().and_then(|(_, t)| t.clone());
+    if fallback(&old.on_failure) != fallback(&new.on_failure) {
+        let show = |t: Option<String>| t.map_or_else(|| String::from("none"), |t| format!("`{t}`"));
+        let (from, to) = (show(fallback(&old.on_failure)), show(fallback(&new.on_failure)));
+        out.push((Changed, format!("onFailure.fallback {from} → {to}")));
+    }
     // A dearer call reaches `session.maxCost` sooner: the inverse of a cap.
     match (old.cost, new.cost) {
         (Some(o), Some(n)) if n > o => out.push((Narrowed, format!("cost raised from {o} to {n}"))),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::catalog;
 use crate::compiler::ast::AuditLevel;
-use crate::compiler::ast::{AgentDecl, ArgValidation, ConstraintDecl, GateDecl, Spanned};
+use crate::compiler::ast::{AgentDecl, ArgValidation, ConstraintDecl, FailureDecl, GateDecl, Spanned};
 use crate::compiler::catalog::Catalogs;
 use crate::compiler::checked::*;
 use crate::compiler::condition::Condition;
@@ -246,6 +246,56 @@ fn constraint(
         rego,
         cost,
         output: decl.output.as_ref().map(|o| super::output::compile(o, &context.patterns, diagnostics).0),
+        timeout_ms: decl.timeout.as_ref().and_then(|t| duration_ms(t, "timeout", diagnostics)),
+        on_failure: decl.on_failure.as_ref().and_then(|f| failure_policy(f, diagnostics)),
+    })
+}
+
+/// A duration (`30s`, `500ms`, `2m`) in milliseconds: at least 1 ms, at
+/// most a day.
+fn duration_ms(text: &Spanned<String>, key: &str, diagnostics: &mut Diagnostics) -> Option<u64> {
+    let parsed = humantime::parse_duration(text.value.trim()).ok().map(|d| d.as_millis());
+    match parsed {
+        Some(ms @ 1..=86_400_000) => u64::try_from(ms).ok(),
+        _ => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    format!("`{key}` `{}` is not a duration", text.value),
+                    text.location,
+                )
+                .with_help("write a duration from 1ms to 24h, e.g. `30s`, `500ms`, `2m`"),
+            );
+            None
+        }
+    }
+}
+
+fn failure_policy(decl: &FailureDecl, diagnostics: &mut Diagnostics) -> Option<FailurePolicy> {
+    let retry_after_ms = match &decl.retry_after {
+        Some(text) => Some(duration_ms(text, "retryAfter", diagnostics)?),
+        None => None,
+    };
+    if let Some(fallback) = &decl.fallback
+        && let Some(problem) =
+            crate::compiler::names::name_problem(crate::compiler::names::Name::Tool, &fallback.value)
+    {
+        diagnostics.push(
+            Diagnostic::new(
+                Code::InvalidName,
+                format!("invalid fallback tool `{}`", fallback.value.escape_debug()),
+                fallback.location,
+            )
+            .with_label(problem)
+            .with_help("name one tool, server-qualified as the policy names it (`github/search_code`)"),
+        );
+        return None;
+    }
+    Some(FailurePolicy {
+        retries: decl.retries.as_ref().map_or(0, |r| r.value),
+        retry_after_ms,
+        fallback: decl.fallback.as_ref().map(|f| f.value.clone()),
+        user_message: decl.user_message.as_ref().map(|m| m.value.clone()),
     })
 }
 

@@ -14,6 +14,7 @@ mod params;
 mod privacy;
 mod reach;
 mod rego_refs;
+mod servers;
 
 use std::collections::HashMap;
 
@@ -44,6 +45,7 @@ pub fn check(loaded: Loaded, reader: &dyn FileReader) -> CheckResult {
     let mut rules = Rules::default();
     let decls = inherit::unique_agents(&files, &mut diagnostics);
     let approvers = approvers::declared(&files, &mut diagnostics);
+    let servers = servers::declared(&files, &mut diagnostics);
     approvers::check_gates(&decls, &approvers, &mut diagnostics);
     let mut rego = rego_refs::RegoModules::new(reader, &sources);
     let own: Vec<agent::OwnRules> =
@@ -90,7 +92,7 @@ pub fn check(loaded: Loaded, reader: &dyn FileReader) -> CheckResult {
     diagnostics.sort_by_location();
     let policy = (!diagnostics.has_errors()).then(|| {
         let hash = hash_sources(&sources, &catalog_bytes, &rego_texts);
-        CheckedPolicySet::new(agents, rules, catalogs, approvers, hash)
+        CheckedPolicySet::new(agents, rules, catalogs, approvers, servers, hash)
     });
     CheckResult { sources, diagnostics, policy }
 }

@@ -53,9 +53,9 @@ pub fn load(inputs: Vec<PolicySource>) -> Loaded {
             continue;
         };
         let mut decoder = decode::Decoder::new(id, file.text(), &mut diagnostics);
-        let policy::FileDecls { agents, catalogs, lint_ignore, approvers } =
+        let policy::FileDecls { agents, catalogs, lint_ignore, approvers, servers } =
             policy::decode_file(&mut decoder, &root);
-        files.push(PolicyFile { source: id, agents, catalogs, lint_ignore, approvers });
+        files.push(PolicyFile { source: id, agents, catalogs, lint_ignore, approvers, servers });
     }
     Loaded { sources, files, diagnostics }
 }

@@ -5,7 +5,8 @@ use crate::compiler::ast::*;
 use crate::compiler::yaml::{Node, Value};
 use crate::diagnostic::{Code, Diagnostic};
 
-const ROOT_KEYS: &[&str] = &["agentPolicies", "catalogs", "approvers", "lintIgnore"];
+const ROOT_KEYS: &[&str] = &["agentPolicies", "catalogs", "approvers", "servers", "lintIgnore"];
+const SERVER_KEYS: &[&str] = &["env", "description"];
 const APPROVER_KEYS: &[&str] = &["users", "groups", "description"];
 const CATALOG_KEYS: &[&str] = &["file", "server", "onDrift"];
 const AGENT_KEYS: &[&str] = &[
@@ -33,8 +34,11 @@ const CONSTRAINT_KEYS: &[&str] = &[
     "validateArgs",
     "cost",
     "output",
+    "timeout",
+    "onFailure",
     "description",
 ];
+const FAILURE_KEYS: &[&str] = &["retries", "retryAfter", "fallback", "userMessage"];
 const OUTPUT_KEYS: &[&str] =
     &["maxBytes", "maxTokens", "onOversize", "secrets", "personalData", "injection", "rules", "patterns"];
 const CONSTRAINT_OUTPUT_KEYS: &[&str] =
@@ -70,6 +74,7 @@ pub struct FileDecls {
     pub catalogs: Vec<CatalogDecl>,
     pub lint_ignore: Vec<Spanned<String>>,
     pub approvers: Vec<ApproverDecl>,
+    pub servers: Vec<ServerDecl>,
 }
 
 /// Decodes a whole file; `root` is its top-level node.
@@ -84,13 +89,32 @@ pub fn decode_file(decoder: &mut Decoder<'_>, root: &Node) -> FileDecls {
     let lint_ignore =
         fields.get("lintIgnore").map(|n| decoder.string_list(n, "`lintIgnore`")).unwrap_or_default();
     let approvers = fields.get("approvers").map(|n| decode_approvers(decoder, n));
-    // A file may declare only approvers (one file the security team owns).
-    let agents = match (fields.get("agentPolicies"), &approvers) {
-        (None, Some(_)) => Vec::new(),
+    let servers = fields.get("servers").map(|n| decode_servers(decoder, n));
+    // A file may declare only approvers or servers (one file the security
+    // team owns).
+    let agents = match (fields.get("agentPolicies"), approvers.is_some() || servers.is_some()) {
+        (None, true) => Vec::new(),
         (policies, _) => decode_agents(decoder, root, policies),
     };
     let approvers = approvers.unwrap_or_default();
-    FileDecls { agents, catalogs, lint_ignore, approvers }
+    let servers = servers.unwrap_or_default();
+    FileDecls { agents, catalogs, lint_ignore, approvers, servers }
+}
+
+fn decode_servers(decoder: &mut Decoder<'_>, node: &Node) -> Vec<ServerDecl> {
+    let entries = decoder.map(node, "`servers`").unwrap_or_default();
+    entries
+        .into_iter()
+        .filter_map(|(name, node)| {
+            let what = format!("server `{}`", name.value);
+            let fields = decoder.fields(node, &what, SERVER_KEYS)?;
+            if let Some(description) = fields.get("description") {
+                decoder.string(description, "`description`");
+            }
+            let env = fields.get("env").map(|n| decoder.string_list(n, "`env`"));
+            Some(ServerDecl { name, env })
+        })
+        .collect()
 }
 
 fn decode_approvers(decoder: &mut Decoder<'_>, node: &Node) -> Vec<ApproverDecl> {
@@ -325,6 +349,17 @@ fn decode_constraint(
     let rego = fields.get("rego").and_then(|n| decoder.string(n, "`rego`"));
     let cost = fields.get("cost").and_then(|n| decoder.number(n, "`cost`"));
     let output = fields.get("output").and_then(|n| decode_output(decoder, n, CONSTRAINT_OUTPUT_KEYS));
+    let timeout = fields.get("timeout").and_then(|n| decoder.string(n, "`timeout`"));
+    let on_failure = fields.get("onFailure").and_then(|n| {
+        let failure = decoder.fields(n, "`onFailure`", FAILURE_KEYS)?;
+        Some(FailureDecl {
+            location: decoder.at(n.span),
+            retries: failure.get("retries").and_then(|n| decoder.count(n, "`retries`")),
+            retry_after: failure.get("retryAfter").and_then(|n| decoder.string(n, "`retryAfter`")),
+            fallback: failure.get("fallback").and_then(|n| decoder.string(n, "`fallback`")),
+            user_message: failure.get("userMessage").and_then(|n| decoder.string(n, "`userMessage`")),
+        })
+    });
     Some(ConstraintDecl {
         tool,
         max_per_session,
@@ -336,6 +371,8 @@ fn decode_constraint(
         rego,
         cost,
         output,
+        timeout,
+        on_failure,
     })
 }
 
