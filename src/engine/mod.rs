@@ -180,6 +180,16 @@ impl Engine {
         rules.applies().then(|| (output.scanner.clone(), rules))
     }
 
+    /// The agent's own output rules (no tool's over them), for text that
+    /// reaches the model other than a tool result; `None` when none apply.
+    pub fn agent_output_rules(
+        &self,
+        agent: &str,
+    ) -> Option<(Arc<crate::output::Scanner>, crate::output::OutputRules)> {
+        let output = self.table.agents.get(agent)?.output.as_ref()?;
+        output.rules.applies().then(|| (output.scanner.clone(), output.rules.clone()))
+    }
+
     /// The conditions an allowed call of `tool` by `agent` runs under: the
     /// shortest `timeout` of the constraints on the tool, and the first
     /// `onFailure` in list order.

@@ -70,38 +70,9 @@ pub fn apply(
     rules: &OutputRules,
     output_schema: Option<&Value>,
 ) -> Applied {
-    let actions = rules.actions(scanner);
-    let active: Vec<bool> = actions.iter().map(|a| *a != Action::Off).collect();
     let mut result = result.clone();
-    let mut counts: BTreeMap<usize, u64> = BTreeMap::new();
-    let mut changed = false;
-    let mut strongest: Option<(Action, usize)> = None;
-    for_each_text(&mut result, &mut |text: &mut String| {
-        let hits = scanner.scan(text, &active);
-        for hit in &hits {
-            *counts.entry(hit.rule).or_default() += 1;
-            let action = actions.get(hit.rule).copied().unwrap_or(Action::Off);
-            if strongest.is_none_or(|(a, _)| action > a) {
-                strongest = Some((action, hit.rule));
-            }
-        }
-        let redacted: Vec<Hit> =
-            hits.into_iter().filter(|h| actions.get(h.rule) == Some(&Action::Redact)).collect();
-        if !redacted.is_empty() {
-            *text = redact(text, &redacted, scanner);
-            changed = true;
-        }
-    });
-    let findings: Vec<Finding> = counts
-        .iter()
-        .map(|(&rule, &count)| Finding {
-            rule: scanner.rules().get(rule).map_or_else(String::new, |r| r.id.to_string()),
-            count,
-            action: actions.get(rule).copied().unwrap_or(Action::Off),
-        })
-        .collect();
+    let Scanned { findings, strongest, mut changed } = scan_texts(&mut result, for_each_text, scanner, rules);
     if let Some((action @ (Action::Deny | Action::Kill), rule)) = strongest {
-        let rule = scanner.rules().get(rule).map_or_else(String::new, |r| r.id.to_string());
         let text = format!(
             "toolgate withheld this tool result: it contains what output rule `{rule}` looks for. The policy does not let it reach the model; retrying the same call will not help."
         );
@@ -191,6 +162,55 @@ pub fn apply(
     Applied { result, findings, verdict }
 }
 
+/// Calls its function on every string of a value the model reads.
+pub(super) type Walk = fn(&mut Value, &mut dyn FnMut(&mut String));
+
+/// What scanning the texts of a value found.
+pub(super) struct Scanned {
+    /// What the rules found, by rule.
+    pub findings: Vec<Finding>,
+    /// The strongest action a finding had, and its rule.
+    pub strongest: Option<(Action, String)>,
+    /// Whether a match was redacted.
+    pub changed: bool,
+}
+
+/// Scans every string `walk` passes over in `value`, redacting the matches
+/// of rules whose action is `redact`.
+pub(super) fn scan_texts(value: &mut Value, walk: Walk, scanner: &Scanner, rules: &OutputRules) -> Scanned {
+    let actions = rules.actions(scanner);
+    let active: Vec<bool> = actions.iter().map(|a| *a != Action::Off).collect();
+    let mut counts: BTreeMap<usize, u64> = BTreeMap::new();
+    let mut changed = false;
+    let mut strongest: Option<(Action, usize)> = None;
+    walk(value, &mut |text: &mut String| {
+        let hits = scanner.scan(text, &active);
+        for hit in &hits {
+            *counts.entry(hit.rule).or_default() += 1;
+            let action = actions.get(hit.rule).copied().unwrap_or(Action::Off);
+            if strongest.is_none_or(|(a, _)| action > a) {
+                strongest = Some((action, hit.rule));
+            }
+        }
+        let redacted: Vec<Hit> =
+            hits.into_iter().filter(|h| actions.get(h.rule) == Some(&Action::Redact)).collect();
+        if !redacted.is_empty() {
+            *text = redact(text, &redacted, scanner);
+            changed = true;
+        }
+    });
+    let id = |rule: usize| scanner.rules().get(rule).map_or_else(String::new, |r| r.id.to_string());
+    let findings = counts
+        .iter()
+        .map(|(&rule, &count)| Finding {
+            rule: id(rule),
+            count,
+            action: actions.get(rule).copied().unwrap_or(Action::Off),
+        })
+        .collect();
+    Scanned { findings, strongest: strongest.map(|(action, rule)| (action, id(rule))), changed }
+}
+
 /// Calls `f` on every string the model reads: text blocks, embedded
 /// resources' text, and the strings of `structuredContent`.
 fn for_each_text(result: &mut Value, f: &mut dyn FnMut(&mut String)) {
@@ -220,7 +240,8 @@ fn text_of(item: &mut Value) -> Option<&mut String> {
     }
 }
 
-fn strings(value: &mut Value, f: &mut dyn FnMut(&mut String)) {
+/// Calls `f` on every string in `value`.
+pub(super) fn strings(value: &mut Value, f: &mut dyn FnMut(&mut String)) {
     match value {
         Value::String(text) => f(text),
         Value::Array(items) => items.iter_mut().for_each(|v| strings(v, f)),
@@ -371,7 +392,7 @@ fn withheld(original: &Value, text: &str, findings: &[Finding], sizes: Option<(u
     result
 }
 
-fn set_meta(result: &mut Value, meta: Map<String, Value>) {
+pub(super) fn set_meta(result: &mut Value, meta: Map<String, Value>) {
     let Some(object) = result.as_object_mut() else { return };
     let slot = object.entry("_meta").or_insert_with(|| json!({}));
     if !slot.is_object() {

@@ -13,6 +13,7 @@ pub mod apply;
 pub mod budget;
 pub mod catalogue;
 pub mod check;
+pub mod content;
 pub mod rules;
 pub mod scan;
 

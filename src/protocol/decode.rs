@@ -169,7 +169,7 @@ fn fields_of(kind: OpKind) -> &'static [&'static str] {
         OpKind::Approve | OpKind::Reject => &["approval", "as"],
         OpKind::Visible => &["agent", "tools", "annotations"],
         OpKind::Drift => &["server", "tools"],
-        OpKind::Result => &["decision_id", "agent", "session", "tool", "result", "outputSchema"],
+        OpKind::Result => &["kind", "decision_id", "agent", "session", "tool", "result", "outputSchema"],
         OpKind::Scope => &["server"],
         OpKind::Confirm => &["approval", "accept"],
         OpKind::Health | OpKind::Status | OpKind::Reload | OpKind::Kills | OpKind::Approvals => &[],
@@ -252,10 +252,11 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
             Op::Drift { server: fields.string("server")?, tools: fields.list("tools", MAX_VISIBLE)? }
         }
         OpKind::Result => Op::Result {
-            decision_id: fields.required_string("decision_id")?,
+            kind: fields.string("kind")?,
+            decision_id: fields.string("decision_id")?,
             agent: fields.required_string("agent")?,
             session: fields.string("session")?,
-            tool: fields.required_string("tool")?,
+            tool: fields.string("tool")?,
             result: Value::Object(
                 fields
                     .object("result")?

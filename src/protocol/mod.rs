@@ -250,15 +250,20 @@ pub enum Op {
     /// A tool result an allowed call returned: what the agent may see of
     /// it under the output rules.
     Result {
-        /// The decision that allowed the call.
-        decision_id: String,
+        /// What the result is: `None` or `tool` for a tool result,
+        /// `resource`, `prompt` or `tools` (a tool list).
+        kind: Option<String>,
+        /// The decision that allowed the call (required for a tool result).
+        decision_id: Option<String>,
         /// The agent.
         agent: String,
         /// The session, if any (an output rule that kills kills it).
         session: Option<String>,
-        /// The tool, server-qualified as the policy names it.
-        tool: String,
-        /// The MCP `CallToolResult`.
+        /// The tool, server-qualified as the policy names it (required
+        /// for a tool result).
+        tool: Option<String>,
+        /// The MCP result (`CallToolResult`, `ReadResourceResult`,
+        /// `GetPromptResult` or `ListToolsResult`).
         result: serde_json::Value,
         /// The tool's declared `outputSchema`, if known.
         output_schema: Option<serde_json::Value>,

@@ -65,6 +65,9 @@ enum Purpose {
         /// The request asked for the first page (no cursor).
         first_page: bool,
     },
+    /// Pass a resource's contents or a prompt's messages through the
+    /// agent's output rules (`kind`: `resource`, `prompt`).
+    Content { kind: &'static str },
     /// Report the call's outcome, pass the result through the output
     /// rules and the failure policy its obligations name, then pass it back.
     Call { tool: String, decision_id: Option<String>, started: Instant, obligations: Obligations },
@@ -312,12 +315,15 @@ impl Relay {
                 if method == "initialize" {
                     self.note_capabilities(&message);
                 }
-                let purpose = if method == "tools/list" {
-                    let cursor =
-                        message.raw("params").and_then(|raw| Envelope::parse(raw.get().as_bytes()).ok());
-                    Purpose::List { first_page: cursor.is_none_or(|params| !params.has("cursor")) }
-                } else {
-                    Purpose::Relay
+                let purpose = match method.as_str() {
+                    "tools/list" => {
+                        let cursor =
+                            message.raw("params").and_then(|raw| Envelope::parse(raw.get().as_bytes()).ok());
+                        Purpose::List { first_page: cursor.is_none_or(|params| !params.has("cursor")) }
+                    }
+                    "resources/read" => Purpose::Content { kind: "resource" },
+                    "prompts/get" => Purpose::Content { kind: "prompt" },
+                    _ => Purpose::Relay,
                 };
                 self.forward_request(id, message, purpose).await;
             }
@@ -500,6 +506,7 @@ impl Relay {
                 match purpose {
                     Purpose::Relay => {}
                     Purpose::List { first_page } => self.filter_tools(&mut message, first_page).await,
+                    Purpose::Content { kind } => self.govern_content(kind, &mut message).await,
                     Purpose::Call { tool, decision_id, started, obligations } => {
                         let failed = calls_failed(&message);
                         if let Some(decision_id) = &decision_id {
@@ -586,7 +593,10 @@ impl Relay {
             .filter(|(name, _)| name.as_ref().is_some_and(|name| visible.contains(name)))
             .map(|(_, tool)| tool)
             .collect();
-        result.set_value("tools", &kept);
+        match self.govern_definitions(&kept).await {
+            Some(governed) => result.set_value("tools", &governed),
+            None => result.set_value("tools", &kept),
+        }
         if result.has("ttlMs") || result.has("cacheScope") {
             result.set_value("cacheScope", &"private");
         }

@@ -4,8 +4,10 @@
 
 use serde_json::{Value, json};
 
+use serde_json::value::RawValue;
+
 use super::Relay;
-use super::jsonrpc::Envelope;
+use super::jsonrpc::{self, Envelope};
 
 impl Relay {
     /// Replaces the `result` of `message` with what the gate's `result`
@@ -27,17 +29,88 @@ impl Relay {
         let answer = self.gate.ask(&line).await;
         match answer.pointer("/output/result") {
             Some(governed @ Value::Object(_)) => {
-                if let Some(verdict) = answer.pointer("/output/verdict").and_then(Value::as_str)
-                    && verdict != "passed"
-                {
+                let verdict = answer.pointer("/output/verdict").and_then(Value::as_str);
+                // Passed as it is: the server's bytes go on.
+                if !untouched(&answer) {
                     let rule = answer.pointer("/output/rule").and_then(Value::as_str);
-                    tracing::info!(tool, verdict, ?rule, "output rules applied");
+                    tracing::info!(tool, ?verdict, ?rule, "output rules applied");
+                    message.set_value("result", governed);
                 }
-                message.set_value("result", governed);
             }
             _ => {
                 let why = answer.pointer("/error/message").and_then(Value::as_str).unwrap_or("no answer");
                 self.withhold(message, why).await;
+            }
+        }
+    }
+
+    /// The tools of a list page the agent may see, their definitions
+    /// through the agent's output rules: `None` when the rules pass them
+    /// as they are (they go on byte for byte), none if they cannot be
+    /// checked.
+    pub(super) async fn govern_definitions(&self, tools: &[&RawValue]) -> Option<Vec<Value>> {
+        let parsed: Vec<Value> =
+            tools.iter().filter_map(|raw| serde_json::from_str(raw.get()).ok()).collect();
+        let line = json!({"id": 0, "op": "result", "kind": "tools", "agent": self.caller.agent,
+                          "session": self.caller.session, "result": {"tools": parsed}});
+        let answer = self.gate.ask(&line).await;
+        let passed = untouched(&answer);
+        match answer.pointer("/output/result/tools").and_then(Value::as_array) {
+            Some(_) if passed => None,
+            Some(tools) => {
+                if let Some(rule) = answer.pointer("/output/rule").and_then(Value::as_str) {
+                    tracing::warn!(
+                        rule,
+                        "a tool definition the output rules withhold was left out of the list"
+                    );
+                }
+                Some(tools.clone())
+            }
+            None => {
+                let why = answer.pointer("/error/message").and_then(Value::as_str).unwrap_or("no answer");
+                tracing::error!(
+                    why,
+                    "the tool definitions could not be checked against the output rules; none listed"
+                );
+                Some(Vec::new())
+            }
+        }
+    }
+
+    /// Replaces a `resources/read` or `prompts/get` result with what the
+    /// agent's output rules let the model see; a result that cannot be
+    /// checked becomes a JSON-RPC error.
+    pub(super) async fn govern_content(&self, kind: &str, message: &mut Envelope) {
+        let Some(raw) = message.raw("result") else { return };
+        let result: Option<Value> = serde_json::from_str(raw.get()).ok().filter(Value::is_object);
+        let answer = match &result {
+            Some(result) => {
+                let line = json!({"id": 0, "op": "result", "kind": kind, "agent": self.caller.agent,
+                                  "session": self.caller.session, "result": result});
+                self.gate.ask(&line).await
+            }
+            None => json!({"error": {"message": "the result is not a JSON object"}}),
+        };
+        let passed = untouched(&answer);
+        match answer.pointer("/output/result") {
+            // Passed as it is: the server's bytes go on.
+            Some(Value::Object(_)) if passed => {}
+            Some(governed @ Value::Object(_)) => message.set_value("result", governed),
+            _ => {
+                let why = answer.pointer("/error/message").and_then(Value::as_str).unwrap_or("no answer");
+                tracing::error!(
+                    why,
+                    kind,
+                    "a result could not be checked against the output rules; withheld"
+                );
+                let text = format!(
+                    "toolgate withheld this {kind}: it could not be checked against the output policy ({why})"
+                );
+                let error = jsonrpc::error(None, jsonrpc::INTERNAL_ERROR, &text);
+                if let Some(error) = error.get("error") {
+                    message.remove("result");
+                    message.set_value("error", error);
+                }
             }
         }
     }
@@ -54,4 +127,12 @@ impl Relay {
         });
         message.set_value("result", &result);
     }
+}
+
+/// Whether the rules passed a result as it is: nothing changed, nothing
+/// found (a flagged finding adds `_meta`).
+fn untouched(answer: &Value) -> bool {
+    let passed = answer.pointer("/output/verdict").and_then(Value::as_str) == Some("passed");
+    let found = answer.pointer("/output/findings").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    passed && !found
 }

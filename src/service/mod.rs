@@ -325,9 +325,22 @@ impl Service {
             Op::Scope { server } => {
                 Ok(Reply::Scope(engine.table().server_env(server).map(<[String]>::to_vec)))
             }
-            Op::Result { decision_id, agent, session, tool, result, output_schema } => {
-                let call = output::Call { decision_id, agent, session: session.as_deref(), tool };
-                self.output(engine, call, result, output_schema.as_ref(), role).await
+            Op::Result { kind, decision_id, agent, session, tool, result, output_schema } => {
+                match kind.as_deref() {
+                    None | Some("tool") => {
+                        let (Some(decision_id), Some(tool)) = (decision_id, tool) else {
+                            let message = "a tool result needs its `decision_id` and `tool`";
+                            return self.refuse(
+                                id,
+                                WireError::new(WireErrorCode::MissingField, message),
+                                batch,
+                            );
+                        };
+                        let call = output::Call { decision_id, agent, session: session.as_deref(), tool };
+                        self.output(engine, call, result, output_schema.as_ref(), role).await
+                    }
+                    Some(kind) => self.content(engine, kind, agent, session.as_deref(), result).await,
+                }
             }
             Op::Confirm { approval, accept } => self.confirm(approval, *accept).await,
             Op::Visible { agent, tools, annotations } => Ok(Reply::Visible(

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::{Role, Service};
 use crate::engine::Engine;
+use crate::output::content::{Carrier, apply_to};
 use crate::output::{Verdict, apply};
 use crate::protocol::{Reply, WireError};
 use crate::state::kill::KillScope;
@@ -91,5 +92,45 @@ impl Service {
             killed = self.kill(&scope, &reason, Some("toolgate output policy"), role).await.is_ok();
         }
         Ok(Reply::Output { result: applied.result, verdict, rule, killed, findings: applied.findings })
+    }
+
+    /// Applies the agent's own output rules to text that reaches the model
+    /// other than as a tool result (`kind`: `resource`, `prompt`, `tools`).
+    pub(super) async fn content(
+        &self,
+        engine: &Engine,
+        kind: &str,
+        agent: &str,
+        session: Option<&str>,
+        result: &Value,
+    ) -> Result<Reply<'static>, WireError> {
+        let Some(carrier) = Carrier::named(kind) else {
+            let message = format!("`kind` `{kind}` is none of tool, resource, prompt, tools");
+            return Err(WireError::new(crate::protocol::WireErrorCode::InvalidField, message));
+        };
+        let Some((scanner, rules)) = engine.agent_output_rules(agent) else {
+            let result = result.clone();
+            return Ok(Reply::Output {
+                result,
+                verdict: "passed",
+                rule: None,
+                killed: false,
+                findings: Vec::new(),
+            });
+        };
+        let applied = apply_to(carrier, result, &scanner, &rules);
+        let (verdict, rule) = match &applied.verdict {
+            Verdict::Passed => ("passed", None),
+            Verdict::Changed => ("changed", None),
+            Verdict::Withheld { rule, .. } => ("withheld", Some(rule.clone())),
+        };
+        if !applied.findings.is_empty() || verdict != "passed" {
+            let record = json!({
+                "content": kind, "agent": agent, "session": session, "verdict": verdict, "rule": rule,
+                "findings": applied.findings,
+            });
+            self.record_first("output", record).await?;
+        }
+        Ok(Reply::Output { result: applied.result, verdict, rule, killed: false, findings: applied.findings })
     }
 }

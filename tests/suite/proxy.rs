@@ -874,3 +874,44 @@ fn a_slow_call_is_cancelled_at_its_timeout_and_the_model_told_what_next() {
 fn a_server_receives_only_the_environment_its_policy_names() {
     scenario("a_server_receives_only_the_environment_its_policy_names");
 }
+
+#[test]
+fn output_rules_reach_tool_definitions_resources_and_prompts() {
+    let policy = peers().join("policies/raw-output.yaml").to_string_lossy().into_owned();
+    let trail = TempDir::new();
+    let audit = trail.path().join("audit.jsonl");
+    let args = ["--policy".to_owned(), policy, "--audit".to_owned(), audit.to_string_lossy().into_owned()];
+    let mut proxy = Raw::start_with(&args, &["--plain", "--poisoned"]);
+    proxy.initialize();
+    proxy.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    let page = proxy.recv();
+    let tools = page["result"]["tools"].as_array().expect("tools");
+    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["echo", "ask"], "the tool whose description steers the model is left out: {page}");
+    assert_eq!(
+        tools[1]["inputSchema"]["properties"]["key"]["description"],
+        "use [REDACTED:aws-access-key-id]"
+    );
+    assert_eq!(page["result"]["nextCursor"], "page-2");
+    proxy.send(r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///deploy.txt"}}"#);
+    let read = proxy.recv();
+    assert_eq!(read["result"]["contents"][0]["text"], "deploy token [REDACTED:github-token]", "{read}");
+    proxy.send(r#"{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"setup"}}"#);
+    let prompt = proxy.recv_line();
+    assert!(
+        prompt.contains("toolgate withheld this prompt") && !prompt.contains("developer mode"),
+        "{prompt}"
+    );
+    // The poisoned tool's calls are still decided by the policy, which allows it.
+    proxy.send(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo"}}"#);
+    assert_eq!(proxy.recv()["result"]["content"][0]["text"], "echo");
+    let recorded = std::fs::read_to_string(&audit).expect("trail");
+    let contents: Vec<String> = recorded
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["kind"] == "output")
+        .filter_map(|r| r["content"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(contents, ["tools", "resource", "prompt"], "{recorded}");
+    assert!(!recorded.contains("ghp_1a2B") && !recorded.contains("developer mode"), "{recorded}");
+}
