@@ -222,6 +222,19 @@ pub struct ConstraintDecl {
     pub timeout: Option<Spanned<String>>,
     /// `onFailure`: what the model is told when a call fails.
     pub on_failure: Option<FailureDecl>,
+    /// `circuitBreaker`: stop calling a tool that keeps failing.
+    pub circuit_breaker: Option<CircuitDecl>,
+}
+
+/// `constraints.<tool>.circuitBreaker`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CircuitDecl {
+    /// Where the mapping is.
+    pub location: Location,
+    /// `failures`: failed calls in a row that open the circuit.
+    pub failures: Option<Spanned<u64>>,
+    /// `cooldown`: how long it stays open (`60s`).
+    pub cooldown: Option<Spanned<String>>,
 }
 
 /// `constraints.<tool>.onFailure`: the failure policy of a tool.

@@ -223,6 +223,18 @@ pub(crate) struct CheckedConstraint {
     pub timeout_ms: Option<u64>,
     /// `onFailure`.
     pub on_failure: Option<FailurePolicy>,
+    /// `circuitBreaker`, and its rule.
+    pub circuit: Option<(Breaker, RuleId)>,
+}
+
+/// `circuitBreaker`: `failures` failed calls in a row open the circuit for
+/// `cooldown_ms`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Breaker {
+    /// Failed calls in a row that open the circuit.
+    pub failures: u64,
+    /// How long it stays open, in milliseconds.
+    pub cooldown_ms: u64,
 }
 
 /// What the model is told when a call of a tool fails (`onFailure`).

@@ -163,6 +163,15 @@ impl<'e> Decider<'e> {
 
     /// One constraint: required fields, `params`, `when`, `rego`.
     fn constraint(&self, constraint: &'e CheckedConstraint, scope: &Scope<'_>) -> Phase<'e, ()> {
+        if let Some((breaker, rule)) = &constraint.circuit {
+            let now = self.state.clock.now_ms();
+            if let Some(until) =
+                self.state.breakers.open_until(&self.request.agent, self.table.rule_id(*rule), now)
+            {
+                let seconds = (until - now).div_ceil(1000);
+                return Err(self.deny(*rule, Reason::CircuitOpen { failures: breaker.failures, seconds }));
+            }
+        }
         let args = &self.request.args;
         if let Some((fields, rule)) = &constraint.requires_fields
             && let Some(missing) = fields.iter().find(|f| !args.contains_key(f.as_str()))

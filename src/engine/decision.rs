@@ -183,6 +183,14 @@ pub enum Reason<'e> {
         /// The ceiling.
         max: f64,
     },
+    /// The tool's circuit breaker is open: its calls failed `failures`
+    /// times in a row, and it stays open for `seconds` more.
+    CircuitOpen {
+        /// The failures in a row that opened it.
+        failures: u64,
+        /// Seconds until a call may try again (rounded up).
+        seconds: u64,
+    },
     /// The tool changed since its catalog was reviewed, and the catalog
     /// denies drifted tools (`onDrift: deny`).
     ToolDrift,
@@ -327,6 +335,8 @@ reason_codes! {
     ErrorStreak = "error_streak",
     /// The session's reported cost reached `maxCost`.
     CostCeiling = "cost_ceiling",
+    /// The tool's `circuitBreaker` is open: its calls failed that many times in a row, and the cooldown has not passed.
+    CircuitOpen = "circuit_open",
     /// The kill switch stops the call's agent, session or everything.
     Killed = "killed",
     /// The tool's live description (schema or annotations) differs from its catalog, which says `onDrift: deny`.
@@ -367,6 +377,7 @@ impl Reason<'_> {
             Reason::SessionLimit => ReasonCode::SessionLimit,
             Reason::DecisionTimeout => ReasonCode::DecisionTimeout,
             Reason::ErrorStreak { .. } => ReasonCode::ErrorStreak,
+            Reason::CircuitOpen { .. } => ReasonCode::CircuitOpen,
             Reason::CostCeiling { .. } => ReasonCode::CostCeiling,
             Reason::Approved { .. } => ReasonCode::Approved,
             Reason::ToolDrift => ReasonCode::ToolDrift,
@@ -476,6 +487,10 @@ impl fmt::Display for Reason<'_> {
             Reason::ApprovalInvalid(error) => write!(f, "approval refused: {error}"),
             Reason::ErrorStreak { limit } => write!(f, "{limit} tool calls in a row failed in this session"),
             Reason::CostCeiling { max } => write!(f, "this session's cost reached its ceiling of {max}"),
+            Reason::CircuitOpen { failures, seconds } => write!(
+                f,
+                "calls of this tool failed {failures} times in a row: its circuit is open for {seconds} s more"
+            ),
             Reason::Killed(kill) => {
                 let (scope, kill) = &**kill;
                 let scope = match scope {

@@ -180,6 +180,34 @@ impl Engine {
         rules.applies().then(|| (output.scanner.clone(), rules))
     }
 
+    /// Records a call's result with the circuit breakers of the tool's
+    /// constraints; returns the rules of the circuits this failure opened.
+    pub fn record_call_result(&self, agent: &str, tool: &str, failed: bool) -> Vec<String> {
+        let Some(table) = self.table.agents.get(agent) else { return Vec::new() };
+        if !table.breakers {
+            return Vec::new();
+        }
+        let plan = table.plan(tool, None, &self.table.rules);
+        let ToolPlan::Allowed { constraints, .. } = &*plan else { return Vec::new() };
+        let now = self.state.clock.now_ms();
+        constraints
+            .iter()
+            .filter_map(|&index| table.constraints.get(index as usize)?.circuit)
+            .filter_map(|(breaker, rule)| {
+                let rule = self.table.rule_id(rule);
+                let opened = self.state.breakers.record(
+                    agent,
+                    rule,
+                    failed,
+                    breaker.failures,
+                    breaker.cooldown_ms,
+                    now,
+                );
+                opened.then(|| rule.to_owned())
+            })
+            .collect()
+    }
+
     /// The agent's own output rules (no tool's over them), for text that
     /// reaches the model other than a tool result; `None` when none apply.
     pub fn agent_output_rules(

@@ -63,6 +63,8 @@ pub(crate) struct AgentTable {
     pub output: Option<crate::compiler::checked::AgentOutput>,
     /// Whether a constraint sets a `timeout` or an `onFailure`.
     pub conditions: bool,
+    /// Whether a constraint has a `circuitBreaker`.
+    pub breakers: bool,
 }
 
 /// The session limits that reported outcomes feed.
@@ -287,6 +289,7 @@ impl AgentTable {
             annotated: None,
             output: agent.output.clone(),
             conditions: agent.constraints.iter().any(|c| c.timeout_ms.is_some() || c.on_failure.is_some()),
+            breakers: agent.constraints.iter().any(|c| c.circuit.is_some()),
         };
         // Every name the policy writes out, and every catalog tool the
         // agent's lists match, gets its plan now rather than per call.

@@ -263,6 +263,9 @@ pub fn hint(code: &str) -> &'static str {
         }
         "cap_reached" => "This session's limit is used up; retrying in this session will not help.",
         "rate_limited" => "The rate limit frees up as its window passes; retrying later may succeed.",
+        "circuit_open" => {
+            "Calls of this tool keep failing; retrying after the time the reason gives may succeed."
+        }
         "error_streak" | "cost_ceiling" | "killed" => {
             "This agent or session is stopped; retrying will not help until an operator revives it."
         }

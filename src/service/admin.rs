@@ -300,6 +300,15 @@ impl Service {
                     WireError::new(WireErrorCode::Unavailable, "session state is unavailable")
                 }
             })?;
+        if let Some(tool) = &report.tool {
+            let failed = report.status == CallStatus::Error;
+            for rule in self.engine().record_call_result(&report.agent, tool, failed) {
+                tracing::warn!(agent = %report.agent, %tool, %rule, "circuit opened");
+                let incident =
+                    json!({"agent": report.agent, "tool": tool, "rule": rule, "action": "circuit_open"});
+                self.record("incident", incident).await;
+            }
+        }
         if let Some((rule, reason)) = &recorded.trip {
             let (agent, session) = (&report.agent, &report.session);
             tracing::warn!(%agent, %session, %rule, %reason, "limit tripped; session killed");

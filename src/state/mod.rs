@@ -10,6 +10,7 @@
 pub mod approval;
 pub mod approval_log;
 pub mod atomic_file;
+pub mod circuit;
 pub mod clock;
 pub mod condition;
 pub mod conformance;
@@ -48,6 +49,8 @@ pub struct State {
     pub clock: Arc<dyn Clock>,
     /// Tools that drifted from a catalog that denies drift.
     pub drifted: Arc<drift::DriftedTools>,
+    /// Circuit breakers' failures and open circuits.
+    pub breakers: Arc<circuit::Breakers>,
 }
 
 impl std::fmt::Debug for State {
@@ -81,6 +84,7 @@ impl State {
             approvals: Arc::new(Ledger::with_clock(approval_ttl, Arc::clone(&clock)).within(approvals)),
             clock,
             drifted: Arc::default(),
+            breakers: Arc::default(),
         }
     }
 
@@ -124,6 +128,7 @@ impl State {
             ),
             clock,
             drifted: Arc::default(),
+            breakers: Arc::default(),
         })
     }
 

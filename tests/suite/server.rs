@@ -1821,3 +1821,46 @@ fn results_are_judged_only_for_the_gateway_that_was_allowed_the_call() {
     assert_eq!(client.ask(json!({"op": "scope", "server": "other"}))["scope"]["env"], Value::Null);
     assert_eq!(client.ask(json!({"op": "scope"}))["error"]["code"], "missing_field");
 }
+
+#[test]
+fn a_tool_that_keeps_failing_has_its_circuit_opened_then_tried_again_after_the_cooldown() {
+    let policy = "agentPolicies:\n  bot:\n    allowedTools: [flaky, steady]\n    constraints:\n      flaky:\n        circuitBreaker: {failures: 2, cooldown: 1s}\n";
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+    let socket = dir.path().join("toolgate.sock");
+    let audit = dir.path().join("audit.jsonl").display().to_string();
+    let server = Server::start_in(dir, socket, &["--audit", &audit]);
+    let mut client = server.connect();
+    let call = |client: &mut Client, tool: &str, session: &str, status: Option<&str>| {
+        let answer = client.ask(json!({"agent": "bot", "tool": tool, "session": session}));
+        if let Some(status) = status {
+            assert_eq!(answer["decision"], "allow", "{answer}");
+            let report = json!({"op": "outcome", "decision_id": answer["decision_id"], "agent": "bot",
+                                "session": session, "tool": tool, "status": status});
+            assert_eq!(client.ask(report)["outcome"]["recorded"], true);
+        }
+        answer
+    };
+    // Two failures in a row, from any session, open the circuit for every session.
+    call(&mut client, "flaky", "s1", Some("error"));
+    call(&mut client, "flaky", "s2", Some("error"));
+    let open = call(&mut client, "flaky", "s3", None);
+    assert_eq!(
+        (open["decision"].as_str(), open["reason_code"].as_str()),
+        (Some("deny"), Some("circuit_open")),
+        "{open}"
+    );
+    assert_eq!(open["rule"], "bot.constraints.flaky.circuitBreaker");
+    assert_eq!(call(&mut client, "steady", "s3", None)["decision"], "allow", "other tools are not affected");
+    // After the cooldown a call may try; a success closes the circuit.
+    std::thread::sleep(Duration::from_millis(1100));
+    call(&mut client, "flaky", "s3", Some("ok"));
+    call(&mut client, "flaky", "s3", Some("error"));
+    assert_eq!(
+        call(&mut client, "flaky", "s3", None)["decision"],
+        "allow",
+        "one failure after a success does not open it"
+    );
+    let kinds = audit_kinds(&server.dir.path().join("audit.jsonl"));
+    assert_eq!(kinds.get("incident"), Some(&1), "the opening is recorded: {kinds:?}");
+}

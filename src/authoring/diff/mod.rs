@@ -367,6 +367,8 @@ struct Allowed {
     timeout_ms: Option<u64>,
     /// The first `onFailure`: its retries and fallback.
     on_failure: Option<(u64, Option<String>)>,
+    /// The circuit breakers: the fewest failures and the longest cooldown.
+    breaker: Option<(u64, u64)>,
 }
 
 fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str, hints: Option<Hints>) -> Summary {
@@ -414,6 +416,10 @@ fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str, hints: Optio
         }
         if let Some(ms) = constraint.timeout_ms {
             allowed.timeout_ms = Some(allowed.timeout_ms.map_or(ms, |known| known.min(ms)));
+        }
+        if let Some((breaker, _)) = constraint.circuit {
+            let (failures, cooldown) = allowed.breaker.unwrap_or((u64::MAX, 0));
+            allowed.breaker = Some((failures.min(breaker.failures), cooldown.max(breaker.cooldown_ms)));
         }
         if allowed.on_failure.is_none() {
             allowed.on_failure = constraint.on_failure.as_ref().map(|f| (f.retries, f.fallback.clone()));
@@ -498,6 +504,26 @@ fn compare_allowed(old: &Allowed, new: &Allowed) -> Vec<(Direction, String)> {
         _ => {}
     }
     compare_output(&mut out, "output for this tool", &old.output, &new.output);
+    match (old.breaker, new.breaker) {
+        (Some(_), None) => out.push((Widened, String::from("circuit breaker removed"))),
+        (None, Some((n, ms))) => {
+            out.push((Narrowed, format!("circuit breaker added ({n} failures, {ms} ms)")))
+        }
+        (Some(a), Some(b)) if a != b => {
+            let direction = if b.0 >= a.0 && b.1 <= a.1 {
+                Widened
+            } else if b.0 <= a.0 && b.1 >= a.1 {
+                Narrowed
+            } else {
+                Changed
+            };
+            out.push((
+                direction,
+                format!("circuit breaker ({} failures, {} ms) → ({} failures, {} ms)", a.0, a.1, b.0, b.1),
+            ));
+        }
+        _ => {}
+    }
     let ms = |t: Option<u64>| t.map(|ms| ms as f64);
     upper(&mut out, "timeout (ms)", ms(old.timeout_ms), ms(new.timeout_ms));
     let retries = |f: &Option<(u64, Option<String>)>| f.as_ref().map(|(n, _)| *n as f64);

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use super::catalog;
 use crate::compiler::ast::AuditLevel;
-use crate::compiler::ast::{AgentDecl, ArgValidation, ConstraintDecl, FailureDecl, GateDecl, Spanned};
+use crate::compiler::ast::{
+    AgentDecl, ArgValidation, CircuitDecl, ConstraintDecl, FailureDecl, GateDecl, Spanned,
+};
 use crate::compiler::catalog::Catalogs;
 use crate::compiler::checked::*;
 use crate::compiler::condition::Condition;
@@ -248,7 +250,37 @@ fn constraint(
         output: decl.output.as_ref().map(|o| super::output::compile(o, &context.patterns, diagnostics).0),
         timeout_ms: decl.timeout.as_ref().and_then(|t| duration_ms(t, "timeout", diagnostics)),
         on_failure: decl.on_failure.as_ref().and_then(|f| failure_policy(f, diagnostics)),
+        circuit: decl.circuit_breaker.as_ref().and_then(|c| {
+            let breaker = breaker(c, diagnostics)?;
+            Some((breaker, rules.add(format!("{base}.circuitBreaker"), c.location)))
+        }),
     })
+}
+
+fn breaker(decl: &CircuitDecl, diagnostics: &mut Diagnostics) -> Option<Breaker> {
+    let missing = |key: &str| {
+        Diagnostic::new(Code::MissingKey, format!("`circuitBreaker` needs `{key}`"), decl.location)
+            .with_help("write `circuitBreaker: {failures: 5, cooldown: 60s}`")
+    };
+    let failures = match &decl.failures {
+        Some(n) if n.value >= 1 => n.value,
+        Some(n) => {
+            diagnostics.push(
+                Diagnostic::new(Code::InvalidValue, "`failures` must be at least 1", n.location)
+                    .with_help("the number of failed calls in a row that opens the circuit"),
+            );
+            return None;
+        }
+        None => {
+            diagnostics.push(missing("failures"));
+            return None;
+        }
+    };
+    let Some(cooldown) = &decl.cooldown else {
+        diagnostics.push(missing("cooldown"));
+        return None;
+    };
+    Some(Breaker { failures, cooldown_ms: duration_ms(cooldown, "cooldown", diagnostics)? })
 }
 
 /// A duration (`30s`, `500ms`, `2m`) in milliseconds: at least 1 ms, at

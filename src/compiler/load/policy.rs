@@ -36,8 +36,10 @@ const CONSTRAINT_KEYS: &[&str] = &[
     "output",
     "timeout",
     "onFailure",
+    "circuitBreaker",
     "description",
 ];
+const CIRCUIT_KEYS: &[&str] = &["failures", "cooldown"];
 const FAILURE_KEYS: &[&str] = &["retries", "retryAfter", "fallback", "userMessage"];
 const OUTPUT_KEYS: &[&str] =
     &["maxBytes", "maxTokens", "onOversize", "secrets", "personalData", "injection", "rules", "patterns"];
@@ -360,6 +362,14 @@ fn decode_constraint(
             user_message: failure.get("userMessage").and_then(|n| decoder.string(n, "`userMessage`")),
         })
     });
+    let circuit_breaker = fields.get("circuitBreaker").and_then(|n| {
+        let circuit = decoder.fields(n, "`circuitBreaker`", CIRCUIT_KEYS)?;
+        Some(CircuitDecl {
+            location: decoder.at(n.span),
+            failures: circuit.get("failures").and_then(|n| decoder.count(n, "`failures`")),
+            cooldown: circuit.get("cooldown").and_then(|n| decoder.string(n, "`cooldown`")),
+        })
+    });
     Some(ConstraintDecl {
         tool,
         max_per_session,
@@ -373,6 +383,7 @@ fn decode_constraint(
         output,
         timeout,
         on_failure,
+        circuit_breaker,
     })
 }
 
