@@ -162,7 +162,7 @@ impl Role {
                 )
             }
             Role::Admin(_) => matches!(kind, Approvals | Approve | Reject | Health | Status),
-            Role::Eval => kind == Decide,
+            Role::Eval => matches!(kind, Decide | Result),
         }
     }
 
@@ -178,7 +178,7 @@ impl Role {
             Role::Admin(_) => {
                 "an approver may use approvals, approve, reject, health and status (kills and reloads are for operators)"
             }
-            Role::Eval => "`eval` answers only `decide`",
+            Role::Eval => "`eval` answers only `decide` and `result`",
         };
         WireError::new(WireErrorCode::UnknownOp, format!("{what}; {offer}"))
     }
@@ -328,7 +328,9 @@ impl Service {
             Op::Result { kind, decision_id, agent, session, tool, result, output_schema } => {
                 match kind.as_deref() {
                     None | Some("tool") => {
-                        let (Some(decision_id), Some(tool)) = (decision_id, tool) else {
+                        // `eval` issues no decision ids: there, a result needs none.
+                        let cited = decision_id.as_deref().or((!self.config.serving).then_some(""));
+                        let (Some(decision_id), Some(tool)) = (cited, tool) else {
                             let message = "a tool result needs its `decision_id` and `tool`";
                             return self.refuse(
                                 id,
