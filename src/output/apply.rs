@@ -84,7 +84,7 @@ pub fn apply(
         };
     }
     let budget = Budget { bytes: rules.max_bytes, tokens: rules.max_tokens };
-    let sizes = sizes(&result);
+    let sizes = sizes_of_content(&result);
     let mut meta = Map::new();
     if !budget.fits(sizes.0, sizes.1) {
         let rule =
@@ -329,10 +329,6 @@ fn conforms(schema: &Value, value: &Value) -> bool {
 }
 
 /// Bytes and estimated tokens of the text content.
-fn sizes(result: &Value) -> (u64, u64) {
-    sizes_of_content(result)
-}
-
 fn sizes_of_content(result: &Value) -> (u64, u64) {
     let mut sizes = (0u64, 0u64);
     let content = result.get("content").and_then(Value::as_array).into_iter().flatten();

@@ -11,8 +11,12 @@ use super::jsonrpc::{self, Envelope};
 
 impl Relay {
     /// Replaces the `result` of `message` with what the gate's `result`
-    /// operation lets the agent see; a JSON-RPC error passes as it is.
+    /// operation lets the agent see; a JSON-RPC error's message is judged
+    /// as the text of a result.
     pub(super) async fn govern_output(&self, tool: &str, decision_id: Option<&str>, message: &mut Envelope) {
+        if message.has("error") {
+            return self.govern_error(tool, decision_id, message).await;
+        }
         let Some(raw) = message.raw("result") else { return };
         let result: Value = match serde_json::from_str(raw.get()) {
             Ok(result @ Value::Object(_)) => result,
@@ -42,6 +46,38 @@ impl Relay {
                 self.withhold(message, why).await;
             }
         }
+    }
+
+    /// Judges a JSON-RPC error's `message` (servers put what failed in it,
+    /// connection strings included) as one text: redacted, or replaced by
+    /// a sentence saying it was withheld; `data` is dropped once the rules
+    /// changed anything.
+    async fn govern_error(&self, tool: &str, decision_id: Option<&str>, message: &mut Envelope) {
+        let Some(mut error) = message.get::<serde_json::Map<String, Value>>("error") else { return };
+        let Some(text) = error.get("message").and_then(Value::as_str).map(str::to_owned) else { return };
+        let line = json!({
+            "id": 0, "op": "result", "decision_id": decision_id.unwrap_or(""), "agent": self.caller.agent,
+            "session": self.caller.session, "tool": tool,
+            "result": {"content": [{"type": "text", "text": text}]},
+        });
+        let answer = self.gate.ask(&line).await;
+        if untouched(&answer) {
+            return;
+        }
+        let judged = match answer.pointer("/output/verdict").and_then(Value::as_str) {
+            Some("changed") | Some("passed") => {
+                answer.pointer("/output/result/content/0/text").and_then(Value::as_str).map(str::to_owned)
+            }
+            _ => None,
+        };
+        let text = judged.unwrap_or_else(|| {
+            String::from(
+                "toolgate withheld this error message: the output policy does not let it reach the model",
+            )
+        });
+        error.insert(String::from("message"), Value::String(text));
+        error.remove("data");
+        message.set_value("error", &error);
     }
 
     /// The tools of a list page the agent may see, their definitions

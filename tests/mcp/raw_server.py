@@ -6,7 +6,8 @@ it appends every line it receives to LOG, and answers by the tool called.
 tools/call by name: `echo` answers at once; `hang` never answers; `ask`
 first sends the client a `roots/list` request with id 1 (the id the
 client's own requests use) and answers once the client has replied;
-`crash` exits at once. `tools/list` with cursor `dup` answers a list that
+`crash` exits at once; `fail` answers a JSON-RPC error whose message holds
+a database password. `tools/list` with cursor `dup` answers a list that
 names `tools` twice. With --stubborn the server ignores SIGTERM and the
 end of its input (to be killed). With --poisoned, `hang`'s description
 tells the model to drop its instructions and `ask`'s schema holds a key.
@@ -83,6 +84,10 @@ for line in sys.stdin:
             send({"jsonrpc": "2.0", "id": 1, "method": "roots/list"})
         elif name == "crash":
             os._exit(3)
+        elif name == "fail":
+            error = {"code": -32603, "message": "cannot connect to postgres://app:s3cret@db.internal/app",
+                     "data": {"dsn": "postgres://app:s3cret@db.internal/app"}}
+            send({"jsonrpc": "2.0", "id": id_, "error": error})
     elif method == "resources/read":
         uri = message["params"]["uri"]
         text = "deploy token ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R"

@@ -905,6 +905,11 @@ fn output_rules_reach_tool_definitions_resources_and_prompts() {
     // The poisoned tool's calls are still decided by the policy, which allows it.
     proxy.send(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo"}}"#);
     assert_eq!(proxy.recv()["result"]["content"][0]["text"], "echo");
+    // A server's error message reaches the model too: judged as text.
+    proxy.send(r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"fail"}}"#);
+    let failed = proxy.recv_line();
+    assert!(failed.contains("cannot connect to [REDACTED:url-credentials]"), "{failed}");
+    assert!(!failed.contains("s3cret"), "neither in the message nor in its data: {failed}");
     let recorded = std::fs::read_to_string(&audit).expect("trail");
     let contents: Vec<String> = recorded
         .lines()
@@ -913,5 +918,6 @@ fn output_rules_reach_tool_definitions_resources_and_prompts() {
         .filter_map(|r| r["content"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(contents, ["tools", "resource", "prompt"], "{recorded}");
+    assert!(recorded.contains(r#""tool":"raw/fail""#), "the error's finding is recorded: {recorded}");
     assert!(!recorded.contains("ghp_1a2B") && !recorded.contains("developer mode"), "{recorded}");
 }
