@@ -42,14 +42,7 @@ impl Service {
             return Err(WireError::new(crate::protocol::WireErrorCode::InvalidField, message));
         }
         let Some((scanner, rules)) = engine.output_rules(agent, tool) else {
-            let result = result.clone();
-            return Ok(Reply::Output {
-                result,
-                verdict: "passed",
-                rule: None,
-                killed: false,
-                findings: Vec::new(),
-            });
+            return Ok(untouched(result));
         };
         let size = result.to_string().len();
         let applied = if size < SCAN_INLINE_BYTES {
@@ -65,11 +58,7 @@ impl Service {
                     )
                 })?
         };
-        let (verdict, rule, kill) = match &applied.verdict {
-            Verdict::Passed => ("passed", None, false),
-            Verdict::Changed => ("changed", None, false),
-            Verdict::Withheld { rule, kill } => ("withheld", Some(rule.clone()), *kill),
-        };
+        let (verdict, rule, kill) = parts(&applied.verdict);
         if !applied.findings.is_empty() || verdict != "passed" {
             let record = json!({
                 "decision_id": decision_id, "agent": agent, "session": session, "tool": tool,
@@ -109,21 +98,10 @@ impl Service {
             return Err(WireError::new(crate::protocol::WireErrorCode::InvalidField, message));
         };
         let Some((scanner, rules)) = engine.agent_output_rules(agent) else {
-            let result = result.clone();
-            return Ok(Reply::Output {
-                result,
-                verdict: "passed",
-                rule: None,
-                killed: false,
-                findings: Vec::new(),
-            });
+            return Ok(untouched(result));
         };
         let applied = apply_to(carrier, result, &scanner, &rules);
-        let (verdict, rule) = match &applied.verdict {
-            Verdict::Passed => ("passed", None),
-            Verdict::Changed => ("changed", None),
-            Verdict::Withheld { rule, .. } => ("withheld", Some(rule.clone())),
-        };
+        let (verdict, rule, _) = parts(&applied.verdict);
         if !applied.findings.is_empty() || verdict != "passed" {
             let record = json!({
                 "content": kind, "agent": agent, "session": session, "verdict": verdict, "rule": rule,
@@ -132,5 +110,26 @@ impl Service {
             self.record_first("output", record).await?;
         }
         Ok(Reply::Output { result: applied.result, verdict, rule, killed: false, findings: applied.findings })
+    }
+}
+
+/// The answer for a result no output rule applies to: as it came.
+fn untouched(result: &Value) -> Reply<'static> {
+    Reply::Output {
+        result: result.clone(),
+        verdict: "passed",
+        rule: None,
+        killed: false,
+        findings: Vec::new(),
+    }
+}
+
+/// A verdict as the answer and the record name it: its word, the rule that
+/// withheld the result, and whether that rule kills.
+fn parts(verdict: &Verdict) -> (&'static str, Option<String>, bool) {
+    match verdict {
+        Verdict::Passed => ("passed", None, false),
+        Verdict::Changed => ("changed", None, false),
+        Verdict::Withheld { rule, kill } => ("withheld", Some(rule.clone()), *kill),
     }
 }
