@@ -2,14 +2,16 @@
 //! contents (`resources/read`), a prompt's messages (`prompts/get`), and the
 //! tool definitions of a `tools/list` (descriptions and schemas are read by
 //! the model too, and are where a poisoned server hides instructions).
-//! Budgets apply to tool results only; here the rules redact, flag, or
-//! withhold. A `kill` withholds: without a call's allow behind it, no
-//! session is stopped from here.
+//! Resources and prompts are held to the budgets too (cut, with a marker
+//! at the end of the last text kept); tool definitions are not. A `kill`
+//! withholds: without a call's allow behind it, no session is stopped from
+//! here.
 
 use serde_json::{Map, Value, json};
 
 use super::apply::{Scanned, scan_texts, set_meta, strings};
-use super::{Action, Applied, OutputRules, Scanner, Verdict};
+use super::budget::{Budget, estimate_tokens};
+use super::{Action, Applied, OutputRules, Oversize, Scanner, Verdict};
 
 /// What carries the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,27 +46,104 @@ pub fn apply_to(carrier: Carrier, result: &Value, scanner: &Scanner, rules: &Out
         Carrier::Resource => resource_texts,
         _ => prompt_texts,
     };
-    let Scanned { findings, strongest, changed } = scan_texts(&mut result, walk, scanner, rules);
-    if let Some((Action::Deny | Action::Kill, rule)) = strongest {
-        let what = if carrier == Carrier::Resource { "resource" } else { "prompt" };
-        let text = format!(
-            "toolgate withheld this {what}: it contains what output rule `{rule}` looks for. The policy does not let it reach the model."
-        );
+    let Scanned { findings, strongest, mut changed } = scan_texts(&mut result, walk, scanner, rules);
+    let what = if carrier == Carrier::Resource { "resource" } else { "prompt" };
+    let withhold = |result: &Value, text: String, findings: Vec<super::Finding>, rule: String| {
         let mut withheld = match carrier {
             Carrier::Resource => {
-                let uri = first_uri(&result);
+                let uri = first_uri(result);
                 json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": text}]})
             }
             _ => json!({"messages": [{"role": "user", "content": {"type": "text", "text": text}}]}),
         };
         set_meta(&mut withheld, meta(&findings, true));
-        return Applied { result: withheld, findings, verdict: Verdict::Withheld { rule, kill: false } };
+        Applied { result: withheld, findings, verdict: Verdict::Withheld { rule, kill: false } }
+    };
+    if let Some((Action::Deny | Action::Kill, rule)) = strongest {
+        let text = format!(
+            "toolgate withheld this {what}: it contains what output rule `{rule}` looks for. The policy does not let it reach the model."
+        );
+        return withhold(&result, text, findings, rule);
     }
-    if !findings.is_empty() {
-        set_meta(&mut result, meta(&findings, false));
+    let mut meta = meta(&findings, false);
+    let budget = Budget { bytes: rules.max_bytes, tokens: rules.max_tokens };
+    let size = text_size(&mut result, walk);
+    if !budget.fits(size.0, size.1) {
+        let rule =
+            if budget.bytes.is_some_and(|b| size.0 > b) { "output.maxBytes" } else { "output.maxTokens" };
+        if rules.oversize == Some(Oversize::Deny) {
+            let text = format!(
+                "toolgate withheld this {what}: it is {} bytes (about {} tokens), over the budget ({rule}).",
+                size.0, size.1
+            );
+            return withhold(&result, text, findings, rule.to_owned());
+        }
+        let kept = cut_texts(&mut result, walk, budget);
+        let marker = format!(
+            "\n[toolgate: {what} truncated to {} of {} bytes (about {} of {} tokens) by {rule}]",
+            kept.0, size.0, kept.1, size.1
+        );
+        append_to_last(&mut result, walk, &marker);
+        meta.insert("truncated".into(), json!(true));
+        meta.insert("originalBytes".into(), json!(size.0));
+        meta.insert("returnedBytes".into(), json!(kept.0));
+        meta.insert("originalTokens".into(), json!(size.1));
+        meta.insert("returnedTokens".into(), json!(kept.1));
+        changed = true;
+    }
+    if !meta.is_empty() {
+        set_meta(&mut result, meta);
     }
     let verdict = if changed { Verdict::Changed } else { Verdict::Passed };
     Applied { result, findings, verdict }
+}
+
+/// Bytes and estimated tokens of the texts `walk` passes over.
+fn text_size(value: &mut Value, walk: super::apply::Walk) -> (u64, u64) {
+    let mut size = (0u64, 0u64);
+    walk(value, &mut |text: &mut String| {
+        size.0 += text.len() as u64;
+        size.1 += estimate_tokens(text);
+    });
+    size
+}
+
+/// Keeps the texts within `budget`: the first that does not fit is cut,
+/// later ones emptied. Returns what was kept.
+fn cut_texts(value: &mut Value, walk: super::apply::Walk, mut budget: Budget) -> (u64, u64) {
+    let mut kept = (0u64, 0u64);
+    walk(value, &mut |text: &mut String| {
+        let whole = text.len();
+        text.truncate(budget.prefix(text).len());
+        let (bytes, tokens) = (text.len() as u64, estimate_tokens(text));
+        budget.spend(bytes, tokens);
+        // Once a text is cut, nothing after it is kept.
+        if text.len() < whole {
+            budget = Budget { bytes: Some(0), tokens: Some(0) };
+        }
+        kept.0 += bytes;
+        kept.1 += tokens;
+    });
+    kept
+}
+
+/// Appends `marker` to the last text that is not empty (the first, if all are).
+fn append_to_last(value: &mut Value, walk: super::apply::Walk, marker: &str) {
+    let mut count = 0usize;
+    let mut last = 0usize;
+    walk(value, &mut |text: &mut String| {
+        if !text.is_empty() {
+            last = count;
+        }
+        count += 1;
+    });
+    let mut at = 0usize;
+    walk(value, &mut |text: &mut String| {
+        if at == last {
+            text.push_str(marker);
+        }
+        at += 1;
+    });
 }
 
 /// A tool list with its tools' definitions scanned: matches redacted, and
@@ -200,5 +279,36 @@ mod tests {
         let applied = apply_to(Carrier::Prompt, &prompt, &scanner, &rules());
         assert!(matches!(applied.verdict, Verdict::Withheld { .. }));
         assert!(!applied.result.to_string().contains("developer mode"));
+    }
+
+    #[test]
+    fn a_long_resource_is_cut_to_its_budget_with_a_marker() {
+        let scanner = Scanner::new(&[]).expect("compiles");
+        let rules = OutputRules { max_bytes: Some(50), ..OutputRules::default() };
+        let resource = json!({"contents": [
+            {"uri": "file:///a", "text": "a".repeat(40)},
+            {"uri": "file:///b", "text": "b".repeat(40)},
+            {"uri": "file:///c", "text": "c".repeat(40)}
+        ]});
+        let applied = apply_to(Carrier::Resource, &resource, &scanner, &rules);
+        assert_eq!(applied.verdict, Verdict::Changed);
+        let texts: Vec<&str> = applied.result["contents"]
+            .as_array()
+            .expect("contents")
+            .iter()
+            .filter_map(|c| c["text"].as_str())
+            .collect();
+        assert_eq!(texts[0], "a".repeat(40));
+        assert!(
+            texts[1].starts_with(&"b".repeat(10)) && texts[1].contains("truncated to 50 of 120 bytes"),
+            "{texts:?}"
+        );
+        assert_eq!(texts[2], "");
+        let deny =
+            OutputRules { max_bytes: Some(50), oversize: Some(Oversize::Deny), ..OutputRules::default() };
+        let prompt =
+            json!({"messages": [{"role": "user", "content": {"type": "text", "text": "x".repeat(80)}}]});
+        let applied = apply_to(Carrier::Prompt, &prompt, &scanner, &deny);
+        assert_eq!(applied.verdict, Verdict::Withheld { rule: "output.maxBytes".into(), kill: false });
     }
 }
