@@ -49,11 +49,8 @@ pub fn rego(policy: &CheckedPolicySet) -> String {
         "decision := object.union({unknown}, {{\"reason\": sprintf(\"no policy for agent `%v`\", [input.agent])}}) if {{ is_string(input.agent); not input.agent in toolgate_agents }}"
     );
     out.push_str(PRELUDE);
-    let patterns = policy.agents.iter().flat_map(|a| {
-        let lists = a.allow.iter().chain(&a.deny).map(|r| &r.pattern);
-        lists.chain(a.constraints.iter().map(|c| &c.tool)).chain(a.gates.iter().map(|g| &g.tool))
-    });
-    if patterns.into_iter().any(|p| matches!(p, ToolPattern::Annotated { .. })) {
+    let mut patterns = policy.agents.iter().flat_map(|a| a.patterns());
+    if patterns.any(|p| matches!(p, ToolPattern::Annotated { .. })) {
         out.push_str(ANNOTATIONS);
     }
     out.push_str(&catalog_rules(policy));

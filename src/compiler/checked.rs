@@ -184,6 +184,14 @@ pub(crate) struct CheckedAgent {
     pub default_deny: RuleId,
 }
 
+impl CheckedAgent {
+    /// Every tool pattern the agent's lists, constraints and gates name.
+    pub fn patterns(&self) -> impl Iterator<Item = &crate::compiler::pattern::ToolPattern> {
+        let lists = self.allow.iter().chain(&self.deny).map(|r| &r.pattern);
+        lists.chain(self.constraints.iter().map(|c| &c.tool)).chain(self.gates.iter().map(|g| &g.tool))
+    }
+}
+
 /// An allow or deny entry.
 #[derive(Clone, Debug)]
 pub(crate) struct ToolRule {

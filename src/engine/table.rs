@@ -293,14 +293,7 @@ impl AgentTable {
         };
         // Every name the policy writes out, and every catalog tool the
         // agent's lists match, gets its plan now rather than per call.
-        let named = agent
-            .allow
-            .iter()
-            .chain(&agent.deny)
-            .map(|r| &r.pattern)
-            .chain(agent.constraints.iter().map(|c| &c.tool))
-            .chain(agent.gates.iter().map(|g| &g.tool))
-            .flat_map(|p| p.names().iter().map(|n| &**n));
+        let named = agent.patterns().flat_map(|p| p.names().iter().map(|n| &**n));
         let listed = catalogs.tools().map(|t| t.name.as_str());
         let indexes = &planner.indexes;
         let listed = listed.filter(|name| indexes.allow.any(name) || indexes.deny.any(name));

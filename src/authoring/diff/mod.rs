@@ -243,10 +243,7 @@ fn upper(out: &mut Vec<(Direction, String)>, name: &str, old: Option<f64>, new: 
 fn hints_read(policy: &CheckedPolicySet) -> BTreeMap<String, BTreeSet<Hint>> {
     let mut all = BTreeMap::new();
     for agent in &policy.agents {
-        let patterns = agent.allow.iter().chain(&agent.deny).map(|r| &r.pattern);
-        let patterns = patterns
-            .chain(agent.constraints.iter().map(|c| &c.tool))
-            .chain(agent.gates.iter().map(|g| &g.tool));
+        let patterns = agent.patterns();
         let read: BTreeSet<Hint> = patterns
             .filter_map(|p| match p {
                 ToolPattern::Annotated { terms, .. } => Some(terms.iter().map(|(hint, _)| *hint)),
@@ -299,10 +296,7 @@ fn tool_names(policy: &CheckedPolicySet) -> BTreeMap<String, BTreeSet<String>> {
     let catalogs = policy.catalogs();
     let mut all = BTreeMap::new();
     for agent in &policy.agents {
-        let patterns = agent.allow.iter().chain(&agent.deny).map(|r| &r.pattern);
-        let patterns = patterns
-            .chain(agent.constraints.iter().map(|c| &c.tool))
-            .chain(agent.gates.iter().map(|g| &g.tool));
+        let patterns = agent.patterns();
         let mut names: BTreeSet<String> = catalogs.tools().map(|t| t.name.clone()).collect();
         for pattern in patterns {
             names.extend(pattern.names().iter().map(|n| n.to_string()));
