@@ -47,12 +47,24 @@ fn open_trail(path: &Path) -> std::io::Result<File> {
     crate::state::private::open(path, OpenOptions::new().read(true).append(true).create(true))
 }
 
+/// How long a held lock is waited for: a child this process (or a sibling
+/// thread) is starting holds a copy of the lock's descriptor until it
+/// executes its program, which can outlast a writer closed just before.
+/// A second writer holds the lock for as long as it runs.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Takes the trail's lock file, or fails if another writer holds it.
 fn lock_trail(path: &Path) -> std::io::Result<File> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     let lock = crate::state::private::open(Path::new(&name), OpenOptions::new().write(true).create(true))?;
-    match lock.try_lock() {
+    let started = std::time::Instant::now();
+    let mut locked = lock.try_lock();
+    while matches!(locked, Err(std::fs::TryLockError::WouldBlock)) && started.elapsed() < LOCK_PATIENCE {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        locked = lock.try_lock();
+    }
+    match locked {
         Ok(()) => Ok(lock),
         Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::new(
             std::io::ErrorKind::WouldBlock,
