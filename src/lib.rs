@@ -15,6 +15,8 @@
 //! - [`service`]: the running gateway core, transport-free: decide, approvals,
 //!   audit records, metrics, admin operations, reload.
 //! - [`server`]: the Unix-socket transport of the service.
+//! - [`proxy`]: the MCP stdio intermediary, deciding calls through the service.
+//! - [`console`]: the approvals console and the Prometheus endpoint (HTTP).
 //! - [`authoring`]: tools for policy authors (lint, tests, diff, Rego export
 //!   and the differential oracle).
 //!
@@ -39,6 +41,7 @@
 pub mod audit;
 pub mod authoring;
 pub mod compiler;
+pub mod console;
 pub mod diagnostic;
 pub mod engine;
 pub mod hash;

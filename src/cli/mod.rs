@@ -15,6 +15,7 @@ mod query;
 mod serve;
 mod test;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -81,6 +82,8 @@ enum Command {
     Diff(DiffArgs),
     /// List the built-in output rules (credentials, personal data, prompt injection).
     Detectors(DetectorsArgs),
+    /// Hash a console password (read from stdin) for the accounts file of `serve --console`.
+    HashPassword,
     /// Translate a policy set into another policy language (Rego).
     Export(ExportArgs),
     /// Serve decisions on a Unix socket, reloading the policy when it changes.
@@ -120,6 +123,9 @@ struct DecideArgs {
     /// must be a member of the gate's approver), and if given must be the gate's `approver`.
     #[arg(long = "as")]
     by: Option<String>,
+    /// Why you decide so; recorded in the audit trail with the decision.
+    #[arg(long)]
+    comment: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -395,6 +401,31 @@ struct ServeArgs {
     /// (written to the OS before answering; survives a crash of toolgate, not of the machine).
     #[arg(long, value_enum, default_value_t = AuditSync::Always, requires = "audit")]
     audit_sync: AuditSync,
+    /// Serve the approvals console (a web page for approvers and operators) on this
+    /// address, e.g. 127.0.0.1:8080; loopback only. Needs `--console-accounts`.
+    #[arg(long, requires = "console_accounts")]
+    console: Option<SocketAddr>,
+    /// The console's accounts (YAML: names, password hashes from `toolgate hash-password`,
+    /// groups, operator); read again when it changes.
+    #[arg(long, requires = "console")]
+    console_accounts: Option<PathBuf>,
+    /// Serve Prometheus metrics at `/metrics` on this address, e.g. 127.0.0.1:9464
+    /// (no sign-in: keep it on loopback or a private network).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// How the server logs to stderr: `text` for people, `json` (one object per line) for
+    /// log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -532,6 +563,7 @@ pub fn run() -> ExitCode {
         Command::Test(args) => test::run(&args.paths, args.format, args.min_coverage),
         Command::Diff(args) => diff::run(&args.old, &args.new, args.format, args.fail_on_widen),
         Command::Detectors(args) => detectors::run(args.json),
+        Command::HashPassword => serve::hash_password(),
         Command::Lint(args) => match args.explain {
             Some(rule) => lint::explain(&rule),
             None => lint::run(&args.paths, args.format, args.exit_zero),
@@ -559,11 +591,11 @@ pub fn run() -> ExitCode {
         }
         Command::Approve(args) => admin::request(
             &args.socket.admin_socket,
-            &serde_json::json!({"op": "approve", "approval": args.approval, "as": args.by}),
+            &serde_json::json!({"op": "approve", "approval": args.approval, "as": args.by, "comment": args.comment}),
         ),
         Command::Reject(args) => admin::request(
             &args.socket.admin_socket,
-            &serde_json::json!({"op": "reject", "approval": args.approval, "as": args.by}),
+            &serde_json::json!({"op": "reject", "approval": args.approval, "as": args.by, "comment": args.comment}),
         ),
         Command::Query(args) => query::run(query::QueryArgs {
             socket: &args.socket,
@@ -666,5 +698,8 @@ fn serve_command(args: ServeArgs) -> Exit {
             key: args.audit_key,
             sync: audit_sync(args.audit_sync),
         }),
+        console: args.console.zip(args.console_accounts),
+        metrics: args.metrics,
+        log_format: args.log_format,
     })
 }

@@ -37,7 +37,7 @@ pub struct ProxyArgs {
 }
 
 pub fn run(args: ProxyArgs) -> Exit {
-    init_logging();
+    init_logging(super::LogFormat::Text);
     let result = match args.decision_socket.clone() {
         Some(socket) => {
             // The server's own deadline, plus a second for the socket.

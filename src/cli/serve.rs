@@ -34,6 +34,114 @@ pub struct ServeArgs {
     pub approval_ttl: Duration,
     pub sessions: toolgate::state::SessionLimits,
     pub approvals: toolgate::state::ApprovalLimits,
+    /// The console's address and accounts file.
+    pub console: Option<(std::net::SocketAddr, PathBuf)>,
+    /// The metrics endpoint's address.
+    pub metrics: Option<std::net::SocketAddr>,
+    pub log_format: super::LogFormat,
+}
+
+/// The HTTP listeners beside the sockets: the console and the metrics.
+struct Http {
+    console: Option<(std::net::TcpListener, toolgate::console::ConsoleConfig)>,
+    metrics: Option<std::net::TcpListener>,
+}
+
+impl Http {
+    /// Binds the listeners and reads the console's accounts: any problem
+    /// stops the server before it serves.
+    fn bind(args: &ServeArgs) -> Result<Http, String> {
+        let console = match &args.console {
+            Some((address, accounts)) => {
+                if !address.ip().is_loopback() {
+                    return Err(format!(
+                        "--console {address}: the console listens on loopback only (127.0.0.1 or [::1]); put a TLS-terminating proxy in front of it to reach it from elsewhere"
+                    ));
+                }
+                let accounts =
+                    toolgate::console::accounts::AccountBook::open(accounts).map_err(|e| e.to_string())?;
+                let listener = std::net::TcpListener::bind(address)
+                    .map_err(|e| format!("cannot listen on {address} for the console: {e}"))?;
+                Some((listener, toolgate::console::ConsoleConfig { accounts, tls: false }))
+            }
+            None => None,
+        };
+        let metrics = match args.metrics {
+            Some(address) => Some(
+                std::net::TcpListener::bind(address)
+                    .map_err(|e| format!("cannot listen on {address} for the metrics: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Http { console, metrics })
+    }
+
+    /// Starts serving on the runtime: the tasks, to be aborted when the server stops.
+    fn start(self, service: &Arc<Service>) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+        let mut tasks = Vec::new();
+        let tokio_listener = |listener: std::net::TcpListener| {
+            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+            tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())
+        };
+        if let Some((listener, config)) = self.console {
+            let address = listener.local_addr().map_err(|e| e.to_string())?;
+            let listener = tokio_listener(listener)?;
+            let service = Arc::clone(service);
+            tasks.push(tokio::spawn(async move {
+                tracing::info!(%address, "console listening");
+                let stopped =
+                    toolgate::console::serve(listener, service, config, std::future::pending()).await;
+                if let Err(error) = stopped {
+                    tracing::error!(%error, "the console stopped");
+                }
+            }));
+        }
+        if let Some(listener) = self.metrics {
+            let address = listener.local_addr().map_err(|e| e.to_string())?;
+            let listener = tokio_listener(listener)?;
+            let service = Arc::clone(service);
+            tasks.push(tokio::spawn(async move {
+                tracing::info!(%address, "metrics listening");
+                let stopped =
+                    toolgate::console::metrics::serve(listener, service, std::future::pending()).await;
+                if let Err(error) = stopped {
+                    tracing::error!(%error, "the metrics endpoint stopped");
+                }
+            }));
+        }
+        Ok(tasks)
+    }
+}
+
+/// `toolgate hash-password`: the password is the first line of stdin.
+pub fn hash_password() -> Exit {
+    let mut line = String::new();
+    if let Err(error) = std::io::stdin().read_line(&mut line) {
+        output::error(&format!("cannot read the password from stdin: {error}"));
+        return Exit::Usage;
+    }
+    let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+    if password.is_empty() {
+        output::error("give the password on stdin (e.g. `toolgate hash-password < file`); it is empty");
+        return Exit::Usage;
+    }
+    if password.len() > toolgate::console::accounts::MAX_PASSWORD_BYTES {
+        output::error(&format!(
+            "the password is longer than {} bytes",
+            toolgate::console::accounts::MAX_PASSWORD_BYTES
+        ));
+        return Exit::Usage;
+    }
+    match toolgate::console::accounts::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            Exit::Ok
+        }
+        Err(error) => {
+            output::error(&format!("cannot hash the password: {error}"));
+            Exit::Usage
+        }
+    }
 }
 
 pub struct AuditArgs {
@@ -85,7 +193,7 @@ pub fn default_workers() -> usize {
 }
 
 pub fn run(args: ServeArgs) -> Exit {
-    init_logging();
+    init_logging(args.log_format);
     let policy = match output::compile_or_report(&args.service.policies) {
         Ok(policy) => policy,
         Err(exit) => return exit,
@@ -118,6 +226,7 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
     let mut bound = socket::bind(&args.socket, args.socket_mode, group(&args.socket_group)?)
         .map_err(|e| e.to_string())?;
     let listener = bound.take_listener().ok_or("the socket was already taken")?;
+    let http = Http::bind(&args)?;
     let mut admin_uids = args.admin_uids.clone();
     admin_uids.push(rustix::process::getuid().as_raw());
     let allowed = server::AdminPeers { uids: admin_uids, gids: args.admin_gids.clone() };
@@ -142,8 +251,14 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let service = Arc::new(Service::new(engine, args.service, audit));
     let path = bound.path().to_path_buf();
-    let result =
-        runtime.block_on(serve(listener, admin, Arc::clone(&service), args.server, args.watch, path));
+    let result = runtime.block_on(async {
+        let http = http.start(&service)?;
+        let result = serve(listener, admin, Arc::clone(&service), args.server, args.watch, path).await;
+        for task in http {
+            task.abort();
+        }
+        result
+    });
     drop(runtime);
     // The trail is synced and closed before the sockets disappear.
     if let Some(audit) = service.audit() {
@@ -217,12 +332,16 @@ async fn serve(
     Ok(())
 }
 
-pub(super) fn init_logging() {
+/// Logs to stderr, as text or one JSON object a line; `TOOLGATE_LOG`
+/// filters (`info` by default).
+pub(super) fn init_logging(format: super::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOOLGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(output::stderr_color() == toolgate::diagnostic::render::Color::Always)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        super::LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        super::LogFormat::Text => builder
+            .with_ansi(output::stderr_color() == toolgate::diagnostic::render::Color::Always)
+            .try_init(),
+    };
 }

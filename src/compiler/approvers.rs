@@ -9,23 +9,38 @@
 /// declared.
 pub const USER_APPROVER: &str = "user";
 
-/// Someone on the other end of the admin socket: the user id the kernel
-/// reported, with the user's name and groups from the user database.
+/// Someone who asks to decide approvals or operate the server: on the
+/// admin socket, the user id the kernel reported, with the user's name and
+/// groups from the user database; in the console, a signed-in account,
+/// which has names only (no numeric id ever matches it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
-    /// The user id.
-    pub uid: u32,
-    /// The user's name, if the user database has one.
+    /// The user id; `None` for a console account.
+    pub uid: Option<u32>,
+    /// The user's name, if the user database has one (a console account's name).
     pub user: Option<String>,
-    /// The user's groups (primary and supplementary): id and name, if any.
-    pub groups: Vec<(u32, Option<String>)>,
+    /// The user's groups (primary and supplementary): id, if any, and name, if any.
+    pub groups: Vec<(Option<u32>, Option<String>)>,
+}
+
+impl Identity {
+    /// A console account: matched by its name and its groups' names only.
+    pub fn account(name: &str, groups: &[String]) -> Identity {
+        Identity {
+            uid: None,
+            user: Some(name.to_owned()),
+            groups: groups.iter().map(|g| (None, Some(g.clone()))).collect(),
+        }
+    }
 }
 
 impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.user {
-            Some(name) => write!(f, "{name} (uid {})", self.uid),
-            None => write!(f, "uid {}", self.uid),
+        match (&self.user, self.uid) {
+            (Some(name), Some(uid)) => write!(f, "{name} (uid {uid})"),
+            (None, Some(uid)) => write!(f, "uid {uid}"),
+            (Some(name), None) => write!(f, "{name} (console)"),
+            (None, None) => f.write_str("nobody"),
         }
     }
 }
@@ -47,9 +62,9 @@ impl Member {
         }
     }
 
-    fn is(&self, id: u32, name: Option<&str>) -> bool {
+    fn is(&self, id: Option<u32>, name: Option<&str>) -> bool {
         match self {
-            Member::Id(wanted) => *wanted == id,
+            Member::Id(wanted) => id == Some(*wanted),
             Member::Name(wanted) => name == Some(wanted.as_str()),
         }
     }
@@ -107,9 +122,9 @@ mod tests {
     fn an_approver_admits_its_users_and_the_members_of_its_groups() {
         let finance = Approver::new("finance", &["alice", "1005"], &["finance", "2000"]);
         let who = |uid, user: Option<&str>, groups: &[(u32, Option<&str>)]| Identity {
-            uid,
+            uid: Some(uid),
             user: user.map(str::to_owned),
-            groups: groups.iter().map(|(g, n)| (*g, n.map(str::to_owned))).collect(),
+            groups: groups.iter().map(|(g, n)| (Some(*g), n.map(str::to_owned))).collect(),
         };
         assert!(finance.admits(&who(1000, Some("alice"), &[(1000, Some("alice"))])));
         assert!(finance.admits(&who(1005, None, &[])), "by user id");
@@ -119,5 +134,15 @@ mod tests {
         assert!(!finance.admits(&who(0, Some("root"), &[(0, Some("root"))])), "root is nobody's approver");
         assert!(!finance.admits(&who(1004, Some("alice2"), &[])));
         assert_eq!(finance.members(), "users alice, 1005; groups finance, 2000");
+    }
+
+    #[test]
+    fn a_console_account_is_matched_by_names_never_by_numeric_ids() {
+        let finance = Approver::new("finance", &["alice", "1005"], &["finance", "2000"]);
+        assert!(finance.admits(&Identity::account("alice", &[])));
+        assert!(finance.admits(&Identity::account("bob", &[String::from("finance")])));
+        assert!(!finance.admits(&Identity::account("1005", &[])), "a name that looks like a uid");
+        assert!(!finance.admits(&Identity::account("carol", &[String::from("2000")])));
+        assert_eq!(Identity::account("alice", &[]).to_string(), "alice (console)");
     }
 }

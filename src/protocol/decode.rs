@@ -166,7 +166,7 @@ fn fields_of(kind: OpKind) -> &'static [&'static str] {
         ],
         OpKind::Kill => &["scope", "agent", "session", "reason", "by"],
         OpKind::Revive => &["scope", "agent", "session"],
-        OpKind::Approve | OpKind::Reject => &["approval", "as"],
+        OpKind::Approve | OpKind::Reject => &["approval", "as", "comment"],
         OpKind::Visible => &["agent", "tools", "annotations"],
         OpKind::Drift => &["server", "tools"],
         OpKind::Result => &["kind", "decision_id", "agent", "session", "tool", "result", "outputSchema"],
@@ -242,6 +242,7 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
                 .ok_or_else(|| missing_field("`approval` (the id) is required"))?,
             by: fields.string("as")?,
             grant: kind == OpKind::Approve,
+            comment: fields.comment()?,
         },
         OpKind::Visible => Op::Visible {
             agent: fields.required_string("agent")?,
@@ -280,6 +281,9 @@ fn decode_fields(kind: OpKind, mut fields: Fields) -> Result<Op, WireError> {
 /// may report.
 pub const MAX_VISIBLE: usize = 10_000;
 
+/// The longest comment an approver may give with a decision, in bytes.
+pub const MAX_COMMENT: usize = 2_000;
+
 /// A line's fields, checked against the operation's.
 struct Fields {
     object: Map<String, Value>,
@@ -303,6 +307,17 @@ impl Fields {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(invalid_field(format!("`{key}` must be a string"))),
+        }
+    }
+
+    /// `comment` of `approve` and `reject`: at most [`MAX_COMMENT`] bytes.
+    fn comment(&mut self) -> Result<Option<String>, WireError> {
+        let comment = self.string("comment")?;
+        match comment {
+            Some(text) if text.len() > MAX_COMMENT => {
+                Err(invalid_field(format!("`comment` is longer than {MAX_COMMENT} bytes")))
+            }
+            comment => Ok(comment),
         }
     }
 

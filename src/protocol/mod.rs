@@ -219,6 +219,8 @@ pub enum Op {
         by: Option<String>,
         /// Grant (`approve`) or reject (`reject`).
         grant: bool,
+        /// Why, in the decider's words (recorded with the decision).
+        comment: Option<String>,
     },
     /// Which of `tools` `agent` may ever call (a proxy hides the others
     /// from the tool lists it relays).

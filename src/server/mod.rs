@@ -34,9 +34,8 @@ pub struct AdminPeers {
 impl AdminPeers {
     /// Whether `who` is an operator.
     pub fn operator(&self, who: &Identity) -> bool {
-        who.uid == 0
-            || self.uids.contains(&who.uid)
-            || who.groups.iter().any(|(gid, _)| self.gids.contains(gid))
+        who.uid.is_some_and(|uid| uid == 0 || self.uids.contains(&uid))
+            || who.groups.iter().any(|(gid, _)| gid.is_some_and(|gid| self.gids.contains(&gid)))
     }
 }
 
@@ -116,7 +115,7 @@ pub async fn run(
                     // The user database may be remote (NSS): off the async threads.
                     let identity = tokio::task::spawn_blocking(move || peer::identify(uid, gid))
                         .await
-                        .unwrap_or(Identity { uid, user: None, groups: vec![(gid, None)] });
+                        .unwrap_or(Identity { uid: Some(uid), user: None, groups: vec![(Some(gid), None)] });
                     let operator = operators.operator(&identity);
                     if !operator && !service.is_approver(&identity) {
                         tracing::warn!(%identity, "admin connection refused: neither an operator nor an approver");
@@ -188,9 +187,9 @@ mod tests {
     #[test]
     fn operators_are_root_listed_users_and_members_of_listed_groups() {
         let who = |uid, groups: &[u32]| Identity {
-            uid,
+            uid: Some(uid),
             user: None,
-            groups: groups.iter().map(|g| (*g, None)).collect(),
+            groups: groups.iter().map(|g| (Some(*g), None)).collect(),
         };
         let peers = AdminPeers { uids: vec![1000], gids: vec![50] };
         assert!(peers.operator(&who(0, &[0])));

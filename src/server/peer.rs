@@ -26,9 +26,9 @@ pub fn identify(uid: u32, gid: u32) -> Identity {
     gids.dedup();
     let groups = gids
         .into_iter()
-        .map(|gid| (gid.as_raw(), Group::from_gid(gid).ok().flatten().map(|g| g.name)))
+        .map(|gid| (Some(gid.as_raw()), Group::from_gid(gid).ok().flatten().map(|g| g.name)))
         .collect();
-    Identity { uid, user: name, groups }
+    Identity { uid: Some(uid), user: name, groups }
 }
 
 /// The id of the group called `name` (or given by number).
@@ -47,9 +47,9 @@ mod tests {
     fn the_current_user_is_named_and_in_its_primary_group() {
         let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
         let me = identify(uid, gid);
-        assert_eq!(me.uid, uid);
-        assert!(me.groups.iter().any(|(g, _)| *g == gid), "{me:?}");
+        assert_eq!(me.uid, Some(uid));
+        assert!(me.groups.iter().any(|(g, _)| *g == Some(gid)), "{me:?}");
         let unknown = identify(4_000_000_000, 4_000_000_000);
-        assert_eq!((unknown.user, unknown.groups), (None, vec![(4_000_000_000, None)]));
+        assert_eq!((unknown.user, unknown.groups), (None, vec![(Some(4_000_000_000), None)]));
     }
 }

@@ -18,11 +18,22 @@ fn operator(by: Option<&str>, role: &Role) -> String {
         return by.unwrap_or("?").to_owned();
     };
     let who = &peer.identity;
-    match (by, &who.user) {
-        (Some(name), Some(user)) => format!("{name} ({user}, uid {})", who.uid),
-        (Some(name), None) => format!("{name} (uid {})", who.uid),
-        (None, _) => who.to_string(),
+    match (by, &who.user, who.uid) {
+        (Some(name), Some(user), Some(uid)) => format!("{name} ({user}, uid {uid})"),
+        (Some(name), None, Some(uid)) => format!("{name} (uid {uid})"),
+        (Some(name), _, None) => format!("{name} ({who})"),
+        (None, _, _) => who.to_string(),
     }
+}
+
+/// Who decides an approval, beyond who they are: the approver they say
+/// they act as (`as`), and why they decide so.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Decider<'a> {
+    /// The approver named with `as`, if any.
+    pub named: Option<&'a str>,
+    /// The decider's comment, if any.
+    pub comment: Option<&'a str>,
 }
 
 fn forbidden(message: String) -> WireError {
@@ -71,8 +82,17 @@ impl Service {
             self.record("kill_not_saved", json!({"scope": scope, "error": error.to_string()})).await;
             return Err(unavailable("the kill is in force but cannot be saved", error));
         }
+        self.metrics.kills.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(?scope, reason = %kill.reason, by = %kill.by, "killed");
         Ok(Reply::Kill { scope: scope.clone() })
+    }
+
+    fn count_decided(&self, grant: bool) {
+        let counter = match grant {
+            true => &self.metrics.approvals.granted,
+            false => &self.metrics.approvals.rejected,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// `revive`: a revived session also gets a fresh error streak (its cost
@@ -143,15 +163,17 @@ impl Service {
     }
 
     /// `approve` or `reject`: only by a member of the gate's approver, as
-    /// the kernel identifies the peer; `as`, if given, must name that
-    /// approver. Recorded before it takes effect, with who decided.
+    /// the kernel (or the console's sign-in) identifies the peer; `as`, if
+    /// given, must name that approver. Recorded before it takes effect,
+    /// with who decided and their comment.
     pub(super) async fn decide_approval(
         &self,
         id: &str,
-        named: Option<&str>,
+        decider: Decider<'_>,
         grant: bool,
         role: &Role,
     ) -> Result<Reply<'static>, WireError> {
+        let named = decider.named;
         let Role::Admin(peer) = role else {
             return Err(forbidden(String::from("approvals are decided on the admin socket")));
         };
@@ -190,7 +212,10 @@ impl Service {
             return refused(WireError::new(WireErrorCode::InvalidRequest, error.to_string())).await;
         }
         let recorded_by = operator(None, role);
-        let record = json!({"approval": id, "granted": grant, "by": recorded_by, "approver": approver});
+        let mut record = json!({"approval": id, "granted": grant, "by": recorded_by, "approver": approver});
+        if let Some(comment) = decider.comment {
+            record["comment"] = json!(comment);
+        }
         self.record_first("approval", record).await?;
         let approvals = self.state.approvals.clone();
         let (decided_id, decided_by) = (id.to_owned(), recorded_by.clone());
@@ -213,6 +238,7 @@ impl Service {
                 return Err(WireError::new(code, error.to_string()));
             }
         };
+        self.count_decided(grant);
         tracing::warn!(approval = %id, by = %recorded_by, grant, "approval decided");
         Ok(Reply::ApprovalDecided { grant, approval })
     }
@@ -243,7 +269,10 @@ impl Service {
             })
             .await?;
         match decided {
-            Ok(approval) => Ok(Reply::ApprovalDecided { grant: accept, approval }),
+            Ok(approval) => {
+                self.count_decided(accept);
+                Ok(Reply::ApprovalDecided { grant: accept, approval })
+            }
             Err(error) => {
                 self.record(
                     "approval_refused",
@@ -311,6 +340,7 @@ impl Service {
         }
         if let Some((rule, reason)) = &recorded.trip {
             let (agent, session) = (&report.agent, &report.session);
+            self.metrics.kills.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(%agent, %session, %rule, %reason, "limit tripped; session killed");
             let incident =
                 json!({"agent": agent, "session": session, "rule": rule, "reason": reason, "action": "kill"});

@@ -2,11 +2,12 @@
 //! is required, the audit record is built, the metrics count it.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{AuditBatch, Service};
+use super::{AuditBatch, Decided, Service};
 use crate::audit::record;
 use crate::engine::{Decision, Engine, Outcome, Reason, Request};
 use crate::protocol::{Answer, ApprovalRef, Reply, WireError, WireErrorCode};
@@ -43,9 +44,32 @@ impl Service {
             };
             batch.records.push(record::decision(context, request, &decision));
         }
-        self.metrics.decision(decision.outcome, start.elapsed());
+        let code = decision.reason.code();
+        let known = code != crate::engine::ReasonCode::UnknownAgent;
+        self.metrics.decision(&request.agent, known, decision.outcome, start.elapsed());
         if self.config.log_decisions {
-            tracing::info!(agent = %request.agent, tool = %request.tool, decision = decision.outcome.as_str(), rule = decision.rule, "decision");
+            tracing::info!(
+                agent = %request.agent,
+                session = request.session.as_deref(),
+                tool = %request.tool,
+                decision = decision.outcome.as_str(),
+                reason_code = code.as_str(),
+                rule = decision.rule,
+                decision_id = decision_id.map(|id| id.to_string()),
+                "decision"
+            );
+        }
+        if self.tail.receiver_count() > 0 {
+            let _ = self.tail.send(Arc::new(Decided {
+                time: self.state.clock.rfc3339_micros(),
+                agent: request.agent.clone(),
+                session: request.session.clone(),
+                tool: request.tool.clone(),
+                outcome: decision.outcome.as_str(),
+                reason_code: code.as_str(),
+                rule: decision.rule.to_owned(),
+                decision_id: decision_id.map(|id| id.to_string()),
+            }));
         }
         let obligations = (decision.outcome == crate::engine::Outcome::Allow)
             .then(|| obligations(engine, request))
@@ -118,11 +142,13 @@ impl Service {
                 let description = engine.table().gate_description(decision.rule).map(str::to_owned);
                 let shown = Shown { args: decision.privacy.redacted_args(&request.args), description };
                 match self.state.approvals.open(binding, shown) {
-                    Ok(approval) => Some(ApprovalRef {
-                        id: approval.id,
-                        state: ApprovalStatus::Pending,
-                        expires_at: Some(approval.expires_at),
-                    }),
+                    Ok(approval) => {
+                        self.metrics.approvals.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let expires_at = Some(approval.expires_at);
+                        let id = approval.id.clone();
+                        self.announce(approval);
+                        Some(ApprovalRef { id, state: ApprovalStatus::Pending, expires_at })
+                    }
                     Err(error) => {
                         // A bound a client reached is its business, not the log's.
                         if matches!(error, ApprovalError::TooMany(_)) {

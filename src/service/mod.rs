@@ -57,6 +57,36 @@ impl Default for ServiceConfig {
     }
 }
 
+/// One decision as the live tail shows it (what the console streams to
+/// operators): who asked for what, and the answer, without arguments.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Decided {
+    /// When (RFC 3339, microseconds).
+    pub time: String,
+    /// The agent.
+    pub agent: String,
+    /// The session, if the call named one.
+    pub session: Option<String>,
+    /// The tool.
+    pub tool: String,
+    /// The outcome (`allow`, `deny`, `require_approval`).
+    pub outcome: &'static str,
+    /// Why, for programs.
+    pub reason_code: &'static str,
+    /// The deciding rule's id.
+    pub rule: String,
+    /// The decision id, when the service issues them.
+    pub decision_id: Option<String>,
+}
+
+/// How many decisions the live tail holds for a subscriber that lags; one
+/// that falls further behind is told how many it missed.
+const TAIL_CAPACITY: usize = 1024;
+
+/// How many opened approvals wait for the notifier; past this, the oldest
+/// announcements are dropped (and the notifier says so).
+const ANNOUNCE_CAPACITY: usize = 1024;
+
 /// Records handed to the audit trail, not yet confirmed written.
 #[derive(Debug)]
 pub struct Committing {
@@ -217,6 +247,11 @@ pub struct Service {
     reloads: Mutex<reload::ReloadStatus>,
     reload_lock: tokio::sync::Mutex<()>,
     started: Instant,
+    /// Every decision, for the subscribers of the live tail (none: no cost
+    /// but an atomic load).
+    tail: tokio::sync::broadcast::Sender<Arc<Decided>>,
+    /// Every approval opened, for whoever notifies approvers.
+    announcements: tokio::sync::broadcast::Sender<Arc<crate::state::approval::Approval>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -243,7 +278,44 @@ impl Service {
             reloads: Mutex::new(reload::ReloadStatus::new(loaded_at)),
             reload_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            tail: tokio::sync::broadcast::Sender::new(TAIL_CAPACITY),
+            announcements: tokio::sync::broadcast::Sender::new(ANNOUNCE_CAPACITY),
         }
+    }
+
+    /// The live tail: every decision from now on (a receiver that lags
+    /// behind by more than the tail holds learns how many it missed).
+    pub fn tail(&self) -> tokio::sync::broadcast::Receiver<Arc<Decided>> {
+        self.tail.subscribe()
+    }
+
+    /// Every approval opened from now on, as it was opened.
+    pub fn announcements(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::state::approval::Approval>> {
+        self.announcements.subscribe()
+    }
+
+    /// Tells the subscribers (the notifier) that `approval` was opened.
+    fn announce(&self, approval: crate::state::approval::Approval) {
+        if self.announcements.receiver_count() > 0 {
+            let _ = self.announcements.send(Arc::new(approval));
+        }
+    }
+
+    /// The policy paths the service (re)loads.
+    pub fn policy_paths(&self) -> &[PathBuf] {
+        &self.config.policies
+    }
+
+    /// Records an event of a transport (a console sign-in, say) in the audit
+    /// trail before it takes effect: `Err` if it cannot be recorded, and
+    /// the transport must then refuse what it was about to do.
+    pub async fn record_event_first(&self, kind: &str, fields: Value) -> Result<(), WireError> {
+        self.record_first(kind, fields).await
+    }
+
+    /// Records an event of a transport in the audit trail (a failure is logged).
+    pub async fn record_event(&self, kind: &str, fields: Value) {
+        self.record(kind, fields).await
     }
 
     /// The engine now serving. Load it once per request: the whole
@@ -353,8 +425,9 @@ impl Service {
                     .collect(),
             )),
             Op::Approvals => Ok(self.approvals(engine, role)),
-            Op::DecideApproval { approval, by, grant } => {
-                self.decide_approval(approval, by.as_deref(), *grant, role).await
+            Op::DecideApproval { approval, by, grant, comment } => {
+                let decider = admin::Decider { named: by.as_deref(), comment: comment.as_deref() };
+                self.decide_approval(approval, decider, *grant, role).await
             }
         };
         reply.unwrap_or_else(|error| self.refuse(id, error, batch))
@@ -573,7 +646,12 @@ mod tests {
         let line = ParsedLine {
             id: Value::Null,
             kind: Some(OpKind::Decide),
-            op: Ok(Op::DecideApproval { approval: "apr_1".into(), by: Some("me".into()), grant: true }),
+            op: Ok(Op::DecideApproval {
+                approval: "apr_1".into(),
+                by: Some("me".into()),
+                grant: true,
+                comment: None,
+            }),
         };
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let engine = service.engine();

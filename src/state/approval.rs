@@ -359,6 +359,10 @@ pub trait ApprovalStore: Send + Sync {
     /// Approvals waiting for a decision, soonest expiry first.
     fn pending(&self) -> Vec<Approval>;
 
+    /// How many approvals expired while waiting for a decision, since the
+    /// store was opened.
+    fn expired_count(&self) -> u64;
+
     /// How many approvals are waiting for a decision.
     fn pending_count(&self) -> usize {
         self.pending().len()

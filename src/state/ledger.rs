@@ -48,6 +48,8 @@ struct Book {
     pending: BTreeMap<Key, String>,
     pending_per_agent: FastMap<String, usize>,
     pending_per_session: FastMap<(String, String), usize>,
+    /// Approvals that expired while pending, since the ledger was opened.
+    expired: u64,
     /// Open approvals (pending or granted), by the digest of their binding.
     open: FastMap<[u8; 32], String>,
     log: Option<ApprovalLog>,
@@ -130,6 +132,7 @@ impl Book {
     fn tidy(&mut self, now: u64) {
         while let Some(entry) = self.pending.first_entry().filter(|e| e.key().0 <= now) {
             let id = entry.remove();
+            self.expired += 1;
             if let Some(binding) = self.approvals.get(&id).map(|a| a.binding.clone()) {
                 self.uncount(&binding);
             }
@@ -376,6 +379,12 @@ impl ApprovalStore for Ledger {
         let mut book = self.lock();
         book.tidy(self.clock.now_secs());
         book.pending.len()
+    }
+
+    fn expired_count(&self) -> u64 {
+        let mut book = self.lock();
+        book.tidy(self.clock.now_secs());
+        book.expired
     }
 
     fn get(&self, id: &str) -> Option<Approval> {

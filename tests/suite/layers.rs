@@ -17,9 +17,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("engine", &["source", "hash", "diagnostic", "output", "compiler", "state"]),
     ("audit", &["hash", "compiler", "state", "engine"]),
     ("protocol", &["diagnostic", "output", "compiler", "engine", "state"]),
-    ("service", &["diagnostic", "output", "compiler", "state", "engine", "audit", "protocol"]),
+    ("service", &["hash", "diagnostic", "output", "compiler", "state", "engine", "audit", "protocol"]),
     ("server", &["protocol", "service"]),
     ("proxy", &["output", "compiler", "state", "protocol", "service"]),
+    ("console", &["hash", "state", "protocol", "service"]),
     ("authoring", &["source", "diagnostic", "output", "compiler", "state", "engine", "protocol", "service"]),
 ];
 

@@ -5,6 +5,7 @@
 mod audit;
 mod book;
 mod cli;
+mod console;
 mod diagnostics;
 mod diff;
 mod differential;

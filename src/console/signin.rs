@@ -1,0 +1,148 @@
+//! Signing in and out. A failed sign-in is throttled by name and by
+//! address (see [`super::sessions::Throttle`]) and recorded in the audit
+//! trail; a sign-in that cannot be recorded is refused.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::accounts::{self, MAX_PASSWORD_BYTES};
+use super::{Answer, Refusal, Shared, html, same_origin, session_token};
+
+/// How long a sign-in waits for a turn at password checking.
+const HASHING_WAIT: Duration = Duration::from_secs(5);
+
+/// The sign-in form.
+#[derive(Deserialize)]
+pub(super) struct SignIn {
+    name: String,
+    password: String,
+}
+
+/// A form that carries only its CSRF token.
+#[derive(Deserialize)]
+pub(super) struct Csrf {
+    csrf: String,
+}
+
+fn form(status: StatusCode, problem: Option<&str>, name: &str) -> Response {
+    let notice = problem.map(|p| html::notice("error", p)).unwrap_or_default();
+    let body = format!(
+        r#"{notice}<form method="post" action="/login" class="signin">
+<p><label for="name">Name</label><input id="name" name="name" autocomplete="username" required value="{name}" autofocus></p>
+<p><label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required></p>
+<p><button type="submit">Sign in</button></p>
+</form>"#,
+        name = html::escape(name),
+    );
+    (status, Html(html::page("Sign in", None, &body))).into_response()
+}
+
+/// `GET /login`.
+pub(super) async fn page(State(console): State<Shared>, headers: HeaderMap) -> Answer {
+    if console.signed_in(&headers).is_some() {
+        return Ok(Redirect::to("/approvals").into_response());
+    }
+    Ok(form(StatusCode::OK, None, ""))
+}
+
+/// `POST /login`.
+pub(super) async fn sign_in(
+    State(console): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(SignIn { name, password }): Form<SignIn>,
+) -> Answer {
+    same_origin(&headers)?;
+    let service = &console.service;
+    let from = peer.ip().to_string();
+    let (name_key, address_key) = (format!("name:{name}"), format!("address:{from}"));
+    let refuse = |why: &'static str| {
+        let service = std::sync::Arc::clone(service);
+        let name = name.clone();
+        let from = from.clone();
+        async move {
+            service.metrics().signins_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%name, %from, why, "console sign-in refused");
+            service
+                .record_event("console_signin_refused", json!({"name": name, "from": from, "why": why}))
+                .await;
+        }
+    };
+    let wait = console.throttle.wait(&name_key).max(console.throttle.wait(&address_key));
+    if let Some(wait) = wait {
+        refuse("throttled").await;
+        let text = format!("Too many failed sign-ins: try again in {}.", html::span(wait.as_secs().max(1)));
+        let mut response = form(StatusCode::TOO_MANY_REQUESTS, Some(&text), &name);
+        if let Ok(value) = wait.as_secs().max(1).to_string().parse() {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return Ok(response);
+    }
+    let accounts = console.accounts.current();
+    let account = accounts.get(&name).cloned();
+    let verified = if password.len() > MAX_PASSWORD_BYTES {
+        false
+    } else {
+        let Ok(Ok(_turn)) = tokio::time::timeout(HASHING_WAIT, console.hashing.acquire()).await else {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins at once; try again shortly.",
+            ));
+        };
+        let checked = account.clone();
+        tokio::task::spawn_blocking(move || accounts::verify(checked.as_ref(), &password))
+            .await
+            .unwrap_or(false)
+    };
+    let Some(account) = account.filter(|_| verified) else {
+        console.throttle.failed(&name_key);
+        console.throttle.failed(&address_key);
+        refuse("wrong name or password").await;
+        return Ok(form(StatusCode::UNAUTHORIZED, Some("Wrong name or password."), &name));
+    };
+    if let Err(error) = service
+        .record_event_first("console_signin", json!({"by": account.identity().to_string(), "from": from}))
+        .await
+    {
+        return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, error.message));
+    }
+    console.throttle.succeeded(&name_key);
+    console.throttle.succeeded(&address_key);
+    let Ok((token, _)) = console.sessions.start(&account.name, account.fingerprint()) else {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No session can be made: the random source failed.",
+        ));
+    };
+    tracing::info!(account = %account.name, %from, "console sign-in");
+    let mut response = Redirect::to("/approvals").into_response();
+    if let Ok(cookie) = console.cookie(Some(&token)).parse() {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// `POST /logout`.
+pub(super) async fn sign_out(
+    State(console): State<Shared>,
+    headers: HeaderMap,
+    Form(Csrf { csrf }): Form<Csrf>,
+) -> Answer {
+    let signed_in = console.changer(&headers, &csrf)?;
+    if let Some(token) = session_token(&headers) {
+        console.sessions.end(token);
+    }
+    let by = signed_in.account.identity().to_string();
+    console.service.record_event("console_signout", json!({"by": by})).await;
+    let mut response = Redirect::to("/login").into_response();
+    if let Ok(cookie) = console.cookie(None).parse() {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}

@@ -1,0 +1,677 @@
+//! The approvals console and the metrics endpoint over real HTTP, against
+//! the real binary: sign-in, approvals bound to the signed-in account,
+//! kills, the live tail, and every kind of bad request an attacker would
+//! send (no cookie, a forged one, no CSRF token, another origin, an
+//! oversized body, a wrong method, password guessing).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::server::Server;
+use crate::util::tempdir::TempDir;
+
+const POLICY: &str = r#"
+approvers:
+  finance:
+    groups: [finance]
+  release:
+    users: [carol]
+agentPolicies:
+  bot:
+    allowedTools: [pay, deploy, search]
+    sensitiveArgs: [card]
+    constraints:
+      pay:
+        requiresFields: [amount, to, card]
+    approvalGates:
+      pay:
+        required: true
+        approver: finance
+        description: Payments need finance's approval
+      deploy:
+        required: true
+        approver: release
+"#;
+
+/// A server with the console and the metrics endpoint, and its accounts:
+/// alice (group finance), bob (no group), olivia (operator).
+pub(crate) struct Console {
+    pub(crate) server: Server,
+    pub(crate) port: u16,
+    pub(crate) metrics: u16,
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("address").port()
+}
+
+pub(crate) fn hash(password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("hash-password runs");
+    child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("write");
+    let output = child.wait_with_output().expect("hash-password ends");
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+}
+
+pub(crate) fn accounts_text() -> String {
+    format!(
+        "accounts:\n  alice:\n    password: \"{}\"\n    groups: [finance]\n  bob:\n    password: \"{}\"\n  olivia:\n    password: \"{}\"\n    operator: true\n",
+        hash("alice-pw"),
+        hash("bob-pw"),
+        hash("olivia-pw"),
+    )
+}
+
+impl Console {
+    pub(crate) fn start(policy: &str, extra: &[&str]) -> Console {
+        let dir = TempDir::new();
+        std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+        let accounts = dir.path().join("accounts.yaml");
+        std::fs::write(&accounts, accounts_text()).expect("accounts");
+        std::fs::set_permissions(&accounts, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("mode");
+        let (port, metrics) = (free_port(), free_port());
+        let socket = dir.path().join("toolgate.sock");
+        let (console, metrics_at) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{metrics}"));
+        let audit = dir.path().join("audit.log").display().to_string();
+        let accounts = accounts.display().to_string();
+        let mut args = vec![
+            "--console",
+            &console,
+            "--console-accounts",
+            &accounts,
+            "--metrics",
+            &metrics_at,
+            "--audit",
+            &audit,
+        ];
+        args.extend_from_slice(extra);
+        let server = Server::start_in(dir, socket, &args);
+        Console { server, port, metrics }
+    }
+
+    pub(crate) fn ask(&self, request: Value) -> Value {
+        self.server.connect().ask(request)
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.server.dir.path().join("audit.log")).expect("trail");
+        text.lines().map(|l| serde_json::from_str(l).expect("record")).collect()
+    }
+
+    /// Signs in; the session token.
+    pub(crate) fn sign_in(&self, name: &str, password: &str) -> String {
+        let answer = http(self.port, "POST", "/login", &[], &form(&[("name", name), ("password", password)]));
+        assert_eq!(answer.status, 303, "{}", answer.body);
+        let cookie = answer.header("set-cookie").expect("a session cookie");
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        cookie.split(';').next().and_then(|c| c.strip_prefix("toolgate_session=")).expect("token").to_owned()
+    }
+
+    pub(crate) fn get(&self, path: &str, token: &str) -> Answer {
+        http(self.port, "GET", path, &[("Cookie", &format!("toolgate_session={token}"))], "")
+    }
+
+    pub(crate) fn post(&self, path: &str, token: &str, fields: &[(&str, &str)]) -> Answer {
+        http(self.port, "POST", path, &[("Cookie", &format!("toolgate_session={token}"))], &form(fields))
+    }
+
+    /// The CSRF token of the session, from a page's forms.
+    pub(crate) fn csrf(&self, token: &str) -> String {
+        let page = self.get("/approvals", token);
+        let at = page.body.find("name=\"csrf\" value=\"").expect("a form") + 19;
+        page.body[at..at + 64].to_owned()
+    }
+}
+
+pub(crate) fn form(fields: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => char::from(b).to_string(),
+                b' ' => String::from("+"),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+}
+
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    headers: Vec<(String, String)>,
+    pub(crate) body: String,
+}
+
+impl Answer {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on a new connection; the whole answer.
+pub(crate) fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method == "POST" || !body.is_empty() {
+        request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Answer { status, headers, body: body.to_owned() }
+}
+
+fn pay(amount: u64, session: &str) -> Value {
+    json!({"agent": "bot", "tool": "pay", "session": session, "args": {"amount": amount, "to": "ACME Corp", "card": "4111111111111111"}})
+}
+
+#[test]
+fn an_approver_signs_in_sees_the_amount_and_approves_the_call_exactly_once() {
+    let console = Console::start(POLICY, &[]);
+    let asked = console.ask(pay(1250, "s1"));
+    assert_eq!(asked["decision"], "require_approval");
+    let id = asked["approval"]["id"].as_str().expect("an approval").to_owned();
+
+    let alice = console.sign_in("alice", "alice-pw");
+    let listing = console.get("/approvals", &alice);
+    assert_eq!(listing.status, 200);
+    assert!(listing.body.contains("1250") && listing.body.contains("ACME Corp"), "{}", listing.body);
+    assert!(listing.body.contains("Payments need finance&#39;s approval"), "{}", listing.body);
+    assert!(!listing.body.contains("4111111111111111"), "sensitive arguments are redacted");
+    let detail = console.get(&format!("/approvals/{id}"), &alice);
+    assert!(detail.body.contains("finance (groups finance)"), "who may decide: {}", detail.body);
+
+    let csrf = console.csrf(&alice);
+    let approved = console.post(
+        &format!("/approvals/{id}/approve"),
+        &alice,
+        &[("csrf", &csrf), ("comment", "invoice 4411 checked")],
+    );
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    let again = console.post(&format!("/approvals/{id}/approve"), &alice, &[("csrf", &csrf)]);
+    assert_eq!(again.status, 400, "decided once: {}", again.body);
+
+    let retried = console.ask(pay(1250, "s1"));
+    assert_eq!(
+        (retried["decision"].as_str(), retried["reason_code"].as_str()),
+        (Some("allow"), Some("approved"))
+    );
+    let third = console.ask(pay(1250, "s1"));
+    assert_eq!(third["decision"], "require_approval", "used once: {third}");
+    assert_ne!(third["approval"]["id"], id.as_str());
+
+    let records = console.audit();
+    let decided = records.iter().find(|r| r["kind"] == "approval").expect("the decision is recorded");
+    assert_eq!(decided["by"], "alice (console)");
+    assert_eq!(decided["comment"], "invoice 4411 checked");
+    assert_eq!(decided["granted"], true);
+    let signin = records.iter().find(|r| r["kind"] == "console_signin").expect("the sign-in is recorded");
+    assert_eq!(signin["from"], "127.0.0.1");
+}
+
+#[test]
+fn a_rejected_approval_denies_the_call() {
+    let console = Console::start(POLICY, &[]);
+    let id = console.ask(pay(9999, "s2"))["approval"]["id"].as_str().expect("approval").to_owned();
+    let alice = console.sign_in("alice", "alice-pw");
+    let csrf = console.csrf(&alice);
+    let rejected =
+        console.post(&format!("/approvals/{id}/reject"), &alice, &[("csrf", &csrf), ("comment", "no")]);
+    assert_eq!(rejected.status, 200, "{}", rejected.body);
+    let retried = console.ask(json!({"agent": "bot", "tool": "pay", "session": "s2", "approval": id, "args": {"amount": 9999, "to": "ACME Corp", "card": "4111111111111111"}}));
+    assert_eq!(retried["decision"], "deny", "{retried}");
+}
+
+#[test]
+fn an_account_the_gate_does_not_name_can_neither_see_nor_decide_it() {
+    let console = Console::start(POLICY, &[]);
+    let id = console.ask(pay(10, "s3"))["approval"]["id"].as_str().expect("approval").to_owned();
+    for (name, password) in [("bob", "bob-pw"), ("olivia", "olivia-pw")] {
+        let token = console.sign_in(name, password);
+        let csrf = console.csrf(&token);
+        let decided = console.post(&format!("/approvals/{id}/approve"), &token, &[("csrf", &csrf)]);
+        assert_eq!(decided.status, 403, "{name}: {}", decided.body);
+        assert!(decided.body.contains("is not approver `finance`"), "{}", decided.body);
+    }
+    let bob = console.sign_in("bob", "bob-pw");
+    assert!(!console.get("/approvals", &bob).body.contains(&id), "bob is shown nothing");
+    assert_eq!(console.get(&format!("/approvals/{id}"), &bob).status, 404);
+    assert!(
+        console.get("/approvals", &console.sign_in("olivia", "olivia-pw")).body.contains(&id),
+        "operators see all"
+    );
+    let refused = console.audit().into_iter().filter(|r| r["kind"] == "approval_refused").count();
+    assert_eq!(refused, 2, "each refusal is recorded");
+    assert_eq!(console.ask(pay(10, "s3"))["approval"]["state"], "pending");
+}
+
+#[test]
+fn requests_without_a_session_a_csrf_token_or_from_another_origin_change_nothing() {
+    let console = Console::start(POLICY, &[]);
+    let id = console.ask(pay(77, "s4"))["approval"]["id"].as_str().expect("approval").to_owned();
+    let approve = format!("/approvals/{id}/approve");
+    let alice = console.sign_in("alice", "alice-pw");
+    let csrf = console.csrf(&alice);
+
+    // Pages without a session go to the sign-in page; a forged session too.
+    for token in ["", "0000000000000000000000000000000000000000000000000000000000000000", &csrf] {
+        let page = console.get("/approvals", token);
+        assert_eq!((page.status, page.header("location")), (303, Some("/login")), "token {token:?}");
+    }
+    let no_cookie = http(console.port, "POST", &approve, &[], &form(&[("csrf", &csrf)]));
+    assert_eq!(no_cookie.status, 403);
+    let forged = console.post(&approve, &"ab".repeat(32), &[("csrf", &csrf)]);
+    assert_eq!(forged.status, 403);
+    let no_token = console.post(&approve, &alice, &[("comment", "x")]);
+    assert!((400..500).contains(&no_token.status), "{}", no_token.status);
+    let wrong_token = console.post(&approve, &alice, &[("csrf", &"0".repeat(64))]);
+    assert_eq!(wrong_token.status, 403);
+    let cookie = format!("toolgate_session={alice}");
+    let body = form(&[("csrf", &csrf)]);
+    for (header, value) in
+        [("Origin", "http://evil.example"), ("Origin", "null"), ("Sec-Fetch-Site", "cross-site")]
+    {
+        let cross = http(console.port, "POST", &approve, &[("Cookie", &cookie), (header, value)], &body);
+        assert_eq!(cross.status, 403, "{header}: {value}");
+    }
+    let long = "x".repeat(2_001);
+    let too_long = console.post(&approve, &alice, &[("csrf", &csrf), ("comment", &long)]);
+    assert_eq!(too_long.status, 400, "{}", too_long.body);
+    let oversized = console.post(&approve, &alice, &[("csrf", &csrf), ("comment", &"y".repeat(20_000))]);
+    assert_eq!(oversized.status, 413);
+    for (method, path) in [("GET", "/kill"), ("GET", "/logout"), ("PUT", "/login"), ("DELETE", "/approvals")]
+    {
+        assert_eq!(
+            http(console.port, method, path, &[("Cookie", &cookie)], "").status,
+            405,
+            "{method} {path}"
+        );
+    }
+    assert_eq!(console.get("/nowhere", &alice).status, 404);
+    let garbage = http(console.port, "POST", "/login", &[], "name=%ZZ&&&password");
+    assert!((400..500).contains(&garbage.status), "{}", garbage.status);
+
+    // After all that, the approval still waits; the honest request decides it.
+    assert_eq!(console.ask(pay(77, "s4"))["approval"]["state"], "pending");
+    assert_eq!(console.post(&approve, &alice, &[("csrf", &csrf)]).status, 200);
+
+    // Signing out ends the session for good.
+    assert_eq!(console.post("/logout", &alice, &[("csrf", &csrf)]).status, 303);
+    assert_eq!(console.get("/approvals", &alice).status, 303);
+    let page = console.get("/approvals", &console.sign_in("alice", "alice-pw"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert!(page.header("content-security-policy").is_some_and(|c| c.contains("frame-ancestors 'none'")));
+}
+
+#[test]
+fn failed_sign_ins_are_refused_throttled_and_recorded() {
+    let console = Console::start(POLICY, &[]);
+    for _ in 0..5 {
+        let wrong =
+            http(console.port, "POST", "/login", &[], &form(&[("name", "alice"), ("password", "guess")]));
+        assert_eq!(wrong.status, 401);
+        assert!(wrong.header("set-cookie").is_none());
+    }
+    let unknown = http(console.port, "POST", "/login", &[], &form(&[("name", "mallory"), ("password", "x")]));
+    assert_eq!(unknown.status, 429, "the address is throttled too");
+    let right =
+        http(console.port, "POST", "/login", &[], &form(&[("name", "alice"), ("password", "alice-pw")]));
+    assert_eq!(right.status, 429, "even the right password waits");
+    assert!(right.header("retry-after").is_some());
+    let refused = console.audit().into_iter().filter(|r| r["kind"] == "console_signin_refused").count();
+    assert_eq!(refused, 7);
+    let metrics = scrape(console.metrics);
+    assert_eq!(metrics.value("toolgate_console_signins_refused_total", &[]), Some(7.0));
+    std::thread::sleep(Duration::from_millis(1100));
+    console.sign_in("alice", "alice-pw");
+}
+
+#[test]
+fn an_operator_kills_a_session_and_revives_it_and_an_approver_cannot() {
+    let console = Console::start(POLICY, &[]);
+    let search = json!({"agent": "bot", "tool": "search", "session": "s5"});
+    assert_eq!(console.ask(search.clone())["decision"], "allow");
+    let alice = console.sign_in("alice", "alice-pw");
+    let alice_csrf = console.csrf(&alice);
+    assert_eq!(console.get("/operations", &alice).status, 403);
+    let kill = [
+        ("csrf", alice_csrf.as_str()),
+        ("scope", "session"),
+        ("agent", "bot"),
+        ("session", "s5"),
+        ("reason", "x"),
+    ];
+    assert_eq!(console.post("/kill", &alice, &kill).status, 403);
+    assert_eq!(console.ask(search.clone())["decision"], "allow");
+
+    let olivia = console.sign_in("olivia", "olivia-pw");
+    let csrf = console.csrf(&olivia);
+    let page = console.get("/operations", &olivia);
+    assert!(page.body.contains("Nothing is killed") && page.body.contains("sha256:"), "{}", page.body);
+    let killed = console.post(
+        "/kill",
+        &olivia,
+        &[
+            ("csrf", &csrf),
+            ("scope", "session"),
+            ("agent", "bot"),
+            ("session", "s5"),
+            ("reason", "runaway loop"),
+        ],
+    );
+    assert_eq!(killed.status, 200, "{}", killed.body);
+    let denied = console.ask(search.clone());
+    assert_eq!((denied["decision"].as_str(), denied["reason_code"].as_str()), (Some("deny"), Some("killed")));
+    assert_eq!(
+        console.ask(json!({"agent": "bot", "tool": "search", "session": "other"}))["decision"],
+        "allow"
+    );
+    let page = console.get("/operations", &olivia);
+    assert!(page.body.contains("runaway loop") && page.body.contains("olivia (console)"), "{}", page.body);
+    let no_reason = console.post(
+        "/kill",
+        &olivia,
+        &[("csrf", &csrf), ("scope", "agent"), ("agent", "bot"), ("reason", " ")],
+    );
+    assert_eq!(no_reason.status, 400);
+    let bad_scope = console.post("/kill", &olivia, &[("csrf", &csrf), ("scope", "galaxy"), ("reason", "x")]);
+    assert_eq!(bad_scope.status, 400);
+
+    let revived = console.post(
+        "/revive",
+        &olivia,
+        &[("csrf", &csrf), ("scope", "session"), ("agent", "bot"), ("session", "s5")],
+    );
+    assert_eq!(revived.status, 200, "{}", revived.body);
+    assert_eq!(console.ask(search)["decision"], "allow");
+    let kinds: Vec<String> =
+        console.audit().iter().map(|r| r["kind"].as_str().unwrap_or("").to_owned()).collect();
+    assert!(kinds.contains(&String::from("kill")) && kinds.contains(&String::from("revive")), "{kinds:?}");
+}
+
+#[test]
+fn the_live_tail_streams_decisions_to_operators_only() {
+    let console = Console::start(POLICY, &[]);
+    let alice = console.sign_in("alice", "alice-pw");
+    assert_eq!(console.get("/events", &alice).status, 403);
+    let olivia = console.sign_in("olivia", "olivia-pw");
+    let mut stream = TcpStream::connect(("127.0.0.1", console.port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let request = format!(
+        "GET /events?tool=search&outcome=deny HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: toolgate_session={olivia}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status");
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    // Subscribed once the headers are out; then decisions, only the matching ones.
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header");
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert_eq!(console.ask(json!({"agent": "bot", "tool": "search", "session": "t"}))["decision"], "allow");
+    assert_eq!(console.ask(json!({"agent": "nobody", "tool": "search", "session": "t"}))["decision"], "deny");
+    let event = loop {
+        line.clear();
+        reader.read_line(&mut line).expect("an event");
+        if let Some(at) = line.find("data: {") {
+            break serde_json::from_str::<Value>(line[at + 6..].trim()).expect("JSON");
+        }
+    };
+    assert_eq!(
+        (event["agent"].as_str(), event["outcome"].as_str()),
+        (Some("nobody"), Some("deny")),
+        "{event}"
+    );
+    assert_eq!(event["reason_code"], "unknown_agent");
+}
+
+/// Prometheus text, parsed strictly: every sample belongs to a family with
+/// `# HELP` and `# TYPE`, names and labels are well formed, values are numbers.
+pub(crate) struct Scrape {
+    samples: Vec<Sample>,
+}
+
+/// A sample: its name, labels and value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+impl Scrape {
+    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| *v)
+    }
+}
+
+pub(crate) fn scrape(port: u16) -> Scrape {
+    let answer = http(port, "GET", "/metrics", &[], "");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    parse_prometheus(&answer.body)
+}
+
+fn parse_prometheus(text: &str) -> Scrape {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    let mut typed = std::collections::HashMap::new();
+    let mut helped = std::collections::HashSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().expect("name");
+            assert!(name_ok(name), "{line}");
+            helped.insert(name.to_owned());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("a type");
+            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "{line}");
+            typed.insert(name.to_owned(), kind.to_owned());
+        } else {
+            assert!(!line.starts_with('#'), "{line}");
+            let (series, value) = line.rsplit_once(' ').expect("a value");
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("a number: {line}"));
+            let (name, labels) = match series.split_once('{') {
+                Some((name, labels)) => {
+                    let labels = labels.strip_suffix('}').expect("closed labels");
+                    let labels = labels
+                        .split(',')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| {
+                            let (k, v) = l.split_once('=').expect("label=value");
+                            assert!(name_ok(k), "{line}");
+                            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).expect("quoted");
+                            (k.to_owned(), v.to_owned())
+                        })
+                        .collect();
+                    (name, labels)
+                }
+                None => (series, Vec::new()),
+            };
+            assert!(name_ok(name), "{line}");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s).filter(|f| typed.get(*f).is_some_and(|t| t == "histogram"))
+                })
+                .unwrap_or(name);
+            assert!(typed.contains_key(family) && helped.contains(family), "no HELP/TYPE for {name}");
+            samples.push((name.to_owned(), labels, value));
+        }
+    }
+    Scrape { samples }
+}
+
+#[test]
+fn the_metrics_endpoint_speaks_prometheus_text_and_moves_with_decisions() {
+    let console = Console::start(POLICY, &[]);
+    let before = scrape(console.metrics);
+    let allowed = |s: &Scrape| {
+        s.value("toolgate_decisions_total", &[("agent", "bot"), ("outcome", "allow")]).unwrap_or(0.0)
+    };
+    for session in ["a", "b", "c"] {
+        assert_eq!(
+            console.ask(json!({"agent": "bot", "tool": "search", "session": session}))["decision"],
+            "allow"
+        );
+    }
+    for i in 0..4 {
+        console.ask(json!({"agent": format!("stranger-{i}"), "tool": "search"}));
+    }
+    console.ask(pay(5, "m"));
+    let after = scrape(console.metrics);
+    assert_eq!(allowed(&after) - allowed(&before), 3.0);
+    assert_eq!(
+        after.value("toolgate_decisions_total", &[("agent", "(unknown)"), ("outcome", "deny")]),
+        Some(4.0)
+    );
+    assert!(
+        after.value("toolgate_decisions_total", &[("agent", "stranger-0")]).is_none(),
+        "no series per unknown name"
+    );
+    assert_eq!(after.value("toolgate_decision_duration_seconds_count", &[]), Some(8.0));
+    assert_eq!(after.value("toolgate_decision_duration_seconds_bucket", &[("le", "+Inf")]), Some(8.0));
+    assert_eq!(after.value("toolgate_approvals_opened_total", &[]), Some(1.0));
+    assert_eq!(after.value("toolgate_approvals_pending", &[]), Some(1.0));
+    assert_eq!(after.value("toolgate_audit_trail_up", &[]), Some(1.0));
+    assert_eq!(after.value("toolgate_state_store_up", &[]), Some(1.0));
+    assert!(after.value("toolgate_audit_records_total", &[]).is_some_and(|n| n >= 8.0));
+    assert_eq!(
+        http(console.metrics, "GET", "/approvals", &[], "").status,
+        404,
+        "the metrics listener serves metrics only"
+    );
+}
+
+#[test]
+fn a_console_with_unusable_accounts_or_a_public_address_does_not_start() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    let accounts = dir.path().join("accounts.yaml");
+    let start = |console: &str| {
+        Command::new(env!("CARGO_BIN_EXE_toolgate"))
+            .args(["serve", "--policy"])
+            .arg(dir.path().join("policy.yaml"))
+            .arg("--socket")
+            .arg(dir.path().join("s.sock"))
+            .args(["--console", console, "--console-accounts"])
+            .arg(&accounts)
+            .output()
+            .expect("runs")
+    };
+    let port = format!("127.0.0.1:{}", free_port());
+    std::fs::write(&accounts, accounts_text()).expect("accounts");
+    std::fs::set_permissions(&accounts, std::os::unix::fs::PermissionsExt::from_mode(0o666)).expect("mode");
+    let output = start(&port);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("writable by others"), "{output:?}");
+    std::fs::write(&accounts, "accounts:\n  eve:\n    password: hunter2\n").expect("accounts");
+    std::fs::set_permissions(&accounts, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("mode");
+    let output = start(&port);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a password hash"), "{output:?}");
+    std::fs::write(&accounts, accounts_text()).expect("accounts");
+    let output = start(&format!("0.0.0.0:{}", free_port()));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback only"), "{output:?}");
+}
+
+#[test]
+fn json_logs_carry_each_decisions_rule_reason_session_and_id() {
+    let mut console = Console::start(POLICY, &["--log-format", "json", "--log-decisions"]);
+    console.ask(json!({"agent": "bot", "tool": "search", "session": "logged"}));
+    console.server.signal("TERM");
+    console.server.wait(Duration::from_secs(10)).expect("stops");
+    let mut stderr = String::new();
+    console.server.child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read");
+    let lines: Vec<Value> =
+        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("JSON: {l}"))).collect();
+    let decision = lines.iter().find(|l| l["message"] == "decision").expect("a decision line");
+    assert_eq!(decision["session"], "logged");
+    assert_eq!(decision["reason_code"], "allowed");
+    assert_eq!(decision["rule"], "bot.allowedTools.search");
+    assert!(decision["decision_id"].as_str().is_some_and(|id| !id.is_empty()), "{decision}");
+}
+
+/// The console in a real browser: Debian's Chromium driven by
+/// playwright-core (`tests/browser/console.mjs`, which says what it does),
+/// against this server; then the trail must hold what the browser did.
+/// With `TOOLGATE_BOOK_SCREENSHOTS=1`, its screenshots go to the book.
+#[test]
+fn in_a_real_browser_an_approver_decides_and_an_operator_kills() {
+    let root = crate::util::root();
+    let playwright = root.join("tests/mcp/node_modules/playwright-core");
+    assert!(
+        playwright.exists() && std::path::Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs playwright-core (tests/mcp/install) and Debian's chromium (apt-get install chromium); .ci/run installs both"
+    );
+    let console = Console::start(POLICY, &[]);
+    let shots = match std::env::var_os("TOOLGATE_BOOK_SCREENSHOTS") {
+        Some(_) => root.join("book/src/images"),
+        None => root.join("target/console-screenshots"),
+    };
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
+    let output = Command::new("node")
+        .arg(root.join("tests/browser/console.mjs"))
+        .env("CONSOLE_URL", format!("http://127.0.0.1:{}", console.port))
+        .env("SOCKET", &console.server.socket)
+        .env("SCREENSHOTS", &shots)
+        .output()
+        .expect("node runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the browser test failed:\n{stdout}\n{stderr}");
+    for name in [
+        "console-signin-refused.png",
+        "console-approvals.png",
+        "console-approval.png",
+        "console-operations.png",
+    ] {
+        assert!(shots.join(name).metadata().is_ok_and(|m| m.len() > 1000), "{name} was taken");
+    }
+    let records = console.audit();
+    let by = |kind: &str| records.iter().filter(|r| r["kind"] == kind).cloned().collect::<Vec<_>>();
+    let approvals = by("approval");
+    assert_eq!(approvals.len(), 2, "one rejection, one approval: {approvals:?}");
+    assert_eq!(approvals[0]["granted"], false);
+    assert_eq!(approvals[0]["comment"], "Not on the approved vendor list");
+    assert_eq!(approvals[1]["granted"], true);
+    assert_eq!(approvals[1]["by"], "alice (console)");
+    assert_eq!(by("approval_refused").len(), 1, "the release gate's approval, forced by alice");
+    assert_eq!(by("console_signin_refused").len(), 1);
+    assert_eq!(by("kill")[0]["by"], "olivia (console)");
+}
