@@ -409,6 +409,10 @@ struct ServeArgs {
     /// groups, operator); read again when it changes.
     #[arg(long, requires = "console")]
     console_accounts: Option<PathBuf>,
+    /// Tell approvers when an approval waits for them: webhooks per approver (JSON or
+    /// Slack), with links to the console, from this file (YAML: console, webhooks, default).
+    #[arg(long)]
+    notify: Option<PathBuf>,
     /// Serve Prometheus metrics at `/metrics` on this address, e.g. 127.0.0.1:9464
     /// (no sign-in: keep it on loopback or a private network).
     #[arg(long)]
@@ -700,6 +704,7 @@ fn serve_command(args: ServeArgs) -> Exit {
         }),
         console: args.console.zip(args.console_accounts),
         metrics: args.metrics,
+        notify: args.notify,
         log_format: args.log_format,
     })
 }

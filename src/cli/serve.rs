@@ -38,6 +38,8 @@ pub struct ServeArgs {
     pub console: Option<(std::net::SocketAddr, PathBuf)>,
     /// The metrics endpoint's address.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The approval notifications' settings file.
+    pub notify: Option<PathBuf>,
     pub log_format: super::LogFormat,
 }
 
@@ -45,6 +47,7 @@ pub struct ServeArgs {
 struct Http {
     console: Option<(std::net::TcpListener, toolgate::console::ConsoleConfig)>,
     metrics: Option<std::net::TcpListener>,
+    notify: Option<toolgate::console::notify::NotifyConfig>,
 }
 
 impl Http {
@@ -73,7 +76,11 @@ impl Http {
             ),
             None => None,
         };
-        Ok(Http { console, metrics })
+        let notify = match &args.notify {
+            Some(path) => Some(toolgate::console::notify::NotifyConfig::read(path)?),
+            None => None,
+        };
+        Ok(Http { console, metrics, notify })
     }
 
     /// Starts serving on the runtime: the tasks, to be aborted when the server stops.
@@ -108,6 +115,9 @@ impl Http {
                     tracing::error!(%error, "the metrics endpoint stopped");
                 }
             }));
+        }
+        if let Some(config) = self.notify {
+            tasks.push(toolgate::console::notify::start(service, config));
         }
         Ok(tasks)
     }

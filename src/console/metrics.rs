@@ -202,6 +202,25 @@ impl Collector for ServiceCollector {
             "Console sign-ins refused (wrong name or password, or throttled)",
             metrics.signins_refused.load(relaxed),
         )?;
+        let notifications = &metrics.notifications;
+        counter(
+            &mut encoder,
+            "toolgate_notifications_sent",
+            "Approval notifications delivered",
+            notifications.sent.load(relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "toolgate_notifications_failed",
+            "Approval notifications given up after every try, or refused by the receiver",
+            notifications.failed.load(relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "toolgate_notifications_dropped",
+            "Approval notifications dropped: a webhook's queue was full",
+            notifications.dropped.load(relaxed),
+        )?;
         gauge(
             &mut encoder,
             "toolgate_uptime_seconds",

@@ -20,6 +20,7 @@ pub mod accounts;
 mod approvals;
 mod html;
 pub mod metrics;
+pub mod notify;
 mod operations;
 pub mod sessions;
 mod signin;

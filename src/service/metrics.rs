@@ -67,6 +67,17 @@ pub struct ApprovalCounts {
     pub rejected: AtomicU64,
 }
 
+/// Approval notifications (webhooks) by what became of them.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    /// Delivered (a 2xx answer).
+    pub sent: AtomicU64,
+    /// Given up after every try, or refused by the receiver.
+    pub failed: AtomicU64,
+    /// Dropped because a queue was full or the notifier fell behind.
+    pub dropped: AtomicU64,
+}
+
 /// Server-wide counters.
 #[derive(Debug)]
 pub struct Metrics {
@@ -88,6 +99,8 @@ pub struct Metrics {
     pub kills: AtomicU64,
     /// Sign-ins refused by the console.
     pub signins_refused: AtomicU64,
+    /// Approval notifications.
+    pub notifications: Deliveries,
 }
 
 impl Default for Metrics {
@@ -107,6 +120,7 @@ impl Default for Metrics {
             approvals: ApprovalCounts::default(),
             kills: AtomicU64::new(0),
             signins_refused: AtomicU64::new(0),
+            notifications: Deliveries::default(),
         }
     }
 }

@@ -675,3 +675,106 @@ fn in_a_real_browser_an_approver_decides_and_an_operator_kills() {
     assert_eq!(by("console_signin_refused").len(), 1);
     assert_eq!(by("kill")[0]["by"], "olivia (console)");
 }
+
+/// A webhook receiver on loopback: answers each request with the next
+/// status of `statuses` (then 200), and hands over what it received.
+fn webhook_receiver(statuses: Vec<u16>) -> (u16, std::sync::mpsc::Receiver<(String, Value)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut statuses = statuses.into_iter();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("request line");
+            let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).expect("header");
+                if header == "\r\n" || header.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().expect("length");
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).expect("body");
+            let status = statuses.next().unwrap_or(200);
+            let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            reader.get_mut().write_all(answer.as_bytes()).expect("answer");
+            let _ = sender.send((path, serde_json::from_slice(&body).expect("a JSON body")));
+        }
+    });
+    (port, receiver)
+}
+
+#[test]
+fn approvers_are_notified_by_webhook_with_retries_and_a_link_to_the_console() {
+    let (hook, received) = webhook_receiver(vec![503]);
+    let settings = TempDir::new();
+    let notify = settings.path().join("notify.yaml");
+    std::fs::write(
+        &notify,
+        format!(
+            "console: https://toolgate.example.com/\nwebhooks:\n  finance:\n    url: http://127.0.0.1:{hook}/finance\ndefault:\n  url: http://127.0.0.1:{hook}/others\n  format: slack\n"
+        ),
+    )
+    .expect("settings");
+    std::fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("mode");
+    let console = Console::start(POLICY, &["--notify", notify.to_str().expect("utf-8")]);
+    let paid = console.ask(pay(1250, "n1"));
+    let id = paid["approval"]["id"].as_str().expect("an approval");
+    let wait = Duration::from_secs(20);
+    // The first try is answered 503; the retry, a second later, is taken.
+    let (first, body) = received.recv_timeout(wait).expect("a first try");
+    let (second, again) = received.recv_timeout(wait).expect("a retry");
+    assert_eq!((first.as_str(), second.as_str()), ("/finance", "/finance"));
+    assert_eq!(body, again);
+    assert_eq!(body["event"], "approval_opened");
+    assert_eq!(body["url"], format!("https://toolgate.example.com/approvals/{id}"));
+    assert_eq!(body["approval"]["args"]["amount"], 1250);
+    assert_eq!(body["approval"]["args"]["card"], "[redacted]", "redacted as the policy says");
+    assert_eq!(body["approval"]["approver"], "finance");
+    // The release approver has no webhook of its own: the default one, as Slack.
+    let deploy = json!({"agent": "bot", "tool": "deploy", "session": "n1", "args": {"amount": 1, "to": "prod", "card": "-"}});
+    let deploy_id = console.ask(deploy)["approval"]["id"].as_str().expect("an approval").to_owned();
+    let (path, slack) = received.recv_timeout(wait).expect("the default webhook");
+    assert_eq!(path, "/others");
+    let text = slack["text"].as_str().expect("text");
+    assert!(text.contains("`deploy` for agent `bot`") && text.contains(&deploy_id), "{slack}");
+    assert_eq!(
+        slack["blocks"][2]["elements"][0]["url"],
+        format!("https://toolgate.example.com/approvals/{deploy_id}")
+    );
+    // The same call asked again finds its approval: no second notification.
+    console.ask(pay(1250, "n1"));
+    assert!(received.recv_timeout(Duration::from_millis(1500)).is_err(), "notified once per approval");
+    let metrics = scrape(console.metrics);
+    assert_eq!(metrics.value("toolgate_notifications_sent_total", &[]), Some(2.0));
+    assert_eq!(metrics.value("toolgate_notifications_dropped_total", &[]), Some(0.0));
+}
+
+#[test]
+fn a_webhook_that_refuses_a_notification_is_not_retried_and_the_failure_is_counted() {
+    let (hook, received) = webhook_receiver(vec![404]);
+    let settings = TempDir::new();
+    let notify = settings.path().join("notify.yaml");
+    std::fs::write(
+        &notify,
+        format!("console: http://127.0.0.1:1\ndefault:\n  url: http://127.0.0.1:{hook}/gone\n"),
+    )
+    .expect("settings");
+    std::fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("mode");
+    let console = Console::start(POLICY, &["--notify", notify.to_str().expect("utf-8")]);
+    console.ask(pay(3, "r1"));
+    let (path, _) = received.recv_timeout(Duration::from_secs(20)).expect("one try");
+    assert_eq!(path, "/gone");
+    assert!(received.recv_timeout(Duration::from_millis(2500)).is_err(), "a 404 is not retried");
+    assert_eq!(scrape(console.metrics).value("toolgate_notifications_failed_total", &[]), Some(1.0));
+}
