@@ -402,9 +402,16 @@ struct ServeArgs {
     #[arg(long, value_enum, default_value_t = AuditSync::Always, requires = "audit")]
     audit_sync: AuditSync,
     /// Serve the approvals console (a web page for approvers and operators) on this
-    /// address, e.g. 127.0.0.1:8080; loopback only. Needs `--console-accounts`.
+    /// address, e.g. 127.0.0.1:8080: loopback only, unless served over TLS
+    /// (`--console-tls-cert`). Needs `--console-accounts`.
     #[arg(long, requires = "console_accounts")]
     console: Option<SocketAddr>,
+    /// Serve the console over TLS with this PEM certificate chain (the server's first).
+    #[arg(long, requires_all = ["console", "console_tls_key"])]
+    console_tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--console-tls-cert`.
+    #[arg(long, requires = "console_tls_cert")]
+    console_tls_key: Option<PathBuf>,
     /// The console's accounts (YAML: names, password hashes from `toolgate hash-password`,
     /// groups, operator); read again when it changes.
     #[arg(long, requires = "console")]
@@ -703,6 +710,7 @@ fn serve_command(args: ServeArgs) -> Exit {
             sync: audit_sync(args.audit_sync),
         }),
         console: args.console.zip(args.console_accounts),
+        console_tls: args.console_tls_cert.zip(args.console_tls_key),
         metrics: args.metrics,
         notify: args.notify,
         log_format: args.log_format,

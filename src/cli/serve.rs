@@ -36,6 +36,8 @@ pub struct ServeArgs {
     pub approvals: toolgate::state::ApprovalLimits,
     /// The console's address and accounts file.
     pub console: Option<(std::net::SocketAddr, PathBuf)>,
+    /// The console's TLS certificate chain and key.
+    pub console_tls: Option<(PathBuf, PathBuf)>,
     /// The metrics endpoint's address.
     pub metrics: Option<std::net::SocketAddr>,
     /// The approval notifications' settings file.
@@ -56,16 +58,20 @@ impl Http {
     fn bind(args: &ServeArgs) -> Result<Http, String> {
         let console = match &args.console {
             Some((address, accounts)) => {
-                if !address.ip().is_loopback() {
+                let tls = match &args.console_tls {
+                    Some((cert, key)) => Some(toolgate::console::tls::acceptor(cert, key)?),
+                    None => None,
+                };
+                if tls.is_none() && !address.ip().is_loopback() {
                     return Err(format!(
-                        "--console {address}: the console listens on loopback only (127.0.0.1 or [::1]); put a TLS-terminating proxy in front of it to reach it from elsewhere"
+                        "--console {address}: without TLS the console listens on loopback only (127.0.0.1 or [::1]); give --console-tls-cert and --console-tls-key to serve it elsewhere"
                     ));
                 }
                 let accounts =
                     toolgate::console::accounts::AccountBook::open(accounts).map_err(|e| e.to_string())?;
                 let listener = std::net::TcpListener::bind(address)
                     .map_err(|e| format!("cannot listen on {address} for the console: {e}"))?;
-                Some((listener, toolgate::console::ConsoleConfig { accounts, tls: false }))
+                Some((listener, toolgate::console::ConsoleConfig { accounts, tls }))
             }
             None => None,
         };

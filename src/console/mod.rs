@@ -24,6 +24,7 @@ pub mod notify;
 mod operations;
 pub mod sessions;
 mod signin;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,12 +51,20 @@ const COOKIE: &str = "toolgate_session";
 const HASHING_AT_ONCE: usize = 2;
 
 /// The console's settings.
-#[derive(Debug)]
 pub struct ConsoleConfig {
     /// The accounts that may sign in.
     pub accounts: AccountBook,
-    /// Whether the console is served over TLS (cookies are then `Secure`).
-    pub tls: bool,
+    /// TLS, if the console is served over it (cookies are then `Secure`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ConsoleConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleConfig")
+            .field("accounts", &self.accounts)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// The console behind its routes.
@@ -72,14 +81,14 @@ struct Console {
 type Shared = Arc<Console>;
 
 /// The console's routes over `service`.
-pub fn router(service: Arc<Service>, config: ConsoleConfig) -> Router {
+pub fn router(service: Arc<Service>, accounts: AccountBook, tls: bool) -> Router {
     let console = Arc::new(Console {
         service,
-        accounts: config.accounts,
+        accounts,
         sessions: Sessions::default(),
         throttle: Throttle::default(),
         hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
-        tls: config.tls,
+        tls,
     });
     Router::new()
         .route("/", get(|| async { Redirect::to("/approvals") }))
@@ -108,8 +117,16 @@ pub async fn serve(
     config: ConsoleConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(service, config).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    use axum::serve::ListenerExt;
+    let app = router(service, config.accounts, config.tls.is_some())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    match config.tls {
+        Some(acceptor) => {
+            let listener = tls::TlsListener::new(listener, acceptor)?.tap_io(|_| {});
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+    }
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -778,3 +778,65 @@ fn a_webhook_that_refuses_a_notification_is_not_retried_and_the_failure_is_count
     assert!(received.recv_timeout(Duration::from_millis(2500)).is_err(), "a 404 is not retried");
     assert_eq!(scrape(console.metrics).value("toolgate_notifications_failed_total", &[]), Some(1.0));
 }
+
+/// With a certificate the console speaks only TLS, may listen beyond
+/// loopback, marks its cookie `Secure`, and a client that never finishes
+/// its handshake holds up nobody else.
+#[test]
+fn over_tls_the_console_may_listen_beyond_loopback_and_its_cookie_is_secure() {
+    let certs = TempDir::new();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", "/CN=toolgate-test", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    let accounts = dir.path().join("accounts.yaml");
+    std::fs::write(&accounts, accounts_text()).expect("accounts");
+    std::fs::set_permissions(&accounts, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("mode");
+    let port = free_port();
+    let (address, socket) = (format!("0.0.0.0:{port}"), dir.path().join("s.sock"));
+    let args = [
+        "--console",
+        &address,
+        "--console-accounts",
+        accounts.to_str().expect("utf-8"),
+        "--console-tls-cert",
+        cert.to_str().expect("utf-8"),
+        "--console-tls-key",
+        key.to_str().expect("utf-8"),
+    ];
+    let _server = Server::start_in(dir, socket, &args);
+    // A client that connects and says nothing.
+    let _silent = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let url = format!("https://127.0.0.1:{port}/login");
+    let signed_in = Command::new("curl")
+        .args(["-s", "-i", "--max-time", "10", "--cacert", cert.to_str().expect("utf-8")])
+        .args(["-d", "name=alice&password=alice-pw", &url])
+        .output()
+        .expect("curl runs");
+    let answer = String::from_utf8_lossy(&signed_in.stdout);
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    let cookie =
+        answer.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect("a cookie");
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    let plain = http(port, "GET", "/login", &[], "");
+    assert_ne!(plain.status, 200, "plain HTTP is not served");
+}
