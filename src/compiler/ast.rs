@@ -375,6 +375,8 @@ pub struct GateDecl {
     pub rego: Option<Spanned<String>>,
     /// `description`: what the gate is for, shown to approvers.
     pub description: Option<Spanned<String>>,
+    /// `approvals`: how many different people must grant (four eyes: 2).
+    pub approvals: Option<Spanned<u64>>,
 }
 
 /// `session`: limits over a whole session.

@@ -113,6 +113,13 @@ impl CheckedPolicySet {
         gates.filter_map(|g| Some((self.rules.id(g.rule), g.description.as_deref()?)))
     }
 
+    /// Each gate's rule id with its `approvals`, for the gates that need
+    /// more than one.
+    pub fn gate_quorums(&self) -> impl Iterator<Item = (&str, u32)> {
+        let gates = self.agents.iter().flat_map(|a| &a.gates);
+        gates.filter(|g| g.approvals > 1).map(|g| (self.rules.id(g.rule), g.approvals))
+    }
+
     /// The names of all agents, in source order.
     pub fn agent_names(&self) -> impl Iterator<Item = &str> {
         self.agents.iter().map(|a| a.name.as_str())
@@ -297,6 +304,8 @@ pub(crate) struct CheckedGate {
     pub approver: Option<String>,
     /// `description`: what the gate is for, shown to its approvers.
     pub description: Option<String>,
+    /// `approvals`: how many different people must grant its approvals.
+    pub approvals: u32,
     pub ceiling: Option<AmountCeiling>,
 }
 

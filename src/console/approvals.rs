@@ -71,6 +71,16 @@ fn facts(console: &Shared, approval: &Approval, now: u64) -> String {
             .map_or(String::from("none"), |s| format!("<code>{}</code>", html::escape(s))),
     );
     row("Who may decide", html::escape(&approver_text(console, approval)));
+    if approval.quorum > 1 {
+        let granted = match approval.grants.is_empty() {
+            true => String::from("none yet"),
+            false => approval.grants.join(", "),
+        };
+        row(
+            "Approvals needed",
+            html::escape(&format!("{} different people; granted by {granted}", approval.quorum)),
+        );
+    }
     row("Opened", format!("{} ago", html::span(now.saturating_sub(approval.opened_at))));
     row("Time left", html::span(approval.expires_at.saturating_sub(now)));
     out.push_str("</dl>");
@@ -187,12 +197,26 @@ async fn decide(console: Shared, headers: HeaderMap, id: String, form: Decision,
         })
         .await;
     let approval = decided?;
-    let verb = if grant { "Approved" } else { "Rejected" };
+    let waiting = approval.state == crate::state::approval::ApprovalState::Pending;
+    let verb = match (grant, waiting) {
+        (true, false) => "Approved",
+        (true, true) => "Granted, waiting for more",
+        (false, _) => "Rejected",
+    };
     let text = format!("{verb}: {} for agent {}.", approval.binding.tool, approval.binding.agent);
+    let next = match (grant, waiting) {
+        (true, false) => String::from("The gateway's next try of this call is allowed, once."),
+        (true, true) => format!(
+            "It needs {} different people: {} of them have granted it.",
+            approval.quorum,
+            approval.grants.len()
+        ),
+        (false, _) => String::from("The gateway's next try of this call is denied."),
+    };
     let body = format!(
-        "{}<p>The gateway's next try of this call {}.</p><p><a href=\"/approvals\">Back to the approvals</a></p>",
+        "{}<p>{}</p><p><a href=\"/approvals\">Back to the approvals</a></p>",
         html::notice("ok", &text),
-        if grant { "is allowed, once" } else { "is denied" },
+        html::escape(&next),
     );
     Ok(Html(html::page(verb, Some(&signed_in.viewer()), &body)).into_response())
 }

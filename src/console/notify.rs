@@ -353,6 +353,8 @@ mod tests {
                 args: json!({"note": "<http://evil|click>"}),
                 description: None,
             },
+            quorum: 1,
+            grants: Vec::new(),
             opened_at: 0,
             expires_at: 0,
             state: crate::state::approval::ApprovalState::Pending,

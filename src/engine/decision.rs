@@ -384,7 +384,7 @@ impl Reason<'_> {
             Reason::ApprovalInvalid(error) => match error {
                 E::Unknown => ReasonCode::ApprovalUnknown,
                 E::Expired => ReasonCode::ApprovalExpired,
-                E::Pending => ReasonCode::ApprovalPending,
+                E::Pending | E::SamePerson { .. } => ReasonCode::ApprovalPending,
                 E::Rejected => ReasonCode::ApprovalRejected,
                 E::Used => ReasonCode::ApprovalUsed,
                 E::Mismatch(_) => ReasonCode::ApprovalMismatch,

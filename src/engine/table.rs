@@ -32,6 +32,8 @@ pub struct DecisionTable {
     approvers: Vec<Approver>,
     /// The gates' descriptions, by rule id, shown to approvers.
     gate_descriptions: std::collections::HashMap<Box<str>, Box<str>>,
+    /// Gates needing more than one approval, by rule id.
+    gate_quorums: std::collections::HashMap<Box<str>, u32>,
     /// Each scoped server's environment variables.
     servers: std::collections::BTreeMap<String, Vec<String>>,
 }
@@ -194,12 +196,13 @@ impl DecisionTable {
         let gate_descriptions =
             policy.gate_descriptions().map(|(rule, text)| (rule.into(), text.into())).collect();
         let approvers = policy.approvers().to_vec();
+        let gate_quorums = policy.gate_quorums().map(|(rule, n)| (rule.into(), n)).collect();
         let CheckedPolicySet { agents, rules, catalogs, servers, .. } = policy;
         let agents = agents
             .into_iter()
             .map(|agent| (agent.name.as_str().into(), AgentTable::build(agent, &rules, &catalogs)))
             .collect();
-        DecisionTable { agents, rules, hash, catalogs, approvers, gate_descriptions, servers }
+        DecisionTable { agents, rules, hash, catalogs, approvers, gate_descriptions, gate_quorums, servers }
     }
 
     /// The declared approver of this name.
@@ -241,6 +244,12 @@ impl DecisionTable {
     /// The `description` of the gate whose rule id is `rule`, if it has one.
     pub fn gate_description(&self, rule: &str) -> Option<&str> {
         self.gate_descriptions.get(rule).map(|text| &**text)
+    }
+
+    /// How many different people must grant the approvals of the gate with
+    /// this rule id (its `approvals`; 1 by default).
+    pub fn gate_quorum(&self, rule: &str) -> u32 {
+        self.gate_quorums.get(rule).copied().unwrap_or(1)
     }
 
     /// Whether a catalog covers the tool's server but does not list it.

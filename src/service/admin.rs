@@ -202,7 +202,16 @@ impl Service {
         // Refused before anything is recorded as decided: an approval that
         // is no longer pending gets no `approval` record.
         let now = self.state.clock.now_secs();
+        let recorded_by = operator(None, role);
+        let me = crate::state::approval::person(&recorded_by);
         let not_pending = match approval.status(now) {
+            // A second grant by the same person would not count: refused
+            // before it is recorded as a decision.
+            ApprovalStatus::Pending
+                if grant && approval.grants.iter().any(|g| crate::state::approval::person(g) == me) =>
+            {
+                Some(ApprovalError::SamePerson { granted: approval.grants.len(), quorum: approval.quorum })
+            }
             ApprovalStatus::Pending => None,
             ApprovalStatus::Expired => Some(ApprovalError::Expired),
             ApprovalStatus::Used => Some(ApprovalError::Used),
@@ -211,8 +220,10 @@ impl Service {
         if let Some(error) = not_pending {
             return refused(WireError::new(WireErrorCode::InvalidRequest, error.to_string())).await;
         }
-        let recorded_by = operator(None, role);
         let mut record = json!({"approval": id, "granted": grant, "by": recorded_by, "approver": approver});
+        if approval.quorum > 1 {
+            record["quorum"] = json!(approval.quorum);
+        }
         if let Some(comment) = decider.comment {
             record["comment"] = json!(comment);
         }
@@ -238,8 +249,12 @@ impl Service {
                 return Err(WireError::new(code, error.to_string()));
             }
         };
-        self.count_decided(grant);
-        tracing::warn!(approval = %id, by = %recorded_by, grant, "approval decided");
+        if approval.state == crate::state::approval::ApprovalState::Pending {
+            tracing::warn!(approval = %id, by = %recorded_by, granted = approval.grants.len(), quorum = approval.quorum, "approval granted; more grants needed");
+        } else {
+            self.count_decided(grant);
+            tracing::warn!(approval = %id, by = %recorded_by, grant, "approval decided");
+        }
         Ok(Reply::ApprovalDecided { grant, approval })
     }
 

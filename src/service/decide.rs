@@ -141,7 +141,8 @@ impl Service {
                 // would keep them in full: sensitive ones redacted.
                 let description = engine.table().gate_description(decision.rule).map(str::to_owned);
                 let shown = Shown { args: decision.privacy.redacted_args(&request.args), description };
-                match self.state.approvals.open(binding, shown) {
+                let quorum = engine.table().gate_quorum(decision.rule);
+                match self.state.approvals.open(binding, shown, quorum) {
                     Ok(approval) => {
                         self.metrics.approvals.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let expires_at = Some(approval.expires_at);

@@ -223,6 +223,13 @@ pub struct Approval {
     /// What the approver is shown of the call.
     #[serde(default)]
     pub shown: Shown,
+    /// How many distinct people must grant it (the gate's `approvals`; 1
+    /// unless the gate asks for more).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub quorum: u32,
+    /// Who has granted it so far, while more grants are needed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
     /// Seconds since the Unix epoch when it was opened.
     #[serde(default)]
     pub opened_at: u64,
@@ -231,6 +238,22 @@ pub struct Approval {
     /// Where it stands.
     #[serde(flatten)]
     pub state: ApprovalState,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// The person a recorded decider is, for telling grants apart: the name
+/// before the parenthesis (`alice` of `alice (uid 1000)` and of `alice
+/// (console)`: the same person on the admin socket and in the console), or
+/// the whole text when there is no name (`uid 1001`).
+pub fn person(by: &str) -> &str {
+    by.split_once(" (").map_or(by, |(name, _)| name)
 }
 
 impl Approval {
@@ -261,6 +284,13 @@ pub enum ApprovalError {
     Used,
     /// Granted or rejected a second time.
     AlreadyDecided(ApprovalStatus),
+    /// The same person granted it already; it needs another.
+    SamePerson {
+        /// How many grants it has.
+        granted: usize,
+        /// How many it needs.
+        quorum: u32,
+    },
     /// It was decided for another approver than the gate's.
     WrongApprover {
         /// Who must approve.
@@ -291,6 +321,7 @@ impl ApprovalError {
             // A mismatch is found only on a granted, unexpired approval.
             ApprovalError::Mismatch(_) => Some(ApprovalStatus::Granted),
             ApprovalError::AlreadyDecided(status) => Some(*status),
+            ApprovalError::SamePerson { .. } => Some(ApprovalStatus::Pending),
             ApprovalError::Unknown
             | ApprovalError::WrongApprover { .. }
             | ApprovalError::Storage(_)
@@ -309,6 +340,10 @@ impl std::fmt::Display for ApprovalError {
             ApprovalError::Rejected => f.write_str("the approval is rejected"),
             ApprovalError::AlreadyDecided(status) => write!(f, "the approval is already {}", status.as_str()),
             ApprovalError::Used => f.write_str("the approval was already used"),
+            ApprovalError::SamePerson { granted, quorum } => write!(
+                f,
+                "you have granted this approval already; it needs {quorum} different people ({granted} so far)"
+            ),
             ApprovalError::WrongApprover { expected } => {
                 write!(f, "only `{expected}` may decide this approval")
             }
@@ -330,13 +365,15 @@ impl std::fmt::Display for ApprovalError {
 /// Where approvals live.
 pub trait ApprovalStore: Send + Sync {
     /// Opens a pending approval for a gated call (to be decided by the
-    /// binding's approver, if it names one), showing approvers `shown`;
-    /// returns it.
-    fn open(&self, binding: Binding, shown: Shown) -> Result<Approval, ApprovalError>;
+    /// binding's approver, if it names one), showing approvers `shown`,
+    /// granted once `quorum` different people have granted it; returns it.
+    fn open(&self, binding: Binding, shown: Shown, quorum: u32) -> Result<Approval, ApprovalError>;
 
     /// Grants (`grant: true`) or rejects a pending approval, for the
     /// approver `approver` (which must be the gate's, when the gate names
-    /// one), recording `by` as who did.
+    /// one), recording `by` as who did. A grant short of the quorum leaves
+    /// it pending with `by` among its grants (the same [`person`] twice is
+    /// refused); one rejection rejects it.
     fn decide(
         &self,
         id: &str,

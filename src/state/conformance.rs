@@ -308,6 +308,7 @@ pub fn approvals(make: &dyn Fn(Arc<dyn Clock>) -> Arc<dyn ApprovalStore>) -> Res
             .open(
                 binding.clone(),
                 Shown { args: json!({"amount": 10}), description: Some(String::from("Payments")) },
+                1,
             )
             .map_err(|e| Failure { property: "an approval opens", detail: e.to_string() })
     };
@@ -425,7 +426,7 @@ fn an_open_approval_is_found_by_its_call(
     let call = binding(json!({"amount": 10}), Some("finance"));
     let shown = || Shown { args: json!({}), description: None };
     let opened =
-        store.open(call.clone(), shown()).map_err(|e| Failure { property, detail: e.to_string() })?;
+        store.open(call.clone(), shown(), 1).map_err(|e| Failure { property, detail: e.to_string() })?;
     expect(property, store.find(&call), Some((opened.id.clone(), ApprovalStatus::Pending)))?;
     let reordered = binding(json!({"amount": 10}), Some("finance"));
     expect(
@@ -453,12 +454,12 @@ fn an_open_approval_is_found_by_its_call(
     expect("the found approval is used", store.redeem(&opened.id, &call), Ok(()))?;
     expect("a used approval is not found", store.find(&call), None)?;
     let rejected =
-        store.open(call.clone(), shown()).map_err(|e| Failure { property, detail: e.to_string() })?;
+        store.open(call.clone(), shown(), 1).map_err(|e| Failure { property, detail: e.to_string() })?;
     store
         .decide(&rejected.id, Some("finance"), "alice", false)
         .map_err(|e| Failure { property, detail: e.to_string() })?;
     expect("a rejected approval is not found", store.find(&call), None)?;
-    store.open(call.clone(), shown()).map_err(|e| Failure { property, detail: e.to_string() })?;
+    store.open(call.clone(), shown(), 1).map_err(|e| Failure { property, detail: e.to_string() })?;
     clock.advance(Duration::from_secs(61));
     expect("an expired approval is not found", store.find(&call), None)
 }
@@ -475,7 +476,7 @@ fn pending_approvals_are_bounded_per_session_and_agent(
     store: &dyn ApprovalStore,
     clock: &ManualClock,
 ) -> Result<(), Failure> {
-    let open = |binding: Binding| store.open(binding, Shown::default()).map(|a| a.id);
+    let open = |binding: Binding| store.open(binding, Shown::default(), 1).map(|a| a.id);
     let property = "an agent's pending approvals are bounded per session and per agent";
     for _ in 0..MAX_PENDING_PER_SESSION {
         open(call_of("bot", "s")).map_err(|e| Failure { property, detail: e.to_string() })?;

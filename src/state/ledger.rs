@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::approval::{
     Approval, ApprovalError, ApprovalLimits, ApprovalState, ApprovalStatus, ApprovalStore, Binding,
-    MAX_APPROVALS, Shown, new_id,
+    MAX_APPROVALS, Shown, new_id, person,
 };
 use super::approval_log::{Appended, ApprovalLog};
 use super::clock::{Clock, SystemClock};
@@ -294,7 +294,7 @@ struct Changed<T> {
 }
 
 impl ApprovalStore for Ledger {
-    fn open(&self, binding: Binding, shown: Shown) -> Result<Approval, ApprovalError> {
+    fn open(&self, binding: Binding, shown: Shown, quorum: u32) -> Result<Approval, ApprovalError> {
         let id = new_id()?;
         self.change(|book, now| {
             book.room_for(&binding, now, self.limits)?;
@@ -303,6 +303,8 @@ impl ApprovalStore for Ledger {
                 approver: binding.approver.clone(),
                 binding,
                 shown,
+                quorum: quorum.max(1),
+                grants: Vec::new(),
                 opened_at: now,
                 expires_at: now.saturating_add(self.ttl.as_secs().max(1)),
                 state: ApprovalState::Pending,
@@ -330,9 +332,21 @@ impl ApprovalStore for Ledger {
                 ApprovalStatus::Used => return Err(ApprovalError::Used),
                 status => return Err(ApprovalError::AlreadyDecided(status)),
             }
-            let by = by.to_owned();
-            let state = if grant { ApprovalState::Granted { by } } else { ApprovalState::Rejected { by } };
-            let decided = Approval { state, ..before.clone() };
+            let mut decided = before.clone();
+            if grant && before.quorum > 1 {
+                let granted = before.grants.len();
+                if before.grants.iter().any(|earlier| person(earlier) == person(by)) {
+                    return Err(ApprovalError::SamePerson { granted, quorum: before.quorum });
+                }
+                decided.grants.push(by.to_owned());
+                if decided.grants.len() >= before.quorum as usize {
+                    decided.state = ApprovalState::Granted { by: decided.grants.join(", ") };
+                }
+            } else {
+                let by = by.to_owned();
+                decided.state =
+                    if grant { ApprovalState::Granted { by } } else { ApprovalState::Rejected { by } };
+            }
             book.set(id, Some(decided.clone()), now);
             Ok(Changed { answer: decided, id: id.to_owned(), before: Some(before) })
         })
@@ -421,10 +435,50 @@ mod tests {
             approver: binding.approver.clone(),
             binding,
             shown: Shown::default(),
+            quorum: 1,
+            grants: Vec::new(),
             opened_at: 0,
             expires_at,
             state,
         }
+    }
+
+    #[test]
+    fn four_eyes_needs_two_different_people_and_one_rejection_ends_it() {
+        let ledger = Ledger::in_memory(Duration::from_secs(60));
+        let open = |session: &str| {
+            let args = serde_json::Map::new();
+            let call = crate::state::approval::Call {
+                agent: "bot",
+                session: Some(session),
+                tool: "pay",
+                args: &args,
+                principal: None,
+                context: None,
+            };
+            let binding = Binding::new(call, "bot.approvalGates.pay", Some("finance"), "sha256:p");
+            ledger.open(binding, Shown::default(), 2).expect("opens").id
+        };
+        let id = open("s");
+        let first = ledger.decide(&id, Some("finance"), "alice (uid 1000)", true).expect("first grant");
+        assert_eq!((first.state, first.grants.len()), (ApprovalState::Pending, 1));
+        let again = ledger.decide(&id, Some("finance"), "alice (console)", true);
+        assert_eq!(
+            again.map(|a| a.state),
+            Err(ApprovalError::SamePerson { granted: 1, quorum: 2 }),
+            "the same person in the console"
+        );
+        let second = ledger.decide(&id, Some("finance"), "bob (console)", true).expect("second grant");
+        assert_eq!(second.status(0), ApprovalStatus::Granted);
+        assert_eq!(
+            second.state,
+            ApprovalState::Granted { by: String::from("alice (uid 1000), bob (console)") }
+        );
+
+        let id = open("t");
+        ledger.decide(&id, Some("finance"), "alice (uid 1000)", true).expect("first grant");
+        let rejected = ledger.decide(&id, Some("finance"), "carol (console)", false).expect("rejected");
+        assert_eq!(rejected.status(0), ApprovalStatus::Rejected);
     }
 
     #[test]

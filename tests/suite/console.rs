@@ -65,10 +65,11 @@ pub(crate) fn hash(password: &str) -> String {
 
 pub(crate) fn accounts_text() -> String {
     format!(
-        "accounts:\n  alice:\n    password: \"{}\"\n    groups: [finance]\n  bob:\n    password: \"{}\"\n  olivia:\n    password: \"{}\"\n    operator: true\n",
+        "accounts:\n  alice:\n    password: \"{}\"\n    groups: [finance]\n  bob:\n    password: \"{}\"\n  olivia:\n    password: \"{}\"\n    operator: true\n  frank:\n    password: \"{}\"\n    groups: [finance]\n",
         hash("alice-pw"),
         hash("bob-pw"),
         hash("olivia-pw"),
+        hash("frank-pw"),
     )
 }
 
@@ -839,4 +840,43 @@ fn over_tls_the_console_may_listen_beyond_loopback_and_its_cookie_is_secure() {
     assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
     let plain = http(port, "GET", "/login", &[], "");
     assert_ne!(plain.status, 200, "plain HTTP is not served");
+}
+
+/// A gate with `approvals: 2` needs two different people: the first grant
+/// leaves the call waiting, the same person twice is refused, the second
+/// person's grant lets the call through once.
+#[test]
+fn a_four_eyes_gate_needs_two_different_approvers() {
+    let policy = POLICY.replace(
+        "        description: Payments need finance's approval\n",
+        "        description: Payments need finance's approval\n        approvals: 2\n",
+    );
+    assert!(policy.contains("approvals: 2"));
+    let console = Console::start(&policy, &[]);
+    let id = console.ask(pay(50_000, "q1"))["approval"]["id"].as_str().expect("an approval").to_owned();
+    let approve = format!("/approvals/{id}/approve");
+    let alice = console.sign_in("alice", "alice-pw");
+    let csrf = console.csrf(&alice);
+    let first = console.post(&approve, &alice, &[("csrf", &csrf), ("comment", "looks right")]);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.body.contains("It needs 2 different people: 1 of them have granted it."), "{}", first.body);
+    assert_eq!(console.ask(pay(50_000, "q1"))["approval"]["state"], "pending", "one grant is not enough");
+    let twice = console.post(&approve, &alice, &[("csrf", &csrf)]);
+    assert_eq!(twice.status, 400);
+    assert!(twice.body.contains("granted this approval already"), "{}", twice.body);
+    let page = console.get(&format!("/approvals/{id}"), &console.sign_in("frank", "frank-pw"));
+    assert!(page.body.contains("2 different people; granted by alice (console)"), "{}", page.body);
+    let frank = console.sign_in("frank", "frank-pw");
+    let second = console.post(&approve, &frank, &[("csrf", &console.csrf(&frank))]);
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert!(second.body.contains("Approved"), "{}", second.body);
+    let allowed = console.ask(pay(50_000, "q1"));
+    assert_eq!(
+        (allowed["decision"].as_str(), allowed["reason_code"].as_str()),
+        (Some("allow"), Some("approved"))
+    );
+    let records: Vec<Value> = console.audit().into_iter().filter(|r| r["kind"] == "approval").collect();
+    let by: Vec<&str> = records.iter().map(|r| r["by"].as_str().unwrap_or("")).collect();
+    assert_eq!(by, ["alice (console)", "frank (console)"]);
+    assert!(records.iter().all(|r| r["quorum"] == 2), "{records:?}");
 }

@@ -326,3 +326,30 @@ fn a_variable_a_server_now_receives_widens() {
         ]
     );
 }
+
+#[test]
+fn fewer_approvals_needed_widens_and_more_narrows() {
+    let gate = |n: u32| {
+        format!(
+            "approvers:\n  finance: {{groups: [finance]}}\nagentPolicies:\n  bot:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n        approvals: {n}\n"
+        )
+    };
+    let (old, new) = (gate(2), gate(1));
+    let dir = scratch(&[("old.yaml", &old), ("new.yaml", &new)]);
+    let output = toolgate(dir.path())
+        .args(["diff", "--format", "json", "old.yaml", "new.yaml"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        lines(&serde_json::from_slice(&output.stdout).expect("JSON")),
+        ["widened pay: approvals needed 2 → 1"]
+    );
+    let output = toolgate(dir.path())
+        .args(["diff", "--format", "json", "new.yaml", "old.yaml"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        lines(&serde_json::from_slice(&output.stdout).expect("JSON")),
+        ["narrowed pay: approvals needed 1 → 2"]
+    );
+}

@@ -73,12 +73,12 @@ fn the_approvals_log_survives_a_torn_line_and_stays_compact() {
     let ttl = Duration::from_secs(600);
     let (used, granted, pending) = {
         let ledger = Ledger::persistent(&file, ttl, Arc::new(toolgate::state::SystemClock)).unwrap();
-        let used = ledger.open(call("a"), Shown::default()).unwrap().id;
+        let used = ledger.open(call("a"), Shown::default(), 1).unwrap().id;
         ledger.decide(&used, None, "ann", true).unwrap();
         ledger.redeem(&used, &call("a")).unwrap();
-        let granted = ledger.open(call("b"), Shown::default()).unwrap().id;
+        let granted = ledger.open(call("b"), Shown::default(), 1).unwrap().id;
         ledger.decide(&granted, None, "ann", true).unwrap();
-        let pending = ledger.open(call("c"), Shown::default()).unwrap().id;
+        let pending = ledger.open(call("c"), Shown::default(), 1).unwrap().id;
         (used, granted, pending)
     };
     // A crash in the middle of appending a line.
@@ -92,7 +92,7 @@ fn the_approvals_log_survives_a_torn_line_and_stays_compact() {
     let mut sessions = Vec::new();
     for n in 0..10_000 {
         let session: &'static str = Box::leak(format!("s{}", n % 16).into_boxed_str());
-        let id = ledger.open(call(session), Shown::default()).unwrap().id;
+        let id = ledger.open(call(session), Shown::default(), 1).unwrap().id;
         ledger.decide(&id, None, "ann", true).unwrap();
         ledger.redeem(&id, &call(session)).unwrap();
         sessions.push(id);

@@ -342,6 +342,8 @@ struct Allowed {
     /// Gate trigger (`always`, or the condition's canonical form) → how
     /// it reads and its approver.
     gates: BTreeMap<String, (String, Option<String>)>,
+    /// The most distinct approvals any of its gates needs (`approvals`).
+    quorum: u32,
     /// `maxAmount` ceilings by argument.
     ceilings: BTreeMap<String, f64>,
     /// Caps by kind (`maxPerSession`, `rateLimit per 60s`): the tightest.
@@ -430,6 +432,7 @@ fn summarise(table: &DecisionTable, agent: &AgentTable, tool: &str, hints: Optio
         };
         if let Some((key, text)) = trigger {
             allowed.gates.insert(key, (text, gate.approver.clone()));
+            allowed.quorum = allowed.quorum.max(gate.approvals);
         }
         if let Some(ceiling) = &gate.ceiling {
             allowed.ceilings.insert(ceiling.field.clone(), ceiling.max);
@@ -476,6 +479,10 @@ fn compare_allowed(old: &Allowed, new: &Allowed) -> Vec<(Direction, String)> {
             ));
         }
         _ => {}
+    }
+    if !old.gates.is_empty() && !new.gates.is_empty() && old.quorum != new.quorum {
+        let direction = if new.quorum < old.quorum { Widened } else { Narrowed };
+        out.push((direction, format!("approvals needed {} → {}", old.quorum, new.quorum)));
     }
     for field in old.ceilings.keys().chain(new.ceilings.keys()).collect::<BTreeSet<_>>() {
         upper(

@@ -373,6 +373,7 @@ fn gate(
             trigger: GateTrigger::Rego(rule),
             approver: decl.approver.as_ref().map(|a| a.value.clone()),
             description: decl.description.as_ref().map(|d| d.value.clone()),
+            approvals: quorum(decl, diagnostics)?,
             ceiling: decl.max_amount.as_ref().map(|max| AmountCeiling {
                 max: max.value,
                 field: decl.amount_field.as_ref().map_or_else(|| String::from("amount"), |f| f.value.clone()),
@@ -433,8 +434,44 @@ fn gate(
         trigger,
         approver: decl.approver.as_ref().map(|a| a.value.clone()),
         description: decl.description.as_ref().map(|d| d.value.clone()),
+        approvals: quorum(decl, diagnostics)?,
         ceiling,
     })
+}
+
+/// The most distinct approvals a gate may ask for.
+const MAX_QUORUM: u64 = 10;
+
+/// A gate's `approvals`: 1 unless it asks for more, at most
+/// [`MAX_QUORUM`]; the agent's own user is one person.
+fn quorum(decl: &GateDecl, diagnostics: &mut Diagnostics) -> Option<u32> {
+    let Some(approvals) = &decl.approvals else { return Some(1) };
+    let problem = match approvals.value {
+        0 => Some(String::from("`approvals` is at least 1")),
+        n if n > MAX_QUORUM => Some(format!("`approvals` is at most {MAX_QUORUM}")),
+        n if n > 1
+            && decl
+                .approver
+                .as_ref()
+                .is_some_and(|a| a.value == crate::compiler::approvers::USER_APPROVER) =>
+        {
+            Some(format!(
+                "`approver: user` is the agent's own user, one person: `approvals: {n}` cannot be met"
+            ))
+        }
+        _ => None,
+    };
+    match problem {
+        Some(message) => {
+            diagnostics.push(
+                Diagnostic::new(Code::InvalidValue, message, approvals.location).with_help(
+                    "`approvals: 2` asks two different members of the gate's approver to grant each call (four eyes)",
+                ),
+            );
+            None
+        }
+        None => u32::try_from(approvals.value).ok(),
+    }
 }
 
 fn condition(

@@ -47,7 +47,7 @@ const CONSTRAINT_OUTPUT_KEYS: &[&str] =
     &["maxBytes", "maxTokens", "onOversize", "secrets", "personalData", "injection", "rules"];
 const OUTPUT_PATTERN_KEYS: &[&str] = &["regex", "action", "keywords", "description"];
 const GATE_KEYS: &[&str] =
-    &["required", "when", "rego", "approver", "maxAmount", "amountField", "description"];
+    &["required", "when", "rego", "approver", "approvals", "maxAmount", "amountField", "description"];
 const SESSION_KEYS: &[&str] = &["maxToolCalls", "maxCost", "maxConsecutiveErrors"];
 const PARAM_KEYS: &[&str] = &[
     "type",
@@ -399,6 +399,7 @@ fn decode_gate(decoder: &mut Decoder<'_>, tool: Spanned<String>, node: &Node) ->
         max_amount: fields.get("maxAmount").and_then(|n| decoder.number(n, "`maxAmount`")),
         amount_field: fields.get("amountField").and_then(|n| decoder.string(n, "`amountField`")),
         rego: fields.get("rego").and_then(|n| decoder.string(n, "`rego`")),
+        approvals: fields.get("approvals").and_then(|n| decoder.count(n, "`approvals`")),
         tool,
     })
 }
