@@ -12,5 +12,5 @@ pub mod writer;
 pub use chain::Sealer;
 pub use key::{AuditKey, KeyError};
 pub use sink::{AuditSink, Sync};
-pub use verify::{Break, BreakAt, Verifier};
+pub use verify::{Break, BreakAt, TrailError, Verified, Verifier, verify_trail};
 pub use writer::{AuditWriter, rotated_name, trail_files};

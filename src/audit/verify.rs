@@ -174,3 +174,110 @@ impl Verifier {
         Ok(())
     }
 }
+
+/// A whole trail checked from its first record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// Records verified.
+    pub records: u64,
+    /// Files read (rotated ones, then the trail itself).
+    pub files: usize,
+    /// The hash of the last record verified.
+    pub head: String,
+}
+
+/// Why a trail could not be verified.
+#[derive(Debug)]
+pub enum TrailError {
+    /// A file of it cannot be read.
+    Unreadable(std::path::PathBuf, std::io::Error),
+    /// The chain is broken.
+    Broken(BreakAt),
+}
+
+impl std::fmt::Display for TrailError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrailError::Unreadable(path, error) => write!(f, "cannot read `{}`: {error}", path.display()),
+            TrailError::Broken(at) => write!(f, "{}:{}: {}", at.file, at.line, at.why),
+        }
+    }
+}
+
+/// Verifies the trail at `path` from its first record: its rotated files,
+/// oldest first, then the file itself. A `live` trail (one a server is
+/// writing) is read up to its last complete line, as it stood when the
+/// check began: the batch being written is not part of it yet.
+pub fn verify_trail(path: &std::path::Path, keys: Vec<AuditKey>, live: bool) -> Result<Verified, TrailError> {
+    use std::io::{BufReader, Read};
+    let unreadable = |path: &std::path::Path, error| TrailError::Unreadable(path.to_path_buf(), error);
+    let files = match super::writer::trail_files(path).map_err(|e| unreadable(path, e))? {
+        found if found.is_empty() => vec![path.to_path_buf()],
+        found => found,
+    };
+    let mut verifier = Verifier::from_genesis(keys);
+    for file_path in &files {
+        let mut file = std::fs::File::open(file_path).map_err(|e| unreadable(file_path, e))?;
+        let length = match live {
+            true => complete_lines(&mut file).map_err(|e| unreadable(file_path, e))?,
+            false => u64::MAX,
+        };
+        let reader = BufReader::new(Read::take(file, length));
+        verifier.verify_file(&file_path.display().to_string(), reader).map_err(TrailError::Broken)?;
+    }
+    Ok(Verified { records: verifier.records, files: files.len(), head: verifier.head().to_owned() })
+}
+
+/// The length of `file` up to and including its last newline (0 if none);
+/// leaves the file at its start.
+fn complete_lines(file: &mut std::fs::File) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut end = file.metadata()?.len();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let size = usize::try_from(end - start).unwrap_or(chunk.len());
+        let Some(window) = chunk.get_mut(..size) else { break };
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(window)?;
+        if let Some(at) = window.iter().rposition(|b| *b == b'\n') {
+            file.seek(SeekFrom::Start(0))?;
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod trail_tests {
+    use super::*;
+
+    #[test]
+    fn a_live_trail_is_verified_up_to_its_last_complete_line() {
+        let dir = std::env::temp_dir().join(format!("toolgate-verify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("audit.log");
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut writer =
+                super::super::AuditWriter::open(&path, None, super::super::Sealer::Plain).expect("opens");
+            for i in 0..3 {
+                let mut record = serde_json::Map::new();
+                record.insert(String::from("kind"), serde_json::json!(format!("r{i}")));
+                writer.append(record).expect("appends");
+            }
+            writer.flush().expect("flushes");
+        }
+        let whole = verify_trail(&path, Vec::new(), false).expect("verifies");
+        assert_eq!((whole.records, whole.files), (3, 1));
+        // A batch half written: a live check stops before it, an offline one reports it.
+        let mut text = std::fs::read(&path).expect("reads");
+        text.extend_from_slice(br#"{"seq":4,"prev":"#);
+        std::fs::write(&path, &text).expect("writes");
+        assert_eq!(verify_trail(&path, Vec::new(), true).expect("verifies").head, whole.head);
+        assert!(matches!(verify_trail(&path, Vec::new(), false), Err(TrailError::Broken(_))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -3,7 +3,7 @@
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use toolgate::audit::{AuditKey, AuditWriter, Sealer, Verifier, trail_files};
+use toolgate::audit::{AuditKey, AuditWriter, Sealer, Verifier};
 use toolgate::state::{Clock, SystemClock};
 
 use super::{Exit, output};
@@ -27,22 +27,25 @@ pub fn verify(files: &[PathBuf], partial: bool, head: Option<&str>, keys: &[Path
         Ok(keys) => keys,
         Err(exit) => return exit,
     };
+    let keyed = !keys.is_empty();
+    let kind = if keyed { "keyed" } else { "unkeyed" };
     // One path names a whole trail: its rotated files, oldest first, then
     // itself (unless the check is partial: then it names one file).
-    let files = match files {
-        [single] if !partial => match trail_files(single) {
-            Ok(found) if !found.is_empty() => found,
-            Ok(_) => vec![single.clone()],
-            Err(error) => {
-                output::error(&format!("cannot read `{}`: {error}", single.display()));
-                return Exit::Usage;
+    if let ([single], false) = (files, partial) {
+        return match toolgate::audit::verify_trail(single, keys, false) {
+            Ok(verified) => report(head, &verified.head, verified.records, kind, verified.files),
+            Err(error @ toolgate::audit::TrailError::Unreadable(..)) => {
+                output::error(&error.to_string());
+                Exit::Usage
             }
-        },
-        many => many.to_vec(),
-    };
-    let keyed = !keys.is_empty();
+            Err(error) => {
+                output::error(&error.to_string());
+                Exit::Invalid
+            }
+        };
+    }
     let mut verifier = if partial { Verifier::partial(keys) } else { Verifier::from_genesis(keys) };
-    for path in &files {
+    for path in files {
         let file = match std::fs::File::open(path) {
             Ok(file) => file,
             Err(error) => {
@@ -55,22 +58,19 @@ pub fn verify(files: &[PathBuf], partial: bool, head: Option<&str>, keys: &[Path
             return Exit::Invalid;
         }
     }
-    if let Some(expected) = head.filter(|h| *h != verifier.head()) {
+    report(head, verifier.head(), verifier.records, kind, files.len())
+}
+
+/// The end of `audit verify`: the trail must end at `expected` if given.
+fn report(expected: Option<&str>, head: &str, records: u64, kind: &str, files: usize) -> Exit {
+    if let Some(expected) = expected.filter(|h| *h != head) {
         output::error(&format!(
-            "trail ends at {}, expected {expected}: records were removed from its end",
-            verifier.head()
+            "trail ends at {head}, expected {expected}: records were removed from its end"
         ));
         return Exit::Invalid;
     }
-    let _ = writeln!(
-        std::io::stdout(),
-        "ok: {} {} records in {} file{}, head {}",
-        verifier.records,
-        if keyed { "keyed" } else { "unkeyed" },
-        files.len(),
-        if files.len() == 1 { "" } else { "s" },
-        verifier.head()
-    );
+    let plural = if files == 1 { "" } else { "s" };
+    let _ = writeln!(std::io::stdout(), "ok: {records} {kind} records in {files} file{plural}, head {head}");
     Exit::Ok
 }
 

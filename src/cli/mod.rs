@@ -409,6 +409,11 @@ struct ServeArgs {
     /// Serve the console over TLS with this PEM certificate chain (the server's first).
     #[arg(long, requires_all = ["console", "console_tls_key"])]
     console_tls_cert: Option<PathBuf>,
+    /// A `Host` the console answers besides its own address, as a reverse proxy in front of
+    /// a loopback console forwards it (e.g. `toolgate.example.com`); repeatable. Others are
+    /// refused (421), against DNS rebinding.
+    #[arg(long = "console-host", requires = "console")]
+    console_hosts: Vec<String>,
     /// The PEM private key of `--console-tls-cert`.
     #[arg(long, requires = "console_tls_cert")]
     console_tls_key: Option<PathBuf>,
@@ -711,6 +716,7 @@ fn serve_command(args: ServeArgs) -> Exit {
         }),
         console: args.console.zip(args.console_accounts),
         console_tls: args.console_tls_cert.zip(args.console_tls_key),
+        console_hosts: args.console_hosts,
         metrics: args.metrics,
         notify: args.notify,
         log_format: args.log_format,

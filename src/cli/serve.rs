@@ -38,6 +38,8 @@ pub struct ServeArgs {
     pub console: Option<(std::net::SocketAddr, PathBuf)>,
     /// The console's TLS certificate chain and key.
     pub console_tls: Option<(PathBuf, PathBuf)>,
+    /// `Host` values the console answers besides its own.
+    pub console_hosts: Vec<String>,
     /// The metrics endpoint's address.
     pub metrics: Option<std::net::SocketAddr>,
     /// The approval notifications' settings file.
@@ -71,7 +73,18 @@ impl Http {
                     toolgate::console::accounts::AccountBook::open(accounts).map_err(|e| e.to_string())?;
                 let listener = std::net::TcpListener::bind(address)
                     .map_err(|e| format!("cannot listen on {address} for the console: {e}"))?;
-                Some((listener, toolgate::console::ConsoleConfig { accounts, tls }))
+                let hosts = args.console_hosts.clone();
+                let trail = match &args.audit {
+                    Some(audit) => Some(toolgate::console::Trail {
+                        path: audit.path.clone(),
+                        keys: match &audit.key {
+                            Some(key) => vec![AuditKey::load(key).map_err(|e| e.to_string())?],
+                            None => Vec::new(),
+                        },
+                    }),
+                    None => None,
+                };
+                Some((listener, toolgate::console::ConsoleConfig { accounts, tls, hosts, trail }))
             }
             None => None,
         };

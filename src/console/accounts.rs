@@ -120,10 +120,9 @@ impl Accounts {
         let file: File = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
         let mut by_name = BTreeMap::new();
         for (name, entry) in file.accounts {
-            if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c.is_whitespace())
-            {
+            if !possible_name(&name) {
                 return Err(format!(
-                    "`{}`: an account name is 1 to 64 characters, no spaces",
+                    "`{}`: an account name is 1 to 64 bytes, no spaces",
                     name.escape_debug()
                 ));
             }
@@ -160,6 +159,12 @@ impl Accounts {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
+}
+
+/// Whether `name` can be an account's: 1 to 64 bytes, without spaces or
+/// control characters.
+pub fn possible_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && !name.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
 /// Whether `password` is the one `account` was given. Costs an Argon2

@@ -88,7 +88,8 @@ fn facts(console: &Shared, approval: &Approval, now: u64) -> String {
 }
 
 fn arguments(approval: &Approval) -> String {
-    let args = serde_json::to_string_pretty(&approval.shown.args).unwrap_or_default();
+    let args =
+        html::reveal_invisible(&serde_json::to_string_pretty(&approval.shown.args).unwrap_or_default());
     format!(
         "<h3 id=\"args-{id}\">Arguments</h3><pre class=\"args\" aria-labelledby=\"args-{id}\">{}</pre>",
         html::escape(&args),
@@ -126,18 +127,31 @@ pub(super) async fn list(State(console): State<Shared>, headers: HeaderMap) -> A
 
 /// `GET /approvals/{id}`: only an approval the account may decide (any
 /// other is "not found", whether or not it exists).
+/// Whether `id` can be an approval id (`apr_` and 32 hex digits): any
+/// other is "not found" at once, never looked up or recorded.
+fn possible_id(id: &str) -> bool {
+    id.strip_prefix("apr_").is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn not_found() -> Refusal {
+    Refusal::new(
+        StatusCode::NOT_FOUND,
+        "No approval with this id is waiting for you: it may have been decided, or expired.",
+    )
+}
+
 pub(super) async fn detail(
     State(console): State<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Answer {
     let signed_in = console.viewer(&headers)?;
+    if !possible_id(&id) {
+        return Err(not_found());
+    }
     let (approvals, now) = visible(&console, &signed_in).await?;
     let Some(approval) = approvals.iter().find(|a| a.id == id) else {
-        return Err(Refusal::new(
-            StatusCode::NOT_FOUND,
-            "No approval with this id is waiting for you: it may have been decided, or expired.",
-        ));
+        return Err(not_found());
     };
     let csrf = html::escape(&signed_in.session.csrf);
     let action = html::url_encode(&approval.id);
@@ -181,6 +195,9 @@ pub(super) async fn reject(
 
 async fn decide(console: Shared, headers: HeaderMap, id: String, form: Decision, grant: bool) -> Answer {
     let signed_in = console.changer(&headers, &form.csrf)?;
+    if !possible_id(&id) {
+        return Err(not_found());
+    }
     if form.comment.len() > MAX_COMMENT {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,

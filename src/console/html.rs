@@ -36,6 +36,28 @@ pub fn url_encode(text: &str) -> String {
     out
 }
 
+/// `text` with the characters that change how text around them looks or
+/// reads without being seen — bidirectional controls, zero-width
+/// characters, soft hyphens, tag characters — shown as `\u{…}` escapes, so
+/// that an approver sees `"\u{202e}10000"`, never an amount that renders
+/// backwards.
+pub fn reveal_invisible(text: &str) -> String {
+    let invisible = |c: char| {
+        matches!(c,
+            '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{e0000}'..='\u{e007f}')
+    };
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if invisible(c) {
+            let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Who is signed in, as the page header shows it.
 pub struct Viewer<'a> {
     /// The account name.
@@ -114,5 +136,6 @@ mod tests {
         assert_eq!(span(59), "59 s");
         assert_eq!(span(180), "3 min");
         assert_eq!(span(7500), "2 h 5 min");
+        assert_eq!(reveal_invisible("\"\u{202e}10000\" a\u{200b}b"), "\"\\u{202e}10000\" a\\u{200b}b");
     }
 }

@@ -24,6 +24,9 @@ use prometheus_client::registry::Registry;
 use crate::service::Service;
 use crate::service::metrics::BUCKETS;
 
+/// The most scrapers connected at once.
+pub const MAX_CONNECTIONS: usize = 16;
+
 /// The content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -253,6 +256,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/metrics", get(scrape))
         .fallback(|| async { (StatusCode::NOT_FOUND, "only /metrics is served here\n") })
         .layer(axum::extract::DefaultBodyLimit::max(1024))
+        .layer(axum::middleware::from_fn(|request, next| super::http::request_timeout(&[], request, next)))
         .with_state(service)
 }
 
@@ -262,5 +266,6 @@ pub async fn serve(
     service: Arc<Service>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service)).with_graceful_shutdown(shutdown).await
+    let app = super::http::guarded(router(service), listener.local_addr()?, &[]);
+    super::http::serve(listener, app, MAX_CONNECTIONS, shutdown).await
 }

@@ -19,6 +19,7 @@
 pub mod accounts;
 mod approvals;
 mod html;
+pub mod http;
 pub mod metrics;
 pub mod notify;
 mod operations;
@@ -26,7 +27,6 @@ pub mod sessions;
 mod signin;
 pub mod tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -46,9 +46,18 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The session cookie's name.
 const COOKIE: &str = "toolgate_session";
+/// Its name over TLS: a `__Host-` cookie is set only by this host, over
+/// HTTPS, for the whole site, so a sibling domain cannot plant one.
+const TLS_COOKIE: &str = "__Host-toolgate_session";
 
 /// How many password checks run at once (each costs an Argon2 hash).
 const HASHING_AT_ONCE: usize = 2;
+
+/// The most console connections at once (each holds a descriptor).
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// The most live tails streaming at once.
+const MAX_TAILS: usize = 32;
 
 /// The console's settings.
 pub struct ConsoleConfig {
@@ -56,6 +65,26 @@ pub struct ConsoleConfig {
     pub accounts: AccountBook,
     /// TLS, if the console is served over it (cookies are then `Secure`).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `Host` values answered besides the listener's own loopback names
+    /// (the names a reverse proxy forwards).
+    pub hosts: Vec<String>,
+    /// The audit trail operators may have verified, with its keys.
+    pub trail: Option<Trail>,
+}
+
+/// An audit trail and the keys its chain is sealed with.
+#[derive(Clone)]
+pub struct Trail {
+    /// Its path.
+    pub path: std::path::PathBuf,
+    /// Its keys (none for a plain chain).
+    pub keys: Vec<crate::audit::AuditKey>,
+}
+
+impl std::fmt::Debug for Trail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trail").field("path", &self.path).field("keys", &self.keys.len()).finish()
+    }
 }
 
 impl std::fmt::Debug for ConsoleConfig {
@@ -63,6 +92,8 @@ impl std::fmt::Debug for ConsoleConfig {
         f.debug_struct("ConsoleConfig")
             .field("accounts", &self.accounts)
             .field("tls", &self.tls.is_some())
+            .field("hosts", &self.hosts)
+            .field("trail", &self.trail.as_ref().map(|t| &t.path))
             .finish()
     }
 }
@@ -73,22 +104,34 @@ struct Console {
     service: Arc<Service>,
     accounts: AccountBook,
     sessions: Sessions,
-    throttle: Throttle,
+    /// Failed sign-ins by name: refused while they must wait.
+    names: Throttle,
+    /// Failed sign-ins by address: slowed down while they must wait.
+    addresses: Throttle,
     hashing: tokio::sync::Semaphore,
+    /// Live tails streaming now.
+    tails: Arc<tokio::sync::Semaphore>,
     tls: bool,
+    /// The trail to verify, and what its last verification found.
+    trail: Option<Trail>,
+    verified: std::sync::Mutex<Option<String>>,
 }
 
 type Shared = Arc<Console>;
 
 /// The console's routes over `service`.
-pub fn router(service: Arc<Service>, accounts: AccountBook, tls: bool) -> Router {
+pub fn router(service: Arc<Service>, accounts: AccountBook, tls: bool, trail: Option<Trail>) -> Router {
     let console = Arc::new(Console {
         service,
         accounts,
         sessions: Sessions::default(),
-        throttle: Throttle::default(),
+        names: Throttle::new(sessions::FREE_FAILURES),
+        addresses: Throttle::new(sessions::FREE_ADDRESS_FAILURES),
         hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
+        tails: Arc::new(tokio::sync::Semaphore::new(MAX_TAILS)),
         tls,
+        trail,
+        verified: std::sync::Mutex::new(None),
     });
     Router::new()
         .route("/", get(|| async { Redirect::to("/approvals") }))
@@ -101,11 +144,13 @@ pub fn router(service: Arc<Service>, accounts: AccountBook, tls: bool) -> Router
         .route("/operations", get(operations::page))
         .route("/kill", post(operations::kill))
         .route("/revive", post(operations::revive))
+        .route("/audit/verify", post(operations::verify))
         .route("/events", get(operations::events))
         .route("/assets/console.css", get(|| async { asset("text/css", include_str!("assets/console.css")) }))
         .route("/assets/tail.js", get(|| async { asset("text/javascript", include_str!("assets/tail.js")) }))
         .fallback(|| async { error_page(StatusCode::NOT_FOUND, "There is no such page.") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(|request, next| http::request_timeout(&["/events"], request, next)))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
 }
@@ -117,15 +162,14 @@ pub async fn serve(
     config: ConsoleConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let app = router(service, config.accounts, config.tls.is_some())
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(service, config.accounts, config.tls.is_some(), config.trail);
+    let app = http::guarded(app, listener.local_addr()?, &config.hosts);
     match config.tls {
         Some(acceptor) => {
-            let listener = tls::TlsListener::new(listener, acceptor)?.tap_io(|_| {});
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+            let listener = tls::TlsListener::new(listener, acceptor)?;
+            http::serve(listener, app, MAX_CONNECTIONS, shutdown).await
         }
-        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        None => http::serve(listener, app, MAX_CONNECTIONS, shutdown).await,
     }
 }
 
@@ -208,21 +252,31 @@ impl SignedIn {
     }
 }
 
-/// The session cookie's token, if the request carries one.
-fn session_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|cookies| cookies.split(';'))
-        .find_map(|cookie| cookie.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-}
-
 impl Console {
     /// Who is signed in: a live session of an account that still exists
     /// as it was when it signed in.
     fn signed_in(&self, headers: &HeaderMap) -> Option<SignedIn> {
-        let token = session_token(headers)?;
+        self.signed_in_with(self.session_token(headers)?)
+    }
+
+    /// The session cookie's name.
+    fn cookie_name(&self) -> &'static str {
+        if self.tls { TLS_COOKIE } else { COOKIE }
+    }
+
+    /// The session cookie's token, if the request carries one.
+    fn session_token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let name = self.cookie_name();
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|cookies| cookies.split(';'))
+            .find_map(|cookie| cookie.trim().strip_prefix(name)?.strip_prefix('='))
+    }
+
+    /// Who is signed in with the session `token`, as [`Console::signed_in`].
+    fn signed_in_with(&self, token: &str) -> Option<SignedIn> {
         let session = self.sessions.find(token)?;
         let accounts = self.accounts.current();
         match accounts.get(&session.account) {
@@ -265,10 +319,11 @@ impl Console {
         let secure = if self.tls { "; Secure" } else { "" };
         match token {
             Some(token) => format!(
-                "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+                "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+                self.cookie_name(),
                 sessions::LIFETIME.as_secs()
             ),
-            None => format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}"),
+            None => format!("{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}", self.cookie_name()),
         }
     }
 

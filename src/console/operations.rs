@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Form, Query, State};
@@ -19,6 +20,12 @@ use serde_json::Value;
 use super::{Answer, Refusal, Shared, SignedIn, html, refusal};
 use crate::protocol::{Op, Reply};
 use crate::state::kill::{Kill, KillScope};
+
+/// A form that carries only its CSRF token.
+#[derive(Deserialize)]
+pub(super) struct CsrfOnly {
+    csrf: String,
+}
 
 /// The kill form.
 #[derive(Deserialize)]
@@ -161,7 +168,7 @@ fn condition(status: &Value, at: &str) -> String {
     }
 }
 
-fn status_section(console: &Shared) -> String {
+fn status_section(console: &Shared, csrf: &str) -> String {
     let status = console.service.status();
     let files = console.service.policy_paths().iter().map(|p| html::escape(&p.display().to_string()));
     let files: Vec<String> = files.map(|f| format!("<code>{f}</code>")).collect();
@@ -173,8 +180,17 @@ fn status_section(console: &Shared) -> String {
         _ => String::from("none"),
     };
     let audit = if status.get("audit").is_some_and(|a| !a.is_null()) {
+        let verified = console.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let verify = match &console.trail {
+            Some(_) => format!(
+                r#"<dt>Chain</dt><dd>{} <form method="post" action="/audit/verify" class="inline"><input type="hidden" name="csrf" value="{}"><button type="submit">Verify the trail</button></form></dd>"#,
+                html::escape(verified.as_deref().unwrap_or("not verified since the server started")),
+                html::escape(csrf),
+            ),
+            None => String::new(),
+        };
         format!(
-            "<dt>Audit trail</dt><dd>{}</dd><dt>Records</dt><dd>{}</dd><dt>Head</dt><dd><code>{}</code></dd>",
+            "<dt>Audit trail</dt><dd>{}</dd><dt>Records</dt><dd>{}</dd><dt>Head</dt><dd><code>{}</code></dd>{verify}",
             condition(&status, "/audit"),
             html::escape(&text(&status, "/audit/seq")),
             html::escape(&text(&status, "/audit/head")),
@@ -248,7 +264,7 @@ pub(super) async fn page(
     let body = format!(
         "{}{}{}",
         kills_section(&signed_in.session.csrf, &kills),
-        status_section(&console),
+        status_section(&console, &signed_in.session.csrf),
         tail_section(&filter)
     );
     Ok(Html(html::page("Operations", Some(&signed_in.viewer()), &body)).into_response())
@@ -305,37 +321,115 @@ fn html_free(scope: &KillScope) -> String {
     }
 }
 
+/// `POST /audit/verify`: verifies the audit trail's chain from its first
+/// record (rotated files, then the live file up to its last complete
+/// line), with the server's keys, off the async threads; the result is
+/// shown, kept for the Operations page, and recorded.
+pub(super) async fn verify(
+    State(console): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Answer {
+    let signed_in = console.changer(&headers, &form.csrf)?;
+    if !signed_in.account.operator {
+        return Err(Refusal::new(StatusCode::FORBIDDEN, "Verifying the trail is for operators."));
+    }
+    let Some(trail) = console.trail.clone() else {
+        return Err(Refusal::new(StatusCode::NOT_FOUND, "This server keeps no audit trail."));
+    };
+    let time = console.service.state().clock.rfc3339_seconds();
+    let checked =
+        tokio::task::spawn_blocking(move || crate::audit::verify_trail(&trail.path, trail.keys, true)).await;
+    let (ok, text) = match checked {
+        Ok(Ok(verified)) => (
+            true,
+            format!(
+                "intact at {time}: {} records in {} file{}, the last {}",
+                verified.records,
+                verified.files,
+                if verified.files == 1 { "" } else { "s" },
+                verified.head
+            ),
+        ),
+        Ok(Err(broken)) => (false, format!("BROKEN at {time}: {broken}")),
+        Err(error) => (false, format!("could not be verified at {time}: {error}")),
+    };
+    *console.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text.clone());
+    let by = signed_in.account.identity().to_string();
+    console
+        .service
+        .record_event("audit_verified", serde_json::json!({"by": by, "ok": ok, "result": text}))
+        .await;
+    if !ok {
+        tracing::error!(result = %text, "the audit trail failed verification");
+    }
+    let kind = if ok { "ok" } else { "error" };
+    let body = format!(
+        "{}<p><a href=\"/operations\">Back to operations</a></p>",
+        html::notice(kind, &format!("The audit trail is {text}."))
+    );
+    Ok(Html(html::page("Audit trail", Some(&signed_in.viewer()), &body)).into_response())
+}
+
+/// How often a live tail checks that its session is still live and still
+/// an operator's (signed out, expired, or the account changed: it ends).
+const TAIL_RECHECK: Duration = Duration::from_secs(5);
+
 /// `GET /events`: the live tail as server-sent events, one `decision`
 /// event per decision that passes the filter (JSON: time, agent,
 /// session, tool, outcome, reason_code, rule, decision_id); a `lagged`
-/// event says how many were missed by a reader too slow to keep up.
+/// event says how many were missed by a reader too slow to keep up. At
+/// most 32 stream at once; each ends within seconds of its session.
 pub(super) async fn events(
     State(console): State<Shared>,
     headers: HeaderMap,
     Query(filter): Query<TailFilter>,
 ) -> Answer {
     operator(&console, &headers)?;
+    let token = console.session_token(&headers).unwrap_or_default().to_owned();
+    let Ok(slot) = Arc::clone(&console.tails).try_acquire_owned() else {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many live tails are open; close one.",
+        ));
+    };
     let receiver = console.service.tail();
-    let stream = futures_util::stream::unfold((receiver, filter), |(mut receiver, filter)| async move {
-        loop {
-            let event = match receiver.recv().await {
-                Ok(decided) => {
-                    let shown = (filter.agent.is_empty() || filter.agent == decided.agent)
-                        && (filter.tool.is_empty() || filter.tool == decided.tool)
-                        && (filter.outcome.is_empty() || filter.outcome == decided.outcome);
-                    if !shown {
+    let recheck = tokio::time::interval_at(tokio::time::Instant::now() + TAIL_RECHECK, TAIL_RECHECK);
+    let state = (receiver, filter, console, token, slot, recheck);
+    let stream = futures_util::stream::unfold(
+        state,
+        |(mut receiver, filter, console, token, slot, mut recheck)| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let received = tokio::select! {
+                    _ = recheck.tick() => {
+                        let still = console.signed_in_with(&token).is_some_and(|s| s.account.operator);
+                        if !still {
+                            return None;
+                        }
                         continue;
                     }
-                    let data = serde_json::to_string(&*decided).unwrap_or_default();
-                    Event::default().event("decision").data(data)
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    Event::default().event("lagged").data(missed.to_string())
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            };
-            return Some((Ok::<_, Infallible>(event), (receiver, filter)));
-        }
-    });
+                    received = receiver.recv() => received,
+                };
+                let event = match received {
+                    Ok(decided) => {
+                        let shown = (filter.agent.is_empty() || filter.agent == decided.agent)
+                            && (filter.tool.is_empty() || filter.tool == decided.tool)
+                            && (filter.outcome.is_empty() || filter.outcome == decided.outcome);
+                        if !shown {
+                            continue;
+                        }
+                        let data = serde_json::to_string(&*decided).unwrap_or_default();
+                        Event::default().event("decision").data(data)
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        Event::default().event("lagged").data(missed.to_string())
+                    }
+                    Err(RecvError::Closed) => return None,
+                };
+                return Some((Ok::<_, Infallible>(event), (receiver, filter, console, token, slot, recheck)));
+            }
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }

@@ -16,11 +16,17 @@ use crate::hash::FastMap;
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
 /// A session this old has ended, used or not.
 pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// The most sessions at once; the oldest is ended to make room.
+/// The most sessions one account has at once; its oldest is ended to make room.
+pub const MAX_PER_ACCOUNT: usize = 16;
+/// The most sessions at once (the accounts file bounds how many accounts
+/// there are); the oldest is ended to make room.
 const MAX_SESSIONS: usize = 10_000;
 
-/// Failures in a row before a name or an address must wait.
+/// Failures in a row before a name must wait.
 pub const FREE_FAILURES: u32 = 5;
+/// Failures in a row before an address's sign-ins are slowed down (many
+/// people may share one address behind a proxy).
+pub const FREE_ADDRESS_FAILURES: u32 = 20;
 /// The longest wait after failures.
 const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
 /// The most names and addresses remembered by the throttle.
@@ -81,6 +87,18 @@ impl Sessions {
             last_seen: Mutex::new(now),
         });
         let mut sessions = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
+        // An account makes room among its own sessions: signing in many
+        // times ends nobody else's.
+        let own = |s: &Session| s.account == account;
+        if sessions.values().filter(|s| own(s)).count() >= MAX_PER_ACCOUNT {
+            sessions.retain(|_, s| !own(s) || s.live(now));
+        }
+        if sessions.values().filter(|s| own(s)).count() >= MAX_PER_ACCOUNT
+            && let Some(oldest) =
+                sessions.iter().filter(|(_, s)| own(s)).min_by_key(|(_, s)| s.started).map(|(k, _)| *k)
+        {
+            sessions.remove(&oldest);
+        }
         if sessions.len() >= MAX_SESSIONS {
             sessions.retain(|_, s| s.live(now));
         }
@@ -120,21 +138,47 @@ impl Session {
     }
 }
 
-/// Failed sign-ins by name and by address: after [`FREE_FAILURES`] in a
-/// row, each further attempt waits twice as long as the last (1 s, 2 s, …,
-/// at most 15 minutes) and is refused unchecked while it must wait.
-#[derive(Debug, Default)]
+/// Failed sign-ins by key (a name, or an address): after `free` in a row,
+/// each further one makes the key wait twice as long as the last (1 s,
+/// 2 s, …, at most 15 minutes).
+#[derive(Debug)]
 pub struct Throttle {
-    failures: Mutex<FastMap<String, (u32, Instant)>>,
+    free: u32,
+    failures: Mutex<FastMap<String, Failures>>,
+}
+
+#[derive(Debug)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    /// Whether a refusal in this wait was already reported.
+    reported: bool,
+}
+
+/// How long a key must still wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait {
+    /// The time left.
+    pub left: Duration,
+    /// Whether this is the first refusal of this wait (the one recorded;
+    /// the others are only counted).
+    pub first: bool,
 }
 
 impl Throttle {
+    /// A throttle that lets `free` failures in a row go unpunished.
+    pub fn new(free: u32) -> Throttle {
+        Throttle { free, failures: Mutex::default() }
+    }
+
     /// How long `key` must still wait before a sign-in is checked.
-    pub fn wait(&self, key: &str) -> Option<Duration> {
-        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let (count, last) = failures.get(key)?;
-        let lockout = lockout(*count)?;
-        lockout.checked_sub(last.elapsed())
+    pub fn wait(&self, key: &str) -> Option<Wait> {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = failures.get_mut(key)?;
+        let left = lockout(entry.count, self.free)?.checked_sub(entry.last.elapsed())?;
+        let first = !entry.reported;
+        entry.reported = true;
+        Some(Wait { left, first })
     }
 
     /// Counts a failure for `key`.
@@ -142,17 +186,22 @@ impl Throttle {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if failures.len() >= MAX_THROTTLED && !failures.contains_key(key) {
             // Forget those who would no longer wait, then the least suspect.
-            failures.retain(|_, (count, last)| lockout(*count).is_some_and(|l| last.elapsed() < l));
+            let free = self.free;
+            failures.retain(|_, f| lockout(f.count, free).is_some_and(|l| f.last.elapsed() < l));
             if failures.len() >= MAX_THROTTLED
-                && let Some(least) =
-                    failures.iter().min_by_key(|(_, (count, _))| *count).map(|(k, _)| k.clone())
+                && let Some(least) = failures.iter().min_by_key(|(_, f)| f.count).map(|(k, _)| k.clone())
             {
                 failures.remove(&least);
             }
         }
-        let entry = failures.entry(key.to_owned()).or_insert((0, Instant::now()));
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = Instant::now();
+        let entry = failures.entry(key.to_owned()).or_insert(Failures {
+            count: 0,
+            last: Instant::now(),
+            reported: false,
+        });
+        entry.count = entry.count.saturating_add(1);
+        entry.last = Instant::now();
+        entry.reported = false;
     }
 
     /// Forgets the failures of `key` (it signed in).
@@ -161,9 +210,9 @@ impl Throttle {
     }
 }
 
-/// The wait after `count` failures in a row, if any.
-fn lockout(count: u32) -> Option<Duration> {
-    let over = count.checked_sub(FREE_FAILURES)?;
+/// The wait after `count` failures in a row, `free` of them unpunished.
+fn lockout(count: u32, free: u32) -> Option<Duration> {
+    let over = count.checked_sub(free)?;
     let seconds = 1u64.checked_shl(over).unwrap_or(u64::MAX);
     Some(Duration::from_secs(seconds).min(MAX_LOCKOUT))
 }
@@ -184,19 +233,34 @@ mod tests {
     }
 
     #[test]
+    fn an_account_signing_in_again_and_again_ends_only_its_own_oldest_sessions() {
+        let sessions = Sessions::default();
+        let (olivia, _) = sessions.start("olivia", String::from("f")).expect("random");
+        let (first, _) = sessions.start("bob", String::from("f")).expect("random");
+        for _ in 0..MAX_PER_ACCOUNT {
+            sessions.start("bob", String::from("f")).expect("random");
+        }
+        assert!(sessions.find(&olivia).is_some(), "another account's session lives on");
+        assert!(sessions.find(&first).is_none(), "bob's oldest made room");
+    }
+
+    #[test]
     fn failures_past_the_free_ones_make_the_name_wait_longer_each_time() {
-        let throttle = Throttle::default();
+        let throttle = Throttle::new(FREE_FAILURES);
         for _ in 0..FREE_FAILURES {
             assert_eq!(throttle.wait("alice"), None);
             throttle.failed("alice");
         }
-        assert!(throttle.wait("alice").is_some_and(|w| w <= Duration::from_secs(1)));
+        let first = throttle.wait("alice").expect("waits");
+        assert!(first.first && first.left <= Duration::from_secs(1));
+        assert!(!throttle.wait("alice").expect("waits").first, "reported once per wait");
         throttle.failed("alice");
-        assert!(throttle.wait("alice").is_some_and(|w| w > Duration::from_secs(1)));
+        let second = throttle.wait("alice").expect("waits");
+        assert!(second.first && second.left > Duration::from_secs(1));
         assert_eq!(throttle.wait("bob"), None, "others are not affected");
         throttle.succeeded("alice");
         assert_eq!(throttle.wait("alice"), None);
-        assert_eq!(lockout(100), Some(MAX_LOCKOUT));
+        assert_eq!(lockout(100, FREE_FAILURES), Some(MAX_LOCKOUT));
     }
 
     #[test]

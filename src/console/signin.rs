@@ -12,7 +12,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::accounts::{self, MAX_PASSWORD_BYTES};
-use super::{Answer, Refusal, Shared, html, same_origin, session_token};
+use super::{Answer, Refusal, Shared, html, same_origin};
+
+/// The longest a sign-in from an address with many failures is delayed.
+const ADDRESS_DELAY: Duration = Duration::from_secs(5);
 
 /// How long a sign-in waits for a turn at password checking.
 const HASHING_WAIT: Duration = Duration::from_secs(5);
@@ -61,28 +64,46 @@ pub(super) async fn sign_in(
     same_origin(&headers)?;
     let service = &console.service;
     let from = peer.ip().to_string();
+    let count = || service.metrics().signins_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A name no account can have is refused unchecked and unrecorded: the
+    // trail and the log must not be a sink for whatever a stranger types.
+    if !accounts::possible_name(&name) {
+        count();
+        return Ok(form(StatusCode::UNAUTHORIZED, Some("Wrong name or password."), ""));
+    }
     let (name_key, address_key) = (format!("name:{name}"), format!("address:{from}"));
     let refuse = |why: &'static str| {
+        count();
         let service = std::sync::Arc::clone(service);
         let name = name.clone();
         let from = from.clone();
         async move {
-            service.metrics().signins_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(%name, %from, why, "console sign-in refused");
+            tracing::warn!(?name, %from, why, "console sign-in refused");
             service
                 .record_event("console_signin_refused", json!({"name": name, "from": from, "why": why}))
                 .await;
         }
     };
-    let wait = console.throttle.wait(&name_key).max(console.throttle.wait(&address_key));
-    if let Some(wait) = wait {
-        refuse("throttled").await;
-        let text = format!("Too many failed sign-ins: try again in {}.", html::span(wait.as_secs().max(1)));
+    // A name that must wait is refused unchecked; the first refusal of each
+    // wait is recorded, the others counted.
+    if let Some(wait) = console.names.wait(&name_key) {
+        if wait.first {
+            refuse("throttled").await;
+        } else {
+            count();
+        }
+        let seconds = wait.left.as_secs().max(1);
+        let text = format!("Too many failed sign-ins: try again in {}.", html::span(seconds));
         let mut response = form(StatusCode::TOO_MANY_REQUESTS, Some(&text), &name);
-        if let Ok(value) = wait.as_secs().max(1).to_string().parse() {
+        if let Ok(value) = seconds.to_string().parse() {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         return Ok(response);
+    }
+    // An address that must wait is slowed down, not refused: behind a
+    // proxy, everyone shares one address.
+    if let Some(wait) = console.addresses.wait(&address_key) {
+        tokio::time::sleep(wait.left.min(ADDRESS_DELAY)).await;
     }
     let accounts = console.accounts.current();
     let account = accounts.get(&name).cloned();
@@ -101,8 +122,8 @@ pub(super) async fn sign_in(
             .unwrap_or(false)
     };
     let Some(account) = account.filter(|_| verified) else {
-        console.throttle.failed(&name_key);
-        console.throttle.failed(&address_key);
+        console.names.failed(&name_key);
+        console.addresses.failed(&address_key);
         refuse("wrong name or password").await;
         return Ok(form(StatusCode::UNAUTHORIZED, Some("Wrong name or password."), &name));
     };
@@ -112,15 +133,15 @@ pub(super) async fn sign_in(
     {
         return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, error.message));
     }
-    console.throttle.succeeded(&name_key);
-    console.throttle.succeeded(&address_key);
+    console.names.succeeded(&name_key);
+    console.addresses.succeeded(&address_key);
     let Ok((token, _)) = console.sessions.start(&account.name, account.fingerprint()) else {
         return Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "No session can be made: the random source failed.",
         ));
     };
-    tracing::info!(account = %account.name, %from, "console sign-in");
+    tracing::info!(account = ?account.name, %from, "console sign-in");
     let mut response = Redirect::to("/approvals").into_response();
     if let Ok(cookie) = console.cookie(Some(&token)).parse() {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -135,7 +156,7 @@ pub(super) async fn sign_out(
     Form(Csrf { csrf }): Form<Csrf>,
 ) -> Answer {
     let signed_in = console.changer(&headers, &csrf)?;
-    if let Some(token) = session_token(&headers) {
+    if let Some(token) = console.session_token(&headers) {
         console.sessions.end(token);
     }
     let by = signed_in.account.identity().to_string();

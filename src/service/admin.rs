@@ -174,6 +174,7 @@ impl Service {
         role: &Role,
     ) -> Result<Reply<'static>, WireError> {
         let named = decider.named;
+        let _deciding = self.deciding.lock().await;
         let Role::Admin(peer) = role else {
             return Err(forbidden(String::from("approvals are decided on the admin socket")));
         };
@@ -265,6 +266,7 @@ impl Service {
     pub(super) async fn confirm(&self, id: &str, accept: bool) -> Result<Reply<'static>, WireError> {
         use crate::compiler::approvers::USER_APPROVER;
         let by = "the agent's user, through the MCP client";
+        let _deciding = self.deciding.lock().await;
         let approval = self.state.approvals.get(id).filter(|a| a.approver.as_deref() == Some(USER_APPROVER));
         let Some(approval) = approval else {
             let message = format!("no approval `{id}` for the approver `{USER_APPROVER}`");

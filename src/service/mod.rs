@@ -246,6 +246,10 @@ pub struct Service {
     ids: decision_ids::DecisionIds,
     reloads: Mutex<reload::ReloadStatus>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Held while an approval is decided, from the check that it is
+    /// pending to the change: racing decisions are taken one at a time, so
+    /// only the one that takes effect is recorded as the decision.
+    deciding: tokio::sync::Mutex<()>,
     started: Instant,
     /// Every decision, for the subscribers of the live tail (none: no cost
     /// but an atomic load).
@@ -277,6 +281,7 @@ impl Service {
             ids: decision_ids::DecisionIds::default(),
             reloads: Mutex::new(reload::ReloadStatus::new(loaded_at)),
             reload_lock: tokio::sync::Mutex::new(()),
+            deciding: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             tail: tokio::sync::broadcast::Sender::new(TAIL_CAPACITY),
             announcements: tokio::sync::broadcast::Sender::new(ANNOUNCE_CAPACITY),

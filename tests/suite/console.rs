@@ -164,7 +164,10 @@ impl Answer {
 pub(crate) fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -333,24 +336,41 @@ fn requests_without_a_session_a_csrf_token_or_from_another_origin_change_nothing
 #[test]
 fn failed_sign_ins_are_refused_throttled_and_recorded() {
     let console = Console::start(POLICY, &[]);
+    let attempt = |name: &str, password: &str| {
+        http(console.port, "POST", "/login", &[], &form(&[("name", name), ("password", password)]))
+    };
     for _ in 0..5 {
-        let wrong =
-            http(console.port, "POST", "/login", &[], &form(&[("name", "alice"), ("password", "guess")]));
+        let wrong = attempt("alice", "guess");
         assert_eq!(wrong.status, 401);
         assert!(wrong.header("set-cookie").is_none());
     }
-    let unknown = http(console.port, "POST", "/login", &[], &form(&[("name", "mallory"), ("password", "x")]));
-    assert_eq!(unknown.status, 429, "the address is throttled too");
-    let right =
-        http(console.port, "POST", "/login", &[], &form(&[("name", "alice"), ("password", "alice-pw")]));
+    let right = attempt("alice", "alice-pw");
     assert_eq!(right.status, 429, "even the right password waits");
     assert!(right.header("retry-after").is_some());
-    let refused = console.audit().into_iter().filter(|r| r["kind"] == "console_signin_refused").count();
-    assert_eq!(refused, 7);
+    assert_eq!(attempt("alice", "alice-pw").status, 429);
+    assert_eq!(attempt("mallory", "x").status, 401, "another name from the same address is still checked");
+    let forged = attempt(&format!("{}\n2026-01-01 INFO forged line", "z".repeat(100)), "x");
+    assert_eq!(forged.status, 401, "a name no account can have");
+    let records = console.audit();
+    let refused: Vec<&Value> = records.iter().filter(|r| r["kind"] == "console_signin_refused").collect();
+    assert_eq!(refused.len(), 7, "5 wrong, the first throttled refusal, mallory: {refused:?}");
+    assert!(
+        !records.iter().any(|r| r.to_string().contains("forged line")),
+        "nothing recorded of the impossible name"
+    );
     let metrics = scrape(console.metrics);
-    assert_eq!(metrics.value("toolgate_console_signins_refused_total", &[]), Some(7.0));
+    assert_eq!(metrics.value("toolgate_console_signins_refused_total", &[]), Some(9.0));
     std::thread::sleep(Duration::from_millis(1100));
     console.sign_in("alice", "alice-pw");
+
+    // Twenty failures from one address slow its sign-ins down, without
+    // refusing them: people behind one proxy still get in.
+    for i in 0..20 {
+        assert_eq!(attempt(&format!("user{i}"), "x").status, 401);
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(attempt("olivia", "olivia-pw").status, 303);
+    assert!(started.elapsed() >= Duration::from_millis(900), "slowed: {:?}", started.elapsed());
 }
 
 #[test]
@@ -425,7 +445,8 @@ fn the_live_tail_streams_decisions_to_operators_only() {
     let mut stream = TcpStream::connect(("127.0.0.1", console.port)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
     let request = format!(
-        "GET /events?tool=search&outcome=deny HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: toolgate_session={olivia}\r\n\r\n"
+        "GET /events?tool=search&outcome=deny HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nCookie: toolgate_session={olivia}\r\n\r\n",
+        console.port
     );
     stream.write_all(request.as_bytes()).expect("send");
     let mut reader = BufReader::new(stream);
@@ -838,6 +859,7 @@ fn over_tls_the_console_may_listen_beyond_loopback_and_its_cookie_is_secure() {
     let cookie =
         answer.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect("a cookie");
     assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("__Host-toolgate_session="), "a host-only cookie over TLS: {cookie}");
     let plain = http(port, "GET", "/login", &[], "");
     assert_ne!(plain.status, 200, "plain HTTP is not served");
 }
@@ -879,4 +901,155 @@ fn a_four_eyes_gate_needs_two_different_approvers() {
     let by: Vec<&str> = records.iter().map(|r| r["by"].as_str().unwrap_or("")).collect();
     assert_eq!(by, ["alice (console)", "frank (console)"]);
     assert!(records.iter().all(|r| r["quorum"] == 2), "{records:?}");
+}
+
+/// Connections that send half a request, as many as an attacker can open,
+/// cost the console its own slots only: the decision socket and the
+/// metrics keep answering, and the console drops them within seconds.
+#[test]
+fn held_console_connections_starve_nothing_else_and_are_dropped() {
+    let console = Console::start(POLICY, &[]);
+    let held: Vec<TcpStream> = (0..300)
+        .filter_map(|_| {
+            let mut stream = TcpStream::connect(("127.0.0.1", console.port)).ok()?;
+            stream.write_all(b"GET /approvals HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").ok()?;
+            Some(stream)
+        })
+        .collect();
+    assert!(held.len() >= 200, "{} connections held", held.len());
+    let started = std::time::Instant::now();
+    assert_eq!(console.ask(json!({"agent": "bot", "tool": "search", "session": "h"}))["decision"], "allow");
+    assert!(scrape(console.metrics).value("toolgate_decisions_total", &[("agent", "bot")]).is_some());
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    // Within the header timeout (10 s), the console drops them and serves again.
+    let mut first = held.into_iter().next().expect("a held connection");
+    first.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut rest = Vec::new();
+    let _ = first.read_to_end(&mut rest);
+    let dropped_after = started.elapsed();
+    assert!(dropped_after < Duration::from_secs(16), "dropped after {dropped_after:?}");
+    let page = http(console.port, "GET", "/login", &[], "");
+    assert_eq!(page.status, 200);
+}
+
+#[test]
+fn a_host_name_the_console_does_not_answer_for_is_refused() {
+    let console = Console::start(POLICY, &[]);
+    let evil = format!("evil.example:{}", console.port);
+    let body = form(&[("name", "alice"), ("password", "alice-pw")]);
+    let rebound = http(
+        console.port,
+        "POST",
+        "/login",
+        &[("Host", &evil), ("Origin", &format!("http://{evil}"))],
+        &body,
+    );
+    assert_eq!(rebound.status, 421, "DNS rebinding");
+    let metrics = http(
+        console.metrics,
+        "GET",
+        "/metrics",
+        &[("Host", &format!("evil.example:{}", console.metrics))],
+        "",
+    );
+    assert_eq!(metrics.status, 421);
+    let local = http(console.port, "GET", "/login", &[("Host", &format!("localhost:{}", console.port))], "");
+    assert_eq!(local.status, 200);
+}
+
+#[test]
+fn racing_decisions_of_one_approval_record_only_the_one_that_took_effect() {
+    let console = Console::start(POLICY, &[]);
+    let id = console.ask(pay(640, "race"))["approval"]["id"].as_str().expect("approval").to_owned();
+    let alice = console.sign_in("alice", "alice-pw");
+    let csrf = console.csrf(&alice);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                let verb = if i % 2 == 0 { "approve" } else { "reject" };
+                let (path, alice, csrf) = (format!("/approvals/{id}/{verb}"), &alice, &csrf);
+                let console = &console;
+                scope.spawn(move || console.post(&path, alice, &[("csrf", csrf)]).status)
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().expect("racer")).collect()
+    });
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    let decisions = console.audit().into_iter().filter(|r| r["kind"] == "approval").count();
+    assert_eq!(decisions, 1, "only the decision that took effect is recorded as one");
+}
+
+#[test]
+fn what_cannot_be_an_approval_id_is_not_found_and_not_recorded() {
+    let console = Console::start(POLICY, &[]);
+    let bob = console.sign_in("bob", "bob-pw");
+    let csrf = console.csrf(&bob);
+    let long = format!("/approvals/apr_{}/approve", "A".repeat(5000));
+    assert_eq!(console.post(&long, &bob, &[("csrf", &csrf)]).status, 404);
+    assert_eq!(console.get(&format!("/approvals/{}", "x".repeat(3000)), &bob).status, 404);
+    let records = console.audit();
+    assert!(records.iter().all(|r| r["kind"] != "approval_refused" && r["kind"] != "error"), "{records:?}");
+}
+
+#[test]
+fn invisible_characters_in_arguments_are_shown_escaped() {
+    let console = Console::start(POLICY, &[]);
+    let call = json!({"agent": "bot", "tool": "pay", "session": "bidi", "args": {"amount": "\u{202e}10000", "to": "A\u{200b}CME", "card": "x"}});
+    assert_eq!(console.ask(call)["decision"], "require_approval");
+    let page = console.get("/approvals", &console.sign_in("alice", "alice-pw"));
+    assert!(page.body.contains("\\u{202e}10000") && page.body.contains("A\\u{200b}CME"), "{}", page.body);
+    assert!(!page.body.contains('\u{202e}'), "the control character itself is not in the page");
+}
+
+#[test]
+fn a_live_tail_ends_when_its_session_does() {
+    let console = Console::start(POLICY, &[]);
+    let olivia = console.sign_in("olivia", "olivia-pw");
+    let mut stream = TcpStream::connect(("127.0.0.1", console.port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let request = format!(
+        "GET /events HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nCookie: toolgate_session={olivia}\r\n\r\n",
+        console.port
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let csrf = console.csrf(&olivia);
+    assert_eq!(console.post("/logout", &olivia, &[("csrf", &csrf)]).status, 303);
+    let started = std::time::Instant::now();
+    // The stream's body ends (its last, empty chunk) once the tail sees the session is gone.
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !received.ends_with(b"\r\n0\r\n\r\n") {
+        let n = stream.read(&mut chunk).expect("the stream ends, not the read timeout");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the stream ended {:?} after sign-out",
+        started.elapsed()
+    );
+}
+
+/// An operator verifies the audit trail's chain from the console; an edit
+/// of a past record is found, shown and recorded.
+#[test]
+fn an_operator_verifies_the_trail_and_sees_an_edit() {
+    let console = Console::start(POLICY, &[]);
+    console.ask(json!({"agent": "bot", "tool": "search", "session": "v"}));
+    let olivia = console.sign_in("olivia", "olivia-pw");
+    let csrf = console.csrf(&olivia);
+    let alice = console.sign_in("alice", "alice-pw");
+    assert_eq!(console.post("/audit/verify", &alice, &[("csrf", &console.csrf(&alice))]).status, 403);
+    let intact = console.post("/audit/verify", &olivia, &[("csrf", &csrf)]);
+    assert_eq!(intact.status, 200, "{}", intact.body);
+    assert!(intact.body.contains("The audit trail is intact at"), "{}", intact.body);
+    let trail = console.server.dir.path().join("audit.log");
+    let text = std::fs::read_to_string(&trail).expect("trail");
+    std::fs::write(&trail, text.replacen("\"tool\":\"search\"", "\"tool\":\"seArch\"", 1)).expect("edit");
+    let broken = console.post("/audit/verify", &olivia, &[("csrf", &csrf)]);
+    assert!(broken.body.contains("The audit trail is BROKEN at"), "{}", broken.body);
+    assert!(console.get("/operations", &olivia).body.contains("BROKEN at"), "kept for the Operations page");
+    let verified: Vec<Value> =
+        console.audit().into_iter().filter(|r| r["kind"] == "audit_verified").collect();
+    assert_eq!(verified.iter().map(|r| r["ok"].as_bool()).collect::<Vec<_>>(), [Some(true), Some(false)]);
 }

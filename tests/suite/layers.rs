@@ -20,7 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("service", &["hash", "diagnostic", "output", "compiler", "state", "engine", "audit", "protocol"]),
     ("server", &["protocol", "service"]),
     ("proxy", &["output", "compiler", "state", "protocol", "service"]),
-    ("console", &["hash", "compiler", "state", "protocol", "service"]),
+    ("console", &["hash", "compiler", "state", "audit", "protocol", "service"]),
     ("authoring", &["source", "diagnostic", "output", "compiler", "state", "engine", "protocol", "service"]),
 ];
 
