@@ -322,7 +322,8 @@ struct ServeArgs {
     socket_group: Option<String>,
     /// The most decision connections served at once; more are refused with an error line
     /// [default: 4096, or fewer if the open-file limit (raised to its hard limit) less 64
-    /// descriptors kept for the admin socket, the state store and the audit trail is lower].
+    /// descriptors kept for the admin socket, the state store and the audit trail (and 128
+    /// for `--console`, 16 for `--metrics`) is lower].
     #[arg(long)]
     max_connections: Option<usize>,
     /// Seconds a connection may go without sending a complete line.
@@ -677,7 +678,11 @@ fn audit_sync(sync: AuditSync) -> toolgate::audit::sink::Sync {
 fn serve_command(args: ServeArgs) -> Exit {
     serve::run(serve::ServeArgs {
         server: toolgate::server::Config {
-            max_connections: serve::connection_budget(args.max_connections),
+            max_connections: serve::connection_budget(
+                args.max_connections,
+                args.console.map_or(0, |_| toolgate::console::MAX_CONNECTIONS)
+                    + args.metrics.map_or(0, |_| toolgate::console::metrics::MAX_CONNECTIONS),
+            ),
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
             max_line_bytes: args.max_line_bytes,
             ..toolgate::server::Config::default()

@@ -185,10 +185,11 @@ pub struct AuditArgs {
 pub const RESERVED_DESCRIPTORS: usize = 64;
 
 /// How many decision connections fit in the open-file limit, after raising
-/// the soft limit to the hard one and keeping [`RESERVED_DESCRIPTORS`]: the
+/// the soft limit to the hard one and keeping [`RESERVED_DESCRIPTORS`] and
+/// the `http` connections of the console and the metrics listener: the
 /// default for `--max-connections`, and its ceiling (a connection beyond
 /// the descriptors would leave the kill switch unable to accept).
-pub fn connection_budget(asked: Option<usize>) -> usize {
+pub fn connection_budget(asked: Option<usize>, http: usize) -> usize {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
@@ -198,12 +199,13 @@ pub fn connection_budget(asked: Option<usize>) -> usize {
         }
     }
     let open_files = limit.current.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    let budget = open_files.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+    let reserved = RESERVED_DESCRIPTORS + http;
+    let budget = open_files.saturating_sub(reserved).max(1);
     match asked {
         None => budget.min(DEFAULT_MAX_CONNECTIONS),
         Some(asked) if asked > budget => {
             eprintln!(
-                "warning: --max-connections {asked} is more than the {open_files} open files allow with {RESERVED_DESCRIPTORS} kept for the admin socket, state and trail; serving at most {budget}"
+                "warning: --max-connections {asked} is more than the {open_files} open files allow with {reserved} kept for the admin socket, state, trail, console and metrics; serving at most {budget}"
             );
             budget
         }
