@@ -20,6 +20,7 @@ pub mod kill;
 pub mod ledger;
 pub mod memory;
 pub mod private;
+pub mod redis;
 pub mod session;
 
 use std::path::PathBuf;

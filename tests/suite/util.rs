@@ -213,3 +213,94 @@ pub mod mount {
         }
     }
 }
+
+/// A real `redis-server` (Debian's package; `.ci/run` installs it) on a
+/// Unix socket of its own, stopped when dropped.
+pub mod redis_server {
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::tempdir::TempDir;
+
+    pub struct RedisServer {
+        child: Child,
+        dir: TempDir,
+        extra: Vec<String>,
+    }
+
+    impl RedisServer {
+        /// Starts one with `extra` settings (`appendonly yes`, …); panics if
+        /// it does not answer within 10 seconds.
+        pub fn start(extra: &[&str]) -> RedisServer {
+            let dir = TempDir::new();
+            let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            let child = RedisServer::spawn(&dir, &extra);
+            let server = RedisServer { child, dir, extra };
+            server.wait_until_ready();
+            server
+        }
+
+        /// Stops it (SIGKILL: what a crash looks like).
+        pub fn stop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+
+        /// Starts it again on the same socket and directory (its append-only
+        /// file, if any, is read back).
+        pub fn start_again(&mut self) {
+            self.stop();
+            self.child = RedisServer::spawn(&self.dir, &self.extra);
+            self.wait_until_ready();
+        }
+
+        fn spawn(dir: &TempDir, extra: &[String]) -> Child {
+            let socket = dir.path().join("redis.sock");
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--port", "0", "--unixsocket"])
+                .arg(&socket)
+                .args(["--unixsocketperm", "700", "--dir"])
+                .arg(dir.path())
+                .args(["--save", "", "--appendonly", "no"]);
+            for setting in extra {
+                command.args(setting.split(' '));
+            }
+            command
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs (apt-get install redis-server; .ci/run installs it)")
+        }
+
+        fn wait_until_ready(&self) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let ping = Command::new("redis-cli").arg("-s").arg(self.socket()).arg("ping").output();
+                if ping.is_ok_and(|o| o.stdout.starts_with(b"PONG")) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            panic!("redis-server did not start");
+        }
+
+        /// Its socket.
+        pub fn socket(&self) -> PathBuf {
+            self.dir.path().join("redis.sock")
+        }
+
+        /// Its address for toolgate.
+        pub fn url(&self) -> String {
+            format!("redis+unix://{}", self.socket().display())
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
