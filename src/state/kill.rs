@@ -123,6 +123,20 @@ impl KillSwitch {
         })
     }
 
+    /// Replaces every kill at once, in order (a shared store's snapshot,
+    /// read again). Never says "none" while a kill of either set is in force.
+    pub fn replace(&self, kills: Vec<(KillScope, Kill)>) {
+        let _serial = self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let empty = kills.is_empty();
+        if !empty {
+            self.any.store(true, std::sync::atomic::Ordering::Release);
+        }
+        self.set.store(Arc::new(KillSet { kills }));
+        if empty {
+            self.any.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+
     /// Applies a change. A kill takes effect in memory first and is then
     /// saved: if saving fails, it is in force all the same (and the error is
     /// reported). A revival is saved first and takes effect only once saved,

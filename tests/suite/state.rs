@@ -69,6 +69,57 @@ fn redis_stores_conform() {
     .unwrap();
 }
 
+/// Kills on Redis pass the kill conformance suite, and a kill on one
+/// replica is in force on another within milliseconds (pub/sub), or within
+/// the periodic re-read when the message is lost.
+#[test]
+fn redis_kills_conform_and_reach_every_replica() {
+    use toolgate::state::kill::{Kill, KillScope, KillStore};
+    use toolgate::state::redis::kills::{REREAD_EVERY, RedisKills};
+    let server = crate::util::redis_server::RedisServer::start(&[]);
+    let timeout = Duration::from_secs(1);
+    conformance::kills(&|| {
+        Arc::new(RedisKills::open(&server.url(), "conformance", timeout).unwrap()) as Arc<dyn KillStore>
+    })
+    .unwrap();
+    let (a, b) = (
+        RedisKills::open(&server.url(), "replicas", timeout).unwrap(),
+        RedisKills::open(&server.url(), "replicas", timeout).unwrap(),
+    );
+    let scope = KillScope::Session { agent: "bot".into(), session: "s1".into() };
+    let kill = Kill { reason: "runaway".into(), by: "test".into(), at: "now".into() };
+    let until = |what: &dyn Fn() -> bool, within: Duration| {
+        let started = std::time::Instant::now();
+        while !what() {
+            assert!(started.elapsed() < within, "not within {within:?}");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        started.elapsed()
+    };
+    a.kill(scope.clone(), kill.clone()).unwrap();
+    assert!(a.check("bot", Some("s1")).is_some(), "in force on its own replica at once");
+    let propagated = until(&|| b.check("bot", Some("s1")).is_some(), Duration::from_millis(500));
+    eprintln!("kill propagation to another replica: {propagated:?}");
+    assert!(b.revive(&scope).unwrap());
+    until(&|| a.check("bot", Some("s1")).is_none(), Duration::from_millis(500));
+    // A change whose message is lost (written behind the replicas' back,
+    // without PUBLISH) arrives with the next re-read.
+    let value = r#"{"order":1000,"kill":{"reason":"quiet","by":"redis-cli","at":"now"}}"#;
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new("redis-cli")
+            .arg("-s")
+            .arg(server.socket())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    };
+    cli(&["HSET", "{replicas:kills}:set", r#"{"scope":"agent","agent":"bot"}"#, value]);
+    cli(&["INCR", "{replicas:kills}:version"]);
+    until(&|| b.check("bot", Some("any")).is_some(), REREAD_EVERY * 3);
+    assert_eq!(a.list().len(), 1, "{:?}", a.list());
+}
+
 /// Without Redis, calls that need state are denied and the store says it
 /// is degraded; when Redis is back, the store recovers by itself; with an
 /// append-only file fsynced on every write, counts survive a Redis crash.

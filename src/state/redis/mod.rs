@@ -25,6 +25,8 @@
 //! the committer reconnects (at most every [`RECONNECT_EVERY`]) until
 //! Redis answers again; no restart is needed.
 
+pub mod kills;
+
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
