@@ -67,6 +67,19 @@ fn redis_stores_conform() {
         Arc::new(RedisSessions::open(options).unwrap()) as Arc<dyn SessionStore>
     })
     .unwrap();
+    conformance::approvals(&|clock| {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let store = toolgate::state::redis::approvals::RedisApprovals::open(
+            &server.url(),
+            &format!("test{n}"),
+            Duration::from_secs(60),
+            toolgate::state::ApprovalLimits::default(),
+            clock,
+            Duration::from_secs(1),
+        );
+        Arc::new(store.unwrap()) as Arc<dyn ApprovalStore>
+    })
+    .unwrap();
 }
 
 /// Kills on Redis pass the kill conformance suite, and a kill on one
@@ -118,6 +131,66 @@ fn redis_kills_conform_and_reach_every_replica() {
     cli(&["INCR", "{replicas:kills}:version"]);
     until(&|| b.check("bot", Some("any")).is_some(), REREAD_EVERY * 3);
     assert_eq!(a.list().len(), 1, "{:?}", a.list());
+}
+
+/// An approval opened on one replica is decided on a second and redeemed
+/// exactly once among three racing to use it; a four-eyes approval needs
+/// two different people whichever replica they decide on.
+#[test]
+fn redis_approvals_are_shared_and_redeemed_exactly_once() {
+    use toolgate::state::approval::{ApprovalError, ApprovalStatus, Binding, Call, Shown};
+    use toolgate::state::redis::approvals::RedisApprovals;
+    let server = crate::util::redis_server::RedisServer::start(&[]);
+    let replica = || {
+        let clock: Arc<dyn toolgate::state::Clock> = Arc::new(toolgate::state::SystemClock);
+        let limits = toolgate::state::ApprovalLimits::default();
+        Arc::new(
+            RedisApprovals::open(
+                &server.url(),
+                "shared",
+                Duration::from_secs(60),
+                limits,
+                clock,
+                Duration::from_secs(1),
+            )
+            .unwrap(),
+        )
+    };
+    let (a, b, c) = (replica(), replica(), replica());
+    let args = serde_json::json!({"amount": 5}).as_object().cloned().unwrap();
+    let call =
+        Call { agent: "bot", session: Some("s"), tool: "pay", args: &args, principal: None, context: None };
+    let binding = Binding::new(call, "bot.approvalGates.pay", Some("finance"), "sha256:p");
+    let opened = a.open(binding.clone(), Shown::default(), 1).unwrap();
+    assert_eq!(
+        c.find(&binding),
+        Some((opened.id.clone(), ApprovalStatus::Pending)),
+        "found from another replica"
+    );
+    b.decide(&opened.id, Some("finance"), "alice (console)", true).unwrap();
+    let stores = [Arc::clone(&a), Arc::clone(&b), Arc::clone(&c)];
+    let results: Vec<Result<(), ApprovalError>> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..12)
+            .map(|i| {
+                let (store, binding, id) = (Arc::clone(&stores[i % 3]), binding.clone(), opened.id.clone());
+                scope.spawn(move || store.redeem(&id, &binding))
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(ApprovalError::Used)), "{results:?}");
+
+    let four_eyes = a.open(binding.clone(), Shown::default(), 2).unwrap();
+    let first = b.decide(&four_eyes.id, Some("finance"), "alice (uid 1000)", true).unwrap();
+    assert_eq!(first.status(0), ApprovalStatus::Pending);
+    assert_eq!(
+        c.decide(&four_eyes.id, Some("finance"), "alice (console)", true).map(|_| ()),
+        Err(ApprovalError::SamePerson { granted: 1, quorum: 2 })
+    );
+    let second = c.decide(&four_eyes.id, Some("finance"), "bob (console)", true).unwrap();
+    assert_eq!(second.grants.len(), 2);
+    assert_eq!(a.status(&four_eyes.id), Some(ApprovalStatus::Granted));
 }
 
 /// Without Redis, calls that need state are denied and the store says it

@@ -25,6 +25,7 @@
 //! the committer reconnects (at most every [`RECONNECT_EVERY`]) until
 //! Redis answers again; no restart is needed.
 
+pub mod approvals;
 pub mod kills;
 
 use std::sync::mpsc;

@@ -1,0 +1,291 @@
+//! Approvals on Redis: opened on one replica, decided from any, redeemed
+//! exactly once on any.
+//!
+//! Every change — opening (with the per-agent and per-session bounds),
+//! deciding (with the quorum of four-eyes gates), redeeming — is one run
+//! of one Lua script (`approvals.lua`), atomic on the server: of two
+//! replicas redeeming the same granted approval at once, one is allowed
+//! and the other refused `approval_used`. Reads (`get`, `find`, `pending`)
+//! read the hashes directly.
+//!
+//! An approval keeps the JSON it was opened with, unchanged; what changes
+//! (state, who decided, the grants so far) are fields of its own, so the
+//! script never re-encodes what an approver is shown. Every key starts
+//! with `{ns:approvals}`: one cluster slot. An approval's key expires an
+//! hour after the approval does. Time is the replica's clock, as for the
+//! in-memory ledger.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::super::approval::{
+    Approval, ApprovalError, ApprovalLimits, ApprovalState, ApprovalStatus, ApprovalStore, Binding, Shown,
+    new_id, person,
+};
+use super::super::clock::Clock;
+use super::RedisError;
+
+/// The approvals script.
+const SCRIPT: &str = include_str!("approvals.lua");
+/// How long a finished approval is kept after it expires.
+const KEEP_FINISHED_SECS: u64 = 3600;
+
+/// Approvals shared through Redis.
+pub struct RedisApprovals {
+    client: redis::Client,
+    connection: Mutex<Option<redis::Connection>>,
+    script: redis::Script,
+    prefix: String,
+    ttl: Duration,
+    limits: ApprovalLimits,
+    clock: Arc<dyn Clock>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisApprovals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisApprovals").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+fn hex(digest: [u8; 32]) -> String {
+    let mut text = String::with_capacity(64);
+    crate::hash::push_hex(&mut text, &digest);
+    text
+}
+
+fn storage(error: impl std::fmt::Display) -> ApprovalError {
+    ApprovalError::Storage(format!("Redis: {error}"))
+}
+
+impl RedisApprovals {
+    /// Approvals under `namespace` on the Redis at `url`, expiring after
+    /// `ttl`, bounded by `limits`, timed by `clock`.
+    pub fn open(
+        url: &str,
+        namespace: &str,
+        ttl: Duration,
+        limits: ApprovalLimits,
+        clock: Arc<dyn Clock>,
+        timeout: Duration,
+    ) -> Result<RedisApprovals, RedisError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| RedisError(format!("`{url}` is not a Redis address: {e}")))?;
+        let store = RedisApprovals {
+            client,
+            connection: Mutex::new(None),
+            script: redis::Script::new(SCRIPT),
+            prefix: format!("{{{namespace}:approvals}}"),
+            ttl,
+            limits,
+            clock,
+            timeout,
+        };
+        store.with(|_| Ok(())).map_err(|e| RedisError(format!("cannot reach Redis at `{url}`: {e}")))?;
+        Ok(store)
+    }
+
+    /// Runs `f` on the connection, connecting first if needed; a failure
+    /// drops the connection (the next call connects again).
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, ApprovalError> {
+        let mut connection = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
+        if connection.is_none() {
+            let connected = self.client.get_connection_with_timeout(self.timeout).and_then(|c| {
+                c.set_read_timeout(Some(self.timeout))?;
+                c.set_write_timeout(Some(self.timeout))?;
+                Ok(c)
+            });
+            *connection = Some(connected.map_err(storage)?);
+        }
+        let Some(open) = connection.as_mut() else { return Err(storage("no connection")) };
+        f(open).map_err(|error| {
+            *connection = None;
+            storage(error)
+        })
+    }
+
+    /// Runs the script in `mode` with `args` (after the mode and now).
+    fn run(&self, mode: &str, args: &[String]) -> Result<String, ApprovalError> {
+        let now = self.clock.now_secs();
+        self.with(|connection| {
+            let mut call = self.script.prepare_invoke();
+            call.key(&self.prefix).arg(mode).arg(now);
+            for arg in args {
+                call.arg(arg);
+            }
+            call.invoke(connection)
+        })
+    }
+
+    /// The approval with this id, as stored.
+    fn load(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
+        let key = format!("{}:a:{id}", self.prefix);
+        let fields: HashMap<String, String> =
+            self.with(|connection| redis::cmd("HGETALL").arg(&key).query(connection))?;
+        Ok(assemble(&fields))
+    }
+}
+
+/// An approval from its hash's fields.
+fn assemble(fields: &HashMap<String, String>) -> Option<Approval> {
+    let mut approval: Approval = serde_json::from_str(fields.get("json")?).ok()?;
+    let by = fields.get("by").cloned().unwrap_or_default();
+    approval.state = match fields.get("state").map(String::as_str) {
+        Some("granted") => ApprovalState::Granted { by },
+        Some("rejected") => ApprovalState::Rejected { by },
+        Some("used") => ApprovalState::Used,
+        _ => ApprovalState::Pending,
+    };
+    approval.grants = fields
+        .get("grants")
+        .map(|g| g.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    Some(approval)
+}
+
+impl ApprovalStore for RedisApprovals {
+    fn open(&self, binding: Binding, shown: Shown, quorum: u32) -> Result<Approval, ApprovalError> {
+        let id = new_id()?;
+        let now = self.clock.now_secs();
+        let approval = Approval {
+            id: id.clone(),
+            approver: binding.approver.clone(),
+            binding,
+            shown,
+            quorum: quorum.max(1),
+            grants: Vec::new(),
+            opened_at: now,
+            expires_at: now.saturating_add(self.ttl.as_secs().max(1)),
+            state: ApprovalState::Pending,
+        };
+        let json = serde_json::to_string(&approval).map_err(storage)?;
+        let args = [
+            id,
+            json,
+            approval.expires_at.to_string(),
+            approval.approver.clone().unwrap_or_default(),
+            approval.quorum.to_string(),
+            approval.binding.agent.clone(),
+            approval.binding.session.clone().unwrap_or_default(),
+            hex(approval.binding.digest()),
+            self.limits.per_agent.to_string(),
+            self.limits.per_session.to_string(),
+            (self.ttl.as_secs().max(1) + KEEP_FINISHED_SECS).to_string(),
+        ];
+        match self.run("open", &args)?.as_str() {
+            "ok" => Ok(approval),
+            "too_many:agent" => Err(ApprovalError::TooMany("the agent")),
+            "too_many:session" => Err(ApprovalError::TooMany("the session")),
+            other => Err(storage(format!("unexpected answer `{other}`"))),
+        }
+    }
+
+    fn decide(
+        &self,
+        id: &str,
+        approver: Option<&str>,
+        by: &str,
+        grant: bool,
+    ) -> Result<Approval, ApprovalError> {
+        let args = [
+            id.to_owned(),
+            approver.unwrap_or("").to_owned(),
+            by.to_owned(),
+            person(by).to_owned(),
+            if grant { "1" } else { "0" }.to_owned(),
+        ];
+        let answer = self.run("decide", &args)?;
+        match answer.split(':').collect::<Vec<_>>().as_slice() {
+            ["ok"] => self.load(id)?.ok_or(ApprovalError::Unknown),
+            ["unknown"] => Err(ApprovalError::Unknown),
+            ["used"] => Err(ApprovalError::Used),
+            ["expired"] => Err(ApprovalError::Expired),
+            ["decided", "granted"] => Err(ApprovalError::AlreadyDecided(ApprovalStatus::Granted)),
+            ["decided", "rejected"] => Err(ApprovalError::AlreadyDecided(ApprovalStatus::Rejected)),
+            ["wrong", expected @ ..] => Err(ApprovalError::WrongApprover { expected: expected.join(":") }),
+            ["same", granted, quorum] => Err(ApprovalError::SamePerson {
+                granted: granted.parse().unwrap_or(0),
+                quorum: quorum.parse().unwrap_or(0),
+            }),
+            _ => Err(storage(format!("unexpected answer `{answer}`"))),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Approval> {
+        self.load(id).ok().flatten()
+    }
+
+    fn redeem(&self, id: &str, call: &Binding) -> Result<(), ApprovalError> {
+        match self.run("redeem", &[id.to_owned(), hex(call.digest())])?.as_str() {
+            "ok" => Ok(()),
+            "unknown" => Err(ApprovalError::Unknown),
+            "used" => Err(ApprovalError::Used),
+            "rejected" => Err(ApprovalError::Rejected),
+            "expired" => Err(ApprovalError::Expired),
+            "pending" => Err(ApprovalError::Pending),
+            "mismatch" => {
+                let stored = self.load(id)?.ok_or(ApprovalError::Unknown)?;
+                Err(ApprovalError::Mismatch(stored.binding.mismatch(call).unwrap_or("arguments")))
+            }
+            other => Err(storage(format!("unexpected answer `{other}`"))),
+        }
+    }
+
+    fn find(&self, call: &Binding) -> Option<(String, ApprovalStatus)> {
+        let index = format!("{}:open", self.prefix);
+        let digest = hex(call.digest());
+        let id: Option<String> =
+            self.with(|connection| redis::cmd("HGET").arg(&index).arg(&digest).query(connection)).ok()?;
+        let approval = self.load(&id?).ok()??;
+        match approval.status(self.clock.now_secs()) {
+            status @ (ApprovalStatus::Pending | ApprovalStatus::Granted) if approval.binding == *call => {
+                Some((approval.id, status))
+            }
+            _ => None,
+        }
+    }
+
+    fn pending(&self) -> Vec<Approval> {
+        let now = self.clock.now_secs();
+        let pending = format!("{}:pending", self.prefix);
+        let ids: Vec<String> = self
+            .with(|connection| {
+                redis::cmd("ZRANGEBYSCORE").arg(&pending).arg(format!("({now}")).arg("+inf").query(connection)
+            })
+            .unwrap_or_default();
+        ids.iter()
+            .filter_map(|id| self.get(id))
+            .filter(|a| a.status(now) == ApprovalStatus::Pending)
+            .collect()
+    }
+
+    fn pending_count(&self) -> usize {
+        let now = self.clock.now_secs();
+        let pending = format!("{}:pending", self.prefix);
+        self.with(|connection| {
+            redis::cmd("ZCOUNT").arg(&pending).arg(format!("({now}")).arg("+inf").query(connection)
+        })
+        .unwrap_or(0)
+    }
+
+    fn expired_count(&self) -> u64 {
+        let _ = self.run("tidy", &[]);
+        let expired = format!("{}:expired", self.prefix);
+        self.with(|connection| redis::cmd("GET").arg(&expired).query::<Option<u64>>(connection))
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    fn status(&self, id: &str) -> Option<ApprovalStatus> {
+        self.get(id).map(|approval| approval.status(self.clock.now_secs()))
+    }
+
+    fn may_block(&self) -> bool {
+        true
+    }
+}
