@@ -343,7 +343,8 @@ struct ServeArgs {
     #[arg(long)]
     workers: Option<usize>,
     /// Keep session counters, kills and approvals in this directory (created if missing, private), durable
-    /// across crashes; without it they are in memory and lost when the server stops.
+    /// across crashes, or on this Redis shared by every replica (`redis://HOST:PORT/DB`,
+    /// `redis+unix:///path/redis.sock`); without it they are in memory and lost when the server stops.
     #[arg(long)]
     state: Option<PathBuf>,
     /// Also listen on this admin socket: kills, revivals and reloads for operators,
@@ -471,7 +472,8 @@ struct ProxyArgs {
     /// Anything else the policy may read, as a JSON object (a request's `context`).
     #[arg(long)]
     context: Option<String>,
-    /// Keep session counters, kills and approvals in this directory, durable across crashes.
+    /// Keep session counters, kills and approvals in this directory, durable across crashes, or on
+    /// this Redis shared with other proxies and servers (`redis://…`, `redis+unix://…`).
     #[arg(long)]
     state: Option<PathBuf>,
     /// Append every decision and outcome to this hash-chained audit trail.

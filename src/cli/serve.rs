@@ -264,7 +264,12 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
     let admin = admin_bound.as_mut().and_then(|b| b.take_listener()).map(|l| (l, allowed));
 
     let config = StateConfig {
-        dir: args.state.clone(),
+        dir: args.state.clone().filter(|s| !toolgate::state::is_redis_url(&s.to_string_lossy())),
+        redis: args
+            .state
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| toolgate::state::is_redis_url(s)),
         approval_ttl: args.approval_ttl,
         sessions: args.sessions,
         approvals: args.approvals,

@@ -89,10 +89,13 @@ impl State {
         }
     }
 
-    /// Opens the state `config` describes: durable in its directory
-    /// (created if missing), or in memory without one.
+    /// Opens the state `config` describes: shared on Redis, durable in its
+    /// directory (created if missing), or in memory without either.
     pub fn open(config: &StateConfig) -> Result<State, OpenError> {
         let clock = Arc::clone(&config.clock);
+        if let Some(url) = &config.redis {
+            return State::open_redis(url, config);
+        }
         let Some(dir) = &config.dir else {
             return Ok(State::in_memory_within(
                 clock,
@@ -101,7 +104,7 @@ impl State {
                 config.approvals,
             ));
         };
-        let failed = |error: String| OpenError { dir: dir.clone(), error };
+        let failed = |error: String| OpenError { place: dir.display().to_string(), error };
         private::directory(dir).map_err(|e| failed(e.to_string()))?;
         let at = |name: &str| dir.join(name);
         for name in [STATE_FILE, KILLS_FILE, APPROVALS_FILE, LEGACY_APPROVALS_FILE] {
@@ -126,6 +129,41 @@ impl State {
             approvals: Arc::new(
                 open_ledger(dir, config.approval_ttl, Arc::clone(&clock))
                     .map_err(|e| failed(e.to_string()))?,
+            ),
+            clock,
+            drifted: Arc::default(),
+            breakers: Arc::default(),
+        })
+    }
+
+    /// State shared on the Redis at `url` (the namespace `tg`): session
+    /// counters and rate buckets on Redis's clock, kills mirrored in every
+    /// replica's snapshot, approvals redeemed once across replicas.
+    fn open_redis(url: &str, config: &StateConfig) -> Result<State, OpenError> {
+        let failed = |error: redis::RedisError| OpenError { place: url.to_owned(), error: error.0 };
+        let namespace = "tg";
+        let options = redis::RedisOptions {
+            namespace: namespace.to_owned(),
+            limits: config.sessions,
+            answer_within: config.answer_within,
+            ..redis::RedisOptions::new(url)
+        };
+        let clock = Arc::clone(&config.clock);
+        Ok(State {
+            sessions: Arc::new(redis::RedisSessions::open(options).map_err(failed)?),
+            kills: Arc::new(
+                redis::kills::RedisKills::open(url, namespace, config.answer_within).map_err(failed)?,
+            ),
+            approvals: Arc::new(
+                redis::approvals::RedisApprovals::open(
+                    url,
+                    namespace,
+                    config.approval_ttl,
+                    config.approvals,
+                    Arc::clone(&clock),
+                    config.answer_within,
+                )
+                .map_err(failed)?,
             ),
             clock,
             drifted: Arc::default(),
@@ -166,6 +204,9 @@ fn open_ledger(dir: &std::path::Path, ttl: Duration, clock: Arc<dyn Clock>) -> s
 pub struct StateConfig {
     /// The state directory; `None` keeps state in memory (lost on exit).
     pub dir: Option<PathBuf>,
+    /// A Redis shared by replicas (`redis://…`, `redis+unix://…`); takes
+    /// the place of `dir`.
+    pub redis: Option<String>,
     /// How long an approval stays valid after it is opened.
     pub approval_ttl: Duration,
     /// How many sessions are kept, and for how long.
@@ -186,6 +227,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             dir: None,
+            redis: None,
             approval_ttl: DEFAULT_APPROVAL_TTL,
             sessions: SessionLimits::default(),
             approvals: ApprovalLimits::default(),
@@ -195,19 +237,27 @@ impl Default for StateConfig {
     }
 }
 
-/// The state directory could not be opened.
+/// The state could not be opened.
 #[derive(Debug)]
 pub struct OpenError {
-    /// The directory.
-    pub dir: PathBuf,
+    /// The directory, or the Redis address.
+    pub place: String,
     /// What went wrong.
     pub error: String,
 }
 
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot open the state directory `{}`: {}", self.dir.display(), self.error)
+        match is_redis_url(&self.place) {
+            true => write!(f, "cannot open the shared state on `{}`: {}", self.place, self.error),
+            false => write!(f, "cannot open the state directory `{}`: {}", self.place, self.error),
+        }
     }
+}
+
+/// Whether `--state` names a Redis rather than a directory.
+pub fn is_redis_url(text: &str) -> bool {
+    ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|scheme| text.starts_with(scheme))
 }
 
 impl std::error::Error for OpenError {}

@@ -17,6 +17,7 @@ mod properties;
 mod proxy;
 mod rego;
 mod regression;
+mod replicas;
 mod resilience;
 mod schema;
 mod server;
