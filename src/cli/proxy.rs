@@ -66,15 +66,9 @@ fn in_process(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> 
         None => None,
     };
     let config = StateConfig {
-        dir: args.state.clone().filter(|s| !toolgate::state::is_redis_url(&s.to_string_lossy())),
-        redis: args
-            .state
-            .as_ref()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| toolgate::state::is_redis_url(s)),
         approval_ttl: args.approval_ttl,
         answer_within: args.decision_timeout,
-        ..StateConfig::default()
+        ..StateConfig::at(args.state.as_deref())
     };
     let state = State::open(&config).map_err(|e| e.to_string())?;
     let audit = open_audit(args.audit.as_ref(), Arc::clone(&state.clock))?;

@@ -264,17 +264,11 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
     let admin = admin_bound.as_mut().and_then(|b| b.take_listener()).map(|l| (l, allowed));
 
     let config = StateConfig {
-        dir: args.state.clone().filter(|s| !toolgate::state::is_redis_url(&s.to_string_lossy())),
-        redis: args
-            .state
-            .as_ref()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| toolgate::state::is_redis_url(s)),
         approval_ttl: args.approval_ttl,
         sessions: args.sessions,
         approvals: args.approvals,
         answer_within: args.service.decision_timeout,
-        ..StateConfig::default()
+        ..StateConfig::at(args.state.as_deref())
     };
     let state = State::open(&config).map_err(|e| e.to_string())?;
     let clock = Arc::clone(&state.clock);

@@ -257,6 +257,30 @@ pub fn person(by: &str) -> &str {
 }
 
 impl Approval {
+    /// A pending approval with id `id` of the call `binding`, opened at
+    /// `now` (seconds since the Unix epoch), valid for `ttl` (at least a
+    /// second), granted once `quorum` different people have granted it.
+    pub fn pending(
+        id: String,
+        binding: Binding,
+        shown: Shown,
+        quorum: u32,
+        now: u64,
+        ttl: Duration,
+    ) -> Approval {
+        Approval {
+            id,
+            approver: binding.approver.clone(),
+            binding,
+            shown,
+            quorum: quorum.max(1),
+            grants: Vec::new(),
+            opened_at: now,
+            expires_at: now.saturating_add(ttl.as_secs().max(1)),
+            state: ApprovalState::Pending,
+        }
+    }
+
     /// Where it stands at `now` (seconds since the Unix epoch).
     pub fn status(&self, now: u64) -> ApprovalStatus {
         match self.state {

@@ -17,8 +17,8 @@
 //! [`QUEUE_CAPACITY`] jobs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -26,6 +26,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::clock::{Clock, SystemClock};
 use super::condition::{Condition, Health};
+use super::handoff::{Handoff, Unanswered};
 use super::session::{
     Admission, Bucket, CallOutcome, Cap, Counter, OutcomeTotals, SessionKey, SessionLimits, SessionStore,
     Tally, admit, apply_outcome, check,
@@ -102,8 +103,9 @@ struct Shared {
 /// Session counters in a redb database file.
 pub struct DurableSessions {
     shared: Arc<Shared>,
-    queue: Mutex<Option<mpsc::SyncSender<Queued>>>,
-    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The committer and its queue (dropped: everything queued is
+    /// answered, then the database closes).
+    handoff: Handoff<Queued>,
     answer_within: Duration,
     clock: Arc<dyn Clock>,
 }
@@ -168,7 +170,6 @@ impl DurableSessions {
             db: ArcSwapOption::from_pointee(db),
             health: Health::default(),
         });
-        let (queue, receiver) = mpsc::sync_channel::<Queued>(QUEUE_CAPACITY);
         let committer = Committer {
             shared: Arc::clone(&shared),
             clock: Arc::clone(&options.clock),
@@ -178,17 +179,12 @@ impl DurableSessions {
             swept_all_ms: 0,
             reopen_after: None,
         };
-        let committer = std::thread::Builder::new()
-            .name("toolgate-state".into())
-            .spawn(move || committer.run(&receiver))
+        let handoff =
+            Handoff::start("toolgate-state", QUEUE_CAPACITY, options.answer_within, move |receiver| {
+                committer.run(&receiver)
+            })
             .map_err(redb::Error::Io)?;
-        Ok(DurableSessions {
-            shared,
-            queue: Mutex::new(Some(queue)),
-            committer: Mutex::new(Some(committer)),
-            answer_within: options.answer_within,
-            clock: options.clock,
-        })
+        Ok(DurableSessions { shared, handoff, answer_within: options.answer_within, clock: options.clock })
     }
 }
 
@@ -196,16 +192,6 @@ fn count_sessions(db: &Database) -> Result<usize, redb::Error> {
     let txn = db.begin_read()?;
     let len = txn.open_table(SESSIONS)?.len()?;
     Ok(usize::try_from(len).unwrap_or(usize::MAX))
-}
-
-impl Drop for DurableSessions {
-    /// Answers everything queued, then closes the database.
-    fn drop(&mut self) {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(committer) = self.committer.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            let _ = committer.join();
-        }
-    }
 }
 
 /// The committer thread's own state.
@@ -484,33 +470,20 @@ impl Tally for RedbTally<'_, '_> {
 }
 
 impl DurableSessions {
-    /// Queues a job and waits for its answer, at most
-    /// [`DurableOptions::answer_within`]; `Err(true)` if that passed (or the
-    /// queue is full), `Err(false)` if the committer is gone.
-    fn ask<T>(&self, key: SessionKey<'_>, job: impl FnOnce(mpsc::SyncSender<T>) -> Job) -> Result<T, bool> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let queued = Queued { session: key.session.to_owned(), agent: key.agent.to_owned(), job: job(reply) };
-        let sent = {
-            let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.as_ref().map(|q| q.try_send(queued))
-        };
-        match sent {
-            Some(Ok(())) => {}
-            Some(Err(mpsc::TrySendError::Full(_))) => return Err(true),
-            _ => return Err(false),
-        }
-        answer.recv_timeout(self.answer_within).map_err(|e| e == mpsc::RecvTimeoutError::Timeout)
-    }
-
     /// Has the committer check (and, with a tool, count) a call; waits for
     /// the commit.
     fn admission(&self, key: SessionKey<'_>, tool: Option<&str>, caps: &[Cap]) -> Admission {
         let job = |reply| Job::Admit { tool: tool.map(str::to_owned), caps: caps.to_vec(), reply };
-        match self.ask(key, job) {
-            Ok(admission) => admission,
-            Err(true) => Admission::TimedOut,
-            Err(false) => Admission::Unavailable,
-        }
+        self.ask(key, job).unwrap_or_else(Unanswered::admission)
+    }
+
+    fn ask<T>(
+        &self,
+        key: SessionKey<'_>,
+        job: impl FnOnce(mpsc::SyncSender<T>) -> Job,
+    ) -> Result<T, Unanswered> {
+        let (session, agent) = (key.session.to_owned(), key.agent.to_owned());
+        self.handoff.ask(|reply| Queued { session, agent, job: job(reply) })
     }
 }
 

@@ -298,17 +298,7 @@ impl ApprovalStore for Ledger {
         let id = new_id()?;
         self.change(|book, now| {
             book.room_for(&binding, now, self.limits)?;
-            let approval = Approval {
-                id: id.clone(),
-                approver: binding.approver.clone(),
-                binding,
-                shown,
-                quorum: quorum.max(1),
-                grants: Vec::new(),
-                opened_at: now,
-                expires_at: now.saturating_add(self.ttl.as_secs().max(1)),
-                state: ApprovalState::Pending,
-            };
+            let approval = Approval::pending(id.clone(), binding, shown, quorum, now, self.ttl);
             book.set(&id, Some(approval.clone()), now);
             Ok(Changed { answer: approval, id, before: None })
         })

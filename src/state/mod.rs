@@ -16,6 +16,7 @@ pub mod condition;
 pub mod conformance;
 pub mod drift;
 pub mod durable;
+mod handoff;
 pub mod kill;
 pub mod ledger;
 pub mod memory;
@@ -218,6 +219,18 @@ pub struct StateConfig {
     pub answer_within: Duration,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+}
+
+impl StateConfig {
+    /// The defaults, with state where `--state` says: a Redis address
+    /// ([`is_redis_url`]), a directory, or nowhere (memory).
+    pub fn at(state: Option<&std::path::Path>) -> StateConfig {
+        let text = state.map(|path| path.to_string_lossy().into_owned());
+        match text {
+            Some(url) if is_redis_url(&url) => StateConfig { redis: Some(url), ..StateConfig::default() },
+            _ => StateConfig { dir: state.map(std::path::Path::to_path_buf), ..StateConfig::default() },
+        }
+    }
 }
 
 /// How long a decision waits for the state store or the audit trail, by default.

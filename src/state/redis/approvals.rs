@@ -151,17 +151,7 @@ impl ApprovalStore for RedisApprovals {
     fn open(&self, binding: Binding, shown: Shown, quorum: u32) -> Result<Approval, ApprovalError> {
         let id = new_id()?;
         let now = self.clock.now_secs();
-        let approval = Approval {
-            id: id.clone(),
-            approver: binding.approver.clone(),
-            binding,
-            shown,
-            quorum: quorum.max(1),
-            grants: Vec::new(),
-            opened_at: now,
-            expires_at: now.saturating_add(self.ttl.as_secs().max(1)),
-            state: ApprovalState::Pending,
-        };
+        let approval = Approval::pending(id.clone(), binding, shown, quorum, now, self.ttl);
         let json = serde_json::to_string(&approval).map_err(storage)?;
         let args = [
             id,

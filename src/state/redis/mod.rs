@@ -28,12 +28,13 @@
 pub mod approvals;
 pub mod kills;
 
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::clock::{Clock, SystemClock};
 use super::condition::{Condition, Health};
+use super::handoff::{Handoff, Unanswered};
 use super::session::{
     Admission, CallOutcome, Cap, Counter, MAX_TOOLS_PER_SESSION, OutcomeTotals, SessionKey, SessionLimits,
     SessionStore,
@@ -127,8 +128,8 @@ impl Keys {
 /// Session counters on Redis.
 pub struct RedisSessions {
     namespace: String,
-    queue: Mutex<Option<mpsc::SyncSender<Queued>>>,
-    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The committer and its queue (dropped: everything queued is answered).
+    handoff: Handoff<Queued>,
     health: Arc<Health>,
     answer_within: Duration,
 }
@@ -158,21 +159,20 @@ impl RedisSessions {
         let mut connection = Connection::new(client, options.answer_within);
         connection.get().map_err(|e| RedisError(format!("cannot reach Redis at `{}`: {e}", options.url)))?;
         let health = Arc::new(Health::default());
-        let (queue, receiver) = mpsc::sync_channel::<Queued>(QUEUE_CAPACITY);
         let committer = Committer {
             connection,
             health: Arc::clone(&health),
             clock: options.clock,
             limits: options.limits,
         };
-        let committer = std::thread::Builder::new()
-            .name("toolgate-redis".into())
-            .spawn(move || committer.run(&receiver))
+        let handoff =
+            Handoff::start("toolgate-redis", QUEUE_CAPACITY, options.answer_within, move |receiver| {
+                committer.run(&receiver)
+            })
             .map_err(|e| RedisError(format!("cannot start the Redis committer: {e}")))?;
         Ok(RedisSessions {
             namespace: options.namespace,
-            queue: Mutex::new(Some(queue)),
-            committer: Mutex::new(Some(committer)),
+            handoff,
             health,
             answer_within: options.answer_within,
         })
@@ -184,41 +184,18 @@ impl RedisSessions {
         Keys { agent, session }
     }
 
-    /// Queues a job and waits for its answer, at most `answer_within`;
-    /// `Err(true)` if that passed (or the queue is full), `Err(false)` if
-    /// the committer is gone.
-    fn ask<T>(&self, key: SessionKey<'_>, job: impl FnOnce(mpsc::SyncSender<T>) -> Job) -> Result<T, bool> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let queued = Queued { keys: self.keys(key), job: job(reply) };
-        let sent = {
-            let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.as_ref().map(|q| q.try_send(queued))
-        };
-        match sent {
-            Some(Ok(())) => {}
-            Some(Err(mpsc::TrySendError::Full(_))) => return Err(true),
-            _ => return Err(false),
-        }
-        answer.recv_timeout(self.answer_within).map_err(|e| e == mpsc::RecvTimeoutError::Timeout)
+    fn ask<T>(
+        &self,
+        key: SessionKey<'_>,
+        job: impl FnOnce(mpsc::SyncSender<T>) -> Job,
+    ) -> Result<T, Unanswered> {
+        let keys = self.keys(key);
+        self.handoff.ask(|reply| Queued { keys, job: job(reply) })
     }
 
     fn admission(&self, key: SessionKey<'_>, tool: Option<&str>, caps: &[Cap]) -> Admission {
         let job = |reply| Job::Admit { tool: tool.map(str::to_owned), caps: caps.to_vec(), reply };
-        match self.ask(key, job) {
-            Ok(admission) => admission,
-            Err(true) => Admission::TimedOut,
-            Err(false) => Admission::Unavailable,
-        }
-    }
-}
-
-impl Drop for RedisSessions {
-    /// Answers everything queued, then stops the committer.
-    fn drop(&mut self) {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(committer) = self.committer.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            let _ = committer.join();
-        }
+        self.ask(key, job).unwrap_or_else(Unanswered::admission)
     }
 }
 
