@@ -5,7 +5,8 @@
 //! `--requests N` per client (default 50000), `--window W` requests in
 //! flight per client (default 2), `--clients 1,8,32`, `--audit always|os`
 //! (keep an audit trail with that `--audit-sync`), `--state` (durable
-//! session counters and approvals), `--naive` (each client writes all its
+//! session counters and approvals), `--redis` (the state on a `redis-server`
+//! this benchmark starts on a Unix socket: `--state redis+unix://…`), `--naive` (each client writes all its
 //! requests before reading any answer), `--approvals` (every request is a
 //! gated call that opens an approval: 64 agents, 4,096 sessions, approvals
 //! expiring after `--approval-ttl` seconds, default 1, so that about
@@ -31,6 +32,7 @@ struct Options {
     clients: Vec<usize>,
     audit: Option<String>,
     state: bool,
+    redis: bool,
     approvals: Option<u64>,
 }
 
@@ -41,6 +43,7 @@ fn options() -> Options {
         clients: vec![1, 8, 32],
         audit: None,
         state: false,
+        redis: false,
         approvals: None,
     };
     let args: Vec<String> = std::env::args().collect();
@@ -53,6 +56,7 @@ fn options() -> Options {
     }
     options.audit = value("--audit");
     options.state = args.iter().any(|a| a == "--state");
+    options.redis = args.iter().any(|a| a == "--redis");
     if let Some(c) = value("--clients") {
         options.clients = c.split(',').map(|n| n.parse().expect("--clients 1,8,32")).collect();
     }
@@ -177,6 +181,10 @@ fn main() {
     if options.state {
         server.arg("--state").arg(dir.join("state"));
     }
+    let mut redis = options.redis.then(|| redis_server(&dir));
+    if redis.is_some() {
+        server.arg("--state").arg(format!("redis+unix://{}", dir.join("redis.sock").display()));
+    }
     if let Some(sync) = &options.audit {
         server.arg("--audit").arg(dir.join("audit.jsonl")).args(["--audit-sync", sync]);
     }
@@ -195,7 +203,11 @@ fn main() {
         .audit
         .as_deref()
         .map_or_else(|| String::from("no audit trail"), |s| format!("audit trail, --audit-sync {s}"));
-    let state = if options.state { "durable state" } else { "state in memory" };
+    let state = match (options.state, options.redis) {
+        (_, true) => "state on Redis",
+        (true, false) => "durable state",
+        (false, false) => "state in memory",
+    };
     println!(
         "toolgate serve: {workload}, {} requests per client, window {}, {state}, {audit}",
         options.requests, options.window
@@ -246,5 +258,33 @@ fn main() {
     }
     let _ = server.kill();
     let _ = server.wait();
+    if let Some(redis) = redis.as_mut() {
+        let _ = redis.kill();
+        let _ = redis.wait();
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `redis-server` on a Unix socket in `dir`, without persistence.
+fn redis_server(dir: &Path) -> std::process::Child {
+    let socket = dir.join("redis.sock");
+    let mut child = Command::new("redis-server")
+        .args(["--port", "0", "--unixsocket"])
+        .arg(&socket)
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (apt-get install redis-server)");
+    for _ in 0..500 {
+        let ping = Command::new("redis-cli").arg("-s").arg(&socket).arg("ping").output();
+        if ping.is_ok_and(|o| o.stdout.starts_with(b"PONG")) {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("redis-server did not start");
 }
