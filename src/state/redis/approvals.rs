@@ -28,14 +28,25 @@ use super::RedisError;
 
 /// The approvals script.
 const SCRIPT: &str = include_str!("approvals.lua");
+/// Finds the open approval of a call in one round trip: its id, then its
+/// hash's fields (KEYS[1]: the prefix; ARGV[1]: the call's digest).
+const FIND: &str = "local id = redis.call('HGET', KEYS[1] .. ':open', ARGV[1]) \
+    if not id then return {} end \
+    local fields = redis.call('HGETALL', KEYS[1] .. ':a:' .. id) \
+    table.insert(fields, 1, id) return fields";
+/// The most idle connections kept.
+const MAX_IDLE_CONNECTIONS: usize = 8;
 /// How long a finished approval is kept after it expires.
 const KEEP_FINISHED_SECS: u64 = 3600;
 
 /// Approvals shared through Redis.
 pub struct RedisApprovals {
     client: redis::Client,
-    connection: Mutex<Option<redis::Connection>>,
+    /// Idle connections: a call takes one (or connects), and gives it back
+    /// when it worked, so that replicas' workers do not wait on each other.
+    connections: Mutex<Vec<redis::Connection>>,
     script: redis::Script,
+    find_script: redis::Script,
     prefix: String,
     ttl: Duration,
     limits: ApprovalLimits,
@@ -74,8 +85,9 @@ impl RedisApprovals {
             .map_err(|e| RedisError(format!("`{url}` is not a Redis address: {e}")))?;
         let store = RedisApprovals {
             client,
-            connection: Mutex::new(None),
+            connections: Mutex::new(Vec::new()),
             script: redis::Script::new(SCRIPT),
+            find_script: redis::Script::new(FIND),
             prefix: format!("{{{namespace}:approvals}}"),
             ttl,
             limits,
@@ -86,26 +98,31 @@ impl RedisApprovals {
         Ok(store)
     }
 
-    /// Runs `f` on the connection, connecting first if needed; a failure
-    /// drops the connection (the next call connects again).
+    /// Runs `f` on an idle connection, connecting if there is none; a
+    /// connection that failed is dropped (the next call connects again).
     fn with<T>(
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, ApprovalError> {
-        let mut connection = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
-        if connection.is_none() {
-            let connected = self.client.get_connection_with_timeout(self.timeout).and_then(|c| {
-                c.set_read_timeout(Some(self.timeout))?;
-                c.set_write_timeout(Some(self.timeout))?;
-                Ok(c)
-            });
-            *connection = Some(connected.map_err(storage)?);
+        let idle = self.connections.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self
+                .client
+                .get_connection_with_timeout(self.timeout)
+                .and_then(|c| {
+                    c.set_read_timeout(Some(self.timeout))?;
+                    c.set_write_timeout(Some(self.timeout))?;
+                    Ok(c)
+                })
+                .map_err(storage)?,
+        };
+        let result = f(&mut connection).map_err(storage)?;
+        let mut idle = self.connections.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_CONNECTIONS {
+            idle.push(connection);
         }
-        let Some(open) = connection.as_mut() else { return Err(storage("no connection")) };
-        f(open).map_err(|error| {
-            *connection = None;
-            storage(error)
-        })
+        Ok(result)
     }
 
     /// Runs the script in `mode` with `args` (after the mode and now).
@@ -226,11 +243,14 @@ impl ApprovalStore for RedisApprovals {
     }
 
     fn find(&self, call: &Binding) -> Option<(String, ApprovalStatus)> {
-        let index = format!("{}:open", self.prefix);
         let digest = hex(call.digest());
-        let id: Option<String> =
-            self.with(|connection| redis::cmd("HGET").arg(&index).arg(&digest).query(connection)).ok()?;
-        let approval = self.load(&id?).ok()??;
+        let found: Vec<String> = self
+            .with(|connection| self.find_script.key(&self.prefix).arg(&digest).invoke(connection))
+            .ok()?;
+        let (_id, rest) = found.split_first()?;
+        let fields: HashMap<String, String> =
+            rest.chunks_exact(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect();
+        let approval = assemble(&fields)?;
         match approval.status(self.clock.now_secs()) {
             status @ (ApprovalStatus::Pending | ApprovalStatus::Granted) if approval.binding == *call => {
                 Some((approval.id, status))
