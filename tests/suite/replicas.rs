@@ -11,19 +11,20 @@ use serde_json::{Value, json};
 use crate::server::{Server, admin, approvers};
 use crate::util::redis_server::RedisServer;
 
-fn policy() -> String {
+/// The replicas' policy: `search` capped at `cap` calls a session.
+fn policy(cap: u64) -> String {
     format!(
-        "agentPolicies:\n  bot:\n    allowedTools: [search, pay, fetch]\n    constraints:\n      search:\n        maxPerSession: 50\n      fetch:\n        rateLimit: 40/min\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n{}",
+        "agentPolicies:\n  bot:\n    allowedTools: [search, pay, fetch]\n    constraints:\n      search:\n        maxPerSession: {cap}\n      fetch:\n        rateLimit: 40/min\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n{}",
         approvers(&["finance"])
     )
 }
 
-/// Three replicas on `redis`, each with an admin socket.
-fn replicas(redis: &RedisServer) -> Vec<(Server, std::path::PathBuf)> {
+/// Three replicas on `redis`, each with an admin socket, `search` capped at `cap`.
+fn replicas(redis: &RedisServer, cap: u64) -> Vec<(Server, std::path::PathBuf)> {
     (0..3)
         .map(|_| {
             let dir = crate::util::tempdir::TempDir::new();
-            std::fs::write(dir.path().join("policy.yaml"), policy()).expect("policy");
+            std::fs::write(dir.path().join("policy.yaml"), policy(cap)).expect("policy");
             let (socket, admin_socket) = (dir.path().join("toolgate.sock"), dir.path().join("admin.sock"));
             let url = redis.url();
             let admin_arg = admin_socket.display().to_string();
@@ -45,7 +46,7 @@ fn pipelined(server: &Server, requests: &[Value]) -> Vec<Value> {
 #[test]
 fn replicas_on_one_redis_share_caps_rate_limits_kills_and_approvals() {
     let redis = RedisServer::start(&[]);
-    let replicas = replicas(&redis);
+    let replicas = replicas(&redis, 50);
 
     // One session cap, in total: 6 clients × 20 calls spread over 3 replicas.
     let search = json!({"agent": "bot", "tool": "search", "session": "shared"});
@@ -114,7 +115,7 @@ fn replicas_on_one_redis_share_caps_rate_limits_kills_and_approvals() {
 #[test]
 fn replicas_deny_what_needs_redis_while_it_is_away_and_resume_when_it_is_back() {
     let mut redis = RedisServer::start(&[]);
-    let replicas = replicas(&redis);
+    let replicas = replicas(&redis, 50);
     let capped = |session: &str| json!({"agent": "bot", "tool": "search", "session": session});
     assert_eq!(replicas[0].0.connect().ask(capped("a"))["decision"], "allow");
     redis.stop();
@@ -142,5 +143,63 @@ fn replicas_deny_what_needs_redis_while_it_is_away_and_resume_when_it_is_back() 
             assert!(started.elapsed() < Duration::from_secs(5), "did not resume: {answer}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Redis stopped and started again while clients keep calling through
+/// three replicas: while it is away every call that needs it is denied;
+/// no allow is lost (every allowed call is in Redis's count after the
+/// restart, with `appendfsync always`), and a call is counted twice never
+/// (the count exceeds the allows only by calls answered `decision_timeout`,
+/// which may have been counted).
+#[test]
+fn redis_lost_mid_load_loses_and_doubles_no_allowed_call() {
+    let mut redis = RedisServer::start(&["--appendonly yes", "--appendfsync always"]);
+    let replicas = replicas(&redis, 1_000_000);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let tallies: Vec<(String, usize, usize, usize)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..6)
+            .map(|i| {
+                let (server, _) = &replicas[i % 3];
+                let stop = &stop;
+                scope.spawn(move || {
+                    let session = format!("load-{i}");
+                    let request = json!({"agent": "bot", "tool": "search", "session": session});
+                    let (mut allowed, mut unavailable, mut timed_out) = (0, 0, 0);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let answer = server.connect().ask(request.clone());
+                        match (answer["decision"].as_str(), answer["reason_code"].as_str()) {
+                            (Some("allow"), _) => allowed += 1,
+                            (_, Some("state_unavailable")) => unavailable += 1,
+                            (_, Some("decision_timeout")) => timed_out += 1,
+                            (_, Some("cap_reached")) => break,
+                            other => panic!("unexpected answer {other:?}: {answer}"),
+                        }
+                    }
+                    (session, allowed, unavailable, timed_out)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        redis.stop();
+        std::thread::sleep(Duration::from_millis(700));
+        redis.start_again();
+        std::thread::sleep(Duration::from_millis(700));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        clients.into_iter().map(|c| c.join().expect("client")).collect()
+    });
+    let denied: usize = tallies.iter().map(|(_, _, unavailable, timed_out)| unavailable + timed_out).sum();
+    assert!(denied > 0, "calls were made while Redis was away: {tallies:?}");
+    for (session, allowed, _, timed_out) in &tallies {
+        let key = format!("tg:{{bot}}:s:{}:{session}", session.len());
+        let output = std::process::Command::new("redis-cli")
+            .arg("-s")
+            .arg(redis.socket())
+            .args(["HGET", &key, "t"])
+            .output()
+            .expect("redis-cli");
+        let counted: usize = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
+        assert!(counted >= *allowed, "{session}: {allowed} allowed but {counted} counted");
+        assert!(counted <= allowed + timed_out, "{session}: {counted} counted for {allowed} allowed");
     }
 }
