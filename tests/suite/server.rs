@@ -77,11 +77,19 @@ impl Server {
         server
     }
 
+    /// Waits until the server answers: the socket is bound before the
+    /// state is opened (a Redis connection can take a while), so a
+    /// connectable socket alone does not mean the server serves.
     pub(crate) fn wait_until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
+            if let Ok(mut stream) = UnixStream::connect(&self.socket) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+                let mut answer = String::new();
+                let asked = stream.write_all(b"{\"op\":\"health\"}\n").is_ok();
+                if asked && BufReader::new(stream).read_line(&mut answer).is_ok_and(|n| n > 0) {
+                    return;
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -89,6 +97,17 @@ impl Server {
     }
 
     pub(crate) fn connect(&self) -> Client {
+        if !self.socket.exists() {
+            let alive = Command::new("kill")
+                .args(["-0", &self.child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            panic!(
+                "the socket {} is gone (directory there: {}, server alive: {alive})",
+                self.socket.display(),
+                self.dir.path().exists()
+            );
+        }
         Client::connect(&self.socket)
     }
 
