@@ -13,10 +13,12 @@
 
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+#[path = "support/redis.rs"]
+mod support;
+use support::redis_server;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use toolgate::state::durable::{DurableOptions, DurableSessions};
 use toolgate::state::redis::{RedisOptions, RedisSessions};
@@ -43,30 +45,6 @@ fn options() -> Options {
         i += 1;
     }
     options
-}
-
-fn redis_server(dir: &Path) -> Child {
-    let socket = dir.join("redis.sock");
-    let child = Command::new("redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(&socket)
-        .args(["--save", "", "--appendonly", "no", "--dir"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server (apt-get install redis-server)");
-    let mut child = child;
-    for _ in 0..500 {
-        let ping = Command::new("redis-cli").arg("-s").arg(&socket).arg("ping").output();
-        if ping.is_ok_and(|o| o.stdout.starts_with(b"PONG")) {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("redis-server did not start");
 }
 
 /// Runs the clients against `stores` (client i on store i % len); returns

@@ -20,6 +20,10 @@
 
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "support/redis.rs"]
+mod support;
+use support::redis_server;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -263,28 +267,4 @@ fn main() {
         let _ = redis.wait();
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A `redis-server` on a Unix socket in `dir`, without persistence.
-fn redis_server(dir: &Path) -> std::process::Child {
-    let socket = dir.join("redis.sock");
-    let mut child = Command::new("redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(&socket)
-        .args(["--save", "", "--appendonly", "no", "--dir"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server (apt-get install redis-server)");
-    for _ in 0..500 {
-        let ping = Command::new("redis-cli").arg("-s").arg(&socket).arg("ping").output();
-        if ping.is_ok_and(|o| o.stdout.starts_with(b"PONG")) {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("redis-server did not start");
 }
