@@ -149,8 +149,10 @@ pub async fn run(
                     service.metrics().opened();
                     let (read, write) = stream.into_split();
                     let _ = connection::serve(read, write, &service, settings, Role::Decisions, Some(stopped)).await;
-                    service.metrics().closed();
+                    // The slot first: once `status` counts a connection
+                    // closed, its place is free for the next one.
                     drop(permit);
+                    service.metrics().closed();
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
