@@ -18,10 +18,10 @@ mod support;
 use support::redis_server;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use toolgate::state::durable::{DurableOptions, DurableSessions};
-use toolgate::state::redis::{RedisOptions, RedisSessions};
+use toolgate::state::redis::{Link, RedisOptions, RedisSessions};
 use toolgate::state::session::{Admission, Cap, SessionKey, SessionLimits, SessionStore};
 
 struct Options {
@@ -97,9 +97,9 @@ fn main() {
     for &replicas in &options.replicas {
         let stores: Vec<Arc<dyn SessionStore>> = (0..replicas)
             .map(|_| {
-                let options =
-                    RedisOptions { namespace: format!("bench{replicas}"), limits, ..RedisOptions::new(&url) };
-                Arc::new(RedisSessions::open(options).unwrap()) as Arc<dyn SessionStore>
+                let link = Link::to(&url, &format!("bench{replicas}"), Duration::from_secs(1)).unwrap();
+                let options = RedisOptions { clock: None, limits };
+                Arc::new(RedisSessions::open(&link, options).unwrap()) as Arc<dyn SessionStore>
             })
             .collect();
         let (rate, p50, p99) = run(&stores, options.clients, options.calls);

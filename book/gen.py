@@ -27,7 +27,7 @@ generation, so the book never shows an error as if it were the example.
 Parts of the output are random or depend on the hour, and are masked as they
 are pasted: the keyed tag of a decision id (`"decision_id":"1.9f2c..."` becomes
 `"1.…"`), approval ids (`apr_…`) and times to the second
-(`YYYY-MM-DDTHH:MM:SSZ`).
+(`YYYY-MM-DDTHH:MM:SSZ`), and the time a log line starts with.
 
 Approvers are Unix users, so an example needs the user who runs it: in a file
 block, {user} is that user's name, shown as `alice`; in output, that user as
@@ -63,6 +63,7 @@ USER_AS_NAMED = re.compile(re.escape(USER) + r" \(uid " + str(os.getuid()) + r"\
 DECISION_TAG = re.compile(r'("decision_id":\s*"[0-9a-f]+\.)[0-9a-f]{16}"')
 APPROVAL_ID = re.compile(r"\bapr_[0-9a-f]{32}\b")
 SECONDS_TIME = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", re.M)
 
 
 def run_block(cwd, commands, places):
@@ -93,6 +94,7 @@ def run_block(cwd, commands, places):
         output = DECISION_TAG.sub(r'\1…"', output)
         output = APPROVAL_ID.sub("apr_…", output)
         output = SECONDS_TIME.sub("YYYY-MM-DDTHH:MM:SSZ", output)
+        output = LOG_TIME.sub("YYYY-MM-DDTHH:MM:SS.ssssssZ", output)
         outputs.append(USER_AS_NAMED.sub("alice (uid 1000)", output))
     return outputs
 

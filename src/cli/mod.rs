@@ -344,9 +344,12 @@ struct ServeArgs {
     workers: Option<usize>,
     /// Keep session counters, kills and approvals in this directory (created if missing, private), durable
     /// across crashes, or on this Redis shared by every replica (`redis://HOST:PORT/DB`,
-    /// `redis+unix:///path/redis.sock`); without it they are in memory and lost when the server stops.
+    /// `rediss://…` over TLS, `redis+unix:///path/redis.sock`); without it they are in memory and
+    /// lost when the server stops.
     #[arg(long)]
     state: Option<PathBuf>,
+    #[command(flatten)]
+    redis: RedisFlags,
     /// Also listen on this admin socket: kills, revivals and reloads for operators,
     /// approvals for the members of the approvers the policy declares.
     #[arg(long)]
@@ -437,6 +440,62 @@ struct ServeArgs {
     log_format: LogFormat,
 }
 
+/// How to reach a Redis named by `--state`.
+#[derive(Debug, clap::Args)]
+struct RedisFlags {
+    /// The first part of every Redis key: deployments sharing one Redis under different
+    /// namespaces share no caps, kills or approvals (letters, digits, `_`, `-`, `.`).
+    #[arg(long, default_value = toolgate::state::redis::link::DEFAULT_NAMESPACE)]
+    redis_namespace: String,
+    /// Verify a `rediss://` server's certificate against the PEM certificates in this file
+    /// instead of the system's.
+    #[arg(long)]
+    redis_ca: Option<PathBuf>,
+    /// Present this PEM client certificate to a `rediss://` server that asks for one.
+    #[arg(long, requires = "redis_key")]
+    redis_cert: Option<PathBuf>,
+    /// The PEM private key of `--redis-cert`.
+    #[arg(long, requires = "redis_cert")]
+    redis_key: Option<PathBuf>,
+    /// Read the Redis password from the first line of this file (instead of from the URL,
+    /// where every user of the machine can see it).
+    #[arg(long)]
+    redis_password_file: Option<PathBuf>,
+    /// Seconds to wait for Redis at start (it may be starting too): 0 to 600.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
+    redis_wait: u64,
+}
+
+impl RedisFlags {
+    /// Where state lives: `--state`, with these flags for a Redis. A flag
+    /// that only a Redis can use, given without one, is an error.
+    fn state(self, state: Option<&std::path::Path>) -> Result<toolgate::state::StateConfig, String> {
+        let mut config = toolgate::state::StateConfig::at(state);
+        let Some(redis) = config.redis.as_mut() else {
+            let given = [
+                ("--redis-ca", self.redis_ca.is_some()),
+                ("--redis-cert", self.redis_cert.is_some()),
+                ("--redis-password-file", self.redis_password_file.is_some()),
+                (
+                    "--redis-namespace",
+                    self.redis_namespace != toolgate::state::redis::link::DEFAULT_NAMESPACE,
+                ),
+            ];
+            return match given.iter().find(|(_, given)| *given) {
+                Some((flag, _)) => Err(format!("{flag} needs a Redis: `--state redis://…` or `rediss://…`")),
+                None => Ok(config),
+            };
+        };
+        toolgate::state::redis::link::check_namespace(&self.redis_namespace)?;
+        redis.namespace = self.redis_namespace;
+        redis.ca = self.redis_ca;
+        redis.client_certificate = self.redis_cert.zip(self.redis_key);
+        redis.password_file = self.redis_password_file;
+        redis.start_wait = std::time::Duration::from_secs(self.redis_wait);
+        Ok(config)
+    }
+}
+
 /// How logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -473,9 +532,11 @@ struct ProxyArgs {
     #[arg(long)]
     context: Option<String>,
     /// Keep session counters, kills and approvals in this directory, durable across crashes, or on
-    /// this Redis shared with other proxies and servers (`redis://…`, `redis+unix://…`).
+    /// this Redis shared with other proxies and servers (`redis://…`, `rediss://…`, `redis+unix://…`).
     #[arg(long)]
     state: Option<PathBuf>,
+    #[command(flatten)]
+    redis: RedisFlags,
     /// Append every decision and outcome to this hash-chained audit trail.
     #[arg(long)]
     audit: Option<PathBuf>,
@@ -645,6 +706,13 @@ fn proxy_command(args: ProxyArgs) -> Exit {
                 return Exit::Usage;
             }
         };
+    let state = match args.redis.state(args.state.as_deref()) {
+        Ok(state) => state,
+        Err(message) => {
+            output::error(&message);
+            return Exit::Usage;
+        }
+    };
     proxy::run(proxy::ProxyArgs {
         policies: args.policies,
         decision_socket: args.decision_socket,
@@ -653,7 +721,7 @@ fn proxy_command(args: ProxyArgs) -> Exit {
         session: args.session,
         principal,
         context,
-        state: args.state,
+        state,
         audit: args.audit.map(|path| serve::AuditArgs {
             path,
             rotate_bytes: None,
@@ -678,6 +746,13 @@ fn audit_sync(sync: AuditSync) -> toolgate::audit::sink::Sync {
 
 /// `serve`'s settings from its arguments.
 fn serve_command(args: ServeArgs) -> Exit {
+    let state = match args.redis.state(args.state.as_deref()) {
+        Ok(state) => state,
+        Err(message) => {
+            output::error(&message);
+            return Exit::Usage;
+        }
+    };
     serve::run(serve::ServeArgs {
         server: toolgate::server::Config {
             max_connections: serve::connection_budget(
@@ -702,7 +777,7 @@ fn serve_command(args: ServeArgs) -> Exit {
         admin_socket_group: args.admin_socket_group,
         watch: !args.no_watch,
         workers: args.workers.unwrap_or_else(serve::default_workers).max(1),
-        state: args.state,
+        state,
         admin_socket: args.admin_socket,
         admin_uids: args.admin_uids,
         admin_gids: args.admin_gids,

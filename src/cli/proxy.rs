@@ -26,7 +26,8 @@ pub struct ProxyArgs {
     pub session: Option<String>,
     pub principal: Option<Value>,
     pub context: Option<Value>,
-    pub state: Option<PathBuf>,
+    /// Where state lives (the directory or the Redis), defaults elsewhere.
+    pub state: StateConfig,
     pub audit: Option<AuditArgs>,
     pub admin_socket: Option<PathBuf>,
     pub approval_ttl: Duration,
@@ -68,7 +69,7 @@ fn in_process(args: ProxyArgs, policy: toolgate::compiler::CheckedPolicySet) -> 
     let config = StateConfig {
         approval_ttl: args.approval_ttl,
         answer_within: args.decision_timeout,
-        ..StateConfig::at(args.state.as_deref())
+        ..args.state.clone()
     };
     let state = State::open(&config).map_err(|e| e.to_string())?;
     let audit = open_audit(args.audit.as_ref(), Arc::clone(&state.clock))?;

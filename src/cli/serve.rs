@@ -27,7 +27,8 @@ pub struct ServeArgs {
     pub watch: bool,
     pub workers: usize,
     pub audit: Option<AuditArgs>,
-    pub state: Option<PathBuf>,
+    /// Where state lives (the directory or the Redis), defaults elsewhere.
+    pub state: StateConfig,
     pub admin_socket: Option<PathBuf>,
     pub admin_uids: Vec<u32>,
     pub admin_gids: Vec<u32>,
@@ -268,7 +269,7 @@ fn start(args: ServeArgs, policy: toolgate::compiler::CheckedPolicySet) -> Resul
         sessions: args.sessions,
         approvals: args.approvals,
         answer_within: args.service.decision_timeout,
-        ..StateConfig::at(args.state.as_deref())
+        ..args.state.clone()
     };
     let state = State::open(&config).map_err(|e| e.to_string())?;
     let clock = Arc::clone(&state.clock);

@@ -173,7 +173,7 @@ impl Collector for ServiceCollector {
             &mut encoder,
             "toolgate_state_store_up",
             "1 while the state store works; 0 while it is degraded (calls that need it are denied)",
-            i64::from(state.sessions.condition().is_ok()),
+            i64::from(state.condition().is_ok()),
         )?;
         if let Some(audit) = service.audit() {
             let condition = audit.condition(crate::state::DEFAULT_DECISION_TIMEOUT);

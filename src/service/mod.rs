@@ -382,7 +382,7 @@ impl Service {
             Op::Decide(request) => return self.decide_guarded(engine, id, request, batch).await,
             Op::Health => Ok(Reply::Health {
                 policy: engine.policy_hash().to_owned(),
-                state: self.state.sessions.condition(),
+                state: self.state.condition(),
                 audit: self.audit.as_ref().map(|a| a.condition(self.config.decision_timeout)),
             }),
             Op::Status => Ok(Reply::Status(self.status())),
@@ -542,7 +542,7 @@ impl Service {
             "reload": reload,
             "kills": crate::state::kill::summary(&self.state.kills.list()),
             "approvals": {"pending": self.state.approvals.pending_count()},
-            "state": self.state.sessions.condition().to_json(),
+            "state": self.state.condition().to_json(),
             "audit": self.audit.as_ref().map(|a| {
                 let (seq, hash) = a.head();
                 let mut audit = a.condition(self.config.decision_timeout).to_json();

@@ -436,6 +436,11 @@ pub trait ApprovalStore: Send + Sync {
     fn may_block(&self) -> bool {
         false
     }
+
+    /// Whether the store works (what `health` reports).
+    fn condition(&self) -> super::Condition {
+        super::Condition::Ok
+    }
 }
 
 /// Feeds what is written to it into a SHA-256 hash.

@@ -85,6 +85,12 @@ pub trait KillStore: Send + Sync {
     fn may_block(&self) -> bool {
         false
     }
+
+    /// Whether the kills in force are known to be current (what `health`
+    /// reports): a shared store that cannot be read says so.
+    fn condition(&self) -> super::Condition {
+        super::Condition::Ok
+    }
 }
 
 /// The kill switch: kills in memory, optionally saved to a file.

@@ -94,8 +94,8 @@ impl State {
     /// directory (created if missing), or in memory without either.
     pub fn open(config: &StateConfig) -> Result<State, OpenError> {
         let clock = Arc::clone(&config.clock);
-        if let Some(url) = &config.redis {
-            return State::open_redis(url, config);
+        if let Some(settings) = &config.redis {
+            return State::open_redis(settings, config);
         }
         let Some(dir) = &config.dir else {
             return Ok(State::in_memory_within(
@@ -137,32 +137,28 @@ impl State {
         })
     }
 
-    /// State shared on the Redis at `url` (the namespace `tg`): session
-    /// counters and rate buckets on Redis's clock, kills mirrored in every
-    /// replica's snapshot, approvals redeemed once across replicas.
-    fn open_redis(url: &str, config: &StateConfig) -> Result<State, OpenError> {
-        let failed = |error: redis::RedisError| OpenError { place: url.to_owned(), error: error.0 };
-        let namespace = "tg";
-        let options = redis::RedisOptions {
-            namespace: namespace.to_owned(),
-            limits: config.sessions,
-            answer_within: config.answer_within,
-            ..redis::RedisOptions::new(url)
+    /// State shared on a Redis (waiting for it as `settings` say):
+    /// session counters and rate buckets on Redis's clock, kills mirrored in
+    /// every replica's snapshot, approvals redeemed once across replicas.
+    fn open_redis(settings: &redis::RedisSettings, config: &StateConfig) -> Result<State, OpenError> {
+        let link = redis::Link::new(settings, config.answer_within);
+        let failed = |error: redis::RedisError| OpenError {
+            place: redis::link::redact(&settings.url),
+            error: error.0,
         };
+        let link = link.map_err(failed)?;
+        link.wait_until_reachable(settings.start_wait).map_err(failed)?;
+        let options = redis::RedisOptions { clock: None, limits: config.sessions };
         let clock = Arc::clone(&config.clock);
         Ok(State {
-            sessions: Arc::new(redis::RedisSessions::open(options).map_err(failed)?),
-            kills: Arc::new(
-                redis::kills::RedisKills::open(url, namespace, config.answer_within).map_err(failed)?,
-            ),
+            sessions: Arc::new(redis::RedisSessions::open(&link, options).map_err(failed)?),
+            kills: Arc::new(redis::kills::RedisKills::open(&link).map_err(failed)?),
             approvals: Arc::new(
                 redis::approvals::RedisApprovals::open(
-                    url,
-                    namespace,
+                    &link,
                     config.approval_ttl,
                     config.approvals,
                     Arc::clone(&clock),
-                    config.answer_within,
                 )
                 .map_err(failed)?,
             ),
@@ -170,6 +166,15 @@ impl State {
             drifted: Arc::default(),
             breakers: Arc::default(),
         })
+    }
+
+    /// How the stores stand: the first one in trouble (sessions, kills,
+    /// approvals), or ok.
+    pub fn condition(&self) -> Condition {
+        [self.sessions.condition(), self.kills.condition(), self.approvals.condition()]
+            .into_iter()
+            .find(|condition| !condition.is_ok())
+            .unwrap_or(Condition::Ok)
     }
 
     /// Whether any store may wait on I/O (a disk commit): callers on an
@@ -205,9 +210,8 @@ fn open_ledger(dir: &std::path::Path, ttl: Duration, clock: Arc<dyn Clock>) -> s
 pub struct StateConfig {
     /// The state directory; `None` keeps state in memory (lost on exit).
     pub dir: Option<PathBuf>,
-    /// A Redis shared by replicas (`redis://…`, `redis+unix://…`); takes
-    /// the place of `dir`.
-    pub redis: Option<String>,
+    /// A Redis shared by replicas; takes the place of `dir`.
+    pub redis: Option<redis::RedisSettings>,
     /// How long an approval stays valid after it is opened.
     pub approval_ttl: Duration,
     /// How many sessions are kept, and for how long.
@@ -227,7 +231,9 @@ impl StateConfig {
     pub fn at(state: Option<&std::path::Path>) -> StateConfig {
         let text = state.map(|path| path.to_string_lossy().into_owned());
         match text {
-            Some(url) if is_redis_url(&url) => StateConfig { redis: Some(url), ..StateConfig::default() },
+            Some(url) if is_redis_url(&url) => {
+                StateConfig { redis: Some(redis::RedisSettings::new(&url)), ..StateConfig::default() }
+            }
             _ => StateConfig { dir: state.map(std::path::Path::to_path_buf), ..StateConfig::default() },
         }
     }

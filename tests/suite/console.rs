@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::server::Server;
+use crate::util::free_port;
 use crate::util::tempdir::TempDir;
 
 const POLICY: &str = r#"
@@ -43,11 +44,6 @@ pub(crate) struct Console {
     pub(crate) server: Server,
     pub(crate) port: u16,
     pub(crate) metrics: u16,
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("address").port()
 }
 
 pub(crate) fn hash(password: &str) -> String {

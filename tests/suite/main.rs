@@ -15,6 +15,7 @@ mod lint;
 mod policies;
 mod properties;
 mod proxy;
+mod redis_access;
 mod rego;
 mod regression;
 mod replicas;

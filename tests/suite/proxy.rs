@@ -921,3 +921,64 @@ fn output_rules_reach_tool_definitions_resources_and_prompts() {
     assert!(recorded.contains(r#""tool":"raw/fail""#), "the error's finding is recorded: {recorded}");
     assert!(!recorded.contains("ghp_1a2B") && !recorded.contains("developer mode"), "{recorded}");
 }
+
+/// Two proxies deciding in-process on one Redis (`--state redis+unix://…`)
+/// share their session's cap, a kill made through one proxy's admin socket
+/// stops the other's next call, and with Redis gone the kill cannot be
+/// revived (a revival that cannot be shared does not happen) and holds.
+#[test]
+fn proxies_on_one_redis_share_caps_and_kills() {
+    let mut redis = crate::util::redis_server::RedisServer::start(&[]);
+    let dir = TempDir::new();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "agentPolicies:\n  bot:\n    allowedTools: [raw/echo]\n    constraints:\n      raw/echo:\n        maxPerSession: 3\n",
+    )
+    .expect("policy");
+    let admin_socket = dir.path().join("admin.sock");
+    let proxy = |admin: bool| {
+        let mut args: Vec<String> = ["--policy", &policy.to_string_lossy(), "--state", &redis.url()]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.extend(["--session".to_owned(), "shared".to_owned()]);
+        if admin {
+            args.extend(["--admin-socket".to_owned(), admin_socket.to_string_lossy().into_owned()]);
+        }
+        let mut proxy = Raw::start_with(&args, &[]);
+        proxy.initialize();
+        proxy
+    };
+    let (mut a, mut b) = (proxy(true), proxy(false));
+    let call = |proxy: &mut Raw, id: u32| {
+        proxy.send(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo"}}}}"#
+        ));
+        let answer = proxy.recv();
+        answer["result"]["_meta"]["dev.toolgate/decision"]["reason_code"]
+            .as_str()
+            .unwrap_or("allowed")
+            .to_owned()
+    };
+    let answers: Vec<String> = (0..4).flat_map(|id| [call(&mut a, id), call(&mut b, id)]).collect();
+    assert_eq!(answers.iter().filter(|r| *r == "allowed").count(), 3, "{answers:?}");
+    assert!(answers.iter().filter(|r| *r != "allowed").all(|r| r == "cap_reached"), "{answers:?}");
+    let forwarded = a.received().len() + b.received().len();
+
+    let (code, answer) =
+        crate::server::admin(&["kill", "--agent", "bot", "--reason", "incident"], &admin_socket);
+    assert_eq!(code, Some(0), "{answer}");
+    let started = Instant::now();
+    loop {
+        if call(&mut b, 10) == "killed" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "the kill did not reach the other proxy");
+    }
+    redis.stop();
+    let (code, answer) = crate::server::admin(&["revive", "--agent", "bot"], &admin_socket);
+    assert_ne!(code, Some(0), "a revival that cannot be shared does not happen: {answer}");
+    assert_eq!(call(&mut a, 11), "killed");
+    assert_eq!(a.received().len() + b.received().len(), forwarded, "nothing denied reached a server");
+}

@@ -207,3 +207,37 @@ fn redis_lost_mid_load_loses_and_doubles_no_allowed_call() {
         );
     }
 }
+
+/// Every replica killed and Redis restarted (with an append-only file
+/// fsynced on every write): new replicas find the counts, the kills and a
+/// granted approval where the old ones left them.
+#[test]
+fn counts_kills_and_approvals_survive_restarting_the_replicas_and_redis() {
+    let mut redis = RedisServer::start(&["--appendonly yes", "--appendfsync always"]);
+    let search = |session: &str| json!({"agent": "bot", "tool": "search", "session": session});
+    let pay = json!({"agent": "bot", "tool": "pay", "session": "p", "args": {"amount": 3}});
+    let id = {
+        let before = replicas(&redis, 5);
+        for (server, _) in &before {
+            assert_eq!(server.connect().ask(search("r"))["decision"], "allow");
+        }
+        let (code, answer) =
+            admin(&["kill", "--agent", "bot", "--session", "k", "--reason", "runaway"], &before[0].1);
+        assert_eq!(code, Some(0), "{answer}");
+        let asked = before[1].0.connect().ask(pay.clone());
+        let id = asked["approval"]["id"].as_str().expect("an approval").to_owned();
+        let (code, granted) = admin(&["approve", &id], &before[2].1);
+        assert_eq!(code, Some(0), "{granted}");
+        id
+    };
+    redis.start_again();
+    let after = replicas(&redis, 5);
+    let answers: Vec<Value> = (0..4).map(|i| after[i % 3].0.connect().ask(search("r"))).collect();
+    let allowed = answers.iter().filter(|a| a["decision"] == "allow").count();
+    assert_eq!(allowed, 2, "3 of 5 were used before the restart: {answers:?}");
+    assert_eq!(after[1].0.connect().ask(search("k"))["reason_code"], "killed");
+    let mut with_id = pay.clone();
+    with_id["approval"] = json!(id);
+    assert_eq!(after[2].0.connect().ask(with_id.clone())["reason_code"], "approved");
+    assert_eq!(after[0].0.connect().ask(with_id)["reason_code"], "approval_used");
+}

@@ -53,29 +53,24 @@ fn durable_stores_conform() {
 /// real `redis-server` (each store under a namespace of its own).
 #[test]
 fn redis_stores_conform() {
-    use toolgate::state::redis::{RedisOptions, RedisSessions};
+    use toolgate::state::redis::{Link, RedisOptions, RedisSessions};
     let server = crate::util::redis_server::RedisServer::start(&[]);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    conformance::sessions(&|clock, limits| {
+    let link = || {
         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let options = RedisOptions {
-            namespace: format!("test{n}"),
-            clock: Some(clock),
-            limits,
-            ..RedisOptions::new(&server.url())
-        };
-        Arc::new(RedisSessions::open(options).unwrap()) as Arc<dyn SessionStore>
+        Link::to(&server.url(), &format!("test{n}"), Duration::from_secs(1)).unwrap()
+    };
+    conformance::sessions(&|clock, limits| {
+        let options = RedisOptions { clock: Some(clock), limits };
+        Arc::new(RedisSessions::open(&link(), options).unwrap()) as Arc<dyn SessionStore>
     })
     .unwrap();
     conformance::approvals(&|clock| {
-        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let store = toolgate::state::redis::approvals::RedisApprovals::open(
-            &server.url(),
-            &format!("test{n}"),
+            &link(),
             Duration::from_secs(60),
             toolgate::state::ApprovalLimits::default(),
             clock,
-            Duration::from_secs(1),
         );
         Arc::new(store.unwrap()) as Arc<dyn ApprovalStore>
     })
@@ -90,15 +85,12 @@ fn redis_kills_conform_and_reach_every_replica() {
     use toolgate::state::kill::{Kill, KillScope, KillStore};
     use toolgate::state::redis::kills::{REREAD_EVERY, RedisKills};
     let server = crate::util::redis_server::RedisServer::start(&[]);
-    let timeout = Duration::from_secs(1);
-    conformance::kills(&|| {
-        Arc::new(RedisKills::open(&server.url(), "conformance", timeout).unwrap()) as Arc<dyn KillStore>
-    })
-    .unwrap();
-    let (a, b) = (
-        RedisKills::open(&server.url(), "replicas", timeout).unwrap(),
-        RedisKills::open(&server.url(), "replicas", timeout).unwrap(),
-    );
+    let link = |namespace: &str| {
+        toolgate::state::redis::Link::to(&server.url(), namespace, Duration::from_secs(1)).unwrap()
+    };
+    conformance::kills(&|| Arc::new(RedisKills::open(&link("conformance")).unwrap()) as Arc<dyn KillStore>)
+        .unwrap();
+    let (a, b) = (RedisKills::open(&link("replicas")).unwrap(), RedisKills::open(&link("replicas")).unwrap());
     let scope = KillScope::Session { agent: "bot".into(), session: "s1".into() };
     let kill = Kill { reason: "runaway".into(), by: "test".into(), at: "now".into() };
     let until = |what: &dyn Fn() -> bool, within: Duration| {
@@ -144,17 +136,8 @@ fn redis_approvals_are_shared_and_redeemed_exactly_once() {
     let replica = || {
         let clock: Arc<dyn toolgate::state::Clock> = Arc::new(toolgate::state::SystemClock);
         let limits = toolgate::state::ApprovalLimits::default();
-        Arc::new(
-            RedisApprovals::open(
-                &server.url(),
-                "shared",
-                Duration::from_secs(60),
-                limits,
-                clock,
-                Duration::from_secs(1),
-            )
-            .unwrap(),
-        )
+        let link = toolgate::state::redis::Link::to(&server.url(), "shared", Duration::from_secs(1)).unwrap();
+        Arc::new(RedisApprovals::open(&link, Duration::from_secs(60), limits, clock).unwrap())
     };
     let (a, b, c) = (replica(), replica(), replica());
     let args = serde_json::json!({"amount": 5}).as_object().cloned().unwrap();
@@ -198,13 +181,27 @@ fn redis_approvals_are_shared_and_redeemed_exactly_once() {
 /// append-only file fsynced on every write, counts survive a Redis crash.
 #[test]
 fn a_redis_store_fails_closed_heals_and_keeps_counts_redis_persisted() {
-    use toolgate::state::redis::{RedisOptions, RedisSessions};
+    use toolgate::state::redis::{Link, RedisSessions};
     use toolgate::state::session::{Admission, Cap, Counter, SessionKey};
     let mut server =
         crate::util::redis_server::RedisServer::start(&["--appendonly yes", "--appendfsync always"]);
-    let options =
-        RedisOptions { answer_within: Duration::from_millis(300), ..RedisOptions::new(&server.url()) };
-    let store = RedisSessions::open(options).unwrap();
+    let link = Link::to(&server.url(), "tg", Duration::from_millis(300)).unwrap();
+    let store = RedisSessions::open(&link, Default::default()).unwrap();
+    let kills = toolgate::state::redis::kills::RedisKills::open(&link).unwrap();
+    let approvals = toolgate::state::redis::approvals::RedisApprovals::open(
+        &link,
+        Duration::from_secs(60),
+        toolgate::state::ApprovalLimits::default(),
+        Arc::new(toolgate::state::SystemClock),
+    )
+    .unwrap();
+    let within = |what: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !what() {
+            assert!(started.elapsed() < Duration::from_secs(5), "not within 5 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     let key = SessionKey { agent: "bot", session: "s" };
     let caps = [Cap::count("bot.constraints.pay.maxPerSession", 3)];
     for _ in 0..2 {
@@ -215,7 +212,12 @@ fn a_redis_store_fails_closed_heals_and_keeps_counts_redis_persisted() {
     assert!(matches!(admission, Admission::Unavailable | Admission::TimedOut), "{admission:?}");
     assert!(!store.condition().is_ok(), "degraded while Redis is away");
     assert_eq!(store.count(key, Counter::Total), None);
+    // The kills' listener and the approvals say so too.
+    within(&|| !KillStore::condition(&kills).is_ok());
+    assert!(approvals.pending().is_empty());
+    assert!(!ApprovalStore::condition(&approvals).is_ok());
     server.start_again();
+    within(&|| KillStore::condition(&kills).is_ok());
     let started = std::time::Instant::now();
     let admission = loop {
         match store.admit(key, "pay", &caps) {
@@ -233,6 +235,8 @@ fn a_redis_store_fails_closed_heals_and_keeps_counts_redis_persisted() {
         "the cap holds across the Redis restart"
     );
     assert_eq!(store.count(key, Counter::Total), Some(3));
+    assert!(approvals.pending().is_empty());
+    assert!(ApprovalStore::condition(&approvals).is_ok());
 }
 
 /// The approvals' log: every change is one appended line, read back after

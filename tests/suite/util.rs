@@ -278,7 +278,8 @@ pub mod redis_server {
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 let ping = Command::new("redis-cli").arg("-s").arg(self.socket()).arg("ping").output();
-                if ping.is_ok_and(|o| o.stdout.starts_with(b"PONG")) {
+                // With `requirepass`, a ping without the password is refused: up all the same.
+                if ping.is_ok_and(|o| o.stdout.starts_with(b"PONG") || o.stdout.starts_with(b"NOAUTH")) {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -303,4 +304,103 @@ pub mod redis_server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Certificates made with `openssl`: a CA, a server certificate for
+/// 127.0.0.1 and a client certificate signed by it, and a second CA that
+/// signed nothing here.
+pub mod certificates {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use super::tempdir::TempDir;
+
+    pub struct Pki {
+        pub dir: TempDir,
+    }
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let output = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+        assert!(output.status.success(), "openssl {args:?}: {output:?}");
+    }
+
+    fn key_and_request(dir: &Path, name: &str, subject: &str) {
+        let key = format!("{name}.key");
+        let request = format!("{name}.csr");
+        openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key]);
+        openssl(dir, &["req", "-new", "-key", &key, "-subj", subject, "-out", &request]);
+    }
+
+    impl Pki {
+        pub fn make() -> Pki {
+            let dir = TempDir::new();
+            let at = dir.path();
+            for ca in ["ca", "other-ca"] {
+                openssl(
+                    at,
+                    &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &format!("{ca}.key")],
+                );
+                let subject = format!("/CN=toolgate test {ca}");
+                openssl(
+                    at,
+                    &[
+                        "req",
+                        "-x509",
+                        "-new",
+                        "-key",
+                        &format!("{ca}.key"),
+                        "-days",
+                        "2",
+                        "-subj",
+                        &subject,
+                        "-out",
+                        &format!("{ca}.crt"),
+                    ],
+                );
+            }
+            std::fs::write(at.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+                .expect("ext");
+            std::fs::write(at.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+            for (name, subject) in [("server", "/CN=localhost"), ("client", "/CN=toolgate-replica")] {
+                key_and_request(at, name, subject);
+                let (request, cert, ext) =
+                    (format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+                openssl(
+                    at,
+                    &[
+                        "x509",
+                        "-req",
+                        "-in",
+                        &request,
+                        "-CA",
+                        "ca.crt",
+                        "-CAkey",
+                        "ca.key",
+                        "-CAcreateserial",
+                        "-days",
+                        "2",
+                        "-extfile",
+                        &ext,
+                        "-out",
+                        &cert,
+                    ],
+                );
+            }
+            Pki { dir }
+        }
+
+        pub fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        pub fn arg(&self, name: &str) -> String {
+            self.path(name).display().to_string()
+        }
+    }
+}
+
+/// A free loopback TCP port (free when asked; taken by whoever binds first).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("address").port()
 }

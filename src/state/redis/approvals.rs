@@ -23,8 +23,9 @@ use super::super::approval::{
     Approval, ApprovalError, ApprovalLimits, ApprovalState, ApprovalStatus, ApprovalStore, Binding, Shown,
     new_id, person,
 };
-use super::super::clock::Clock;
-use super::RedisError;
+use super::super::clock::{Clock, SystemClock};
+use super::super::condition::{Condition, ConditionCell};
+use super::{Link, RedisError};
 
 /// The approvals script.
 const SCRIPT: &str = include_str!("approvals.lua");
@@ -41,7 +42,7 @@ const KEEP_FINISHED_SECS: u64 = 3600;
 
 /// Approvals shared through Redis.
 pub struct RedisApprovals {
-    client: redis::Client,
+    link: Link,
     /// Idle connections: a call takes one (or connects), and gives it back
     /// when it worked, so that replicas' workers do not wait on each other.
     connections: Mutex<Vec<redis::Connection>>,
@@ -51,7 +52,8 @@ pub struct RedisApprovals {
     ttl: Duration,
     limits: ApprovalLimits,
     clock: Arc<dyn Clock>,
-    timeout: Duration,
+    /// Whether the last round trip worked.
+    condition: ConditionCell,
 }
 
 impl std::fmt::Debug for RedisApprovals {
@@ -71,30 +73,26 @@ fn storage(error: impl std::fmt::Display) -> ApprovalError {
 }
 
 impl RedisApprovals {
-    /// Approvals under `namespace` on the Redis at `url`, expiring after
-    /// `ttl`, bounded by `limits`, timed by `clock`.
+    /// Approvals on the Redis and under the namespace of `link`, expiring
+    /// after `ttl`, bounded by `limits`, timed by `clock`.
     pub fn open(
-        url: &str,
-        namespace: &str,
+        link: &Link,
         ttl: Duration,
         limits: ApprovalLimits,
         clock: Arc<dyn Clock>,
-        timeout: Duration,
     ) -> Result<RedisApprovals, RedisError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| RedisError(format!("`{url}` is not a Redis address: {e}")))?;
         let store = RedisApprovals {
-            client,
+            link: link.clone(),
             connections: Mutex::new(Vec::new()),
             script: redis::Script::new(SCRIPT),
             find_script: redis::Script::new(FIND),
-            prefix: format!("{{{namespace}:approvals}}"),
+            prefix: format!("{{{}:approvals}}", link.namespace()),
             ttl,
             limits,
             clock,
-            timeout,
+            condition: ConditionCell::default(),
         };
-        store.with(|_| Ok(())).map_err(|e| RedisError(format!("cannot reach Redis at `{url}`: {e}")))?;
+        store.with(|_| Ok(())).map_err(|e| RedisError(format!("Redis does not answer: {e}")))?;
         Ok(store)
     }
 
@@ -104,20 +102,17 @@ impl RedisApprovals {
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, ApprovalError> {
+        let failed = |error: redis::RedisError| {
+            self.condition.fail(format!("the approvals cannot be reached: {error}"), SystemClock.now_ms());
+            storage(error)
+        };
         let idle = self.connections.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut connection = match idle {
             Some(connection) => connection,
-            None => self
-                .client
-                .get_connection_with_timeout(self.timeout)
-                .and_then(|c| {
-                    c.set_read_timeout(Some(self.timeout))?;
-                    c.set_write_timeout(Some(self.timeout))?;
-                    Ok(c)
-                })
-                .map_err(storage)?,
+            None => self.link.connect().map_err(failed)?,
         };
-        let result = f(&mut connection).map_err(storage)?;
+        let result = f(&mut connection).map_err(failed)?;
+        self.condition.heal();
         let mut idle = self.connections.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE_CONNECTIONS {
             idle.push(connection);
@@ -297,5 +292,9 @@ impl ApprovalStore for RedisApprovals {
 
     fn may_block(&self) -> bool {
         true
+    }
+
+    fn condition(&self) -> Condition {
+        self.condition.get()
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use super::super::condition::{Condition, ConditionCell};
 use super::super::kill::{Kill, KillScope, KillStore, KillSwitch};
-use super::RedisError;
+use super::{Link, RedisError};
 
 /// How often a replica reads the kills again, messages or not.
 pub const REREAD_EVERY: Duration = Duration::from_secs(1);
@@ -66,10 +66,9 @@ impl Local {
 /// Kills shared through Redis.
 pub struct RedisKills {
     local: Arc<Local>,
-    client: redis::Client,
+    link: Link,
     writer: Mutex<Option<redis::Connection>>,
     keys: Keys,
-    timeout: Duration,
     stop: Arc<AtomicBool>,
 }
 
@@ -77,13 +76,6 @@ impl std::fmt::Debug for RedisKills {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisKills").field("keys", &self.keys).finish_non_exhaustive()
     }
-}
-
-fn connect(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let connection = client.get_connection_with_timeout(timeout)?;
-    connection.set_read_timeout(Some(timeout))?;
-    connection.set_write_timeout(Some(timeout))?;
-    Ok(connection)
 }
 
 /// Reads the version and every kill, in the order they were set.
@@ -107,17 +99,16 @@ fn read(
 }
 
 impl RedisKills {
-    /// Connects, reads the kills in force, and starts listening for changes.
-    pub fn open(url: &str, namespace: &str, timeout: Duration) -> Result<RedisKills, RedisError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| RedisError(format!("`{url}` is not a Redis address: {e}")))?;
+    /// Connects through `link`, reads the kills in force, and starts
+    /// listening for changes.
+    pub fn open(link: &Link) -> Result<RedisKills, RedisError> {
+        let namespace = link.namespace();
         let keys = Keys {
             set: format!("{{{namespace}:kills}}:set"),
             version: format!("{{{namespace}:kills}}:version"),
             channel: format!("{namespace}:kills"),
         };
-        let mut connection = connect(&client, timeout)
-            .map_err(|e| RedisError(format!("cannot reach Redis at `{url}`: {e}")))?;
+        let mut connection = link.connect().map_err(|e| RedisError(format!("Redis does not answer: {e}")))?;
         let (version, kills) =
             read(&mut connection, &keys).map_err(|e| RedisError(format!("cannot read the kills: {e}")))?;
         let local = Arc::new(Local {
@@ -129,24 +120,23 @@ impl RedisKills {
         *local.version.lock().unwrap_or_else(PoisonError::into_inner) = version;
         let stop = Arc::new(AtomicBool::new(false));
         let listener = Listener {
-            client: client.clone(),
+            link: link.clone(),
             keys: keys.clone(),
             local: Arc::clone(&local),
             stop: Arc::clone(&stop),
-            timeout,
         };
         std::thread::Builder::new()
             .name("toolgate-kills".into())
             .spawn(move || listener.run())
             .map_err(|e| RedisError(format!("cannot start the kill listener: {e}")))?;
-        Ok(RedisKills { local, client, writer: Mutex::new(Some(connection)), keys, timeout, stop })
+        Ok(RedisKills { local, link: link.clone(), writer: Mutex::new(Some(connection)), keys, stop })
     }
 
     /// Runs `script` on the writer connection (connecting again if needed).
     fn write<T: redis::FromRedisValue>(&self, script: &str, args: &[String]) -> std::io::Result<T> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if writer.is_none() {
-            *writer = Some(connect(&self.client, self.timeout).map_err(std::io::Error::other)?);
+            *writer = Some(self.link.connect().map_err(std::io::Error::other)?);
         }
         let Some(connection) = writer.as_mut() else { return Err(std::io::Error::other("no connection")) };
         let script = redis::Script::new(script);
@@ -204,22 +194,20 @@ impl KillStore for RedisKills {
     fn may_block(&self) -> bool {
         true
     }
-}
 
-impl RedisKills {
-    /// Whether the kills could be read lately (what `health` reports).
-    pub fn condition(&self) -> Condition {
+    /// Degraded while the kills cannot be read: the snapshot in force may
+    /// miss a kill made on another replica.
+    fn condition(&self) -> Condition {
         self.local.condition.get()
     }
 }
 
 /// The thread that keeps a replica's snapshot current.
 struct Listener {
-    client: redis::Client,
+    link: Link,
     keys: Keys,
     local: Arc<Local>,
     stop: Arc<AtomicBool>,
-    timeout: Duration,
 }
 
 impl Listener {
@@ -236,8 +224,8 @@ impl Listener {
     /// Subscribes, then reads the set on every message and every
     /// [`REREAD_EVERY`]; returns on an error.
     fn listen(&self) -> redis::RedisResult<()> {
-        let mut reader = connect(&self.client, self.timeout)?;
-        let mut subscriber = self.client.get_connection_with_timeout(self.timeout)?;
+        let mut reader = self.link.connect()?;
+        let mut subscriber = self.link.subscriber()?;
         let mut pubsub = subscriber.as_pubsub();
         pubsub.subscribe(&self.keys.channel)?;
         pubsub.set_read_timeout(Some(REREAD_EVERY))?;

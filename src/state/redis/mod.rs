@@ -27,6 +27,7 @@
 
 pub mod approvals;
 pub mod kills;
+pub mod link;
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -35,6 +36,8 @@ use std::time::{Duration, Instant};
 use super::clock::{Clock, SystemClock};
 use super::condition::{Condition, Health};
 use super::handoff::{Handoff, Unanswered};
+pub use link::{Link, RedisSettings};
+
 use super::session::{
     Admission, CallOutcome, Cap, Counter, MAX_TOOLS_PER_SESSION, OutcomeTotals, SessionKey, SessionLimits,
     SessionStore,
@@ -50,33 +53,13 @@ pub const QUEUE_CAPACITY: usize = 65_536;
 /// How often a lost connection is tried again.
 pub const RECONNECT_EVERY: Duration = Duration::from_millis(250);
 
-/// How a Redis store behaves.
-#[derive(Clone, Debug)]
+/// How a Redis session store behaves.
+#[derive(Clone, Debug, Default)]
 pub struct RedisOptions {
-    /// `redis://host:port/db`, `rediss://…`, or `redis+unix:///path.sock`.
-    pub url: String,
-    /// The first part of every key (`tg` by default): several deployments
-    /// may share one Redis under different namespaces.
-    pub namespace: String,
     /// Where "now" comes from: `None` for Redis's own clock (`TIME`).
     pub clock: Option<Arc<dyn Clock>>,
     /// How many sessions, for how long.
     pub limits: SessionLimits,
-    /// How long a caller waits for Redis before the call is denied.
-    pub answer_within: Duration,
-}
-
-impl RedisOptions {
-    /// Options for `url`, with the defaults.
-    pub fn new(url: &str) -> RedisOptions {
-        RedisOptions {
-            url: url.to_owned(),
-            namespace: String::from("tg"),
-            clock: None,
-            limits: SessionLimits::default(),
-            answer_within: Duration::from_secs(1),
-        }
-    }
 }
 
 /// Why a Redis store cannot be opened.
@@ -151,13 +134,12 @@ fn tag(agent: &str) -> String {
 }
 
 impl RedisSessions {
-    /// Connects to Redis (an unreachable server is an error here; later, a
-    /// lost connection is retried) and starts the committer.
-    pub fn open(options: RedisOptions) -> Result<RedisSessions, RedisError> {
-        let client = redis::Client::open(options.url.as_str())
-            .map_err(|e| RedisError(format!("`{}` is not a Redis address: {e}", options.url)))?;
-        let mut connection = Connection::new(client, options.answer_within);
-        connection.get().map_err(|e| RedisError(format!("cannot reach Redis at `{}`: {e}", options.url)))?;
+    /// Connects through `link` (an unreachable server is an error here;
+    /// later, a lost connection is retried) and starts the committer. A
+    /// call waits at most the link's timeout for its answer.
+    pub fn open(link: &Link, options: RedisOptions) -> Result<RedisSessions, RedisError> {
+        let mut connection = Connection::new(link.clone());
+        connection.get().map_err(|e| RedisError(format!("Redis does not answer: {e}")))?;
         let health = Arc::new(Health::default());
         let committer = Committer {
             connection,
@@ -165,16 +147,15 @@ impl RedisSessions {
             clock: options.clock,
             limits: options.limits,
         };
-        let handoff =
-            Handoff::start("toolgate-redis", QUEUE_CAPACITY, options.answer_within, move |receiver| {
-                committer.run(&receiver)
-            })
-            .map_err(|e| RedisError(format!("cannot start the Redis committer: {e}")))?;
+        let handoff = Handoff::start("toolgate-redis", QUEUE_CAPACITY, link.timeout(), move |receiver| {
+            committer.run(&receiver)
+        })
+        .map_err(|e| RedisError(format!("cannot start the Redis committer: {e}")))?;
         Ok(RedisSessions {
-            namespace: options.namespace,
+            namespace: link.namespace().to_owned(),
             handoff,
             health,
-            answer_within: options.answer_within,
+            answer_within: link.timeout(),
         })
     }
 
@@ -234,15 +215,14 @@ impl SessionStore for RedisSessions {
 
 /// The committer's connection, made again after a failure.
 struct Connection {
-    client: redis::Client,
-    timeout: Duration,
+    link: Link,
     open: Option<(redis::Connection, String)>,
     retry_after: Option<Instant>,
 }
 
 impl Connection {
-    fn new(client: redis::Client, timeout: Duration) -> Connection {
-        Connection { client, timeout, open: None, retry_after: None }
+    fn new(link: Link) -> Connection {
+        Connection { link, open: None, retry_after: None }
     }
 
     /// The open connection and the script's SHA-1, connecting (and loading
@@ -253,9 +233,7 @@ impl Connection {
                 return Err(String::from("Redis is unreachable (retrying)"));
             }
             let connected = (|| -> redis::RedisResult<(redis::Connection, String)> {
-                let mut connection = self.client.get_connection_with_timeout(self.timeout)?;
-                connection.set_read_timeout(Some(self.timeout))?;
-                connection.set_write_timeout(Some(self.timeout))?;
+                let mut connection = self.link.connect()?;
                 let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(&mut connection)?;
                 Ok((connection, sha))
             })();

@@ -1,0 +1,262 @@
+//! How a replica reaches Redis: the address, its TLS certificates and
+//! password, the namespace of its keys, the deadline of a round trip —
+//! one [`Link`] shared by the session, kill and approval stores.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{RECONNECT_EVERY, RedisError};
+
+/// The namespace when none is given.
+pub const DEFAULT_NAMESPACE: &str = "tg";
+/// The longest namespace.
+pub const MAX_NAMESPACE_BYTES: usize = 64;
+/// How long a starting replica waits for Redis, by default.
+pub const DEFAULT_START_WAIT: Duration = Duration::from_secs(10);
+
+/// Where the shared state is and how to reach it, as the operator gave it.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    /// `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]`, `rediss://…` (TLS),
+    /// `redis+unix:///path.sock` or `unix:///path.sock`.
+    pub url: String,
+    /// The first part of every key: deployments sharing one Redis under
+    /// different namespaces share nothing else.
+    pub namespace: String,
+    /// The PEM certificates a `rediss://` server's certificate must chain
+    /// to, instead of the system's.
+    pub ca: Option<PathBuf>,
+    /// A PEM client certificate and its key, for a server that asks for
+    /// one (`tls-auth-clients yes`).
+    pub client_certificate: Option<(PathBuf, PathBuf)>,
+    /// A file holding the password (its first line), so that it is not
+    /// on the command line; takes the place of a password in the URL.
+    pub password_file: Option<PathBuf>,
+    /// How long a starting replica waits for Redis to answer before it
+    /// gives up (Redis starting at the same time as the replicas).
+    pub start_wait: Duration,
+}
+
+impl RedisSettings {
+    /// The settings for `url`, with the defaults.
+    pub fn new(url: &str) -> RedisSettings {
+        RedisSettings {
+            url: url.to_owned(),
+            namespace: String::from(DEFAULT_NAMESPACE),
+            ca: None,
+            client_certificate: None,
+            password_file: None,
+            start_wait: DEFAULT_START_WAIT,
+        }
+    }
+}
+
+/// Whether `namespace` can start every key: 1 to [`MAX_NAMESPACE_BYTES`]
+/// letters, digits, `_`, `-` or `.` (no `:` or braces, which would let one
+/// namespace's keys or hash tags run into another's).
+pub fn check_namespace(namespace: &str) -> Result<(), String> {
+    let fine = !namespace.is_empty()
+        && namespace.len() <= MAX_NAMESPACE_BYTES
+        && namespace.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    match fine {
+        true => Ok(()),
+        false => Err(format!(
+            "the Redis namespace `{namespace}` must be 1 to {MAX_NAMESPACE_BYTES} letters, digits, `_`, `-` or `.`"
+        )),
+    }
+}
+
+/// `url` with its password, if any (`user:PASSWORD@`, or a socket URL's
+/// `pass=` parameter), replaced by `***`: what messages show.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split_once(':').map_or("", |(user, _)| user);
+            format!("{user}:***{}", &rest[at..])
+        }
+        None => rest.to_owned(),
+    };
+    let Some((before, query)) = rest.split_once('?') else { return format!("{scheme}://{rest}") };
+    let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some(("pass", _)) => String::from("pass=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+    format!("{scheme}://{before}?{}{fragment}", pairs.join("&"))
+}
+
+/// A connection to one Redis: the client every store of a replica uses.
+#[derive(Clone)]
+pub struct Link {
+    client: redis::Client,
+    /// The URL without its password.
+    shown: String,
+    namespace: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("url", &self.shown).field("namespace", &self.namespace).finish()
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, RedisError> {
+    std::fs::read(path).map_err(|e| RedisError(format!("cannot read the {what} `{}`: {e}", path.display())))
+}
+
+impl Link {
+    /// A client for `settings` whose every round trip must end within
+    /// `timeout`. Nothing is connected yet; a bad address, namespace,
+    /// certificate or password file is an error here.
+    pub fn new(settings: &RedisSettings, timeout: Duration) -> Result<Link, RedisError> {
+        check_namespace(&settings.namespace).map_err(RedisError)?;
+        let shown = redact(&settings.url);
+        let not_an_address = |e: redis::RedisError| RedisError(format!("not a Redis address: {e}"));
+        let mut info =
+            redis::IntoConnectionInfo::into_connection_info(settings.url.as_str()).map_err(not_an_address)?;
+        if let Some(path) = &settings.password_file {
+            let text = String::from_utf8(read(path, "Redis password file")?).map_err(|_| {
+                RedisError(format!("the Redis password file `{}` is not UTF-8", path.display()))
+            })?;
+            let password = text.lines().next().unwrap_or("");
+            if password.is_empty() {
+                return Err(RedisError(format!("the Redis password file `{}` is empty", path.display())));
+            }
+            let redis = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(redis);
+        }
+        let tls = match info.addr() {
+            redis::ConnectionAddr::TcpTls { insecure: true, .. } => {
+                return Err(RedisError(String::from(
+                    "the address turns off certificate checks (`#insecure`), which toolgate does not do: give the server's CA with --redis-ca",
+                )));
+            }
+            redis::ConnectionAddr::TcpTls { .. } => true,
+            _ => false,
+        };
+        if !tls && (settings.ca.is_some() || settings.client_certificate.is_some()) {
+            return Err(RedisError(String::from(
+                "it is not a TLS address: a CA or client certificate needs `rediss://`",
+            )));
+        }
+        let client = match tls && (settings.ca.is_some() || settings.client_certificate.is_some()) {
+            true => {
+                let root_cert = match &settings.ca {
+                    Some(path) => Some(read(path, "Redis CA certificate file")?),
+                    None => None,
+                };
+                let client_tls = match &settings.client_certificate {
+                    Some((cert, key)) => Some(redis::ClientTlsConfig {
+                        client_cert: read(cert, "Redis client certificate")?,
+                        client_key: read(key, "Redis client key")?,
+                    }),
+                    None => None,
+                };
+                redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls, root_cert })
+                    .map_err(|e| RedisError(format!("the TLS settings: {e}")))?
+            }
+            false => redis::Client::open(info).map_err(not_an_address)?,
+        };
+        Ok(Link { client, shown, namespace: settings.namespace.clone(), timeout })
+    }
+
+    /// A client for `url` under `namespace`, without TLS certificates or a
+    /// password file.
+    pub fn to(url: &str, namespace: &str, timeout: Duration) -> Result<Link, RedisError> {
+        Link::new(&RedisSettings { namespace: namespace.to_owned(), ..RedisSettings::new(url) }, timeout)
+    }
+
+    /// The URL, without its password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// The namespace of every key.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The deadline of one round trip.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A new connection whose reads and writes time out.
+    pub fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        let connection = self.client.get_connection_with_timeout(self.timeout)?;
+        connection.set_read_timeout(Some(self.timeout))?;
+        connection.set_write_timeout(Some(self.timeout))?;
+        Ok(connection)
+    }
+
+    /// A new connection for a subscription: reads do not time out here
+    /// (the subscriber sets its own).
+    pub fn subscriber(&self) -> redis::RedisResult<redis::Connection> {
+        self.client.get_connection_with_timeout(self.timeout)
+    }
+
+    /// Waits until Redis answers a `PING`, trying every
+    /// [`RECONNECT_EVERY`] until `within` has passed: replicas and Redis may
+    /// start together. A refusal that waiting cannot mend (a wrong
+    /// password, a certificate the server rejects) ends the wait at once.
+    pub fn wait_until_reachable(&self, within: Duration) -> Result<(), RedisError> {
+        let deadline = Instant::now() + within;
+        let mut told = false;
+        loop {
+            let error = match self.connect().and_then(|mut c| redis::cmd("PING").query::<String>(&mut c)) {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            let lasting = matches!(
+                error.kind(),
+                redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
+            ) || matches!(error.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if lasting || left.is_zero() {
+                return Err(RedisError(format!("Redis does not answer: {error}")));
+            }
+            if !told {
+                tracing::warn!(url = %self.shown, %error, "waiting for Redis");
+                told = true;
+            }
+            std::thread::sleep(RECONNECT_EVERY.min(left));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_never_show_a_password() {
+        assert_eq!(redact("redis://:s3cret@host:6379/0"), "redis://:***@host:6379/0");
+        assert_eq!(redact("rediss://app:s3cret@host/1"), "rediss://app:***@host/1");
+        assert_eq!(redact("redis://s3cret@host"), "redis://:***@host");
+        assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
+        assert_eq!(redact("redis+unix:///run/redis.sock"), "redis+unix:///run/redis.sock");
+        assert_eq!(redact("redis://a:b@c@host/0"), "redis://a:***@host/0");
+        assert_eq!(
+            redact("redis+unix:///run/r.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/r.sock?db=1&pass=***"
+        );
+        assert_eq!(redact("redis://h/0?pass=x#y"), "redis://h/0?pass=***#y");
+    }
+
+    #[test]
+    fn a_namespace_cannot_reach_into_another() {
+        for fine in ["tg", "prod-eu.1", "A_b"] {
+            assert!(check_namespace(fine).is_ok(), "{fine}");
+        }
+        for bad in ["", "a:b", "{tg}", "a b", &"n".repeat(65)] {
+            assert!(check_namespace(bad).is_err(), "{bad}");
+        }
+    }
+}

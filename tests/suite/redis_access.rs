@@ -1,0 +1,193 @@
+//! How a replica reaches Redis, driven through `toolgate serve`: over TLS
+//! only with the right certificates, with a password read from a file and
+//! never shown, under a namespace of its own, and waiting for a Redis that
+//! starts after it.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::server::Server;
+use crate::util::certificates::Pki;
+use crate::util::redis_server::RedisServer;
+use crate::util::tempdir::TempDir;
+
+/// `search` capped at two calls a session.
+const POLICY: &str = "agentPolicies:\n  bot:\n    allowedTools: [search]\n    constraints:\n      search:\n        maxPerSession: 2\n";
+
+/// A replica on `state` with `extra` flags, serving.
+fn replica(state: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--state", state];
+    args.extend_from_slice(extra);
+    Server::start(POLICY, &args)
+}
+
+/// How many of four calls in one session `server` allows (two, if it
+/// counts them in Redis).
+fn allowed_of_four(server: &Server, session: &str) -> usize {
+    let call = json!({"agent": "bot", "tool": "search", "session": session});
+    let mut client = server.connect();
+    (0..4).filter(|_| client.ask(call.clone())["decision"] == "allow").count()
+}
+
+/// Runs `toolgate serve` on `state` with `extra` flags, expecting it to
+/// refuse to start: its exit code, its stderr, and how long it took.
+fn refused(state: &str, extra: &[&str]) -> (Option<i32>, String, Duration) {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["serve", "--policy", "policy.yaml", "--socket", "s.sock", "--state", state])
+        .args(extra)
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("toolgate starts");
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("toolgate serve --state {state} {extra:?} did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned(), started.elapsed())
+}
+
+#[test]
+fn a_replica_reaches_redis_over_tls_only_with_the_right_certificates() {
+    let pki = Pki::make();
+    let port = crate::util::free_port();
+    let settings = [
+        format!("--tls-port {port}"),
+        format!("--tls-cert-file {}", pki.arg("server.crt")),
+        format!("--tls-key-file {}", pki.arg("server.key")),
+        format!("--tls-ca-cert-file {}", pki.arg("ca.crt")),
+        String::from("--tls-auth-clients yes"),
+    ];
+    let redis = RedisServer::start(&settings.iter().map(String::as_str).collect::<Vec<_>>());
+    let url = format!("rediss://127.0.0.1:{port}/0");
+    let (ca, cert, key) = (pki.arg("ca.crt"), pki.arg("client.crt"), pki.arg("client.key"));
+
+    let tls = ["--redis-ca", &ca, "--redis-cert", &cert, "--redis-key", &key];
+    let (a, b) = (replica(&url, &tls), replica(&url, &tls));
+    assert_eq!(allowed_of_four(&a, "t1") + allowed_of_four(&b, "t1"), 2, "one cap across both");
+    let keys = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["KEYS", "tg:*"]).output();
+    assert!(String::from_utf8_lossy(&keys.expect("redis-cli").stdout).contains("t1"), "counted in Redis");
+
+    // Without a client certificate, the server ends the handshake.
+    let (code, stderr, _) = refused(&url, &["--redis-ca", &ca, "--redis-wait", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot open the shared state on `{url}`: Redis does not answer")),
+        "{stderr}"
+    );
+    // A server whose certificate another CA signed is not trusted.
+    let other = pki.arg("other-ca.crt");
+    let (code, stderr, _) = refused(
+        &url,
+        &["--redis-ca", &other, "--redis-cert", &cert, "--redis-key", &key, "--redis-wait", "0"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    // Plain Redis protocol to the TLS port gets nowhere.
+    let plain = format!("redis://127.0.0.1:{port}/0");
+    let (code, stderr, _) = refused(&plain, &["--redis-wait", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    // Certificates are for TLS addresses; turning checks off is refused.
+    let (code, stderr, _) = refused(&plain, &["--redis-ca", &ca]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is not a TLS address"), "{stderr}");
+    let (code, stderr, _) = refused(&format!("{url}#insecure"), &["--redis-wait", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("turns off certificate checks"), "{stderr}");
+}
+
+#[test]
+fn a_redis_password_comes_from_a_file_and_is_never_shown() {
+    let redis = RedisServer::start(&["--requirepass s3cret-pass-1"]);
+    let dir = TempDir::new();
+    let (right, wrong) = (dir.path().join("right"), dir.path().join("wrong"));
+    std::fs::write(&right, "s3cret-pass-1\n").expect("password");
+    std::fs::write(&wrong, "not-the-pass-2\n").expect("password");
+
+    let server = replica(&redis.url(), &["--redis-password-file", &right.display().to_string()]);
+    assert_eq!(allowed_of_four(&server, "p1"), 2);
+
+    // A wrong password is not worth waiting for: refused at once, and
+    // neither password appears in what is said.
+    let (code, stderr, took) =
+        refused(&redis.url(), &["--redis-password-file", &wrong.display().to_string()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(took < Duration::from_secs(5), "waited {took:?} for a wrong password: {stderr}");
+    assert!(!stderr.contains("not-the-pass-2") && !stderr.contains("s3cret"), "{stderr}");
+    // A password in the URL is hidden too.
+    let in_url = format!("{}?pass=not-the-pass-2", redis.url());
+    let (code, stderr, _) = refused(&in_url, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!stderr.contains("not-the-pass-2") && stderr.contains("pass=***"), "{stderr}");
+    // No password at all.
+    let (code, stderr, _) = refused(&redis.url(), &["--redis-wait", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+}
+
+#[test]
+fn namespaces_keep_deployments_on_one_redis_apart() {
+    let redis = RedisServer::start(&[]);
+    let url = redis.url();
+    let (prod_a, prod_b) =
+        (replica(&url, &["--redis-namespace", "prod"]), replica(&url, &["--redis-namespace", "prod"]));
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    let (socket, admin_socket) = (dir.path().join("s.sock"), dir.path().join("admin.sock"));
+    let admin_arg = admin_socket.display().to_string();
+    let flags = ["--state", &url, "--redis-namespace", "staging", "--admin-socket", &admin_arg];
+    let staging = Server::start_in(dir, socket, &flags);
+    assert_eq!(allowed_of_four(&prod_a, "n1") + allowed_of_four(&prod_b, "n1"), 2, "one deployment, one cap");
+    assert_eq!(allowed_of_four(&staging, "n1"), 2, "another deployment counts its own");
+    // A kill in one namespace stops nothing in another.
+    let (code, answer) =
+        crate::server::admin(&["kill", "--agent", "bot", "--reason", "incident"], &admin_socket);
+    assert_eq!(code, Some(0), "{answer}");
+    let call = json!({"agent": "bot", "tool": "search", "session": "n2"});
+    assert_eq!(prod_a.connect().ask(call.clone())["decision"], "allow");
+    assert_eq!(staging.connect().ask(call)["reason_code"], "killed");
+
+    for bad in ["a:b", "{tg}", ""] {
+        let (code, stderr, _) = refused(&url, &["--redis-namespace", bad]);
+        assert_eq!(code, Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("namespace"), "{stderr}");
+    }
+    let (code, stderr, _) = refused("memory-dir", &["--redis-namespace", "prod"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--redis-namespace needs a Redis"), "{stderr}");
+}
+
+#[test]
+fn a_replica_waits_for_a_redis_that_starts_after_it() {
+    let mut redis = RedisServer::start(&[]);
+    redis.stop();
+    let url = redis.url();
+    let starter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        redis.start_again();
+        redis
+    });
+    let server = replica(&url, &[]);
+    let _redis = starter.join().expect("redis started");
+    assert_eq!(allowed_of_four(&server, "w1"), 2);
+
+    // A Redis that never comes is given up on after --redis-wait.
+    let nowhere = TempDir::new();
+    let url = format!("redis+unix://{}", nowhere.path().join("none.sock").display());
+    let (code, stderr, took) = refused(&url, &["--redis-wait", "1"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!((Duration::from_millis(900)..Duration::from_secs(10)).contains(&took), "{took:?}");
+    assert!(stderr.contains("waiting for Redis") && stderr.contains("Redis does not answer"), "{stderr}");
+}
