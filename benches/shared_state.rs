@@ -9,7 +9,9 @@
 //! `admit` under a `maxPerSession` cap and a rate limit, each client in a
 //! session of its own; the store answers only after its group commit
 //! (redb: fsync; Redis: the pipelined scripts' replies). Reports calls per
-//! second in aggregate and the 50th and 99th percentile of one admission.
+//! second in aggregate and the 50th and 99th percentile of one admission;
+//! for Redis, also what it says a script run cost it (`INFO
+//! commandstats`) and the CPU it and this process used meanwhile.
 
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -85,6 +87,37 @@ fn run(stores: &[Arc<dyn SessionStore>], clients: usize, calls: usize) -> (f64, 
     ((clients * calls) as f64 / elapsed, at(0.50), at(0.99))
 }
 
+/// What `redis-cli` prints for `args` on the benchmark's Redis.
+fn redis_cli(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .arg("-s")
+        .arg(dir.join("redis.sock"))
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The CPU seconds Redis has used (`INFO cpu`: user and system).
+fn redis_cpu(dir: &std::path::Path) -> f64 {
+    let info = redis_cli(dir, &["INFO", "cpu"]);
+    info.lines()
+        .filter_map(|line| line.trim().split_once(':'))
+        .filter(|(name, _)| *name == "used_cpu_sys" || *name == "used_cpu_user")
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
+}
+
+/// The CPU seconds this process has used (user and system, from
+/// `/proc/self/stat`, in the usual 100 ticks a second).
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |at: usize| fields.get(at).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() {
     let options = options();
     let dir = std::env::temp_dir().join(format!("toolgate-bench-state-{}", std::process::id()));
@@ -102,8 +135,21 @@ fn main() {
                 Arc::new(RedisSessions::open(&link, options).unwrap()) as Arc<dyn SessionStore>
             })
             .collect();
+        redis_cli(&dir, &["CONFIG", "RESETSTAT"]);
+        let (redis_before, own_before, started) = (redis_cpu(&dir), own_cpu(), Instant::now());
         let (rate, p50, p99) = run(&stores, options.clients, options.calls);
+        let wall = started.elapsed().as_secs_f64();
         println!("redis, {replicas} replica(s): {rate:>9.0} calls/s, p50 {p50:>7.1} µs, p99 {p99:>7.1} µs");
+        let stats = redis_cli(&dir, &["INFO", "commandstats"]);
+        if let Some(line) = stats.lines().find(|line| line.starts_with("cmdstat_evalsha:")) {
+            println!("  in Redis: {}", line.trim());
+        }
+        println!(
+            "  CPU: redis-server {:.0}% of a core, the clients and stores {:.0}% (of {} cores)",
+            (redis_cpu(&dir) - redis_before) / wall * 100.0,
+            (own_cpu() - own_before) / wall * 100.0,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
     }
     let durable: Arc<dyn SessionStore> = Arc::new(
         DurableSessions::open_with(

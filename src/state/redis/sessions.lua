@@ -23,6 +23,8 @@ if now == 0 then
   local time = redis.call('TIME')
   now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
+-- Redis formats every number a script gives it: give it text where there is.
+local now_text = string.format('%d', now)
 local mode = ARGV[2]
 local idle = tonumber(ARGV[3])
 local max_sessions = tonumber(ARGV[4])
@@ -55,9 +57,9 @@ end
 
 -- The session is used now, whatever the answer.
 local function touch()
-  redis.call('HSET', session, 'last', now)
-  redis.call('ZADD', live, now, session)
-  redis.call('PEXPIRE', session, idle)
+  redis.call('HSET', session, 'last', now_text)
+  redis.call('ZADD', live, now_text, session)
+  redis.call('PEXPIRE', session, ARGV[3])
 end
 
 if mode == 'outcome' then
@@ -105,12 +107,12 @@ if mode == 'admit' then
     touch()
     return {2}
   end
-  redis.call('HINCRBY', session, 't', 1)
-  redis.call('HINCRBY', session, 'o:' .. tool, 1)
-  if not known then redis.call('HINCRBY', session, 'n', 1) end
+  redis.call('HINCRBY', session, 't', '1')
+  redis.call('HINCRBY', session, 'o:' .. tool, '1')
+  if not known then redis.call('HINCRBY', session, 'n', '1') end
   for i = 1, caps do
     local at = 8 + (i - 1) * 3
-    if tonumber(ARGV[at + 3]) == 0 then redis.call('HINCRBY', session, 'c:' .. ARGV[at + 1], 1) end
+    if tonumber(ARGV[at + 3]) == 0 then redis.call('HINCRBY', session, 'c:' .. ARGV[at + 1], '1') end
   end
   for _, bucket in ipairs(refilled) do
     redis.call('HSET', bucket[1], 'tokens', bucket[2] - 1000000, 'updated', bucket[3])
