@@ -191,3 +191,56 @@ fn a_replica_waits_for_a_redis_that_starts_after_it() {
     assert!((Duration::from_millis(900)..Duration::from_secs(10)).contains(&took), "{took:?}");
     assert!(stderr.contains("waiting for Redis") && stderr.contains("Redis does not answer"), "{stderr}");
 }
+
+/// The least-privilege Redis user the book recommends, read from the
+/// chapter itself so that the two cannot drift apart, with `password`.
+fn book_acl(password: &str) -> String {
+    let chapter =
+        std::fs::read_to_string(crate::util::root().join("book/templates/replicas.md")).expect("chapter");
+    let line = chapter.lines().find(|line| line.starts_with("user toolgate on ")).expect("the chapter's ACL");
+    line.replacen(">PASSWORD", &format!(">{password}"), 1)
+}
+
+#[test]
+fn the_books_least_privilege_redis_user_is_all_a_replica_needs() {
+    let acl = book_acl("acl-pass-3");
+    let redis = RedisServer::start(&[&format!("--{acl}")]);
+    let dir = TempDir::new();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "acl-pass-3\n").expect("password");
+    let policy = format!(
+        "agentPolicies:\n  bot:\n    allowedTools: [search, pay]\n    constraints:\n      search:\n        maxPerSession: 2\n        rateLimit: 100/min\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n{}",
+        crate::server::approvers(&["finance"])
+    );
+    std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+    let (socket, admin_socket) = (dir.path().join("s.sock"), dir.path().join("admin.sock"));
+    let url = format!("{}?user=toolgate", redis.url());
+    let (password_arg, admin_arg) = (password.display().to_string(), admin_socket.display().to_string());
+    let flags = ["--state", &url, "--redis-password-file", &password_arg, "--admin-socket", &admin_arg];
+    let server = Server::start_in(dir, socket, &flags);
+
+    assert_eq!(allowed_of_four(&server, "a1"), 2, "caps and rate limits");
+    let admin = |args: &[&str]| {
+        let (code, answer) = crate::server::admin(args, &admin_socket);
+        assert_eq!(code, Some(0), "{args:?}: {answer}");
+        answer
+    };
+    admin(&["kill", "--agent", "bot", "--session", "k", "--reason", "test"]);
+    let call = json!({"agent": "bot", "tool": "search", "session": "k"});
+    assert_eq!(server.connect().ask(call.clone())["reason_code"], "killed");
+    admin(&["revive", "--agent", "bot", "--session", "k"]);
+    assert_eq!(server.connect().ask(call)["decision"], "allow");
+    let pay = json!({"agent": "bot", "tool": "pay", "session": "p", "args": {"amount": 1}});
+    let asked = server.connect().ask(pay.clone());
+    let id = asked["approval"]["id"].as_str().expect("an approval opened").to_owned();
+    assert!(admin(&["approvals"]).to_string().contains(&id));
+    admin(&["approve", &id]);
+    let mut redeem = pay;
+    redeem["approval"] = json!(id);
+    assert_eq!(server.connect().ask(redeem)["reason_code"], "approved");
+    let health = server.connect().ask(json!({"op": "health"}));
+    assert_eq!(health["state"]["condition"], "ok", "{health}");
+    let log = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["ACL", "LOG"]).output();
+    let log = String::from_utf8_lossy(&log.expect("redis-cli").stdout).into_owned();
+    assert!(log.trim().is_empty(), "Redis refused the replica something: {log}");
+}
