@@ -140,6 +140,8 @@ impl State {
     /// State shared on a Redis (waiting for it as `settings` say):
     /// session counters and rate buckets on Redis's clock, kills mirrored in
     /// every replica's snapshot, approvals redeemed once across replicas.
+    /// The state's clock is Redis's too (`config.clock` is not used), so
+    /// that replicas agree when an approval expires.
     fn open_redis(settings: &redis::RedisSettings, config: &StateConfig) -> Result<State, OpenError> {
         let link = redis::Link::new(settings, config.answer_within);
         let failed = |error: redis::RedisError| OpenError {
@@ -149,19 +151,21 @@ impl State {
         let link = link.map_err(failed)?;
         link.wait_until_reachable(settings.start_wait).map_err(failed)?;
         let options = redis::RedisOptions { clock: None, limits: config.sessions };
-        let clock = Arc::clone(&config.clock);
+        let sessions = redis::RedisSessions::open(&link, options).map_err(failed)?;
+        let kills = redis::kills::RedisKills::open(&link).map_err(failed)?;
+        // One time for every replica: Redis's, as the kills' listener reads it.
+        let clock: Arc<dyn Clock> = kills.clock();
+        let approvals = redis::approvals::RedisApprovals::open(
+            &link,
+            config.approval_ttl,
+            config.approvals,
+            Arc::clone(&clock),
+        )
+        .map_err(failed)?;
         Ok(State {
-            sessions: Arc::new(redis::RedisSessions::open(&link, options).map_err(failed)?),
-            kills: Arc::new(redis::kills::RedisKills::open(&link).map_err(failed)?),
-            approvals: Arc::new(
-                redis::approvals::RedisApprovals::open(
-                    &link,
-                    config.approval_ttl,
-                    config.approvals,
-                    Arc::clone(&clock),
-                )
-                .map_err(failed)?,
-            ),
+            sessions: Arc::new(sessions),
+            kills: Arc::new(kills),
+            approvals: Arc::new(approvals),
             clock,
             drifted: Arc::default(),
             breakers: Arc::default(),

@@ -292,3 +292,46 @@ fn the_approvals_log_survives_a_torn_line_and_stays_compact() {
     let reopened = Ledger::persistent(&file, ttl, Arc::new(toolgate::state::SystemClock)).unwrap();
     assert!(sessions.iter().all(|id| reopened.status(id) == Some(ApprovalStatus::Used)));
 }
+
+/// Replicas whose clocks disagree by twenty minutes agree on when an
+/// approval expires once each tells Redis's time: an approval opened on a
+/// replica running behind is still pending on one running ahead (on their
+/// own clocks, the one ahead would find it expired at once).
+#[test]
+fn replicas_with_skewed_clocks_agree_on_approvals_through_redis_time() {
+    use toolgate::state::approval::{ApprovalStatus, Binding, Call, Shown};
+    use toolgate::state::redis::approvals::RedisApprovals;
+    use toolgate::state::redis::{Link, RedisClock};
+    use toolgate::state::{Clock, ManualClock, SystemClock};
+    let server = crate::util::redis_server::RedisServer::start(&[]);
+    let link = Link::to(&server.url(), "skew", Duration::from_secs(1)).unwrap();
+    let now = SystemClock.now_ms();
+    let skewed = |by: i64| Arc::new(ManualClock::at_ms(now.saturating_add_signed(by))) as Arc<dyn Clock>;
+    let (ahead, behind) = (skewed(600_000), skewed(-600_000));
+    let store = |clock: Arc<dyn Clock>| {
+        let limits = toolgate::state::ApprovalLimits::default();
+        RedisApprovals::open(&link, Duration::from_secs(60), limits, clock).unwrap()
+    };
+    let told = |base: &Arc<dyn Clock>| {
+        let clock = RedisClock::over(Arc::clone(base));
+        clock.sample(&mut link.connect().unwrap()).unwrap();
+        assert!((clock.now_ms().abs_diff(now)) < 5_000, "Redis's time, not the base's");
+        Arc::new(clock) as Arc<dyn Clock>
+    };
+    let args = serde_json::json!({"amount": 5}).as_object().cloned().unwrap();
+    let call =
+        Call { agent: "bot", session: Some("s"), tool: "pay", args: &args, principal: None, context: None };
+    let binding = Binding::new(call, "bot.approvalGates.pay", Some("finance"), "sha256:p");
+
+    // On their own clocks, the replica ahead finds the other's approval expired.
+    let opened = store(Arc::clone(&behind)).open(binding.clone(), Shown::default(), 1).unwrap();
+    assert_eq!(store(Arc::clone(&ahead)).status(&opened.id), Some(ApprovalStatus::Expired));
+
+    // On Redis's time they agree: pending, decidable, redeemable.
+    let (on_behind, on_ahead) = (store(told(&behind)), store(told(&ahead)));
+    let opened = on_behind.open(binding.clone(), Shown::default(), 1).unwrap();
+    assert_eq!(on_ahead.status(&opened.id), Some(ApprovalStatus::Pending));
+    on_ahead.decide(&opened.id, Some("finance"), "alice (console)", true).unwrap();
+    assert_eq!(on_behind.status(&opened.id), Some(ApprovalStatus::Granted));
+    on_ahead.redeem(&opened.id, &binding).unwrap();
+}

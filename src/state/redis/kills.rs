@@ -14,6 +14,9 @@
 //! revival is written first and takes effect only once written. While
 //! Redis cannot be read, a replica keeps its last snapshot and its
 //! condition says it is degraded.
+//!
+//! The listener also keeps the replica's [`RedisClock`] current: it reads
+//! Redis's `TIME` with every read of the kills.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,7 +24,7 @@ use std::time::Duration;
 
 use super::super::condition::{Condition, ConditionCell};
 use super::super::kill::{Kill, KillScope, KillStore, KillSwitch};
-use super::{Link, RedisError};
+use super::{Link, RedisClock, RedisError};
 
 /// How often a replica reads the kills again, messages or not.
 pub const REREAD_EVERY: Duration = Duration::from_secs(1);
@@ -66,6 +69,7 @@ impl Local {
 /// Kills shared through Redis.
 pub struct RedisKills {
     local: Arc<Local>,
+    clock: Arc<RedisClock>,
     link: Link,
     writer: Mutex<Option<redis::Connection>>,
     keys: Keys,
@@ -111,6 +115,8 @@ impl RedisKills {
         let mut connection = link.connect().map_err(|e| RedisError(format!("Redis does not answer: {e}")))?;
         let (version, kills) =
             read(&mut connection, &keys).map_err(|e| RedisError(format!("cannot read the kills: {e}")))?;
+        let clock = Arc::new(RedisClock::default());
+        clock.sample(&mut connection).map_err(|e| RedisError(format!("cannot read Redis's clock: {e}")))?;
         let local = Arc::new(Local {
             switch: KillSwitch::in_memory(),
             version: Mutex::new(0),
@@ -123,13 +129,19 @@ impl RedisKills {
             link: link.clone(),
             keys: keys.clone(),
             local: Arc::clone(&local),
+            clock: Arc::clone(&clock),
             stop: Arc::clone(&stop),
         };
         std::thread::Builder::new()
             .name("toolgate-kills".into())
             .spawn(move || listener.run())
             .map_err(|e| RedisError(format!("cannot start the kill listener: {e}")))?;
-        Ok(RedisKills { local, link: link.clone(), writer: Mutex::new(Some(connection)), keys, stop })
+        Ok(RedisKills { local, clock, link: link.clone(), writer: Mutex::new(Some(connection)), keys, stop })
+    }
+
+    /// Redis's clock, kept current by this store's listener.
+    pub fn clock(&self) -> Arc<RedisClock> {
+        Arc::clone(&self.clock)
     }
 
     /// Runs `script` on the writer connection (connecting again if needed).
@@ -207,6 +219,7 @@ struct Listener {
     link: Link,
     keys: Keys,
     local: Arc<Local>,
+    clock: Arc<RedisClock>,
     stop: Arc<AtomicBool>,
 }
 
@@ -235,6 +248,7 @@ impl Listener {
             }
             let (version, kills) = read(&mut reader, &self.keys)?;
             self.local.offer(version, kills);
+            self.clock.sample(&mut reader)?;
             self.local.condition.heal();
             match pubsub.get_message() {
                 Ok(_) => {}

@@ -26,6 +26,7 @@
 //! Redis answers again; no restart is needed.
 
 pub mod approvals;
+pub mod clock;
 pub mod kills;
 pub mod link;
 
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 use super::clock::{Clock, SystemClock};
 use super::condition::{Condition, Health};
 use super::handoff::{Handoff, Unanswered};
+pub use clock::RedisClock;
 pub use link::{Link, RedisSettings};
 
 use super::session::{
