@@ -344,7 +344,8 @@ struct ServeArgs {
     workers: Option<usize>,
     /// Keep session counters, kills and approvals in this directory (created if missing, private), durable
     /// across crashes, or on this Redis shared by every replica (`redis://HOST:PORT/DB`,
-    /// `rediss://…` over TLS, `redis+unix:///path/redis.sock`); without it they are in memory and
+    /// `rediss://…` over TLS, `redis+unix:///path/redis.sock`, the primary Redis Sentinel names,
+    /// `redis+sentinel://HOST:PORT,…/SERVICE`); without it they are in memory and
     /// lost when the server stops.
     #[arg(long)]
     state: Option<PathBuf>,
@@ -532,7 +533,8 @@ struct ProxyArgs {
     #[arg(long)]
     context: Option<String>,
     /// Keep session counters, kills and approvals in this directory, durable across crashes, or on
-    /// this Redis shared with other proxies and servers (`redis://…`, `rediss://…`, `redis+unix://…`).
+    /// this Redis shared with other proxies and servers (`redis://…`, `rediss://…`, `redis+unix://…`,
+    /// `redis+sentinel://HOST:PORT,…/SERVICE`).
     #[arg(long)]
     state: Option<PathBuf>,
     #[command(flatten)]

@@ -214,7 +214,8 @@ fn open_ledger(dir: &std::path::Path, ttl: Duration, clock: Arc<dyn Clock>) -> s
 pub struct StateConfig {
     /// The state directory; `None` keeps state in memory (lost on exit).
     pub dir: Option<PathBuf>,
-    /// A Redis shared by replicas; takes the place of `dir`.
+    /// A Redis shared by replicas (one, or the primary Sentinel names);
+    /// takes the place of `dir`.
     pub redis: Option<redis::RedisSettings>,
     /// How long an approval stays valid after it is opened.
     pub approval_ttl: Duration,
@@ -280,7 +281,9 @@ impl std::fmt::Display for OpenError {
 
 /// Whether `--state` names a Redis rather than a directory.
 pub fn is_redis_url(text: &str) -> bool {
-    ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|scheme| text.starts_with(scheme))
+    ["redis://", "rediss://", "redis+unix://", "unix://", redis::link::SENTINEL_SCHEME]
+        .iter()
+        .any(|scheme| text.starts_with(scheme))
 }
 
 impl std::error::Error for OpenError {}

@@ -1,7 +1,8 @@
 //! How a replica reaches Redis, driven through `toolgate serve`: over TLS
 //! only with the right certificates, with a password read from a file and
-//! never shown, under a namespace of its own, and waiting for a Redis that
-//! starts after it.
+//! never shown, under a namespace of its own, waiting for a Redis that
+//! starts after it, under the least-privilege user the book recommends,
+//! and following a failover through Redis Sentinel.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -243,4 +244,146 @@ fn the_books_least_privilege_redis_user_is_all_a_replica_needs() {
     let log = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["ACL", "LOG"]).output();
     let log = String::from_utf8_lossy(&log.expect("redis-cli").stdout).into_owned();
     assert!(log.trim().is_empty(), "Redis refused the replica something: {log}");
+}
+
+/// A Redis primary, its replica and a sentinel watching them, on loopback
+/// ports; all stopped on drop.
+struct Sentineled {
+    _dir: TempDir,
+    children: Vec<(u16, std::process::Child)>,
+    sentinel: u16,
+}
+
+impl Sentineled {
+    fn start() -> Sentineled {
+        let dir = TempDir::new();
+        let (primary, replica, sentinel) =
+            (crate::util::free_port(), crate::util::free_port(), crate::util::free_port());
+        let redis = |port: u16, extra: &[String]| {
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs");
+            (port, child)
+        };
+        let mut children = vec![redis(primary, &[])];
+        children.push(redis(replica, &["--replicaof".into(), "127.0.0.1".into(), primary.to_string()]));
+        let config = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {sentinel}\nbind 127.0.0.1\nsentinel monitor tg 127.0.0.1 {primary} 1\nsentinel down-after-milliseconds tg 500\nsentinel failover-timeout tg 5000\n"
+            ),
+        )
+        .expect("sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&config)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel runs");
+        children.push((sentinel, child));
+        let cluster = Sentineled { _dir: dir, children, sentinel };
+        // Ready once the sentinel knows the primary and its replica, and the
+        // replica has its copy.
+        cluster.wait_for("the sentinel to see the replica", |c| {
+            c.cli(sentinel, &["SENTINEL", "replicas", "tg"]).contains(&replica.to_string())
+                && c.cli(replica, &["INFO", "replication"]).contains("master_link_status:up")
+        });
+        cluster
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let output = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output();
+        String::from_utf8_lossy(&output.expect("redis-cli").stdout).into_owned()
+    }
+
+    fn wait_for(&self, what: &str, done: impl Fn(&Sentineled) -> bool) {
+        let started = Instant::now();
+        while !done(self) {
+            assert!(started.elapsed() < Duration::from_secs(30), "waited 30 s for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis+sentinel://127.0.0.1:{}/tg", self.sentinel)
+    }
+
+    /// Kills the primary (as a crash would).
+    fn kill_primary(&mut self) -> u16 {
+        let (port, child) = &mut self.children[0];
+        let _ = child.kill();
+        let _ = child.wait();
+        *port
+    }
+}
+
+impl Drop for Sentineled {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn through_sentinel_a_replica_follows_a_failover_to_the_new_primary() {
+    let mut cluster = Sentineled::start();
+    let policy = "agentPolicies:\n  bot:\n    allowedTools: [search]\n    constraints:\n      search:\n        maxPerSession: 5\n";
+    let server = Server::start(policy, &["--state", &cluster.url()]);
+    let call = json!({"agent": "bot", "tool": "search", "session": "f1"});
+    let mut client = server.connect();
+    for _ in 0..2 {
+        assert_eq!(client.ask(call.clone())["decision"], "allow");
+    }
+    let primary = cluster.children[0].0;
+    // The counts are on the replica before the primary dies.
+    assert!(cluster.cli(primary, &["WAIT", "1", "2000"]).trim().starts_with('1'));
+    let old = cluster.kill_primary();
+
+    let started = Instant::now();
+    let first = loop {
+        let answer = server.connect().ask(call.clone());
+        if answer["decision"] == "allow" {
+            break answer;
+        }
+        let code = answer["reason_code"].as_str().unwrap_or("");
+        assert!(["state_unavailable", "decision_timeout"].contains(&code), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(30), "no failover within 30 s: {answer}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("decisions resumed {:?} after the primary died: {first}", started.elapsed());
+    let now_primary = cluster.cli(cluster.sentinel, &["SENTINEL", "get-master-addr-by-name", "tg"]);
+    assert!(!now_primary.contains(&old.to_string()), "the sentinel moved on: {now_primary}");
+    // Two counted before, one now: two more, then the cap.
+    let mut client = server.connect();
+    let rest: Vec<String> = (0..3).map(|_| client.ask(call.clone())["reason_code"].to_string()).collect();
+    assert_eq!(rest, ["\"allowed\"", "\"allowed\"", "\"cap_reached\""], "the count survived the failover");
+    // The kills' listener finds the new primary too (it tries every 250 ms).
+    let started = Instant::now();
+    loop {
+        let health = server.connect().ask(json!({"op": "health"}));
+        if health["state"]["condition"] == "ok" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{health}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -3,6 +3,7 @@
 //! one [`Link`] shared by the session, kill and approval stores.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{RECONNECT_EVERY, RedisError};
@@ -18,7 +19,9 @@ pub const DEFAULT_START_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct RedisSettings {
     /// `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]`, `rediss://…` (TLS),
-    /// `redis+unix:///path.sock` or `unix:///path.sock`.
+    /// `redis+unix:///path.sock`, `unix:///path.sock`, or the primary the
+    /// sentinels know as SERVICE,
+    /// `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]…]/SERVICE[/DB]`.
     pub url: String,
     /// The first part of every key: deployments sharing one Redis under
     /// different namespaces share nothing else.
@@ -66,6 +69,82 @@ pub fn check_namespace(namespace: &str) -> Result<(), String> {
     }
 }
 
+/// A client of the one Redis `settings` name.
+fn direct_target(settings: &RedisSettings) -> Result<Target, RedisError> {
+    let not_an_address = |e: redis::RedisError| RedisError(format!("not a Redis address: {e}"));
+    let mut info =
+        redis::IntoConnectionInfo::into_connection_info(settings.url.as_str()).map_err(not_an_address)?;
+    if let Some(password) = password_from_file(settings)? {
+        let redis = info.redis_settings().clone().set_password(password);
+        info = info.set_redis_settings(redis);
+    }
+    let tls = match info.addr() {
+        redis::ConnectionAddr::TcpTls { insecure: true, .. } => {
+            return Err(RedisError(String::from(
+                "the address turns off certificate checks (`#insecure`), which toolgate does not do: give the server's CA with --redis-ca",
+            )));
+        }
+        redis::ConnectionAddr::TcpTls { .. } => true,
+        _ => false,
+    };
+    let certificates = settings.ca.is_some() || settings.client_certificate.is_some();
+    if !tls && certificates {
+        return Err(RedisError(String::from(
+            "it is not a TLS address: a CA or client certificate needs `rediss://`",
+        )));
+    }
+    if !certificates {
+        return redis::Client::open(info).map(|c| Target::Direct(Box::new(c))).map_err(not_an_address);
+    }
+    let root_cert = match &settings.ca {
+        Some(path) => Some(read(path, "Redis CA certificate file")?),
+        None => None,
+    };
+    let client_tls = match &settings.client_certificate {
+        Some((cert, key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert, "Redis client certificate")?,
+            client_key: read(key, "Redis client key")?,
+        }),
+        None => None,
+    };
+    redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls, root_cert })
+        .map(|c| Target::Direct(Box::new(c)))
+        .map_err(|e| RedisError(format!("the TLS settings: {e}")))
+}
+
+/// A client of the primary the sentinels `settings` name know.
+fn sentinel_target(settings: &RedisSettings) -> Result<Target, RedisError> {
+    let address =
+        parse_sentinel(&settings.url).map_err(|e| RedisError(format!("not a Sentinel address: {e}")))?;
+    if settings.ca.is_some() || settings.client_certificate.is_some() {
+        return Err(RedisError(String::from(
+            "TLS through Redis Sentinel is not supported: --redis-ca and --redis-cert need `rediss://`",
+        )));
+    }
+    let mut redis = redis::RedisConnectionInfo::default().set_db(address.db);
+    if let Some(user) = &address.user {
+        redis = redis.set_username(user);
+    }
+    if let Some(password) = password_from_file(settings)?.or(address.password) {
+        redis = redis.set_password(password);
+    }
+    let sentinels: Vec<redis::ConnectionInfo> = address
+        .sentinels
+        .iter()
+        .map(|(host, port)| redis::IntoConnectionInfo::into_connection_info((host.as_str(), *port)))
+        .collect::<redis::RedisResult<_>>()
+        .map_err(|e| RedisError(format!("not a Sentinel address: {e}")))?;
+    let node = redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(redis);
+    let client = redis::sentinel::SentinelClient::build(
+        sentinels,
+        &address.service,
+        Some(node),
+        redis::sentinel::SentinelServerType::Master,
+    )
+    .map_err(|e| RedisError(format!("not a Sentinel address: {e}")))?;
+    Ok(Target::Sentinel(Arc::new(Mutex::new(client))))
+}
+
 /// `url` with its password, if any (`user:PASSWORD@`, or a socket URL's
 /// `pass=` parameter), replaced by `***`: what messages show.
 pub fn redact(url: &str) -> String {
@@ -94,11 +173,21 @@ pub fn redact(url: &str) -> String {
 /// A connection to one Redis: the client every store of a replica uses.
 #[derive(Clone)]
 pub struct Link {
-    client: redis::Client,
+    target: Target,
     /// The URL without its password.
     shown: String,
     namespace: String,
     timeout: Duration,
+}
+
+/// Where a link's connections go.
+#[derive(Clone)]
+enum Target {
+    /// One Redis.
+    Direct(Box<redis::Client>),
+    /// The primary Redis Sentinel names, asked again for every new
+    /// connection: after a failover, reconnecting finds the new primary.
+    Sentinel(Arc<Mutex<redis::sentinel::SentinelClient>>),
 }
 
 impl std::fmt::Debug for Link {
@@ -111,60 +200,94 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, RedisError> {
     std::fs::read(path).map_err(|e| RedisError(format!("cannot read the {what} `{}`: {e}", path.display())))
 }
 
+/// The password in `settings`' password file, if it names one.
+fn password_from_file(settings: &RedisSettings) -> Result<Option<String>, RedisError> {
+    let Some(path) = &settings.password_file else { return Ok(None) };
+    let text = String::from_utf8(read(path, "Redis password file")?)
+        .map_err(|_| RedisError(format!("the Redis password file `{}` is not UTF-8", path.display())))?;
+    match text.lines().next() {
+        Some(password) if !password.is_empty() => Ok(Some(password.to_owned())),
+        _ => Err(RedisError(format!("the Redis password file `{}` is empty", path.display()))),
+    }
+}
+
+/// The URL scheme of an address through Redis Sentinel.
+pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
+/// A sentinel's port when none is given.
+const SENTINEL_PORT: u16 = 26379;
+
+/// `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]…]/SERVICE[/DB]`,
+/// read: the sentinels, the service (the primary's name in their
+/// configuration), and the database, user and password of the Redis nodes.
+#[derive(Debug, PartialEq)]
+struct SentinelAddress {
+    sentinels: Vec<(String, u16)>,
+    service: String,
+    db: i64,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+fn parse_sentinel(url: &str) -> Result<SentinelAddress, String> {
+    let rest = url.strip_prefix(SENTINEL_SCHEME).ok_or("not a `redis+sentinel://` address")?;
+    let (authority, path) = rest.split_once('/').ok_or("no service: `redis+sentinel://HOST:PORT/SERVICE`")?;
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    let (user, password) = match userinfo.map(|info| info.split_once(':').unwrap_or((info, ""))) {
+        Some((user, password)) => {
+            let given = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+            (given(user), given(password))
+        }
+        None => (None, None),
+    };
+    let sentinels = hosts
+        .split(',')
+        .map(|host| {
+            let (name, port) = match host.strip_prefix('[') {
+                Some(bracketed) => {
+                    let (name, after) = bracketed.split_once(']').ok_or("an IPv6 host without `]`")?;
+                    (name, after.strip_prefix(':'))
+                }
+                None => match host.rsplit_once(':') {
+                    Some((name, port)) => (name, Some(port)),
+                    None => (host, None),
+                },
+            };
+            let port = match port {
+                Some(port) => port.parse().map_err(|_| format!("`{port}` is not a port"))?,
+                None => SENTINEL_PORT,
+            };
+            match name.is_empty() {
+                true => Err(String::from("a sentinel without a host")),
+                false => Ok((name.to_owned(), port)),
+            }
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut parts = path.split('/');
+    let service = parts.next().filter(|s| !s.is_empty()).ok_or("no service name after the sentinels")?;
+    let db = match parts.next().filter(|s| !s.is_empty()) {
+        Some(db) => db.parse().map_err(|_| format!("`{db}` is not a database number"))?,
+        None => 0,
+    };
+    if parts.next().is_some() {
+        return Err(String::from("more after `/SERVICE/DB`"));
+    }
+    Ok(SentinelAddress { sentinels, service: service.to_owned(), db, user, password })
+}
+
 impl Link {
     /// A client for `settings` whose every round trip must end within
     /// `timeout`. Nothing is connected yet; a bad address, namespace,
     /// certificate or password file is an error here.
     pub fn new(settings: &RedisSettings, timeout: Duration) -> Result<Link, RedisError> {
         check_namespace(&settings.namespace).map_err(RedisError)?;
-        let shown = redact(&settings.url);
-        let not_an_address = |e: redis::RedisError| RedisError(format!("not a Redis address: {e}"));
-        let mut info =
-            redis::IntoConnectionInfo::into_connection_info(settings.url.as_str()).map_err(not_an_address)?;
-        if let Some(path) = &settings.password_file {
-            let text = String::from_utf8(read(path, "Redis password file")?).map_err(|_| {
-                RedisError(format!("the Redis password file `{}` is not UTF-8", path.display()))
-            })?;
-            let password = text.lines().next().unwrap_or("");
-            if password.is_empty() {
-                return Err(RedisError(format!("the Redis password file `{}` is empty", path.display())));
-            }
-            let redis = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(redis);
-        }
-        let tls = match info.addr() {
-            redis::ConnectionAddr::TcpTls { insecure: true, .. } => {
-                return Err(RedisError(String::from(
-                    "the address turns off certificate checks (`#insecure`), which toolgate does not do: give the server's CA with --redis-ca",
-                )));
-            }
-            redis::ConnectionAddr::TcpTls { .. } => true,
-            _ => false,
+        let target = match settings.url.starts_with(SENTINEL_SCHEME) {
+            true => sentinel_target(settings)?,
+            false => direct_target(settings)?,
         };
-        if !tls && (settings.ca.is_some() || settings.client_certificate.is_some()) {
-            return Err(RedisError(String::from(
-                "it is not a TLS address: a CA or client certificate needs `rediss://`",
-            )));
-        }
-        let client = match tls && (settings.ca.is_some() || settings.client_certificate.is_some()) {
-            true => {
-                let root_cert = match &settings.ca {
-                    Some(path) => Some(read(path, "Redis CA certificate file")?),
-                    None => None,
-                };
-                let client_tls = match &settings.client_certificate {
-                    Some((cert, key)) => Some(redis::ClientTlsConfig {
-                        client_cert: read(cert, "Redis client certificate")?,
-                        client_key: read(key, "Redis client key")?,
-                    }),
-                    None => None,
-                };
-                redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls, root_cert })
-                    .map_err(|e| RedisError(format!("the TLS settings: {e}")))?
-            }
-            false => redis::Client::open(info).map_err(not_an_address)?,
-        };
-        Ok(Link { client, shown, namespace: settings.namespace.clone(), timeout })
+        Ok(Link { target, shown: redact(&settings.url), namespace: settings.namespace.clone(), timeout })
     }
 
     /// A client for `url` under `namespace`, without TLS certificates or a
@@ -190,7 +313,7 @@ impl Link {
 
     /// A new connection whose reads and writes time out.
     pub fn connect(&self) -> redis::RedisResult<redis::Connection> {
-        let connection = self.client.get_connection_with_timeout(self.timeout)?;
+        let connection = self.subscriber()?;
         connection.set_read_timeout(Some(self.timeout))?;
         connection.set_write_timeout(Some(self.timeout))?;
         Ok(connection)
@@ -199,7 +322,13 @@ impl Link {
     /// A new connection for a subscription: reads do not time out here
     /// (the subscriber sets its own).
     pub fn subscriber(&self) -> redis::RedisResult<redis::Connection> {
-        self.client.get_connection_with_timeout(self.timeout)
+        match &self.target {
+            Target::Direct(client) => client.get_connection_with_timeout(self.timeout),
+            Target::Sentinel(sentinel) => {
+                let primary = sentinel.lock().unwrap_or_else(PoisonError::into_inner).get_client()?;
+                primary.get_connection_with_timeout(self.timeout)
+            }
+        }
     }
 
     /// Waits until Redis answers a `PING`, trying every
@@ -248,6 +377,32 @@ mod tests {
             "redis+unix:///run/r.sock?db=1&pass=***"
         );
         assert_eq!(redact("redis://h/0?pass=x#y"), "redis://h/0?pass=***#y");
+    }
+
+    #[test]
+    fn sentinel_addresses_name_their_sentinels_service_and_database() {
+        assert_eq!(
+            parse_sentinel("redis+sentinel://app:pw@s1:26380,[::1],s3/tg-primary/2"),
+            Ok(SentinelAddress {
+                sentinels: vec![("s1".into(), 26380), ("::1".into(), 26379), ("s3".into(), 26379)],
+                service: "tg-primary".into(),
+                db: 2,
+                user: Some("app".into()),
+                password: Some("pw".into()),
+            })
+        );
+        assert_eq!(parse_sentinel("redis+sentinel://s1/p").map(|a| (a.db, a.user)), Ok((0, None)));
+        for bad in [
+            "redis+sentinel://s1",
+            "redis+sentinel://s1/",
+            "redis+sentinel://s1:x/p",
+            "redis+sentinel://,s2/p",
+            "redis+sentinel://s1/p/zero",
+            "redis+sentinel://s1/p/0/more",
+        ] {
+            assert!(parse_sentinel(bad).is_err(), "{bad}");
+        }
+        assert_eq!(redact("redis+sentinel://:pw@s1,s2/p"), "redis+sentinel://:***@s1,s2/p");
     }
 
     #[test]

@@ -298,9 +298,10 @@ impl Committer {
         }
     }
 
-    /// Sends the batch as one pipeline; once more if Redis had lost the
-    /// script (a restart or a failover empties its script cache; a call
-    /// answered `NOSCRIPT` did not run).
+    /// Sends the batch as one pipeline; once more on a new connection if
+    /// Redis had lost the script (a restart or a failover empties its
+    /// script cache) or has become a replica: a call answered `NOSCRIPT`
+    /// or `READONLY` did not run.
     fn send(&mut self, batch: &[Queued]) -> Result<Vec<Reply>, String> {
         for attempt in 0..2 {
             let now = self.clock.as_ref().map_or(0, |clock| clock.now_ms());
@@ -318,14 +319,19 @@ impl Committer {
                     return Err(error.to_string());
                 }
             };
-            let lost_script = results.iter().any(|r| {
-                r.as_ref()
-                    .is_err_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
-            });
-            if lost_script && attempt == 0 {
+            let refused = |kind| results.iter().any(|r| r.as_ref().is_err_and(|e| e.kind() == kind));
+            let lost_script = refused(redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
+            // A primary demoted by a failover refuses writes: connect again
+            // (through Sentinel, to the new primary); the calls did not run.
+            let demoted = refused(redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly));
+            if (lost_script || demoted) && attempt == 0 {
                 self.connection.lose();
                 self.connection.retry_after = None;
                 continue;
+            }
+            if demoted {
+                self.connection.lose();
+                return Err(String::from("Redis is a read-only replica (READONLY): connecting again"));
             }
             return Ok(results
                 .into_iter()
