@@ -79,6 +79,33 @@ pub fn open(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
     options.mode(0o600).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(path)
 }
 
+/// Reads a secret (a password, a private key): a regular file (links are
+/// followed: secret mounts are links) owned by this user or root that no
+/// one else may read or write. `what` names it in the error.
+pub fn read_secret(path: &Path, what: &str) -> io::Result<Vec<u8>> {
+    let metadata = std::fs::metadata(path)?;
+    let refuse = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+    if !metadata.is_file() {
+        return refuse(format!("the {what} `{}` is not a regular file", path.display()));
+    }
+    if metadata.mode() & 0o077 != 0 {
+        return refuse(format!(
+            "the {what} `{}` is readable or writable by others (mode {:o}): run `chmod 600` on it, and change the secret if it may have been read",
+            path.display(),
+            metadata.mode() & 0o777
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me && metadata.uid() != 0 {
+        return refuse(format!(
+            "the {what} `{}` belongs to uid {}, not to this user or root: its owner could have replaced it",
+            path.display(),
+            metadata.uid()
+        ));
+    }
+    std::fs::read(path)
+}
+
 /// Creates `path` anew (0600), never through a symbolic link: whatever is
 /// at the path (a stale temporary file, a planted link) is removed first.
 pub fn create_new(path: &Path) -> io::Result<File> {

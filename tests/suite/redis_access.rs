@@ -117,6 +117,13 @@ fn a_redis_password_comes_from_a_file_and_is_never_shown() {
     let (right, wrong) = (dir.path().join("right"), dir.path().join("wrong"));
     std::fs::write(&right, "s3cret-pass-1\n").expect("password");
     std::fs::write(&wrong, "not-the-pass-2\n").expect("password");
+    // A password others can read is refused until it is private.
+    let (code, stderr, _) = refused(&redis.url(), &["--redis-password-file", &right.display().to_string()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is readable or writable by others") && stderr.contains("chmod 600"), "{stderr}");
+    for file in [&right, &wrong] {
+        std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    }
 
     let server = replica(&redis.url(), &["--redis-password-file", &right.display().to_string()]);
     assert_eq!(allowed_of_four(&server, "p1"), 2);
@@ -209,6 +216,7 @@ fn the_books_least_privilege_redis_user_is_all_a_replica_needs() {
     let dir = TempDir::new();
     let password = dir.path().join("password");
     std::fs::write(&password, "acl-pass-3\n").expect("password");
+    std::fs::set_permissions(&password, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
     let policy = format!(
         "agentPolicies:\n  bot:\n    allowedTools: [search, pay]\n    constraints:\n      search:\n        maxPerSession: 2\n        rateLimit: 100/min\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n{}",
         crate::server::approvers(&["finance"])

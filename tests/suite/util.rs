@@ -386,6 +386,11 @@ pub mod certificates {
                     ],
                 );
             }
+            // Private keys are secrets: toolgate reads only private ones.
+            for key in ["ca.key", "other-ca.key", "server.key", "client.key"] {
+                let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+                std::fs::set_permissions(at.join(key), private).expect("chmod");
+            }
             Pki { dir }
         }
 

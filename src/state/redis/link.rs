@@ -33,7 +33,8 @@ pub struct RedisSettings {
     /// one (`tls-auth-clients yes`).
     pub client_certificate: Option<(PathBuf, PathBuf)>,
     /// A file holding the password (its first line), so that it is not
-    /// on the command line; takes the place of a password in the URL.
+    /// on the command line; takes the place of a password in the URL. It
+    /// must be private (mode 0600 or stricter, owned by this user or root).
     pub password_file: Option<PathBuf>,
     /// How long a starting replica waits for Redis to answer before it
     /// gives up (Redis starting at the same time as the replicas).
@@ -103,7 +104,7 @@ fn direct_target(settings: &RedisSettings) -> Result<Target, RedisError> {
     let client_tls = match &settings.client_certificate {
         Some((cert, key)) => Some(redis::ClientTlsConfig {
             client_cert: read(cert, "Redis client certificate")?,
-            client_key: read(key, "Redis client key")?,
+            client_key: read_secret(key, "Redis client key")?,
         }),
         None => None,
     };
@@ -200,10 +201,18 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, RedisError> {
     std::fs::read(path).map_err(|e| RedisError(format!("cannot read the {what} `{}`: {e}", path.display())))
 }
 
+/// Reads a secret file (see [`read_secret`](super::super::private::read_secret)).
+fn read_secret(path: &Path, what: &str) -> Result<Vec<u8>, RedisError> {
+    super::super::private::read_secret(path, what).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => RedisError(e.to_string()),
+        _ => RedisError(format!("cannot read the {what} `{}`: {e}", path.display())),
+    })
+}
+
 /// The password in `settings`' password file, if it names one.
 fn password_from_file(settings: &RedisSettings) -> Result<Option<String>, RedisError> {
     let Some(path) = &settings.password_file else { return Ok(None) };
-    let text = String::from_utf8(read(path, "Redis password file")?)
+    let text = String::from_utf8(read_secret(path, "Redis password file")?)
         .map_err(|_| RedisError(format!("the Redis password file `{}` is not UTF-8", path.display())))?;
     match text.lines().next() {
         Some(password) if !password.is_empty() => Ok(Some(password.to_owned())),
