@@ -123,6 +123,21 @@ fn redis_kills_conform_and_reach_every_replica() {
     cli(&["INCR", "{replicas:kills}:version"]);
     until(&|| b.check("bot", Some("any")).is_some(), REREAD_EVERY * 3);
     until(&|| a.list().len() == 1, REREAD_EVERY * 3);
+
+    // A kill no replica can read (a newer format, a bad write by hand) is
+    // not dropped: it stops what its field names, or everything.
+    cli(&["HDEL", "{replicas:kills}:set", r#"{"scope":"agent","agent":"bot"}"#]);
+    cli(&["HSET", "{replicas:kills}:set", r#"{"scope":"agent","agent":"other"}"#, "{not json"]);
+    cli(&["INCR", "{replicas:kills}:version"]);
+    until(&|| b.check("other", Some("s")).is_some() && b.check("bot", Some("s")).is_none(), REREAD_EVERY * 3);
+    cli(&["HSET", "{replicas:kills}:set", "a scope of the future", "{}"]);
+    cli(&["INCR", "{replicas:kills}:version"]);
+    until(&|| a.check("bot", Some("s")).is_some(), REREAD_EVERY * 3);
+    let everything = a.check("anyone", None).expect("everything is killed");
+    assert!(everything.1.reason.contains("cannot read"), "{everything:?}");
+    cli(&["DEL", "{replicas:kills}:set"]);
+    cli(&["INCR", "{replicas:kills}:version"]);
+    until(&|| a.check("anyone", None).is_none() && b.check("other", None).is_none(), REREAD_EVERY * 3);
 }
 
 /// An approval opened on one replica is decided on a second and redeemed

@@ -9,6 +9,10 @@
 //! replica allowing a killed session — reads the whole set again and
 //! replaces its snapshot with any newer version.
 //!
+//! A kill a replica cannot read (another version's format, a bad write
+//! by hand) is in force as a kill of what its field names, or of
+//! everything: it is never dropped.
+//!
 //! A kill is in force on its own replica before it is written; if Redis
 //! cannot be written, the error says so and the kill holds here only. A
 //! revival is written first and takes effect only once written. While
@@ -91,15 +95,30 @@ fn read(
         redis::Script::new(READ).key(&keys.set).key(&keys.version).invoke(connection)?;
     let mut kills: Vec<(u64, KillScope, Kill)> = fields
         .iter()
-        .filter_map(|(scope, value)| {
-            let scope: KillScope = serde_json::from_str(scope).ok()?;
-            let value: serde_json::Value = serde_json::from_str(value).ok()?;
-            let kill: Kill = serde_json::from_value(value.get("kill")?.clone()).ok()?;
-            Some((value.get("order")?.as_u64()?, scope, kill))
-        })
+        .map(|(field, value)| understood(field, value).unwrap_or_else(|| unreadable(keys, field)))
         .collect();
     kills.sort_by_key(|(order, _, _)| *order);
     Ok((version.parse().unwrap_or(0), kills.into_iter().map(|(_, scope, kill)| (scope, kill)).collect()))
+}
+
+/// A kill as stored: its scope (the field) and its order and details.
+fn understood(field: &str, value: &str) -> Option<(u64, KillScope, Kill)> {
+    let scope: KillScope = serde_json::from_str(field).ok()?;
+    let value: serde_json::Value = serde_json::from_str(value).ok()?;
+    let kill: Kill = serde_json::from_value(value.get("kill")?.clone()).ok()?;
+    Some((value.get("order")?.as_u64()?, scope, kill))
+}
+
+/// What a kill this replica cannot read stands for: a kill of whatever
+/// its field names, or of everything if that cannot be read either (a
+/// kill in force must not be lost to a newer format or a bad write).
+fn unreadable(keys: &Keys, field: &str) -> (u64, KillScope, Kill) {
+    let scope = serde_json::from_str(field).unwrap_or(KillScope::All);
+    let reason = format!(
+        "a kill in Redis this replica cannot read; remove it (`HDEL {} {field}`) or upgrade this replica",
+        keys.set
+    );
+    (0, scope, Kill { reason, by: String::from("toolgate"), at: String::new() })
 }
 
 impl RedisKills {
