@@ -175,6 +175,15 @@ impl Collector for ServiceCollector {
             "1 while the state store works; 0 while it is degraded (calls that need it are denied)",
             i64::from(state.condition().is_ok()),
         )?;
+        if let Some(redis) = &state.redis {
+            let offset = ConstGauge::new(redis.clock.offset_ms() as f64 / 1000.0);
+            offset.encode(encoder.encode_descriptor(
+                "toolgate_redis_clock_offset_seconds",
+                "How far Redis's clock is ahead of this replica's (behind: negative); the replica tells Redis's time",
+                None,
+                offset.metric_type(),
+            )?)?;
+        }
         if let Some(audit) = service.audit() {
             let condition = audit.condition(crate::state::DEFAULT_DECISION_TIMEOUT);
             gauge(

@@ -532,6 +532,15 @@ impl Service {
         self.record("admin_refused", json!({"by": who.to_string()})).await;
     }
 
+    /// How the state stands, and on Redis, where it is.
+    fn state_report(&self) -> Value {
+        let mut report = self.state.condition().to_json();
+        if let (Some(object), Some(redis)) = (report.as_object_mut(), &self.state.redis) {
+            object.insert(String::from("redis"), redis.to_json());
+        }
+        report
+    }
+
     /// The `status` report.
     pub fn status(&self) -> Value {
         let reload = self.reloads.lock().unwrap_or_else(PoisonError::into_inner).to_json();
@@ -542,7 +551,7 @@ impl Service {
             "reload": reload,
             "kills": crate::state::kill::summary(&self.state.kills.list()),
             "approvals": {"pending": self.state.approvals.pending_count()},
-            "state": self.state.condition().to_json(),
+            "state": self.state_report(),
             "audit": self.audit.as_ref().map(|a| {
                 let (seq, hash) = a.head();
                 let mut audit = a.condition(self.config.decision_timeout).to_json();

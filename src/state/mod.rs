@@ -53,6 +53,8 @@ pub struct State {
     pub drifted: Arc<drift::DriftedTools>,
     /// Circuit breakers' failures and open circuits.
     pub breakers: Arc<circuit::Breakers>,
+    /// The Redis this state is shared on, if it is.
+    pub redis: Option<Arc<redis::Shared>>,
 }
 
 impl std::fmt::Debug for State {
@@ -87,6 +89,7 @@ impl State {
             clock,
             drifted: Arc::default(),
             breakers: Arc::default(),
+            redis: None,
         }
     }
 
@@ -134,6 +137,7 @@ impl State {
             clock,
             drifted: Arc::default(),
             breakers: Arc::default(),
+            redis: None,
         })
     }
 
@@ -154,7 +158,8 @@ impl State {
         let sessions = redis::RedisSessions::open(&link, options).map_err(failed)?;
         let kills = redis::kills::RedisKills::open(&link).map_err(failed)?;
         // One time for every replica: Redis's, as the kills' listener reads it.
-        let clock: Arc<dyn Clock> = kills.clock();
+        let redis_clock = kills.clock();
+        let clock: Arc<dyn Clock> = Arc::clone(&redis_clock) as Arc<dyn Clock>;
         let approvals = redis::approvals::RedisApprovals::open(
             &link,
             config.approval_ttl,
@@ -169,6 +174,11 @@ impl State {
             clock,
             drifted: Arc::default(),
             breakers: Arc::default(),
+            redis: Some(Arc::new(redis::Shared {
+                address: link.shown().to_owned(),
+                namespace: link.namespace().to_owned(),
+                clock: redis_clock,
+            })),
         })
     }
 

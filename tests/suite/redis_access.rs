@@ -149,8 +149,9 @@ fn a_redis_password_comes_from_a_file_and_is_never_shown() {
 fn namespaces_keep_deployments_on_one_redis_apart() {
     let redis = RedisServer::start(&[]);
     let url = redis.url();
-    let (prod_a, prod_b) =
-        (replica(&url, &["--redis-namespace", "prod"]), replica(&url, &["--redis-namespace", "prod"]));
+    let metrics = format!("127.0.0.1:{}", crate::util::free_port());
+    let prod_a = replica(&url, &["--redis-namespace", "prod", "--metrics", &metrics]);
+    let prod_b = replica(&url, &["--redis-namespace", "prod"]);
     let dir = TempDir::new();
     std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
     let (socket, admin_socket) = (dir.path().join("s.sock"), dir.path().join("admin.sock"));
@@ -166,6 +167,24 @@ fn namespaces_keep_deployments_on_one_redis_apart() {
     let call = json!({"agent": "bot", "tool": "search", "session": "n2"});
     assert_eq!(prod_a.connect().ask(call.clone())["decision"], "allow");
     assert_eq!(staging.connect().ask(call)["reason_code"], "killed");
+
+    // The operator sees where the state is, and Redis's clock offset.
+    let status = prod_a.connect().ask(json!({"op": "status"}));
+    let redis = &status["status"]["state"]["redis"];
+    assert_eq!(
+        (redis["address"].as_str(), redis["namespace"].as_str()),
+        (Some(url.as_str()), Some("prod")),
+        "{status}"
+    );
+    assert!(redis["clock_offset_ms"].as_i64().is_some_and(|ms| ms.abs() < 1000), "{status}");
+    let scraped =
+        Command::new("curl").args(["-s", "--max-time", "10", &format!("http://{metrics}/metrics")]).output();
+    let scraped = String::from_utf8_lossy(&scraped.expect("curl").stdout).into_owned();
+    assert!(
+        scraped.contains("toolgate_redis_clock_offset_seconds ")
+            && scraped.contains("toolgate_state_store_up 1"),
+        "{scraped}"
+    );
 
     for bad in ["a:b", "{tg}", ""] {
         let (code, stderr, _) = refused(&url, &["--redis-namespace", bad]);

@@ -64,6 +64,30 @@ pub struct RedisOptions {
     pub limits: SessionLimits,
 }
 
+/// What a replica on Redis tells its operator: where its Redis is
+/// (without the password), the namespace, and how far Redis's clock is
+/// from its own.
+#[derive(Debug)]
+pub struct Shared {
+    /// The address, its password hidden.
+    pub address: String,
+    /// The namespace of every key.
+    pub namespace: String,
+    /// Redis's clock as this replica tells it.
+    pub clock: Arc<RedisClock>,
+}
+
+impl Shared {
+    /// `{"address": …, "namespace": …, "clock_offset_ms": …}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "address": self.address,
+            "namespace": self.namespace,
+            "clock_offset_ms": self.clock.offset_ms(),
+        })
+    }
+}
+
 /// Why a Redis store cannot be opened.
 #[derive(Debug)]
 pub struct RedisError(pub String);
