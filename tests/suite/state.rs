@@ -138,6 +138,24 @@ fn redis_kills_conform_and_reach_every_replica() {
     cli(&["DEL", "{replicas:kills}:set"]);
     cli(&["INCR", "{replicas:kills}:version"]);
     until(&|| a.check("anyone", None).is_none() && b.check("other", None).is_none(), REREAD_EVERY * 3);
+
+    // A change this replica has not read yet (its message lost), then a
+    // kill made here: the kill's answer carries the whole set, so the
+    // other change is in force here at once, not skipped as "not newer".
+    let quiet = r#"{"order":5000,"kill":{"reason":"quiet","by":"redis-cli","at":"now"}}"#;
+    cli(&["HSET", "{replicas:kills}:set", r#"{"scope":"agent","agent":"quiet"}"#, quiet]);
+    cli(&["INCR", "{replicas:kills}:version"]);
+    a.kill(KillScope::Agent { agent: "loud".into() }, kill.clone()).unwrap();
+    assert!(a.check("quiet", None).is_some(), "the change read with the kill's answer");
+    std::thread::sleep(REREAD_EVERY * 2);
+    assert!(a.check("quiet", None).is_some() && a.check("loud", None).is_some());
+
+    // Redis loses everything (a restart without persistence, a FLUSHALL):
+    // the versions start again at 1, under a new epoch, and the replicas
+    // take the new set although its version is lower than theirs.
+    cli(&["FLUSHALL"]);
+    b.kill(KillScope::Agent { agent: "after".into() }, kill.clone()).unwrap();
+    until(&|| a.check("after", None).is_some() && a.check("loud", None).is_none(), REREAD_EVERY * 3);
 }
 
 /// An approval opened on one replica is decided on a second and redeemed
@@ -229,10 +247,17 @@ fn a_redis_store_fails_closed_heals_and_keeps_counts_redis_persisted() {
     assert_eq!(store.count(key, Counter::Total), None);
     // The kills' listener and the approvals say so too.
     within(&|| !KillStore::condition(&kills).is_ok());
+    // A kill made now holds here, and is shared once Redis is back.
+    let scope = toolgate::state::kill::KillScope::Agent { agent: "while-away".into() };
+    let kill = toolgate::state::kill::Kill { reason: "r".into(), by: "t".into(), at: "now".into() };
+    assert!(kills.kill(scope, kill).is_err(), "it says it could not be shared");
+    assert!(kills.check("while-away", None).is_some());
     assert!(approvals.pending().is_empty());
     assert!(!ApprovalStore::condition(&approvals).is_ok());
     server.start_again();
     within(&|| KillStore::condition(&kills).is_ok());
+    let later = toolgate::state::redis::kills::RedisKills::open(&link).unwrap();
+    within(&|| later.check("while-away", None).is_some());
     let started = std::time::Instant::now();
     let admission = loop {
         match store.admit(key, "pay", &caps) {

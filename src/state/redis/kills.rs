@@ -13,9 +13,17 @@
 //! by hand) is in force as a kill of what its field names, or of
 //! everything: it is never dropped.
 //!
+//! A version always travels with the whole set it belongs to: a write
+//! answers with the set as it left it, so a replica never takes a version
+//! without its kills. Each set also has an epoch, a random name made by
+//! the first write; a set with another epoch (Redis lost its data, or a
+//! failover went to a replica without it) replaces the snapshot whatever
+//! its version.
+//!
 //! A kill is in force on its own replica before it is written; if Redis
-//! cannot be written, the error says so and the kill holds here only. A
-//! revival is written first and takes effect only once written. While
+//! cannot be written, the error says so, the kill holds here, and the
+//! listener writes it once Redis answers again. A revival is written
+//! first and takes effect only once written. While
 //! Redis cannot be read, a replica keeps its last snapshot and its
 //! condition says it is degraded.
 //!
@@ -33,15 +41,30 @@ use super::{Link, RedisClock, RedisError};
 /// How often a replica reads the kills again, messages or not.
 pub const REREAD_EVERY: Duration = Duration::from_secs(1);
 
-/// Reads the version and every kill, atomically.
-const READ: &str = "return {redis.call('GET', KEYS[2]) or '0', redis.call('HGETALL', KEYS[1])}";
-/// Sets a kill (ARGV: scope, value), bumps the version, tells the replicas.
-const KILL: &str = "local v = redis.call('INCR', KEYS[2]) \
+/// Reads the epoch, the version and every kill, atomically.
+const READ: &str = "return {redis.call('GET', KEYS[4]) or '', redis.call('GET', KEYS[2]) or '0', \
+    redis.call('HGETALL', KEYS[1])}";
+/// Sets a kill (ARGV: scope, value, an epoch for a set without one), bumps
+/// the version, tells the replicas; answers as READ does.
+const KILL: &str = "redis.call('SET', KEYS[4], ARGV[3], 'NX') local v = redis.call('INCR', KEYS[2]) \
     redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({order = v, kill = cjson.decode(ARGV[2])})) \
-    redis.call('PUBLISH', KEYS[3], v) return v";
-/// Removes a kill (ARGV: scope), bumps the version, tells the replicas.
-const REVIVE: &str = "local found = redis.call('HDEL', KEYS[1], ARGV[1]) \
-    local v = redis.call('INCR', KEYS[2]) redis.call('PUBLISH', KEYS[3], v) return {found, v}";
+    redis.call('PUBLISH', KEYS[3], v) \
+    return {redis.call('GET', KEYS[4]), tostring(v), redis.call('HGETALL', KEYS[1])}";
+/// Removes a kill (ARGV: scope, an epoch for a set without one), bumps the
+/// version, tells the replicas; answers whether it was there, then as READ.
+const REVIVE: &str = "redis.call('SET', KEYS[4], ARGV[2], 'NX') local found = redis.call('HDEL', KEYS[1], ARGV[1]) \
+    local v = redis.call('INCR', KEYS[2]) redis.call('PUBLISH', KEYS[3], v) \
+    return {found, redis.call('GET', KEYS[4]), tostring(v), redis.call('HGETALL', KEYS[1])}";
+
+/// The set as Redis answered it: epoch, version, fields.
+type Stored = (String, String, Vec<(String, String)>);
+
+/// A set of kills at a version of an epoch.
+struct Snapshot {
+    epoch: String,
+    version: u64,
+    kills: Vec<(KillScope, Kill)>,
+}
 
 /// The keys of a namespace's kills (one cluster slot).
 #[derive(Clone, Debug)]
@@ -49,24 +72,46 @@ struct Keys {
     set: String,
     version: String,
     channel: String,
+    epoch: String,
 }
 
-/// What the replicas of a namespace share: the local snapshot and the
-/// version it is at.
+/// A replica's view: the snapshot in force, the epoch and version it is
+/// at, and the kills made here that Redis has not taken yet.
 struct Local {
     switch: KillSwitch,
-    version: Mutex<u64>,
+    at: Mutex<(String, u64)>,
+    unshared: Mutex<Vec<(KillScope, Kill)>>,
     condition: ConditionCell,
 }
 
 impl Local {
-    /// Takes `kills` at `version`, if newer than what is in force.
-    fn offer(&self, version: u64, kills: Vec<(KillScope, Kill)>) {
-        let mut current = self.version.lock().unwrap_or_else(PoisonError::into_inner);
-        if version > *current {
+    /// Takes `snapshot` if it is of another epoch or newer than what is in
+    /// force (and says whether it did); kills not yet shared stay in force
+    /// either way.
+    fn offer(&self, snapshot: Snapshot) -> bool {
+        let mut at = self.at.lock().unwrap_or_else(PoisonError::into_inner);
+        let newer = snapshot.epoch != at.0 || snapshot.version > at.1;
+        if newer {
+            let mut kills = snapshot.kills;
+            for (scope, kill) in self.unshared.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+                if !kills.iter().any(|(s, _)| s == scope) {
+                    kills.push((scope.clone(), kill.clone()));
+                }
+            }
             self.switch.replace(kills);
-            *current = version;
+            *at = (snapshot.epoch, snapshot.version);
         }
+        newer
+    }
+
+    /// The kills made here that Redis has not taken yet.
+    fn unshared(&self) -> Vec<(KillScope, Kill)> {
+        self.unshared.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// `scope` is shared now (or revived): nothing to write later.
+    fn shared(&self, scope: &KillScope) {
+        self.unshared.lock().unwrap_or_else(PoisonError::into_inner).retain(|(s, _)| s != scope);
     }
 }
 
@@ -86,19 +131,73 @@ impl std::fmt::Debug for RedisKills {
     }
 }
 
-/// Reads the version and every kill, in the order they were set.
-fn read(
-    connection: &mut redis::Connection,
-    keys: &Keys,
-) -> redis::RedisResult<(u64, Vec<(KillScope, Kill)>)> {
-    let (version, fields): (String, Vec<(String, String)>) =
-        redis::Script::new(READ).key(&keys.set).key(&keys.version).invoke(connection)?;
+/// The snapshot of what Redis answered, its kills in the order they were set.
+fn snapshot(keys: &Keys, (epoch, version, fields): Stored) -> Snapshot {
     let mut kills: Vec<(u64, KillScope, Kill)> = fields
         .iter()
         .map(|(field, value)| understood(field, value).unwrap_or_else(|| unreadable(keys, field)))
         .collect();
     kills.sort_by_key(|(order, _, _)| *order);
-    Ok((version.parse().unwrap_or(0), kills.into_iter().map(|(_, scope, kill)| (scope, kill)).collect()))
+    Snapshot {
+        epoch,
+        version: version.parse().unwrap_or(0),
+        kills: kills.into_iter().map(|(_, scope, kill)| (scope, kill)).collect(),
+    }
+}
+
+/// Reads the epoch, the version and every kill.
+fn read(connection: &mut redis::Connection, keys: &Keys) -> redis::RedisResult<Snapshot> {
+    let stored: Stored = redis::Script::new(READ)
+        .key(&keys.set)
+        .key(&keys.version)
+        .key(&keys.channel)
+        .key(&keys.epoch)
+        .invoke(connection)?;
+    Ok(snapshot(keys, stored))
+}
+
+/// Runs a changing `script` with `args` (and an epoch for a set without
+/// one) on `connection`.
+fn change<T: redis::FromRedisValue>(
+    connection: &mut redis::Connection,
+    keys: &Keys,
+    script: &str,
+    args: &[String],
+) -> redis::RedisResult<T> {
+    let script = redis::Script::new(script);
+    let mut call = script.prepare_invoke();
+    call.key(&keys.set).key(&keys.version).key(&keys.channel).key(&keys.epoch);
+    for arg in args {
+        call.arg(arg);
+    }
+    call.arg(new_epoch());
+    call.invoke(connection)
+}
+
+/// A random name for a set of kills that has none.
+fn new_epoch() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness, a fixed name: still another epoch than none.
+    if getrandom::fill(&mut bytes).is_err() {
+        return String::from("epoch");
+    }
+    let mut text = String::with_capacity(16);
+    crate::hash::push_hex(&mut text, &bytes);
+    text
+}
+
+/// Writes a kill on `connection`: the set as it left it.
+fn share(
+    connection: &mut redis::Connection,
+    keys: &Keys,
+    scope: &KillScope,
+    kill: &Kill,
+) -> std::io::Result<Snapshot> {
+    let field = serde_json::to_string(scope).map_err(std::io::Error::other)?;
+    let value = serde_json::to_string(kill).map_err(std::io::Error::other)?;
+    let stored: Stored = change(connection, keys, KILL, &[field, value])
+        .map_err(|error| std::io::Error::other(format!("Redis: {error}")))?;
+    Ok(snapshot(keys, stored))
 }
 
 /// A kill as stored: its scope (the field) and its order and details.
@@ -130,19 +229,20 @@ impl RedisKills {
             set: format!("{{{namespace}:kills}}:set"),
             version: format!("{{{namespace}:kills}}:version"),
             channel: format!("{namespace}:kills"),
+            epoch: format!("{{{namespace}:kills}}:epoch"),
         };
         let mut connection = link.connect().map_err(|e| RedisError(format!("Redis does not answer: {e}")))?;
-        let (version, kills) =
+        let read =
             read(&mut connection, &keys).map_err(|e| RedisError(format!("cannot read the kills: {e}")))?;
         let clock = Arc::new(RedisClock::default());
         clock.sample(&mut connection).map_err(|e| RedisError(format!("cannot read Redis's clock: {e}")))?;
         let local = Arc::new(Local {
             switch: KillSwitch::in_memory(),
-            version: Mutex::new(0),
+            at: Mutex::new((read.epoch.clone(), read.version)),
+            unshared: Mutex::new(Vec::new()),
             condition: ConditionCell::default(),
         });
-        local.switch.replace(kills);
-        *local.version.lock().unwrap_or_else(PoisonError::into_inner) = version;
+        local.switch.replace(read.kills);
         let stop = Arc::new(AtomicBool::new(false));
         let listener = Listener {
             link: link.clone(),
@@ -163,23 +263,18 @@ impl RedisKills {
         Arc::clone(&self.clock)
     }
 
-    /// Runs `script` on the writer connection (connecting again if needed).
-    fn write<T: redis::FromRedisValue>(&self, script: &str, args: &[String]) -> std::io::Result<T> {
+    /// Runs `write` on the writer connection (connecting again if needed;
+    /// a connection that failed is dropped).
+    fn with_writer<T>(
+        &self,
+        write: impl FnOnce(&mut redis::Connection) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if writer.is_none() {
             *writer = Some(self.link.connect().map_err(std::io::Error::other)?);
         }
         let Some(connection) = writer.as_mut() else { return Err(std::io::Error::other("no connection")) };
-        let script = redis::Script::new(script);
-        let mut call = script.prepare_invoke();
-        call.key(&self.keys.set).key(&self.keys.version).key(&self.keys.channel);
-        for arg in args {
-            call.arg(arg);
-        }
-        call.invoke(connection).map_err(|error| {
-            *writer = None;
-            std::io::Error::other(format!("Redis: {error}"))
-        })
+        write(connection).inspect_err(|_| *writer = None)
     }
 }
 
@@ -199,23 +294,38 @@ impl KillStore for RedisKills {
     }
 
     fn kill(&self, scope: KillScope, kill: Kill) -> std::io::Result<()> {
-        let field = serde_json::to_string(&scope).map_err(std::io::Error::other)?;
-        let value = serde_json::to_string(&kill).map_err(std::io::Error::other)?;
-        // In force here at once; then shared.
-        let _ = self.local.switch.kill(scope, kill);
-        let version: u64 = self.write(KILL, &[field, value])?;
-        let mut current = self.local.version.lock().unwrap_or_else(PoisonError::into_inner);
-        *current = (*current).max(version);
-        Ok(())
+        // In force here at once; then shared (or, if Redis cannot take it
+        // now, kept here and written by the listener later).
+        let _ = self.local.switch.kill(scope.clone(), kill.clone());
+        match self.with_writer(|connection| share(connection, &self.keys, &scope, &kill)) {
+            Ok(snapshot) => {
+                self.local.shared(&scope);
+                let _ = self.local.offer(snapshot);
+                Ok(())
+            }
+            Err(error) => {
+                self.local.unshared.lock().unwrap_or_else(PoisonError::into_inner).push((scope, kill));
+                Err(error)
+            }
+        }
     }
 
     fn revive(&self, scope: &KillScope) -> std::io::Result<bool> {
         let field = serde_json::to_string(scope).map_err(std::io::Error::other)?;
-        let (found, version): (u64, u64) = self.write(REVIVE, &[field])?;
-        let _ = self.local.switch.revive(scope);
-        let mut current = self.local.version.lock().unwrap_or_else(PoisonError::into_inner);
-        *current = (*current).max(version);
-        Ok(found > 0)
+        let (found, epoch, version, fields): (u64, String, String, Vec<(String, String)>) = self
+            .with_writer(|connection| {
+                change(connection, &self.keys, REVIVE, &[field])
+                    .map_err(|error| std::io::Error::other(format!("Redis: {error}")))
+            })?;
+        let was_here = self.local.unshared().iter().any(|(s, _)| s == scope);
+        self.local.shared(scope);
+        // The answer is the set right after the revival; if a newer one is
+        // in force already, it has the revival too, but may still hold the
+        // kill made here that Redis never had.
+        if !self.local.offer(snapshot(&self.keys, (epoch, version, fields))) && was_here {
+            let _ = self.local.switch.revive(scope);
+        }
+        Ok(found > 0 || was_here)
     }
 
     fn list(&self) -> Vec<(KillScope, Kill)> {
@@ -265,8 +375,15 @@ impl Listener {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
-            let (version, kills) = read(&mut reader, &self.keys)?;
-            self.local.offer(version, kills);
+            for (scope, kill) in self.local.unshared() {
+                let snapshot = share(&mut reader, &self.keys, &scope, &kill).map_err(|e| {
+                    redis::RedisError::from((redis::ErrorKind::Io, "cannot share a kill", e.to_string()))
+                })?;
+                tracing::info!(?scope, "a kill made while Redis was away is shared now");
+                self.local.shared(&scope);
+                let _ = self.local.offer(snapshot);
+            }
+            let _ = self.local.offer(read(&mut reader, &self.keys)?);
             self.clock.sample(&mut reader)?;
             self.local.condition.heal();
             match pubsub.get_message() {
