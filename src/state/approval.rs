@@ -113,23 +113,27 @@ impl Binding {
     pub fn digest(&self) -> [u8; 32] {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
-        let optional =
-            |value: &Option<String>| value.as_deref().map_or(String::from("\u{0}none"), str::to_owned);
-        let session = optional(&self.session);
-        let approver = optional(&self.approver);
+        // Each field is tagged present or absent, then length-prefixed: no
+        // session text can stand for "no session".
         for field in [
-            self.agent.as_str(),
-            &session,
-            &self.tool,
-            &self.args_digest,
-            &self.principal_digest,
-            &self.context_digest,
-            &self.gate,
-            &approver,
-            &self.policy,
+            Some(self.agent.as_str()),
+            self.session.as_deref(),
+            Some(&self.tool),
+            Some(&self.args_digest),
+            Some(&self.principal_digest),
+            Some(&self.context_digest),
+            Some(&self.gate),
+            self.approver.as_deref(),
+            Some(&self.policy),
         ] {
-            hasher.update((field.len() as u64).to_le_bytes());
-            hasher.update(field.as_bytes());
+            match field {
+                None => hasher.update([0u8]),
+                Some(text) => {
+                    hasher.update([1u8]);
+                    hasher.update((text.len() as u64).to_le_bytes());
+                    hasher.update(text.as_bytes());
+                }
+            }
         }
         hasher.finalize().into()
     }
@@ -521,4 +525,30 @@ pub(super) fn new_id() -> Result<String, ApprovalError> {
     id.push_str("apr_");
     crate::hash::push_hex(&mut id, &bytes);
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_session_text_stands_for_no_session_in_a_digest() {
+        let args = Map::new();
+        let call = |session| Call {
+            agent: "bot",
+            session,
+            tool: "pay",
+            args: &args,
+            principal: None,
+            context: None,
+        };
+        let none = Binding::new(call(None), "gate", None, "sha256:p");
+        for session in ["\u{0}none", "", "none"] {
+            let some = Binding::new(call(Some(session)), "gate", None, "sha256:p");
+            assert_ne!(none.digest(), some.digest(), "{session:?}");
+        }
+        let gated = Binding::new(call(None), "gate", Some("\u{0}none"), "sha256:p");
+        assert_ne!(none.digest(), gated.digest());
+        assert_eq!(none.digest(), Binding::new(call(None), "gate", None, "sha256:p").digest());
+    }
 }

@@ -375,3 +375,39 @@ fn replicas_with_skewed_clocks_agree_on_approvals_through_redis_time() {
     assert_eq!(on_behind.status(&opened.id), Some(ApprovalStatus::Granted));
     on_ahead.redeem(&opened.id, &binding).unwrap();
 }
+
+/// Approvals that expire leave Redis's index of open approvals (every
+/// distinct gated call would otherwise stay in it for good), and only a
+/// granted approval can be redeemed.
+#[test]
+fn expired_redis_approvals_leave_the_index() {
+    use toolgate::state::approval::{ApprovalError, Binding, Call, Shown};
+    use toolgate::state::redis::approvals::RedisApprovals;
+    let server = crate::util::redis_server::RedisServer::start(&[]);
+    let link = toolgate::state::redis::Link::to(&server.url(), "index", Duration::from_secs(1)).unwrap();
+    let clock = Arc::new(toolgate::state::ManualClock::default());
+    let limits = toolgate::state::ApprovalLimits::default();
+    let store =
+        RedisApprovals::open(&link, Duration::from_secs(60), limits, Arc::clone(&clock) as _).unwrap();
+    let args = serde_json::Map::new();
+    let binding = |tool| {
+        let call =
+            Call { agent: "bot", session: Some("s"), tool, args: &args, principal: None, context: None };
+        Binding::new(call, "gate", None, "sha256:p")
+    };
+    let pending = store.open(binding("a"), Shown::default(), 1).unwrap();
+    let granted = store.open(binding("b"), Shown::default(), 1).unwrap();
+    store.decide(&granted.id, None, "alice", true).unwrap();
+    let cli = |args: &[&str]| {
+        let output =
+            std::process::Command::new("redis-cli").arg("-s").arg(server.socket()).args(args).output();
+        String::from_utf8_lossy(&output.unwrap().stdout).trim().to_owned()
+    };
+    assert_eq!(cli(&["HLEN", "{index:approvals}:open"]), "2");
+    assert_eq!(store.redeem(&pending.id, &binding("a")), Err(ApprovalError::Pending));
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(store.expired_count(), 1, "the pending one expired");
+    assert_eq!(cli(&["HLEN", "{index:approvals}:open"]), "0", "neither is open any more");
+    assert_eq!(cli(&["ZCARD", "{index:approvals}:expiring"]), "0");
+    assert_eq!(store.redeem(&granted.id, &binding("b")), Err(ApprovalError::Expired));
+}

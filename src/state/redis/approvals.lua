@@ -12,12 +12,15 @@
 -- digest (of its binding). `<prefix>:pending` orders the pending ones by
 -- expiry; `<prefix>:pa` and `<prefix>:ps` count them per agent and per
 -- session; `<prefix>:open` finds an open one by its binding's digest;
--- `<prefix>:expired` counts those that expired pending.
+-- `<prefix>:expiring` orders every approval not yet used or rejected by
+-- expiry, to take it out of `open` when it expires; `<prefix>:expired`
+-- counts those that expired pending.
 
 local prefix = KEYS[1]
 local mode, now = ARGV[1], tonumber(ARGV[2])
 local pending, per_agent, per_session = prefix .. ':pending', prefix .. ':pa', prefix .. ':ps'
 local open_index = prefix .. ':open'
+local expiring = prefix .. ':expiring'
 
 local function session_key(agent, session) return #agent .. ':' .. agent .. '|' .. session end
 
@@ -35,17 +38,24 @@ local function uncount(id)
   end
 end
 
+local function unindex(key, id)
+  local digest = redis.call('HGET', key, 'digest')
+  if digest and redis.call('HGET', open_index, digest) == id then redis.call('HDEL', open_index, digest) end
+end
+
+-- Approvals that expired: pending ones are counted as expired; every one
+-- leaves the index of open approvals.
 local function tidy()
   local expired = redis.call('ZRANGEBYSCORE', pending, '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(expired) do
     uncount(id)
     redis.call('INCR', prefix .. ':expired')
   end
-end
-
-local function unindex(key, id)
-  local digest = redis.call('HGET', key, 'digest')
-  if digest and redis.call('HGET', open_index, digest) == id then redis.call('HDEL', open_index, digest) end
+  local gone = redis.call('ZRANGEBYSCORE', expiring, '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(gone) do
+    unindex(prefix .. ':a:' .. id, id)
+    redis.call('ZREM', expiring, id)
+  end
 end
 
 tidy()
@@ -65,6 +75,7 @@ if mode == 'open' then
     'expires', expires, 'approver', approver, 'quorum', quorum, 'agent', agent, 'session', session, 'digest', digest)
   redis.call('EXPIRE', key, tonumber(ARGV[13]))
   redis.call('ZADD', pending, expires, id)
+  redis.call('ZADD', expiring, expires, id)
   redis.call('HINCRBY', per_agent, agent, 1)
   if session ~= '' then redis.call('HINCRBY', per_session, session_key(agent, session), 1) end
   -- A granted approval of the same call, or a pending one, keeps its place.
@@ -106,7 +117,10 @@ if mode == 'decide' then
   end
   redis.call('HSET', key, 'state', grant and 'granted' or 'rejected', 'by', by)
   uncount(id)
-  if not grant then unindex(key, id) end
+  if not grant then
+    unindex(key, id)
+    redis.call('ZREM', expiring, id)
+  end
   return 'ok'
 end
 
@@ -116,9 +130,11 @@ if mode == 'redeem' then
   if state == 'rejected' then return 'rejected' end
   if expires <= now then return 'expired' end
   if state == 'pending' then return 'pending' end
+  if state ~= 'granted' then return 'unknown' end
   if redis.call('HGET', key, 'digest') ~= ARGV[4] then return 'mismatch' end
   redis.call('HSET', key, 'state', 'used')
   unindex(key, id)
+  redis.call('ZREM', expiring, id)
   return 'ok'
 end
 return redis.error_reply('unknown mode ' .. tostring(mode))
