@@ -387,6 +387,7 @@ struct ServeArgs {
     session_idle: u64,
     /// The most live sessions (an agent's session id; for rate limits alone, the agent):
     /// a call that would open one more is denied `session_limit` until idle ones expire.
+    /// On Redis, the bound is per agent.
     #[arg(long, default_value_t = toolgate::state::session::DEFAULT_MAX_SESSIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
     max_sessions: usize,
     /// Milliseconds a decision may wait for the state store or the audit trail (a slow or

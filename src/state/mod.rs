@@ -154,6 +154,9 @@ impl State {
         };
         let link = link.map_err(failed)?;
         link.wait_until_reachable(settings.start_wait).map_err(failed)?;
+        if let Some(risk) = link.eviction_risk() {
+            tracing::warn!(url = %link.shown(), "{risk}");
+        }
         let options = redis::RedisOptions { clock: None, limits: config.sessions };
         let sessions = redis::RedisSessions::open(&link, options).map_err(failed)?;
         let kills = redis::kills::RedisKills::open(&link).map_err(failed)?;
@@ -291,9 +294,10 @@ impl std::fmt::Display for OpenError {
 
 /// Whether `--state` names a Redis rather than a directory.
 pub fn is_redis_url(text: &str) -> bool {
+    // Schemes are case-insensitive: `REDIS://…` is no directory name.
     ["redis://", "rediss://", "redis+unix://", "unix://", redis::link::SENTINEL_SCHEME]
         .iter()
-        .any(|scheme| text.starts_with(scheme))
+        .any(|scheme| text.get(..scheme.len()).is_some_and(|start| start.eq_ignore_ascii_case(scheme)))
 }
 
 impl std::error::Error for OpenError {}

@@ -83,7 +83,9 @@ pub fn open(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
 /// followed: secret mounts are links) owned by this user or root that no
 /// one else may read or write. `what` names it in the error.
 pub fn read_secret(path: &Path, what: &str) -> io::Result<Vec<u8>> {
-    let metadata = std::fs::metadata(path)?;
+    // The file read is the file checked: its metadata from the open handle.
+    let mut file = File::open(path)?;
+    let metadata = file.metadata()?;
     let refuse = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
     if !metadata.is_file() {
         return refuse(format!("the {what} `{}` is not a regular file", path.display()));
@@ -103,7 +105,9 @@ pub fn read_secret(path: &Path, what: &str) -> io::Result<Vec<u8>> {
             metadata.uid()
         ));
     }
-    std::fs::read(path)
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(bytes)
 }
 
 /// Creates `path` anew (0600), never through a symbolic link: whatever is

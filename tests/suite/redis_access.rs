@@ -414,3 +414,21 @@ fn through_sentinel_a_replica_follows_a_failover_to_the_new_primary() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_replica_warns_of_a_redis_that_evicts_keys() {
+    let stderr_of = |settings: &[&str]| {
+        let redis = RedisServer::start(settings);
+        let mut server = replica(&redis.url(), &[]);
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        let mut stderr = String::new();
+        let mut pipe = server.child.stderr.take().expect("stderr");
+        std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("read");
+        stderr
+    };
+    let evicting = stderr_of(&["--maxmemory 100mb", "--maxmemory-policy volatile-lru"]);
+    assert!(evicting.contains("set maxmemory-policy noeviction"), "{evicting}");
+    let safe = stderr_of(&["--maxmemory 100mb", "--maxmemory-policy noeviction"]);
+    assert!(!safe.contains("evicts keys"), "{safe}");
+}

@@ -15,8 +15,9 @@ pub const MAX_NAMESPACE_BYTES: usize = 64;
 /// How long a starting replica waits for Redis, by default.
 pub const DEFAULT_START_WAIT: Duration = Duration::from_secs(10);
 
-/// Where the shared state is and how to reach it, as the operator gave it.
-#[derive(Clone, Debug)]
+/// Where the shared state is and how to reach it, as the operator gave it
+/// (its `Debug` hides the URL's password).
+#[derive(Clone)]
 pub struct RedisSettings {
     /// `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]`, `rediss://…` (TLS),
     /// `redis+unix:///path.sock`, `unix:///path.sock`, or the primary the
@@ -39,6 +40,19 @@ pub struct RedisSettings {
     /// How long a starting replica waits for Redis to answer before it
     /// gives up (Redis starting at the same time as the replicas).
     pub start_wait: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redact(&self.url))
+            .field("namespace", &self.namespace)
+            .field("ca", &self.ca)
+            .field("client_certificate", &self.client_certificate)
+            .field("password_file", &self.password_file)
+            .field("start_wait", &self.start_wait)
+            .finish()
+    }
 }
 
 impl RedisSettings {
@@ -150,10 +164,12 @@ fn sentinel_target(settings: &RedisSettings) -> Result<Target, RedisError> {
 /// `pass=` parameter), replaced by `***`: what messages show.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let rest = match rest[..authority_end].rfind('@') {
+    // Everything before the last `@` is taken for the user and password: a
+    // password may hold `/`, `?` or `#` unencoded (hiding too much is fine).
+    let rest = match rest.rfind('@') {
         Some(at) => {
             let user = rest[..at].split_once(':').map_or("", |(user, _)| user);
+            let user = if user.contains(['/', '?', '#']) { "" } else { user };
             format!("{user}:***{}", &rest[at..])
         }
         None => rest.to_owned(),
@@ -239,11 +255,12 @@ struct SentinelAddress {
 
 fn parse_sentinel(url: &str) -> Result<SentinelAddress, String> {
     let rest = url.strip_prefix(SENTINEL_SCHEME).ok_or("not a `redis+sentinel://` address")?;
-    let (authority, path) = rest.split_once('/').ok_or("no service: `redis+sentinel://HOST:PORT/SERVICE`")?;
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => (Some(userinfo), hosts),
-        None => (None, authority),
+    // The password may hold `/`: the user and password end at the last `@`.
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => (Some(userinfo), rest),
+        None => (None, rest),
     };
+    let (hosts, path) = rest.split_once('/').ok_or("no service: `redis+sentinel://HOST:PORT/SERVICE`")?;
     let (user, password) = match userinfo.map(|info| info.split_once(':').unwrap_or((info, ""))) {
         Some((user, password)) => {
             let given = |text: &str| (!text.is_empty()).then(|| text.to_owned());
@@ -292,6 +309,12 @@ impl Link {
     /// certificate or password file is an error here.
     pub fn new(settings: &RedisSettings, timeout: Duration) -> Result<Link, RedisError> {
         check_namespace(&settings.namespace).map_err(RedisError)?;
+        // Schemes are case-insensitive.
+        let url = match settings.url.split_once("://") {
+            Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+            None => settings.url.clone(),
+        };
+        let settings = &RedisSettings { url, ..settings.clone() };
         let target = match settings.url.starts_with(SENTINEL_SCHEME) {
             true => sentinel_target(settings)?,
             false => direct_target(settings)?,
@@ -340,6 +363,25 @@ impl Link {
         }
     }
 
+    /// Why this Redis could lose state on its own, if it could: a memory
+    /// limit with a policy that evicts keys (every key toolgate writes has
+    /// a TTL, so even `volatile-*` policies may drop counts, kills and
+    /// approvals). Read from `INFO memory`; `None` when it cannot (or, with
+    /// `INFO` refused, when this cannot be told).
+    pub fn eviction_risk(&self) -> Option<String> {
+        let mut connection = self.connect().ok()?;
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut connection).ok()?;
+        let setting = |name: &str| {
+            info.lines().find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':').map(str::to_owned))
+        };
+        let (limit, policy) = (setting("maxmemory")?, setting("maxmemory_policy")?);
+        (policy != "noeviction" && limit != "0").then(|| {
+            format!(
+                "Redis evicts keys when it reaches its memory limit (maxmemory {limit}, maxmemory-policy {policy}): session counts, kills and approvals could vanish and caps start again; set maxmemory-policy noeviction"
+            )
+        })
+    }
+
     /// Waits until Redis answers a `PING`, trying every
     /// [`RECONNECT_EVERY`] until `within` has passed: replicas and Redis may
     /// start together. A refusal that waiting cannot mend (a wrong
@@ -386,6 +428,10 @@ mod tests {
             "redis+unix:///run/r.sock?db=1&pass=***"
         );
         assert_eq!(redact("redis://h/0?pass=x#y"), "redis://h/0?pass=***#y");
+        assert_eq!(redact("redis://:ab/cd@host:6379/0"), "redis://:***@host:6379/0");
+        assert_eq!(redact("redis://u:p?q#r@host/0"), "redis://u:***@host/0");
+        let settings = RedisSettings::new("rediss://app:s3cret@host/0");
+        assert!(!format!("{settings:?}").contains("s3cret"));
     }
 
     #[test]
@@ -412,6 +458,8 @@ mod tests {
             assert!(parse_sentinel(bad).is_err(), "{bad}");
         }
         assert_eq!(redact("redis+sentinel://:pw@s1,s2/p"), "redis+sentinel://:***@s1,s2/p");
+        let slashed = parse_sentinel("redis+sentinel://:ab/cd@s1/p").map(|a| a.password);
+        assert_eq!(slashed, Ok(Some(String::from("ab/cd"))));
     }
 
     #[test]
