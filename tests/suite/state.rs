@@ -411,3 +411,39 @@ fn expired_redis_approvals_leave_the_index() {
     assert_eq!(cli(&["ZCARD", "{index:approvals}:expiring"]), "0");
     assert_eq!(store.redeem(&granted.id, &binding("b")), Err(ApprovalError::Expired));
 }
+
+/// A failover to a replica that lagged: the new primary has the same
+/// epoch but an older version, without the last kill. Replicas follow
+/// what the new server has, not what their version numbers say.
+#[test]
+fn kills_follow_a_new_primary_whose_version_went_back() {
+    use toolgate::state::kill::{Kill, KillScope, KillStore};
+    use toolgate::state::redis::kills::{REREAD_EVERY, RedisKills};
+    let mut server = crate::util::redis_server::RedisServer::start(&[]);
+    let link = toolgate::state::redis::Link::to(&server.url(), "lag", Duration::from_secs(1)).unwrap();
+    let store = RedisKills::open(&link).unwrap();
+    let kill = Kill { reason: "r".into(), by: "t".into(), at: "now".into() };
+    store.kill(KillScope::Agent { agent: "first".into() }, kill.clone()).unwrap();
+    let cli = |server: &crate::util::redis_server::RedisServer, args: &[&str]| {
+        let output =
+            std::process::Command::new("redis-cli").arg("-s").arg(server.socket()).args(args).output();
+        String::from_utf8_lossy(&output.unwrap().stdout).trim().to_owned()
+    };
+    let epoch = cli(&server, &["GET", "{lag:kills}:epoch"]);
+    let first_field = r#"{"scope":"agent","agent":"first"}"#;
+    let first_value = cli(&server, &["HGET", "{lag:kills}:set", first_field]);
+    store.kill(KillScope::Agent { agent: "second".into() }, kill).unwrap();
+    assert!(store.check("second", None).is_some());
+
+    // The primary dies; the replica promoted had the first kill only.
+    server.start_again();
+    cli(&server, &["SET", "{lag:kills}:epoch", &epoch]);
+    cli(&server, &["SET", "{lag:kills}:version", "1"]);
+    cli(&server, &["HSET", "{lag:kills}:set", first_field, &first_value]);
+    let started = std::time::Instant::now();
+    // (It may see the new server empty for a moment, before it has data.)
+    while store.check("second", None).is_some() || store.check("first", None).is_none() {
+        assert!(started.elapsed() < REREAD_EVERY * 5, "not at the new primary's kills");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

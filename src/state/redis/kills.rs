@@ -18,7 +18,9 @@
 //! without its kills. Each set also has an epoch, a random name made by
 //! the first write; a set with another epoch (Redis lost its data, or a
 //! failover went to a replica without it) replaces the snapshot whatever
-//! its version.
+//! its version, and so does a set from another Redis server (its
+//! `run_id`): after a failover to a replica that lagged, the versions may
+//! go back, and the replicas follow what the new primary has.
 //!
 //! A kill is in force on its own replica before it is written; if Redis
 //! cannot be written, the error says so, the kill holds here, and the
@@ -59,11 +61,34 @@ const REVIVE: &str = "redis.call('SET', KEYS[4], ARGV[2], 'NX') local found = re
 /// The set as Redis answered it: epoch, version, fields.
 type Stored = (String, String, Vec<(String, String)>);
 
-/// A set of kills at a version of an epoch.
+/// A set of kills at a version of an epoch, as one Redis server had it.
 struct Snapshot {
     epoch: String,
+    server: String,
     version: u64,
     kills: Vec<(KillScope, Kill)>,
+}
+
+/// The Redis server a connection reached: its `run_id`, new at every
+/// start ('' if `INFO` is refused). A failover to a replica that lagged
+/// can take the version back; a new server is followed whatever it says.
+fn server_id(connection: &mut redis::Connection) -> String {
+    let info: String = redis::cmd("INFO").arg("server").query(connection).unwrap_or_default();
+    info.lines().find_map(|line| line.trim().strip_prefix("run_id:")).unwrap_or("").to_owned()
+}
+
+/// A connection and the server it reached.
+struct Reached {
+    connection: redis::Connection,
+    server: String,
+}
+
+impl Reached {
+    fn connect(link: &Link) -> redis::RedisResult<Reached> {
+        let mut connection = link.connect()?;
+        let server = server_id(&mut connection);
+        Ok(Reached { connection, server })
+    }
 }
 
 /// The keys of a namespace's kills (one cluster slot).
@@ -75,22 +100,22 @@ struct Keys {
     epoch: String,
 }
 
-/// A replica's view: the snapshot in force, the epoch and version it is
-/// at, and the kills made here that Redis has not taken yet.
+/// A replica's view: the snapshot in force, the epoch, server and version
+/// it is at, and the kills made here that Redis has not taken yet.
 struct Local {
     switch: KillSwitch,
-    at: Mutex<(String, u64)>,
+    at: Mutex<(String, String, u64)>,
     unshared: Mutex<Vec<(KillScope, Kill)>>,
     condition: ConditionCell,
 }
 
 impl Local {
-    /// Takes `snapshot` if it is of another epoch or newer than what is in
-    /// force (and says whether it did); kills not yet shared stay in force
-    /// either way.
+    /// Takes `snapshot` if it is of another epoch or server, or newer than
+    /// what is in force (and says whether it did); kills not yet shared
+    /// stay in force either way.
     fn offer(&self, snapshot: Snapshot) -> bool {
         let mut at = self.at.lock().unwrap_or_else(PoisonError::into_inner);
-        let newer = snapshot.epoch != at.0 || snapshot.version > at.1;
+        let newer = snapshot.epoch != at.0 || snapshot.server != at.1 || snapshot.version > at.2;
         if newer {
             let mut kills = snapshot.kills;
             for (scope, kill) in self.unshared.lock().unwrap_or_else(PoisonError::into_inner).iter() {
@@ -99,7 +124,7 @@ impl Local {
                 }
             }
             self.switch.replace(kills);
-            *at = (snapshot.epoch, snapshot.version);
+            *at = (snapshot.epoch, snapshot.server, snapshot.version);
         }
         newer
     }
@@ -120,7 +145,7 @@ pub struct RedisKills {
     local: Arc<Local>,
     clock: Arc<RedisClock>,
     link: Link,
-    writer: Mutex<Option<redis::Connection>>,
+    writer: Mutex<Option<Reached>>,
     keys: Keys,
     stop: Arc<AtomicBool>,
 }
@@ -132,7 +157,7 @@ impl std::fmt::Debug for RedisKills {
 }
 
 /// The snapshot of what Redis answered, its kills in the order they were set.
-fn snapshot(keys: &Keys, (epoch, version, fields): Stored) -> Snapshot {
+fn snapshot(keys: &Keys, server: &str, (epoch, version, fields): Stored) -> Snapshot {
     let mut kills: Vec<(u64, KillScope, Kill)> = fields
         .iter()
         .map(|(field, value)| understood(field, value).unwrap_or_else(|| unreadable(keys, field)))
@@ -140,20 +165,21 @@ fn snapshot(keys: &Keys, (epoch, version, fields): Stored) -> Snapshot {
     kills.sort_by_key(|(order, _, _)| *order);
     Snapshot {
         epoch,
+        server: server.to_owned(),
         version: version.parse().unwrap_or(0),
         kills: kills.into_iter().map(|(_, scope, kill)| (scope, kill)).collect(),
     }
 }
 
 /// Reads the epoch, the version and every kill.
-fn read(connection: &mut redis::Connection, keys: &Keys) -> redis::RedisResult<Snapshot> {
+fn read(reached: &mut Reached, keys: &Keys) -> redis::RedisResult<Snapshot> {
     let stored: Stored = redis::Script::new(READ)
         .key(&keys.set)
         .key(&keys.version)
         .key(&keys.channel)
         .key(&keys.epoch)
-        .invoke(connection)?;
-    Ok(snapshot(keys, stored))
+        .invoke(&mut reached.connection)?;
+    Ok(snapshot(keys, &reached.server, stored))
 }
 
 /// Runs a changing `script` with `args` (and an epoch for a set without
@@ -187,17 +213,12 @@ fn new_epoch() -> String {
 }
 
 /// Writes a kill on `connection`: the set as it left it.
-fn share(
-    connection: &mut redis::Connection,
-    keys: &Keys,
-    scope: &KillScope,
-    kill: &Kill,
-) -> std::io::Result<Snapshot> {
+fn share(reached: &mut Reached, keys: &Keys, scope: &KillScope, kill: &Kill) -> std::io::Result<Snapshot> {
     let field = serde_json::to_string(scope).map_err(std::io::Error::other)?;
     let value = serde_json::to_string(kill).map_err(std::io::Error::other)?;
-    let stored: Stored = change(connection, keys, KILL, &[field, value])
+    let stored: Stored = change(&mut reached.connection, keys, KILL, &[field, value])
         .map_err(|error| std::io::Error::other(format!("Redis: {error}")))?;
-    Ok(snapshot(keys, stored))
+    Ok(snapshot(keys, &reached.server, stored))
 }
 
 /// A kill as stored: its scope (the field) and its order and details.
@@ -231,14 +252,17 @@ impl RedisKills {
             channel: format!("{namespace}:kills"),
             epoch: format!("{{{namespace}:kills}}:epoch"),
         };
-        let mut connection = link.connect().map_err(|e| RedisError(format!("Redis does not answer: {e}")))?;
+        let mut reached =
+            Reached::connect(link).map_err(|e| RedisError(format!("Redis does not answer: {e}")))?;
         let read =
-            read(&mut connection, &keys).map_err(|e| RedisError(format!("cannot read the kills: {e}")))?;
+            read(&mut reached, &keys).map_err(|e| RedisError(format!("cannot read the kills: {e}")))?;
         let clock = Arc::new(RedisClock::default());
-        clock.sample(&mut connection).map_err(|e| RedisError(format!("cannot read Redis's clock: {e}")))?;
+        clock
+            .sample(&mut reached.connection)
+            .map_err(|e| RedisError(format!("cannot read Redis's clock: {e}")))?;
         let local = Arc::new(Local {
             switch: KillSwitch::in_memory(),
-            at: Mutex::new((read.epoch.clone(), read.version)),
+            at: Mutex::new((read.epoch.clone(), read.server.clone(), read.version)),
             unshared: Mutex::new(Vec::new()),
             condition: ConditionCell::default(),
         });
@@ -255,7 +279,7 @@ impl RedisKills {
             .name("toolgate-kills".into())
             .spawn(move || listener.run())
             .map_err(|e| RedisError(format!("cannot start the kill listener: {e}")))?;
-        Ok(RedisKills { local, clock, link: link.clone(), writer: Mutex::new(Some(connection)), keys, stop })
+        Ok(RedisKills { local, clock, link: link.clone(), writer: Mutex::new(Some(reached)), keys, stop })
     }
 
     /// Redis's clock, kept current by this store's listener.
@@ -265,13 +289,10 @@ impl RedisKills {
 
     /// Runs `write` on the writer connection (connecting again if needed;
     /// a connection that failed is dropped).
-    fn with_writer<T>(
-        &self,
-        write: impl FnOnce(&mut redis::Connection) -> std::io::Result<T>,
-    ) -> std::io::Result<T> {
+    fn with_writer<T>(&self, write: impl FnOnce(&mut Reached) -> std::io::Result<T>) -> std::io::Result<T> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if writer.is_none() {
-            *writer = Some(self.link.connect().map_err(std::io::Error::other)?);
+            *writer = Some(Reached::connect(&self.link).map_err(std::io::Error::other)?);
         }
         let Some(connection) = writer.as_mut() else { return Err(std::io::Error::other("no connection")) };
         write(connection).inspect_err(|_| *writer = None)
@@ -312,17 +333,18 @@ impl KillStore for RedisKills {
 
     fn revive(&self, scope: &KillScope) -> std::io::Result<bool> {
         let field = serde_json::to_string(scope).map_err(std::io::Error::other)?;
-        let (found, epoch, version, fields): (u64, String, String, Vec<(String, String)>) = self
-            .with_writer(|connection| {
-                change(connection, &self.keys, REVIVE, &[field])
-                    .map_err(|error| std::io::Error::other(format!("Redis: {error}")))
-            })?;
+        let (found, server, epoch, version, fields) = self.with_writer(|reached| {
+            let (found, epoch, version, fields): (u64, String, String, Vec<(String, String)>) =
+                change(&mut reached.connection, &self.keys, REVIVE, &[field])
+                    .map_err(|error| std::io::Error::other(format!("Redis: {error}")))?;
+            Ok((found, reached.server.clone(), epoch, version, fields))
+        })?;
         let was_here = self.local.unshared().iter().any(|(s, _)| s == scope);
         self.local.shared(scope);
         // The answer is the set right after the revival; if a newer one is
         // in force already, it has the revival too, but may still hold the
         // kill made here that Redis never had.
-        if !self.local.offer(snapshot(&self.keys, (epoch, version, fields))) && was_here {
+        if !self.local.offer(snapshot(&self.keys, &server, (epoch, version, fields))) && was_here {
             let _ = self.local.switch.revive(scope);
         }
         Ok(found > 0 || was_here)
@@ -366,7 +388,7 @@ impl Listener {
     /// Subscribes, then reads the set on every message and every
     /// [`REREAD_EVERY`]; returns on an error.
     fn listen(&self) -> redis::RedisResult<()> {
-        let mut reader = self.link.connect()?;
+        let mut reader = Reached::connect(&self.link)?;
         let mut subscriber = self.link.subscriber()?;
         let mut pubsub = subscriber.as_pubsub();
         pubsub.subscribe(&self.keys.channel)?;
@@ -384,7 +406,7 @@ impl Listener {
                 let _ = self.local.offer(snapshot);
             }
             let _ = self.local.offer(read(&mut reader, &self.keys)?);
-            self.clock.sample(&mut reader)?;
+            self.clock.sample(&mut reader.connection)?;
             self.local.condition.heal();
             match pubsub.get_message() {
                 Ok(_) => {}
