@@ -463,6 +463,11 @@ struct RedisFlags {
     /// where every user of the machine can see it).
     #[arg(long)]
     redis_password_file: Option<PathBuf>,
+    /// Count a redemption of an approval, or a kill, only once this many of Redis's own
+    /// replicas have it (Redis `WAIT`, within --decision-timeout), so that a failover cannot
+    /// lose it: an unconfirmed redemption is denied, an unconfirmed kill reported. 0 to 16.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
+    redis_replicas: u32,
     /// Seconds to wait for Redis at start (it may be starting too): 0 to 600.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
     redis_wait: u64,
@@ -478,6 +483,7 @@ impl RedisFlags {
                 ("--redis-ca", self.redis_ca.is_some()),
                 ("--redis-cert", self.redis_cert.is_some()),
                 ("--redis-password-file", self.redis_password_file.is_some()),
+                ("--redis-replicas", self.redis_replicas > 0),
                 (
                     "--redis-namespace",
                     self.redis_namespace != toolgate::state::redis::link::DEFAULT_NAMESPACE,
@@ -494,6 +500,7 @@ impl RedisFlags {
         redis.client_certificate = self.redis_cert.zip(self.redis_key);
         redis.password_file = self.redis_password_file;
         redis.start_wait = std::time::Duration::from_secs(self.redis_wait);
+        redis.replicas = self.redis_replicas;
         Ok(config)
     }
 }

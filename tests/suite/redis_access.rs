@@ -432,3 +432,52 @@ fn a_replica_warns_of_a_redis_that_evicts_keys() {
     let safe = stderr_of(&["--maxmemory 100mb", "--maxmemory-policy noeviction"]);
     assert!(!safe.contains("evicts keys"), "{safe}");
 }
+
+#[test]
+fn with_redis_replicas_asked_for_a_redemption_counts_only_once_a_replica_has_it() {
+    let cluster = Sentineled::start();
+    let (primary, replica) = (cluster.children[0].0, &cluster.children[1].1);
+    let dir = TempDir::new();
+    let policy = format!(
+        "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        required: true\n        approver: finance\n{}",
+        crate::server::approvers(&["finance"])
+    );
+    std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+    let (socket, admin_socket) = (dir.path().join("s.sock"), dir.path().join("admin.sock"));
+    let url = format!("redis://127.0.0.1:{primary}/0");
+    let admin_arg = admin_socket.display().to_string();
+    let flags = ["--state", &url, "--redis-replicas", "1", "--admin-socket", &admin_arg];
+    let server = Server::start_in(dir, socket, &flags);
+    let approved = |amount: u32| {
+        let pay = json!({"agent": "bot", "tool": "pay", "session": "r", "args": {"amount": amount}});
+        let asked = server.connect().ask(pay.clone());
+        let id = asked["approval"]["id"].as_str().expect("an approval").to_owned();
+        let (code, answer) = crate::server::admin(&["approve", &id], &admin_socket);
+        assert_eq!(code, Some(0), "{answer}");
+        let mut redeem = pay;
+        redeem["approval"] = json!(id);
+        redeem
+    };
+    let first = approved(1);
+    assert_eq!(server.connect().ask(first)["reason_code"], "approved", "the replica confirmed it");
+
+    // The replica stops answering: a redemption it has not confirmed is
+    // denied, and spent; a kill is made but reported unconfirmed.
+    let second = approved(2);
+    let signal = |name: &str| {
+        let status = Command::new("kill").args([name, &replica.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let denied = server.connect().ask(second.clone());
+    signal("-CONT");
+    assert_eq!(denied["decision"], "deny", "{denied}");
+    assert_eq!(server.connect().ask(second)["reason_code"], "approval_used", "it was spent");
+    signal("-STOP");
+    let (code, answer) = crate::server::admin(&["kill", "--agent", "bot", "--reason", "r"], &admin_socket);
+    signal("-CONT");
+    assert_ne!(code, Some(0), "{answer}");
+    assert!(answer.to_string().contains("of the 1 Redis replicas"), "{answer}");
+    let call = json!({"agent": "bot", "tool": "pay", "session": "k", "args": {"amount": 3}});
+    assert_eq!(server.connect().ask(call)["reason_code"], "killed", "in force all the same");
+}

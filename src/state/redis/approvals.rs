@@ -222,7 +222,24 @@ impl ApprovalStore for RedisApprovals {
     }
 
     fn redeem(&self, id: &str, call: &Binding) -> Result<(), ApprovalError> {
-        match self.run("redeem", &[id.to_owned(), hex(call.digest())])?.as_str() {
+        let now = self.clock.now_secs();
+        let answer = self.with(|connection| {
+            let mut run = self.script.prepare_invoke();
+            run.key(&self.prefix).arg("redeem").arg(now).arg(id).arg(hex(call.digest()));
+            let answer: String = run.invoke(connection)?;
+            // Used only once Redis's replicas have it: a failover must not
+            // make it redeemable again. Unconfirmed, it is spent and denied.
+            if answer == "ok"
+                && let Err(short) = self.link.confirm(connection)?
+            {
+                return Ok(format!("unconfirmed:{short}"));
+            }
+            Ok(answer)
+        })?;
+        if let Some(short) = answer.strip_prefix("unconfirmed:") {
+            return Err(storage(format!("the approval is used, but {short}: the call is denied")));
+        }
+        match answer.as_str() {
             "ok" => Ok(()),
             "unknown" => Err(ApprovalError::Unknown),
             "used" => Err(ApprovalError::Used),

@@ -221,6 +221,11 @@ fn share(reached: &mut Reached, keys: &Keys, scope: &KillScope, kill: &Kill) -> 
     Ok(snapshot(keys, &reached.server, stored))
 }
 
+/// Whether Redis's replicas the link asks for have what `reached` wrote.
+fn confirmed(link: &Link, reached: &mut Reached) -> std::io::Result<Result<(), String>> {
+    link.confirm(&mut reached.connection).map_err(|error| std::io::Error::other(format!("Redis: {error}")))
+}
+
 /// A kill as stored: its scope (the field) and its order and details.
 fn understood(field: &str, value: &str) -> Option<(u64, KillScope, Kill)> {
     let scope: KillScope = serde_json::from_str(field).ok()?;
@@ -318,11 +323,17 @@ impl KillStore for RedisKills {
         // In force here at once; then shared (or, if Redis cannot take it
         // now, kept here and written by the listener later).
         let _ = self.local.switch.kill(scope.clone(), kill.clone());
-        match self.with_writer(|connection| share(connection, &self.keys, &scope, &kill)) {
-            Ok(snapshot) => {
+        let written = self.with_writer(|reached| {
+            let snapshot = share(reached, &self.keys, &scope, &kill)?;
+            Ok((snapshot, confirmed(&self.link, reached)?))
+        });
+        match written {
+            Ok((snapshot, confirmed)) => {
                 self.local.shared(&scope);
                 let _ = self.local.offer(snapshot);
-                Ok(())
+                confirmed.map_err(|short| {
+                    std::io::Error::other(format!("in Redis, but {short}: a failover could lose it"))
+                })
             }
             Err(error) => {
                 self.local.unshared.lock().unwrap_or_else(PoisonError::into_inner).push((scope, kill));

@@ -40,6 +40,9 @@ pub struct RedisSettings {
     /// How long a starting replica waits for Redis to answer before it
     /// gives up (Redis starting at the same time as the replicas).
     pub start_wait: Duration,
+    /// How many of Redis's own replicas must have a redemption or a kill
+    /// (`WAIT`) before it counts: a failover cannot lose it then.
+    pub replicas: u32,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -51,6 +54,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("client_certificate", &self.client_certificate)
             .field("password_file", &self.password_file)
             .field("start_wait", &self.start_wait)
+            .field("replicas", &self.replicas)
             .finish()
     }
 }
@@ -65,6 +69,7 @@ impl RedisSettings {
             client_certificate: None,
             password_file: None,
             start_wait: DEFAULT_START_WAIT,
+            replicas: 0,
         }
     }
 }
@@ -195,6 +200,7 @@ pub struct Link {
     shown: String,
     namespace: String,
     timeout: Duration,
+    replicas: u32,
 }
 
 /// Where a link's connections go.
@@ -319,7 +325,13 @@ impl Link {
             true => sentinel_target(settings)?,
             false => direct_target(settings)?,
         };
-        Ok(Link { target, shown: redact(&settings.url), namespace: settings.namespace.clone(), timeout })
+        Ok(Link {
+            target,
+            shown: redact(&settings.url),
+            namespace: settings.namespace.clone(),
+            timeout,
+            replicas: settings.replicas,
+        })
     }
 
     /// A client for `url` under `namespace`, without TLS certificates or a
@@ -341,6 +353,25 @@ impl Link {
     /// The deadline of one round trip.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Waits (`WAIT`, for half the round-trip deadline, so that its answer
+    /// comes within it) until the replicas the settings ask for have every
+    /// write made on `connection`; `Err` says how many did. Without
+    /// replicas asked for, at once.
+    pub fn confirm(&self, connection: &mut redis::Connection) -> redis::RedisResult<Result<(), String>> {
+        if self.replicas == 0 {
+            return Ok(Ok(()));
+        }
+        let within = (u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX) / 2).max(1);
+        let acknowledged: u64 = redis::cmd("WAIT").arg(self.replicas).arg(within).query(connection)?;
+        Ok(match acknowledged >= u64::from(self.replicas) {
+            true => Ok(()),
+            false => Err(format!(
+                "only {acknowledged} of the {} Redis replicas asked for (--redis-replicas) have it after {within} ms",
+                self.replicas
+            )),
+        })
     }
 
     /// A new connection whose reads and writes time out.
