@@ -494,7 +494,7 @@ impl RedisFlags {
                 None => Ok(config),
             };
         };
-        toolgate::state::redis::link::check_namespace(&self.redis_namespace)?;
+        toolgate::state::redis::address::check_namespace(&self.redis_namespace)?;
         redis.namespace = self.redis_namespace;
         redis.ca = self.redis_ca;
         redis.client_certificate = self.redis_cert.zip(self.redis_key);

@@ -149,7 +149,7 @@ impl State {
     fn open_redis(settings: &redis::RedisSettings, config: &StateConfig) -> Result<State, OpenError> {
         let link = redis::Link::new(settings, config.answer_within);
         let failed = |error: redis::RedisError| OpenError {
-            place: redis::link::redact(&settings.url),
+            place: redis::address::redact(&settings.url),
             error: error.0,
         };
         let link = link.map_err(failed)?;
@@ -295,7 +295,7 @@ impl std::fmt::Display for OpenError {
 /// Whether `--state` names a Redis rather than a directory.
 pub fn is_redis_url(text: &str) -> bool {
     // Schemes are case-insensitive: `REDIS://…` is no directory name.
-    ["redis://", "rediss://", "redis+unix://", "unix://", redis::link::SENTINEL_SCHEME]
+    ["redis://", "rediss://", "redis+unix://", "unix://", redis::address::SENTINEL_SCHEME]
         .iter()
         .any(|scheme| text.get(..scheme.len()).is_some_and(|start| start.eq_ignore_ascii_case(scheme)))
 }

@@ -25,6 +25,7 @@
 //! the committer reconnects (at most every [`RECONNECT_EVERY`]) until
 //! Redis answers again; no restart is needed.
 
+pub mod address;
 pub mod approvals;
 pub mod clock;
 pub mod kills;
