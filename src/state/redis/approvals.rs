@@ -122,6 +122,17 @@ impl RedisApprovals {
 
     /// Runs the script in `mode` with `args` (after the mode and now).
     fn run(&self, mode: &str, args: &[String]) -> Result<String, ApprovalError> {
+        self.run_then(mode, args, |_, answer| Ok(answer))
+    }
+
+    /// Runs the script in `mode` with `args`, then `then` with its answer
+    /// on the same connection.
+    fn run_then<T>(
+        &self,
+        mode: &str,
+        args: &[String],
+        then: impl FnOnce(&mut redis::Connection, String) -> redis::RedisResult<T>,
+    ) -> Result<T, ApprovalError> {
         let now = self.clock.now_secs();
         self.with(|connection| {
             let mut call = self.script.prepare_invoke();
@@ -129,7 +140,8 @@ impl RedisApprovals {
             for arg in args {
                 call.arg(arg);
             }
-            call.invoke(connection)
+            let answer = call.invoke(connection)?;
+            then(connection, answer)
         })
     }
 
@@ -222,21 +234,14 @@ impl ApprovalStore for RedisApprovals {
     }
 
     fn redeem(&self, id: &str, call: &Binding) -> Result<(), ApprovalError> {
-        let now = self.clock.now_secs();
-        let answer = self.with(|connection| {
-            let mut run = self.script.prepare_invoke();
-            run.key(&self.prefix).arg("redeem").arg(now).arg(id).arg(hex(call.digest()));
-            let answer: String = run.invoke(connection)?;
-            // Used only once Redis's replicas have it: a failover must not
-            // make it redeemable again. Unconfirmed, it is spent and denied.
-            if answer == "ok"
-                && let Err(short) = self.link.confirm(connection)?
-            {
-                return Ok(format!("unconfirmed:{short}"));
-            }
-            Ok(answer)
-        })?;
-        if let Some(short) = answer.strip_prefix("unconfirmed:") {
+        // Used only once Redis's replicas have it: a failover must not make
+        // it redeemable again. Unconfirmed, it is spent and denied.
+        let (answer, confirmed) =
+            self.run_then("redeem", &[id.to_owned(), hex(call.digest())], |connection, answer| {
+                let confirmed = if answer == "ok" { self.link.confirm(connection)? } else { Ok(()) };
+                Ok((answer, confirmed))
+            })?;
+        if let Err(short) = confirmed {
             return Err(storage(format!("the approval is used, but {short}: the call is denied")));
         }
         match answer.as_str() {
