@@ -345,7 +345,7 @@ struct ServeArgs {
     /// Keep session counters, kills and approvals in this directory (created if missing, private), durable
     /// across crashes, or on this Redis shared by every replica (`redis://HOST:PORT/DB`,
     /// `rediss://…` over TLS, `redis+unix:///path/redis.sock`, the primary Redis Sentinel names,
-    /// `redis+sentinel://HOST:PORT,…/SERVICE`); without it they are in memory and
+    /// `redis+sentinel://HOST:PORT,…/SERVICE`, `rediss+sentinel://…` over TLS); without it they are in memory and
     /// lost when the server stops.
     #[arg(long)]
     state: Option<PathBuf>,
@@ -449,11 +449,12 @@ struct RedisFlags {
     /// namespaces share no caps, kills or approvals (letters, digits, `_`, `-`, `.`).
     #[arg(long, default_value = toolgate::state::redis::link::DEFAULT_NAMESPACE)]
     redis_namespace: String,
-    /// Verify a `rediss://` server's certificate against the PEM certificates in this file
-    /// instead of the system's.
+    /// Verify a `rediss://` server's certificate (or a `rediss+sentinel://` sentinel's and
+    /// node's) against the PEM certificates in this file instead of the system's.
     #[arg(long)]
     redis_ca: Option<PathBuf>,
-    /// Present this PEM client certificate to a `rediss://` server that asks for one.
+    /// Present this PEM client certificate to a `rediss://` server (or sentinel) that asks for
+    /// one.
     #[arg(long, requires = "redis_key")]
     redis_cert: Option<PathBuf>,
     /// The PEM private key of `--redis-cert`.
@@ -542,7 +543,7 @@ struct ProxyArgs {
     context: Option<String>,
     /// Keep session counters, kills and approvals in this directory, durable across crashes, or on
     /// this Redis shared with other proxies and servers (`redis://…`, `rediss://…`, `redis+unix://…`,
-    /// `redis+sentinel://HOST:PORT,…/SERVICE`).
+    /// `redis+sentinel://HOST:PORT,…/SERVICE`, `rediss+sentinel://…`).
     #[arg(long)]
     state: Option<PathBuf>,
     #[command(flatten)]

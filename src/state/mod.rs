@@ -295,8 +295,10 @@ impl std::fmt::Display for OpenError {
 /// Whether `--state` names a Redis rather than a directory.
 pub fn is_redis_url(text: &str) -> bool {
     // Schemes are case-insensitive: `REDIS://…` is no directory name.
-    ["redis://", "rediss://", "redis+unix://", "unix://", redis::address::SENTINEL_SCHEME]
+    let sentinel = [redis::address::SENTINEL_SCHEME, redis::address::SENTINEL_TLS_SCHEME];
+    ["redis://", "rediss://", "redis+unix://", "unix://"]
         .iter()
+        .chain(&sentinel)
         .any(|scheme| text.get(..scheme.len()).is_some_and(|start| start.eq_ignore_ascii_case(scheme)))
 }
 

@@ -2,7 +2,7 @@
 //! only with the right certificates, with a password read from a file and
 //! never shown, under a namespace of its own, waiting for a Redis that
 //! starts after it, under the least-privilege user the book recommends,
-//! and following a failover through Redis Sentinel.
+//! and following a failover through Redis Sentinel, in plain text or TLS.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -279,25 +279,46 @@ struct Sentineled {
     _dir: TempDir,
     children: Vec<(u16, std::process::Child)>,
     sentinel: u16,
+    /// `redis-cli`'s TLS arguments, when everything speaks TLS.
+    tls: Vec<String>,
 }
 
 impl Sentineled {
     fn start() -> Sentineled {
+        Sentineled::start_with(None)
+    }
+
+    /// A primary, its replica and a sentinel; with `pki`, each listens on
+    /// TLS only, asks clients for a certificate, and replicates and
+    /// monitors over TLS.
+    fn start_with(pki: Option<&Pki>) -> Sentineled {
         let dir = TempDir::new();
         let (primary, replica, sentinel) =
             (crate::util::free_port(), crate::util::free_port(), crate::util::free_port());
+        // How each listens on `port`: plain, or TLS only.
+        let listen = |port: u16| -> Vec<String> {
+            let Some(pki) = pki else { return vec![format!("port {port}")] };
+            vec![
+                String::from("port 0"),
+                format!("tls-port {port}"),
+                format!("tls-cert-file {}", pki.arg("server.crt")),
+                format!("tls-key-file {}", pki.arg("server.key")),
+                format!("tls-ca-cert-file {}", pki.arg("ca.crt")),
+                String::from("tls-auth-clients yes"),
+                String::from("tls-replication yes"),
+            ]
+        };
+        // A configuration file's lines as command-line flags.
+        let flags = |lines: Vec<String>| -> Vec<String> {
+            let pairs = lines.into_iter().filter_map(|line| {
+                line.split_once(' ').map(|(key, value)| [format!("--{key}"), value.to_owned()])
+            });
+            pairs.flatten().collect()
+        };
         let redis = |port: u16, extra: &[String]| {
             let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
+                .args(flags(listen(port)))
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .arg("--dir")
                 .arg(dir.path())
                 .args(extra)
@@ -310,13 +331,14 @@ impl Sentineled {
         let mut children = vec![redis(primary, &[])];
         children.push(redis(replica, &["--replicaof".into(), "127.0.0.1".into(), primary.to_string()]));
         let config = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "port {sentinel}\nbind 127.0.0.1\nsentinel monitor tg 127.0.0.1 {primary} 1\nsentinel down-after-milliseconds tg 500\nsentinel failover-timeout tg 5000\n"
-            ),
-        )
-        .expect("sentinel.conf");
+        let mut lines = listen(sentinel);
+        lines.extend([
+            String::from("bind 127.0.0.1"),
+            format!("sentinel monitor tg 127.0.0.1 {primary} 1"),
+            String::from("sentinel down-after-milliseconds tg 500"),
+            String::from("sentinel failover-timeout tg 5000"),
+        ]);
+        std::fs::write(&config, lines.join("\n") + "\n").expect("sentinel.conf");
         let child = Command::new("redis-server")
             .arg(&config)
             .arg("--sentinel")
@@ -325,7 +347,15 @@ impl Sentineled {
             .spawn()
             .expect("redis-server --sentinel runs");
         children.push((sentinel, child));
-        let cluster = Sentineled { _dir: dir, children, sentinel };
+        let tls = match pki {
+            Some(pki) => ["--tls", "--cacert", &pki.arg("ca.crt"), "--cert", &pki.arg("client.crt")]
+                .into_iter()
+                .chain(["--key", &pki.arg("client.key")])
+                .map(String::from)
+                .collect(),
+            None => Vec::new(),
+        };
+        let cluster = Sentineled { _dir: dir, children, sentinel, tls };
         // Ready once the sentinel knows the primary and its replica, and the
         // replica has its copy.
         cluster.wait_for("the sentinel to see the replica", |c| {
@@ -336,7 +366,8 @@ impl Sentineled {
     }
 
     fn cli(&self, port: u16, args: &[&str]) -> String {
-        let output = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output();
+        let output =
+            Command::new("redis-cli").args(&self.tls).args(["-p", &port.to_string()]).args(args).output();
         String::from_utf8_lossy(&output.expect("redis-cli").stdout).into_owned()
     }
 
@@ -349,7 +380,8 @@ impl Sentineled {
     }
 
     fn url(&self) -> String {
-        format!("redis+sentinel://127.0.0.1:{}/tg", self.sentinel)
+        let scheme = if self.tls.is_empty() { "redis" } else { "rediss" };
+        format!("{scheme}+sentinel://127.0.0.1:{}/tg", self.sentinel)
     }
 
     /// Kills the primary (as a crash would).
@@ -372,9 +404,51 @@ impl Drop for Sentineled {
 
 #[test]
 fn through_sentinel_a_replica_follows_a_failover_to_the_new_primary() {
-    let mut cluster = Sentineled::start();
+    follows_a_failover(Sentineled::start(), &[]);
+}
+
+/// Through `rediss+sentinel://`, the sentinels and the nodes they name are
+/// all reached over TLS, checked against the given CA, with the client
+/// certificate; a failover is followed over TLS too.
+#[test]
+fn through_sentinel_over_tls_every_connection_is_checked() {
+    let pki = Pki::make();
+    let cluster = Sentineled::start_with(Some(&pki));
+    let (ca, cert, key) = (pki.arg("ca.crt"), pki.arg("client.crt"), pki.arg("client.key"));
+    let url = cluster.url();
+    // Another CA: neither the sentinel nor the nodes are trusted.
+    let other = pki.arg("other-ca.crt");
+    let (code, stderr, _) = refused(
+        &url,
+        &["--redis-ca", &other, "--redis-cert", &cert, "--redis-key", &key, "--redis-wait", "0"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("invalid peer certificate"), "{stderr}");
+    // Without a client certificate the sentinel ends the handshake.
+    let (code, stderr, _) = refused(&url, &["--redis-ca", &ca, "--redis-wait", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("CertificateRequired"), "{stderr}");
+    // Plain Sentinel protocol to TLS ports gets nowhere, and certificates
+    // on a plain address are a mistake said at once.
+    let plain = url.replacen("rediss+", "redis+", 1);
+    let (code, stderr, _) = refused(&plain, &["--redis-wait", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let (code, stderr, _) = refused(&plain, &["--redis-ca", &ca, "--redis-wait", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is not a TLS address") && stderr.contains("rediss+sentinel://"), "{stderr}");
+
+    follows_a_failover(cluster, &["--redis-ca", &ca, "--redis-cert", &cert, "--redis-key", &key]);
+}
+
+/// A replica on `cluster` (with `extra` flags) counts calls, loses the
+/// primary, resumes on the one the sentinel promotes with the counts
+/// intact, and its kills' listener finds the new primary too.
+fn follows_a_failover(mut cluster: Sentineled, extra: &[&str]) {
     let policy = "agentPolicies:\n  bot:\n    allowedTools: [search]\n    constraints:\n      search:\n        maxPerSession: 5\n";
-    let server = Server::start(policy, &["--state", &cluster.url()]);
+    let url = cluster.url();
+    let mut flags = vec!["--state", &url];
+    flags.extend_from_slice(extra);
+    let server = Server::start(policy, &flags);
     let call = json!({"agent": "bot", "tool": "search", "session": "f1"});
     let mut client = server.connect();
     for _ in 0..2 {

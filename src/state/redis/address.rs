@@ -49,12 +49,15 @@ pub fn redact(url: &str) -> String {
 
 /// The URL scheme of an address through Redis Sentinel.
 pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
+/// The same over TLS: to the sentinels and to the Redis nodes they name.
+pub const SENTINEL_TLS_SCHEME: &str = "rediss+sentinel://";
 /// A sentinel's port when none is given.
 const SENTINEL_PORT: u16 = 26379;
 
-/// `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]…]/SERVICE[/DB]`,
-/// read: the sentinels, the service (the primary's name in their
-/// configuration), and the database, user and password of the Redis nodes.
+/// `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]…]/SERVICE[/DB]`
+/// (or `rediss+sentinel://…`, over TLS), read: the sentinels, the service
+/// (the primary's name in their configuration), and the database, user and
+/// password of the Redis nodes.
 #[derive(Debug, PartialEq)]
 pub(super) struct SentinelAddress {
     pub(super) sentinels: Vec<(String, u16)>,
@@ -62,10 +65,20 @@ pub(super) struct SentinelAddress {
     pub(super) db: i64,
     pub(super) user: Option<String>,
     pub(super) password: Option<String>,
+    /// Whether the sentinels and the nodes are reached over TLS.
+    pub(super) tls: bool,
+}
+
+/// Whether `url` (its scheme in lower case) is an address through Sentinel.
+pub(super) fn is_sentinel(url: &str) -> bool {
+    url.starts_with(SENTINEL_SCHEME) || url.starts_with(SENTINEL_TLS_SCHEME)
 }
 
 pub(super) fn parse_sentinel(url: &str) -> Result<SentinelAddress, String> {
-    let rest = url.strip_prefix(SENTINEL_SCHEME).ok_or("not a `redis+sentinel://` address")?;
+    let (rest, tls) = match url.strip_prefix(SENTINEL_TLS_SCHEME) {
+        Some(rest) => (rest, true),
+        None => (url.strip_prefix(SENTINEL_SCHEME).ok_or("not a `redis+sentinel://` address")?, false),
+    };
     // The password may hold `/`: the user and password end at the last `@`.
     let (userinfo, rest) = match rest.rsplit_once('@') {
         Some((userinfo, rest)) => (Some(userinfo), rest),
@@ -111,7 +124,7 @@ pub(super) fn parse_sentinel(url: &str) -> Result<SentinelAddress, String> {
     if parts.next().is_some() {
         return Err(String::from("more after `/SERVICE/DB`"));
     }
-    Ok(SentinelAddress { sentinels, service: service.to_owned(), db, user, password })
+    Ok(SentinelAddress { sentinels, service: service.to_owned(), db, user, password, tls })
 }
 
 #[cfg(test)]
@@ -145,9 +158,14 @@ mod tests {
                 db: 2,
                 user: Some("app".into()),
                 password: Some("pw".into()),
+                tls: false,
             })
         );
         assert_eq!(parse_sentinel("redis+sentinel://s1/p").map(|a| (a.db, a.user)), Ok((0, None)));
+        assert_eq!(
+            parse_sentinel("rediss+sentinel://s1/p").map(|a| (a.tls, a.sentinels)),
+            Ok((true, vec![("s1".into(), 26379)]))
+        );
         for bad in [
             "redis+sentinel://s1",
             "redis+sentinel://s1/",
@@ -155,6 +173,8 @@ mod tests {
             "redis+sentinel://,s2/p",
             "redis+sentinel://s1/p/zero",
             "redis+sentinel://s1/p/0/more",
+            "rediss+sentinel://s1",
+            "redis+sentinels://s1/p",
         ] {
             assert!(parse_sentinel(bad).is_err(), "{bad}");
         }

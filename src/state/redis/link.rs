@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::address::{SENTINEL_SCHEME, check_namespace, parse_sentinel, redact};
+use super::address::{check_namespace, is_sentinel, parse_sentinel, redact};
 use super::{RECONNECT_EVERY, RedisError};
 
 /// The namespace when none is given.
@@ -21,13 +21,14 @@ pub struct RedisSettings {
     /// `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]`, `rediss://…` (TLS),
     /// `redis+unix:///path.sock`, `unix:///path.sock`, or the primary the
     /// sentinels know as SERVICE,
-    /// `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]…]/SERVICE[/DB]`.
+    /// `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]…]/SERVICE[/DB]`
+    /// (`rediss+sentinel://…` reaches the sentinels and the nodes over TLS).
     pub url: String,
     /// The first part of every key: deployments sharing one Redis under
     /// different namespaces share nothing else.
     pub namespace: String,
-    /// The PEM certificates a `rediss://` server's certificate must chain
-    /// to, instead of the system's.
+    /// The PEM certificates a `rediss://` server's certificate (and, through
+    /// Sentinel, the sentinels') must chain to, instead of the system's.
     pub ca: Option<PathBuf>,
     /// A PEM client certificate and its key, for a server that asks for
     /// one (`tls-auth-clients yes`).
@@ -91,14 +92,27 @@ fn direct_target(settings: &RedisSettings) -> Result<Target, RedisError> {
         redis::ConnectionAddr::TcpTls { .. } => true,
         _ => false,
     };
-    let certificates = settings.ca.is_some() || settings.client_certificate.is_some();
-    if !tls && certificates {
-        return Err(RedisError(String::from(
-            "it is not a TLS address: a CA or client certificate needs `rediss://`",
-        )));
+    let client = match tls_certificates(settings, tls)? {
+        None => redis::Client::open(info).map_err(not_an_address)?,
+        Some(certificates) => redis::Client::build_with_tls(info, certificates)
+            .map_err(|e| RedisError(format!("the TLS settings: {e}")))?,
+    };
+    Ok(Target::Direct(Box::new(client)))
+}
+
+/// The CA and client certificate `settings` give, read; an error when they
+/// give any for an address without TLS.
+fn tls_certificates(
+    settings: &RedisSettings,
+    tls: bool,
+) -> Result<Option<redis::TlsCertificates>, RedisError> {
+    if settings.ca.is_none() && settings.client_certificate.is_none() {
+        return Ok(None);
     }
-    if !certificates {
-        return redis::Client::open(info).map(|c| Target::Direct(Box::new(c))).map_err(not_an_address);
+    if !tls {
+        return Err(RedisError(String::from(
+            "it is not a TLS address: a CA or client certificate needs `rediss://` (or `rediss+sentinel://`)",
+        )));
     }
     let root_cert = match &settings.ca {
         Some(path) => Some(read(path, "Redis CA certificate file")?),
@@ -111,41 +125,41 @@ fn direct_target(settings: &RedisSettings) -> Result<Target, RedisError> {
         }),
         None => None,
     };
-    redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls, root_cert })
-        .map(|c| Target::Direct(Box::new(c)))
-        .map_err(|e| RedisError(format!("the TLS settings: {e}")))
+    Ok(Some(redis::TlsCertificates { client_tls, root_cert }))
 }
 
 /// A client of the primary the sentinels `settings` name know.
 fn sentinel_target(settings: &RedisSettings) -> Result<Target, RedisError> {
-    let address =
-        parse_sentinel(&settings.url).map_err(|e| RedisError(format!("not a Sentinel address: {e}")))?;
-    if settings.ca.is_some() || settings.client_certificate.is_some() {
-        return Err(RedisError(String::from(
-            "TLS through Redis Sentinel is not supported: --redis-ca and --redis-cert need `rediss://`",
-        )));
-    }
-    let mut redis = redis::RedisConnectionInfo::default().set_db(address.db);
-    if let Some(user) = &address.user {
-        redis = redis.set_username(user);
-    }
-    if let Some(password) = password_from_file(settings)?.or(address.password) {
-        redis = redis.set_password(password);
-    }
-    let sentinels: Vec<redis::ConnectionInfo> = address
-        .sentinels
-        .iter()
-        .map(|(host, port)| redis::IntoConnectionInfo::into_connection_info((host.as_str(), *port)))
-        .collect::<redis::RedisResult<_>>()
-        .map_err(|e| RedisError(format!("not a Sentinel address: {e}")))?;
-    let node = redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(redis);
-    let client = redis::sentinel::SentinelClient::build(
+    let not_an_address = |e: String| RedisError(format!("not a Sentinel address: {e}"));
+    let address = parse_sentinel(&settings.url).map_err(not_an_address)?;
+    let certificates = tls_certificates(settings, address.tls)?;
+    let sentinels = address.sentinels.into_iter().map(|(host, port)| match address.tls {
+        true => redis::ConnectionAddr::TcpTls { host, port, insecure: false, tls_params: None },
+        false => redis::ConnectionAddr::Tcp(host, port),
+    });
+    let mut builder = redis::sentinel::SentinelClientBuilder::new(
         sentinels,
         &address.service,
-        Some(node),
         redis::sentinel::SentinelServerType::Master,
     )
-    .map_err(|e| RedisError(format!("not a Sentinel address: {e}")))?;
+    .map_err(|e| not_an_address(e.to_string()))?
+    .set_client_to_redis_db(address.db);
+    if let Some(user) = &address.user {
+        builder = builder.set_client_to_redis_username(user);
+    }
+    if let Some(password) = password_from_file(settings)?.or(address.password) {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    if address.tls {
+        // The nodes the sentinels name are checked against the same CA.
+        builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+        if let Some(certificates) = certificates {
+            builder = builder
+                .set_client_to_sentinel_certificates(certificates.clone())
+                .set_client_to_redis_certificates(certificates);
+        }
+    }
+    let client = builder.build().map_err(|e| RedisError(format!("the Sentinel settings: {e}")))?;
     Ok(Target::Sentinel(Arc::new(Mutex::new(client))))
 }
 
@@ -211,7 +225,7 @@ impl Link {
             None => settings.url.clone(),
         };
         let settings = &RedisSettings { url, ..settings.clone() };
-        let target = match settings.url.starts_with(SENTINEL_SCHEME) {
+        let target = match is_sentinel(&settings.url) {
             true => sentinel_target(settings)?,
             false => direct_target(settings)?,
         };
