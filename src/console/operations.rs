@@ -271,15 +271,20 @@ pub(super) async fn page(
 }
 
 async fn change(console: &Shared, signed_in: &SignedIn, op: Op, done: String) -> Answer {
-    let answered = console
+    let warning = console
         .ask(&signed_in.role(), op, |reply| match reply {
-            Reply::Kill { .. } | Reply::Revive { .. } => Ok(()),
+            Reply::Kill { warning, .. } => Ok(warning),
+            Reply::Revive { .. } => Ok(None),
             Reply::Error(error) => Err(refusal(error)),
             _ => Err(Refusal::unexpected()),
         })
-        .await;
-    answered?;
-    let body = format!("{}<p><a href=\"/operations\">Back to operations</a></p>", html::notice("ok", &done));
+        .await?;
+    let warning =
+        warning.map(|text| html::notice("warning", &format!("Warning: {text}."))).unwrap_or_default();
+    let body = format!(
+        "{}{warning}<p><a href=\"/operations\">Back to operations</a></p>",
+        html::notice("ok", &done)
+    );
     Ok(Html(html::page("Done", Some(&signed_in.viewer()), &body)).into_response())
 }
 

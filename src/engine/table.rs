@@ -205,6 +205,11 @@ impl DecisionTable {
         DecisionTable { agents, rules, hash, catalogs, approvers, gate_descriptions, gate_quorums, servers }
     }
 
+    /// Whether the policy names the agent `name`.
+    pub fn knows_agent(&self, name: &str) -> bool {
+        self.agents.contains_key(name)
+    }
+
     /// The declared approver of this name.
     pub fn approver(&self, name: &str) -> Option<&Approver> {
         self.approvers.iter().find(|a| a.name == name)

@@ -49,6 +49,9 @@ pub enum Reply<'e> {
     Kill {
         /// What was killed.
         scope: KillScope,
+        /// What the operator should check: a kill of an agent no policy
+        /// in force names (a typo stops nothing).
+        warning: Option<String>,
     },
     /// `revive`: lifted.
     Revive {
@@ -250,7 +253,13 @@ pub fn write_reply(out: &mut Vec<u8>, id: &Value, reply: &Reply<'_>) {
             "cost": cost,
             "killed": killed,
         }}),
-        Reply::Kill { scope } => json!({"id": id, "kill": {"ok": true, "scope": scope}}),
+        Reply::Kill { scope, warning } => {
+            let mut kill = json!({"ok": true, "scope": scope});
+            if let Some(warning) = warning {
+                kill["warning"] = Value::from(warning.as_str());
+            }
+            json!({"id": id, "kill": kill})
+        }
         Reply::Revive { scope, was_killed } => {
             json!({"id": id, "revive": {"ok": true, "scope": scope, "was_killed": was_killed}})
         }

@@ -84,7 +84,16 @@ impl Service {
         }
         self.metrics.kills.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(?scope, reason = %kill.reason, by = %kill.by, "killed");
-        Ok(Reply::Kill { scope: scope.clone() })
+        let agent = match scope {
+            KillScope::All => None,
+            KillScope::Agent { agent } | KillScope::Session { agent, .. } => Some(agent),
+        };
+        let warning = agent.filter(|agent| !self.engine.load().table().knows_agent(agent)).map(|agent| {
+            format!(
+                "no policy in force names the agent `{agent}`: the kill stands (and holds if a later policy names it), but it stops nothing now; check the name"
+            )
+        });
+        Ok(Reply::Kill { scope: scope.clone(), warning })
     }
 
     fn count_decided(&self, grant: bool) {

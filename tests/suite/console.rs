@@ -403,6 +403,7 @@ fn an_operator_kills_a_session_and_revives_it_and_an_approver_cannot() {
         ],
     );
     assert_eq!(killed.status, 200, "{}", killed.body);
+    assert!(!killed.body.contains("Warning"), "{}", killed.body);
     let denied = console.ask(search.clone());
     assert_eq!((denied["decision"].as_str(), denied["reason_code"].as_str()), (Some("deny"), Some("killed")));
     assert_eq!(
@@ -417,6 +418,20 @@ fn an_operator_kills_a_session_and_revives_it_and_an_approver_cannot() {
         &[("csrf", &csrf), ("scope", "agent"), ("agent", "bot"), ("reason", " ")],
     );
     assert_eq!(no_reason.status, 400);
+    // A kill of an agent the policy does not name stands, with a warning.
+    let typo = console.post(
+        "/kill",
+        &olivia,
+        &[("csrf", &csrf), ("scope", "agent"), ("agent", "b0t"), ("reason", "typo")],
+    );
+    assert_eq!(typo.status, 200, "{}", typo.body);
+    assert!(typo.body.contains("Warning: no policy in force names the agent `b0t`"), "{}", typo.body);
+    let revived = console.post(
+        "/revive",
+        &olivia,
+        &[("csrf", &csrf), ("scope", "agent"), ("agent", "b0t"), ("session", "")],
+    );
+    assert_eq!(revived.status, 200, "{}", revived.body);
     let bad_scope = console.post("/kill", &olivia, &[("csrf", &csrf), ("scope", "galaxy"), ("reason", "x")]);
     assert_eq!(bad_scope.status, 400);
 

@@ -718,6 +718,7 @@ fn the_kill_switch_stops_a_session_an_agent_or_everything_and_survives_a_restart
         &admin_socket,
     );
     assert_eq!(code, Some(0), "{answer}");
+    assert!(answer["kill"].get("warning").is_none(), "the policy names `bot`: {answer}");
     let mut client = server.connect();
     let denied = client.ask(call("s1"));
     assert_eq!(
@@ -755,6 +756,14 @@ fn the_kill_switch_stops_a_session_an_agent_or_everything_and_survives_a_restart
         assert_eq!((code, answer["revive"]["was_killed"].as_bool()), (Some(0), Some(true)), "{answer}");
     }
     assert_eq!(server.connect().ask(call("s1"))["decision"], "allow");
+    // A misspelt agent is killed all the same (a later policy may name
+    // it), but the operator is told it stops nothing now.
+    let (code, answer) = admin(&["kill", "--agent", "b0t", "--reason", "typo"], &admin_socket);
+    assert_eq!(code, Some(0), "{answer}");
+    let warning = answer["kill"]["warning"].as_str().unwrap_or_default();
+    assert!(warning.contains("no policy in force names the agent `b0t`"), "{answer}");
+    assert_eq!(server.connect().ask(call("s1"))["decision"], "allow", "`bot` is not stopped by `b0t`");
+    admin(&["revive", "--agent", "b0t"], &admin_socket);
     let (code, _) = admin(&["kill", "--agent", "bot"], &admin_socket);
     assert_eq!(code, Some(2), "a kill needs a reason");
     // A misspelt field is refused, not ignored: ignoring `sesion` would
