@@ -464,6 +464,10 @@ struct RedisFlags {
     /// where every user of the machine can see it).
     #[arg(long)]
     redis_password_file: Option<PathBuf>,
+    /// Read the password the sentinels ask for (`requirepass` in `sentinel.conf`) from the
+    /// first line of this file; the URL's password and --redis-password-file are the nodes'.
+    #[arg(long)]
+    redis_sentinel_password_file: Option<PathBuf>,
     /// Count a redemption of an approval, or a kill, only once this many of Redis's own
     /// replicas have it (Redis `WAIT`, within --decision-timeout), so that a failover cannot
     /// lose it: an unconfirmed redemption is denied, an unconfirmed kill reported. 0 to 16.
@@ -484,6 +488,7 @@ impl RedisFlags {
                 ("--redis-ca", self.redis_ca.is_some()),
                 ("--redis-cert", self.redis_cert.is_some()),
                 ("--redis-password-file", self.redis_password_file.is_some()),
+                ("--redis-sentinel-password-file", self.redis_sentinel_password_file.is_some()),
                 ("--redis-replicas", self.redis_replicas > 0),
                 (
                     "--redis-namespace",
@@ -500,6 +505,7 @@ impl RedisFlags {
         redis.ca = self.redis_ca;
         redis.client_certificate = self.redis_cert.zip(self.redis_key);
         redis.password_file = self.redis_password_file;
+        redis.sentinel_password_file = self.redis_sentinel_password_file;
         redis.start_wait = std::time::Duration::from_secs(self.redis_wait);
         redis.replicas = self.redis_replicas;
         Ok(config)

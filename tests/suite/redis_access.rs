@@ -281,17 +281,20 @@ struct Sentineled {
     sentinel: u16,
     /// `redis-cli`'s TLS arguments, when everything speaks TLS.
     tls: Vec<String>,
+    /// The password the sentinel asks for, if it asks for one.
+    sentinel_password: Option<String>,
 }
 
 impl Sentineled {
     fn start() -> Sentineled {
-        Sentineled::start_with(None)
+        Sentineled::start_with(None, None)
     }
 
     /// A primary, its replica and a sentinel; with `pki`, each listens on
     /// TLS only, asks clients for a certificate, and replicates and
-    /// monitors over TLS.
-    fn start_with(pki: Option<&Pki>) -> Sentineled {
+    /// monitors over TLS; with `sentinel_password`, the sentinel asks
+    /// clients for it.
+    fn start_with(pki: Option<&Pki>, sentinel_password: Option<&str>) -> Sentineled {
         let dir = TempDir::new();
         let (primary, replica, sentinel) =
             (crate::util::free_port(), crate::util::free_port(), crate::util::free_port());
@@ -338,6 +341,7 @@ impl Sentineled {
             String::from("sentinel down-after-milliseconds tg 500"),
             String::from("sentinel failover-timeout tg 5000"),
         ]);
+        lines.extend(sentinel_password.map(|password| format!("requirepass {password}")));
         std::fs::write(&config, lines.join("\n") + "\n").expect("sentinel.conf");
         let child = Command::new("redis-server")
             .arg(&config)
@@ -355,7 +359,8 @@ impl Sentineled {
                 .collect(),
             None => Vec::new(),
         };
-        let cluster = Sentineled { _dir: dir, children, sentinel, tls };
+        let sentinel_password = sentinel_password.map(str::to_owned);
+        let cluster = Sentineled { _dir: dir, children, sentinel, tls, sentinel_password };
         // Ready once the sentinel knows the primary and its replica, and the
         // replica has its copy.
         cluster.wait_for("the sentinel to see the replica", |c| {
@@ -366,8 +371,12 @@ impl Sentineled {
     }
 
     fn cli(&self, port: u16, args: &[&str]) -> String {
-        let output =
-            Command::new("redis-cli").args(&self.tls).args(["-p", &port.to_string()]).args(args).output();
+        let mut cli = Command::new("redis-cli");
+        cli.args(&self.tls).args(["-p", &port.to_string()]);
+        if let Some(password) = self.sentinel_password.as_ref().filter(|_| port == self.sentinel) {
+            cli.env("REDISCLI_AUTH", password);
+        }
+        let output = cli.args(args).output();
         String::from_utf8_lossy(&output.expect("redis-cli").stdout).into_owned()
     }
 
@@ -413,7 +422,7 @@ fn through_sentinel_a_replica_follows_a_failover_to_the_new_primary() {
 #[test]
 fn through_sentinel_over_tls_every_connection_is_checked() {
     let pki = Pki::make();
-    let cluster = Sentineled::start_with(Some(&pki));
+    let cluster = Sentineled::start_with(Some(&pki), None);
     let (ca, cert, key) = (pki.arg("ca.crt"), pki.arg("client.crt"), pki.arg("client.key"));
     let url = cluster.url();
     // Another CA: neither the sentinel nor the nodes are trusted.
@@ -438,6 +447,38 @@ fn through_sentinel_over_tls_every_connection_is_checked() {
     assert!(stderr.contains("is not a TLS address") && stderr.contains("rediss+sentinel://"), "{stderr}");
 
     follows_a_failover(cluster, &["--redis-ca", &ca, "--redis-cert", &cert, "--redis-key", &key]);
+}
+
+/// Sentinels that ask for a password get the one from
+/// `--redis-sentinel-password-file` (private, never shown); without it, or
+/// with a wrong one, a replica does not start.
+#[test]
+fn sentinels_that_ask_for_a_password_get_it_from_a_file() {
+    let cluster = Sentineled::start_with(None, Some("sentinel-pw-1"));
+    let dir = TempDir::new();
+    let (right, wrong) = (dir.path().join("right"), dir.path().join("wrong"));
+    for (file, password) in [(&right, "sentinel-pw-1\n"), (&wrong, "not-the-pw-2\n")] {
+        std::fs::write(file, password).expect("password");
+        std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    }
+    let url = cluster.url();
+    let (code, stderr, _) = refused(&url, &["--redis-wait", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot open the shared state") && stderr.contains("NOAUTH"), "{stderr}");
+    let (code, stderr, _) =
+        refused(&url, &["--redis-sentinel-password-file", &wrong.display().to_string(), "--redis-wait", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+    assert!(!stderr.contains("not-the-pw-2") && !stderr.contains("sentinel-pw-1"), "{stderr}");
+    // It is the sentinels' password: for any other address, a mistake.
+    let direct = format!("redis://127.0.0.1:{}/0", cluster.children[0].0);
+    let (code, stderr, _) =
+        refused(&direct, &["--redis-sentinel-password-file", &right.display().to_string()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is for an address through Sentinel"), "{stderr}");
+
+    let server = replica(&url, &["--redis-sentinel-password-file", &right.display().to_string()]);
+    assert_eq!(allowed_of_four(&server, "sp"), 2, "counted on the primary the sentinel named");
 }
 
 /// A replica on `cluster` (with `extra` flags) counts calls, loses the

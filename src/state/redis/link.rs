@@ -37,6 +37,10 @@ pub struct RedisSettings {
     /// on the command line; takes the place of a password in the URL. It
     /// must be private (mode 0600 or stricter, owned by this user or root).
     pub password_file: Option<PathBuf>,
+    /// A file holding the password the sentinels ask for (`requirepass` in
+    /// `sentinel.conf`), private like the password file; only for an
+    /// address through Sentinel.
+    pub sentinel_password_file: Option<PathBuf>,
     /// How long a starting replica waits for Redis to answer before it
     /// gives up (Redis starting at the same time as the replicas).
     pub start_wait: Duration,
@@ -53,6 +57,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("ca", &self.ca)
             .field("client_certificate", &self.client_certificate)
             .field("password_file", &self.password_file)
+            .field("sentinel_password_file", &self.sentinel_password_file)
             .field("start_wait", &self.start_wait)
             .field("replicas", &self.replicas)
             .finish()
@@ -68,6 +73,7 @@ impl RedisSettings {
             ca: None,
             client_certificate: None,
             password_file: None,
+            sentinel_password_file: None,
             start_wait: DEFAULT_START_WAIT,
             replicas: 0,
         }
@@ -77,9 +83,14 @@ impl RedisSettings {
 /// A client of the one Redis `settings` name.
 fn direct_target(settings: &RedisSettings) -> Result<Target, RedisError> {
     let not_an_address = |e: redis::RedisError| RedisError(format!("not a Redis address: {e}"));
+    if settings.sentinel_password_file.is_some() {
+        return Err(RedisError(String::from(
+            "a sentinels' password is for an address through Sentinel: `redis+sentinel://…`",
+        )));
+    }
     let mut info =
         redis::IntoConnectionInfo::into_connection_info(settings.url.as_str()).map_err(not_an_address)?;
-    if let Some(password) = password_from_file(settings)? {
+    if let Some(password) = password_from_file(settings.password_file.as_deref(), "Redis password file")? {
         let redis = info.redis_settings().clone().set_password(password);
         info = info.set_redis_settings(redis);
     }
@@ -147,8 +158,15 @@ fn sentinel_target(settings: &RedisSettings) -> Result<Target, RedisError> {
     if let Some(user) = &address.user {
         builder = builder.set_client_to_redis_username(user);
     }
-    if let Some(password) = password_from_file(settings)?.or(address.password) {
+    if let Some(password) =
+        password_from_file(settings.password_file.as_deref(), "Redis password file")?.or(address.password)
+    {
         builder = builder.set_client_to_redis_password(password);
+    }
+    if let Some(password) =
+        password_from_file(settings.sentinel_password_file.as_deref(), "sentinels' password file")?
+    {
+        builder = builder.set_client_to_sentinel_password(password);
     }
     if address.tls {
         // The nodes the sentinels name are checked against the same CA.
@@ -202,14 +220,14 @@ fn read_secret(path: &Path, what: &str) -> Result<Vec<u8>, RedisError> {
     })
 }
 
-/// The password in `settings`' password file, if it names one.
-fn password_from_file(settings: &RedisSettings) -> Result<Option<String>, RedisError> {
-    let Some(path) = &settings.password_file else { return Ok(None) };
-    let text = String::from_utf8(read_secret(path, "Redis password file")?)
-        .map_err(|_| RedisError(format!("the Redis password file `{}` is not UTF-8", path.display())))?;
+/// The password in the file `path` (its first line), if a file is named.
+fn password_from_file(path: Option<&Path>, what: &str) -> Result<Option<String>, RedisError> {
+    let Some(path) = path else { return Ok(None) };
+    let text = String::from_utf8(read_secret(path, what)?)
+        .map_err(|_| RedisError(format!("the {what} `{}` is not UTF-8", path.display())))?;
     match text.lines().next() {
         Some(password) if !password.is_empty() => Ok(Some(password.to_owned())),
-        _ => Err(RedisError(format!("the Redis password file `{}` is empty", path.display()))),
+        _ => Err(RedisError(format!("the {what} `{}` is empty", path.display()))),
     }
 }
 
