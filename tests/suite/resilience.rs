@@ -253,29 +253,39 @@ fn a_rego_module_that_would_allocate_without_bound_is_refused_and_the_last_good_
 fn one_agent_cannot_take_every_approval_and_pending_ones_expire_at_their_ttl() {
     const GATED: &str = "agentPolicies:\n  bot:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        required: true\n  other:\n    allowedTools: [pay]\n    approvalGates:\n      pay:\n        required: true\n";
     let state = TempDir::new();
+    // Long enough that none expires while the 3,000 calls are answered (a
+    // debug build under a loaded CI machine took over 2 s), or the count
+    // would include room that expiry made.
+    const TTL: Duration = Duration::from_secs(6);
+    let ttl = TTL.as_secs().to_string();
     let server = Server::start(
         GATED,
-        &["--state", &state.path().join("state").to_string_lossy(), "--approval-ttl", "2"],
+        &["--state", &state.path().join("state").to_string_lossy(), "--approval-ttl", &ttl],
     );
     let mut client = server.connect();
     let gated = |agent: &str, session: &str, n: usize| {
         json!({"agent": agent, "tool": "pay", "session": session, "args": {"n": n}}).to_string()
     };
     // 3,000 gated calls from one agent, pipelined, over 300 sessions.
+    let started = Instant::now();
     for n in 0..3_000 {
         client.send(&gated("bot", &format!("s{}", n % 300), n));
     }
-    let mut opened = 0;
+    let (mut opened, mut first_opened) = (0, None);
     for _ in 0..3_000 {
         let answer = client.receive();
         match answer["reason_code"].as_str() {
-            Some("approval_required") => opened += 1,
+            Some("approval_required") => {
+                opened += 1;
+                first_opened.get_or_insert_with(Instant::now);
+            }
             Some("approval_unavailable") => {
                 assert!(answer["reason"].as_str().is_some_and(|r| r.contains("agent")), "{answer}");
             }
             other => panic!("unexpected {other:?}: {answer}"),
         }
     }
+    assert!(started.elapsed() < TTL, "answered in {:?}: approvals expired meanwhile", started.elapsed());
     assert_eq!(opened, 1_000, "an agent has at most --max-pending-per-agent approvals waiting");
     // Another agent is not held up; one session of it is bounded on its own.
     let mut other = 0;
@@ -285,7 +295,10 @@ fn one_agent_cannot_take_every_approval_and_pending_ones_expire_at_their_ttl() {
     }
     assert_eq!(other, 32, "a session has at most --max-pending-per-session approvals waiting");
     // Pending approvals stop counting when they expire, not an hour later.
-    std::thread::sleep(Duration::from_millis(2_100));
+    // The first approval was open before its answer came: it has expired
+    // a TTL after that.
+    let first_expired = first_opened.expect("approvals were opened") + TTL + Duration::from_millis(100);
+    std::thread::sleep(first_expired.saturating_duration_since(Instant::now()));
     let answer = client.ask(serde_json::from_str(&gated("bot", "s0", 99_999)).expect("json"));
     assert_eq!(answer["decision"], "require_approval", "{answer}");
     let log = std::fs::metadata(state.path().join("state/approvals.log")).expect("log").len();
