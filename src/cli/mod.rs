@@ -496,6 +496,9 @@ impl RedisFlags {
                 ),
             ];
             return match given.iter().find(|(_, given)| *given) {
+                Some(("--redis-sentinel-password-file", _)) => Err(String::from(
+                    "--redis-sentinel-password-file needs Redis Sentinel: `--state redis+sentinel://…` or `rediss+sentinel://…`",
+                )),
                 Some((flag, _)) => Err(format!("{flag} needs a Redis: `--state redis://…` or `rediss://…`")),
                 None => Ok(config),
             };

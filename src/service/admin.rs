@@ -90,7 +90,7 @@ impl Service {
         };
         let warning = agent.filter(|agent| !self.engine.load().table().knows_agent(agent)).map(|agent| {
             format!(
-                "no policy in force names the agent `{agent}`: the kill stands (and holds if a later policy names it), but it stops nothing now; check the name"
+                "the policy in force on this server names no agent `{agent}`: the kill stands (and holds if a later policy names it), but it stops nothing here now; check the name"
             )
         });
         Ok(Reply::Kill { scope: scope.clone(), warning })

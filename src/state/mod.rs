@@ -303,3 +303,25 @@ pub fn is_redis_url(text: &str) -> bool {
 }
 
 impl std::error::Error for OpenError {}
+
+#[cfg(test)]
+mod tests {
+    use super::is_redis_url;
+
+    #[test]
+    fn redis_addresses_are_told_from_directories_whatever_their_case() {
+        for url in [
+            "redis://h/0",
+            "REDISS://h/0",
+            "redis+unix:///r.sock",
+            "unix:///r.sock",
+            "Redis+Sentinel://s1/p",
+            "REDISS+SENTINEL://s1/p",
+        ] {
+            assert!(is_redis_url(url), "{url}");
+        }
+        for directory in ["state", "/var/lib/toolgate", "redis", "./redis:/x", "rediss+sentinel:/s1"] {
+            assert!(!is_redis_url(directory), "{directory}");
+        }
+    }
+}

@@ -425,7 +425,11 @@ fn an_operator_kills_a_session_and_revives_it_and_an_approver_cannot() {
         &[("csrf", &csrf), ("scope", "agent"), ("agent", "b0t"), ("reason", "typo")],
     );
     assert_eq!(typo.status, 200, "{}", typo.body);
-    assert!(typo.body.contains("Warning: no policy in force names the agent `b0t`"), "{}", typo.body);
+    assert!(
+        typo.body.contains("Warning: the policy in force on this server names no agent `b0t`"),
+        "{}",
+        typo.body
+    );
     let revived = console.post(
         "/revive",
         &olivia,

@@ -290,23 +290,25 @@ impl Sentineled {
         Sentineled::start_with(None, None)
     }
 
-    /// A primary, its replica and a sentinel; with `pki`, each listens on
+    /// A primary, its replica and a sentinel; with `tls`, each listens on
     /// TLS only, asks clients for a certificate, and replicates and
-    /// monitors over TLS; with `sentinel_password`, the sentinel asks
-    /// clients for it.
-    fn start_with(pki: Option<&Pki>, sentinel_password: Option<&str>) -> Sentineled {
+    /// monitors over TLS — the nodes with the certificate `tls.1` names
+    /// (`server`, or `other-server`, which another CA signed), the
+    /// sentinel with `server`'s; with `sentinel_password`, the sentinel
+    /// asks clients for it.
+    fn start_with(tls: Option<(&Pki, &str)>, sentinel_password: Option<&str>) -> Sentineled {
         let dir = TempDir::new();
         let (primary, replica, sentinel) =
             (crate::util::free_port(), crate::util::free_port(), crate::util::free_port());
-        // How each listens on `port`: plain, or TLS only.
-        let listen = |port: u16| -> Vec<String> {
-            let Some(pki) = pki else { return vec![format!("port {port}")] };
+        // How each listens on `port`: plain, or TLS only with `cert`.
+        let listen = |port: u16, cert: &str| -> Vec<String> {
+            let Some((pki, _)) = tls else { return vec![format!("port {port}")] };
             vec![
                 String::from("port 0"),
                 format!("tls-port {port}"),
-                format!("tls-cert-file {}", pki.arg("server.crt")),
-                format!("tls-key-file {}", pki.arg("server.key")),
-                format!("tls-ca-cert-file {}", pki.arg("ca.crt")),
+                format!("tls-cert-file {}", pki.arg(&format!("{cert}.crt"))),
+                format!("tls-key-file {}", pki.arg(&format!("{cert}.key"))),
+                format!("tls-ca-cert-file {}", pki.arg("both-cas.crt")),
                 String::from("tls-auth-clients yes"),
                 String::from("tls-replication yes"),
             ]
@@ -320,7 +322,7 @@ impl Sentineled {
         };
         let redis = |port: u16, extra: &[String]| {
             let child = Command::new("redis-server")
-                .args(flags(listen(port)))
+                .args(flags(listen(port, tls.map_or("server", |(_, nodes)| nodes))))
                 .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .arg("--dir")
                 .arg(dir.path())
@@ -334,7 +336,7 @@ impl Sentineled {
         let mut children = vec![redis(primary, &[])];
         children.push(redis(replica, &["--replicaof".into(), "127.0.0.1".into(), primary.to_string()]));
         let config = dir.path().join("sentinel.conf");
-        let mut lines = listen(sentinel);
+        let mut lines = listen(sentinel, "server");
         lines.extend([
             String::from("bind 127.0.0.1"),
             format!("sentinel monitor tg 127.0.0.1 {primary} 1"),
@@ -351,12 +353,14 @@ impl Sentineled {
             .spawn()
             .expect("redis-server --sentinel runs");
         children.push((sentinel, child));
-        let tls = match pki {
-            Some(pki) => ["--tls", "--cacert", &pki.arg("ca.crt"), "--cert", &pki.arg("client.crt")]
-                .into_iter()
-                .chain(["--key", &pki.arg("client.key")])
-                .map(String::from)
-                .collect(),
+        let tls = match tls {
+            Some((pki, _)) => {
+                ["--tls", "--cacert", &pki.arg("both-cas.crt"), "--cert", &pki.arg("client.crt")]
+                    .into_iter()
+                    .chain(["--key", &pki.arg("client.key")])
+                    .map(String::from)
+                    .collect()
+            }
             None => Vec::new(),
         };
         let sentinel_password = sentinel_password.map(str::to_owned);
@@ -422,19 +426,23 @@ fn through_sentinel_a_replica_follows_a_failover_to_the_new_primary() {
 #[test]
 fn through_sentinel_over_tls_every_connection_is_checked() {
     let pki = Pki::make();
-    let cluster = Sentineled::start_with(Some(&pki), None);
-    let (ca, cert, key) = (pki.arg("ca.crt"), pki.arg("client.crt"), pki.arg("client.key"));
+    // The nodes' certificates come from another CA than the sentinel's.
+    let cluster = Sentineled::start_with(Some((&pki, "other-server")), None);
+    let (cert, key) = (pki.arg("client.crt"), pki.arg("client.key"));
     let url = cluster.url();
-    // Another CA: neither the sentinel nor the nodes are trusted.
-    let other = pki.arg("other-ca.crt");
-    let (code, stderr, _) = refused(
-        &url,
-        &["--redis-ca", &other, "--redis-cert", &cert, "--redis-key", &key, "--redis-wait", "0"],
-    );
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("invalid peer certificate"), "{stderr}");
+    let with_ca = |ca: &str| {
+        refused(&url, &["--redis-ca", ca, "--redis-cert", &cert, "--redis-key", &key, "--redis-wait", "0"])
+    };
+    // Trusting only the nodes' CA, the sentinel is not trusted; trusting
+    // only the sentinel's, the nodes it names are not.
+    for ca in ["other-ca.crt", "ca.crt"] {
+        let (code, stderr, _) = with_ca(&pki.arg(ca));
+        assert_eq!(code, Some(2), "{ca}: {stderr}");
+        assert!(stderr.contains("invalid peer certificate"), "{ca}: {stderr}");
+    }
+    let both = pki.arg("both-cas.crt");
     // Without a client certificate the sentinel ends the handshake.
-    let (code, stderr, _) = refused(&url, &["--redis-ca", &ca, "--redis-wait", "0"]);
+    let (code, stderr, _) = refused(&url, &["--redis-ca", &both, "--redis-wait", "0"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("CertificateRequired"), "{stderr}");
     // Plain Sentinel protocol to TLS ports gets nowhere, and certificates
@@ -442,11 +450,41 @@ fn through_sentinel_over_tls_every_connection_is_checked() {
     let plain = url.replacen("rediss+", "redis+", 1);
     let (code, stderr, _) = refused(&plain, &["--redis-wait", "0"]);
     assert_eq!(code, Some(2), "{stderr}");
-    let (code, stderr, _) = refused(&plain, &["--redis-ca", &ca, "--redis-wait", "0"]);
+    let (code, stderr, _) = refused(&plain, &["--redis-ca", &both, "--redis-wait", "0"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("is not a TLS address") && stderr.contains("rediss+sentinel://"), "{stderr}");
 
-    follows_a_failover(cluster, &["--redis-ca", &ca, "--redis-cert", &cert, "--redis-key", &key]);
+    follows_a_failover(cluster, &["--redis-ca", &both, "--redis-cert", &cert, "--redis-key", &key]);
+}
+
+/// A sentinel that takes connections and never answers (listed first)
+/// costs a replica one deadline, not its state: it asks the next sentinel.
+/// A service no sentinel knows is refused, and said so.
+#[test]
+fn a_sentinel_that_never_answers_is_passed_over() {
+    let cluster = Sentineled::start();
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let stalled_port = stalled.local_addr().expect("address").port();
+    // Accepts every connection and holds it open, answering nothing.
+    std::thread::spawn(move || {
+        let held: Vec<_> = stalled.incoming().collect();
+        drop(held);
+    });
+    let url = format!("redis+sentinel://127.0.0.1:{stalled_port},127.0.0.1:{}/tg", cluster.sentinel);
+    let started = Instant::now();
+    let server = replica(&url, &[]);
+    assert_eq!(allowed_of_four(&server, "st"), 2, "counted on the primary the second sentinel named");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    let health = server.connect().ask(json!({"op": "health"}));
+    assert_eq!(health["state"]["condition"], "ok", "{health}");
+
+    let unknown = format!("redis+sentinel://127.0.0.1:{}/nosuch", cluster.sentinel);
+    let (code, stderr, _) = refused(&unknown, &["--redis-wait", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the sentinel knows no primary of this name") && stderr.contains("nosuch"),
+        "{stderr}"
+    );
 }
 
 /// Sentinels that ask for a password get the one from

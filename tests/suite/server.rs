@@ -761,7 +761,7 @@ fn the_kill_switch_stops_a_session_an_agent_or_everything_and_survives_a_restart
     let (code, answer) = admin(&["kill", "--agent", "b0t", "--reason", "typo"], &admin_socket);
     assert_eq!(code, Some(0), "{answer}");
     let warning = answer["kill"]["warning"].as_str().unwrap_or_default();
-    assert!(warning.contains("no policy in force names the agent `b0t`"), "{answer}");
+    assert!(warning.contains("the policy in force on this server names no agent `b0t`"), "{answer}");
     assert_eq!(server.connect().ask(call("s1"))["decision"], "allow", "`bot` is not stopped by `b0t`");
     admin(&["revive", "--agent", "b0t"], &admin_socket);
     let (code, _) = admin(&["kill", "--agent", "bot"], &admin_socket);

@@ -361,10 +361,17 @@ pub mod certificates {
             std::fs::write(at.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
                 .expect("ext");
             std::fs::write(at.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
-            for (name, subject) in [("server", "/CN=localhost"), ("client", "/CN=toolgate-replica")] {
+            // `other-server` is a server certificate another CA signed.
+            let signed = [
+                ("server", "/CN=localhost", "ca"),
+                ("client", "/CN=toolgate-replica", "ca"),
+                ("other-server", "/CN=localhost", "other-ca"),
+            ];
+            for (name, subject, ca) in signed {
                 key_and_request(at, name, subject);
-                let (request, cert, ext) =
-                    (format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+                let ext = if name == "client" { "client.ext" } else { "server.ext" };
+                let (request, cert) = (format!("{name}.csr"), format!("{name}.crt"));
+                let (ca_cert, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
                 openssl(
                     at,
                     &[
@@ -373,21 +380,25 @@ pub mod certificates {
                         "-in",
                         &request,
                         "-CA",
-                        "ca.crt",
+                        &ca_cert,
                         "-CAkey",
-                        "ca.key",
+                        &ca_key,
                         "-CAcreateserial",
                         "-days",
                         "2",
                         "-extfile",
-                        &ext,
+                        ext,
                         "-out",
                         &cert,
                     ],
                 );
             }
+            // Both CAs in one file, for servers that trust either.
+            let both = [at.join("ca.crt"), at.join("other-ca.crt")]
+                .map(|path| std::fs::read_to_string(path).expect("ca"));
+            std::fs::write(at.join("both-cas.crt"), both.concat()).expect("both CAs");
             // Private keys are secrets: toolgate reads only private ones.
-            for key in ["ca.key", "other-ca.key", "server.key", "client.key"] {
+            for key in ["ca.key", "other-ca.key", "server.key", "client.key", "other-server.key"] {
                 let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
                 std::fs::set_permissions(at.join(key), private).expect("chmod");
             }

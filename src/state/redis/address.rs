@@ -85,6 +85,10 @@ pub(super) fn parse_sentinel(url: &str) -> Result<SentinelAddress, String> {
         None => (None, rest),
     };
     let (hosts, path) = rest.split_once('/').ok_or("no service: `redis+sentinel://HOST:PORT/SERVICE`")?;
+    if path.contains(['?', '#']) {
+        // Not a service name; and `#insecure` turns nothing off here.
+        return Err(String::from("a Sentinel address takes no `?` parameters or `#` fragment"));
+    }
     let (user, password) = match userinfo.map(|info| info.split_once(':').unwrap_or((info, ""))) {
         Some((user, password)) => {
             let given = |text: &str| (!text.is_empty()).then(|| text.to_owned());
@@ -175,10 +179,13 @@ mod tests {
             "redis+sentinel://s1/p/0/more",
             "rediss+sentinel://s1",
             "redis+sentinels://s1/p",
+            "rediss+sentinel://s1/p#insecure",
+            "redis+sentinel://s1/p?db=2",
         ] {
             assert!(parse_sentinel(bad).is_err(), "{bad}");
         }
         assert_eq!(redact("redis+sentinel://:pw@s1,s2/p"), "redis+sentinel://:***@s1,s2/p");
+        assert_eq!(redact("rediss+sentinel://app:pw@s1,s2/p"), "rediss+sentinel://app:***@s1,s2/p");
         let slashed = parse_sentinel("redis+sentinel://:ab/cd@s1/p").map(|a| a.password);
         assert_eq!(slashed, Ok(Some(String::from("ab/cd"))));
     }

@@ -3,10 +3,11 @@
 //! one [`Link`] shared by the session, kill and approval stores.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::address::{check_namespace, is_sentinel, parse_sentinel, redact};
+use super::sentinel::Sentinels;
 use super::{RECONNECT_EVERY, RedisError};
 
 /// The namespace when none is given.
@@ -28,7 +29,8 @@ pub struct RedisSettings {
     /// different namespaces share nothing else.
     pub namespace: String,
     /// The PEM certificates a `rediss://` server's certificate (and, through
-    /// Sentinel, the sentinels') must chain to, instead of the system's.
+    /// `rediss+sentinel://`, the sentinels' and the nodes') must chain to,
+    /// instead of the system's.
     pub ca: Option<PathBuf>,
     /// A PEM client certificate and its key, for a server that asks for
     /// one (`tls-auth-clients yes`).
@@ -85,7 +87,7 @@ fn direct_target(settings: &RedisSettings) -> Result<Target, RedisError> {
     let not_an_address = |e: redis::RedisError| RedisError(format!("not a Redis address: {e}"));
     if settings.sentinel_password_file.is_some() {
         return Err(RedisError(String::from(
-            "a sentinels' password is for an address through Sentinel: `redis+sentinel://…`",
+            "a sentinels' password is for an address through Sentinel: `redis+sentinel://…` or `rediss+sentinel://…`",
         )));
     }
     let mut info =
@@ -139,46 +141,17 @@ fn tls_certificates(
     Ok(Some(redis::TlsCertificates { client_tls, root_cert }))
 }
 
-/// A client of the primary the sentinels `settings` name know.
+/// The sentinels `settings` name, to ask for their primary.
 fn sentinel_target(settings: &RedisSettings) -> Result<Target, RedisError> {
-    let not_an_address = |e: String| RedisError(format!("not a Sentinel address: {e}"));
-    let address = parse_sentinel(&settings.url).map_err(not_an_address)?;
+    let address =
+        parse_sentinel(&settings.url).map_err(|e| RedisError(format!("not a Sentinel address: {e}")))?;
     let certificates = tls_certificates(settings, address.tls)?;
-    let sentinels = address.sentinels.into_iter().map(|(host, port)| match address.tls {
-        true => redis::ConnectionAddr::TcpTls { host, port, insecure: false, tls_params: None },
-        false => redis::ConnectionAddr::Tcp(host, port),
-    });
-    let mut builder = redis::sentinel::SentinelClientBuilder::new(
-        sentinels,
-        &address.service,
-        redis::sentinel::SentinelServerType::Master,
-    )
-    .map_err(|e| not_an_address(e.to_string()))?
-    .set_client_to_redis_db(address.db);
-    if let Some(user) = &address.user {
-        builder = builder.set_client_to_redis_username(user);
-    }
-    if let Some(password) =
-        password_from_file(settings.password_file.as_deref(), "Redis password file")?.or(address.password)
-    {
-        builder = builder.set_client_to_redis_password(password);
-    }
-    if let Some(password) =
-        password_from_file(settings.sentinel_password_file.as_deref(), "sentinels' password file")?
-    {
-        builder = builder.set_client_to_sentinel_password(password);
-    }
-    if address.tls {
-        // The nodes the sentinels name are checked against the same CA.
-        builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
-        if let Some(certificates) = certificates {
-            builder = builder
-                .set_client_to_sentinel_certificates(certificates.clone())
-                .set_client_to_redis_certificates(certificates);
-        }
-    }
-    let client = builder.build().map_err(|e| RedisError(format!("the Sentinel settings: {e}")))?;
-    Ok(Target::Sentinel(Arc::new(Mutex::new(client))))
+    let node_password = password_from_file(settings.password_file.as_deref(), "Redis password file")?;
+    let sentinel_password =
+        password_from_file(settings.sentinel_password_file.as_deref(), "sentinels' password file")?;
+    let sentinels = Sentinels::new(address, certificates, node_password, sentinel_password)
+        .map_err(|e| RedisError(format!("the Sentinel settings: {e}")))?;
+    Ok(Target::Sentinel(Arc::new(sentinels)))
 }
 
 /// A connection to one Redis: the client every store of a replica uses.
@@ -199,7 +172,7 @@ enum Target {
     Direct(Box<redis::Client>),
     /// The primary Redis Sentinel names, asked again for every new
     /// connection: after a failover, reconnecting finds the new primary.
-    Sentinel(Arc<Mutex<redis::sentinel::SentinelClient>>),
+    Sentinel(Arc<Sentinels>),
 }
 
 impl std::fmt::Debug for Link {
@@ -309,10 +282,7 @@ impl Link {
     pub fn subscriber(&self) -> redis::RedisResult<redis::Connection> {
         match &self.target {
             Target::Direct(client) => client.get_connection_with_timeout(self.timeout),
-            Target::Sentinel(sentinel) => {
-                let primary = sentinel.lock().unwrap_or_else(PoisonError::into_inner).get_client()?;
-                primary.get_connection_with_timeout(self.timeout)
-            }
+            Target::Sentinel(sentinels) => sentinels.connect_primary(self.timeout),
         }
     }
 

@@ -30,6 +30,7 @@ pub mod approvals;
 pub mod clock;
 pub mod kills;
 pub mod link;
+mod sentinel;
 
 use std::sync::Arc;
 use std::sync::mpsc;
