@@ -65,6 +65,9 @@ pub enum FilesErrorKind {
     /// Not a regular file (a FIFO, a socket, a device): reading it could
     /// block forever.
     NotAFile,
+    /// A directory more than 16 levels below the one
+    /// given: its files are not read, and that is not left unsaid.
+    TooDeep,
 }
 
 impl fmt::Display for FilesError {
@@ -77,6 +80,11 @@ impl fmt::Display for FilesError {
             FilesErrorKind::NotAFile => write!(
                 f,
                 "`{}` is not a regular file (a FIFO, socket or device); toolgate reads only regular files",
+                self.path.display()
+            ),
+            FilesErrorKind::TooDeep => write!(
+                f,
+                "`{}` is more than {MAX_DIRECTORY_DEPTH} directories below the directory given, and toolgate reads no deeper: give it (or a directory nearer to it) on the command line, or move its files up",
                 self.path.display()
             ),
         }
@@ -193,7 +201,7 @@ fn walk_matching(
     wanted: &dyn Fn(&Path) -> bool,
 ) -> Result<(), FilesError> {
     if depth > MAX_DIRECTORY_DEPTH {
-        return Ok(());
+        return Err(FilesError { path: dir.to_path_buf(), kind: FilesErrorKind::TooDeep });
     }
     let error = |e| FilesError { path: dir.to_path_buf(), kind: FilesErrorKind::Io(e) };
     let mut entries: Vec<_> =

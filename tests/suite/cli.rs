@@ -291,6 +291,30 @@ fn a_fifo_among_the_policies_is_refused_not_waited_on() {
     assert!(said.contains("is not a regular file"), "{said}");
 }
 
+/// Directories are read 16 levels deep. A policy file below that was
+/// skipped without a word (its rules silently not in force); now the
+/// directory that is too deep is named, and nothing is checked.
+#[test]
+fn a_policy_directory_too_deep_to_read_is_an_error_not_skipped() {
+    let at_depth = |levels: usize| {
+        let dir = scratch(&[("a.yaml", "agentPolicies:\n  bot:\n    allowedTools: [t]\n")]);
+        let deep: std::path::PathBuf = (0..levels).map(|i| format!("d{i}")).collect();
+        std::fs::create_dir_all(dir.path().join(&deep)).expect("mkdir");
+        std::fs::write(
+            dir.path().join(&deep).join("z.yaml"),
+            "agentPolicies:\n  other:\n    deniedTools: [t]\n",
+        )
+        .expect("policy");
+        let output = toolgate(dir.path()).args(["check", "."]).output().expect("runs");
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, said) = at_depth(16);
+    assert_eq!(code, Some(0), "16 levels are read: {said}");
+    let (code, said) = at_depth(17);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("d16` is more than 16 directories below the directory given"), "{said}");
+}
+
 /// Every agent carries its ancestors' rules, so a long `extends` chain made
 /// the set quadratic (a 10,000-agent chain: 44 s and 7.9 GB to check). An
 /// agent may have at most 64 ancestors; the first agent past it is a
