@@ -25,6 +25,7 @@ pub mod notify;
 mod operations;
 pub mod sessions;
 mod signin;
+pub mod throttle;
 pub mod tls;
 
 use std::sync::Arc;
@@ -39,7 +40,8 @@ use serde_json::Value;
 use crate::protocol::{Op, ParsedLine, Reply, WireError};
 use crate::service::{AuditBatch, Peer, Role, Service};
 use accounts::{Account, AccountBook};
-use sessions::{Session, Sessions, Throttle};
+use sessions::{Session, Sessions};
+use throttle::Throttle;
 
 /// The largest request body read (a form with a comment fits many times).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -121,12 +123,23 @@ type Shared = Arc<Console>;
 
 /// The console's routes over `service`.
 pub fn router(service: Arc<Service>, accounts: AccountBook, tls: bool, trail: Option<Trail>) -> Router {
+    // On Redis, failed sign-ins count across every replica.
+    let (names, addresses) = match &service.state().redis {
+        Some(redis) => {
+            let pool = Arc::new(crate::state::redis::pool::Pool::new(redis.link.clone()));
+            (
+                Throttle::shared(throttle::FREE_FAILURES, Arc::clone(&pool)),
+                Throttle::shared(throttle::FREE_ADDRESS_FAILURES, pool),
+            )
+        }
+        None => (Throttle::new(throttle::FREE_FAILURES), Throttle::new(throttle::FREE_ADDRESS_FAILURES)),
+    };
     let console = Arc::new(Console {
         service,
         accounts,
         sessions: Sessions::default(),
-        names: Throttle::new(sessions::FREE_FAILURES),
-        addresses: Throttle::new(sessions::FREE_ADDRESS_FAILURES),
+        names,
+        addresses,
         hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
         tails: Arc::new(tokio::sync::Semaphore::new(MAX_TAILS)),
         tls,

@@ -1,4 +1,4 @@
-//! Who is signed in, and who has failed to sign in too often.
+//! Who is signed in.
 //!
 //! A session is a random 256-bit token in an HTTP-only, `SameSite=Strict`
 //! cookie; the server keeps only its SHA-256, with the account's
@@ -21,16 +21,6 @@ pub const MAX_PER_ACCOUNT: usize = 16;
 /// The most sessions at once (the accounts file bounds how many accounts
 /// there are); the oldest is ended to make room.
 const MAX_SESSIONS: usize = 10_000;
-
-/// Failures in a row before a name must wait.
-pub const FREE_FAILURES: u32 = 5;
-/// Failures in a row before an address's sign-ins are slowed down (many
-/// people may share one address behind a proxy).
-pub const FREE_ADDRESS_FAILURES: u32 = 20;
-/// The longest wait after failures.
-const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
-/// The most names and addresses remembered by the throttle.
-const MAX_THROTTLED: usize = 10_000;
 
 /// 32 bytes from the operating system's random source, as hex.
 pub fn random_token() -> Result<String, getrandom::Error> {
@@ -138,85 +128,6 @@ impl Session {
     }
 }
 
-/// Failed sign-ins by key (a name, or an address): after `free` in a row,
-/// each further one makes the key wait twice as long as the last (1 s,
-/// 2 s, …, at most 15 minutes).
-#[derive(Debug)]
-pub struct Throttle {
-    free: u32,
-    failures: Mutex<FastMap<String, Failures>>,
-}
-
-#[derive(Debug)]
-struct Failures {
-    count: u32,
-    last: Instant,
-    /// Whether a refusal in this wait was already reported.
-    reported: bool,
-}
-
-/// How long a key must still wait.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Wait {
-    /// The time left.
-    pub left: Duration,
-    /// Whether this is the first refusal of this wait (the one recorded;
-    /// the others are only counted).
-    pub first: bool,
-}
-
-impl Throttle {
-    /// A throttle that lets `free` failures in a row go unpunished.
-    pub fn new(free: u32) -> Throttle {
-        Throttle { free, failures: Mutex::default() }
-    }
-
-    /// How long `key` must still wait before a sign-in is checked.
-    pub fn wait(&self, key: &str) -> Option<Wait> {
-        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = failures.get_mut(key)?;
-        let left = lockout(entry.count, self.free)?.checked_sub(entry.last.elapsed())?;
-        let first = !entry.reported;
-        entry.reported = true;
-        Some(Wait { left, first })
-    }
-
-    /// Counts a failure for `key`.
-    pub fn failed(&self, key: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if failures.len() >= MAX_THROTTLED && !failures.contains_key(key) {
-            // Forget those who would no longer wait, then the least suspect.
-            let free = self.free;
-            failures.retain(|_, f| lockout(f.count, free).is_some_and(|l| f.last.elapsed() < l));
-            if failures.len() >= MAX_THROTTLED
-                && let Some(least) = failures.iter().min_by_key(|(_, f)| f.count).map(|(k, _)| k.clone())
-            {
-                failures.remove(&least);
-            }
-        }
-        let entry = failures.entry(key.to_owned()).or_insert(Failures {
-            count: 0,
-            last: Instant::now(),
-            reported: false,
-        });
-        entry.count = entry.count.saturating_add(1);
-        entry.last = Instant::now();
-        entry.reported = false;
-    }
-
-    /// Forgets the failures of `key` (it signed in).
-    pub fn succeeded(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
-    }
-}
-
-/// The wait after `count` failures in a row, `free` of them unpunished.
-fn lockout(count: u32, free: u32) -> Option<Duration> {
-    let over = count.checked_sub(free)?;
-    let seconds = 1u64.checked_shl(over).unwrap_or(u64::MAX);
-    Some(Duration::from_secs(seconds).min(MAX_LOCKOUT))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,25 +153,6 @@ mod tests {
         }
         assert!(sessions.find(&olivia).is_some(), "another account's session lives on");
         assert!(sessions.find(&first).is_none(), "bob's oldest made room");
-    }
-
-    #[test]
-    fn failures_past_the_free_ones_make_the_name_wait_longer_each_time() {
-        let throttle = Throttle::new(FREE_FAILURES);
-        for _ in 0..FREE_FAILURES {
-            assert_eq!(throttle.wait("alice"), None);
-            throttle.failed("alice");
-        }
-        let first = throttle.wait("alice").expect("waits");
-        assert!(first.first && first.left <= Duration::from_secs(1));
-        assert!(!throttle.wait("alice").expect("waits").first, "reported once per wait");
-        throttle.failed("alice");
-        let second = throttle.wait("alice").expect("waits");
-        assert!(second.first && second.left > Duration::from_secs(1));
-        assert_eq!(throttle.wait("bob"), None, "others are not affected");
-        throttle.succeeded("alice");
-        assert_eq!(throttle.wait("alice"), None);
-        assert_eq!(lockout(100, FREE_FAILURES), Some(MAX_LOCKOUT));
     }
 
     #[test]

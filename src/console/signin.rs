@@ -1,5 +1,5 @@
 //! Signing in and out. A failed sign-in is throttled by name and by
-//! address (see [`super::sessions::Throttle`]) and recorded in the audit
+//! address (see [`super::throttle::Throttle`]) and recorded in the audit
 //! trail; a sign-in that cannot be recorded is refused.
 
 use std::net::SocketAddr;
@@ -86,7 +86,11 @@ pub(super) async fn sign_in(
     };
     // A name that must wait is refused unchecked; the first refusal of each
     // wait is recorded, the others counted.
-    if let Some(wait) = console.names.wait(&name_key) {
+    let unavailable = |super::throttle::Unavailable(error)| {
+        tracing::error!(%error, "console sign-in refused: the sign-in throttle cannot be read");
+        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "Sign-ins cannot be checked now; try again shortly.")
+    };
+    if let Some(wait) = console.names.wait(&name_key).await.map_err(unavailable)? {
         if wait.first {
             refuse("throttled").await;
         } else {
@@ -102,7 +106,7 @@ pub(super) async fn sign_in(
     }
     // An address that must wait is slowed down, not refused: behind a
     // proxy, everyone shares one address.
-    if let Some(wait) = console.addresses.wait(&address_key) {
+    if let Some(wait) = console.addresses.wait(&address_key).await.map_err(unavailable)? {
         tokio::time::sleep(wait.left.min(ADDRESS_DELAY)).await;
     }
     let accounts = console.accounts.current();
@@ -122,8 +126,8 @@ pub(super) async fn sign_in(
             .unwrap_or(false)
     };
     let Some(account) = account.filter(|_| verified) else {
-        console.names.failed(&name_key);
-        console.addresses.failed(&address_key);
+        console.names.failed(&name_key).await;
+        console.addresses.failed(&address_key).await;
         refuse("wrong name or password").await;
         return Ok(form(StatusCode::UNAUTHORIZED, Some("Wrong name or password."), &name));
     };
@@ -133,8 +137,8 @@ pub(super) async fn sign_in(
     {
         return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, error.message));
     }
-    console.names.succeeded(&name_key);
-    console.addresses.succeeded(&address_key);
+    console.names.succeeded(&name_key).await;
+    console.addresses.succeeded(&address_key).await;
     let Ok((token, _)) = console.sessions.start(&account.name, account.fingerprint()) else {
         return Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,

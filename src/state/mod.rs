@@ -181,6 +181,7 @@ impl State {
                 address: link.shown().to_owned(),
                 namespace: link.namespace().to_owned(),
                 clock: redis_clock,
+                link,
             })),
         })
     }

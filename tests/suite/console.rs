@@ -369,6 +369,43 @@ fn failed_sign_ins_are_refused_throttled_and_recorded() {
     assert!(started.elapsed() >= Duration::from_millis(900), "slowed: {:?}", started.elapsed());
 }
 
+/// Consoles of replicas on one Redis count failed sign-ins together: a
+/// balancer spreading one name's guesses over two replicas does not give it
+/// twice the free failures. Redis away, sign-ins are refused, not let
+/// through unthrottled.
+#[test]
+fn failed_sign_ins_count_across_replicas_on_one_redis() {
+    let mut redis = crate::util::redis_server::RedisServer::start(&[]);
+    let url = redis.url();
+    let (a, b) = (Console::start(POLICY, &["--state", &url]), Console::start(POLICY, &["--state", &url]));
+    let attempt = |console: &Console, password: &str| {
+        http(console.port, "POST", "/login", &[], &form(&[("name", "alice"), ("password", password)])).status
+    };
+    for console in [&a, &b, &a, &b, &a] {
+        assert_eq!(attempt(console, "guess"), 401);
+    }
+    assert_eq!(attempt(&a, "alice-pw"), 429, "five failures in a row, over two replicas");
+    assert_eq!(attempt(&b, "alice-pw"), 429);
+    // Redis keeps a digest of the name, not the name.
+    let keys =
+        std::process::Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["KEYS", "*"]).output();
+    let keys = String::from_utf8_lossy(&keys.expect("redis-cli").stdout).into_owned();
+    assert!(keys.contains("{tg:console}:throttle:sha256:") && !keys.contains("alice"), "{keys}");
+    std::thread::sleep(Duration::from_millis(1100));
+    b.sign_in("alice", "alice-pw");
+    assert_eq!(attempt(&a, "guess"), 401, "signing in on one replica forgave the failures on all");
+    assert_eq!(attempt(&a, "alice-pw"), 303);
+
+    redis.stop();
+    assert_eq!(attempt(&a, "alice-pw"), 503, "no sign-in goes unthrottled");
+    redis.start_again();
+    let started = std::time::Instant::now();
+    while attempt(&a, "alice-pw") != 303 {
+        assert!(started.elapsed() < Duration::from_secs(10), "sign-ins resume when Redis is back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn an_operator_kills_a_session_and_revives_it_and_an_approver_cannot() {
     let console = Console::start(POLICY, &[]);

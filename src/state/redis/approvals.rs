@@ -16,7 +16,7 @@
 //! in-memory ledger.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::approval::{
@@ -25,6 +25,7 @@ use super::super::approval::{
 };
 use super::super::clock::{Clock, SystemClock};
 use super::super::condition::{Condition, ConditionCell};
+use super::pool::Pool;
 use super::{Link, RedisError};
 
 /// The approvals script.
@@ -35,17 +36,14 @@ const FIND: &str = "local id = redis.call('HGET', KEYS[1] .. ':open', ARGV[1]) \
     if not id then return {} end \
     local fields = redis.call('HGETALL', KEYS[1] .. ':a:' .. id) \
     table.insert(fields, 1, id) return fields";
-/// The most idle connections kept.
-const MAX_IDLE_CONNECTIONS: usize = 8;
 /// How long a finished approval is kept after it expires.
 const KEEP_FINISHED_SECS: u64 = 3600;
 
 /// Approvals shared through Redis.
 pub struct RedisApprovals {
-    link: Link,
-    /// Idle connections: a call takes one (or connects), and gives it back
+    /// Connections: a call takes one (or connects), and gives it back
     /// when it worked, so that replicas' workers do not wait on each other.
-    connections: Mutex<Vec<redis::Connection>>,
+    pool: Pool,
     script: redis::Script,
     find_script: redis::Script,
     prefix: String,
@@ -82,8 +80,7 @@ impl RedisApprovals {
         clock: Arc<dyn Clock>,
     ) -> Result<RedisApprovals, RedisError> {
         let store = RedisApprovals {
-            link: link.clone(),
-            connections: Mutex::new(Vec::new()),
+            pool: Pool::new(link.clone()),
             script: redis::Script::new(SCRIPT),
             find_script: redis::Script::new(FIND),
             prefix: format!("{{{}:approvals}}", link.namespace()),
@@ -106,17 +103,8 @@ impl RedisApprovals {
             self.condition.fail(format!("the approvals cannot be reached: {error}"), SystemClock.now_ms());
             storage(error)
         };
-        let idle = self.connections.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let mut connection = match idle {
-            Some(connection) => connection,
-            None => self.link.connect().map_err(failed)?,
-        };
-        let result = f(&mut connection).map_err(failed)?;
+        let result = self.pool.with(f).map_err(failed)?;
         self.condition.heal();
-        let mut idle = self.connections.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_CONNECTIONS {
-            idle.push(connection);
-        }
         Ok(result)
     }
 
@@ -238,7 +226,7 @@ impl ApprovalStore for RedisApprovals {
         // it redeemable again. Unconfirmed, it is spent and denied.
         let (answer, confirmed) =
             self.run_then("redeem", &[id.to_owned(), hex(call.digest())], |connection, answer| {
-                let confirmed = if answer == "ok" { self.link.confirm(connection)? } else { Ok(()) };
+                let confirmed = if answer == "ok" { self.pool.link().confirm(connection)? } else { Ok(()) };
                 Ok((answer, confirmed))
             })?;
         if let Err(short) = confirmed {

@@ -30,6 +30,7 @@ pub mod approvals;
 pub mod clock;
 pub mod kills;
 pub mod link;
+pub mod pool;
 mod sentinel;
 
 use std::sync::Arc;
@@ -77,6 +78,9 @@ pub struct Shared {
     pub namespace: String,
     /// Redis's clock as this replica tells it.
     pub clock: Arc<RedisClock>,
+    /// The link the stores use, for other parts of the replica that share
+    /// state through the same Redis (the console's sign-in throttle).
+    pub link: Link,
 }
 
 impl Shared {

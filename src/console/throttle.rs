@@ -1,0 +1,228 @@
+//! Who has failed to sign in too often: failed sign-ins by key (a name, or
+//! an address). After `free` failures in a row, each further one makes the
+//! key wait twice as long as the last (1 s, 2 s, …, at most 15 minutes).
+//!
+//! On a replica whose state is on Redis, the failures are counted in Redis
+//! (on Redis's clock), so that a load balancer spreading one name's guesses
+//! over N replicas does not give it N times the free failures. Redis that
+//! cannot be asked refuses the sign-in rather than letting it go
+//! unthrottled.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::hash::FastMap;
+use crate::state::redis::pool::Pool;
+
+/// Failures in a row before a name must wait.
+pub const FREE_FAILURES: u32 = 5;
+/// Failures in a row before an address's sign-ins are slowed down (many
+/// people may share one address behind a proxy).
+pub const FREE_ADDRESS_FAILURES: u32 = 20;
+/// The longest wait after failures.
+const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// The most names and addresses remembered in memory.
+const MAX_THROTTLED: usize = 10_000;
+/// How long Redis remembers a key's failures after its last one.
+const REMEMBERED: Duration = Duration::from_secs(24 * 3600);
+/// The script that counts and reads failures in Redis.
+const SCRIPT: &str = include_str!("throttle.lua");
+
+/// Failed sign-ins by key, in memory or shared through Redis.
+#[derive(Debug)]
+pub struct Throttle {
+    free: u32,
+    kept: Kept,
+}
+
+#[derive(Debug)]
+enum Kept {
+    Memory(Mutex<FastMap<String, Failures>>),
+    Redis(Arc<Shared>),
+}
+
+/// The Redis side: connections, the script, and where the keys go.
+#[derive(Debug)]
+struct Shared {
+    pool: Arc<Pool>,
+    script: redis::Script,
+    /// The first part of every key, with the console's hash tag.
+    prefix: String,
+}
+
+#[derive(Debug)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    /// Whether a refusal in this wait was already reported.
+    reported: bool,
+}
+
+/// How long a key must still wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait {
+    /// The time left.
+    pub left: Duration,
+    /// Whether this is the first refusal of this wait (the one recorded;
+    /// the others are only counted).
+    pub first: bool,
+}
+
+/// The throttle could not be asked (Redis did not answer).
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl Throttle {
+    /// A throttle in memory that lets `free` failures in a row go unpunished.
+    pub fn new(free: u32) -> Throttle {
+        Throttle { free, kept: Kept::Memory(Mutex::default()) }
+    }
+
+    /// The same, counted in Redis through `pool`, shared by every replica
+    /// on it.
+    pub fn shared(free: u32, pool: Arc<Pool>) -> Throttle {
+        let prefix = format!("{{{}:console}}:throttle:", pool.link().namespace());
+        Throttle {
+            free,
+            kept: Kept::Redis(Arc::new(Shared { pool, script: redis::Script::new(SCRIPT), prefix })),
+        }
+    }
+
+    /// How long `key` must still wait before a sign-in is checked.
+    pub async fn wait(&self, key: &str) -> Result<Option<Wait>, Unavailable> {
+        let shared = match &self.kept {
+            Kept::Memory(failures) => return Ok(memory_wait(failures, key, self.free)),
+            Kept::Redis(shared) => shared,
+        };
+        let answer = shared.run(key, "wait", self.free).await?;
+        Ok(match answer.as_slice() {
+            [1, left, first] => Some(Wait {
+                left: Duration::from_millis(u64::try_from(*left).unwrap_or(0)),
+                first: *first == 1,
+            }),
+            _ => None,
+        })
+    }
+
+    /// Counts a failure for `key`.
+    pub async fn failed(&self, key: &str) {
+        match &self.kept {
+            Kept::Memory(failures) => memory_failed(failures, key, self.free),
+            Kept::Redis(shared) => {
+                if let Err(Unavailable(error)) = shared.run(key, "failed", self.free).await {
+                    tracing::error!(%error, "a failed sign-in could not be counted in Redis");
+                }
+            }
+        }
+    }
+
+    /// Forgets the failures of `key` (it signed in).
+    pub async fn succeeded(&self, key: &str) {
+        match &self.kept {
+            Kept::Memory(failures) => {
+                failures.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+            }
+            Kept::Redis(shared) => {
+                if let Err(Unavailable(error)) = shared.run(key, "succeeded", self.free).await {
+                    tracing::error!(%error, "a sign-in's earlier failures could not be forgotten in Redis");
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Runs the script for `key` in `mode`, off the async threads.
+    async fn run(
+        self: &Arc<Self>,
+        key: &str,
+        mode: &'static str,
+        free: u32,
+    ) -> Result<Vec<i64>, Unavailable> {
+        let shared = Arc::clone(self);
+        let key = format!("{}{}", self.prefix, crate::hash::sha256_text(sha2::Digest::new_with_prefix(key)));
+        let ran = tokio::task::spawn_blocking(move || {
+            shared.pool.with(|connection| {
+                shared
+                    .script
+                    .key(&key)
+                    .arg(mode)
+                    .arg(free)
+                    .arg(MAX_LOCKOUT.as_millis().to_string())
+                    .arg(REMEMBERED.as_millis().to_string())
+                    .invoke(connection)
+            })
+        })
+        .await;
+        match ran {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(Unavailable(format!("Redis: {error}"))),
+            Err(error) => Err(Unavailable(error.to_string())),
+        }
+    }
+}
+
+fn memory_wait(failures: &Mutex<FastMap<String, Failures>>, key: &str, free: u32) -> Option<Wait> {
+    let mut failures = failures.lock().unwrap_or_else(PoisonError::into_inner);
+    let entry = failures.get_mut(key)?;
+    let left = lockout(entry.count, free)?.checked_sub(entry.last.elapsed())?;
+    let first = !entry.reported;
+    entry.reported = true;
+    Some(Wait { left, first })
+}
+
+fn memory_failed(failures: &Mutex<FastMap<String, Failures>>, key: &str, free: u32) {
+    let mut failures = failures.lock().unwrap_or_else(PoisonError::into_inner);
+    if failures.len() >= MAX_THROTTLED && !failures.contains_key(key) {
+        // Forget those who would no longer wait, then the least suspect.
+        failures.retain(|_, f| lockout(f.count, free).is_some_and(|l| f.last.elapsed() < l));
+        if failures.len() >= MAX_THROTTLED
+            && let Some(least) = failures.iter().min_by_key(|(_, f)| f.count).map(|(k, _)| k.clone())
+        {
+            failures.remove(&least);
+        }
+    }
+    let entry = failures.entry(key.to_owned()).or_insert(Failures {
+        count: 0,
+        last: Instant::now(),
+        reported: false,
+    });
+    entry.count = entry.count.saturating_add(1);
+    entry.last = Instant::now();
+    entry.reported = false;
+}
+
+/// The wait after `count` failures in a row, `free` of them unpunished.
+fn lockout(count: u32, free: u32) -> Option<Duration> {
+    let over = count.checked_sub(free)?;
+    let seconds = 1u64.checked_shl(over).unwrap_or(u64::MAX);
+    Some(Duration::from_secs(seconds).min(MAX_LOCKOUT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failures_past_the_free_ones_make_the_name_wait_longer_each_time() {
+        let throttle = Throttle::new(FREE_FAILURES);
+        let wait = |key: &'static str| {
+            let throttle = &throttle;
+            async move { throttle.wait(key).await.expect("memory answers") }
+        };
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(wait("alice").await, None);
+            throttle.failed("alice").await;
+        }
+        let first = wait("alice").await.expect("waits");
+        assert!(first.first && first.left <= Duration::from_secs(1));
+        assert!(!wait("alice").await.expect("waits").first, "reported once per wait");
+        throttle.failed("alice").await;
+        let second = wait("alice").await.expect("waits");
+        assert!(second.first && second.left > Duration::from_secs(1));
+        assert_eq!(wait("bob").await, None, "others are not affected");
+        throttle.succeeded("alice").await;
+        assert_eq!(wait("alice").await, None);
+        assert_eq!(lockout(100, FREE_FAILURES), Some(MAX_LOCKOUT));
+    }
+}
