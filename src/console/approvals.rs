@@ -99,7 +99,7 @@ fn arguments(approval: &Approval) -> String {
 
 /// `GET /approvals`.
 pub(super) async fn list(State(console): State<Shared>, headers: HeaderMap) -> Answer {
-    let signed_in = console.viewer(&headers)?;
+    let signed_in = console.viewer(&headers).await?;
     let (approvals, now) = visible(&console, &signed_in).await?;
     let mut body = String::new();
     if approvals.is_empty() {
@@ -145,7 +145,7 @@ pub(super) async fn detail(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Answer {
-    let signed_in = console.viewer(&headers)?;
+    let signed_in = console.viewer(&headers).await?;
     if !possible_id(&id) {
         return Err(not_found());
     }
@@ -194,7 +194,7 @@ pub(super) async fn reject(
 }
 
 async fn decide(console: Shared, headers: HeaderMap, id: String, form: Decision, grant: bool) -> Answer {
-    let signed_in = console.changer(&headers, &form.csrf)?;
+    let signed_in = console.changer(&headers, &form.csrf).await?;
     if !possible_id(&id) {
         return Err(not_found());
     }

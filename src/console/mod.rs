@@ -22,6 +22,7 @@ mod html;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod on_redis;
 mod operations;
 pub mod sessions;
 mod signin;
@@ -123,21 +124,26 @@ type Shared = Arc<Console>;
 
 /// The console's routes over `service`.
 pub fn router(service: Arc<Service>, accounts: AccountBook, tls: bool, trail: Option<Trail>) -> Router {
-    // On Redis, failed sign-ins count across every replica.
-    let (names, addresses) = match &service.state().redis {
+    // On Redis, sessions and failed sign-ins are every replica's.
+    let (sessions, names, addresses) = match &service.state().redis {
         Some(redis) => {
             let pool = Arc::new(crate::state::redis::pool::Pool::new(redis.link.clone()));
             (
+                Sessions::shared(Arc::clone(&pool)),
                 Throttle::shared(throttle::FREE_FAILURES, Arc::clone(&pool)),
                 Throttle::shared(throttle::FREE_ADDRESS_FAILURES, pool),
             )
         }
-        None => (Throttle::new(throttle::FREE_FAILURES), Throttle::new(throttle::FREE_ADDRESS_FAILURES)),
+        None => (
+            Sessions::default(),
+            Throttle::new(throttle::FREE_FAILURES),
+            Throttle::new(throttle::FREE_ADDRESS_FAILURES),
+        ),
     };
     let console = Arc::new(Console {
         service,
         accounts,
-        sessions: Sessions::default(),
+        sessions,
         names,
         addresses,
         hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
@@ -267,9 +273,17 @@ impl SignedIn {
 
 impl Console {
     /// Who is signed in: a live session of an account that still exists
-    /// as it was when it signed in.
-    fn signed_in(&self, headers: &HeaderMap) -> Option<SignedIn> {
-        self.signed_in_with(self.session_token(headers)?)
+    /// as it was when it signed in. Sessions that cannot be read (Redis
+    /// away) are a refusal, not a sign-in page.
+    async fn signed_in(&self, headers: &HeaderMap) -> Result<Option<SignedIn>, Refusal> {
+        let Some(token) = self.session_token(headers) else { return Ok(None) };
+        self.signed_in_with(token).await.map_err(|on_redis::Unavailable(error)| {
+            tracing::error!(%error, "the console's sessions cannot be read");
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sessions cannot be checked now; try again shortly.",
+            )
+        })
     }
 
     /// The session cookie's name.
@@ -289,30 +303,30 @@ impl Console {
     }
 
     /// Who is signed in with the session `token`, as [`Console::signed_in`].
-    fn signed_in_with(&self, token: &str) -> Option<SignedIn> {
-        let session = self.sessions.find(token)?;
-        let accounts = self.accounts.current();
-        match accounts.get(&session.account) {
+    async fn signed_in_with(&self, token: &str) -> Result<Option<SignedIn>, on_redis::Unavailable> {
+        let Some(session) = self.sessions.find(token).await? else { return Ok(None) };
+        let account = self.accounts.current().get(&session.account).cloned();
+        match account {
             Some(account) if account.fingerprint() == session.fingerprint => {
-                Some(SignedIn { session, account: account.clone() })
+                Ok(Some(SignedIn { session, account }))
             }
             _ => {
-                self.sessions.end(token);
-                None
+                self.sessions.end(token).await;
+                Ok(None)
             }
         }
     }
 
     /// Who is signed in, for a page: else the answer is the sign-in page.
-    fn viewer(&self, headers: &HeaderMap) -> Result<SignedIn, Refusal> {
-        self.signed_in(headers).ok_or(Refusal::SignIn)
+    async fn viewer(&self, headers: &HeaderMap) -> Result<SignedIn, Refusal> {
+        self.signed_in(headers).await?.ok_or(Refusal::SignIn)
     }
 
     /// Who asks for a change: signed in, from this origin, with the
     /// session's CSRF token; else the answer is a refusal.
-    fn changer(&self, headers: &HeaderMap, csrf: &str) -> Result<SignedIn, Refusal> {
+    async fn changer(&self, headers: &HeaderMap, csrf: &str) -> Result<SignedIn, Refusal> {
         same_origin(headers)?;
-        let Some(signed_in) = self.signed_in(headers) else {
+        let Some(signed_in) = self.signed_in(headers).await? else {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 "Sign in first: this session has ended or never began.",

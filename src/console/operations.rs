@@ -62,8 +62,8 @@ pub(super) struct TailFilter {
     outcome: String,
 }
 
-fn operator(console: &Shared, headers: &HeaderMap) -> Result<SignedIn, Refusal> {
-    let signed_in = console.viewer(headers)?;
+async fn operator(console: &Shared, headers: &HeaderMap) -> Result<SignedIn, Refusal> {
+    let signed_in = console.viewer(headers).await?;
     if !signed_in.account.operator {
         return Err(Refusal::new(
             StatusCode::FORBIDDEN,
@@ -252,7 +252,7 @@ pub(super) async fn page(
     headers: HeaderMap,
     Query(filter): Query<TailFilter>,
 ) -> Answer {
-    let signed_in = operator(&console, &headers)?;
+    let signed_in = operator(&console, &headers).await?;
     let kills = console
         .ask(&signed_in.role(), Op::Kills, |reply| match reply {
             Reply::Kills(kills) => Ok(kills),
@@ -294,7 +294,7 @@ pub(super) async fn kill(
     headers: HeaderMap,
     Form(form): Form<KillForm>,
 ) -> Answer {
-    let signed_in = console.changer(&headers, &form.csrf)?;
+    let signed_in = console.changer(&headers, &form.csrf).await?;
     let scope = scope(&form.scope, form.agent.trim(), form.session.trim())?;
     let reason = form.reason.trim();
     if reason.is_empty() {
@@ -311,7 +311,7 @@ pub(super) async fn revive(
     headers: HeaderMap,
     Form(form): Form<ReviveForm>,
 ) -> Answer {
-    let signed_in = console.changer(&headers, &form.csrf)?;
+    let signed_in = console.changer(&headers, &form.csrf).await?;
     let scope = scope(&form.scope, &form.agent, &form.session)?;
     let done = format!("Revived: {}.", html_free(&scope));
     change(&console, &signed_in, Op::Revive { scope }, done).await
@@ -335,7 +335,7 @@ pub(super) async fn verify(
     headers: HeaderMap,
     Form(form): Form<CsrfOnly>,
 ) -> Answer {
-    let signed_in = console.changer(&headers, &form.csrf)?;
+    let signed_in = console.changer(&headers, &form.csrf).await?;
     if !signed_in.account.operator {
         return Err(Refusal::new(StatusCode::FORBIDDEN, "Verifying the trail is for operators."));
     }
@@ -390,7 +390,7 @@ pub(super) async fn events(
     headers: HeaderMap,
     Query(filter): Query<TailFilter>,
 ) -> Answer {
-    operator(&console, &headers)?;
+    operator(&console, &headers).await?;
     let token = console.session_token(&headers).unwrap_or_default().to_owned();
     let Ok(slot) = Arc::clone(&console.tails).try_acquire_owned() else {
         return Err(Refusal::new(
@@ -408,7 +408,9 @@ pub(super) async fn events(
             loop {
                 let received = tokio::select! {
                     _ = recheck.tick() => {
-                        let still = console.signed_in_with(&token).is_some_and(|s| s.account.operator);
+                        // Redis away ends the tail too: it cannot tell.
+                        let signed_in = console.signed_in_with(&token).await;
+                        let still = matches!(signed_in, Ok(Some(s)) if s.account.operator);
                         if !still {
                             return None;
                         }

@@ -48,7 +48,7 @@ fn form(status: StatusCode, problem: Option<&str>, name: &str) -> Response {
 
 /// `GET /login`.
 pub(super) async fn page(State(console): State<Shared>, headers: HeaderMap) -> Answer {
-    if console.signed_in(&headers).is_some() {
+    if matches!(console.signed_in(&headers).await, Ok(Some(_))) {
         return Ok(Redirect::to("/approvals").into_response());
     }
     Ok(form(StatusCode::OK, None, ""))
@@ -86,7 +86,7 @@ pub(super) async fn sign_in(
     };
     // A name that must wait is refused unchecked; the first refusal of each
     // wait is recorded, the others counted.
-    let unavailable = |super::throttle::Unavailable(error)| {
+    let unavailable = |super::on_redis::Unavailable(error)| {
         tracing::error!(%error, "console sign-in refused: the sign-in throttle cannot be read");
         Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "Sign-ins cannot be checked now; try again shortly.")
     };
@@ -139,12 +139,14 @@ pub(super) async fn sign_in(
     }
     console.names.succeeded(&name_key).await;
     console.addresses.succeeded(&address_key).await;
-    let Ok((token, _)) = console.sessions.start(&account.name, account.fingerprint()) else {
-        return Err(Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "No session can be made: the random source failed.",
-        ));
-    };
+    let (token, _) = console.sessions.start(&account.name, account.fingerprint()).await.map_err(|error| {
+        tracing::error!(?error, "no console session can be made");
+        let why = match error {
+            super::sessions::StartError::Random(_) => "No session can be made: the random source failed.",
+            super::sessions::StartError::Unavailable(_) => "No session can be made now; try again shortly.",
+        };
+        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, why)
+    })?;
     tracing::info!(account = ?account.name, %from, "console sign-in");
     let mut response = Redirect::to("/approvals").into_response();
     if let Ok(cookie) = console.cookie(Some(&token)).parse() {
@@ -159,9 +161,9 @@ pub(super) async fn sign_out(
     headers: HeaderMap,
     Form(Csrf { csrf }): Form<Csrf>,
 ) -> Answer {
-    let signed_in = console.changer(&headers, &csrf)?;
+    let signed_in = console.changer(&headers, &csrf).await?;
     if let Some(token) = console.session_token(&headers) {
-        console.sessions.end(token);
+        console.sessions.end(token).await;
     }
     let by = signed_in.account.identity().to_string();
     console.service.record_event("console_signout", json!({"by": by})).await;

@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::on_redis::{RedisScript, Unavailable};
 use crate::hash::FastMap;
 use crate::state::redis::pool::Pool;
 
@@ -38,16 +39,7 @@ pub struct Throttle {
 #[derive(Debug)]
 enum Kept {
     Memory(Mutex<FastMap<String, Failures>>),
-    Redis(Arc<Shared>),
-}
-
-/// The Redis side: connections, the script, and where the keys go.
-#[derive(Debug)]
-struct Shared {
-    pool: Arc<Pool>,
-    script: redis::Script,
-    /// The first part of every key, with the console's hash tag.
-    prefix: String,
+    Redis(Arc<RedisScript>),
 }
 
 #[derive(Debug)]
@@ -68,10 +60,6 @@ pub struct Wait {
     pub first: bool,
 }
 
-/// The throttle could not be asked (Redis did not answer).
-#[derive(Debug)]
-pub struct Unavailable(pub String);
-
 impl Throttle {
     /// A throttle in memory that lets `free` failures in a row go unpunished.
     pub fn new(free: u32) -> Throttle {
@@ -81,11 +69,7 @@ impl Throttle {
     /// The same, counted in Redis through `pool`, shared by every replica
     /// on it.
     pub fn shared(free: u32, pool: Arc<Pool>) -> Throttle {
-        let prefix = format!("{{{}:console}}:throttle:", pool.link().namespace());
-        Throttle {
-            free,
-            kept: Kept::Redis(Arc::new(Shared { pool, script: redis::Script::new(SCRIPT), prefix })),
-        }
+        Throttle { free, kept: Kept::Redis(Arc::new(RedisScript::new(pool, SCRIPT, "throttle"))) }
     }
 
     /// How long `key` must still wait before a sign-in is checked.
@@ -94,7 +78,7 @@ impl Throttle {
             Kept::Memory(failures) => return Ok(memory_wait(failures, key, self.free)),
             Kept::Redis(shared) => shared,
         };
-        let answer = shared.run(key, "wait", self.free).await?;
+        let answer = self.run(shared, key, "wait").await?;
         Ok(match answer.as_slice() {
             [1, left, first] => Some(Wait {
                 left: Duration::from_millis(u64::try_from(*left).unwrap_or(0)),
@@ -109,11 +93,18 @@ impl Throttle {
         match &self.kept {
             Kept::Memory(failures) => memory_failed(failures, key, self.free),
             Kept::Redis(shared) => {
-                if let Err(Unavailable(error)) = shared.run(key, "failed", self.free).await {
+                if let Err(Unavailable(error)) = self.run(shared, key, "failed").await {
                     tracing::error!(%error, "a failed sign-in could not be counted in Redis");
                 }
             }
         }
+    }
+
+    /// Runs the script for `key` in `mode`.
+    async fn run(&self, redis: &Arc<RedisScript>, key: &str, mode: &str) -> Result<Vec<i64>, Unavailable> {
+        let args = [mode.to_owned(), self.free.to_string(), MAX_LOCKOUT.as_millis().to_string()];
+        let args = args.into_iter().chain([REMEMBERED.as_millis().to_string()]).collect();
+        redis.run(vec![redis.key("", key)], args).await
     }
 
     /// Forgets the failures of `key` (it signed in).
@@ -123,41 +114,10 @@ impl Throttle {
                 failures.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
             }
             Kept::Redis(shared) => {
-                if let Err(Unavailable(error)) = shared.run(key, "succeeded", self.free).await {
+                if let Err(Unavailable(error)) = self.run(shared, key, "succeeded").await {
                     tracing::error!(%error, "a sign-in's earlier failures could not be forgotten in Redis");
                 }
             }
-        }
-    }
-}
-
-impl Shared {
-    /// Runs the script for `key` in `mode`, off the async threads.
-    async fn run(
-        self: &Arc<Self>,
-        key: &str,
-        mode: &'static str,
-        free: u32,
-    ) -> Result<Vec<i64>, Unavailable> {
-        let shared = Arc::clone(self);
-        let key = format!("{}{}", self.prefix, crate::hash::sha256_text(sha2::Digest::new_with_prefix(key)));
-        let ran = tokio::task::spawn_blocking(move || {
-            shared.pool.with(|connection| {
-                shared
-                    .script
-                    .key(&key)
-                    .arg(mode)
-                    .arg(free)
-                    .arg(MAX_LOCKOUT.as_millis().to_string())
-                    .arg(REMEMBERED.as_millis().to_string())
-                    .invoke(connection)
-            })
-        })
-        .await;
-        match ran {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(error)) => Err(Unavailable(format!("Redis: {error}"))),
-            Err(error) => Err(Unavailable(error.to_string())),
         }
     }
 }

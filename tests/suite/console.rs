@@ -71,10 +71,16 @@ pub(crate) fn accounts_text() -> String {
 
 impl Console {
     pub(crate) fn start(policy: &str, extra: &[&str]) -> Console {
+        Console::start_with(policy, extra, &accounts_text())
+    }
+
+    /// A console whose accounts file says `accounts` (replicas share one).
+    pub(crate) fn start_with(policy: &str, extra: &[&str], accounts: &str) -> Console {
         let dir = TempDir::new();
         std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+        let accounts_text = accounts;
         let accounts = dir.path().join("accounts.yaml");
-        std::fs::write(&accounts, accounts_text()).expect("accounts");
+        std::fs::write(&accounts, accounts_text).expect("accounts");
         std::fs::set_permissions(&accounts, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("mode");
         let (port, metrics) = (free_port(), free_port());
@@ -402,6 +408,53 @@ fn failed_sign_ins_count_across_replicas_on_one_redis() {
     let started = std::time::Instant::now();
     while attempt(&a, "alice-pw") != 303 {
         assert!(started.elapsed() < Duration::from_secs(10), "sign-ins resume when Redis is back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Consoles of replicas on one Redis share their sessions: signed in on
+/// one, a browser is signed in on every one (behind a balancer without
+/// sticky sessions), and signing out on any ends it on all. Redis keeps
+/// digests of the tokens, each with an expiry. Redis away, pages are
+/// refused (503), not served to whoever holds a cookie; back, they are
+/// served again.
+#[test]
+fn a_session_signed_in_on_one_replica_is_good_on_every_replica() {
+    // Sessions outlive a crash of a Redis that persists every write.
+    let mut redis =
+        crate::util::redis_server::RedisServer::start(&["--appendonly yes", "--appendfsync always"]);
+    let url = redis.url();
+    // The replicas are given the same accounts file, as they must be.
+    let accounts = accounts_text();
+    let replica = || Console::start_with(POLICY, &["--state", &url], &accounts);
+    let (a, b) = (replica(), replica());
+    let token = a.sign_in("alice", "alice-pw");
+    assert_eq!(b.get("/approvals", &token).status, 200, "signed in on the other replica too");
+    let csrf = a.csrf(&token);
+    assert_eq!(b.csrf(&token), csrf, "one session, one CSRF token");
+    let cli = |args: &[&str]| {
+        let output =
+            std::process::Command::new("redis-cli").arg("-s").arg(redis.socket()).args(args).output();
+        String::from_utf8_lossy(&output.expect("redis-cli").stdout).into_owned()
+    };
+    let keys = cli(&["KEYS", "{tg:console}:sessions:s:*"]);
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    assert!(!keys.contains(&token) && !cli(&["KEYS", "*"]).contains(&token), "only a digest of the token");
+    let ttl: i64 = cli(&["PTTL", keys.trim()]).trim().parse().expect("a number");
+    assert!(ttl > 0 && ttl <= 30 * 60 * 1000, "an idle session expires: {ttl}");
+
+    // Signed out through the other replica, the session is gone from both.
+    assert_eq!(b.post("/logout", &token, &[("csrf", &csrf)]).status, 303);
+    assert_eq!(a.get("/approvals", &token).status, 303, "signed out everywhere");
+    assert_eq!(b.get("/approvals", &token).status, 303);
+
+    let token = b.sign_in("olivia", "olivia-pw");
+    redis.stop();
+    assert_eq!(a.get("/operations", &token).status, 503, "no page without a session that can be checked");
+    redis.start_again();
+    let started = std::time::Instant::now();
+    while a.get("/operations", &token).status != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "pages resume when Redis is back");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

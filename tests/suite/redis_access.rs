@@ -268,6 +268,17 @@ fn the_books_least_privilege_redis_user_is_all_a_replica_needs() {
     assert_eq!(server.connect().ask(redeem)["reason_code"], "approved");
     let health = server.connect().ask(json!({"op": "health"}));
     assert_eq!(health["state"]["condition"], "ok", "{health}");
+    // The console's sessions and sign-in throttle, under the same user.
+    let console =
+        crate::console::Console::start(POLICY, &["--state", &url, "--redis-password-file", &password_arg]);
+    let login = |password: &str| {
+        let fields = crate::console::form(&[("name", "alice"), ("password", password)]);
+        crate::console::http(console.port, "POST", "/login", &[], &fields).status
+    };
+    assert_eq!(login("guess"), 401);
+    let token = console.sign_in("alice", "alice-pw");
+    assert_eq!(console.get("/approvals", &token).status, 200);
+    assert_eq!(console.post("/logout", &token, &[("csrf", &console.csrf(&token))]).status, 303);
     let log = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["ACL", "LOG"]).output();
     let log = String::from_utf8_lossy(&log.expect("redis-cli").stdout).into_owned();
     assert!(log.trim().is_empty(), "Redis refused the replica something: {log}");
