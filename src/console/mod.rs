@@ -311,7 +311,10 @@ impl Console {
                 Ok(Some(SignedIn { session, account }))
             }
             _ => {
-                self.sessions.end(token).await;
+                // Refused either way: a changed account's session is never used again.
+                if let Err(on_redis::Unavailable(error)) = self.sessions.end(token).await {
+                    tracing::error!(%error, "the session of a changed account could not be ended");
+                }
                 Ok(None)
             }
         }

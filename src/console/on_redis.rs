@@ -1,7 +1,9 @@
 //! The console's own state on Redis (failed sign-ins, sign-in sessions),
 //! when the replica's state is there: one script per kind, run off the
 //! async threads, its keys under the console's hash tag and named by
-//! digests (never by a name, an address or a token).
+//! SHA-256 digests — never by a token (which cannot be found from its
+//! digest), and by a name or address only under a pseudonym (which can be,
+//! by trying names or every address).
 
 use std::sync::Arc;
 

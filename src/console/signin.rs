@@ -85,12 +85,14 @@ pub(super) async fn sign_in(
         }
     };
     // A name that must wait is refused unchecked; the first refusal of each
-    // wait is recorded, the others counted.
+    // wait is recorded, the others counted. Any other attempt counts as a
+    // failure at once, until it signs in: attempts made all at once cannot
+    // all pass as "no failures yet".
     let unavailable = |super::on_redis::Unavailable(error)| {
         tracing::error!(%error, "console sign-in refused: the sign-in throttle cannot be read");
         Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "Sign-ins cannot be checked now; try again shortly.")
     };
-    if let Some(wait) = console.names.wait(&name_key).await.map_err(unavailable)? {
+    if let Some(wait) = console.names.attempt(&name_key, true).await.map_err(unavailable)? {
         if wait.first {
             refuse("throttled").await;
         } else {
@@ -106,7 +108,7 @@ pub(super) async fn sign_in(
     }
     // An address that must wait is slowed down, not refused: behind a
     // proxy, everyone shares one address.
-    if let Some(wait) = console.addresses.wait(&address_key).await.map_err(unavailable)? {
+    if let Some(wait) = console.addresses.attempt(&address_key, false).await.map_err(unavailable)? {
         tokio::time::sleep(wait.left.min(ADDRESS_DELAY)).await;
     }
     let accounts = console.accounts.current();
@@ -126,19 +128,12 @@ pub(super) async fn sign_in(
             .unwrap_or(false)
     };
     let Some(account) = account.filter(|_| verified) else {
-        console.names.failed(&name_key).await;
-        console.addresses.failed(&address_key).await;
         refuse("wrong name or password").await;
         return Ok(form(StatusCode::UNAUTHORIZED, Some("Wrong name or password."), &name));
     };
-    if let Err(error) = service
-        .record_event_first("console_signin", json!({"by": account.identity().to_string(), "from": from}))
-        .await
-    {
-        return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, error.message));
-    }
-    console.names.succeeded(&name_key).await;
-    console.addresses.succeeded(&address_key).await;
+    // The session is made first (its token leaves only with the answer),
+    // then recorded: a sign-in that cannot be recorded ends it unused, and
+    // the trail never shows a sign-in that made no session.
     let (token, _) = console.sessions.start(&account.name, account.fingerprint()).await.map_err(|error| {
         tracing::error!(?error, "no console session can be made");
         let why = match error {
@@ -147,6 +142,17 @@ pub(super) async fn sign_in(
         };
         Refusal::new(StatusCode::SERVICE_UNAVAILABLE, why)
     })?;
+    if let Err(error) = service
+        .record_event_first("console_signin", json!({"by": account.identity().to_string(), "from": from}))
+        .await
+    {
+        if let Err(super::on_redis::Unavailable(ended)) = console.sessions.end(&token).await {
+            tracing::error!(error = %ended, "an unrecorded console session could not be ended");
+        }
+        return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, error.message));
+    }
+    console.names.succeeded(&name_key).await;
+    console.addresses.succeeded(&address_key).await;
     tracing::info!(account = ?account.name, %from, "console sign-in");
     let mut response = Redirect::to("/approvals").into_response();
     if let Ok(cookie) = console.cookie(Some(&token)).parse() {
@@ -163,7 +169,14 @@ pub(super) async fn sign_out(
 ) -> Answer {
     let signed_in = console.changer(&headers, &csrf).await?;
     if let Some(token) = console.session_token(&headers) {
-        console.sessions.end(token).await;
+        // A sign-out Redis did not take is no sign-out: say so, record nothing.
+        console.sessions.end(token).await.map_err(|super::on_redis::Unavailable(error)| {
+            tracing::error!(%error, "console sign-out failed: the session cannot be ended");
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "You are still signed in: the session cannot be ended now; try again shortly.",
+            )
+        })?;
     }
     let by = signed_in.account.identity().to_string();
     console.service.record_event("console_signout", json!({"by": by})).await;

@@ -24,8 +24,10 @@ pub const FREE_ADDRESS_FAILURES: u32 = 20;
 const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
 /// The most names and addresses remembered in memory.
 const MAX_THROTTLED: usize = 10_000;
-/// How long Redis remembers a key's failures after its last one.
-const REMEMBERED: Duration = Duration::from_secs(24 * 3600);
+/// How long Redis remembers a key's failures after its last one: long
+/// enough that the longest wait does not forget them, short enough that
+/// strangers' names and addresses do not pile up in Redis.
+const REMEMBERED: Duration = Duration::from_secs(3600);
 /// The script that counts and reads failures in Redis.
 const SCRIPT: &str = include_str!("throttle.lua");
 
@@ -72,13 +74,19 @@ impl Throttle {
         Throttle { free, kept: Kept::Redis(Arc::new(RedisScript::new(pool, SCRIPT, "throttle"))) }
     }
 
-    /// How long `key` must still wait before a sign-in is checked.
-    pub async fn wait(&self, key: &str) -> Result<Option<Wait>, Unavailable> {
-        let shared = match &self.kept {
-            Kept::Memory(failures) => return Ok(memory_wait(failures, key, self.free)),
-            Kept::Redis(shared) => shared,
+    /// A sign-in attempt of `key`. While `key` must wait, an attempt that
+    /// `refuses` is turned away unchecked and uncounted (the wait is
+    /// returned); otherwise the attempt is counted at once as a failure —
+    /// until [`Throttle::succeeded`] forgets it — and any wait is returned
+    /// for the caller to sit out. Counting before the password is checked
+    /// means a burst of attempts at once cannot all pass as "no failures
+    /// yet".
+    pub async fn attempt(&self, key: &str, refuses: bool) -> Result<Option<Wait>, Unavailable> {
+        let redis = match &self.kept {
+            Kept::Memory(failures) => return Ok(memory_attempt(failures, key, self.free, refuses)),
+            Kept::Redis(redis) => redis,
         };
-        let answer = self.run(shared, key, "wait").await?;
+        let answer = self.run(redis, key, if refuses { "refuse" } else { "slow" }).await?;
         Ok(match answer.as_slice() {
             [1, left, first] => Some(Wait {
                 left: Duration::from_millis(u64::try_from(*left).unwrap_or(0)),
@@ -86,18 +94,6 @@ impl Throttle {
             }),
             _ => None,
         })
-    }
-
-    /// Counts a failure for `key`.
-    pub async fn failed(&self, key: &str) {
-        match &self.kept {
-            Kept::Memory(failures) => memory_failed(failures, key, self.free),
-            Kept::Redis(shared) => {
-                if let Err(Unavailable(error)) = self.run(shared, key, "failed").await {
-                    tracing::error!(%error, "a failed sign-in could not be counted in Redis");
-                }
-            }
-        }
     }
 
     /// Runs the script for `key` in `mode`.
@@ -122,17 +118,22 @@ impl Throttle {
     }
 }
 
-fn memory_wait(failures: &Mutex<FastMap<String, Failures>>, key: &str, free: u32) -> Option<Wait> {
+fn memory_attempt(
+    failures: &Mutex<FastMap<String, Failures>>,
+    key: &str,
+    free: u32,
+    refuses: bool,
+) -> Option<Wait> {
     let mut failures = failures.lock().unwrap_or_else(PoisonError::into_inner);
-    let entry = failures.get_mut(key)?;
-    let left = lockout(entry.count, free)?.checked_sub(entry.last.elapsed())?;
-    let first = !entry.reported;
-    entry.reported = true;
-    Some(Wait { left, first })
-}
-
-fn memory_failed(failures: &Mutex<FastMap<String, Failures>>, key: &str, free: u32) {
-    let mut failures = failures.lock().unwrap_or_else(PoisonError::into_inner);
+    let wait = failures.get_mut(key).and_then(|entry| {
+        let left = lockout(entry.count, free)?.checked_sub(entry.last.elapsed())?;
+        let first = !entry.reported;
+        entry.reported = true;
+        Some(Wait { left, first })
+    });
+    if wait.is_some() && refuses {
+        return wait;
+    }
     if failures.len() >= MAX_THROTTLED && !failures.contains_key(key) {
         // Forget those who would no longer wait, then the least suspect.
         failures.retain(|_, f| lockout(f.count, free).is_some_and(|l| f.last.elapsed() < l));
@@ -150,6 +151,7 @@ fn memory_failed(failures: &Mutex<FastMap<String, Failures>>, key: &str, free: u
     entry.count = entry.count.saturating_add(1);
     entry.last = Instant::now();
     entry.reported = false;
+    wait
 }
 
 /// The wait after `count` failures in a row, `free` of them unpunished.
@@ -164,25 +166,27 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn failures_past_the_free_ones_make_the_name_wait_longer_each_time() {
+    async fn attempts_past_the_free_ones_make_the_name_wait_longer_each_time() {
         let throttle = Throttle::new(FREE_FAILURES);
-        let wait = |key: &'static str| {
+        let attempt = |key: &'static str| {
             let throttle = &throttle;
-            async move { throttle.wait(key).await.expect("memory answers") }
+            async move { throttle.attempt(key, true).await.expect("memory answers") }
         };
         for _ in 0..FREE_FAILURES {
-            assert_eq!(wait("alice").await, None);
-            throttle.failed("alice").await;
+            assert_eq!(attempt("alice").await, None, "free, and counted");
         }
-        let first = wait("alice").await.expect("waits");
+        let first = attempt("alice").await.expect("waits");
         assert!(first.first && first.left <= Duration::from_secs(1));
-        assert!(!wait("alice").await.expect("waits").first, "reported once per wait");
-        throttle.failed("alice").await;
-        let second = wait("alice").await.expect("waits");
-        assert!(second.first && second.left > Duration::from_secs(1));
-        assert_eq!(wait("bob").await, None, "others are not affected");
+        assert!(!attempt("alice").await.expect("waits").first, "reported once per wait");
+        // An address is slowed, not refused: its attempt counts all the same.
+        let slowed = Throttle::new(1);
+        assert_eq!(slowed.attempt("10.0.0.1", false).await.expect("memory"), None);
+        assert!(slowed.attempt("10.0.0.1", false).await.expect("memory").is_some());
+        let longer = slowed.attempt("10.0.0.1", false).await.expect("memory").expect("waits");
+        assert!(longer.left > Duration::from_secs(1), "counted while slowed: {longer:?}");
+        assert_eq!(attempt("bob").await, None, "others are not affected");
         throttle.succeeded("alice").await;
-        assert_eq!(wait("alice").await, None);
+        assert_eq!(attempt("alice").await, None);
         assert_eq!(lockout(100, FREE_FAILURES), Some(MAX_LOCKOUT));
     }
 }
