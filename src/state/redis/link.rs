@@ -90,12 +90,15 @@ fn direct_target(settings: &RedisSettings) -> Result<Target, RedisError> {
             "a sentinels' password is for an address through Sentinel: `redis+sentinel://…` or `rediss+sentinel://…`",
         )));
     }
-    let mut info =
+    let info =
         redis::IntoConnectionInfo::into_connection_info(settings.url.as_str()).map_err(not_an_address)?;
+    // No `CLIENT SETINFO` at connect: the least-privilege user may not run
+    // it, and every refusal would be an entry in Redis's `ACL LOG`.
+    let mut redis = info.redis_settings().clone().set_skip_set_lib_name();
     if let Some(password) = password_from_file(settings.password_file.as_deref(), "Redis password file")? {
-        let redis = info.redis_settings().clone().set_password(password);
-        info = info.set_redis_settings(redis);
+        redis = redis.set_password(password);
     }
+    let info = info.set_redis_settings(redis);
     let tls = match info.addr() {
         redis::ConnectionAddr::TcpTls { insecure: true, .. } => {
             return Err(RedisError(String::from(
@@ -193,6 +196,20 @@ fn read_secret(path: &Path, what: &str) -> Result<Vec<u8>, RedisError> {
     })
 }
 
+/// Whether TLS itself failed (a certificate not trusted, one the server
+/// asked for and did not get): the handshake's error, not a lost
+/// connection.
+fn tls_refused(error: &redis::RedisError) -> bool {
+    type Shared = Arc<dyn std::error::Error + Send + Sync>;
+    // The crate keeps the I/O error behind an `Arc`.
+    let source = std::error::Error::source(error);
+    let io = source.and_then(|source| match source.downcast_ref::<Shared>() {
+        Some(shared) => shared.downcast_ref::<std::io::Error>(),
+        None => source.downcast_ref::<std::io::Error>(),
+    });
+    io.and_then(std::io::Error::get_ref).is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>())
+}
+
 /// The password in the file `path` (its first line), if a file is named.
 fn password_from_file(path: Option<&Path>, what: &str) -> Result<Option<String>, RedisError> {
     let Some(path) = path else { return Ok(None) };
@@ -287,9 +304,9 @@ impl Link {
     }
 
     /// Why this Redis could lose state on its own, if it could: a memory
-    /// limit with a policy that evicts keys (every key toolgate writes has
-    /// a TTL, so even `volatile-*` policies may drop counts, kills and
-    /// approvals). Read from `INFO memory`; `None` when it cannot (or, with
+    /// limit with a policy that evicts keys (counts, buckets, approvals and
+    /// console sessions carry a TTL, so even `volatile-*` policies may drop
+    /// them; `allkeys-*` may drop the kills too). Read from `INFO memory`; `None` when it cannot (or, with
     /// `INFO` refused, when this cannot be told).
     pub fn eviction_risk(&self) -> Option<String> {
         let mut connection = self.connect().ok()?;
@@ -320,7 +337,8 @@ impl Link {
             let lasting = matches!(
                 error.kind(),
                 redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
-            ) || matches!(error.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
+            ) || matches!(error.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+                || tls_refused(&error);
             let left = deadline.saturating_duration_since(Instant::now());
             if lasting || left.is_zero() {
                 return Err(RedisError(format!("Redis does not answer: {error}")));

@@ -38,7 +38,8 @@ fn client(
         Some(_) => ConnectionAddr::TcpTls { host, port, insecure: false, tls_params: None },
         None => ConnectionAddr::Tcp(host, port),
     };
-    let info = addr.into_connection_info()?.set_redis_settings(redis);
+    // No `CLIENT SETINFO` at connect (see `direct_target` in link.rs).
+    let info = addr.into_connection_info()?.set_redis_settings(redis.set_skip_set_lib_name());
     match tls {
         Some(Some(certificates)) => redis::Client::build_with_tls(info, certificates.clone()),
         _ => redis::Client::open(info),
