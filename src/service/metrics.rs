@@ -21,7 +21,7 @@ pub const BUCKETS: usize = 40;
 /// others share one series (`OTHER_AGENTS`).
 const MAX_AGENT_SERIES: usize = 10_000;
 
-/// The series of the agents past [`MAX_AGENT_SERIES`].
+/// The series of the agents past the 10,000 that get one each.
 pub const OTHER_AGENTS: &str = "(other)";
 
 /// The series of the agents no policy knows: a client chooses their names,

@@ -215,7 +215,7 @@ impl Role {
 }
 
 /// Audit records of answers not yet delivered: written by
-/// [`Service::commit`] before the answers leave.
+/// [`Service::submit`] before the answers leave.
 #[derive(Debug, Default)]
 pub struct AuditBatch {
     records: Vec<record::Encoded>,

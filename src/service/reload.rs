@@ -208,7 +208,7 @@ fn completes_a_change(kind: &notify::EventKind) -> bool {
 }
 
 /// Watches the policy paths and reloads on completed changes (see
-/// [`completes_a_change`]) until the returned guard is dropped. A burst of
+/// `completes_a_change`) until the returned guard is dropped. A burst of
 /// changes within `debounce` causes one reload.
 pub fn watch(service: Arc<Service>, debounce: Duration) -> Result<WatchGuard, notify::Error> {
     let (sender, mut receiver) = mpsc::channel::<()>(1);
