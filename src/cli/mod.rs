@@ -468,9 +468,10 @@ struct RedisFlags {
     /// first line of this file; the URL's password and --redis-password-file are the nodes'.
     #[arg(long)]
     redis_sentinel_password_file: Option<PathBuf>,
-    /// Count a redemption of an approval, or a kill, only once this many of Redis's own
-    /// replicas have it (Redis `WAIT`, within --decision-timeout), so that a failover cannot
-    /// lose it: an unconfirmed redemption is denied, an unconfirmed kill reported. 0 to 16.
+    /// Count a redemption of an approval, a kill or a console sign-out only once this many of
+    /// Redis's own replicas have it (Redis `WAIT`, within --decision-timeout), so that a
+    /// failover cannot lose it: an unconfirmed redemption is denied, an unconfirmed kill or
+    /// sign-out reported. 0 to 16.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
     redis_replicas: u32,
     /// Seconds to wait for Redis at start (it may be starting too): 0 to 600.

@@ -312,7 +312,7 @@ impl Console {
             }
             _ => {
                 // Refused either way: a changed account's session is never used again.
-                if let Err(on_redis::Unavailable(error)) = self.sessions.end(token).await {
+                if let Err(on_redis::Unavailable(error)) = self.sessions.end(token).await.map(drop) {
                     tracing::error!(%error, "the session of a changed account could not be ended");
                 }
                 Ok(None)

@@ -44,6 +44,32 @@ impl RedisScript {
     where
         T: redis::FromRedisValue + Send + 'static,
     {
+        self.invoke(keys, args, false).await.map(|(answer, _)| answer)
+    }
+
+    /// Runs the script, then waits for the Redis replicas the state was
+    /// told to wait for (`--redis-replicas`) to have what it wrote; the
+    /// second part says whether they did, and if not, why.
+    pub(super) async fn run_confirmed<T>(
+        self: &Arc<Self>,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<(T, Result<(), String>), Unavailable>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
+        self.invoke(keys, args, true).await
+    }
+
+    async fn invoke<T>(
+        self: &Arc<Self>,
+        keys: Vec<String>,
+        args: Vec<String>,
+        confirm: bool,
+    ) -> Result<(T, Result<(), String>), Unavailable>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
         let this = Arc::clone(self);
         let ran = tokio::task::spawn_blocking(move || {
             this.pool.with(|connection| {
@@ -54,7 +80,9 @@ impl RedisScript {
                 for arg in &args {
                     call.arg(arg);
                 }
-                call.invoke(connection)
+                let answer = call.invoke(connection)?;
+                let confirmed = if confirm { this.pool.link().confirm(connection)? } else { Ok(()) };
+                Ok((answer, confirmed))
             })
         })
         .await;

@@ -86,6 +86,10 @@ impl Entry {
     }
 }
 
+/// A session ended on the Redis primary that its replicas do not have yet.
+#[derive(Debug)]
+pub struct Unconfirmed(pub String);
+
 /// Why no session could be made.
 #[derive(Debug)]
 pub enum StartError {
@@ -142,15 +146,19 @@ impl Sessions {
         })
     }
 
-    /// Ends the session of `token`.
-    pub async fn end(&self, token: &str) -> Result<(), Unavailable> {
+    /// Ends the session of `token`; on Redis, with `--redis-replicas`,
+    /// once the replicas have that too — else it is ended on the primary
+    /// only, and the answer says why (a failover now could bring it back).
+    pub async fn end(&self, token: &str) -> Result<Option<Unconfirmed>, Unavailable> {
         match &self.kept {
             Kept::Memory(sessions) => {
                 sessions.lock().unwrap_or_else(PoisonError::into_inner).remove(&token_key(token));
-                Ok(())
+                Ok(None)
             }
             Kept::Redis(redis) => {
-                redis.run::<Vec<String>>(vec![redis.key("s:", token)], times("end")).await.map(drop)
+                let keys = vec![redis.key("s:", token)];
+                let (_, confirmed) = redis.run_confirmed::<Vec<String>>(keys, times("end")).await?;
+                Ok(confirmed.err().map(Unconfirmed))
             }
         }
     }
@@ -214,7 +222,7 @@ mod tests {
         let by_csrf = sessions.find(&session.csrf).await.expect("memory answers");
         assert!(by_csrf.is_none(), "the CSRF token is not a session token");
         assert!(sessions.find("").await.expect("memory answers").is_none());
-        sessions.end(&token).await.expect("memory answers");
+        assert!(sessions.end(&token).await.expect("memory answers").is_none(), "nothing to confirm");
         assert!(sessions.find(&token).await.expect("memory answers").is_none());
     }
 

@@ -146,7 +146,7 @@ pub(super) async fn sign_in(
         .record_event_first("console_signin", json!({"by": account.identity().to_string(), "from": from}))
         .await
     {
-        if let Err(super::on_redis::Unavailable(ended)) = console.sessions.end(&token).await {
+        if let Err(super::on_redis::Unavailable(ended)) = console.sessions.end(&token).await.map(drop) {
             tracing::error!(error = %ended, "an unrecorded console session could not be ended");
         }
         return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, error.message));
@@ -168,18 +168,24 @@ pub(super) async fn sign_out(
     Form(Csrf { csrf }): Form<Csrf>,
 ) -> Answer {
     let signed_in = console.changer(&headers, &csrf).await?;
+    let mut record = json!({"by": signed_in.account.identity().to_string()});
     if let Some(token) = console.session_token(&headers) {
         // A sign-out Redis did not take is no sign-out: say so, record nothing.
-        console.sessions.end(token).await.map_err(|super::on_redis::Unavailable(error)| {
+        let ended = console.sessions.end(token).await.map_err(|super::on_redis::Unavailable(error)| {
             tracing::error!(%error, "console sign-out failed: the session cannot be ended");
             Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "You are still signed in: the session cannot be ended now; try again shortly.",
             )
         })?;
+        // Ended on the primary, not yet on the replicas asked for: the
+        // operator is told, as for a kill (a failover could bring it back).
+        if let Some(super::sessions::Unconfirmed(why)) = ended {
+            tracing::warn!(by = %record["by"], %why, "console sign-out not confirmed by Redis's replicas");
+            record["unconfirmed"] = json!(why);
+        }
     }
-    let by = signed_in.account.identity().to_string();
-    console.service.record_event("console_signout", json!({"by": by})).await;
+    console.service.record_event("console_signout", record).await;
     let mut response = Redirect::to("/login").into_response();
     if let Ok(cookie) = console.cookie(None).parse() {
         response.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -107,7 +107,7 @@ impl Console {
         self.server.connect().ask(request)
     }
 
-    fn audit(&self) -> Vec<Value> {
+    pub(crate) fn audit(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.server.dir.path().join("audit.log")).expect("trail");
         text.lines().map(|l| serde_json::from_str(l).expect("record")).collect()
     }

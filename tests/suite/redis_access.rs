@@ -656,4 +656,23 @@ fn with_redis_replicas_asked_for_a_redemption_counts_only_once_a_replica_has_it(
     assert!(answer.to_string().contains("of the 1 Redis replicas"), "{answer}");
     let call = json!({"agent": "bot", "tool": "pay", "session": "k", "args": {"amount": 3}});
     assert_eq!(server.connect().ask(call)["reason_code"], "killed", "in force all the same");
+
+    // A console sign-out the replica has not confirmed: signed out on the
+    // primary, and the trail says the replicas lack it.
+    let console = crate::console::Console::start(POLICY, &["--state", &url, "--redis-replicas", "1"]);
+    let (token, other) = (console.sign_in("alice", "alice-pw"), console.sign_in("bob", "bob-pw"));
+    assert_eq!(console.post("/logout", &other, &[("csrf", &console.csrf(&other))]).status, 303);
+    let csrf = console.csrf(&token);
+    signal("-STOP");
+    let signed_out = console.post("/logout", &token, &[("csrf", &csrf)]);
+    signal("-CONT");
+    assert_eq!(signed_out.status, 303, "{}", signed_out.body);
+    assert_eq!(console.get("/approvals", &token).status, 303, "ended on the primary");
+    let records = console.audit();
+    let signouts: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["kind"] == "console_signout").collect();
+    assert_eq!(signouts.len(), 2, "{signouts:?}");
+    assert!(signouts[0].get("unconfirmed").is_none(), "bob's was confirmed: {:?}", signouts[0]);
+    let why = signouts[1]["unconfirmed"].as_str().unwrap_or_default();
+    assert!(why.contains("of the 1 Redis replicas"), "{:?}", signouts[1]);
 }
