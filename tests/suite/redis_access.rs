@@ -622,8 +622,10 @@ fn with_redis_replicas_asked_for_a_redemption_counts_only_once_a_replica_has_it(
     let (socket, admin_socket) = (dir.path().join("s.sock"), dir.path().join("admin.sock"));
     let url = format!("redis://127.0.0.1:{primary}/0");
     let admin_arg = admin_socket.display().to_string();
+    // A deadline a loaded machine still meets (WAIT gets half of it).
+    let deadline = ["--decision-timeout", "3000"];
     let flags = ["--state", &url, "--redis-replicas", "1", "--admin-socket", &admin_arg];
-    let server = Server::start_in(dir, socket, &flags);
+    let server = Server::start_in(dir, socket, &[&flags[..], &deadline[..]].concat());
     let approved = |amount: u32| {
         let pay = json!({"agent": "bot", "tool": "pay", "session": "r", "args": {"amount": amount}});
         let asked = server.connect().ask(pay.clone());
@@ -659,7 +661,8 @@ fn with_redis_replicas_asked_for_a_redemption_counts_only_once_a_replica_has_it(
 
     // A console sign-out the replica has not confirmed: signed out on the
     // primary, and the trail says the replicas lack it.
-    let console = crate::console::Console::start(POLICY, &["--state", &url, "--redis-replicas", "1"]);
+    let flags = ["--state", &url, "--redis-replicas", "1"];
+    let console = crate::console::Console::start(POLICY, &[&flags[..], &deadline[..]].concat());
     let (token, other) = (console.sign_in("alice", "alice-pw"), console.sign_in("bob", "bob-pw"));
     assert_eq!(console.post("/logout", &other, &[("csrf", &console.csrf(&other))]).status, 303);
     let csrf = console.csrf(&token);
