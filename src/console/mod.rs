@@ -127,7 +127,7 @@ pub fn router(service: Arc<Service>, accounts: AccountBook, tls: bool, trail: Op
     // On Redis, sessions and failed sign-ins are every replica's.
     let (sessions, names, addresses) = match &service.state().redis {
         Some(redis) => {
-            let pool = Arc::new(crate::state::redis::pool::Pool::new(redis.link.clone()));
+            let pool = Arc::clone(&redis.pool);
             (
                 Sessions::shared(Arc::clone(&pool)),
                 Throttle::shared(throttle::FREE_FAILURES, Arc::clone(&pool)),

@@ -170,6 +170,7 @@ impl State {
             Arc::clone(&clock),
         )
         .map_err(failed)?;
+        let pool = approvals.pool();
         Ok(State {
             sessions: Arc::new(sessions),
             kills: Arc::new(kills),
@@ -181,7 +182,7 @@ impl State {
                 address: link.shown().to_owned(),
                 namespace: link.namespace().to_owned(),
                 clock: redis_clock,
-                link,
+                pool,
             })),
         })
     }

@@ -43,7 +43,7 @@ const KEEP_FINISHED_SECS: u64 = 3600;
 pub struct RedisApprovals {
     /// Connections: a call takes one (or connects), and gives it back
     /// when it worked, so that replicas' workers do not wait on each other.
-    pool: Pool,
+    pool: Arc<Pool>,
     script: redis::Script,
     find_script: redis::Script,
     prefix: String,
@@ -80,7 +80,7 @@ impl RedisApprovals {
         clock: Arc<dyn Clock>,
     ) -> Result<RedisApprovals, RedisError> {
         let store = RedisApprovals {
-            pool: Pool::new(link.clone()),
+            pool: Arc::new(Pool::new(link.clone())),
             script: redis::Script::new(SCRIPT),
             find_script: redis::Script::new(FIND),
             prefix: format!("{{{}:approvals}}", link.namespace()),
@@ -91,6 +91,12 @@ impl RedisApprovals {
         };
         store.with(|_| Ok(())).map_err(|e| RedisError(format!("Redis does not answer: {e}")))?;
         Ok(store)
+    }
+
+    /// The connections this store uses, for others on the same Redis (the
+    /// console's sessions and throttle) to share.
+    pub fn pool(&self) -> Arc<Pool> {
+        Arc::clone(&self.pool)
     }
 
     /// Runs `f` on an idle connection, connecting if there is none; a

@@ -78,9 +78,10 @@ pub struct Shared {
     pub namespace: String,
     /// Redis's clock as this replica tells it.
     pub clock: Arc<RedisClock>,
-    /// The link the stores use, for other parts of the replica that share
-    /// state through the same Redis (the console's sign-in throttle).
-    pub link: Link,
+    /// Connections to it (the approvals' own), for other parts of the
+    /// replica that keep state there too (the console's sessions and
+    /// sign-in throttle).
+    pub pool: Arc<pool::Pool>,
 }
 
 impl Shared {
