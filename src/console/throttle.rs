@@ -1,8 +1,9 @@
-//! Who has failed to sign in too often: failed sign-ins by key (a name, or
-//! an address). After `free` failures in a row, each further one makes the
-//! key wait twice as long as the last (1 s, 2 s, …, at most 15 minutes).
+//! Who has failed to sign in too often: sign-in attempts by key (a name, or
+//! an address), each counted as a failure when it is made until a sign-in
+//! forgets them. After `free` in a row, each further one makes the key wait
+//! twice as long as the last (1 s, 2 s, …, at most 15 minutes).
 //!
-//! On a replica whose state is on Redis, the failures are counted in Redis
+//! On a replica whose state is on Redis, the attempts are counted in Redis
 //! (on Redis's clock), so that a load balancer spreading one name's guesses
 //! over N replicas does not give it N times the free failures. Redis that
 //! cannot be asked refuses the sign-in rather than letting it go
@@ -31,7 +32,7 @@ const REMEMBERED: Duration = Duration::from_secs(3600);
 /// The script that counts and reads failures in Redis.
 const SCRIPT: &str = include_str!("throttle.lua");
 
-/// Failed sign-ins by key, in memory or shared through Redis.
+/// Sign-in attempts by key, in memory or shared through Redis.
 #[derive(Debug)]
 pub struct Throttle {
     free: u32,
